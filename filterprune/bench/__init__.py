@@ -1,0 +1,1 @@
+"""Measuring models: MACs/params/seed FLOPs (counting) and latency (latency)."""

@@ -1,0 +1,132 @@
+"""Command line: flags -> config dataclasses -> ``api`` calls. Nothing else lives here.
+
+Every failure a user can cause ends in one line on stderr and exit 2 (usage) or 1 (runtime).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from .errors import FilterpruneError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _common_training(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default=None, help="dataset name (default: cifar10 if found under --data-root, else digits)")
+    p.add_argument("--data-root", default="data", help="folder holding datasets (default: ./data)")
+    p.add_argument("--epochs", type=int, default=10, help="baseline training epochs (0 = untrained model)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.05 sgd, 1e-3 adam)")
+    p.add_argument("--schedule", choices=["step", "cosine"], default="cosine")
+    p.add_argument("--sparsity-reg", type=float, default=0.0,
+                   help="network-slimming L1 strength on BN scales during baseline training")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="filterprune", description="Structured filter pruning with real speedup.")
+    parser.add_argument("--version", action="version", version=f"filterprune {__import__('filterprune').__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    c = sub.add_parser("compress", help="train/load -> prune -> finetune -> ONNX -> benchmark -> report")
+    c.add_argument("model", help="model name (see `filterprune list models`)")
+    c.add_argument("--criterion", required=True, help="channel criterion (see `filterprune list criteria`)")
+    c.add_argument("--sparsity", type=float, required=True, help="fraction of channels to remove, in [0, 1)")
+    _common_training(c)
+    c.add_argument("--checkpoint", default=None, help="dense weights to prune instead of training a baseline")
+    c.add_argument("--finetune-epochs", type=int, default=3)
+    c.add_argument("--finetune-lr", type=float, default=None, help="default: a tenth of the baseline lr")
+    c.add_argument("--scope", choices=["layerwise", "global"], default=None,
+                   help="allocation (default: the criterion's own; slimming is global, others layerwise)")
+    c.add_argument("--round-to", type=int, default=1, help="round kept channels to a multiple of K")
+    c.add_argument("--layer-floor", type=float, default=0.1, help="each layer keeps at least this fraction")
+    c.add_argument("--calib-batches", type=int, default=8, help="batches for data-driven criteria")
+    c.add_argument("--out", default=None, help="output folder (default: runs/<model>-<criterion>-s<sparsity>)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
+    c.add_argument("--no-export", action="store_true", help="skip ONNX export (and onnxruntime timing)")
+    c.add_argument("--no-bench", action="store_true", help="skip the latency benchmark")
+    c.add_argument("--bench-batch-sizes", type=_int_list, default=(1, 32))
+    c.add_argument("--bench-iters", type=int, default=20)
+
+    t = sub.add_parser("train", help="train a dense baseline (cached by its config) and evaluate top-1/top-5")
+    t.add_argument("model")
+    _common_training(t)
+    t.add_argument("--out", default=None, help="folder for model.safetensors + model.json")
+    t.add_argument("--overwrite", action="store_true")
+
+    ls = sub.add_parser("list", help="list registered models, criteria or datasets")
+    ls.add_argument("what", choices=["models", "criteria", "datasets"])
+    return parser
+
+
+def _compress(a) -> None:
+    from .api import CompressConfig, compress
+
+    compress(CompressConfig(
+        model=a.model, criterion=a.criterion, sparsity=a.sparsity, dataset=a.dataset, data_root=a.data_root,
+        checkpoint=a.checkpoint, epochs=a.epochs, finetune_epochs=a.finetune_epochs, batch_size=a.batch_size,
+        optimizer=a.optimizer, lr=a.lr, finetune_lr=a.finetune_lr, schedule=a.schedule,
+        sparsity_reg=a.sparsity_reg, scope=a.scope, round_to=a.round_to, layer_floor=a.layer_floor,
+        calib_batches=a.calib_batches, device=a.device, seed=a.seed, out=a.out, overwrite=a.overwrite,
+        export=not a.no_export, bench=not a.no_bench, bench_batch_sizes=a.bench_batch_sizes,
+        bench_iters=a.bench_iters))
+
+
+def _train(a) -> None:
+    from .api import train_command
+    from .train import TrainConfig
+
+    cfg = TrainConfig(epochs=a.epochs, optimizer=a.optimizer, lr=a.lr, schedule=a.schedule,
+                      batch_size=a.batch_size, sparsity_reg=a.sparsity_reg, seed=a.seed)
+    train_command(a.model, a.dataset, a.data_root, cfg, a.device, a.out, a.overwrite)
+
+
+def _list(a) -> None:
+    from .criteria import CRITERIA
+    from .data import DATASETS
+    from .models import MODELS
+
+    reg = {"models": MODELS, "criteria": CRITERIA, "datasets": DATASETS}[a.what]
+    for name in reg.names():
+        print(f"{name:20s} {reg.help(name)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch_pruning")
+    try:
+        args = build_parser().parse_args(argv)
+        {"compress": _compress, "train": _train, "list": _list}[args.command](args)
+        return 0
+    except FilterpruneError as e:
+        print(f"filterprune: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("filterprune: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # --help / --version
+        return int(e.code or 0)
+    except Exception as e:  # a bug: still one line, the traceback only on request
+        if os.environ.get("FILTERPRUNE_DEBUG"):
+            raise
+        first = str(e).splitlines()[0][:300] if str(e) else ""
+        print(f"filterprune: internal error: {type(e).__name__}: {first} (set FILTERPRUNE_DEBUG=1 for the "
+              "traceback)", file=sys.stderr)
+        return 1

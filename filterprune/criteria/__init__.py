@@ -1,0 +1,54 @@
+"""Channel criteria: each scores the output channels of a dependency group (higher = keep).
+
+A criterion is one file that subclasses ``Criterion`` and registers itself in ``CRITERIA``; the
+pruning pipeline only calls ``prepare`` once and then ``score`` per group, so adding one never
+touches the pipeline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from ..registry import Registry
+
+CRITERIA: Registry = Registry("criterion")
+
+
+@dataclass
+class PruneContext:
+    """What a criterion may use besides the model: data for data-driven scores, a seed for random ones."""
+
+    example_inputs: torch.Tensor
+    data: object | None = None  # filterprune.data.ImageData
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    batch_size: int = 64
+    calib_batches: int = 8
+
+
+class Criterion:
+    """Base class. ``score(group)`` returns one score per root output channel, or None to leave the
+    group unpruned. ``default_scope`` is the allocation the method's paper uses."""
+
+    name = ""
+    default_scope = "layerwise"
+
+    def prepare(self, model: nn.Module, ctx: PruneContext) -> None:
+        """Validate the model and gather statistics before any group is scored."""
+
+    def score(self, group) -> torch.Tensor | None:
+        raise NotImplementedError
+
+
+def root_of(group):
+    """(module, output-channel indices) of the layer whose filters the group removes."""
+    return group[0].dep.target.module, group[0].idxs
+
+
+def make_criterion(name: str, **options) -> Criterion:
+    return CRITERIA.get(name)(**options)
+
+
+from . import l1, magnitude, random, slimming  # noqa: E402,F401  (registration)

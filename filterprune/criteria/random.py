@@ -1,0 +1,15 @@
+"""``random`` — uniformly random channels: the control every comparison needs."""
+import torch
+
+from . import CRITERIA, Criterion
+
+
+@CRITERIA.register("random", help="uniformly random channels (the baseline every study needs)")
+class Random(Criterion):
+    name = "random"
+
+    def prepare(self, model, ctx):
+        self.gen = torch.Generator().manual_seed(ctx.seed)
+
+    def score(self, group):
+        return torch.rand(len(group[0].idxs), generator=self.gen)

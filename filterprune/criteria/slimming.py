@@ -1,0 +1,33 @@
+"""``slimming`` — Liu et al. 2017 network slimming: |gamma| of the BatchNorm that follows the conv.
+
+Scaled by a global threshold across layers by default (the paper's setting), so |gamma| values are
+compared network-wide; sparsity training (``--sparsity-reg``) pushes unimportant gammas to zero first.
+Groups without a BatchNorm are left unpruned; a network without any BatchNorm is refused.
+"""
+import torch
+import torch.nn as nn
+
+from ..errors import UsageError
+from . import CRITERIA, Criterion
+
+
+@CRITERIA.register("slimming", help="|gamma| of the following BatchNorm, global threshold (Liu et al. 2017)")
+class Slimming(Criterion):
+    name = "slimming"
+    default_scope = "global"
+
+    def prepare(self, model, ctx):
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine for m in model.modules()):
+            raise UsageError(f"criterion 'slimming' needs BatchNorm layers; {type(model).__name__} has none "
+                             "(use l1 or magnitude)")
+
+    def score(self, group):
+        n = len(group[0].idxs)
+        total, found = torch.zeros(n), 0
+        for i, (dep, idxs) in enumerate(group):
+            m = dep.target.module
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine and \
+                    dep.handler.__name__ == "prune_out_channels":
+                total.index_add_(0, torch.as_tensor(group[i].root_idxs), m.weight.detach()[idxs].abs().float())
+                found += 1
+        return total / found if found else None

@@ -1,0 +1,84 @@
+"""Dataset registry. Every source is loaded into the same in-memory form (uint8 NCHW tensors + labels),
+so training, calibration and evaluation code never cares where images came from.
+
+Parameterised names: ``npz:PATH`` and ``imagefolder:PATH``. The offline default is ``digits``
+(scikit-learn's bundled handwritten digits), which needs no file and no network.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import UsageError
+from ..registry import Registry
+
+DATASETS: Registry = Registry("dataset", prefixes=("npz:", "imagefolder:"))
+DEFAULT_DATA_ROOT = "data"
+
+
+@dataclass
+class ImageData:
+    """A train/test split held in memory: x uint8 (N, C, H, W), y int64 (N,)."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    class_names: list[str]
+    source: str  # where the images came from, told to the user
+    flip: bool = True  # horizontal flip is a valid augmentation (not for digits)
+    mean: tuple[float, ...] = field(default=())
+    std: tuple[float, ...] = field(default=())
+
+    def __post_init__(self):
+        if self.x_train.dtype != torch.uint8 or self.x_train.ndim != 4:
+            raise UsageError(f"{self.name}: images must be uint8 (N, C, H, W), got "
+                             f"{self.x_train.dtype} {tuple(self.x_train.shape)}")
+        if len(self.x_train) != len(self.y_train) or len(self.x_test) != len(self.y_test):
+            raise UsageError(f"{self.name}: image and label counts differ")
+        self.y_train, self.y_test = self.y_train.long(), self.y_test.long()
+        if not self.mean:  # per-channel statistics of the training split
+            x = self.x_train.float().div_(255)
+            self.mean = tuple(x.mean(dim=(0, 2, 3)).tolist())
+            self.std = tuple(x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def in_channels(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.x_train.shape[-1]
+
+    def describe(self) -> str:
+        return (f"{self.name}: {len(self.x_train)} train / {len(self.x_test)} test images, "
+                f"{self.in_channels}x{self.image_size}x{self.image_size}, {self.num_classes} classes "
+                f"({self.source})")
+
+
+def load_dataset(name: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> ImageData:
+    loader = DATASETS.get(name)
+    _, arg = DATASETS.split(name)
+    root = Path(data_root)
+    return loader(Path(arg)) if arg is not None else loader(root)
+
+
+def resolve_default_dataset(data_root: str | Path) -> tuple[str, str | None]:
+    """The dataset used when none is named: CIFAR-10 if it is under the data root, else the embedded one."""
+    from .torchvision_sets import find_local
+
+    if find_local("cifar10", Path(data_root)) is not None:
+        return "cifar10", None
+    return "digits", (f"no CIFAR-10 under {data_root!s}/ (cifar-10-batches-py or cifar10*.npz); using the "
+                      "embedded scikit-learn digits dataset instead (pass --dataset/--data-root to choose)")
+
+
+from . import embedded, files, synthetic, torchvision_sets  # noqa: E402,F401  (registration)
+from .loader import make_loader  # noqa: E402,F401

@@ -1,0 +1,86 @@
+"""Datasets from the user's own files: ``npz:PATH`` arrays and ``imagefolder:PATH`` class folders."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UsageError
+from . import DATASETS, ImageData
+
+IMAGEFOLDER_SIZE = 32
+NPZ_TEST_FRACTION = 0.2
+
+
+def _nchw(a: np.ndarray, path: Path) -> torch.Tensor:
+    if a.dtype != np.uint8:
+        raise UsageError(f"{path}: images must be uint8, got {a.dtype}")
+    if a.ndim == 3:  # (N, H, W) greyscale
+        a = a[:, None]
+    elif a.ndim == 4 and a.shape[-1] in (1, 3) and a.shape[1] not in (1, 3):  # NHWC
+        a = a.transpose(0, 3, 1, 2)
+    if a.ndim != 4 or a.shape[1] not in (1, 3) or a.shape[2] != a.shape[3]:
+        raise UsageError(f"{path}: expected square images shaped (N, C, H, W) with C in 1 or 3, got {a.shape}")
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def read_npz(path: Path, name: str) -> ImageData:
+    """Arrays x_train/y_train/x_test/y_test (as in ../shared/data/cifar10_mini.npz), or x/y, which are
+    split 80/20 with a fixed seed (as for mnist_test.npz). Optional label_names."""
+    if not path.is_file():
+        raise UsageError(f"npz file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as e:  # zip errors, truncated files, pickled object arrays
+        raise UsageError(f"{path}: not a readable npz archive ({type(e).__name__}: {e})") from None
+    if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
+        xtr, ytr = _nchw(arrays["x_train"], path), torch.from_numpy(arrays["y_train"].astype(np.int64))
+        xte, yte = _nchw(arrays["x_test"], path), torch.from_numpy(arrays["y_test"].astype(np.int64))
+    elif {"x", "y"} <= arrays.keys():
+        x, y = _nchw(arrays["x"], path), torch.from_numpy(arrays["y"].astype(np.int64))
+        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+        n_test = int(len(y) * NPZ_TEST_FRACTION)
+        xte, yte, xtr, ytr = x[perm[:n_test]], y[perm[:n_test]], x[perm[n_test:]], y[perm[n_test:]]
+    else:
+        raise UsageError(f"{path}: needs arrays x_train, y_train, x_test, y_test (or x, y); has {sorted(arrays)}")
+    n_classes = int(max(ytr.max(), yte.max())) + 1
+    names = [str(s) for s in arrays["label_names"]] if "label_names" in arrays else [str(i) for i in range(n_classes)]
+    return ImageData(name, xtr, ytr, xte, yte, names, source=str(path), flip=xtr.shape[1] == 3)
+
+
+@DATASETS.register("npz:", help="npz:PATH with x_train/y_train/x_test/y_test (uint8 NCHW) or x/y")
+def npz(path: Path) -> ImageData:
+    return read_npz(path, f"npz:{path}")
+
+
+@DATASETS.register("imagefolder:", help="imagefolder:PATH with PATH/train/<class>/* and PATH/test|val/<class>/*")
+def imagefolder(path: Path) -> ImageData:
+    from PIL import Image
+
+    if not path.is_dir():
+        raise UsageError(f"image folder not found: {path}")
+    test_dir = next((path / d for d in ("test", "val") if (path / d).is_dir()), None)
+    if not (path / "train").is_dir() or test_dir is None:
+        raise UsageError(f"{path}: needs train/ and test/ (or val/) subfolders, one folder per class")
+    classes = sorted(d.name for d in (path / "train").iterdir() if d.is_dir())
+    if not classes:
+        raise UsageError(f"{path}/train has no class folders")
+
+    def read(split_dir: Path):
+        xs, ys = [], []
+        for label, cls in enumerate(classes):
+            for f in sorted((split_dir / cls).glob("*")) if (split_dir / cls).is_dir() else []:
+                try:
+                    img = Image.open(f).convert("RGB").resize((IMAGEFOLDER_SIZE, IMAGEFOLDER_SIZE))
+                except OSError:
+                    continue  # not an image
+                xs.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
+                ys.append(label)
+        if not xs:
+            raise UsageError(f"{split_dir}: no readable images")
+        return torch.stack(xs), torch.tensor(ys)
+
+    (xtr, ytr), (xte, yte) = read(path / "train"), read(test_dir)
+    return ImageData(f"imagefolder:{path}", xtr, ytr, xte, yte, classes, source=str(path))

@@ -1,0 +1,49 @@
+"""Batches for training and evaluation, with the seed study's augmentations
+(random crop with 4-pixel padding, horizontal flip where it makes sense, small random rotation)."""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from . import ImageData
+
+ROTATION_DEGREES = 15
+
+
+class _Split(Dataset):
+    def __init__(self, x, y, mean, std, augment: bool, flip: bool):
+        self.x, self.y = x, y
+        ops = []
+        if augment:
+            ops += [v2.RandomCrop(x.shape[-1], padding=x.shape[-1] // 8)]
+            if flip:
+                ops.append(v2.RandomHorizontalFlip())
+            ops.append(v2.RandomRotation(ROTATION_DEGREES))
+        ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+        self.transform = v2.Compose(ops)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.transform(self.x[i]), self.y[i]
+
+
+def make_loader(data: ImageData, split: str, batch_size: int, augment: bool = False,
+                shuffle: bool | None = None, seed: int = 0, limit: int | None = None) -> DataLoader:
+    """A DataLoader over ``split`` ('train' or 'test'); ``limit`` keeps the first N images."""
+    x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    ds = _Split(x, y, data.mean, data.std, augment, data.flip)
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=(split == "train") if shuffle is None else shuffle,
+                      generator=gen, num_workers=0)
+
+
+def normalize(x_uint8: torch.Tensor, data: ImageData) -> torch.Tensor:
+    """Test-time preprocessing of a uint8 batch, identical to the loader's."""
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    return (x_uint8.float() / 255 - mean) / std

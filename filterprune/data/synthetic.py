@@ -1,0 +1,13 @@
+"""Random images with random labels: shapes only, for structure and speed checks (accuracy means nothing)."""
+import torch
+
+from . import DATASETS, ImageData
+
+
+@DATASETS.register("synthetic", help="random 3x32x32 images, 10 classes (shapes only; no learnable signal)")
+def synthetic(root, n_train=512, n_test=128, size=32, classes=10) -> ImageData:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n_train + n_test, 3, size, size), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, classes, (n_train + n_test,), generator=g)
+    return ImageData("synthetic", x[:n_train], y[:n_train], x[n_train:], y[n_train:],
+                     [str(i) for i in range(classes)], source="random pixels")

@@ -1,0 +1,162 @@
+"""Checkpoints without pickle: ``<stem>.safetensors`` (weights) + ``<stem>.json`` (architecture, pruning
+history, preprocessing). Loading rebuilds the dense model, replays the pruning history through the
+dependency graph, then loads the weights strictly, so the result is exactly the saved network.
+
+A dense model is the same format with an empty history. Foreign ``.pt/.pth`` state dicts load with
+``torch.load(weights_only=True)``, which refuses to run pickled code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import RunError, UsageError
+from ..models import ModelSpec, build_model
+from .graph import build_graph
+
+FORMAT = "filterprune/1"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def temp_path(path: Path) -> tuple[int, str]:
+    """A temporary file beside ``path`` with normal (umask) permissions, for write-then-rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, then rename: a killed run never leaves a torn file."""
+    fd, tmp = temp_path(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def save(model: nn.Module, path: Path, spec: ModelSpec, history: list | None = None, meta: dict | None = None) -> None:
+    """Write ``path.with_suffix('.safetensors')`` and ``.json``; ``meta`` is free-form (JSON-safe)."""
+    path = Path(path).with_suffix("")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = temp_path(path)
+    os.close(fd)
+    try:
+        save_file(state, tmp)
+        os.replace(tmp, path.with_suffix(".safetensors"))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    atomic_write_json(path.with_suffix(".json"), {"format": FORMAT, "model": spec.to_dict(),
+                                                   "history": history or [], "meta": meta or {}})
+
+
+def _find_json(path: Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        for stem in ("pruned", "model"):
+            if (path / f"{stem}.json").is_file():
+                return path / f"{stem}.json"
+        raise UsageError(f"{path}: no pruned.json or model.json in this folder")
+    if path.suffix == ".safetensors" and path.with_suffix(".json").is_file():
+        return path.with_suffix(".json")
+    if path.suffix == ".json" and path.is_file():
+        return path
+    raise UsageError(f"not a filterprune checkpoint: {path} (expected a run folder, X.json or X.safetensors with X.json)")
+
+
+def read_meta(path: Path) -> dict:
+    """The validated JSON side of a checkpoint."""
+    jpath = _find_json(path)
+    try:
+        doc = json.loads(jpath.read_text())
+    except (OSError, ValueError) as e:
+        raise RunError(f"{jpath}: unreadable checkpoint description ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise RunError(f"{jpath}: not a {FORMAT} checkpoint description")
+    hist = doc.get("history")
+    if not isinstance(hist, list) or not all(
+            isinstance(h, list) and len(h) == 3 and isinstance(h[0], str) and isinstance(h[1], bool)
+            and isinstance(h[2], list) and all(isinstance(i, int) for i in h[2]) for h in hist):
+        raise RunError(f"{jpath}: malformed pruning history")
+    try:
+        doc["spec"] = ModelSpec.from_dict(doc["model"])
+    except (KeyError, TypeError, ValueError):
+        raise RunError(f"{jpath}: malformed model description") from None
+    doc["path"] = jpath
+    return doc
+
+
+def load(path: str | Path) -> nn.Module:
+    """Rebuild a saved (pruned or dense) model exactly: a run folder, X.json or X.safetensors."""
+    doc = read_meta(Path(path))
+    spec: ModelSpec = doc["spec"]
+    model = build_model(spec)
+    if doc["history"]:
+        DG = build_graph(model, torch.randn(1, spec.in_channels, spec.image_size, spec.image_size))
+        try:
+            DG.load_pruning_history(doc["history"])
+        except (AttributeError, IndexError, RuntimeError) as e:
+            raise RunError(f"{doc['path']}: pruning history does not fit {spec.name} ({e})") from None
+    state = read_state_dict(doc["path"].with_suffix(".safetensors"))
+    load_weights(model, state, str(doc["path"].with_suffix(".safetensors")))
+    return model.eval()
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from .safetensors, or from .pt/.pth via torch.load(weights_only=True) (no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"checkpoint not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RunError(f"{path}: unreadable or unsafe checkpoint ({msg[:200]})") from None
+    except Exception as e:  # unpickling refused by weights_only, truncated zip, ...
+        raise RunError(f"{path}: unreadable or unsafe checkpoint ({type(e).__name__})") from None
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise RunError(f"{path}: does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load with a message that names the differing keys or shapes (architecture mismatch)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and state[k].shape != own[k].shape]
+    if missing or extra or shapes:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", extra), ("shape", shapes)):
+            if items:
+                parts.append(f"{len(items)} {label} (e.g. {', '.join(items[:3])})")
+        raise UsageError(f"{source} does not match the {type(model).__name__} architecture: {'; '.join(parts)}")
+    model.load_state_dict(state, strict=True)
