@@ -187,6 +187,7 @@ def compress(cfg: CompressConfig) -> Path:
     data = load_data(cfg.dataset, cfg.data_root)
     spec = spec_for(cfg.model, data)
     input_shape = (spec.in_channels, spec.image_size, spec.image_size)
+    criterion.check(build_model(spec))  # fail before any training
     timings: dict[str, float] = {}
     t = time.perf_counter()
 

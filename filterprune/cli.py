@@ -33,7 +33,7 @@ def _common_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=10, help="baseline training epochs (0 = untrained model)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.05 sgd, 1e-3 adam)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.02 sgd, 1e-3 adam)")
     p.add_argument("--schedule", choices=["step", "cosine"], default="cosine")
     p.add_argument("--sparsity-reg", type=float, default=0.0,
                    help="network-slimming L1 strength on BN scales during baseline training")

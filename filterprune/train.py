@@ -18,7 +18,7 @@ from tqdm import tqdm
 from .data import ImageData, make_loader
 from .errors import RunError, UsageError
 
-DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
+DEFAULT_LR = {"sgd": 0.02, "adam": 1e-3}
 
 
 @dataclass(frozen=True)

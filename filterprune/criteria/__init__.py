@@ -35,8 +35,11 @@ class Criterion:
     name = ""
     default_scope = "layerwise"
 
+    def check(self, model: nn.Module) -> None:
+        """Raise UsageError if this criterion cannot apply to the architecture (called before training)."""
+
     def prepare(self, model: nn.Module, ctx: PruneContext) -> None:
-        """Validate the model and gather statistics before any group is scored."""
+        """Gather statistics (data-driven criteria) before any group is scored."""
 
     def score(self, group) -> torch.Tensor | None:
         raise NotImplementedError

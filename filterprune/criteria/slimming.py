@@ -16,7 +16,7 @@ class Slimming(Criterion):
     name = "slimming"
     default_scope = "global"
 
-    def prepare(self, model, ctx):
+    def check(self, model):
         if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine for m in model.modules()):
             raise UsageError(f"criterion 'slimming' needs BatchNorm layers; {type(model).__name__} has none "
                              "(use l1 or magnitude)")

@@ -41,6 +41,7 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
     before = layer_widths(model)
     DG = build_graph(model, ctx.example_inputs)
     groups = channel_groups(DG, classifier_layers(model, num_classes))
+    criterion.check(model)
     with torch.enable_grad():
         criterion.prepare(model, ctx)
     scored, skipped = [], []
