@@ -109,8 +109,13 @@ def _list(a) -> None:
         print(f"{name:20s} {reg.help(name)}")
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    return f"[filterprune] warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning, module="torch_pruning")
+    warnings.formatwarning = _one_line_warning
     try:
         args = build_parser().parse_args(argv)
         {"compress": _compress, "train": _train, "list": _list}[args.command](args)
