@@ -18,11 +18,12 @@ def cpu_model() -> str:
 
 
 def describe() -> dict:
+    from importlib.metadata import version
+
     import onnxruntime
-    import torch_pruning
 
     info = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__, "torch_pruning": torch_pruning.__version__,
+            "onnxruntime": onnxruntime.__version__, "torch_pruning": version("torch-pruning"),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     return info
