@@ -23,7 +23,7 @@ from .data import DATASETS, DEFAULT_DATA_ROOT, ImageData, load_dataset, resolve_
 from .errors import UsageError
 from .models import MODELS, ModelSpec, build_model
 from .onnx_export import check_parity, export_onnx
-from .prune import PlanConfig, prune
+from .prune import PlanConfig, prune_in_steps
 from .prune import checkpoint as ckpt
 from .report import write_report
 from .train import TrainConfig, evaluate, resolve_device, train
@@ -41,7 +41,7 @@ def cache_dir() -> Path:
 class CompressConfig:
     model: str
     criterion: str
-    sparsity: float
+    sparsity: float | None = None  # None: --target-macs decides
     dataset: str | None = None  # None: CIFAR-10 if under data_root, else the embedded digits
     data_root: str = DEFAULT_DATA_ROOT
     checkpoint: str | None = None
@@ -57,6 +57,9 @@ class CompressConfig:
     round_to: int = 1
     layer_floor: float = 0.1
     calib_batches: int = 8
+    target_macs: float | None = None  # prune until MACs <= this fraction of dense (instead of --sparsity)
+    steps: int = 1  # prune -> finetune cycles that reach the target gradually
+    sparsity_epochs: int = 0  # slimming sparsity training of a given --checkpoint before pruning
     device: str = "auto"
     seed: int = 0
     out: str | None = None
@@ -72,8 +75,17 @@ class CompressConfig:
         CRITERIA.get(self.criterion)
         if self.dataset is not None:
             DATASETS.get(self.dataset)
-        PlanConfig(self.sparsity, self.scope or "layerwise", self.round_to, self.layer_floor)
+        if (self.sparsity is None) == (self.target_macs is None):
+            raise UsageError("give exactly one of --sparsity or --target-macs")
+        self.plan_config(self.scope or "layerwise")
         self.baseline_config()
+        if self.steps < 1:
+            raise UsageError(f"--steps must be >= 1, got {self.steps}")
+        if self.sparsity_epochs < 0:
+            raise UsageError(f"--sparsity-epochs must be >= 0, got {self.sparsity_epochs}")
+        if self.sparsity_epochs and (self.checkpoint is None or not self.sparsity_reg):
+            raise UsageError("--sparsity-epochs trains a given --checkpoint with --sparsity-reg > 0 (without "
+                             "--checkpoint, --sparsity-reg already acts while the baseline trains)")
         if self.finetune_epochs < 0:
             raise UsageError(f"--finetune-epochs must be >= 0, got {self.finetune_epochs}")
         if self.checkpoint is not None and not Path(self.checkpoint).exists():
@@ -82,6 +94,9 @@ class CompressConfig:
             raise UsageError("benchmark batch sizes and iterations must be >= 1")
         if self.calib_batches < 1:
             raise UsageError(f"--calib-batches must be >= 1, got {self.calib_batches}")
+
+    def plan_config(self, scope: str) -> PlanConfig:
+        return PlanConfig(self.sparsity or 0.0, scope, self.round_to, self.layer_floor, self.target_macs)
 
     def baseline_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, optimizer=self.optimizer, lr=self.lr, schedule=self.schedule,
@@ -153,7 +168,8 @@ def load_checkpoint_into(spec: ModelSpec, path: str) -> nn.Module:
 
 # ------------------------------------------------------------------------------------------- outputs
 def _default_out(cfg: CompressConfig) -> Path:
-    stem = Path("runs") / f"{cfg.model.replace(':', '-')}-{cfg.criterion}-s{cfg.sparsity:g}"
+    target = f"s{cfg.sparsity:g}" if cfg.sparsity is not None else f"m{cfg.target_macs:g}"
+    stem = Path("runs") / f"{cfg.model.replace(':', '-')}-{cfg.criterion}-{target}"
     out, i = stem, 2
     while out.exists():
         out, i = stem.with_name(f"{stem.name}-{i}"), i + 1
@@ -183,7 +199,7 @@ def compress(cfg: CompressConfig) -> Path:
     out = _resolve_out(cfg)
     criterion = make_criterion(cfg.criterion)
     scope = cfg.scope or criterion.default_scope
-    plan = PlanConfig(cfg.sparsity, scope, cfg.round_to, cfg.layer_floor)
+    plan = cfg.plan_config(scope)
     data = load_data(cfg.dataset, cfg.data_root)
     spec = spec_for(cfg.model, data)
     input_shape = (spec.in_channels, spec.image_size, spec.image_size)
@@ -200,6 +216,11 @@ def compress(cfg: CompressConfig) -> Path:
     if cfg.checkpoint:
         dense = load_checkpoint_into(spec, cfg.checkpoint)
         baseline = {"checkpoint": str(cfg.checkpoint)}
+        if cfg.sparsity_epochs:
+            sparsity_cfg = replace(cfg.baseline_config(), epochs=cfg.sparsity_epochs)
+            say(f"sparsity training: {cfg.sparsity_epochs} epochs, lambda {cfg.sparsity_reg:g} on BN scales")
+            baseline["sparsity_training"] = {"config": sparsity_cfg.to_dict(), "history": train(
+                dense.to(device), data, sparsity_cfg, device, desc="sparsity")}
     else:
         dense, baseline = train_baseline(spec, data, cfg.baseline_config(), device)
     dense = dense.to(device)
@@ -209,11 +230,19 @@ def compress(cfg: CompressConfig) -> Path:
     pruned = copy.deepcopy(dense).cpu()
     ctx = PruneContext(example_inputs=torch.randn(1, *input_shape), data=data, device=device, seed=cfg.seed,
                        batch_size=cfg.batch_size, calib_batches=cfg.calib_batches)
-    say(f"prune: {cfg.criterion}, sparsity {cfg.sparsity:g}, {scope}, round_to {cfg.round_to}")
-    result = prune(pruned, criterion, plan, ctx, spec.num_classes)
+    target = f"sparsity {cfg.sparsity:g}" if cfg.sparsity is not None else f"MACs <= {cfg.target_macs:g} x dense"
+    say(f"prune: {cfg.criterion}, {target}, {scope}, round_to {cfg.round_to}, {cfg.steps} step(s)")
+    ft = cfg.finetune_config()
+    step_histories = []
+
+    def finetune_between(model: nn.Module, i: int) -> None:
+        step_histories.append(train(model.to(device), data, ft, device, desc=f"finetune {i}/{cfg.steps}")
+                              if ft.epochs else [])
+        model.cpu()
+
+    result = prune_in_steps(pruned, criterion, plan, ctx, spec.num_classes, cfg.steps, finetune_between)
     lap("prune")
     pruned = pruned.to(device)
-    ft = cfg.finetune_config()
     finetune_history = train(pruned, data, ft, device, desc="finetune") if ft.epochs else []
     pruned_acc = evaluate(pruned, data, device)
     lap("finetune")
@@ -225,7 +254,7 @@ def compress(cfg: CompressConfig) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        meta = {"criterion": cfg.criterion, "sparsity": cfg.sparsity, "scope": scope,
+        meta = {"criterion": cfg.criterion, "sparsity": result.sparsity, "scope": scope,
                 "dataset": data.name, "mean": list(data.mean), "std": list(data.std),
                 "class_names": data.class_names, "version": __version__}
         ckpt.save(pruned, staging / "pruned", spec, result.history, meta)
@@ -249,7 +278,8 @@ def compress(cfg: CompressConfig) -> Path:
                                    warmup=cfg.bench_warmup, iters=cfg.bench_iters)
             lap("bench")
         report = {
-            "model": spec.name, "criterion": cfg.criterion, "sparsity": cfg.sparsity, "scope": scope,
+            "model": spec.name, "criterion": cfg.criterion, "sparsity": result.sparsity, "scope": scope,
+            "target_macs": cfg.target_macs, "steps": cfg.steps,
             "round_to": cfg.round_to, "seed": cfg.seed, "device": device.type,
             "dataset": {"name": data.name, "source": data.source, "train": len(data.y_train),
                         "test": len(data.y_test)},
@@ -260,7 +290,8 @@ def compress(cfg: CompressConfig) -> Path:
             "layers": result.layers, "skipped_groups": result.skipped,
             "onnx": onnx_info,
             "latency": latency.pair_rows(rows), "latency_rows": rows,
-            "baseline": baseline, "finetune": {"config": ft.to_dict(), "history": finetune_history},
+            "baseline": baseline, "finetune": {"config": ft.to_dict(), "history": finetune_history,
+                                                      "between_steps": step_histories},
             "timings_s": timings, "machine": machine.describe(), "version": __version__,
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         }

@@ -49,9 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compress", help="train/load -> prune -> finetune -> ONNX -> benchmark -> report")
     c.add_argument("model", help="model name (see `filterprune list models`)")
     c.add_argument("--criterion", required=True, help="channel criterion (see `filterprune list criteria`)")
-    c.add_argument("--sparsity", type=float, required=True, help="fraction of channels to remove, in [0, 1)")
+    c.add_argument("--sparsity", type=float, default=None,
+                   help="fraction of channels to remove, in [0, 1) (or give --target-macs)")
+    c.add_argument("--target-macs", type=float, default=None, metavar="F",
+                   help="prune until MACs <= F x dense, F in (0, 1] (instead of --sparsity)")
+    c.add_argument("--steps", type=int, default=1, help="reach the target in K prune -> finetune cycles")
     _common_training(c)
     c.add_argument("--checkpoint", default=None, help="dense weights to prune instead of training a baseline")
+    c.add_argument("--sparsity-epochs", type=int, default=0,
+                   help="sparsity-train the --checkpoint for N epochs with --sparsity-reg before pruning")
     c.add_argument("--finetune-epochs", type=int, default=3)
     c.add_argument("--finetune-lr", type=float, default=None, help="default: a tenth of the baseline lr")
     c.add_argument("--scope", choices=["layerwise", "global"], default=None,
@@ -85,7 +91,8 @@ def _compress(a) -> None:
         checkpoint=a.checkpoint, epochs=a.epochs, finetune_epochs=a.finetune_epochs, batch_size=a.batch_size,
         optimizer=a.optimizer, lr=a.lr, finetune_lr=a.finetune_lr, schedule=a.schedule,
         sparsity_reg=a.sparsity_reg, scope=a.scope, round_to=a.round_to, layer_floor=a.layer_floor,
-        calib_batches=a.calib_batches, device=a.device, seed=a.seed, out=a.out, overwrite=a.overwrite,
+        calib_batches=a.calib_batches, target_macs=a.target_macs, steps=a.steps,
+        sparsity_epochs=a.sparsity_epochs, device=a.device, seed=a.seed, out=a.out, overwrite=a.overwrite,
         export=not a.no_export, bench=not a.no_bench, bench_batch_sizes=a.bench_batch_sizes,
         bench_iters=a.bench_iters))
 

@@ -30,10 +30,12 @@ class PruneContext:
 
 class Criterion:
     """Base class. ``score(group)`` returns one score per root output channel, or None to leave the
-    group unpruned. ``default_scope`` is the allocation the method's paper uses."""
+    group unpruned. ``default_scope`` is the allocation the method's paper uses. A ``sequential`` criterion
+    measures the network as pruned so far: groups are scored and pruned one by one in execution order."""
 
     name = ""
     default_scope = "layerwise"
+    sequential = False
 
     def check(self, model: nn.Module) -> None:
         """Raise UsageError if this criterion cannot apply to the architecture (called before training)."""
@@ -54,4 +56,4 @@ def make_criterion(name: str, **options) -> Criterion:
     return CRITERIA.get(name)(**options)
 
 
-from . import l1, magnitude, random, slimming  # noqa: E402,F401  (registration)
+from . import greedy, l1, magnitude, random, slimming  # noqa: E402,F401  (registration)

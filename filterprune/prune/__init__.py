@@ -1,4 +1,5 @@
-"""Structured pruning: dependency graph (graph), how many channels each group keeps (plan), removal
-(shrink), and the pickle-free pruned checkpoint (checkpoint)."""
+"""Structured pruning: dependency graph (graph), how many channels each group keeps (plan, target),
+removal (shrink), iterative schedules (iterative), and the pickle-free pruned checkpoint (checkpoint)."""
+from .iterative import prune_in_steps  # noqa: F401
 from .plan import PlanConfig  # noqa: F401
 from .shrink import PruneResult, prune  # noqa: F401

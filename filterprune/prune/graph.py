@@ -77,3 +77,23 @@ def channel_groups(DG: tp.DependencyGraph, ignored: list[nn.Module]) -> list[Cha
             continue
         result.append(ChannelGroup(group, root, DG._module2name[root], handler, channels, ch_groups))
     return result
+
+
+@torch.no_grad()
+def execution_order(model: nn.Module, example_inputs: torch.Tensor) -> dict[int, int]:
+    """id(module) -> the order in which a forward pass first calls it (leaf modules only)."""
+    order: dict[int, int] = {}
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+
+    def seen(m, _):
+        order.setdefault(id(m), len(order))  # returns None: a pre-hook's return value would replace the input
+
+    handles = [m.register_forward_pre_hook(seen) for m in leaves]
+    was_training = model.training
+    try:
+        model.eval()(example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return order

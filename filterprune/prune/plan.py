@@ -2,6 +2,8 @@
 
 layerwise: every group keeps ceil((1 - s) * C) (the definition of channel sparsity s).
 global: one score threshold across all groups keeps ceil((1 - s) * total) units network-wide.
+C, total and the floor refer to the *dense* widths (``totals``), so iterative steps that prune an already
+pruned network still aim at the dense-relative target and never let a floor drift down.
 Then a per-layer floor (so no layer collapses) and rounding of kept counts to a multiple of round_to
 (to the nearest multiple, so the achieved sparsity stays near the target; never above C).
 """
@@ -24,8 +26,11 @@ class PlanConfig:
     scope: str = "layerwise"
     round_to: int = 1
     layer_floor: float = 0.1  # each layer keeps at least this fraction of its channels (and >= 1)
+    target_macs: float | None = None  # prune until MACs <= this fraction of dense (sparsity is then found)
 
     def __post_init__(self):
+        if self.target_macs is not None and not (0.0 < self.target_macs <= 1.0):
+            raise UsageError(f"--target-macs must be in (0, 1], got {self.target_macs}")
         if not (0.0 <= self.sparsity < 1.0):
             raise UsageError(f"--sparsity must be in [0, 1), got {self.sparsity}")
         if self.scope not in SCOPES:
@@ -42,21 +47,22 @@ def _round(keep: int, units: int, k: int) -> int:
     return min(units, max(k, int(round(keep / k)) * k))
 
 
-def allocate(scores: list[torch.Tensor], cfg: PlanConfig) -> list[int]:
-    """Units kept per group, given each group's per-unit scores (higher = keep)."""
+def allocate(scores: list[torch.Tensor], cfg: PlanConfig, totals: list[int] | None = None) -> list[int]:
+    """Units kept per group, given each group's per-unit scores (higher = keep) and dense unit counts."""
     units = [len(s) for s in scores]
+    totals = totals or units
     if cfg.scope == "layerwise":
-        keep = [math.ceil((1 - cfg.sparsity) * u - 1e-9) for u in units]
+        keep = [math.ceil((1 - cfg.sparsity) * t - 1e-9) for t in totals]
     else:
         flat = torch.cat([s.float() for s in scores])
-        n_keep = math.ceil((1 - cfg.sparsity) * len(flat) - 1e-9)
+        n_keep = min(len(flat), math.ceil((1 - cfg.sparsity) * sum(totals) - 1e-9))
         kept = torch.zeros(len(flat), dtype=torch.bool)
         kept[torch.argsort(flat, descending=True, stable=True)[:n_keep]] = True
         keep = [int(c.sum()) for c in torch.split(kept, units)]
-    floors = [max(1, math.ceil(cfg.layer_floor * u - 1e-9)) for u in units]
+    floors = [max(1, math.ceil(cfg.layer_floor * t - 1e-9)) for t in totals]
     floored = sum(k < f for k, f in zip(keep, floors))
     if floored:
         warnings.warn(f"{floored} layer(s) would keep less than {cfg.layer_floor:.0%} of their channels; "
                       "kept at the floor (--layer-floor)", stacklevel=2)
     keep = [max(k, f) for k, f in zip(keep, floors)]
-    return [_round(k, u, cfg.round_to) for k, u in zip(keep, units)]
+    return [min(u, _round(k, t, cfg.round_to)) for k, u, t in zip(keep, units, totals)]

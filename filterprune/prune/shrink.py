@@ -1,15 +1,21 @@
-"""Score every group, allocate, and physically remove the chosen channels through the dependency graph."""
+"""Score groups, allocate, and physically remove the chosen channels through the dependency graph.
+
+Two orders: a plain criterion scores every group on the dense model, then allocation decides all kept
+counts at once; a ``sequential`` criterion (greedy) scores and prunes group by group in execution order,
+so each group is measured in the network as pruned so far.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn as nn
 
 from ..criteria import Criterion, PruneContext
-from ..errors import RunError
-from .graph import build_graph, channel_groups, classifier_layers
+from ..errors import RunError, UsageError
+from .graph import build_graph, channel_groups, classifier_layers, execution_order
 from .plan import PlanConfig, allocate
+from .target import CostModel, solve_sparsity
 
 
 @dataclass
@@ -17,6 +23,8 @@ class PruneResult:
     history: list  # torch-pruning pruning history, JSON-safe: [[layer name, is_out, [idxs]], ...]
     layers: list[dict] = field(default_factory=list)  # name, channels_before, channels_after
     skipped: list[str] = field(default_factory=list)  # groups the criterion declined to score
+    sparsity: float = 0.0  # the channel sparsity applied (found by the search under --target-macs)
+    units: dict[str, int] = field(default_factory=dict)  # root layer -> units before this prune
 
 
 def layer_widths(model: nn.Module) -> dict[str, int]:
@@ -34,33 +42,65 @@ def _unit_scores(cg, raw: torch.Tensor) -> torch.Tensor:
     return raw.view(cg.ch_groups, -1).mean(0) if cg.ch_groups > 1 else raw
 
 
+def _remove(DG, cg, scores: torch.Tensor, keep: int) -> None:
+    drop = torch.argsort(scores, stable=True)[: cg.units - keep]
+    if len(drop) == 0:
+        return
+    idxs = torch.cat([drop + g * cg.units for g in range(cg.ch_groups)]).sort().values.tolist()
+    group = DG.get_pruning_group(cg.root, cg.handler, idxs)
+    if DG.check_pruning_group(group):
+        group.prune()
+
+
 @torch.no_grad()
-def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneContext,
-          num_classes: int) -> PruneResult:
-    """Prune ``model`` in place; returns the replayable history and per-layer widths."""
+def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneContext, num_classes: int,
+          dense_units: dict[str, int] | None = None, dense_macs: int | None = None) -> PruneResult:
+    """Prune ``model`` in place; returns the replayable history and per-layer widths.
+
+    ``dense_units`` / ``dense_macs`` describe the unpruned network when ``model`` is already pruned
+    (iterative steps), so sparsity, floors and --target-macs stay relative to the dense model.
+    """
     before = layer_widths(model)
     DG = build_graph(model, ctx.example_inputs)
     groups = channel_groups(DG, classifier_layers(model, num_classes))
     criterion.check(model)
+    if criterion.sequential and plan.scope == "global":
+        raise UsageError(f"criterion '{criterion.name}' measures each layer in the network pruned so far, so its "
+                         "scores are not comparable across layers: use --scope layerwise")
     with torch.enable_grad():
         criterion.prepare(model, ctx)
-    scored, skipped = [], []
-    for cg in groups:
-        raw = criterion.score(cg.group)
-        if raw is None:
-            skipped.append(cg.root_name)
-        else:
-            scored.append((cg, _unit_scores(cg, raw)))
-    keep = allocate([s for _, s in scored], plan)
-    for (cg, scores), k in zip(scored, keep):
-        drop = torch.argsort(scores, stable=True)[: cg.units - k]
-        if len(drop) == 0:
-            continue
-        idxs = torch.cat([drop + g * cg.units for g in range(cg.ch_groups)]).sort().values.tolist()
-        group = DG.get_pruning_group(cg.root, cg.handler, idxs)
-        if DG.check_pruning_group(group):
-            group.prune()
+    skipped = []
+    if criterion.sequential:
+        order = execution_order(model, ctx.example_inputs)
+        groups.sort(key=lambda cg: min(order.get(id(d.target.module), len(order)) for d, _ in cg.group
+                                       if d.handler.__name__ == "prune_out_channels"))
+        scored = [(cg, torch.zeros(cg.units)) for cg in groups]  # layerwise counts do not depend on scores
+    else:
+        scored = []
+        for cg in groups:
+            raw = criterion.score(cg.group)
+            if raw is None:
+                skipped.append(cg.root_name)
+            else:
+                scored.append((cg, _unit_scores(cg, raw)))
+    units = {cg.root_name: cg.units for cg, _ in scored}
+    totals = [(dense_units or units).get(cg.root_name, cg.units) for cg, _ in scored]
+    if plan.target_macs is not None:
+        cost = CostModel(model, ctx.example_inputs, scored)
+        plan = replace(plan, sparsity=solve_sparsity(cost, plan, totals, plan.target_macs * (dense_macs or cost.current)))
+    if criterion.sequential:
+        for (cg, _), total in zip(scored, totals):
+            raw = criterion.score(DG.get_pruning_group(cg.root, cg.handler, list(range(cg.channels))))
+            if raw is None:
+                skipped.append(cg.root_name)
+                continue
+            scores = _unit_scores(cg, raw)
+            _remove(DG, cg, scores, allocate([scores], plan, [total])[0])
+    else:
+        keep = allocate([s for _, s in scored], plan, totals)
+        for (cg, scores), k in zip(scored, keep):
+            _remove(DG, cg, scores, k)
     after = layer_widths(model)
     layers = [{"name": n, "channels_before": c, "channels_after": after[n]} for n, c in before.items()]
     history = [[name, bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in DG.pruning_history()]
-    return PruneResult(history=history, layers=layers, skipped=skipped)
+    return PruneResult(history=history, layers=layers, skipped=skipped, sparsity=plan.sparsity, units=units)
