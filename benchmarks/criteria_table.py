@@ -5,7 +5,9 @@ with the same budget; accuracy as mean ± std over seeds, params and MACs. Regen
 benchmarks/criteria_table/{table.md,table.csv,config.json} with one command (resumable: finished runs
 under --runs are reused):
 
-    PYTHONPATH=$PWD python benchmarks/criteria_table.py --data-root ../shared/data
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/criteria_table.py --data-root ../shared/data
+
+(one thread: on a shared 2-core machine, two OpenMP threads per process stall each other.)
 """
 from __future__ import annotations
 
@@ -80,7 +82,8 @@ def main(argv=None) -> None:
         lines.append(f"| {crit} | {rs[0]['scope']} | {pm([r['pruned_top1'] for r in rs])} | "
                      f"{' / '.join(f'{v:,}' for v in params)} | {' / '.join(f'{v:,}' for v in macs)} | "
                      f"{statistics.median(r['prune_s'] for r in rs):.2f} |")
-    command = "PYTHONPATH=$PWD python benchmarks/criteria_table.py " + " ".join(argv or sys.argv[1:])
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    command = f"{threads}PYTHONPATH=$PWD python benchmarks/criteria_table.py " + " ".join(argv or sys.argv[1:])
     config = {"command": command, "model": a.model, "dataset": "cifar10 (cifar10_mini.npz, 5,085/1,017 real images)",
               "sparsity": a.sparsity, "seeds": seeds, "baseline_epochs": a.epochs,
               "finetune_epochs": a.finetune_epochs, "criteria": criteria, "export": False, "bench": False,

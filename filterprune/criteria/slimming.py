@@ -31,3 +31,12 @@ class Slimming(Criterion):
                 total.index_add_(0, torch.as_tensor(group[i].root_idxs), m.weight.detach()[idxs].abs().float())
                 found += 1
         return total / found if found else None
+
+
+def small_gamma_share(model: nn.Module, threshold: float = 1e-2) -> float:
+    """Fraction of BatchNorm scales with |gamma| < threshold: what sparsity training is meant to raise."""
+    gammas = [m.weight.detach().abs().flatten() for m in model.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
+    if not gammas:
+        return 0.0
+    return float((torch.cat(gammas) < threshold).float().mean())
