@@ -83,7 +83,7 @@ def main(argv=None) -> None:
     md = [f"# Sparsity training of {a.model} on real CIFAR-10 (subset)", "", f"Command: `{command}`", "",
           f"{a.epochs} epochs from the same initialisation (seed {a.seed}), SGD lr {a.lr} cosine; λ·sign(γ) added "
           "to every BN scale gradient. Top-1 on the 1,017 test images.", "",
-          "| λ | share |γ| < 1e-2 | share |γ| < 1e-1 | median |γ| | top-1 % |", "|---:|---:|---:|---:|---:|",
+          "| λ | share of abs(γ) < 1e-2 | share of abs(γ) < 1e-1 | median abs(γ) | top-1 % |", "|---:|---:|---:|---:|---:|",
           *[f"| {r['lambda']:g} | {100 * r['share_below_1e-2']:.1f}% | {100 * r['share_below_1e-1']:.1f}% | "
             f"{r['median_abs_gamma']:.4f} | {100 * r['top1']:.2f} |" for r in rows], "",
           "![share of small BN scales](gamma_share.png)", "",

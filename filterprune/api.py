@@ -86,6 +86,9 @@ class CompressConfig:
         if self.sparsity_epochs and (self.checkpoint is None or not self.sparsity_reg):
             raise UsageError("--sparsity-epochs trains a given --checkpoint with --sparsity-reg > 0 (without "
                              "--checkpoint, --sparsity-reg already acts while the baseline trains)")
+        if self.checkpoint is not None and self.sparsity_reg and not self.sparsity_epochs:
+            raise UsageError("--sparsity-reg with --checkpoint needs --sparsity-epochs N (the sparsity training "
+                             "of the given model before pruning)")
         if self.finetune_epochs < 0:
             raise UsageError(f"--finetune-epochs must be >= 0, got {self.finetune_epochs}")
         if self.checkpoint is not None and not Path(self.checkpoint).exists():

@@ -93,6 +93,7 @@ def test_steps_with_target_macs_end_under_the_target():
     (["--sparsity", "0.4", "--steps", "0"], "--steps must be >= 1"),
     (["--sparsity", "0.4", "--sparsity-epochs", "2", "--sparsity-reg", "1e-4"], "--sparsity-epochs trains a given"),
     (["--sparsity", "0.4", "--scope", "global", "--criterion", "greedy"], "use --scope layerwise"),
+    (["--sparsity", "0.4", "--checkpoint", __file__, "--sparsity-reg", "1e-4"], "needs --sparsity-epochs N"),
 ])
 def test_bad_allocation_input_is_one_line_exit_2(tmp_path, capsys, args, needle):
     import re
