@@ -27,6 +27,10 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
 def _common_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="dataset name (default: cifar10 if found under --data-root, else digits)")
     p.add_argument("--data-root", default="data", help="folder holding datasets (default: ./data)")
@@ -72,6 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="folder for model.safetensors + model.json")
     t.add_argument("--overwrite", action="store_true")
 
+    b = sub.add_parser("bench", help="latency, throughput and memory of dense vs pruned (vs masked), side by side")
+    b.add_argument("targets", nargs="+", help="compress output folders and/or .onnx files (the first is the baseline)")
+    b.add_argument("--runtime", type=_str_list, default=("torch", "onnxruntime"), help="torch,onnxruntime")
+    b.add_argument("--device", type=_str_list, default=("auto",), help="torch devices: auto, cpu, cuda")
+    b.add_argument("--provider", type=_str_list, default=("auto",),
+                   help="onnxruntime providers: auto (all present), cpu, cuda, tensorrt")
+    b.add_argument("--batch-sizes", type=_int_list, default=(1, 8, 64, 256))
+    b.add_argument("--warmup", type=int, default=5)
+    b.add_argument("--iters", type=int, default=30)
+    b.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
+    b.add_argument("--fp16", action="store_true", help="fp16 autocast on CUDA / TensorRT fp16")
+    b.add_argument("--compile", action="store_true", help="torch.compile the PyTorch models")
+    b.add_argument("--no-memory", action="store_true", help="skip the per-variant CPU peak-RSS probes")
+    b.add_argument("--out", default="bench", help="folder for bench.csv, bench.md, bench.json and plots")
+
     ls = sub.add_parser("list", help="list registered models, criteria or datasets")
     ls.add_argument("what", choices=["models", "criteria", "datasets"])
     return parser
@@ -99,6 +118,18 @@ def _train(a) -> None:
     train_command(a.model, a.dataset, a.data_root, cfg, a.device, a.out, a.overwrite)
 
 
+def _bench(a) -> None:
+    from pathlib import Path
+
+    from .bench.suite import BenchConfig, bench
+
+    cfg = BenchConfig(runtimes=a.runtime, devices=a.device, providers=a.provider, batch_sizes=a.batch_sizes,
+                      warmup=a.warmup, iters=a.iters, threads=a.threads, fp16=a.fp16, compile=a.compile,
+                      memory=not a.no_memory)
+    bench([Path(t) for t in a.targets], cfg, Path(a.out), log=lambda m: print(f"[filterprune] {m}", file=sys.stderr))
+    print(Path(a.out) / "bench.csv")
+
+
 def _list(a) -> None:
     from .criteria import CRITERIA
     from .data import DATASETS
@@ -118,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
     try:
         args = build_parser().parse_args(argv)
-        {"compress": _compress, "train": _train, "list": _list}[args.command](args)
+        {"compress": _compress, "train": _train, "bench": _bench, "list": _list}[args.command](args)
         return 0
     except FilterpruneError as e:
         print(f"filterprune: error: {e}", file=sys.stderr)
