@@ -54,7 +54,9 @@ class CompressConfig:
     schedule: str = "cosine"
     sparsity_reg: float = 0.0
     scope: str | None = None  # None: the criterion's own default
-    round_to: int = 1
+    round_to: int | str = 1  # or "auto" (hardware-aware, measured on target_runtime at target_batch)
+    target_runtime: str = "onnxruntime"
+    target_batch: int = 64
     layer_floor: float = 0.1
     calib_batches: int = 8
     device: str = "auto"
@@ -72,7 +74,7 @@ class CompressConfig:
         CRITERIA.get(self.criterion)
         if self.dataset is not None:
             DATASETS.get(self.dataset)
-        PlanConfig(self.sparsity, self.scope or "layerwise", self.round_to, self.layer_floor)
+        self.plan_config(self.scope or "layerwise")
         self.baseline_config()
         if self.finetune_epochs < 0:
             raise UsageError(f"--finetune-epochs must be >= 0, got {self.finetune_epochs}")
@@ -82,6 +84,9 @@ class CompressConfig:
             raise UsageError("benchmark batch sizes and iterations must be >= 1")
         if self.calib_batches < 1:
             raise UsageError(f"--calib-batches must be >= 1, got {self.calib_batches}")
+
+    def plan_config(self, scope: str) -> PlanConfig:
+        return PlanConfig(self.sparsity, scope, self.round_to, self.layer_floor, self.target_runtime, self.target_batch)
 
     def baseline_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, optimizer=self.optimizer, lr=self.lr, schedule=self.schedule,
@@ -183,7 +188,7 @@ def compress(cfg: CompressConfig) -> Path:
     out = _resolve_out(cfg)
     criterion = make_criterion(cfg.criterion)
     scope = cfg.scope or criterion.default_scope
-    plan = PlanConfig(cfg.sparsity, scope, cfg.round_to, cfg.layer_floor)
+    plan = cfg.plan_config(scope)
     data = load_data(cfg.dataset, cfg.data_root)
     spec = spec_for(cfg.model, data)
     input_shape = (spec.in_channels, spec.image_size, spec.image_size)

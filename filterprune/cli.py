@@ -27,6 +27,15 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def _round_to(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+
+
 def _str_list(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
@@ -60,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--finetune-lr", type=float, default=None, help="default: a tenth of the baseline lr")
     c.add_argument("--scope", choices=["layerwise", "global"], default=None,
                    help="allocation (default: the criterion's own; slimming is global, others layerwise)")
-    c.add_argument("--round-to", type=int, default=1, help="round kept channels to a multiple of K")
+    c.add_argument("--round-to", type=_round_to, default=1,
+                   help="round kept channels to a multiple of K, or 'auto': widths chosen from latencies measured "
+                        "on --target-runtime at --target-batch")
+    c.add_argument("--target-runtime", default="onnxruntime", help="for --round-to auto: onnxruntime, torch, torch:cuda")
+    c.add_argument("--target-batch", type=int, default=64, help="for --round-to auto")
     c.add_argument("--layer-floor", type=float, default=0.1, help="each layer keeps at least this fraction")
     c.add_argument("--calib-batches", type=int, default=8, help="batches for data-driven criteria")
     c.add_argument("--out", default=None, help="output folder (default: runs/<model>-<criterion>-s<sparsity>)")
@@ -104,6 +117,7 @@ def _compress(a) -> None:
         checkpoint=a.checkpoint, epochs=a.epochs, finetune_epochs=a.finetune_epochs, batch_size=a.batch_size,
         optimizer=a.optimizer, lr=a.lr, finetune_lr=a.finetune_lr, schedule=a.schedule,
         sparsity_reg=a.sparsity_reg, scope=a.scope, round_to=a.round_to, layer_floor=a.layer_floor,
+        target_runtime=a.target_runtime, target_batch=a.target_batch,
         calib_batches=a.calib_batches, device=a.device, seed=a.seed, out=a.out, overwrite=a.overwrite,
         export=not a.no_export, bench=not a.no_bench, bench_batch_sizes=a.bench_batch_sizes,
         bench_iters=a.bench_iters))

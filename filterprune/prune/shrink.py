@@ -34,6 +34,22 @@ def _unit_scores(cg, raw: torch.Tensor) -> torch.Tensor:
     return raw.view(cg.ch_groups, -1).mean(0) if cg.ch_groups > 1 else raw
 
 
+def _hardware_aware(model, ctx, plan: PlanConfig, groups, keep: list[int]) -> list[int]:
+    import math
+    import sys
+
+    from .align import LatencyTable, conv_sites, hardware_aware
+
+    sites = conv_sites(model, ctx.example_inputs, groups)
+    table = LatencyTable(plan.target_runtime, plan.target_batch)
+    channels = [cg.channels for cg in groups]
+    floors = [max(1, math.ceil(plan.layer_floor * c - 1e-9)) for c in channels]
+    kept = hardware_aware([k * cg.ch_groups for k, cg in zip(keep, groups)], channels,
+                          [cg.ch_groups == 1 for cg in groups], sites, floors, table,
+                          log=lambda m: print(f"[filterprune] {m}", file=sys.stderr))
+    return [k // cg.ch_groups for k, cg in zip(kept, groups)]
+
+
 @torch.no_grad()
 def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneContext,
           num_classes: int) -> PruneResult:
@@ -52,6 +68,8 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
         else:
             scored.append((cg, _unit_scores(cg, raw)))
     keep = allocate([s for _, s in scored], plan)
+    if plan.round_to == "auto":
+        keep = _hardware_aware(model, ctx, plan, [cg for cg, _ in scored], keep)
     for (cg, scores), k in zip(scored, keep):
         drop = torch.argsort(scores, stable=True)[: cg.units - k]
         if len(drop) == 0:
