@@ -17,7 +17,8 @@ import torch
 import torch.nn as nn
 
 from . import __version__
-from .bench import counting, latency, machine
+from .bench import counting, machine
+from .bench.suite import BenchConfig, Variant, dense_vs_pruned, run_bench
 from .criteria import CRITERIA, PruneContext, make_criterion
 from .data import DATASETS, DEFAULT_DATA_ROOT, ImageData, load_dataset, resolve_default_dataset
 from .errors import UsageError
@@ -249,9 +250,12 @@ def compress(cfg: CompressConfig) -> Path:
         if cfg.bench:
             say(f"bench: dense vs pruned, interleaved, batch sizes {list(cfg.bench_batch_sizes)}, "
                 f"{cfg.bench_iters} iterations")
-            rows = latency.compare({"dense": dense, "pruned": pruned}, onnx_paths, input_shape,
-                                   cfg.bench_batch_sizes, device=device if device.type == "cuda" else torch.device("cpu"),
-                                   warmup=cfg.bench_warmup, iters=cfg.bench_iters)
+            variants = [Variant(name, input_shape, c.params, c.macs, m, onnx_paths.get(name))
+                        for name, m, c in (("dense", dense, cost_dense), ("pruned", pruned, cost_pruned))]
+            rows = run_bench(variants, BenchConfig(
+                devices=("cuda",) if device.type == "cuda" else ("cpu",), providers=("cpu",),
+                batch_sizes=cfg.bench_batch_sizes, warmup=cfg.bench_warmup, iters=cfg.bench_iters, memory=False),
+                log=say)
             lap("bench")
         report = {
             "model": spec.name, "criterion": cfg.criterion, "sparsity": cfg.sparsity, "scope": scope,
@@ -264,7 +268,7 @@ def compress(cfg: CompressConfig) -> Path:
             "channel_sparsity": _channel_sparsity(result.layers),
             "layers": result.layers, "skipped_groups": result.skipped,
             "onnx": onnx_info,
-            "latency": latency.pair_rows(rows), "latency_rows": rows,
+            "latency": dense_vs_pruned(rows), "latency_rows": rows,
             "baseline": baseline, "finetune": {"config": ft.to_dict(), "history": finetune_history},
             "timings_s": timings, "machine": machine.describe(), "version": __version__,
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},

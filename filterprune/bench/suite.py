@@ -272,6 +272,19 @@ def _add_speedups(rows: list[dict], variants: list[Variant]) -> None:
                 r["speedup_efficiency"] = r["speedup"] / r["theoretical_speedup"]
 
 
+def dense_vs_pruned(rows: list[dict]) -> list[dict]:
+    """report.json's compact view: one row per (runtime, device, batch) with both medians and the speedup."""
+    keyed = {(r["runtime"], r["device"], r["batch_size"], r["variant"]): r for r in rows if r.get("p50_ms") != ""}
+    out = []
+    for (rt, dev, b, v), r in keyed.items():
+        o = keyed.get((rt, dev, b, "pruned"))
+        if v == "dense" and o is not None:
+            out.append({"runtime": rt, "device": dev, "batch_size": b, "dense_ms": r["p50_ms"], "pruned_ms": o["p50_ms"],
+                        "dense_p90_ms": r["p90_ms"], "pruned_p90_ms": o["p90_ms"], "speedup": o["speedup"],
+                        "speedup_efficiency": o["speedup_efficiency"]})
+    return out
+
+
 # ------------------------------------------------------------------------------------ CPU peak memory
 def _peak_rss_mb() -> float:
     """This process's peak RSS. /proc's VmHWM, not getrusage: ru_maxrss survives exec, so a spawned
