@@ -17,7 +17,8 @@ import torch
 import torch.nn as nn
 
 from . import __version__
-from .bench import counting, latency, machine
+from .bench import counting, machine
+from .bench.suite import BenchConfig, Variant, dense_vs_pruned, run_bench
 from .criteria import CRITERIA, PruneContext, make_criterion
 from .data import DATASETS, DEFAULT_DATA_ROOT, ImageData, load_dataset, resolve_default_dataset
 from .errors import UsageError
@@ -54,7 +55,9 @@ class CompressConfig:
     schedule: str = "cosine"
     sparsity_reg: float = 0.0
     scope: str | None = None  # None: the criterion's own default
-    round_to: int = 1
+    round_to: int | str = 1  # or "auto" (hardware-aware, measured on target_runtime at target_batch)
+    target_runtime: str = "onnxruntime"
+    target_batch: int = 64
     layer_floor: float = 0.1
     calib_batches: int = 8
     target_macs: float | None = None  # prune until MACs <= this fraction of dense (instead of --sparsity)
@@ -99,7 +102,8 @@ class CompressConfig:
             raise UsageError(f"--calib-batches must be >= 1, got {self.calib_batches}")
 
     def plan_config(self, scope: str) -> PlanConfig:
-        return PlanConfig(self.sparsity or 0.0, scope, self.round_to, self.layer_floor, self.target_macs)
+        return PlanConfig(self.sparsity or 0.0, scope, self.round_to, self.layer_floor, target_macs=self.target_macs,
+                          target_runtime=self.target_runtime, target_batch=self.target_batch)
 
     def baseline_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, optimizer=self.optimizer, lr=self.lr, schedule=self.schedule,
@@ -276,9 +280,12 @@ def compress(cfg: CompressConfig) -> Path:
         if cfg.bench:
             say(f"bench: dense vs pruned, interleaved, batch sizes {list(cfg.bench_batch_sizes)}, "
                 f"{cfg.bench_iters} iterations")
-            rows = latency.compare({"dense": dense, "pruned": pruned}, onnx_paths, input_shape,
-                                   cfg.bench_batch_sizes, device=device if device.type == "cuda" else torch.device("cpu"),
-                                   warmup=cfg.bench_warmup, iters=cfg.bench_iters)
+            variants = [Variant(name, input_shape, c.params, c.macs, m, onnx_paths.get(name))
+                        for name, m, c in (("dense", dense, cost_dense), ("pruned", pruned, cost_pruned))]
+            rows = run_bench(variants, BenchConfig(
+                devices=("cuda",) if device.type == "cuda" else ("cpu",), providers=("cpu",),
+                batch_sizes=cfg.bench_batch_sizes, warmup=cfg.bench_warmup, iters=cfg.bench_iters, memory=False),
+                log=say)
             lap("bench")
         report = {
             "model": spec.name, "criterion": cfg.criterion, "sparsity": result.sparsity, "scope": scope,
@@ -292,7 +299,7 @@ def compress(cfg: CompressConfig) -> Path:
             "channel_sparsity": _channel_sparsity(result.layers),
             "layers": result.layers, "skipped_groups": result.skipped,
             "onnx": onnx_info,
-            "latency": latency.pair_rows(rows), "latency_rows": rows,
+            "latency": dense_vs_pruned(rows), "latency_rows": rows,
             "baseline": baseline, "finetune": {"config": ft.to_dict(), "history": finetune_history,
                                                       "between_steps": step_histories},
             "timings_s": timings, "machine": machine.describe(), "version": __version__,

@@ -27,6 +27,19 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def _round_to(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
 def _common_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="dataset name (default: cifar10 if found under --data-root, else digits)")
     p.add_argument("--data-root", default="data", help="folder holding datasets (default: ./data)")
@@ -62,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--finetune-lr", type=float, default=None, help="default: a tenth of the baseline lr")
     c.add_argument("--scope", choices=["layerwise", "global"], default=None,
                    help="allocation (default: the criterion's own; slimming is global, others layerwise)")
-    c.add_argument("--round-to", type=int, default=1, help="round kept channels to a multiple of K")
+    c.add_argument("--round-to", type=_round_to, default=1,
+                   help="round kept channels to a multiple of K, or 'auto': widths chosen from latencies measured "
+                        "on --target-runtime at --target-batch")
+    c.add_argument("--target-runtime", default="onnxruntime", help="for --round-to auto: onnxruntime, torch, torch:cuda")
+    c.add_argument("--target-batch", type=int, default=64, help="for --round-to auto")
     c.add_argument("--layer-floor", type=float, default=0.1, help="each layer keeps at least this fraction")
     c.add_argument("--calib-batches", type=int, default=8, help="batches for data-driven criteria")
     c.add_argument("--out", default=None, help="output folder (default: runs/<model>-<criterion>-s<sparsity>)")
@@ -78,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="folder for model.safetensors + model.json")
     t.add_argument("--overwrite", action="store_true")
 
+    b = sub.add_parser("bench", help="latency, throughput and memory of dense vs pruned (vs masked), side by side")
+    b.add_argument("targets", nargs="+", help="compress output folders and/or .onnx files (the first is the baseline)")
+    b.add_argument("--runtime", type=_str_list, default=("torch", "onnxruntime"), help="torch,onnxruntime")
+    b.add_argument("--device", type=_str_list, default=("auto",), help="torch devices: auto, cpu, cuda")
+    b.add_argument("--provider", type=_str_list, default=("auto",),
+                   help="onnxruntime providers: auto (all present), cpu, cuda, tensorrt")
+    b.add_argument("--batch-sizes", type=_int_list, default=(1, 8, 64, 256))
+    b.add_argument("--warmup", type=int, default=5)
+    b.add_argument("--iters", type=int, default=30)
+    b.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
+    b.add_argument("--fp16", action="store_true", help="fp16 autocast on CUDA / TensorRT fp16")
+    b.add_argument("--compile", action="store_true", help="torch.compile the PyTorch models")
+    b.add_argument("--no-memory", action="store_true", help="skip the per-variant CPU peak-RSS probes")
+    b.add_argument("--out", default="bench", help="folder for bench.csv, bench.md, bench.json and plots")
+
     ls = sub.add_parser("list", help="list registered models, criteria or datasets")
     ls.add_argument("what", choices=["models", "criteria", "datasets"])
     return parser
@@ -91,6 +123,7 @@ def _compress(a) -> None:
         checkpoint=a.checkpoint, epochs=a.epochs, finetune_epochs=a.finetune_epochs, batch_size=a.batch_size,
         optimizer=a.optimizer, lr=a.lr, finetune_lr=a.finetune_lr, schedule=a.schedule,
         sparsity_reg=a.sparsity_reg, scope=a.scope, round_to=a.round_to, layer_floor=a.layer_floor,
+        target_runtime=a.target_runtime, target_batch=a.target_batch,
         calib_batches=a.calib_batches, target_macs=a.target_macs, steps=a.steps,
         sparsity_epochs=a.sparsity_epochs, device=a.device, seed=a.seed, out=a.out, overwrite=a.overwrite,
         export=not a.no_export, bench=not a.no_bench, bench_batch_sizes=a.bench_batch_sizes,
@@ -104,6 +137,18 @@ def _train(a) -> None:
     cfg = TrainConfig(epochs=a.epochs, optimizer=a.optimizer, lr=a.lr, schedule=a.schedule,
                       batch_size=a.batch_size, sparsity_reg=a.sparsity_reg, seed=a.seed)
     train_command(a.model, a.dataset, a.data_root, cfg, a.device, a.out, a.overwrite)
+
+
+def _bench(a) -> None:
+    from pathlib import Path
+
+    from .bench.suite import BenchConfig, bench
+
+    cfg = BenchConfig(runtimes=a.runtime, devices=a.device, providers=a.provider, batch_sizes=a.batch_sizes,
+                      warmup=a.warmup, iters=a.iters, threads=a.threads, fp16=a.fp16, compile=a.compile,
+                      memory=not a.no_memory)
+    bench([Path(t) for t in a.targets], cfg, Path(a.out), log=lambda m: print(f"[filterprune] {m}", file=sys.stderr))
+    print(Path(a.out) / "bench.csv")
 
 
 def _list(a) -> None:
@@ -125,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
     try:
         args = build_parser().parse_args(argv)
-        {"compress": _compress, "train": _train, "list": _list}[args.command](args)
+        {"compress": _compress, "train": _train, "bench": _bench, "list": _list}[args.command](args)
         return 0
     except FilterpruneError as e:
         print(f"filterprune: error: {e}", file=sys.stderr)

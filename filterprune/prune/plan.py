@@ -24,9 +24,11 @@ SCOPES = ("layerwise", "global")
 class PlanConfig:
     sparsity: float
     scope: str = "layerwise"
-    round_to: int = 1
+    round_to: int | str = 1  # or "auto": hardware-aware widths measured on target_runtime (prune/align.py)
     layer_floor: float = 0.1  # each layer keeps at least this fraction of its channels (and >= 1)
     target_macs: float | None = None  # prune until MACs <= this fraction of dense (sparsity is then found)
+    target_runtime: str = "onnxruntime"  # for round_to="auto": onnxruntime, torch or torch:cuda
+    target_batch: int = 64
 
     def __post_init__(self):
         if self.target_macs is not None and not (0.0 < self.target_macs <= 1.0):
@@ -35,14 +37,18 @@ class PlanConfig:
             raise UsageError(f"--sparsity must be in [0, 1), got {self.sparsity}")
         if self.scope not in SCOPES:
             raise UsageError(f"unknown scope {self.scope!r}; valid: {', '.join(SCOPES)}")
-        if self.round_to < 1:
-            raise UsageError(f"--round-to must be >= 1, got {self.round_to}")
+        if self.round_to != "auto" and not (isinstance(self.round_to, int) and self.round_to >= 1):
+            raise UsageError(f"--round-to must be an integer >= 1 or 'auto', got {self.round_to!r}")
+        if self.target_runtime not in ("onnxruntime", "torch", "torch:cuda"):
+            raise UsageError(f"unknown target runtime {self.target_runtime!r}; valid: onnxruntime, torch, torch:cuda")
+        if self.target_batch < 1:
+            raise UsageError(f"--target-batch must be >= 1, got {self.target_batch}")
         if not (0.0 < self.layer_floor <= 1.0):
             raise UsageError(f"--layer-floor must be in (0, 1], got {self.layer_floor}")
 
 
-def _round(keep: int, units: int, k: int) -> int:
-    if k <= 1:
+def _round(keep: int, units: int, k: int | str) -> int:
+    if k == "auto" or k <= 1:  # "auto" is resolved by prune/align.py after allocation
         return keep
     return min(units, max(k, int(round(keep / k)) * k))
 

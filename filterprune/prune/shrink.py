@@ -52,6 +52,22 @@ def _remove(DG, cg, scores: torch.Tensor, keep: int) -> None:
         group.prune()
 
 
+def _hardware_aware(model, ctx, plan: PlanConfig, groups, keep: list[int]) -> list[int]:
+    import math
+    import sys
+
+    from .align import LatencyTable, conv_sites, hardware_aware
+
+    sites = conv_sites(model, ctx.example_inputs, groups)
+    table = LatencyTable(plan.target_runtime, plan.target_batch)
+    channels = [cg.channels for cg in groups]
+    floors = [max(1, math.ceil(plan.layer_floor * c - 1e-9)) for c in channels]
+    kept = hardware_aware([k * cg.ch_groups for k, cg in zip(keep, groups)], channels,
+                          [cg.ch_groups == 1 for cg in groups], sites, floors, table,
+                          log=lambda m: print(f"[filterprune] {m}", file=sys.stderr))
+    return [k // cg.ch_groups for k, cg in zip(kept, groups)]
+
+
 @torch.no_grad()
 def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneContext, num_classes: int,
           dense_units: dict[str, int] | None = None, dense_macs: int | None = None) -> PruneResult:
@@ -98,6 +114,8 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
             _remove(DG, cg, scores, allocate([scores], plan, [total])[0])
     else:
         keep = allocate([s for _, s in scored], plan, totals)
+        if plan.round_to == "auto":
+            keep = _hardware_aware(model, ctx, plan, [cg for cg, _ in scored], keep)
         for (cg, scores), k in zip(scored, keep):
             _remove(DG, cg, scores, k)
     after = layer_widths(model)

@@ -1,0 +1,85 @@
+"""One callable per (variant, runtime, device): what the benchmark times.
+
+PyTorch eager runs in inference mode, channels_last for 4-D inputs (oneDNN / cuDNN's fast layout),
+with cudnn.benchmark and optional fp16 autocast on CUDA. onnxruntime uses the requested execution
+provider; on CUDA the input is bound once on the device (IOBinding) so host copies are not timed.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..errors import UsageError
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    have = set(ort.get_available_providers())
+    return [k for k, v in PROVIDERS.items() if v in have]
+
+
+def torch_runner(model: nn.Module, x: torch.Tensor, device: torch.device, fp16: bool = False,
+                 compile: bool = False) -> Callable[[], None]:
+    model = model.eval().to(device)
+    x = x.to(device)
+    if x.dim() == 4:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    fn = torch.compile(model) if compile else model
+    autocast = torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
+                              enabled=fp16)
+
+    def run():
+        with torch.inference_mode(), autocast:
+            fn(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return run
+
+
+def ort_session(path: Path, provider: str, threads: int, fp16_trt: bool = False):
+    import onnxruntime as ort
+
+    if provider not in PROVIDERS:
+        raise UsageError(f"unknown provider {provider!r}; valid: {', '.join(PROVIDERS)}")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    name = PROVIDERS[provider]
+    options: dict = {}
+    if provider == "tensorrt":
+        cache = Path(path).parent / ".trt_cache"
+        options = {"trt_fp16_enable": fp16_trt, "trt_engine_cache_enable": True,
+                   "trt_engine_cache_path": str(cache)}
+    providers = [(name, options)] + ([("CUDAExecutionProvider", {})] if provider == "tensorrt" else [])
+    fallback = [] if provider == "cpu" else ["CPUExecutionProvider"]
+    return ort.InferenceSession(str(path), opts, providers=providers + fallback)
+
+
+def ort_runner(path: Path, x: torch.Tensor, provider: str, threads: int, fp16: bool = False) -> Callable[[], None]:
+    sess = ort_session(path, provider, threads, fp16_trt=fp16)
+    name = sess.get_inputs()[0].name
+    if provider == "cpu":
+        feed = {name: x.numpy()}
+        return lambda: sess.run(None, feed)
+    import onnxruntime as ort
+
+    binding = sess.io_binding()
+    binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(x.numpy(), "cuda", 0))
+    binding.bind_output(sess.get_outputs()[0].name, "cuda")
+
+    def run():
+        sess.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+
+    return run

@@ -1,0 +1,189 @@
+"""Hardware-aware channel counts (``--round-to auto``): alignment and allocation chosen together, from
+measurement on the target runtime rather than folklore ("multiples of 8").
+
+Kernels are fast at some widths and slow at others (SIMD blocks, filter-set tiling, memory-bound
+layers), so the same MAC cut buys different latency at different widths. Here every conv's latency is
+measured alone, in the target runtime at the target batch, for the widths the plan may choose (a
+latency lookup table, cached on disk per machine). Then each group's kept count is chosen among
+multiples of ``STEP`` within ``BAND`` of the requested keep fraction, by coordinate descent that
+maximises MACs per millisecond (the speedup efficiency) while removing at least the MACs the plain
+layerwise plan removes. Model latency is modelled as the sum of conv latencies.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+STEP = 8  # candidate widths are multiples of this
+BAND = 0.1  # kept fraction may move this far from 1 - sparsity
+SWEEPS = 3
+RUNS = 7  # per measurement; the minimum is kept (robust to background load)
+
+
+@dataclass
+class ConvSite:
+    """A conv layer, its input/output spatial size, and which groups set its widths (None: fixed)."""
+
+    module: nn.Conv2d
+    hw_in: tuple[int, int]
+    hw_out: tuple[int, int]
+    in_group: int | None
+    out_group: int | None
+    depthwise: bool
+
+    def widths(self, keep: list[int]) -> tuple[int, int]:
+        """(in, out) channels when each group g keeps ``keep[g]`` channels."""
+        cin = self.module.in_channels if self.in_group is None else keep[self.in_group]
+        cout = self.module.out_channels if self.out_group is None else keep[self.out_group]
+        return (cout, cout) if self.depthwise else (cin, cout)
+
+    def macs(self, keep: list[int]) -> int:
+        cin, cout = self.widths(keep)
+        per_out = (1 if self.depthwise else cin) * math.prod(self.module.kernel_size)
+        return cout * self.hw_out[0] * self.hw_out[1] * per_out
+
+    def key(self, cin: int, cout: int, batch: int, runtime: str) -> str:
+        m = self.module
+        return json.dumps([runtime, batch, cin, cout, list(m.kernel_size), list(m.stride), list(m.padding),
+                           list(m.dilation), "dw" if self.depthwise else m.groups, list(self.hw_in)])
+
+
+def conv_sites(model: nn.Module, example_inputs: torch.Tensor, groups) -> list[ConvSite]:
+    """2-D convs with their spatial sizes and the prunable groups that set their widths."""
+    shapes: dict[nn.Module, tuple] = {}
+    hooks = [m.register_forward_hook(lambda m, i, o: shapes.__setitem__(m, (tuple(i[0].shape[-2:]), tuple(o.shape[-2:]))))
+             for m in model.modules() if isinstance(m, nn.Conv2d)]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(example_inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    out_of, in_of = {}, {}
+    for gi, cg in enumerate(groups):
+        for dep, _ in cg.group:
+            name = dep.handler.__name__
+            (out_of if name == "prune_out_channels" else in_of).setdefault(dep.target.module, gi)
+    sites = []
+    for m, (hw_in, hw_out) in shapes.items():
+        dw = m.groups > 1 and m.groups == m.in_channels == m.out_channels
+        if m.groups > 1 and not dw:
+            continue  # grouped convs keep their plan (widths move in block multiples)
+        sites.append(ConvSite(m, hw_in, hw_out, in_of.get(m), out_of.get(m), dw))
+    return sites
+
+
+class LatencyTable:
+    """Measured single-conv latencies (ms), cached on disk per machine and runtime."""
+
+    def __init__(self, runtime: str = "onnxruntime", batch: int = 64, threads: int | None = None):
+        from ..bench.machine import describe
+
+        self.runtime, self.batch = runtime, batch
+        self.threads = threads or torch.get_num_threads()
+        info = describe()
+        ident = json.dumps([info["cpu"], info["cores"], self.threads, info["torch"], info["onnxruntime"], info["gpu"]])
+        root = Path(os.environ.get("FILTERPRUNE_CACHE", Path.home() / ".cache" / "filterprune"))
+        self.path = root / "latency-lut" / f"{hashlib.sha256(ident.encode()).hexdigest()[:16]}.json"
+        self.table: dict[str, float] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.measured = 0
+
+    def __call__(self, site: ConvSite, cin: int, cout: int) -> float:
+        key = site.key(cin, cout, self.batch, self.runtime)
+        if key not in self.table:
+            self.table[key] = self._measure(site, cin, cout)
+            self.measured += 1
+        return self.table[key]
+
+    def _measure(self, site: ConvSite, cin: int, cout: int) -> float:
+        m = site.module
+        conv = nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation,
+                         groups=cout if site.depthwise else 1, bias=True).eval()
+        layer = nn.Sequential(conv, nn.ReLU())
+        x = torch.randn(self.batch, cin, *site.hw_in)
+        if self.runtime == "onnxruntime":
+            from ..bench.runners import ort_session
+
+            buf = io.BytesIO()
+            torch.onnx.export(layer, (x[:1],), buf, dynamo=False, input_names=["x"],
+                              dynamic_axes={"x": {0: "batch"}}, opset_version=17)
+            tmp = self.path.parent / f".probe-{os.getpid()}.onnx"
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(buf.getvalue())
+            sess = ort_session(tmp, "cpu", self.threads)
+            tmp.unlink()
+            feed = {"x": x.numpy()}
+            run = lambda: sess.run(None, feed)  # noqa: E731
+        else:
+            from ..bench.runners import torch_runner
+
+            run = torch_runner(layer, x, torch.device(self.runtime.split(":")[1] if ":" in self.runtime else "cpu"))
+        run()
+        best = math.inf
+        for _ in range(RUNS):
+            t0 = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - t0)
+        return best * 1e3
+
+    def save(self) -> None:
+        from .checkpoint import atomic_write_json
+
+        if self.measured:
+            atomic_write_json(self.path, self.table)
+
+
+def candidates(channels: int, keep: int, floor: int) -> list[int]:
+    """Multiples of STEP within BAND (as a fraction of the layer) of the planned keep count."""
+    lo = max(floor, math.floor(keep - BAND * channels))
+    hi = min(channels, math.ceil(keep + BAND * channels))
+    cands = {c for c in range(STEP, hi + 1, STEP) if c >= lo} | ({channels} if channels <= hi else set())
+    return sorted(cands) or [keep]
+
+
+def hardware_aware(keep: list[int], channels: list[int], movable: list[bool], sites: list[ConvSite],
+                   floors: list[int], table: LatencyTable, log=None) -> list[int]:
+    """Kept channels per group, re-chosen among measured-fast widths for the ``movable`` groups, removing
+    at least the MACs the plain plan ``keep`` removes."""
+    def cost(k):
+        return sum(table(s, *s.widths(k)) for s in sites)
+
+    def macs(k):
+        return sum(s.macs(k) for s in sites)
+
+    budget = macs(keep)  # remove at least what the plain plan removes
+    cands = [candidates(c, k, f) if mv else [k] for c, k, f, mv in zip(channels, keep, floors, movable)]
+    # start: the nearest candidate at or below the plain plan, so the MAC budget holds
+    cur = [max([c for c in cs if c <= k] or [min(cs)]) for cs, k in zip(cands, keep)]
+    best_eff = macs(cur) / cost(cur)
+    for _ in range(SWEEPS):
+        changed = False
+        for g, cs in enumerate(cands):
+            for c in cs:
+                if c == cur[g]:
+                    continue
+                trial = cur[:g] + [c] + cur[g + 1:]
+                m = macs(trial)
+                if m > budget:
+                    continue
+                eff = m / cost(trial)
+                if eff > best_eff * (1 + 1e-3):
+                    cur, best_eff, changed = trial, eff, True
+        if not changed:
+            break
+    table.save()
+    if log:
+        log(f"round-to auto: {table.measured} conv latencies measured ({table.runtime}, batch {table.batch}); "
+            f"kept {sum(cur)} of {sum(channels)} channels, modelled {best_eff:.0f} MACs/ms")
+    return cur

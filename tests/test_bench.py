@@ -1,0 +1,98 @@
+"""`filterprune bench`: the CSV contract, honest speedups, and bad input."""
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+from filterprune.bench.suite import COLUMNS, BenchConfig, Variant, _add_speedups, run_bench
+from filterprune.cli import main
+from filterprune.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "run"
+    assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic",
+                 "--epochs", "0", "--finetune-epochs", "0", "--no-bench", "--out", str(out)]) == 0
+    return out
+
+
+def test_bench_writes_the_csv_contract(run_dir, tmp_path, capsys):
+    assert main(["bench", str(run_dir), "--batch-sizes", "1,4", "--iters", "5", "--warmup", "1",
+                 "--out", str(tmp_path / "b")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "b" / "bench.csv")))
+    assert list(rows[0].keys()) == COLUMNS
+    assert {(r["variant"], r["runtime"], r["batch_size"]) for r in rows} == {
+        (v, rt, b) for v in ("dense", "pruned") for rt in ("torch", "onnxruntime") for b in ("1", "4")}
+    for r in rows:
+        assert float(r["p50_ms"]) <= float(r["p90_ms"]) <= float(r["p99_ms"])
+        assert float(r["throughput"]) == pytest.approx(int(r["batch_size"]) / float(r["p50_ms"]) * 1e3)
+        assert r["gpu_peak_allocated_mb"] == "" and float(r["cpu_peak_rss_mb"]) > 0
+        if r["variant"] == "pruned":
+            assert float(r["theoretical_speedup"]) > 2
+    assert (tmp_path / "b" / "bench.md").is_file() and (tmp_path / "b" / "latency_vs_batch.png").is_file()
+    if not torch.cuda.is_available():
+        assert "no CUDA GPU here; GPU rows skipped" in capsys.readouterr().err
+        assert all(r["device"] == "cpu" for r in rows)
+
+
+def test_speedup_compares_same_runtime_device_and_batch():
+    rows = [
+        {"variant": "dense", "runtime": "torch", "device": "cpu", "batch_size": 1, "p50_ms": 10.0, "macs": 100},
+        {"variant": "dense", "runtime": "onnxruntime", "device": "cpu", "batch_size": 1, "p50_ms": 4.0, "macs": 100},
+        {"variant": "dense", "runtime": "torch", "device": "cpu", "batch_size": 8, "p50_ms": 60.0, "macs": 100},
+        {"variant": "pruned", "runtime": "torch", "device": "cpu", "batch_size": 1, "p50_ms": 5.0, "macs": 40},
+        {"variant": "pruned", "runtime": "onnxruntime", "device": "cpu", "batch_size": 1, "p50_ms": 2.0, "macs": 40},
+        {"variant": "pruned", "runtime": "torch", "device": "cpu", "batch_size": 8, "p50_ms": 30.0, "macs": 40},
+    ]
+    vs = [Variant("dense", (3, 8, 8), 0, 100), Variant("pruned", (3, 8, 8), 0, 40)]
+    _add_speedups(rows, vs)
+    pruned = [r for r in rows if r["variant"] == "pruned"]
+    assert [r["speedup"] for r in pruned] == [2.0, 2.0, 2.0]
+    assert all(r["theoretical_speedup"] == 2.5 and r["speedup_efficiency"] == 0.8 for r in pruned)
+
+
+class _Hungry(nn.Module):
+    """Runs out of memory above batch 2, like a big batch on a small GPU."""
+
+    def forward(self, x):
+        if x.shape[0] > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return x.flatten(1)[:, :10]
+
+
+def test_out_of_memory_is_recorded_and_the_run_continues():
+    small = nn.Sequential(nn.Flatten(), nn.Linear(12, 10))
+    vs = [Variant("dense", (3, 2, 2), 0, 10, small), Variant("hungry", (3, 2, 2), 0, 5, _Hungry())]
+    rows = run_bench(vs, BenchConfig(runtimes=("torch",), batch_sizes=(1, 4), iters=3, warmup=1, memory=False),
+                     log=lambda m: None)
+    by = {(r["variant"], r["batch_size"]): r for r in rows}
+    assert by[("hungry", 4)]["error"] == "out of memory" and by[("hungry", 4)]["p50_ms"] == ""
+    assert by[("dense", 4)]["p50_ms"] != "" and by[("hungry", 1)]["speedup"] != ""
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"batch_sizes": (0,)}, "batch sizes must be >= 1"),
+    ({"providers": ("openvino",)}, "unknown provider"),
+    ({"runtimes": ("tvm",)}, "unknown runtime"),
+])
+def test_bad_config(kw, needle):
+    with pytest.raises(UsageError, match=needle):
+        BenchConfig(**kw)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("args,needle", [
+    (["--device", "cuda"], "no CUDA GPU"),
+    (["--provider", "tensorrt"], "not available here"),
+    (["--batch-sizes", "0"], "batch sizes must be >= 1"),
+    (["--provider", "bogus"], "unknown provider"),
+])
+def test_bad_cli_input_exits_2(run_dir, tmp_path, args, needle):
+    p = subprocess.run([sys.executable, "-m", "filterprune", "bench", str(run_dir), *args, "--out", str(tmp_path / "b")],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and needle in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not (tmp_path / "b").exists()
