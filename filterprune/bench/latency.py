@@ -84,15 +84,22 @@ def compare(models: dict[str, nn.Module], onnx_paths: dict[str, Path], input_sha
     return rows
 
 
-def pair_rows(rows: list[dict], base: str = "dense", other: str = "pruned") -> list[dict]:
-    """Dense vs pruned per (runtime, device, batch): dense_ms, pruned_ms, speedup = dense / pruned."""
+def pair_rows(rows: list[dict], base: str = "dense", other: str = "pruned",
+              extra: tuple[str, ...] = ("masked",)) -> list[dict]:
+    """Dense vs pruned per (runtime, device, batch): dense_ms, pruned_ms, speedup = dense / pruned; each
+    ``extra`` variant timed in the same run (the masked control) adds <v>_ms, <v>_p90_ms, <v>_speedup."""
     out = []
     keyed = {(r["runtime"], r["device"], r["batch_size"], r["variant"]): r for r in rows}
     for (rt, dev, b, v), r in keyed.items():
         if v != base or (rt, dev, b, other) not in keyed:
             continue
         o = keyed[(rt, dev, b, other)]
-        out.append({"runtime": rt, "device": dev, "batch_size": b, "dense_ms": r["p50_ms"],
-                    "pruned_ms": o["p50_ms"], "dense_p90_ms": r["p90_ms"], "pruned_p90_ms": o["p90_ms"],
-                    "speedup": r["p50_ms"] / o["p50_ms"]})
+        row = {"runtime": rt, "device": dev, "batch_size": b, "dense_ms": r["p50_ms"],
+               "pruned_ms": o["p50_ms"], "dense_p90_ms": r["p90_ms"], "pruned_p90_ms": o["p90_ms"],
+               "speedup": r["p50_ms"] / o["p50_ms"]}
+        for x in extra:
+            if (rt, dev, b, x) in keyed:
+                e = keyed[(rt, dev, b, x)]
+                row.update({f"{x}_ms": e["p50_ms"], f"{x}_p90_ms": e["p90_ms"], f"{x}_speedup": r["p50_ms"] / e["p50_ms"]})
+        out.append(row)
     return out

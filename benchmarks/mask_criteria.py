@@ -1,0 +1,108 @@
+"""Masked vs shrunk: the seed studies' unstructured methods (rand, mag, snip, grasp, synflow, imp) at a few
+compressions on the real CIFAR-10 subset, each run once through ``filterprune compress``: the masked
+control (dense shape, zeros kept) and the shrunk model (channels removed at --sparsity) side by side.
+
+    PYTHONPATH=$PWD python benchmarks/mask_criteria.py            # all runs (resumes finished ones)
+    PYTHONPATH=$PWD python benchmarks/mask_criteria.py --fresh    # redo every run
+
+Writes benchmarks/mask_criteria/{results.csv,results.md} and one report folder per run under
+benchmarks/mask_criteria/runs/ (report.json + report.md kept; ONNX files and weights removed). Every run
+compresses the same cached baseline (``FILTERPRUNE_CACHE`` decides where it is cached).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent / "mask_criteria"
+METHODS = ("rand", "mag", "snip", "grasp", "synflow", "imp")
+CONFIG = dict(model="resnet20", dataset="cifar10", data_root=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+              sparsity=0.4, epochs=10, finetune_epochs=1, batch_size=64, imp_iterations=2, imp_epochs=1,
+              bench_batch_sizes=(1, 32), bench_iters=30, seed=0)
+COMPRESSIONS = (0.5, 1.0, 2.0)
+KEEP = ("report.json", "report.md")
+
+
+def run_one(method: str, c: float, fresh: bool) -> dict:
+    from filterprune.api import CompressConfig, compress
+
+    out = HERE / "runs" / f"{method}-c{c:g}"
+    if fresh or not (out / "report.json").is_file():
+        load = os.getloadavg()
+        compress(CompressConfig(criterion=method, compression=c, out=str(out), overwrite=True, **CONFIG))
+        for p in out.iterdir():
+            if p.name not in KEEP:
+                p.unlink()
+        r = json.loads((out / "report.json").read_text())
+        r["loadavg_before"], r["loadavg_after"] = load, os.getloadavg()
+        (out / "report.json").write_text(json.dumps(r, indent=1))
+    return json.loads((out / "report.json").read_text())
+
+
+def row(r: dict) -> dict:
+    d, p, m = r["dense"], r["pruned"], r["masked"]
+    lat = {(x["runtime"], x["batch_size"]): x for x in r["latency"]}
+    out = {"method": r["criterion"], "compression": m["compression"], "weight_density": m["weight_density"],
+           "dense_acc": d["accuracy"], "masked_acc": m["accuracy"], "shrunk_acc": p["accuracy"],
+           "masked_flop_fraction": m["flop_fraction"], "shrunk_flop_fraction": p["flops"] / d["flops"],
+           "masked_mac_fraction": m["macs"] / d["macs"], "shrunk_mac_fraction": p["macs"] / d["macs"],
+           "channel_sparsity": r["channel_sparsity"]}
+    for (rt, b), x in sorted(lat.items()):
+        out[f"{rt}_b{b}_dense_ms"] = x["dense_ms"]
+        out[f"{rt}_b{b}_masked_speedup"] = x.get("masked_speedup")
+        out[f"{rt}_b{b}_shrunk_speedup"] = x["speedup"]
+    out["loadavg_1m"] = r.get("loadavg_after", [None])[0]
+    return out
+
+
+def markdown(rows: list[dict], machine: dict) -> str:
+    head = ("| method | c | weight density | masked top-1 | shrunk top-1 | masked FLOP frac. | shrunk FLOP frac. | "
+            "shrunk MAC frac. | masked speedup ort b32 | shrunk speedup ort b32 | masked speedup torch b32 | "
+            "shrunk speedup torch b32 |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for x in rows:
+        lines.append(f"| {x['method']} | {x['compression']:g} | {x['weight_density']:.4f} | {100 * x['masked_acc']:.2f}% | "
+                     f"{100 * x['shrunk_acc']:.2f}% | {x['masked_flop_fraction']:.4f} | {x['shrunk_flop_fraction']:.4f} | "
+                     f"{x['shrunk_mac_fraction']:.4f} | {x['onnxruntime_b32_masked_speedup']:.2f}x | "
+                     f"{x['onnxruntime_b32_shrunk_speedup']:.2f}x | {x['torch_b32_masked_speedup']:.2f}x | "
+                     f"{x['torch_b32_shrunk_speedup']:.2f}x |")
+    dense = rows[0]["dense_acc"] if rows else float("nan")
+    lines += ["", f"Dense baseline top-1: {100 * dense:.2f}%. Config: {json.dumps(CONFIG)}; compressions "
+                  f"{list(COMPRESSIONS)}.", f"Machine: {json.dumps(machine)}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fresh", action="store_true", help="redo runs that already have a report")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    args = ap.parse_args(argv)
+    from filterprune.bench import machine
+
+    rows = []
+    t0 = time.perf_counter()
+    for c in COMPRESSIONS:
+        for method in args.methods.split(","):
+            rows.append(row(run_one(method, c, args.fresh)))
+            print(f"[bench] {method} c={c:g} done ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
+    HERE.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    for name, text in (("results.csv", buf.getvalue()), ("results.md", markdown(rows, machine.describe()))):
+        tmp = HERE / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, HERE / name)
+    print(markdown(rows, machine.describe()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
