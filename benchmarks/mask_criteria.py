@@ -2,12 +2,13 @@
 compressions on the real CIFAR-10 subset, each run once through ``filterprune compress``: the masked
 control (dense shape, zeros kept) and the shrunk model (channels removed at --sparsity) side by side.
 
-    PYTHONPATH=$PWD python benchmarks/mask_criteria.py            # all runs (resumes finished ones)
-    PYTHONPATH=$PWD python benchmarks/mask_criteria.py --fresh    # redo every run
+    PYTHONPATH=$PWD python benchmarks/mask_criteria.py --model vgg16   # the seed setting (quiet machine)
+    PYTHONPATH=$PWD python benchmarks/mask_criteria.py --model mlp     # what fits a loaded 2-core CPU
+    ... --fresh                                                         # redo runs that already finished
 
-Writes benchmarks/mask_criteria/{results.csv,results.md} and one report folder per run under
-benchmarks/mask_criteria/runs/ (report.json + report.md kept; ONNX files and weights removed). Every run
-compresses the same cached baseline (``FILTERPRUNE_CACHE`` decides where it is cached).
+Writes benchmarks/mask_criteria/<model>/{results.csv,results.md} and one report folder per run under
+benchmarks/mask_criteria/<model>/runs/ (report.json + report.md kept; ONNX files and weights removed;
+git-ignored). Every run compresses the same cached baseline (``FILTERPRUNE_CACHE`` decides where).
 """
 from __future__ import annotations
 
@@ -22,20 +23,19 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "mask_criteria"
 METHODS = ("rand", "mag", "snip", "grasp", "synflow", "imp")
-CONFIG = dict(model="resnet20", dataset="cifar10", data_root=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
-              sparsity=0.4, epochs=10, finetune_epochs=1, batch_size=64, imp_iterations=2, imp_epochs=1,
-              bench_batch_sizes=(1, 32), bench_iters=30, seed=0)
+CONFIG = dict(dataset="cifar10", data_root=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+              sparsity=0.4, batch_size=64, imp_iterations=2, bench_batch_sizes=(1, 32), bench_iters=30, seed=0)
 COMPRESSIONS = (0.5, 1.0, 2.0)
 KEEP = ("report.json", "report.md")
 
 
-def run_one(method: str, c: float, fresh: bool) -> dict:
+def run_one(method: str, c: float, fresh: bool, run_cfg: dict, folder: Path) -> dict:
     from filterprune.api import CompressConfig, compress
 
-    out = HERE / "runs" / f"{method}-c{c:g}"
+    out = folder / "runs" / f"{method}-c{c:g}"
     if fresh or not (out / "report.json").is_file():
         load = os.getloadavg()
-        compress(CompressConfig(criterion=method, compression=c, out=str(out), overwrite=True, **CONFIG))
+        compress(CompressConfig(criterion=method, compression=c, out=str(out), overwrite=True, **run_cfg))
         for p in out.iterdir():
             if p.name not in KEEP:
                 p.unlink()
@@ -61,7 +61,7 @@ def row(r: dict) -> dict:
     return out
 
 
-def markdown(rows: list[dict], machine: dict) -> str:
+def markdown(rows: list[dict], machine: dict, run_cfg: dict) -> str:
     head = ("| method | c | weight density | masked top-1 | shrunk top-1 | masked FLOP frac. | shrunk FLOP frac. | "
             "shrunk MAC frac. | masked speedup ort b32 | shrunk speedup ort b32 | masked speedup torch b32 | "
             "shrunk speedup torch b32 |")
@@ -73,8 +73,10 @@ def markdown(rows: list[dict], machine: dict) -> str:
                      f"{x['onnxruntime_b32_shrunk_speedup']:.2f}x | {x['torch_b32_masked_speedup']:.2f}x | "
                      f"{x['torch_b32_shrunk_speedup']:.2f}x |")
     dense = rows[0]["dense_acc"] if rows else float("nan")
-    lines += ["", f"Dense baseline top-1: {100 * dense:.2f}%. Config: {json.dumps(CONFIG)}; compressions "
-                  f"{list(COMPRESSIONS)}.", f"Machine: {json.dumps(machine)}."]
+    loads = ", ".join(f"{x['loadavg_1m']:.1f}" for x in rows if x["loadavg_1m"] is not None)
+    lines += ["", f"Dense baseline top-1: {100 * dense:.2f}%. Config: {json.dumps(run_cfg)}; compressions "
+                  f"{list(COMPRESSIONS)}; 1-minute load average after each run: {loads}.",
+              f"Machine: {json.dumps(machine)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -82,25 +84,33 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fresh", action="store_true", help="redo runs that already have a report")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--model", default="vgg16")
+    ap.add_argument("--epochs", type=int, default=10, help="baseline epochs (shared, cached)")
+    ap.add_argument("--finetune-epochs", type=int, default=1, help="for the shrunk and the masked model alike")
+    ap.add_argument("--imp-epochs", type=int, default=1, help="training epochs per IMP cycle")
     args = ap.parse_args(argv)
+    run_cfg = {**CONFIG, "model": args.model, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
+               "imp_epochs": args.imp_epochs}
+    folder = HERE / args.model
     from filterprune.bench import machine
 
     rows = []
     t0 = time.perf_counter()
     for c in COMPRESSIONS:
         for method in args.methods.split(","):
-            rows.append(row(run_one(method, c, args.fresh)))
+            rows.append(row(run_one(method, c, args.fresh, run_cfg, folder)))
             print(f"[bench] {method} c={c:g} done ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
-    HERE.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))
     w.writeheader()
     w.writerows(rows)
-    for name, text in (("results.csv", buf.getvalue()), ("results.md", markdown(rows, machine.describe()))):
-        tmp = HERE / f".{name}.tmp"
+    md = markdown(rows, machine.describe(), run_cfg)
+    for name, text in (("results.csv", buf.getvalue()), ("results.md", md)):
+        tmp = folder / f".{name}.tmp"
         tmp.write_text(text)
-        os.replace(tmp, HERE / name)
-    print(markdown(rows, machine.describe()))
+        os.replace(tmp, folder / name)
+    print(md)
     return 0
 
 

@@ -231,3 +231,62 @@ def test_default_compression_and_bad_mask_config():
                 {"compression": 1, "scope": "local"}, {"compression": 1, "reduce": "max"}):
         with pytest.raises(UsageError):
             MaskConfig(**bad)
+
+
+FAST = ["--dataset", "digits", "--epochs", "1", "--finetune-epochs", "1", "--bench-iters", "2",
+        "--bench-batch-sizes", "1,4"]
+
+
+def test_compress_reports_the_masked_control_beside_the_shrunk_model(tmp_path):
+    import json
+
+    from filterprune.cli import main
+
+    out = tmp_path / "run"
+    assert main(["compress", "resnet20", "--criterion", "mag", "--sparsity", "0.4", "--out", str(out), *FAST]) == 0
+    assert {"model.onnx", "dense.onnx", "masked.onnx", "report.json"} <= {p.name for p in out.iterdir()}
+    r = json.loads((out / "report.json").read_text())
+    d, p, m = r["dense"], r["pruned"], r["masked"]
+    assert r["mode"] == "shrink" and m["compression"] == pytest.approx(default_compression(0.4))
+    assert m["weight_density"] == pytest.approx(0.36, rel=0.005)
+    assert m["macs"] == d["macs"] and m["params"] == d["params"]  # zeros are stored and computed
+    assert m["nonzero_params"] < 0.5 * d["params"] and m["flops"] < 0.6 * d["flops"]
+    assert m["flop_fraction"] == pytest.approx(m["flops"] / d["flops"])
+    assert p["macs"] < d["macs"] and p["params"] < d["params"] and 0 <= m["accuracy"] <= 1
+    for row in r["latency"]:
+        assert row["masked_speedup"] == pytest.approx(row["dense_ms"] / row["masked_ms"])
+    assert "masked (zeros kept)" in (out / "report.md").read_text()
+
+
+def test_masked_mode_keeps_the_dense_shape_with_imp_masks(tmp_path):
+    import json
+
+    import filterprune
+    from filterprune.cli import main
+
+    out = tmp_path / "run"
+    assert main(["compress", "resnet20", "--criterion", "imp", "--sparsity", "0.4", "--mode", "masked",
+                 "--compression", "1", "--imp-iterations", "2", "--no-bench", "--out", str(out), *FAST]) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert r["mode"] == "masked" and r["pruned"]["macs"] == r["dense"]["macs"]
+    assert all(x["channels_after"] == x["channels_before"] for x in r["layers"])
+    assert r["masked"]["weight_density"] == pytest.approx(0.1, rel=0.005)
+    model = filterprune.load(out)  # finetuned with the mask held: still exactly 10% non-zero
+    w = torch.cat([m.weight.detach().flatten() for m in prunable(model).values()])
+    assert (w != 0).float().mean().item() == pytest.approx(0.1, rel=0.005)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--criterion", "snip", "--compression", "-1"], "--compression must be a finite number >= 0"),
+    (["--criterion", "imp", "--imp-iterations", "0"], "--imp-iterations must be >= 1"),
+    (["--criterion", "l1", "--mode", "masked"], "--mode masked needs a mask criterion"),
+    (["--criterion", "snip", "--mask-scope", "local"], "invalid choice"),
+])
+def test_bad_mask_options_exit_2_in_one_line(tmp_path, capsys, args, needle):
+    import re
+
+    from filterprune.cli import main
+
+    assert main(["compress", "vgg16", "--sparsity", "0.4", "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.search(needle, err) and len(err.splitlines()) == 1 and not (tmp_path / "o").exists()
