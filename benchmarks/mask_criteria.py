@@ -5,6 +5,7 @@ control (dense shape, zeros kept) and the shrunk model (channels removed at --sp
     PYTHONPATH=$PWD python benchmarks/mask_criteria.py --model vgg16   # the seed setting (quiet machine)
     PYTHONPATH=$PWD python benchmarks/mask_criteria.py --model mlp     # what fits a loaded 2-core CPU
     ... --fresh                                                         # redo runs that already finished
+    ... --report-only                                                   # tables from finished runs only
 
 Writes benchmarks/mask_criteria/<model>/{results.csv,results.md} and one report folder per run under
 benchmarks/mask_criteria/<model>/runs/ (report.json + report.md kept; ONNX files and weights removed;
@@ -83,6 +84,7 @@ def markdown(rows: list[dict], machine: dict, run_cfg: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fresh", action="store_true", help="redo runs that already have a report")
+    ap.add_argument("--report-only", action="store_true", help="summarise finished runs, start none")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--model", default="vgg16")
     ap.add_argument("--epochs", type=int, default=10, help="baseline epochs (shared, cached)")
@@ -98,8 +100,13 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     for c in COMPRESSIONS:
         for method in args.methods.split(","):
-            rows.append(row(run_one(method, c, args.fresh, run_cfg, folder)))
+            if args.report_only and not (folder / "runs" / f"{method}-c{c:g}" / "report.json").is_file():
+                continue
+            rows.append(row(run_one(method, c, args.fresh and not args.report_only, run_cfg, folder)))
             print(f"[bench] {method} c={c:g} done ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
+    if not rows:
+        print("no finished runs", file=sys.stderr)
+        return 1
     folder.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))
