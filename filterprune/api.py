@@ -22,6 +22,8 @@ from .bench.suite import BenchConfig, Variant, dense_vs_pruned, run_bench
 from .criteria import CRITERIA, PruneContext, make_criterion
 from .data import DATASETS, DEFAULT_DATA_ROOT, ImageData, load_dataset, resolve_default_dataset
 from .errors import UsageError
+from .masks import MODES, MaskConfig, control, default_compression
+from .masks.criterion import MaskCriterion
 from .models import MODELS, ModelSpec, build_model
 from .onnx_export import check_parity, export_onnx
 from .prune import PlanConfig, prune_in_steps
@@ -72,6 +74,12 @@ class CompressConfig:
     bench_batch_sizes: tuple[int, ...] = (1, 32)
     bench_iters: int = 20
     bench_warmup: int = 3
+    mode: str = "shrink"  # masked: keep the dense shape, zero the mask's weights (mask criteria only)
+    compression: float | None = None  # mask density 10^-c; None: masks.default_compression(sparsity)
+    mask_scope: str = "global"
+    mask_reduce: str = "density"
+    imp_iterations: int = 2
+    imp_epochs: int | None = None  # training epochs per IMP iteration; None: --finetune-epochs
 
     def validate(self) -> None:
         MODELS.get(self.model)
@@ -100,6 +108,12 @@ class CompressConfig:
             raise UsageError("benchmark batch sizes and iterations must be >= 1")
         if self.calib_batches < 1:
             raise UsageError(f"--calib-batches must be >= 1, got {self.calib_batches}")
+        self.mask_config()
+        if self.mode not in MODES:
+            raise UsageError(f"unknown mode {self.mode!r}; valid: {', '.join(MODES)}")
+        if self.mode == "masked" and not issubclass(CRITERIA.get(self.criterion), MaskCriterion):
+            raise UsageError(f"--mode masked needs a mask criterion (grasp, imp, mag, rand, snip, synflow), "
+                             f"not {self.criterion!r}")
 
     def plan_config(self, scope: str) -> PlanConfig:
         return PlanConfig(self.sparsity or 0.0, scope, self.round_to, self.layer_floor, target_macs=self.target_macs,
@@ -113,6 +127,14 @@ class CompressConfig:
         base = self.baseline_config()
         lr = self.finetune_lr if self.finetune_lr is not None else base.learning_rate / 10
         return replace(base, epochs=self.finetune_epochs, lr=lr, sparsity_reg=0.0)
+
+    def mask_config(self) -> MaskConfig:
+        if self.imp_epochs is not None and self.imp_epochs < 0:
+            raise UsageError(f"--imp-epochs must be >= 0, got {self.imp_epochs}")
+        imp_train = replace(self.finetune_config(), epochs=self.finetune_epochs if self.imp_epochs is None
+                            else self.imp_epochs)
+        c = default_compression(self.sparsity) if self.compression is None else self.compression
+        return MaskConfig(c, self.mask_scope, self.mask_reduce, self.imp_iterations, imp_train)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -236,9 +258,9 @@ def compress(cfg: CompressConfig) -> Path:
 
     pruned = copy.deepcopy(dense).cpu()
     ctx = PruneContext(example_inputs=torch.randn(1, *input_shape), data=data, device=device, seed=cfg.seed,
-                       batch_size=cfg.batch_size, calib_batches=cfg.calib_batches)
+                       batch_size=cfg.batch_size, calib_batches=cfg.calib_batches, mask=cfg.mask_config())
     target = f"sparsity {cfg.sparsity:g}" if cfg.sparsity is not None else f"MACs <= {cfg.target_macs:g} x dense"
-    say(f"prune: {cfg.criterion}, {target}, {scope}, round_to {cfg.round_to}, {cfg.steps} step(s)")
+    say(f"prune: {cfg.criterion}, {target}, {scope}, round_to {cfg.round_to}, {cfg.steps} step(s), mode {cfg.mode}")
     ft = cfg.finetune_config()
     step_histories = []
 
@@ -247,21 +269,32 @@ def compress(cfg: CompressConfig) -> Path:
                               if ft.epochs else [])
         model.cpu()
 
-    result = prune_in_steps(pruned, criterion, plan, ctx, spec.num_classes, cfg.steps, finetune_between)
+    if cfg.mode == "masked":
+        result = control.mask_in_place(pruned, criterion, ctx)
+    else:
+        result = prune_in_steps(pruned, criterion, plan, ctx, spec.num_classes, cfg.steps, finetune_between)
+    masks = getattr(criterion, "masks", None)  # mask criteria: the unstructured mask behind the channels
+    own_masks = masks if cfg.mode == "masked" else None
     lap("prune")
     pruned = pruned.to(device)
-    finetune_history = train(pruned, data, ft, device, desc="finetune") if ft.epochs else []
+    finetune_history = control.finetune(pruned, own_masks, ft, data, device)
     pruned_acc = evaluate(pruned, data, device)
+    masked = control.MaskedModel(pruned, pruned_acc, finetune_history) if own_masks else \
+        control.masked_control(dense, masks, ft, data, device) if masks else None
     lap("finetune")
 
     dense, pruned = dense.cpu().eval(), pruned.cpu().eval()
-    cost_dense, cost_pruned = counting.count(dense, input_shape), counting.count(pruned, input_shape)
+    cost_dense, cost_pruned = counting.count(dense, input_shape), counting.count(pruned, input_shape, own_masks)
+    variants = {"dense": dense, "pruned": pruned}
+    if masked and not own_masks:
+        variants["masked"] = masked.model.cpu().eval()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        meta = {"criterion": cfg.criterion, "sparsity": result.sparsity, "scope": scope,
+        sparsity = cfg.sparsity if cfg.sparsity is not None else result.sparsity  # asked, or found for --target-macs
+        meta = {"criterion": cfg.criterion, "sparsity": sparsity, "scope": scope,
                 "dataset": data.name, "mean": list(data.mean), "std": list(data.std),
                 "class_names": data.class_names, "version": __version__}
         ckpt.save(pruned, staging / "pruned", spec, result.history, meta)
@@ -275,26 +308,32 @@ def compress(cfg: CompressConfig) -> Path:
             onnx_paths["pruned"] = export_onnx(pruned, staging / "model.onnx", input_shape, metadata=md)
             onnx_info = {"path": "model.onnx", **check_parity(pruned, onnx_paths["pruned"], input_shape)}
             onnx_paths["dense"] = export_onnx(dense, staging / "dense.onnx", input_shape)
+            if "masked" in variants:
+                onnx_paths["masked"] = export_onnx(variants["masked"], staging / "masked.onnx", input_shape)
             lap("export")
         rows = []
         if cfg.bench:
-            say(f"bench: dense vs pruned, interleaved, batch sizes {list(cfg.bench_batch_sizes)}, "
+            say(f"bench: {' vs '.join(variants)}, interleaved, batch sizes {list(cfg.bench_batch_sizes)}, "
                 f"{cfg.bench_iters} iterations")
-            variants = [Variant(name, input_shape, c.params, c.macs, m, onnx_paths.get(name))
-                        for name, m, c in (("dense", dense, cost_dense), ("pruned", pruned, cost_pruned))]
-            rows = run_bench(variants, BenchConfig(
+            bench_variants = [Variant(name, input_shape, c.params, c.macs, m, onnx_paths.get(name))
+                              for name, m, c in (("dense", dense, cost_dense), ("pruned", pruned, cost_pruned),
+                                                 ("masked", variants.get("masked"), cost_dense))
+                              if m is not None]
+            rows = run_bench(bench_variants, BenchConfig(
                 devices=("cuda",) if device.type == "cuda" else ("cpu",), providers=("cpu",),
                 batch_sizes=cfg.bench_batch_sizes, warmup=cfg.bench_warmup, iters=cfg.bench_iters, memory=False),
                 log=say)
             lap("bench")
         report = {
-            "model": spec.name, "criterion": cfg.criterion, "sparsity": result.sparsity, "scope": scope,
+            "model": spec.name, "criterion": cfg.criterion, "sparsity": sparsity, "scope": scope,
             "target_macs": cfg.target_macs, "steps": cfg.steps,
             "round_to": cfg.round_to, "seed": cfg.seed, "device": device.type,
             "dataset": {"name": data.name, "source": data.source, "train": len(data.y_train),
                         "test": len(data.y_test)},
             "dense": {**cost_dense.to_dict(), "accuracy": dense_acc["top1"], "top5": dense_acc["top5"]},
             "pruned": {**cost_pruned.to_dict(), "accuracy": pruned_acc["top1"], "top5": pruned_acc["top5"]},
+            "mode": cfg.mode,
+            "masked": control.section(masked, masks, ctx.mask, input_shape, cost_dense) if masked else None,
             "theoretical_speedup": cost_dense.macs / cost_pruned.macs,
             "channel_sparsity": _channel_sparsity(result.layers),
             "layers": result.layers, "skipped_groups": result.skipped,

@@ -88,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-bench", action="store_true", help="skip the latency benchmark")
     c.add_argument("--bench-batch-sizes", type=_int_list, default=(1, 32))
     c.add_argument("--bench-iters", type=int, default=20)
+    m = c.add_argument_group("mask criteria (snip, grasp, synflow, mag, rand, imp)")
+    m.add_argument("--mode", choices=["shrink", "masked"], default="shrink",
+                   help="shrink: remove channels (and time the masked model as a control); masked: only zero weights")
+    m.add_argument("--compression", type=float, default=None,
+                   help="mask keeps 10^-c of the weights (default: -2*log10(1-sparsity), 0.444 at s=0.4)")
+    m.add_argument("--mask-scope", choices=["global", "layerwise"], default="global")
+    m.add_argument("--mask-reduce", choices=["density", "sum"], default="density",
+                   help="channel saliency: fraction of the filter the mask keeps, or its kept score sum")
+    m.add_argument("--imp-iterations", type=int, default=2, help="IMP train-prune-rewind cycles (>= 1)")
+    m.add_argument("--imp-epochs", type=int, default=None, help="training epochs per IMP cycle (default: --finetune-epochs)")
 
     t = sub.add_parser("train", help="train a dense baseline (cached by its config) and evaluate top-1/top-5")
     t.add_argument("model")
@@ -127,7 +137,8 @@ def _compress(a) -> None:
         calib_batches=a.calib_batches, target_macs=a.target_macs, steps=a.steps,
         sparsity_epochs=a.sparsity_epochs, device=a.device, seed=a.seed, out=a.out, overwrite=a.overwrite,
         export=not a.no_export, bench=not a.no_bench, bench_batch_sizes=a.bench_batch_sizes,
-        bench_iters=a.bench_iters))
+        bench_iters=a.bench_iters, mode=a.mode, compression=a.compression, mask_scope=a.mask_scope,
+        mask_reduce=a.mask_reduce, imp_iterations=a.imp_iterations, imp_epochs=a.imp_epochs))
 
 
 def _train(a) -> None:

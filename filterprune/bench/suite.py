@@ -272,16 +272,23 @@ def _add_speedups(rows: list[dict], variants: list[Variant]) -> None:
                 r["speedup_efficiency"] = r["speedup"] / r["theoretical_speedup"]
 
 
-def dense_vs_pruned(rows: list[dict]) -> list[dict]:
-    """report.json's compact view: one row per (runtime, device, batch) with both medians and the speedup."""
+def dense_vs_pruned(rows: list[dict], extra: tuple[str, ...] = ("masked",)) -> list[dict]:
+    """report.json's compact view: one row per (runtime, device, batch) with dense and pruned medians and the
+    speedup; each ``extra`` variant timed in the same run (the masked control) adds <v>_ms and <v>_speedup."""
     keyed = {(r["runtime"], r["device"], r["batch_size"], r["variant"]): r for r in rows if r.get("p50_ms") != ""}
     out = []
     for (rt, dev, b, v), r in keyed.items():
         o = keyed.get((rt, dev, b, "pruned"))
-        if v == "dense" and o is not None:
-            out.append({"runtime": rt, "device": dev, "batch_size": b, "dense_ms": r["p50_ms"], "pruned_ms": o["p50_ms"],
-                        "dense_p90_ms": r["p90_ms"], "pruned_p90_ms": o["p90_ms"], "speedup": o["speedup"],
-                        "speedup_efficiency": o["speedup_efficiency"]})
+        if v != "dense" or o is None:
+            continue
+        row = {"runtime": rt, "device": dev, "batch_size": b, "dense_ms": r["p50_ms"], "pruned_ms": o["p50_ms"],
+               "dense_p90_ms": r["p90_ms"], "pruned_p90_ms": o["p90_ms"], "speedup": o["speedup"],
+               "speedup_efficiency": o["speedup_efficiency"]}
+        for x in extra:
+            if (rt, dev, b, x) in keyed:
+                e = keyed[(rt, dev, b, x)]
+                row.update({f"{x}_ms": e["p50_ms"], f"{x}_p90_ms": e["p90_ms"], f"{x}_speedup": e["speedup"]})
+        out.append(row)
     return out
 
 

@@ -26,6 +26,7 @@ class PruneContext:
     seed: int = 0
     batch_size: int = 64
     calib_batches: int = 8
+    mask: object | None = None  # filterprune.masks.MaskConfig: compression, scope, reduce, IMP (mask criteria)
 
 
 class Criterion:
@@ -56,4 +57,4 @@ def make_criterion(name: str, **options) -> Criterion:
     return CRITERIA.get(name)(**options)
 
 
-from . import greedy, l1, magnitude, random, slimming  # noqa: E402,F401  (registration)
+from . import grasp, greedy, imp, l1, mag, magnitude, rand, random, slimming, snip, synflow  # noqa: E402,F401  (registration)

@@ -1,0 +1,12 @@
+"""``mag`` — one-shot magnitude pruning: the mask keeps the largest |w| (global by default). Not to be
+confused with ``magnitude``, which scores whole channels by their coupled L2 norm."""
+from ..masks.criterion import MaskCriterion
+from . import CRITERIA
+
+
+@CRITERIA.register("mag", help="unstructured |w| mask at compression c -> channel saliency")
+class Mag(MaskCriterion):
+    name = "mag"
+
+    def weight_scores(self, model, layers, ctx):
+        return {n: m.weight.detach().abs() for n, m in layers.items()}

@@ -1,0 +1,63 @@
+"""The masked-but-dense control: the seed studies' setting, kept beside the shrunk model.
+
+The mask's weights are zeroed in a copy of the dense model, which is finetuned exactly like the shrunk
+model but with the mask held (``held``). Its MACs are the dense MACs (zeros are still multiplied), its
+seed FLOPs are density-weighted as the seed tables print them, and its latency should match the dense
+model's: the difference to the shrunk model is the toolkit's point.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from ..bench import counting
+from ..prune.shrink import PruneResult, layer_widths
+from ..train import evaluate, train
+from .schedule import held
+from .weights import Masks, apply_masks, density
+
+
+@dataclass
+class MaskedModel:
+    model: nn.Module
+    accuracy: dict
+    history: list = field(default_factory=list)
+
+
+def mask_in_place(model: nn.Module, criterion, ctx) -> PruneResult:
+    """``--mode masked``: build the criterion's mask and zero its weights, keeping every channel."""
+    criterion.check(model)
+    with torch.enable_grad():
+        criterion.prepare(model, ctx)
+    apply_masks(model, criterion.masks)
+    widths = layer_widths(model)
+    return PruneResult(history=[], layers=[{"name": n, "channels_before": c, "channels_after": c}
+                                           for n, c in widths.items()])
+
+
+def finetune(model: nn.Module, masks: Masks | None, ft, data, device, desc: str = "finetune") -> list[dict]:
+    """Finetune in place; with ``masks`` the masked weights stay exactly zero."""
+    if not ft.epochs:
+        return []
+    with held(model, masks):
+        return train(model, data, ft, device, desc=desc)
+
+
+def masked_control(dense: nn.Module, masks: Masks, ft, data, device) -> MaskedModel:
+    """The dense model with the mask applied, finetuned with it held, evaluated on the test split."""
+    model = apply_masks(copy.deepcopy(dense), masks).to(device)
+    history = finetune(model, masks, ft, data, device, desc="finetune masked")
+    return MaskedModel(model, evaluate(model, data, device), history)
+
+
+def section(masked: MaskedModel, masks: Masks, mask_cfg, input_shape, dense_cost: counting.Cost) -> dict:
+    """report.json's ``masked``: stored params, non-zero params, real MACs, seed FLOPs weighted by the
+    mask's density and their fraction of the dense seed FLOPs (the seed tables' "FLOP sparsity")."""
+    cost = counting.count(masked.model, input_shape, masks)
+    zeros = sum(int((~m).sum()) for m in masks.values())
+    return {**cost.to_dict(), "nonzero_params": cost.params - zeros, "flop_fraction": cost.flops / dense_cost.flops,
+            "weight_density": density(masks), **{k: v for k, v in mask_cfg.to_dict().items() if k != "imp_train"},
+            "accuracy": masked.accuracy["top1"], "top5": masked.accuracy["top5"], "finetune_history": masked.history}
