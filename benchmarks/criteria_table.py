@@ -77,8 +77,9 @@ def main(argv=None) -> None:
              f"{dense[0]['dense_macs']:,} | — |"]
     for crit in criteria:
         rs = [r for r in rows if r["criterion"] == crit]
-        params = sorted({r["params"] for r in rs})
-        macs = sorted({r["macs"] for r in rs})
+        params = [r["params"] for r in rs]  # in seed order; one value when every seed agrees
+        macs = [r["macs"] for r in rs]
+        params, macs = (params[:1] if len(set(params)) == 1 else params), (macs[:1] if len(set(macs)) == 1 else macs)
         lines.append(f"| {crit} | {rs[0]['scope']} | {pm([r['pruned_top1'] for r in rs])} | "
                      f"{' / '.join(f'{v:,}' for v in params)} | {' / '.join(f'{v:,}' for v in macs)} | "
                      f"{statistics.median(r['prune_s'] for r in rs):.2f} |")
@@ -94,7 +95,7 @@ def main(argv=None) -> None:
           f"Command: `{command}`", "",
           f"Same cached baseline per seed ({a.epochs} epochs, SGD cosine), then prune and {a.finetune_epochs} "
           "finetune epochs at a tenth of the baseline lr, for every criterion. Params/MACs of the pruned "
-          "network (several values: they differ between seeds). Slimming uses its paper's global threshold "
+          "network (one value per seed, in seed order, where they differ). Slimming uses its paper's global threshold "
           "without sparsity training (as the seed study does); the others are layerwise.", "",
           *lines, "", f"Machine: {config['machine']['cpu']} ({config['machine']['cores']} cores), torch "
           f"{config['machine']['torch']}; load average before/after {load_before[0]:.2f}/{config['loadavg_after'][0]:.2f}; "
