@@ -3,7 +3,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -11,7 +10,6 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def pytest_configure(config):
     # baselines trained by tests go to a throwaway cache, never the user's
     os.environ["FILTERPRUNE_CACHE"] = tempfile.mkdtemp(prefix="filterprune-test-cache-")
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture
