@@ -20,6 +20,7 @@ from . import __version__
 from .bench import counting, latency, machine
 from .criteria import CRITERIA, PruneContext, make_criterion
 from .data import DATASETS, DEFAULT_DATA_ROOT, ImageData, load_dataset, resolve_default_dataset
+from .deploy import onnx_metadata
 from .errors import UsageError
 from .models import MODELS, ModelSpec, build_model
 from .onnx_export import check_parity, export_onnx
@@ -211,6 +212,8 @@ def compress(cfg: CompressConfig) -> Path:
                        batch_size=cfg.batch_size, calib_batches=cfg.calib_batches)
     say(f"prune: {cfg.criterion}, sparsity {cfg.sparsity:g}, {scope}, round_to {cfg.round_to}")
     result = prune(pruned, criterion, plan, ctx, spec.num_classes)
+    for layer, why in result.unprunable.items():
+        say(f"warning: left {layer} whole: pruning it breaks the model ({why})")
     lap("prune")
     pruned = pruned.to(device)
     ft = cfg.finetune_config()
@@ -232,10 +235,7 @@ def compress(cfg: CompressConfig) -> Path:
         onnx_info, onnx_paths = None, {}
         if cfg.export:
             say("export: ONNX with dynamic batch, checker, onnxruntime parity at batch 1 and 7")
-            md = {"model": spec.name, "input_shape": json.dumps([-1, *input_shape]), **{
-                k: json.dumps(v) if not isinstance(v, str) else v for k, v in meta.items()},
-                "dense_macs": str(cost_dense.macs), "pruned_macs": str(cost_pruned.macs),
-                "dense_params": str(cost_dense.params), "pruned_params": str(cost_pruned.params)}
+            md = onnx_metadata(spec, meta, cost_dense, cost_pruned)
             onnx_paths["pruned"] = export_onnx(pruned, staging / "model.onnx", input_shape, metadata=md)
             onnx_info = {"path": "model.onnx", **check_parity(pruned, onnx_paths["pruned"], input_shape)}
             onnx_paths["dense"] = export_onnx(dense, staging / "dense.onnx", input_shape)
@@ -257,7 +257,7 @@ def compress(cfg: CompressConfig) -> Path:
             "pruned": {**cost_pruned.to_dict(), "accuracy": pruned_acc["top1"], "top5": pruned_acc["top5"]},
             "theoretical_speedup": cost_dense.macs / cost_pruned.macs,
             "channel_sparsity": _channel_sparsity(result.layers),
-            "layers": result.layers, "skipped_groups": result.skipped,
+            "layers": result.layers, "skipped_groups": result.skipped, "unprunable_groups": result.unprunable,
             "onnx": onnx_info,
             "latency": latency.pair_rows(rows), "latency_rows": rows,
             "baseline": baseline, "finetune": {"config": ft.to_dict(), "history": finetune_history},
