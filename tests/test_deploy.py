@@ -1,6 +1,7 @@
 """Deployment: torchvision families prune and export with parity, `filterprune export`, models that
 torch-pruning cannot fully handle, and the standalone deploy kit `export/run_onnx.py`."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -178,8 +179,8 @@ def images(tmp_path_factory):
     return sorted(folder.glob("*.png"))
 
 
-def run_kit(*args, python=sys.executable):
-    return subprocess.run([str(python), str(RUN_ONNX), *map(str, args)], capture_output=True, text=True)
+def run_kit(*args, python=sys.executable, env=None):
+    return subprocess.run([str(python), str(RUN_ONNX), *map(str, args)], capture_output=True, text=True, env=env)
 
 
 def test_run_onnx_classifies_with_the_files_preprocessing(run_dir, images):
@@ -218,13 +219,15 @@ def test_run_onnx_bad_input_is_one_line_exit_2(run_dir, args, needle):
 @pytest.mark.slow
 def test_run_onnx_needs_only_onnxruntime_numpy_pillow(run_dir, images, tmp_path):
     """A fresh venv without torch or filterprune (pip's cache makes the install quick)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of this checkout leaks in
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
     py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "onnxruntime", "numpy", "pillow"], check=True)
-    assert subprocess.run([str(py), "-c", "import torch"], capture_output=True).returncode != 0
-    assert subprocess.run([str(py), "-c", "import filterprune"], capture_output=True, cwd=tmp_path).returncode != 0
-    p = run_kit(run_dir / "model.onnx", images[0], python=py)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "onnxruntime", "numpy", "pillow"], check=True, env=env)
+    for module in ("torch", "filterprune"):
+        assert subprocess.run([str(py), "-c", f"import {module}"], capture_output=True, cwd=tmp_path,
+                              env=env).returncode != 0
+    p = run_kit(run_dir / "model.onnx", images[0], python=py, env=env)
     assert p.returncode == 0, p.stderr
     assert "  5. " in p.stdout and "latency: batch 1" in p.stdout
-    assert run_kit(run_dir / "model.onnx", "--provider", "nope", python=py).returncode == 2
+    assert run_kit(run_dir / "model.onnx", "--provider", "nope", python=py, env=env).returncode == 2
