@@ -125,18 +125,21 @@ def write_table(rows: list[dict], args_line: str) -> None:
              f"**{len(ok)} of {len(rows)} pass ({100 * len(ok) / max(1, len(rows)):.1f}%)**: pruned, exported "
              "(opset 17, dynamic batch, full checker) and equal to PyTorch in onnxruntime at batch 1 and 7 "
              "(max|diff| / max(1, max|y|) <= 1e-4).", "",
+             "'diff / scale' is max|diff| / max|y|: random weights make some models' logits tiny "
+             "(EfficientNet's are ~1e-15), where the max(1, ...) bound alone would prove little.", "",
              "MACs at the listed input side. 'left whole' counts channel groups whose removal broke the model's "
              "forward; they stay dense and are named in results.jsonl.", "",
-             "| model | input | result | MACs dense | MACs pruned | x | max abs diff | output scale | left whole | s | reason |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| model | input | result | MACs dense | MACs pruned | x | max abs diff | output scale | diff / scale | left whole | s | reason |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         x = f"{r['dense_macs'] / r['pruned_macs']:.2f}" if r["status"] == "ok" else ""
         diff = f"{r['max_abs_diff']:.1e}" if r["status"] == "ok" else ""
         scale = f"{r['output_scale']:.2g}" if r["status"] == "ok" else ""
+        ratio = f"{r['max_abs_diff'] / r['output_scale']:.1e}" if r["status"] == "ok" and r["output_scale"] else ""
         whole = len(r.get("unprunable", {})) if r["status"] == "ok" else ""
         reason = r.get("reason", "").replace("|", "\\|")
         lines.append(f"| {r['model']} | {r.get('input', '')} | {r['status']} | {_m(r.get('dense_macs'))} | "
-                     f"{_m(r.get('pruned_macs'))} | {x} | {diff} | {scale} | {whole} | {r['seconds']} | {reason} |")
+                     f"{_m(r.get('pruned_macs'))} | {x} | {diff} | {scale} | {ratio} | {whole} | {r['seconds']} | {reason} |")
     lines += ["", f"Machine: `{json.dumps(describe())}`", ""]
     tmp = HERE / ".zoo_sweep.md.tmp"
     tmp.write_text("\n".join(lines))
