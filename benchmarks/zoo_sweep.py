@@ -115,7 +115,7 @@ def _m(x) -> str:
     return f"{x / 1e6:,.1f}M" if isinstance(x, (int, float)) else ""
 
 
-def write_table(rows: list[dict], args_line: str) -> None:
+def write_table(rows: list[dict], args_line: str, missing: list[str]) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from filterprune.bench.machine import describe
 
@@ -140,6 +140,9 @@ def write_table(rows: list[dict], args_line: str) -> None:
         reason = r.get("reason", "").replace("|", "\\|")
         lines.append(f"| {r['model']} | {r.get('input', '')} | {r['status']} | {_m(r.get('dense_macs'))} | "
                      f"{_m(r.get('pruned_macs'))} | {x} | {diff} | {scale} | {ratio} | {whole} | {r['seconds']} | {reason} |")
+    if missing:
+        lines += ["", f"**Not run yet ({len(missing)})**: {', '.join(missing)}. The same command continues "
+                  "where the sweep stopped."]
     lines += ["", f"Machine: `{json.dumps(describe())}`", ""]
     tmp = HERE / ".zoo_sweep.md.tmp"
     tmp.write_text("\n".join(lines))
@@ -152,6 +155,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=int, default=240, help="seconds per model")
     ap.add_argument("--models", default=None, help="comma-separated subset (default: every classifier)")
     ap.add_argument("--fresh", action="store_true", help="forget earlier rows")
+    ap.add_argument("--table-only", action="store_true", help="rewrite zoo_sweep.md from results.jsonl, run nothing")
     ap.add_argument("--redo-failed", action="store_true", help="run the failed rows again (e.g. with a longer --timeout)")
     a = ap.parse_args()
     if a.one:
@@ -170,7 +174,7 @@ def main() -> int:
             if not (a.redo_failed and r["status"] == "failed"):
                 done[r["model"]] = r
     for i, name in enumerate(names):
-        if name in done:
+        if name in done or a.table_only:
             continue
         row = sweep_one(name, a.timeout)
         done[name] = row
@@ -179,7 +183,9 @@ def main() -> int:
         print(f"[{i + 1}/{len(names)}] {name}: {row['status']} {row.get('reason', '')} ({row['seconds']} s; "
               f"load {os.getloadavg()[0]:.1f})", flush=True)
     rows = [done[n] for n in sorted(done)]
-    write_table(rows, " ".join(["PYTHONPATH=$PWD python benchmarks/zoo_sweep.py", *sys.argv[1:]]))
+    args = [f"--timeout {a.timeout}"] if a.table_only else sys.argv[1:]
+    missing = [n for n in names if n not in done]
+    write_table(rows, " ".join(["PYTHONPATH=$PWD python benchmarks/zoo_sweep.py", *args]), missing)
     return 0
 
 
