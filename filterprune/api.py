@@ -21,6 +21,7 @@ from .bench import counting, machine
 from .bench.suite import BenchConfig, Variant, dense_vs_pruned, run_bench
 from .criteria import CRITERIA, PruneContext, make_criterion
 from .data import DATASETS, DEFAULT_DATA_ROOT, ImageData, load_dataset, resolve_default_dataset
+from .deploy import onnx_metadata
 from .errors import UsageError
 from .masks import MODES, MaskConfig, control, default_compression
 from .masks.criterion import MaskCriterion
@@ -275,6 +276,8 @@ def compress(cfg: CompressConfig) -> Path:
         result = prune_in_steps(pruned, criterion, plan, ctx, spec.num_classes, cfg.steps, finetune_between)
     masks = getattr(criterion, "masks", None)  # mask criteria: the unstructured mask behind the channels
     own_masks = masks if cfg.mode == "masked" else None
+    for layer, why in result.unprunable.items():
+        say(f"warning: left {layer} whole: pruning it breaks the model ({why})")
     lap("prune")
     pruned = pruned.to(device)
     finetune_history = control.finetune(pruned, own_masks, ft, data, device)
@@ -301,10 +304,7 @@ def compress(cfg: CompressConfig) -> Path:
         onnx_info, onnx_paths = None, {}
         if cfg.export:
             say("export: ONNX with dynamic batch, checker, onnxruntime parity at batch 1 and 7")
-            md = {"model": spec.name, "input_shape": json.dumps([-1, *input_shape]), **{
-                k: json.dumps(v) if not isinstance(v, str) else v for k, v in meta.items()},
-                "dense_macs": str(cost_dense.macs), "pruned_macs": str(cost_pruned.macs),
-                "dense_params": str(cost_dense.params), "pruned_params": str(cost_pruned.params)}
+            md = onnx_metadata(spec, meta, cost_dense, cost_pruned)
             onnx_paths["pruned"] = export_onnx(pruned, staging / "model.onnx", input_shape, metadata=md)
             onnx_info = {"path": "model.onnx", **check_parity(pruned, onnx_paths["pruned"], input_shape)}
             onnx_paths["dense"] = export_onnx(dense, staging / "dense.onnx", input_shape)
@@ -336,7 +336,7 @@ def compress(cfg: CompressConfig) -> Path:
             "masked": control.section(masked, masks, ctx.mask, input_shape, cost_dense) if masked else None,
             "theoretical_speedup": cost_dense.macs / cost_pruned.macs,
             "channel_sparsity": _channel_sparsity(result.layers),
-            "layers": result.layers, "skipped_groups": result.skipped,
+            "layers": result.layers, "skipped_groups": result.skipped, "unprunable_groups": result.unprunable,
             "onnx": onnx_info,
             "latency": dense_vs_pruned(rows), "latency_rows": rows,
             "baseline": baseline, "finetune": {"config": ft.to_dict(), "history": finetune_history,

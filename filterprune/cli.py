@@ -40,6 +40,15 @@ def _str_list(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+def _batch(text: str) -> int | None:
+    if text == "dynamic":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'dynamic' or an integer, got {text!r}") from None
+
+
 def _common_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="dataset name (default: cifar10 if found under --data-root, else digits)")
     p.add_argument("--data-root", default="data", help="folder holding datasets (default: ./data)")
@@ -99,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--imp-iterations", type=int, default=2, help="IMP train-prune-rewind cycles (>= 1)")
     m.add_argument("--imp-epochs", type=int, default=None, help="training epochs per IMP cycle (default: --finetune-epochs)")
 
+    e = sub.add_parser("export", help="a run folder or checkpoint -> checked ONNX file with metadata and parity")
+    e.add_argument("source", help="run folder (from compress), X.json or X.safetensors")
+    e.add_argument("--out", required=True, help="the .onnx file to write")
+    e.add_argument("--opset", type=int, default=17)
+    e.add_argument("--batch", type=_batch, default=None, help="'dynamic' (default) or a fixed batch size")
+    e.add_argument("--fp16", action="store_true", help="half-precision weights, inputs and outputs")
+    e.add_argument("--simplify", action="store_true", help="simplify with onnxslim (parity re-checked)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
     t = sub.add_parser("train", help="train a dense baseline (cached by its config) and evaluate top-1/top-5")
     t.add_argument("model")
     _common_training(t)
@@ -139,6 +157,13 @@ def _compress(a) -> None:
         export=not a.no_export, bench=not a.no_bench, bench_batch_sizes=a.bench_batch_sizes,
         bench_iters=a.bench_iters, mode=a.mode, compression=a.compression, mask_scope=a.mask_scope,
         mask_reduce=a.mask_reduce, imp_iterations=a.imp_iterations, imp_epochs=a.imp_epochs))
+
+
+def _export(a) -> None:
+    from .deploy import ExportConfig, export_command
+
+    export_command(ExportConfig(source=a.source, out=a.out, opset=a.opset, batch=a.batch, fp16=a.fp16,
+                                simplify=a.simplify, overwrite=a.overwrite))
 
 
 def _train(a) -> None:
@@ -182,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         {"compress": _compress, "train": _train, "bench": _bench, "list": _list}[args.command](args)
+
+
+        {"compress": _compress, "export": _export, "train": _train, "list": _list}[args.command](args)
         return 0
     except FilterpruneError as e:
         print(f"filterprune: error: {e}", file=sys.stderr)

@@ -5,6 +5,7 @@ broadcast wrongly) and judged relative to the output scale: max|ort - torch| / m
 """
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 from pathlib import Path
@@ -23,57 +24,87 @@ PARITY_BATCHES = (1, 7)
 PARITY_TOL = 1e-4
 
 
-def export_onnx(model: nn.Module, path: Path, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSET,
-                metadata: dict[str, str] | None = None) -> Path:
-    """Export ``model`` (eval mode, CPU) to ``path`` atomically; returns the path."""
+def to_proto(model: nn.Module, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSET,
+             batch: int | None = None, fp16: bool = False,
+             metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+    """The checked ONNX graph of ``model`` (eval, CPU): dynamic batch axis unless ``batch`` fixes it;
+    ``fp16`` exports a half-precision copy (half inputs, weights and outputs)."""
     model = model.eval().cpu()
+    dtype = torch.float16 if fp16 else torch.float32
+    if fp16:
+        model = copy.deepcopy(model).half()
+    dynamic = {"input": {0: "batch"}, "logits": {0: "batch"}} if batch is None else None
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(model, (torch.randn(1, *input_shape),), buf, dynamo=False, opset_version=opset,
-                              input_names=["input"], output_names=["logits"],
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            torch.onnx.export(model, (torch.randn(batch or 1, *input_shape, dtype=dtype),), buf, dynamo=False,
+                              opset_version=opset, input_names=["input"], output_names=["logits"],
+                              dynamic_axes=dynamic)
         except Exception as e:
             raise RunError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     proto = onnx.load_from_string(buf.getvalue())
-    for k, v in (metadata or {}).items():
+    set_metadata(proto, metadata or {})
+    check(proto)
+    return proto
+
+
+def set_metadata(proto: onnx.ModelProto, metadata: dict[str, str]) -> None:
+    """Replace ``metadata_props`` with ``metadata`` (string keys and values, as the format requires)."""
+    del proto.metadata_props[:]
+    for k, v in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = str(k), str(v)
+
+
+def check(proto: onnx.ModelProto) -> None:
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as e:
         raise RunError(f"ONNX checker rejected the export: {str(e).splitlines()[0][:200]}") from None
+
+
+def export_onnx(model: nn.Module, path: Path, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSET,
+                metadata: dict[str, str] | None = None) -> Path:
+    """Export ``model`` (eval mode, CPU, dynamic batch) to ``path`` atomically; returns the path."""
+    proto = to_proto(model, input_shape, opset, metadata=metadata)
     atomic_write_bytes(Path(path), proto.SerializeToString())
     return Path(path)
 
 
-def session(path: Path, providers: list[str] | None = None, threads: int | None = None) -> ort.InferenceSession:
+def session(path: Path | bytes, providers: list[str] | None = None, threads: int | None = None) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or torch.get_num_threads()
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), opts, providers=providers or ["CPUExecutionProvider"])
 
 
 @torch.no_grad()
-def check_parity(model: nn.Module, path: Path, input_shape: tuple[int, ...],
+def check_parity(model: nn.Module, path: Path | bytes, input_shape: tuple[int, ...],
                  batches: tuple[int, ...] = PARITY_BATCHES, tol: float = PARITY_TOL, seed: int = 0) -> dict:
-    """Compare onnxruntime with PyTorch; raises RunError if the relative difference exceeds ``tol``."""
+    """Compare onnxruntime with the fp32 PyTorch model; raises RunError if the relative difference
+    exceeds ``tol``. A half-precision file gets the same inputs rounded to fp16."""
     model = model.eval().cpu()
     sess = session(path)
+    half = sess.get_inputs()[0].type == "tensor(float16)"
     gen = torch.Generator().manual_seed(seed)
-    worst_abs, worst_rel = 0.0, 0.0
+    worst_abs, worst_rel, scale = 0.0, 0.0, 0.0
     for b in batches:
         x = torch.randn(b, *input_shape, generator=gen)
+        if half:
+            x = x.half().float()
         ref = model(x).numpy()
-        out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        feed = x.half().numpy() if half else x.numpy()
+        out = sess.run(None, {sess.get_inputs()[0].name: feed})[0].astype(np.float32)
         if out.shape != ref.shape:
             raise RunError(f"ONNX output shape {out.shape} != PyTorch {ref.shape} at batch {b}")
         diff = float(np.abs(out - ref).max())
+        scale = max(scale, float(np.abs(ref).max()))
         worst_abs = max(worst_abs, diff)
         worst_rel = max(worst_rel, diff / max(1.0, float(np.abs(ref).max())))
-    result = {"max_abs_diff": worst_abs, "max_rel_diff": worst_rel, "batches": list(batches), "tolerance": tol}
-    if worst_rel > tol:
+    result = {"max_abs_diff": worst_abs, "max_rel_diff": worst_rel, "output_scale": scale,
+              "batches": list(batches), "tolerance": tol}
+    if not np.isfinite(worst_rel) or worst_rel > tol:
         raise RunError(f"ONNX parity failed: max difference {worst_abs:.3g} (relative {worst_rel:.3g} > {tol})")
     return result

@@ -5,6 +5,7 @@ residual adds, concats, depthwise convs). Classifier outputs are never pruned.
 """
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 
 import torch
@@ -48,8 +49,10 @@ def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.Dependency
         with torch.enable_grad():
             return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
     except Exception as e:
+        frames = [f.name for f in traceback.extract_tb(e.__traceback__) if "torch_pruning" in f.filename]
+        where = f" in torch-pruning's {frames[-1]}" if frames else ""
         raise RunError(f"could not trace {type(model).__name__} into a dependency graph: "
-                       f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+                       f"{type(e).__name__}{where}: {str(e).splitlines()[0] if str(e) else ''}") from None
     finally:
         model.train(was_training)
 

@@ -39,14 +39,16 @@ def prune_in_steps(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx
     before = layer_widths(model)
     dense_macs = sum(c.macs() for c in layer_costs(model, ctx.example_inputs).values())
     dense_units: dict[str, int] | None = None
-    history, skipped = [], []
+    history, skipped, unprunable = [], [], {}
     for i, step_plan in enumerate(plans, 1):
         res = prune(model, criterion, step_plan, ctx, num_classes, dense_units, dense_macs)
         dense_units = dense_units or res.units
         history += res.history
         skipped += [s for s in res.skipped if s not in skipped]
+        unprunable.update(res.unprunable)
         if i < steps and finetune is not None:
             finetune(model, i)
     after = layer_widths(model)
     layers = [{"name": n, "channels_before": c, "channels_after": after[n]} for n, c in before.items()]
-    return PruneResult(history=history, layers=layers, skipped=skipped, sparsity=res.sparsity, units=dense_units)
+    return PruneResult(history=history, layers=layers, skipped=skipped, sparsity=res.sparsity, units=dense_units,
+                       unprunable=unprunable)

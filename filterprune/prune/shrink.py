@@ -6,6 +6,7 @@ so each group is measured in the network as pruned so far.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -15,6 +16,7 @@ from ..criteria import Criterion, PruneContext
 from ..errors import RunError, UsageError
 from .graph import build_graph, channel_groups, classifier_layers, execution_order
 from .plan import PlanConfig, allocate
+from .safety import breaking_groups, forward_failure, restore
 from .target import CostModel, solve_sparsity
 
 
@@ -25,6 +27,7 @@ class PruneResult:
     skipped: list[str] = field(default_factory=list)  # groups the criterion declined to score
     sparsity: float = 0.0  # the channel sparsity applied (found by the search under --target-macs)
     units: dict[str, int] = field(default_factory=dict)  # root layer -> units before this prune
+    unprunable: dict[str, str] = field(default_factory=dict)  # group root -> why removing it breaks the model
 
 
 def layer_widths(model: nn.Module) -> dict[str, int]:
@@ -75,8 +78,14 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
 
     ``dense_units`` / ``dense_macs`` describe the unpruned network when ``model`` is already pruned
     (iterative steps), so sparsity, floors and --target-macs stay relative to the dense model.
+    Groups whose removal leaves a model that no longer runs (see ``safety``) are left whole and listed
+    in ``unprunable`` with the reason; if the rest still fails, RunError names the failing layer.
     """
     before = layer_widths(model)
+    pristine = copy.deepcopy(model)
+    was_training = model.training
+    out_shape = model.eval()(ctx.example_inputs).shape
+    model.train(was_training)
     DG = build_graph(model, ctx.example_inputs)
     groups = channel_groups(DG, classifier_layers(model, num_classes))
     criterion.check(model)
@@ -85,7 +94,7 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
                          "scores are not comparable across layers: use --scope layerwise")
     with torch.enable_grad():
         criterion.prepare(model, ctx)
-    skipped = []
+    skipped, unprunable = [], {}
     if criterion.sequential:
         order = execution_order(model, ctx.example_inputs)
         groups.sort(key=lambda cg: min(order.get(id(d.target.module), len(order)) for d, _ in cg.group
@@ -116,9 +125,52 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
         keep = allocate([s for _, s in scored], plan, totals)
         if plan.round_to == "auto":
             keep = _hardware_aware(model, ctx, plan, [cg for cg, _ in scored], keep)
+        decisions = {}  # root name -> (handler, channel indices to remove)
         for (cg, scores), k in zip(scored, keep):
-            _remove(DG, cg, scores, k)
+            drop = torch.argsort(scores, stable=True)[: cg.units - k]
+            if len(drop):
+                idxs = torch.cat([drop + g * cg.units for g in range(cg.ch_groups)]).sort().values.tolist()
+                decisions[cg.root_name] = (cg.handler, idxs)
+        DG, unprunable = _apply_safely(DG, model, pristine, decisions, ctx, out_shape)
     after = layer_widths(model)
     layers = [{"name": n, "channels_before": c, "channels_after": after[n]} for n, c in before.items()]
     history = [[name, bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in DG.pruning_history()]
-    return PruneResult(history=history, layers=layers, skipped=skipped, sparsity=plan.sparsity, units=units)
+    return PruneResult(history=history, layers=layers, skipped=skipped, sparsity=plan.sparsity, units=units,
+                       unprunable=unprunable)
+
+
+def _apply_safely(DG, model: nn.Module, pristine: nn.Module, decisions: dict, ctx, out_shape):
+    """Apply all decisions; if the pruned model breaks, find the groups responsible, leave them whole,
+    and apply the rest. Returns the graph of the final model and {group: why it was left whole}."""
+    failure = _apply(DG, model, decisions) or forward_failure(model, ctx.example_inputs, out_shape)
+    if not failure:
+        return DG, {}
+
+    def trial(names: list[str]) -> str | None:
+        trial_model = copy.deepcopy(pristine)
+        trial_DG = build_graph(trial_model, ctx.example_inputs)
+        return (_apply(trial_DG, trial_model, {n: decisions[n] for n in names})
+                or forward_failure(trial_model, ctx.example_inputs, out_shape))
+
+    unprunable = breaking_groups(trial, list(decisions), known=failure)
+    restore(model, pristine)
+    DG = build_graph(model, ctx.example_inputs)
+    failure = (_apply(DG, model, {n: d for n, d in decisions.items() if n not in unprunable})
+               or forward_failure(model, ctx.example_inputs, out_shape))
+    if failure:
+        restore(model, pristine)
+        raise RunError(f"torch-pruning cannot prune {type(model).__name__}: the pruned model fails ({failure})")
+    return DG, unprunable
+
+
+def _apply(DG, model: nn.Module, decisions: dict) -> str | None:
+    """Remove the chosen channels group by group; a reason naming the group if torch-pruning raises."""
+    modules = dict(model.named_modules())
+    for name, (handler, idxs) in decisions.items():
+        group = DG.get_pruning_group(modules[name], handler, idxs)
+        try:
+            if DG.check_pruning_group(group):
+                group.prune()
+        except Exception as e:
+            return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]} while pruning '{name}'"
+    return None
