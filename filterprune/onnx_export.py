@@ -15,7 +15,7 @@ import onnxruntime as ort
 import torch
 import torch.nn as nn
 
-from .errors import RunError
+from .errors import RunError, UsageError
 from .prune.checkpoint import atomic_write_bytes
 
 DEFAULT_OPSET = 17
@@ -53,7 +53,13 @@ def session(path: Path, providers: list[str] | None = None, threads: int | None 
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or torch.get_num_threads()
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+    if not Path(path).is_file():
+        raise UsageError(f"ONNX file not found: {path}")
+    try:
+        return ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+    except Exception as e:  # not protobuf, truncated, unknown ops, ...: one line, never a traceback
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise RunError(f"{path}: not a loadable ONNX model ({msg})") from None
 
 
 @torch.no_grad()

@@ -1,6 +1,7 @@
 """Score every group, allocate, and physically remove the chosen channels through the dependency graph."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -60,6 +61,9 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
         group = DG.get_pruning_group(cg.root, cg.handler, idxs)
         if DG.check_pruning_group(group):
             group.prune()
+        else:
+            warnings.warn(f"layer {cg.root_name} is left unpruned: removing {len(idxs)} of its channels would "
+                          "empty a coupled layer", stacklevel=2)
     after = layer_widths(model)
     layers = [{"name": n, "channels_before": c, "channels_after": after[n]} for n, c in before.items()]
     history = [[name, bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in DG.pruning_history()]
