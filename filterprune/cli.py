@@ -114,6 +114,11 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     return f"[filterprune] warning: {message}\n"
 
 
+def _one_line(message: str) -> str:
+    """User-supplied values (a path, a flag) may hold newlines or control characters: escape them."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message).strip()
+
+
 def _terminated(signum, frame):  # SIGTERM unwinds like Ctrl-C, so staging folders are cleaned up
     raise SystemExit(128 + signum)
 
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe fails here, inside the handlers below
         return 0
     except FilterpruneError as e:
-        print(f"filterprune: error: {e}", file=sys.stderr)
+        print(f"filterprune: error: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("filterprune: interrupted", file=sys.stderr)
@@ -145,13 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         print("filterprune: error: out of memory (lower --batch-size, or use a smaller model)", file=sys.stderr)
         return 1
     except OSError as e:  # disk full, permission denied, ...: the environment, not a bug
-        print(f"filterprune: error: {e.strerror or type(e).__name__}"
-              f"{': ' + str(e.filename) if e.filename else ''}", file=sys.stderr)
+        where = f": {e.filename}" if e.filename else ""
+        print(f"filterprune: error: {_one_line(f'{e.strerror or type(e).__name__}{where}')}", file=sys.stderr)
         return 1
     except Exception as e:  # a bug: still one line, the traceback only on request
         if os.environ.get("FILTERPRUNE_DEBUG"):
             raise
-        first = str(e).splitlines()[0][:300] if str(e) else ""
+        first = _one_line(str(e))[:300]
         print(f"filterprune: internal error: {type(e).__name__}: {first} (set FILTERPRUNE_DEBUG=1 for the "
               "traceback)", file=sys.stderr)
         return 1

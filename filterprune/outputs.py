@@ -23,6 +23,7 @@ _STALE = re.compile(r"^\.(?P<name>.+)\.(?:partial|replaced)-(?P<pid>\d+)$")
 
 def check_target(out: Path, overwrite: bool) -> None:
     """Refuse a target that holds another run's results (unless ``overwrite``) or cannot be written."""
+    sweep_stale(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise UsageError(f"output folder {out} already exists and is not empty (pass --overwrite to replace it)")
     if out.exists() and not out.is_dir():
@@ -43,16 +44,22 @@ def _alive(pid: int) -> bool:
 
 
 def sweep_stale(out: Path) -> list[Path]:
-    """Remove staging folders that killed runs left beside ``out``; returns what was removed."""
-    removed = []
+    """Clean up after runs for ``out`` that were killed: their staging folders go; an old folder that
+    ``--overwrite`` had renamed aside goes back to ``out`` if the new one never arrived. Returns what
+    was touched."""
+    touched = []
     if not out.parent.is_dir():
-        return removed
-    for p in out.parent.iterdir():
+        return touched
+    for p in sorted(out.parent.iterdir()):
         m = _STALE.match(p.name)
-        if m and m["name"] == out.name and int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])):
+        if not m or m["name"] != out.name or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
+            continue
+        if ".replaced-" in p.name and not out.exists():
+            os.replace(p, out)
+        else:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed
+        touched.append(p)
+    return touched
 
 
 def staging_path(out: Path) -> Path:

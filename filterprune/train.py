@@ -61,6 +61,8 @@ class TrainConfig:
             raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.sparsity_reg < 0:
             raise UsageError(f"--sparsity-reg must be >= 0, got {self.sparsity_reg}")
+        if not -(2**63) <= self.seed < 2**63:
+            raise UsageError(f"--seed must fit in 64 bits, got {self.seed}")
 
     @property
     def learning_rate(self) -> float:

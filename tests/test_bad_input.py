@@ -51,6 +51,7 @@ CATALOGUE = [
     ("layer-floor-zero", [*C, "--layer-floor", "0"], 2, r"--layer-floor must be in \(0, 1\]"),
     ("layer-floor-above-one", [*C, "--layer-floor", "1.5"], 2, r"--layer-floor must be in \(0, 1\]"),
     ("sparsity-reg-negative", [*T, "--sparsity-reg", "-0.001"], 2, "--sparsity-reg must be >= 0"),
+    ("seed-beyond-64-bits", [*C, "--seed", str(2**70)], 2, "--seed must fit in 64 bits"),
     ("calib-batches-zero", [*C, "--calib-batches", "0"], 2, "--calib-batches must be >= 1"),
     ("bench-iters-zero", [*C, "--bench-iters", "0"], 2, "iterations must be >= 1"),
     ("bench-batch-size-zero", [*C, "--bench-batch-sizes", "0,4"], 2, "batch sizes and iterations must be >= 1"),
@@ -299,3 +300,51 @@ def test_catalogue(case, tmp_path, r20_state, capfd, monkeypatch):
 def test_catalogue_is_large_and_distinct():
     assert len({c[0] for c in CATALOGUE}) == len(CATALOGUE) >= 30
     assert len({tuple(c[1]) for c in CATALOGUE}) == len(CATALOGUE)
+
+
+# ------------------------------------------------------------------ beyond the command line table
+@pytest.mark.parametrize("content", [b"", b"not a protobuf at all", "truncated"])
+def test_a_file_that_is_not_onnx_is_one_clear_error(tmp_path, content):
+    from filterprune.errors import RunError
+    from filterprune.onnx_export import export_onnx, session
+
+    path = tmp_path / "model.onnx"
+    if content == "truncated":
+        export_onnx(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)), path, (3, 2, 2))
+        content = path.read_bytes()[:-40]
+    path.write_bytes(content)
+    with pytest.raises(RunError, match="not a loadable ONNX model"):
+        session(path)
+
+
+def test_missing_onnx_file_is_a_usage_error(tmp_path):
+    from filterprune.errors import UsageError
+    from filterprune.onnx_export import session
+
+    with pytest.raises(UsageError, match="ONNX file not found"):
+        session(tmp_path / "nope.onnx")
+
+
+def test_a_sparsity_that_would_empty_layers_is_floored_with_a_warning(tmp_path, capfd):
+    out = tmp_path / "out"
+    assert main([*C, "--sparsity", "0.99", "--layer-floor", "0.25", "--out", str(out)]) == 0
+    err = capfd.readouterr().err
+    warning = [ln for ln in err.splitlines() if "warning" in ln]
+    assert warning == ["[filterprune] warning: 19 layer(s) would keep less than 25% of their channels; kept at "
+                       "the floor (--layer-floor)"], err
+    layers = json.loads((out / "report.json").read_text())["layers"]
+    pruned = [r for r in layers if r["channels_after"] < r["channels_before"]]
+    assert pruned and all(r["channels_after"] == -(-r["channels_before"] // 4) for r in pruned)
+
+
+def test_every_load_of_a_file_refuses_pickle():
+    """Static audit: no code path may unpickle a user's file (the malicious-pickle rows prove the runtime)."""
+    from pathlib import Path
+
+    src = {p: p.read_text() for p in (Path(__file__).parents[1] / "filterprune").rglob("*.py")}
+    for path, text in src.items():
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, (path, call)
+        for call in re.findall(r"np\.load\([^)]*\)", text):
+            assert "allow_pickle=False" in call, (path, call)
+        assert not re.search(r"\bpickle\.loads?\(|yaml\.load\(|\bdill\b|torch\.save\(model", text), path
