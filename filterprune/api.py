@@ -10,27 +10,29 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from . import __version__
+from . import __version__, outputs
 from .bench import counting, machine
 from .bench.suite import BenchConfig, Variant, dense_vs_pruned, run_bench
 from .criteria import CRITERIA, PruneContext, make_criterion
 from .data import DATASETS, DEFAULT_DATA_ROOT, ImageData, load_dataset, resolve_default_dataset
 from .deploy import onnx_metadata
-from .errors import UsageError
+from .errors import FilterpruneError, UsageError
 from .masks import MODES, MaskConfig, control, default_compression
 from .masks.criterion import MaskCriterion
 from .models import MODELS, ModelSpec, build_model
 from .onnx_export import check_parity, export_onnx
 from .prune import PlanConfig, prune_in_steps
 from .prune import checkpoint as ckpt
+from .prune.graph import build_graph
 from .report import write_report
-from .train import TrainConfig, evaluate, resolve_device, train
+from .train import NonFiniteLoss, TrainConfig, evaluate, resolve_device, train
 
 
 def say(msg: str) -> None:
@@ -103,8 +105,12 @@ class CompressConfig:
                              "of the given model before pruning)")
         if self.finetune_epochs < 0:
             raise UsageError(f"--finetune-epochs must be >= 0, got {self.finetune_epochs}")
+        if self.finetune_lr is not None and not (0 < self.finetune_lr < 10):
+            raise UsageError(f"--finetune-lr must be in (0, 10), got {self.finetune_lr}")
         if self.checkpoint is not None and not Path(self.checkpoint).exists():
             raise UsageError(f"checkpoint not found: {self.checkpoint}")
+        if self.checkpoint is not None and not (Path(self.checkpoint).is_file() or Path(self.checkpoint).is_dir()):
+            raise UsageError(f"checkpoint is not a regular file or folder: {self.checkpoint}")
         if any(b < 1 for b in self.bench_batch_sizes) or self.bench_iters < 1 or self.bench_warmup < 0:
             raise UsageError("benchmark batch sizes and iterations must be >= 1")
         if self.calib_batches < 1:
@@ -174,13 +180,27 @@ def train_baseline(spec: ModelSpec, data: ImageData, cfg: TrainConfig, device: t
     path = cache_dir() / "baselines" / key / "model"
     info["cache_key"] = key
     if use_cache and path.with_suffix(".json").is_file():
-        say(f"baseline: reusing cached {spec.name} ({key}) from {path.parent}")
-        return ckpt.load(path.with_suffix(".json")), info
+        try:
+            cached = ckpt.load(path.with_suffix(".json"))
+            say(f"baseline: reusing cached {spec.name} ({key}) from {path.parent}")
+            return cached, info
+        except FilterpruneError as e:  # a damaged entry is never reused: train it again
+            warnings.warn(f"cached baseline {path.parent} is damaged ({e}); training it again", stacklevel=2)
     say(f"baseline: training {spec.name} for {cfg.epochs} epochs on {data.name} ({device.type})")
-    info["history"] = train(model, data, cfg, device, desc=f"train {spec.name}")
-    if use_cache:
-        ckpt.save(model, path, spec, meta={"dataset": data.name, "train": cfg.to_dict()})
+    try:
+        info["history"] = train(model, data, cfg, device, desc=f"train {spec.name}")
+    except NonFiniteLoss as e:
+        raise outputs.keep_last_good(model, _last_good_folder("baseline", spec), spec, e) from None
+    if use_cache:  # the entry folder appears complete (weights + description) or not at all
+        outputs.write_folder(path.parent, lambda d: ckpt.save(model, d / path.name, spec, meta={
+            "dataset": data.name, "train": cfg.to_dict()}), overwrite=True)
     return model, info
+
+
+def _last_good_folder(stage: str, spec: ModelSpec) -> Path:
+    """Where training that diverged keeps its last good weights (never inside an output folder)."""
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    return cache_dir() / "last-good" / f"{stage}-{spec.name.replace(':', '-')}-{stamp}"
 
 
 def load_checkpoint_into(spec: ModelSpec, path: str) -> nn.Module:
@@ -207,18 +227,9 @@ def _default_out(cfg: CompressConfig) -> Path:
 
 
 def _resolve_out(cfg: CompressConfig) -> Path:
-    if cfg.out is None:
-        return _default_out(cfg)
-    out = Path(cfg.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not cfg.overwrite:
-        raise UsageError(f"output folder {out} already exists and is not empty (pass --overwrite to replace it)")
+    out = _default_out(cfg) if cfg.out is None else Path(cfg.out)
+    outputs.check_target(out, cfg.overwrite)
     return out
-
-
-def _publish(staging: Path, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    os.replace(staging, out)
 
 
 # ------------------------------------------------------------------------------------------ compress
@@ -233,7 +244,9 @@ def compress(cfg: CompressConfig) -> Path:
     data = load_data(cfg.dataset, cfg.data_root)
     spec = spec_for(cfg.model, data)
     input_shape = (spec.in_channels, spec.image_size, spec.image_size)
-    criterion.check(build_model(spec))  # fail before any training
+    probe = build_model(spec)  # fail before any training: a criterion or an architecture that cannot apply
+    criterion.check(probe)
+    build_graph(probe, torch.randn(1, *input_shape))
     timings: dict[str, float] = {}
     t = time.perf_counter()
 
@@ -280,7 +293,11 @@ def compress(cfg: CompressConfig) -> Path:
         say(f"warning: left {layer} whole: pruning it breaks the model ({why})")
     lap("prune")
     pruned = pruned.to(device)
-    finetune_history = control.finetune(pruned, own_masks, ft, data, device)
+    try:
+        finetune_history = control.finetune(pruned, own_masks, ft, data, device)
+    except NonFiniteLoss as e:
+        raise outputs.keep_last_good(pruned, _last_good_folder("finetune", spec), spec, e, result.history,
+                                     {"criterion": cfg.criterion, "sparsity": cfg.sparsity}) from None
     pruned_acc = evaluate(pruned, data, device)
     masked = control.MaskedModel(pruned, pruned_acc, finetune_history) if own_masks else \
         control.masked_control(dense, masks, ft, data, device) if masks else None
@@ -292,7 +309,8 @@ def compress(cfg: CompressConfig) -> Path:
     if masked and not own_masks:
         variants["masked"] = masked.model.cpu().eval()
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    outputs.sweep_stale(out)
+    staging = outputs.staging_path(out)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
@@ -345,7 +363,7 @@ def compress(cfg: CompressConfig) -> Path:
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         }
         write_report(report, staging)
-        _publish(staging, out)
+        out = outputs.publish(staging, out, cfg.overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -372,16 +390,16 @@ def train_command(model: str, dataset: str | None, data_root: str, cfg: TrainCon
         DATASETS.get(dataset)
     device = resolve_device(device_name)
     target = Path(out) if out else None
-    if target and target.exists() and any(target.iterdir() if target.is_dir() else [target]) and not overwrite:
-        raise UsageError(f"output folder {target} already exists and is not empty (pass --overwrite)")
+    if target:
+        outputs.check_target(target, overwrite)
     data = load_data(dataset, data_root)
     spec = spec_for(model, data)
     net, info = train_baseline(spec, data, cfg, device)
     acc = evaluate(net, data, device)
     target = target or Path("runs") / f"train-{model.replace(':', '-')}-{info.get('cache_key', 'init')}"
-    ckpt.save(net.cpu(), target / "model", spec, meta={"dataset": data.name, "train": cfg.to_dict(),
-                                                      "accuracy": acc, "mean": list(data.mean),
-                                                      "std": list(data.std), "class_names": data.class_names})
+    target = outputs.write_folder(target, lambda d: ckpt.save(net.cpu(), d / "model", spec, meta={
+        "dataset": data.name, "train": cfg.to_dict(), "accuracy": acc, "mean": list(data.mean),
+        "std": list(data.std), "class_names": data.class_names}), overwrite)
     say(f"{spec.name} on {data.name}: top-1 {100 * acc['top1']:.2f}%, top-5 {100 * acc['top5']:.2f}% "
         f"({acc['images']} test images); saved to {target}/model.safetensors")
     print(target)

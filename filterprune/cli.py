@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import warnings
 
@@ -201,28 +202,49 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     return f"[filterprune] warning: {message}\n"
 
 
+def _one_line(message: str) -> str:
+    """User-supplied values (a path, a flag) may hold newlines or control characters: escape them."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message).strip()
+
+
+def _terminated(signum, frame):  # SIGTERM unwinds like Ctrl-C, so staging folders are cleaned up
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning, module="torch_pruning")
     warnings.formatwarning = _one_line_warning
+    if argv is None:  # the real command line, not a library call
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         args = build_parser().parse_args(argv)
-        {"compress": _compress, "train": _train, "bench": _bench, "list": _list}[args.command](args)
-
-
-        {"compress": _compress, "export": _export, "train": _train, "list": _list}[args.command](args)
+        {"compress": _compress, "export": _export, "train": _train, "bench": _bench, "list": _list}[args.command](args)
+        sys.stdout.flush()  # a closed pipe fails here, inside the handlers below
         return 0
     except FilterpruneError as e:
-        print(f"filterprune: error: {e}", file=sys.stderr)
+        print(f"filterprune: error: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("filterprune: interrupted", file=sys.stderr)
         return 130
-    except SystemExit as e:  # --help / --version
-        return int(e.code or 0)
+    except SystemExit as e:  # --help / --version, SIGTERM
+        if isinstance(e.code, int) and e.code > 128:
+            print("filterprune: terminated", file=sys.stderr)
+        return int(e.code or 0) if isinstance(e.code, int) or e.code is None else 1
+    except BrokenPipeError:  # `filterprune list models | head -1`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except MemoryError:
+        print("filterprune: error: out of memory (lower --batch-size, or use a smaller model)", file=sys.stderr)
+        return 1
+    except OSError as e:  # disk full, permission denied, ...: the environment, not a bug
+        where = f": {e.filename}" if e.filename else ""
+        print(f"filterprune: error: {_one_line(f'{e.strerror or type(e).__name__}{where}')}", file=sys.stderr)
+        return 1
     except Exception as e:  # a bug: still one line, the traceback only on request
         if os.environ.get("FILTERPRUNE_DEBUG"):
             raise
-        first = str(e).splitlines()[0][:300] if str(e) else ""
+        first = _one_line(str(e))[:300]
         print(f"filterprune: internal error: {type(e).__name__}: {first} (set FILTERPRUNE_DEBUG=1 for the "
               "traceback)", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ import onnxruntime as ort
 import torch
 import torch.nn as nn
 
-from .errors import RunError
+from .errors import RunError, UsageError
 from .prune.checkpoint import atomic_write_bytes
 
 DEFAULT_OPSET = 17
@@ -77,7 +77,14 @@ def session(path: Path | bytes, providers: list[str] | None = None, threads: int
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or torch.get_num_threads()
     opts.log_severity_level = 3
-    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), opts, providers=providers or ["CPUExecutionProvider"])
+    if not isinstance(path, bytes) and not Path(path).is_file():
+        raise UsageError(f"ONNX file not found: {path}")
+    try:
+        return ort.InferenceSession(path if isinstance(path, bytes) else str(path), opts,
+                                    providers=providers or ["CPUExecutionProvider"])
+    except Exception as e:  # not protobuf, truncated, unknown ops, ...: one line, never a traceback
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise RunError(f"{'model' if isinstance(path, bytes) else path}: not a loadable ONNX model ({msg})") from None
 
 
 @torch.no_grad()

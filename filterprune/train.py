@@ -21,6 +21,20 @@ from .errors import RunError, UsageError
 DEFAULT_LR = {"sgd": 0.02, "adam": 1e-3}
 
 
+class NonFiniteLoss(RunError):
+    """Training stopped on a NaN/inf loss; the model holds the weights of ``good_epoch`` (0 = as given)."""
+
+    def __init__(self, desc: str, loss: float, epoch: int, saved_in: str | None = None):
+        self.desc, self.loss, self.good_epoch = desc, loss, epoch - 1
+        where = f", saved in {saved_in}" if saved_in else ""
+        super().__init__(f"{desc}: loss became {loss} in epoch {epoch}; stopped and kept the weights of epoch "
+                         f"{epoch - 1}{where} (lower --lr?)")
+
+    def saved(self, folder) -> NonFiniteLoss:
+        """The same error, saying where the kept weights were written."""
+        return NonFiniteLoss(self.desc, self.loss, self.good_epoch + 1, str(folder))
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 10
@@ -47,6 +61,8 @@ class TrainConfig:
             raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.sparsity_reg < 0:
             raise UsageError(f"--sparsity-reg must be >= 0, got {self.sparsity_reg}")
+        if not -(2**63) <= self.seed < 2**63:
+            raise UsageError(f"--seed must fit in 64 bits, got {self.seed}")
 
     @property
     def learning_rate(self) -> float:
@@ -114,8 +130,7 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
             loss = F.cross_entropy(out, y)
             if not math.isfinite(loss.item()):
                 model.load_state_dict(last_good)
-                raise RunError(f"{desc}: loss became {loss.item()} in epoch {epoch}; stopped and kept the "
-                               f"weights of epoch {epoch - 1} (lower --lr?)")
+                raise NonFiniteLoss(desc, loss.item(), epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.sparsity_reg:

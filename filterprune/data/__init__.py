@@ -39,7 +39,13 @@ class ImageData:
                              f"{self.x_train.dtype} {tuple(self.x_train.shape)}")
         if len(self.x_train) != len(self.y_train) or len(self.x_test) != len(self.y_test):
             raise UsageError(f"{self.name}: image and label counts differ")
+        if len(self.y_train) == 0 or len(self.y_test) == 0:
+            raise UsageError(f"{self.name}: the train and test splits must both hold images "
+                             f"(got {len(self.y_train)} and {len(self.y_test)})")
         self.y_train, self.y_test = self.y_train.long(), self.y_test.long()
+        lo, hi = min(self.y_train.min(), self.y_test.min()).item(), max(self.y_train.max(), self.y_test.max()).item()
+        if lo < 0 or hi >= len(self.class_names):
+            raise UsageError(f"{self.name}: labels must lie in [0, {len(self.class_names)}), got {lo}..{hi}")
         if not self.mean:  # per-channel statistics of the training split
             x = self.x_train.float().div_(255)
             self.mean = tuple(x.mean(dim=(0, 2, 3)).tolist())

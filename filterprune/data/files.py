@@ -11,6 +11,7 @@ from . import DATASETS, ImageData
 
 IMAGEFOLDER_SIZE = 32
 NPZ_TEST_FRACTION = 0.2
+MAX_CLASSES = 100_000
 
 
 def _nchw(a: np.ndarray, path: Path) -> torch.Tensor:
@@ -25,6 +26,14 @@ def _nchw(a: np.ndarray, path: Path) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
+def _labels(a: np.ndarray, path: Path) -> torch.Tensor:
+    if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+        raise UsageError(f"{path}: labels must be a 1-D integer array, got {a.dtype} {a.shape}")
+    if a.size and (a.min() < 0 or a.max() >= MAX_CLASSES):
+        raise UsageError(f"{path}: labels must lie in [0, {MAX_CLASSES}), got {a.min()}..{a.max()}")
+    return torch.from_numpy(a.astype(np.int64))
+
+
 def read_npz(path: Path, name: str) -> ImageData:
     """Arrays x_train/y_train/x_test/y_test (as in ../shared/data/cifar10_mini.npz), or x/y, which are
     split 80/20 with a fixed seed (as for mnist_test.npz). Optional label_names."""
@@ -36,15 +45,17 @@ def read_npz(path: Path, name: str) -> ImageData:
     except Exception as e:  # zip errors, truncated files, pickled object arrays
         raise UsageError(f"{path}: not a readable npz archive ({type(e).__name__}: {e})") from None
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
-        xtr, ytr = _nchw(arrays["x_train"], path), torch.from_numpy(arrays["y_train"].astype(np.int64))
-        xte, yte = _nchw(arrays["x_test"], path), torch.from_numpy(arrays["y_test"].astype(np.int64))
+        xtr, ytr = _nchw(arrays["x_train"], path), _labels(arrays["y_train"], path)
+        xte, yte = _nchw(arrays["x_test"], path), _labels(arrays["y_test"], path)
     elif {"x", "y"} <= arrays.keys():
-        x, y = _nchw(arrays["x"], path), torch.from_numpy(arrays["y"].astype(np.int64))
+        x, y = _nchw(arrays["x"], path), _labels(arrays["y"], path)
         perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
         n_test = int(len(y) * NPZ_TEST_FRACTION)
         xte, yte, xtr, ytr = x[perm[:n_test]], y[perm[:n_test]], x[perm[n_test:]], y[perm[n_test:]]
     else:
         raise UsageError(f"{path}: needs arrays x_train, y_train, x_test, y_test (or x, y); has {sorted(arrays)}")
+    if not (len(ytr) and len(yte)):
+        raise UsageError(f"{path}: the train and test splits must both hold images (got {len(ytr)} and {len(yte)})")
     n_classes = int(max(ytr.max(), yte.max())) + 1
     names = [str(s) for s in arrays["label_names"]] if "label_names" in arrays else [str(i) for i in range(n_classes)]
     return ImageData(name, xtr, ytr, xte, yte, names, source=str(path), flip=xtr.shape[1] == 3)

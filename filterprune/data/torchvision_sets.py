@@ -66,7 +66,11 @@ def _load(name: str, root: Path) -> ImageData:
         data.flip = _SOURCES[name][3]
         return data
     if found is not None:
-        return _from_torchvision(name, root, download=False)
+        try:
+            return _from_torchvision(name, root, download=False)
+        except (OSError, RuntimeError, ValueError) as e:  # torchvision checks md5 sums before unpickling
+            raise UsageError(f"{found}: {name} files are incomplete or corrupted "
+                             f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     created = not root.exists()

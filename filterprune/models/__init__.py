@@ -28,8 +28,16 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelSpec:
-        return cls(name=str(d["name"]), num_classes=int(d["num_classes"]),
-                   in_channels=int(d["in_channels"]), image_size=int(d["image_size"]))
+        """From an untrusted JSON object: types and ranges checked, so a file cannot ask for a huge model."""
+        spec = cls(name=d["name"], num_classes=d["num_classes"], in_channels=d["in_channels"],
+                   image_size=d["image_size"])
+        if not isinstance(spec.name, str) or spec.name not in MODELS:
+            raise ValueError(f"unknown model {spec.name!r}")
+        for field, hi in (("num_classes", 100_000), ("in_channels", 64), ("image_size", 4096)):
+            v = getattr(spec, field)
+            if type(v) is not int or not 1 <= v <= hi:
+                raise ValueError(f"{field} must be an integer in [1, {hi}], got {v!r}")
+        return spec
 
 
 def build_model(spec: ModelSpec) -> nn.Module:

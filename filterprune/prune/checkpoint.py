@@ -7,9 +7,11 @@ A dense model is the same format with an empty history. Foreign ``.pt/.pth`` sta
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -22,6 +24,7 @@ from ..models import ModelSpec, build_model
 from .graph import build_graph
 
 FORMAT = "filterprune/1"
+MAX_JSON_BYTES = 64 << 20  # a checkpoint description is small; refuse to parse anything huge
 
 
 def _umask() -> int:
@@ -64,12 +67,23 @@ def save(model: nn.Module, path: Path, spec: ModelSpec, history: list | None = N
     os.close(fd)
     try:
         save_file(state, tmp)
+        digest = sha256_file(Path(tmp))
         os.replace(tmp, path.with_suffix(".safetensors"))
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     atomic_write_json(path.with_suffix(".json"), {"format": FORMAT, "model": spec.to_dict(),
-                                                   "history": history or [], "meta": meta or {}})
+                                                   "history": history or [], "meta": meta or {},
+                                                   "weights_sha256": digest})
+
+
+def sha256_file(path: Path) -> str:
+    """The weights' digest, stored in the JSON side: a torn, truncated or swapped weights file is refused."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _find_json(path: Path) -> Path:
@@ -90,20 +104,25 @@ def read_meta(path: Path) -> dict:
     """The validated JSON side of a checkpoint."""
     jpath = _find_json(path)
     try:
+        if jpath.stat().st_size > MAX_JSON_BYTES:
+            raise ValueError(f"larger than {MAX_JSON_BYTES} bytes")
         doc = json.loads(jpath.read_text())
-    except (OSError, ValueError) as e:
-        raise RunError(f"{jpath}: unreadable checkpoint description ({e})") from None
+    except (OSError, ValueError, RecursionError) as e:
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise RunError(f"{jpath}: unreadable checkpoint description ({msg})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise RunError(f"{jpath}: not a {FORMAT} checkpoint description")
     hist = doc.get("history")
     if not isinstance(hist, list) or not all(
             isinstance(h, list) and len(h) == 3 and isinstance(h[0], str) and isinstance(h[1], bool)
-            and isinstance(h[2], list) and all(isinstance(i, int) for i in h[2]) for h in hist):
+            and isinstance(h[2], list) and all(type(i) is int and i >= 0 for i in h[2]) for h in hist):
         raise RunError(f"{jpath}: malformed pruning history")
+    if not isinstance(doc.get("meta", {}), dict) or not isinstance(doc.get("weights_sha256", ""), str):
+        raise RunError(f"{jpath}: malformed meta or weights_sha256")
     try:
         doc["spec"] = ModelSpec.from_dict(doc["model"])
-    except (KeyError, TypeError, ValueError):
-        raise RunError(f"{jpath}: malformed model description") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        raise RunError(f"{jpath}: malformed model description ({e})") from None
     doc["path"] = jpath
     return doc
 
@@ -117,9 +136,14 @@ def load(path: str | Path) -> nn.Module:
         DG = build_graph(model, torch.randn(1, spec.in_channels, spec.image_size, spec.image_size))
         try:
             DG.load_pruning_history(doc["history"])
-        except (AttributeError, IndexError, RuntimeError) as e:
-            raise RunError(f"{doc['path']}: pruning history does not fit {spec.name} ({e})") from None
-    state = read_state_dict(doc["path"].with_suffix(".safetensors"))
+        except (AttributeError, IndexError, KeyError, RuntimeError, ValueError) as e:
+            msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise RunError(f"{doc['path']}: pruning history does not fit {spec.name} ({msg})") from None
+    weights = doc["path"].with_suffix(".safetensors")
+    if doc.get("weights_sha256") and weights.is_file() and sha256_file(weights) != doc["weights_sha256"]:
+        raise RunError(f"{weights}: weights do not match the digest in {doc['path'].name} (truncated, "
+                       "damaged or from another save)")
+    state = read_state_dict(weights)
     load_weights(model, state, str(doc["path"].with_suffix(".safetensors")))
     return model.eval()
 
@@ -132,7 +156,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
             return load_file(str(path))
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "pickle protocol 4": the refusal below says enough
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise RunError(f"{path}: unreadable or unsafe checkpoint ({msg[:200]})") from None
@@ -159,4 +185,7 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
             if items:
                 parts.append(f"{len(items)} {label} (e.g. {', '.join(items[:3])})")
         raise UsageError(f"{source} does not match the {type(model).__name__} architecture: {'; '.join(parts)}")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise RunError(f"{source}: {len(bad)} tensor(s) hold NaN or inf (e.g. {', '.join(bad[:3])})")
     model.load_state_dict(state, strict=True)

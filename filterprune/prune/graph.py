@@ -6,13 +6,14 @@ residual adds, concats, depthwise convs). Classifier outputs are never pruned.
 from __future__ import annotations
 
 import traceback
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from ..errors import RunError
+from ..errors import UsageError
 
 
 @dataclass
@@ -49,12 +50,33 @@ def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.Dependency
         with torch.enable_grad():
             return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
     except Exception as e:
+        where = _failing_layer(model, e)
         frames = [f.name for f in traceback.extract_tb(e.__traceback__) if "torch_pruning" in f.filename]
-        where = f" in torch-pruning's {frames[-1]}" if frames else ""
-        raise RunError(f"could not trace {type(model).__name__} into a dependency graph: "
-                       f"{type(e).__name__}{where}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        step = f" in torch-pruning's {frames[-1]}" if frames else ""
+        raise UsageError(f"could not trace {type(model).__name__} into a dependency graph"
+                         f"{f' at the operation after layer {where}' if where else ''} "
+                         f"({type(e).__name__}{step}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+                         "this architecture cannot be pruned structurally") from None
     finally:
         model.train(was_training)
+
+
+def _failing_layer(model: nn.Module, exc: BaseException) -> str | None:
+    """The model layer nearest (upstream) to the graph node torch-pruning failed on, if it says."""
+    names = {id(m): n for n, m in model.named_modules() if n}
+    node, tb = None, exc.__traceback__
+    while tb is not None:  # the innermost frame that was working on a graph node
+        node = tb.tb_frame.f_locals.get("node", node)
+        tb = tb.tb_next
+    seen, todo = set(), [node] if node is not None else []
+    while todo:
+        n = todo.pop(0)
+        if id(getattr(n, "module", None)) in names:
+            return names[id(n.module)]
+        if id(n) not in seen:
+            seen.add(id(n))
+            todo += list(getattr(n, "inputs", []))
+    return None
 
 
 def _channel_groups(DG: tp.DependencyGraph, module: nn.Module, out: bool) -> int:
@@ -77,6 +99,8 @@ def channel_groups(DG: tp.DependencyGraph, ignored: list[nn.Module]) -> list[Cha
                         for dep, _ in group)
         channels = DG.get_out_channels(root)
         if channels is None or channels % ch_groups:
+            warnings.warn(f"layer {DG._module2name[root]} is left unpruned: its {channels} channels do not split "
+                          f"into the {ch_groups} groups of a coupled grouped conv", stacklevel=2)
             continue
         result.append(ChannelGroup(group, root, DG._module2name[root], handler, channels, ch_groups))
     return result

@@ -7,6 +7,7 @@ so each group is measured in the network as pruned so far.
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -171,6 +172,9 @@ def _apply(DG, model: nn.Module, decisions: dict) -> str | None:
         try:
             if DG.check_pruning_group(group):
                 group.prune()
+            else:
+                warnings.warn(f"layer {name} is left unpruned: removing {len(idxs)} of its channels would "
+                              "empty a coupled layer", stacklevel=2)
         except Exception as e:
             return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]} while pruning '{name}'"
     return None

@@ -1,0 +1,350 @@
+"""The bad-input catalogue: every way of handing filterprune something wrong, one table row each.
+
+A row is ``(id, argv, exit status, regex)``. ``{name}`` in argv is a file that ``BadFiles`` makes on
+demand (add a maker there for a new kind of file). Every row must end in exactly one error line that
+matches the regex, with the given exit status (2 usage, 1 runtime), no traceback, no "internal error",
+and no output folder or staging leftovers. ``tests/test_cli.py`` holds a dozen earlier cases (unknown
+model/criterion/dataset, sparsity out of range, missing files, another architecture, ...); these
+are all different ones. The count goes into README's reliability section.
+"""
+import json
+import os
+import pickle
+import re
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from filterprune.cli import main
+from filterprune.models import ModelSpec, build_model
+from filterprune.prune import checkpoint as ckpt
+
+# cheap settings: rows that pass validation stop at data, checkpoint or graph checks within seconds
+C = ["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.4", "--dataset", "synthetic", "--epochs", "0",
+     "--finetune-epochs", "0", "--no-export", "--no-bench"]
+T = ["train", "resnet20", "--dataset", "synthetic", "--epochs", "0"]
+
+CATALOGUE = [
+    # --- names and commands (exit 2)
+    ("no-command", [], 2, "required: command"),
+    ("unknown-command", ["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+    ("unknown-flag", [*C, "--sparstiy", "0.3"], 2, "unrecognized arguments: --sparstiy"),
+    ("unknown-torchvision-model", [*C[:1], "tv:resnet9000", *C[2:]], 2, "unknown torchvision classifier 'resnet9000'"),
+    ("unknown-scope", [*C, "--scope", "wide"], 2, "invalid choice: 'wide'"),
+    ("unknown-optimizer", [*C, "--optimizer", "rmsprop"], 2, "invalid choice: 'rmsprop'"),
+    ("unknown-schedule", [*T, "--schedule", "linear"], 2, "invalid choice: 'linear'"),
+    ("device-with-index", [*C, "--device", "cuda:1"], 2, "unknown device 'cuda:1'"),
+    ("train-unknown-model", ["train", "resnet21"], 2, "unknown model 'resnet21'"),
+    ("train-unknown-dataset", ["train", "resnet20", "--dataset", "cifar11"], 2, "unknown dataset 'cifar11'"),
+    # --- values out of range (exit 2)
+    ("sparsity-nan", [*C, "--sparsity", "nan"], 2, r"--sparsity must be in \[0, 1\), got nan"),
+    ("sparsity-inf", [*C, "--sparsity", "inf"], 2, r"--sparsity must be in \[0, 1\), got inf"),
+    ("lr-zero", [*C, "--lr", "0"], 2, r"--lr must be in \(0, 10\)"),
+    ("lr-nan", [*T, "--lr", "nan"], 2, r"--lr must be in \(0, 10\), got nan"),
+    ("finetune-lr-negative", [*C, "--finetune-lr", "-1"], 2, r"--finetune-lr must be in \(0, 10\), got -1"),
+    ("batch-size-zero", [*C, "--batch-size", "0"], 2, "--batch-size must be >= 1"),
+    ("epochs-not-integer", [*C, "--epochs", "1.5"], 2, "invalid int value: '1.5'"),
+    ("finetune-epochs-negative", [*C, "--finetune-epochs", "-2"], 2, "--finetune-epochs must be >= 0"),
+    ("round-to-zero", [*C, "--round-to", "0"], 2, "--round-to must be >= 1"),
+    ("layer-floor-zero", [*C, "--layer-floor", "0"], 2, r"--layer-floor must be in \(0, 1\]"),
+    ("layer-floor-above-one", [*C, "--layer-floor", "1.5"], 2, r"--layer-floor must be in \(0, 1\]"),
+    ("sparsity-reg-negative", [*T, "--sparsity-reg", "-0.001"], 2, "--sparsity-reg must be >= 0"),
+    ("seed-beyond-64-bits", [*C, "--seed", str(2**70)], 2, "--seed must fit in 64 bits"),
+    ("calib-batches-zero", [*C, "--calib-batches", "0"], 2, "--calib-batches must be >= 1"),
+    ("bench-iters-zero", [*C, "--bench-iters", "0"], 2, "iterations must be >= 1"),
+    ("bench-batch-size-zero", [*C, "--bench-batch-sizes", "0,4"], 2, "batch sizes and iterations must be >= 1"),
+    ("bench-batch-sizes-text", [*C, "--bench-batch-sizes", "a,b"], 2, "expected comma-separated integers"),
+    ("cuda-without-gpu", [*C, "--device", "cuda"], 2, "--device cuda requested but no CUDA GPU is available"),
+    # --- paths (exit 2)
+    ("checkpoint-is-a-device", [*C, "--checkpoint", "/dev/null"], 2, "not a regular file or folder: /dev/null"),
+    ("checkpoint-folder-without-checkpoint", [*C, "--checkpoint", "{empty_dir}"], 2, "no pruned.json or model.json"),
+    ("out-is-a-file", [*C, "--out", "{a_file}"], 2, "already exists and is not empty"),
+    ("out-is-a-file-overwrite", [*C, "--out", "{a_file}", "--overwrite"], 2, "is a file, not a folder"),
+    ("out-below-a-file", [*C, "--out", "{a_file}/run"], 2, "cannot create output folder .* not a writable folder"),
+    ("train-out-taken", [*T, "--out", "{full_dir}"], 2, "already exists and is not empty"),
+    # --- data files (exit 2)
+    ("npz-float-images", [*C, "--dataset", "npz:{npz_float_images}"], 2, "images must be uint8, got float32"),
+    ("npz-missing-arrays", [*C, "--dataset", "npz:{npz_missing_arrays}"], 2, r"needs arrays x_train.*has \['images'\]"),
+    ("npz-pickled-objects", [*C, "--dataset", "npz:{npz_objects}"], 2, "not a readable npz archive"),
+    ("npz-negative-labels", [*C, "--dataset", "npz:{npz_negative_labels}"], 2, r"labels must lie in \[0, 100000\), got -1"),
+    ("npz-float-labels", [*C, "--dataset", "npz:{npz_float_labels}"], 2, "labels must be a 1-D integer array"),
+    ("npz-empty-test-split", [*C, "--dataset", "npz:{npz_empty_test}"], 2, "must both hold images .*got 8 and 0"),
+    ("npz-non-square-images", [*C, "--dataset", "npz:{npz_non_square}"], 2, "expected square images"),
+    ("imagefolder-without-test", [*C, "--dataset", "imagefolder:{imagefolder_no_test}"], 2, "needs train/ and test/"),
+    ("imagefolder-no-images", [*C, "--dataset", "imagefolder:{imagefolder_no_images}"], 2, "no readable images"),
+    ("cifar-folder-corrupted", [*C, "--dataset", "cifar10", "--data-root", "{cifar_corrupted}"], 2,
+     "cifar-10-batches-py: cifar10 files are incomplete or corrupted"),
+    # --- checkpoints that do not fit (exit 2)
+    ("checkpoint-of-another-model", [*C[:1], "resnet32", *C[2:], "--checkpoint", "{r20_checkpoint_dir}"], 2,
+     "holds a resnet20, not a resnet32"),
+    ("checkpoint-other-class-count", [*C, "--checkpoint", "{r20_100_classes_pt}"], 2,
+     r"does not match .* 2 shape \(e.g. fc.weight \(100, 64\) vs \(10, 64\)"),
+    ("model-the-graph-cannot-trace", [*C[:1], "tv:shufflenet_v2_x0_5", *C[2:]], 2,
+     "could not trace ShuffleNetV2 .* after layer stage4"),
+    # --- untrusted or damaged checkpoints (exit 1)
+    ("checkpoint-truncated-safetensors", [*C, "--checkpoint", "{r20_truncated_safetensors}"], 1, "unreadable or unsafe"),
+    ("checkpoint-truncated-pt", [*C, "--checkpoint", "{r20_truncated_pt}"], 1, "unreadable or unsafe"),
+    ("checkpoint-empty-file", [*C, "--checkpoint", "{empty_pt}"], 1, "unreadable or unsafe"),
+    ("checkpoint-malicious-pickle", [*C, "--checkpoint", "{evil_legacy_pickle}"], 1, "unreadable or unsafe"),
+    ("checkpoint-malicious-torch-zip", [*C, "--checkpoint", "{evil_torch_zip}"], 1, "unreadable or unsafe"),
+    ("checkpoint-not-a-state-dict", [*C, "--checkpoint", "{tensor_pt}"], 1, "does not hold a state dict of tensors"),
+    ("checkpoint-nan-weights", [*C, "--checkpoint", "{r20_nan_safetensors}"], 1, r"1 tensor\(s\) hold NaN or inf"),
+    ("checkpoint-json-garbage", [*C, "--checkpoint", "{json_garbage}"], 1, "unreadable checkpoint description"),
+    ("checkpoint-json-deeply-nested", [*C, "--checkpoint", "{json_deep}"], 1, "unreadable checkpoint description"),
+    ("checkpoint-json-wrong-format", [*C, "--checkpoint", "{json_wrong_format}"], 1, "not a filterprune/1 checkpoint"),
+    ("checkpoint-json-huge-model", [*C, "--checkpoint", "{json_huge_classes}"], 1,
+     r"malformed model description \(num_classes must be an integer in \[1, 100000\]"),
+    ("checkpoint-json-negative-index", [*C, "--checkpoint", "{json_negative_index}"], 1, "malformed pruning history"),
+    ("checkpoint-json-unknown-layer", [*C, "--checkpoint", "{json_unknown_layer}"], 1, "pruning history does not fit"),
+    ("checkpoint-weights-swapped", [*C, "--checkpoint", "{r20_swapped_weights}"], 1, "do not match the digest"),
+    ("checkpoint-pair-truncated", [*C, "--checkpoint", "{r20_pair_truncated}"], 1, "do not match the digest"),
+    # --- training that diverges (exit 1): stop, keep the last good weights, say where
+    ("finetune-loss-diverges", [*C[:-4], "--finetune-epochs", "1", "--no-export", "--no-bench", "--checkpoint",
+                                "{r20_huge_weights_safetensors}"], 1,
+     r"finetune: loss became (nan|inf) in epoch 1; stopped and kept the weights of epoch 0, "
+     r"saved in .*last-good/finetune-resnet20-.*/ \(lower --lr\?\)"),
+]
+
+
+@pytest.fixture(scope="module")
+def r20_state():
+    torch.manual_seed(0)
+    return build_model(ModelSpec("resnet20")).state_dict()
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+class BadFiles(dict):
+    """``files["name"]`` makes the bad file called ``name`` under ``root`` (once) and returns its path."""
+
+    def __init__(self, root, state):
+        super().__init__()
+        self.root, self.state = root, state
+
+    def __missing__(self, name):
+        path = self.root / re.sub(r"_(safetensors|pt)$", r".\1", name)  # the suffix picks the reader
+        getattr(self, name)(path)
+        self[name] = str(path)
+        return self[name]
+
+    # -- folders and plain files
+    def empty_dir(self, p):
+        p.mkdir()
+
+    def full_dir(self, p):
+        p.mkdir()
+        (p / "keep.txt").write_text("another run's results")
+
+    def a_file(self, p):
+        p.write_text("not a folder")
+
+    def empty_pt(self, p):
+        p.write_bytes(b"")
+
+    # -- datasets
+    def _npz(self, p, **arrays):
+        with open(p, "wb") as f:  # the name keeps its suffix
+            np.savez(f, **arrays)
+
+    def _images(self, n, dtype=np.uint8):
+        return np.random.default_rng(0).integers(0, 255, (n, 3, 8, 8)).astype(dtype)
+
+    def npz_float_images(self, p):
+        self._npz(p, x=self._images(10, np.float32), y=np.arange(10) % 2)
+
+    def npz_missing_arrays(self, p):
+        self._npz(p, images=self._images(10))
+
+    def npz_objects(self, p):
+        self._npz(p, x=np.array([{"a": 1}] * 10, dtype=object), y=np.arange(10) % 2)
+
+    def npz_negative_labels(self, p):
+        self._npz(p, x=self._images(10), y=np.arange(10) - 1)
+
+    def npz_float_labels(self, p):
+        self._npz(p, x=self._images(10), y=np.linspace(0, 1, 10))
+
+    def npz_empty_test(self, p):
+        self._npz(p, x_train=self._images(8), y_train=np.arange(8) % 2, x_test=self._images(0),
+                  y_test=np.zeros(0, np.int64))
+
+    def npz_non_square(self, p):
+        self._npz(p, x=np.zeros((10, 3, 8, 6), np.uint8), y=np.arange(10) % 2)
+
+    def imagefolder_no_test(self, p):
+        (p / "train" / "cat").mkdir(parents=True)
+
+    def imagefolder_no_images(self, p):
+        for split in ("train", "test"):
+            (p / split / "cat").mkdir(parents=True)
+            (p / split / "cat" / "note.txt").write_text("not an image")
+
+    def cifar_corrupted(self, p):
+        (p / "cifar-10-batches-py").mkdir(parents=True)
+        (p / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"\x80\x04junk")
+
+    # -- checkpoints
+    def _r20(self, p, state=None, **kw):
+        ckpt.save(_module(state or self.state), p / "model", ModelSpec("resnet20"), **kw)
+
+    def r20_checkpoint_dir(self, p):
+        self._r20(p)
+
+    def r20_100_classes_pt(self, p):
+        torch.save(build_model(ModelSpec("resnet20", num_classes=100)).state_dict(), p)
+
+    def r20_truncated_safetensors(self, p):
+        save_file(self.state, str(p) + ".full")
+        blob = open(str(p) + ".full", "rb").read()
+        p.write_bytes(blob[: len(blob) // 3])
+
+    def r20_truncated_pt(self, p):
+        torch.save(self.state, str(p) + ".full")
+        blob = open(str(p) + ".full", "rb").read()
+        p.write_bytes(blob[: len(blob) // 2])
+
+    def evil_legacy_pickle(self, p):
+        with open(p, "wb") as f:
+            pickle.dump({"conv1.weight": _Evil()}, f)
+
+    def evil_torch_zip(self, p):
+        torch.save({"conv1.weight": _Evil()}, p)
+
+    def tensor_pt(self, p):
+        torch.save(torch.zeros(3), p)
+
+    def r20_nan_safetensors(self, p):
+        state = dict(self.state)
+        state["conv1.weight"] = state["conv1.weight"].clone().fill_(float("nan"))
+        save_file(state, str(p))
+
+    def r20_huge_weights_safetensors(self, p):
+        state = dict(self.state)
+        state["fc.weight"] = state["fc.weight"] * 1e36
+        save_file(state, str(p))
+
+    def _json(self, p, doc):
+        p.mkdir()
+        (p / "model.json").write_text(doc if isinstance(doc, str) else json.dumps(doc))
+
+    def _doc(self, **changes):
+        return {"format": "filterprune/1", "model": ModelSpec("resnet20").to_dict(), "history": [], "meta": {},
+                **changes}
+
+    def json_garbage(self, p):
+        self._json(p, "{")
+
+    def json_deep(self, p):
+        self._json(p, "[" * 200_000)
+
+    def json_wrong_format(self, p):
+        self._json(p, self._doc(format="pickle/4"))
+
+    def json_huge_classes(self, p):
+        self._json(p, self._doc(model={**ModelSpec("resnet20").to_dict(), "num_classes": 10 ** 12}))
+
+    def json_negative_index(self, p):
+        self._json(p, self._doc(history=[["conv1", True, [-1]]]))
+
+    def json_unknown_layer(self, p):
+        self._r20(p, history=[["no.such.layer", True, [0, 1]]])
+
+    def r20_swapped_weights(self, p):
+        self._r20(p)
+        other = {k: v + 1 if v.is_floating_point() else v for k, v in self.state.items()}
+        save_file(other, str(p / "model.safetensors"))
+
+    def r20_pair_truncated(self, p):
+        self._r20(p)
+        blob = (p / "model.safetensors").read_bytes()
+        (p / "model.safetensors").write_bytes(blob[:-100])
+
+
+def _module(state):
+    m = build_model(ModelSpec("resnet20"))
+    m.load_state_dict(state)
+    return m
+
+
+def _one_error_line(err: str) -> str:
+    assert "Traceback" not in err and "internal error" not in err, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("filterprune: error:")]
+    assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err
+    return errors[0]
+
+
+@pytest.mark.parametrize("case", CATALOGUE, ids=[c[0] for c in CATALOGUE])
+def test_catalogue(case, tmp_path, r20_state, capfd, monkeypatch):
+    name, argv, code, pattern = case
+    if name == "cuda-without-gpu" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    monkeypatch.chdir(tmp_path)  # `pwned` would appear here; default outputs too
+    files = BadFiles(tmp_path, r20_state)
+    argv = [a.format_map(files) for a in argv]
+    if argv[:1] == ["compress"] and "--out" not in argv:
+        argv += ["--out", str(tmp_path / "out")]
+    assert main(argv) == code
+    line = _one_error_line(capfd.readouterr().err)
+    assert re.search(pattern, line), line
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name or p.name == "pwned"]
+    if name == "train-out-taken":
+        assert (tmp_path / "full_dir" / "keep.txt").read_text() == "another run's results"
+
+
+def test_catalogue_is_large_and_distinct():
+    assert len({c[0] for c in CATALOGUE}) == len(CATALOGUE) >= 30
+    assert len({tuple(c[1]) for c in CATALOGUE}) == len(CATALOGUE)
+
+
+# ------------------------------------------------------------------ beyond the command line table
+@pytest.mark.parametrize("content", [b"", b"not a protobuf at all", "truncated"])
+def test_a_file_that_is_not_onnx_is_one_clear_error(tmp_path, content):
+    from filterprune.errors import RunError
+    from filterprune.onnx_export import export_onnx, session
+
+    path = tmp_path / "model.onnx"
+    if content == "truncated":
+        export_onnx(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)), path, (3, 2, 2))
+        content = path.read_bytes()[:-40]
+    path.write_bytes(content)
+    with pytest.raises(RunError, match="not a loadable ONNX model"):
+        session(path)
+
+
+def test_missing_onnx_file_is_a_usage_error(tmp_path):
+    from filterprune.errors import UsageError
+    from filterprune.onnx_export import session
+
+    with pytest.raises(UsageError, match="ONNX file not found"):
+        session(tmp_path / "nope.onnx")
+
+
+def test_a_sparsity_that_would_empty_layers_is_floored_with_a_warning(tmp_path, capfd):
+    out = tmp_path / "out"
+    assert main([*C, "--sparsity", "0.99", "--layer-floor", "0.25", "--out", str(out)]) == 0
+    err = capfd.readouterr().err
+    warning = [ln for ln in err.splitlines() if "warning" in ln]
+    assert warning == ["[filterprune] warning: 19 layer(s) would keep less than 25% of their channels; kept at "
+                       "the floor (--layer-floor)"], err
+    layers = json.loads((out / "report.json").read_text())["layers"]
+    pruned = [r for r in layers if r["channels_after"] < r["channels_before"]]
+    assert pruned and all(r["channels_after"] == -(-r["channels_before"] // 4) for r in pruned)
+
+
+def test_every_load_of_a_file_refuses_pickle():
+    """Static audit: no code path may unpickle a user's file (the malicious-pickle rows prove the runtime)."""
+    from pathlib import Path
+
+    src = {p: p.read_text() for p in (Path(__file__).parents[1] / "filterprune").rglob("*.py")}
+    for path, text in src.items():
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, (path, call)
+        for call in re.findall(r"np\.load\([^)]*\)", text):
+            assert "allow_pickle=False" in call, (path, call)
+        assert not re.search(r"\bpickle\.loads?\(|yaml\.load\(|\bdill\b|torch\.save\(model", text), path
