@@ -198,8 +198,8 @@ def _list(a) -> None:
         print(f"{name:20s} {reg.help(name)}")
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    return f"[filterprune] warning: {message}\n"
+def _print_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"[filterprune] warning: {_one_line(str(message))}", file=sys.stderr)
 
 
 def _one_line(message: str) -> str:
@@ -212,8 +212,15 @@ def _terminated(signum, frame):  # SIGTERM unwinds like Ctrl-C, so staging folde
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.filterwarnings("ignore", category=UserWarning, module="torch_pruning")
-    warnings.formatwarning = _one_line_warning
+    with warnings.catch_warnings():  # every run says its own warnings, even a second run in one process
+        warnings.simplefilter("always", UserWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="torch_pruning")
+        warnings.filterwarnings("ignore", category=UserWarning, module="onnxruntime")
+        warnings.showwarning = _print_warning
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     if argv is None:  # the real command line, not a library call
         signal.signal(signal.SIGTERM, _terminated)
     try:

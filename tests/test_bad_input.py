@@ -47,7 +47,7 @@ CATALOGUE = [
     ("batch-size-zero", [*C, "--batch-size", "0"], 2, "--batch-size must be >= 1"),
     ("epochs-not-integer", [*C, "--epochs", "1.5"], 2, "invalid int value: '1.5'"),
     ("finetune-epochs-negative", [*C, "--finetune-epochs", "-2"], 2, "--finetune-epochs must be >= 0"),
-    ("round-to-zero", [*C, "--round-to", "0"], 2, "--round-to must be >= 1"),
+    ("round-to-zero", [*C, "--round-to", "0"], 2, "--round-to must be an integer >= 1"),
     ("layer-floor-zero", [*C, "--layer-floor", "0"], 2, r"--layer-floor must be in \(0, 1\]"),
     ("layer-floor-above-one", [*C, "--layer-floor", "1.5"], 2, r"--layer-floor must be in \(0, 1\]"),
     ("sparsity-reg-negative", [*T, "--sparsity-reg", "-0.001"], 2, "--sparsity-reg must be >= 0"),
@@ -330,7 +330,7 @@ def test_a_sparsity_that_would_empty_layers_is_floored_with_a_warning(tmp_path, 
     assert main([*C, "--sparsity", "0.99", "--layer-floor", "0.25", "--out", str(out)]) == 0
     err = capfd.readouterr().err
     warning = [ln for ln in err.splitlines() if "warning" in ln]
-    assert warning == ["[filterprune] warning: 19 layer(s) would keep less than 25% of their channels; kept at "
+    assert warning == ["[filterprune] warning: 12 layer(s) would keep less than 25% of their channels; kept at "
                        "the floor (--layer-floor)"], err
     layers = json.loads((out / "report.json").read_text())["layers"]
     pruned = [r for r in layers if r["channels_after"] < r["channels_before"]]

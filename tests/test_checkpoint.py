@@ -50,7 +50,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     _pruned_resnet(tmp_path)
     blob = (tmp_path / "pruned.safetensors").read_bytes()
     (tmp_path / "pruned.safetensors").write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(RunError, match="unreadable"):
+    with pytest.raises(RunError, match="unreadable|do not match the digest"):
         filterprune.load(tmp_path)
 
 

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from filterprune.cli import main
 from filterprune.criteria import PruneContext, make_criterion
-from filterprune.errors import RunError
+from filterprune.errors import UsageError
 from filterprune.models import ModelSpec, build_model
 from filterprune.onnx_export import check_parity, export_onnx, session
 from filterprune.prune import PlanConfig, prune
@@ -50,8 +50,9 @@ def test_family_prunes_and_exports_with_parity(tmp_path, name):
 def test_shufflenet_fails_with_one_clear_line():
     """torch-pruning 1.6.1 cannot map channels through ShuffleNet's channel shuffle (see README)."""
     model = build_model(ModelSpec("tv:shufflenet_v2_x0_5", 10, 3, 32))
-    with pytest.raises(RunError, match="could not trace ShuffleNetV2 into a dependency graph: ZeroDivisionError "
-                                       "in torch-pruning's update_reshape_index_mapping"):
+    with pytest.raises(UsageError, match="could not trace ShuffleNetV2 into a dependency graph at the operation after "
+                                         r"layer stage4.1.branch2.6 \(ZeroDivisionError in torch-pruning's "
+                                         "update_reshape_index_mapping"):
         prune(model, make_criterion("l1"), PlanConfig(0.4), PruneContext(torch.randn(1, 3, 32, 32)), 10)
 
 

@@ -12,4 +12,9 @@ def mlp(num_classes, in_channels, image_size, depth=6, width=100):
         layers += [nn.Linear(fan_in, width), nn.ReLU(inplace=True)]
         fan_in = width
     layers.append(nn.Linear(fan_in, num_classes))
-    return nn.Sequential(*layers)
+    net = nn.Sequential(*layers)
+    for m in net.modules():  # He init: with PyTorch's default, six ReLU layers barely train in a few epochs
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    return net
