@@ -56,7 +56,7 @@ def allocate(scores: list[torch.Tensor], cfg: PlanConfig) -> list[int]:
     floors = [max(1, math.ceil(cfg.layer_floor * u - 1e-9)) for u in units]
     floored = sum(k < f for k, f in zip(keep, floors))
     if floored:
-        warnings.warn(f"{floored} layer(s) would keep less than {cfg.layer_floor:.0%} of their channels; "
+        warnings.warn(f"{floored} layer(s) would keep less than {100 * cfg.layer_floor:g}% of their channels; "
                       "kept at the floor (--layer-floor)", stacklevel=2)
     keep = [max(k, f) for k, f in zip(keep, floors)]
     return [_round(k, u, cfg.round_to) for k, u in zip(keep, units)]
