@@ -13,7 +13,7 @@ through writing the cached baseline, mid-pruning, while writing the pruned check
 export and parity, during the benchmark, between report.json and report.md, just before the output
 folder is published, between the two renames of ``--overwrite``. Random kills come on top.
 
-    python benchmarks/fault_injection.py                 # all points + 12 random kills -> benchmarks/faults/
+    python benchmarks/fault_injection.py                 # all points + 6 random kills -> benchmarks/faults/
     python benchmarks/fault_injection.py --random 0 --points prune,publish   # a subset (the slow test)
 """
 from __future__ import annotations
@@ -174,7 +174,7 @@ def make_data(path: Path) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", default=",".join(POINTS), help="comma-separated fault points")
-    ap.add_argument("--random", type=int, default=12, help="extra kills at random moments")
+    ap.add_argument("--random", type=int, default=6, help="extra kills at random moments")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "faults"), help="where results.json/md go")
     a = ap.parse_args()

@@ -246,7 +246,7 @@ def _main(argv: list[str] | None) -> int:
         return 1
     except OSError as e:  # disk full, permission denied, ...: the environment, not a bug
         where = f": {e.filename}" if e.filename else ""
-        print(f"filterprune: error: {_one_line(f'{e.strerror or type(e).__name__}{where}')}", file=sys.stderr)
+        print(f"filterprune: error: {_one_line(f'{e.strerror or str(e) or type(e).__name__}{where}')}", file=sys.stderr)
         return 1
     except Exception as e:  # a bug: still one line, the traceback only on request
         if os.environ.get("FILTERPRUNE_DEBUG"):

@@ -68,7 +68,7 @@ def allocate(scores: list[torch.Tensor], cfg: PlanConfig, totals: list[int] | No
     floors = [max(1, math.ceil(cfg.layer_floor * t - 1e-9)) for t in totals]
     floored = sum(k < f for k, f in zip(keep, floors))
     if floored:
-        warnings.warn(f"{floored} layer(s) would keep less than {cfg.layer_floor:.0%} of their channels; "
+        warnings.warn(f"{floored} layer(s) would keep less than {100 * cfg.layer_floor:g}% of their channels; "
                       "kept at the floor (--layer-floor)", stacklevel=2)
     keep = [max(k, f) for k, f in zip(keep, floors)]
     return [min(u, _round(k, t, cfg.round_to)) for k, u, t in zip(keep, units, totals)]
