@@ -141,8 +141,8 @@ def load(path: str | Path) -> nn.Module:
             raise RunError(f"{doc['path']}: pruning history does not fit {spec.name} ({msg})") from None
     weights = doc["path"].with_suffix(".safetensors")
     if doc.get("weights_sha256") and weights.is_file() and sha256_file(weights) != doc["weights_sha256"]:
-        raise RunError(f"{weights}: weights do not match the digest in {doc['path'].name} (truncated, "
-                       "damaged or from another save)")
+        raise RunError(f"{weights}: unreadable weights: they do not match the digest in {doc['path'].name} "
+                       "(truncated, damaged or from another save)")
     state = read_state_dict(weights)
     load_weights(model, state, str(doc["path"].with_suffix(".safetensors")))
     return model.eval()
