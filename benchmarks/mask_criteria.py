@@ -76,7 +76,8 @@ def markdown(rows: list[dict], machine: dict, run_cfg: dict) -> str:
     dense = rows[0]["dense_acc"] if rows else float("nan")
     loads = ", ".join(f"{x['loadavg_1m']:.1f}" for x in rows if x["loadavg_1m"] is not None)
     lines += ["", f"Dense baseline top-1: {100 * dense:.2f}%. Config: {json.dumps(run_cfg)}; compressions "
-                  f"{list(COMPRESSIONS)}; 1-minute load average after each run: {loads}.",
+                  f"{sorted({x['compression'] for x in rows})} ({len(rows)} runs); 1-minute load average after each "
+                  f"run: {loads}.",
               f"Machine: {json.dumps(machine)}."]
     return "\n".join(lines) + "\n"
 
