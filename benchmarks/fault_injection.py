@@ -196,22 +196,28 @@ def main() -> int:
     reference = _summary(ref_ws / "runs" / "target")
     seed0_entries = set(os.listdir(ref_ws / "cache" / "baselines")) - set(os.listdir(tpl / "cache" / "baselines"))
 
-    cases = [(p, None) for p in a.points.split(",") if p] + \
-        [("random", rng.uniform(2.0, clean_s)) for _ in range(a.random)]
+    cases = [p for p in a.points.split(",") if p] + ["random"] * a.random
     results = []
-    for i, (point, delay) in enumerate(cases):
-        ws = base / f"case{i}"
-        shutil.copytree(tpl, ws, symlinks=True)
+    for i, point in enumerate(cases):
         cached = POINTS[point][3] if point != "random" else rng.random() < 0.5
-        if cached:
-            for key in seed0_entries:
-                shutil.copytree(ref_ws / "cache" / "baselines" / key, ws / "cache" / "baselines" / key)
         extra = POINTS[point][4] if point != "random" else []
-        if extra == ["--overwrite"]:  # an earlier result under the same name, which the user asked to replace
-            shutil.copytree(ref_ws / "runs" / "target", ws / "runs" / "target")
-        before = {"previous": _digest(ws / "runs" / "previous"), "cache": _digest(ws / "cache" / "baselines")}
-        rc, err, killed_s = _run(ws, [*argv, *extra], None if point == "random" else point,
-                                 kill_after=delay)
+        upper, delay = clean_s, None
+        for _attempt in range(6):  # a random kill must land while the run is still going
+            ws = base / f"case{i}"
+            shutil.rmtree(ws, ignore_errors=True)
+            shutil.copytree(tpl, ws, symlinks=True)
+            if cached:
+                for key in seed0_entries:
+                    shutil.copytree(ref_ws / "cache" / "baselines" / key, ws / "cache" / "baselines" / key)
+            if extra == ["--overwrite"]:  # an earlier result under the same name, which the user asked to replace
+                shutil.copytree(ref_ws / "runs" / "target", ws / "runs" / "target")
+            before = {"previous": _digest(ws / "runs" / "previous"), "cache": _digest(ws / "cache" / "baselines")}
+            delay = rng.uniform(1.0, upper) if point == "random" else None
+            rc, err, killed_s = _run(ws, [*argv, *extra], None if point == "random" else point,
+                                     kill_after=delay)
+            if point != "random" or rc == -signal.SIGKILL:
+                break
+            upper = 0.9 * killed_s  # it finished first: aim inside the time it took
         stage = next((ln.split("]")[1].split(":")[0].strip() for ln in reversed(err.splitlines())
                       if ln.startswith("[filterprune]") and ":" in ln), "start")
         killed = rc == -signal.SIGKILL
