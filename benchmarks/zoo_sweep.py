@@ -24,7 +24,7 @@ SPARSITY, CRITERION, NUM_CLASSES, MIN_SIDE = 0.4, "l1", 1000, 64
 
 
 def input_side(name: str, model) -> int:
-    """torchvision's ``min_size``, at least 64; 224 where an adaptive pool has a fixed output larger than
+    """The side a ViT was built for; else torchvision's ``min_size``, at least 64; 224 where an adaptive pool has a fixed output larger than
     1x1 (AlexNet's 6x6, VGG's 7x7): the TorchScript exporter only writes one whose output size divides
     its input size, and at 224 it is an identity."""
     import torch.nn as nn
@@ -34,6 +34,8 @@ def input_side(name: str, model) -> int:
     h, w = weights[0].meta.get("min_size", (1, 1)) if weights else (1, 1)
     fixed_pool = any(isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size not in (1, (1, 1))
                      for m in model.modules())
+    if isinstance(getattr(model, "image_size", None), int):  # ViT: built for one side (vit_h_14's weights use 518)
+        return model.image_size
     return max(h, w, 224 if fixed_pool else MIN_SIDE)
 
 
@@ -171,7 +173,7 @@ def main() -> int:
     if store.exists():
         for ln in store.read_text().splitlines():
             r = json.loads(ln)
-            if not (a.redo_failed and r["status"] == "failed"):
+            if not (a.redo_failed and r["status"] == "failed" and r["model"] in names):
                 done[r["model"]] = r
     for i, name in enumerate(names):
         if name in done or a.table_only:
