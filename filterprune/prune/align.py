@@ -5,7 +5,7 @@ Kernels are fast at some widths and slow at others (SIMD blocks, filter-set tili
 layers), so the same MAC cut buys different latency at different widths. Here every conv's latency is
 measured alone, in the target runtime at the target batch, for the widths the plan may choose (a
 latency lookup table, cached on disk per machine). Then each group's kept count is chosen among
-multiples of ``STEP`` within ``BAND`` of the requested keep fraction, by coordinate descent that
+multiples of ``STEP`` within ``BAND`` of the requested keep fraction, by a local search that
 maximises MACs per millisecond (the speedup efficiency) while removing at least the MACs the plain
 layerwise plan removes. Model latency is modelled as the sum of conv latencies.
 """
@@ -25,7 +25,7 @@ import torch.nn as nn
 
 STEP = 8  # candidate widths are multiples of this
 BAND = 0.1  # kept fraction may move this far from 1 - sparsity
-SWEEPS = 3
+ROUNDS = 200  # local-search rounds (each takes the best improving move)
 RUNS = 7  # per measurement; the minimum is kept (robust to background load)
 
 
@@ -145,9 +145,11 @@ class LatencyTable:
 
 
 def candidates(channels: int, keep: int, floor: int) -> list[int]:
-    """Multiples of STEP within BAND (as a fraction of the layer) of the planned keep count."""
-    lo = max(floor, math.floor(keep - BAND * channels))
-    hi = min(channels, math.ceil(keep + BAND * channels))
+    """Multiples of STEP within BAND (as a fraction of the layer, but at least one STEP) of the planned
+    keep count, so a narrow layer can still reach the aligned widths on either side of its plan."""
+    band = max(BAND * channels, STEP)
+    lo = max(floor, math.floor(keep - band))
+    hi = min(channels, math.ceil(keep + band))
     cands = {c for c in range(STEP, hi + 1, STEP) if c >= lo} | ({channels} if channels <= hi else set())
     return sorted(cands) or [keep]
 
@@ -155,33 +157,51 @@ def candidates(channels: int, keep: int, floor: int) -> list[int]:
 def hardware_aware(keep: list[int], channels: list[int], movable: list[bool], sites: list[ConvSite],
                    floors: list[int], table: LatencyTable, log=None) -> list[int]:
     """Kept channels per group, re-chosen among measured-fast widths for the ``movable`` groups, removing
-    at least the MACs the plain plan ``keep`` removes."""
-    def cost(k):
-        return sum(table(s, *s.widths(k)) for s in sites)
+    at least the MACs the plain plan ``keep`` removes.
 
-    def macs(k):
-        return sum(s.macs(k) for s in sites)
+    Local search from the aligned widths at or below the plan: each round takes the best single-group
+    move, or the best pair of one-step moves (one group a step wider, another a step narrower: what trades
+    MACs from a slow layer to a fast one within the budget), that raises modelled MACs/ms; it stops when none does.
+    """
+    touching = [[i for i, s in enumerate(sites) if g in (s.in_group, s.out_group)] for g in range(len(keep))]
 
-    budget = macs(keep)  # remove at least what the plain plan removes
+    def site_cost(k, i):
+        return table(sites[i], *sites[i].widths(k))
+
+    budget = sum(s.macs(keep) for s in sites)  # remove at least what the plain plan removes
     cands = [candidates(c, k, f) if mv else [k] for c, k, f, mv in zip(channels, keep, floors, movable)]
-    # start: the nearest candidate at or below the plain plan, so the MAC budget holds
     cur = [max([c for c in cs if c <= k] or [min(cs)]) for cs, k in zip(cands, keep)]
-    best_eff = macs(cur) / cost(cur)
-    for _ in range(SWEEPS):
-        changed = False
-        for g, cs in enumerate(cands):
-            for c in cs:
-                if c == cur[g]:
-                    continue
-                trial = cur[:g] + [c] + cur[g + 1:]
-                m = macs(trial)
-                if m > budget:
-                    continue
-                eff = m / cost(trial)
-                if eff > best_eff * (1 + 1e-3):
-                    cur, best_eff, changed = trial, eff, True
-        if not changed:
+    times = [site_cost(cur, i) for i in range(len(sites))]
+    macs = [s.macs(cur) for s in sites]
+
+    def evaluate(moves: dict[int, int]):
+        """(MACs, ms) after the moves, recomputing only the sites they touch."""
+        trial = list(cur)
+        for g, c in moves.items():
+            trial[g] = c
+        idx = {i for g in moves for i in touching[g]}
+        m = sum(macs) + sum(sites[i].macs(trial) - macs[i] for i in idx)
+        t = sum(times) + sum(site_cost(trial, i) - times[i] for i in idx)
+        return m, t
+
+    best_eff = sum(macs) / sum(times)
+    movable_groups = [g for g, cs in enumerate(cands) if len(cs) > 1]
+    for _ in range(ROUNDS):
+        best = None
+        singles = [{g: c} for g in movable_groups for c in cands[g] if c != cur[g]]
+        up = {g: min(c for c in cands[g] if c > cur[g]) for g in movable_groups if cur[g] < max(cands[g])}
+        down = {g: max(c for c in cands[g] if c < cur[g]) for g in movable_groups if cur[g] > min(cands[g])}
+        pairs = [{g: c, h: d} for g, c in up.items() for h, d in down.items() if h != g]
+        for moves in singles + pairs:
+            m, t = evaluate(moves)
+            if m <= budget and m / t > best_eff * (1 + 1e-3):
+                best_eff, best = m / t, moves
+        if best is None:
             break
+        for g, c in best.items():
+            cur[g] = c
+        for i in {i for g in best for i in touching[g]}:
+            times[i], macs[i] = site_cost(cur, i), sites[i].macs(cur)
     table.save()
     if log:
         log(f"round-to auto: {table.measured} conv latencies measured ({table.runtime}, batch {table.batch}); "
