@@ -1,0 +1,78 @@
+"""--round-to auto: the width search against a synthetic latency table, and end to end with a measured one."""
+import math
+
+import torch
+import torch.nn as nn
+
+from filterprune.criteria import PruneContext, make_criterion
+from filterprune.prune import PlanConfig, prune
+from filterprune.prune.align import candidates, conv_sites, hardware_aware
+from filterprune.prune.graph import build_graph, channel_groups, classifier_layers
+
+
+def _net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 40, 3, padding=1), nn.ReLU(), nn.Conv2d(40, 40, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(40, 40, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(40, 10))
+
+
+class BlockTable:
+    """A fake runtime whose kernels work in blocks of 16 output channels (a width of 17 costs 32)."""
+
+    runtime, batch, measured = "fake", 1, 0
+
+    def __call__(self, site, cin, cout):
+        return math.ceil(cout / 16) * 16 * cin * math.prod(site.module.kernel_size) * math.prod(site.hw_out) / 1e6
+
+    def save(self):
+        pass
+
+
+def _sites(model):
+    x = torch.randn(1, 3, 16, 16)
+    groups = channel_groups(build_graph(model, x), classifier_layers(model, 10))
+    return [cg.channels for cg in groups], conv_sites(model, x, groups)
+
+
+def test_candidates_reach_aligned_widths_on_both_sides_of_a_narrow_layer():
+    assert candidates(16, 10, 2) == [8, 16]  # +-10% of 16 alone would only allow 8
+    assert candidates(512, 308, 52) == list(range(256, 361, 8))  # 308 +- 51.2
+
+
+def test_search_moves_to_block_multiples_and_keeps_the_mac_budget():
+    model = _net()
+    channels, sites = _sites(model)
+    plain = [math.ceil(0.6 * c) for c in channels]  # 24 each: every width pays for a partial block
+    table = BlockTable()
+
+    def macs(k):
+        return sum(s.macs(k) for s in sites)
+
+    def efficiency(k):
+        return macs(k) / sum(table(s, *s.widths(k)) for s in sites)
+
+    chosen = hardware_aware(plain, channels, [True] * len(channels), sites, [4] * len(channels), table)
+    assert macs(chosen) <= macs(plain)  # removes at least what the plain plan removes
+    assert all(c % 16 == 0 for c in chosen), chosen  # no partial blocks left
+    assert efficiency(chosen) > 1.2 * efficiency(plain)
+
+
+def test_search_leaves_groups_that_may_not_move():
+    model = _net()
+    channels, sites = _sites(model)
+    plain = [math.ceil(0.6 * c) for c in channels]
+    chosen = hardware_aware(plain, channels, [False, True, True], sites, [4] * 3, BlockTable())
+    assert chosen[0] == plain[0]
+
+
+def test_round_to_auto_end_to_end_with_a_measured_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("FILTERPRUNE_CACHE", str(tmp_path))
+    model = _net()
+    x = torch.randn(1, 3, 16, 16)
+    prune(model, make_criterion("l1"), PlanConfig(0.4, round_to="auto", target_batch=2), PruneContext(x), 10)
+    widths = [m.out_channels for m in model if isinstance(m, nn.Conv2d)][:2]
+    assert all(w % 8 == 0 for w in widths), widths
+    assert all(16 <= w <= 32 for w in widths), widths  # 24 planned, one step either side
+    assert model.eval()(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+    assert list((tmp_path / "latency-lut").glob("*.json"))  # the table is cached for the next run
