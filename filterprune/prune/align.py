@@ -160,8 +160,9 @@ def hardware_aware(keep: list[int], channels: list[int], movable: list[bool], si
     at least the MACs the plain plan ``keep`` removes.
 
     Local search from the aligned widths at or below the plan: each round takes the best single-group
-    move, or the best pair of one-step moves (one group a step wider, another a step narrower: what trades
-    MACs from a slow layer to a fast one within the budget), that raises modelled MACs/ms; it stops when none does.
+    move, or the best pair of one-step moves (one group, or a set of look-alike groups, a step wider and
+    another a step narrower: what trades MACs from a slow layer to a fast one within the budget), that
+    raises modelled MACs/ms; it stops when none does.
     """
     touching = [[i for i, s in enumerate(sites) if g in (s.in_group, s.out_group)] for g in range(len(keep))]
 
@@ -186,12 +187,31 @@ def hardware_aware(keep: list[int], channels: list[int], movable: list[bool], si
 
     best_eff = sum(macs) / sum(times)
     movable_groups = [g for g, cs in enumerate(cands) if len(cs) > 1]
+    # "units" move together: each group alone, and each set of look-alike groups (same width, same conv
+    # shapes, e.g. the inner convs of one ResNet stage), so a stage can change width in one move
+    alike: dict = {}
+    for g in movable_groups:
+        shape = sorted((sites[i].hw_in, tuple(sites[i].module.kernel_size), sites[i].out_group == g) for i in touching[g])
+        alike.setdefault((channels[g], tuple(cands[g]), str(shape)), []).append(g)
+    units = [[g] for g in movable_groups] + [gs for gs in alike.values() if len(gs) > 1]
+
+    def step(unit, sign):
+        """The unit's members one candidate up (+1) or down (-1), if all can move; else None."""
+        moves = {}
+        for g in unit:
+            nxt = [c for c in cands[g] if (c - cur[g]) * sign > 0]
+            if not nxt:
+                return None
+            moves[g] = min(nxt) if sign > 0 else max(nxt)
+        return moves
+
     for _ in range(ROUNDS):
         best = None
         singles = [{g: c} for g in movable_groups for c in cands[g] if c != cur[g]]
-        up = {g: min(c for c in cands[g] if c > cur[g]) for g in movable_groups if cur[g] < max(cands[g])}
-        down = {g: max(c for c in cands[g] if c < cur[g]) for g in movable_groups if cur[g] > min(cands[g])}
-        pairs = [{g: c, h: d} for g, c in up.items() for h, d in down.items() if h != g]
+        ups = [m for u in units if (m := step(u, +1))]
+        downs = [m for u in units if (m := step(u, -1))]
+        singles += [m for m in ups + downs if len(m) > 1]
+        pairs = [{**a, **b} for a in ups for b in downs if not a.keys() & b.keys()]
         for moves in singles + pairs:
             m, t = evaluate(moves)
             if m <= budget and m / t > best_eff * (1 + 1e-3):
