@@ -4,7 +4,9 @@ For every kill we check what a user would find, then rerun the same command and 
 
 * nothing that looks complete: the output folder is absent, or (killed after publishing) complete;
 * nothing earlier lost: an earlier run's folder and another baseline in the cache are byte-identical;
-* the rerun exits 0, and its pruned weights, pruning history and accuracies equal an uninterrupted run's;
+* the rerun exits 0, and its pruned weights, pruning history and accuracies equal an uninterrupted run's
+  (killed after the folder was published: the result is already complete and equal, and the rerun
+  refuses to overwrite it, exit 2);
 * no staging folder, temporary file or damaged cache entry is left behind after the rerun.
 
 The chosen points patch one function in the child process so that it kills itself (SIGKILL: no
@@ -50,7 +52,7 @@ POINTS = {
     "pruned-checkpoint-torn": ("filterprune.prune.checkpoint.save_file", 1, "torn", True, []),
     "onnx-export": ("torch.onnx.export", 1, "after", True, []),
     "onnx-parity": ("filterprune.onnx_export.session", 1, "before", True, []),
-    "bench": ("filterprune.bench.latency.interleaved", 2, "before", True, []),
+    "bench": ("filterprune.bench.suite.interleaved", 1, "before", True, []),
     "report-md": ("filterprune.report.atomic_write_bytes", 1, "before", True, []),
     "publish": ("filterprune.outputs.publish", 1, "before", True, []),
     "overwrite-between-renames": ("os.replace", -1, "overwrite", True, ["--overwrite"]),
@@ -228,11 +230,14 @@ def main() -> int:
                                         for k, v in before["cache"].items()),
             "output_absent_or_complete": (not target.exists()) or extra == ["--overwrite"] or _complete(target),
         }
+        # killed after the folder was published: the result is complete, and a rerun must refuse to touch it
+        published = target.exists() and extra != ["--overwrite"]
         rc2, err2, rerun_s = _run(ws, [*argv, *extra])
-        ok2 = rc2 == 0 and _complete(target)
+        ok2 = (rc2 == 2 and "exists" in err2 if published else rc2 == 0) and _complete(target)
         same = ok2 and _summary(target) == reference
         row = {"point": point, "delay_s": round(delay, 2) if delay else None, "killed": killed,
                "killed_rc": rc, "last_stage": stage, "killed_after_s": round(killed_s, 1), **after_kill,
+               "published_before_kill": published,
                "rerun_rc": rc2, "rerun_complete": ok2, "rerun_equals_uninterrupted": same,
                "previous_intact_after_rerun": _digest(ws / "runs" / "previous") == before["previous"],
                "leftovers_after_rerun": _leftovers(ws), "traceback_seen": "Traceback" in err + err2,
