@@ -167,7 +167,7 @@ def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig) -> str:
     """Hash of everything that determines the trained baseline, so every criterion starts from it."""
     ident = {"spec": spec.to_dict(), "data": [data.name, data.source, len(data.y_train), len(data.y_test)],
              "train": cfg.to_dict(), "version": 1}
-    if distributed.world_size() > 1:  # DDP trains another (equally valid) model than one process does
+    if distributed.active():  # DDP trains another (equally valid) model than one process does
         ident["world_size"] = distributed.world_size()
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
