@@ -356,7 +356,7 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
         report = {
             "model": spec.name, "criterion": cfg.criterion, "sparsity": sparsity, "scope": scope,
             "target_macs": cfg.target_macs, "steps": cfg.steps,
-            "round_to": cfg.round_to, "seed": cfg.seed, "device": device.type,
+            "round_to": cfg.round_to, "seed": cfg.seed, "device": device.type, "processes": distributed.world_size(),
             "dataset": {"name": data.name, "source": data.source, "train": len(data.y_train),
                         "test": len(data.y_test)},
             "dense": {**cost_dense.to_dict(), "accuracy": dense_acc["top1"], "top5": dense_acc["top5"]},

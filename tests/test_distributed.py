@@ -111,6 +111,7 @@ def test_ddp_train_and_finetune_match_one_process_on_real_cifar(tmp_path, shared
     torchrun("-m", "filterprune", *args, "--finetune-epochs", "3", "--out", str(tmp_path / "two"), "--distributed")
     none, one, two = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("none", "one", "two"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "none", "one", "two"]  # rank 1 wrote nothing
+    assert (one["processes"], two["processes"]) == (1, 2)
     assert two["layers"] == one["layers"]  # the same channels
     assert two["dense"]["accuracy"] == one["dense"]["accuracy"]  # rank 0 evaluates the whole test split
     assert len(two["finetune"]["history"]) == 3
