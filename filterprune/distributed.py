@@ -38,6 +38,7 @@ LAUNCH = "torchrun --nproc_per_node N -m filterprune ... --distributed"
 TIMEOUT = timedelta(hours=6)
 
 _session = False  # True between start() and stop(): filterprune itself asked for --distributed
+_owned = False  # start() created the process group (a caller's own group is left to the caller)
 
 
 def active() -> bool:
@@ -58,7 +59,7 @@ def is_main() -> bool:
 
 def start(device: torch.device, batch_size: int) -> torch.device:
     """Join the process group torchrun describes (nccl on CUDA, gloo on CPU); returns this rank's device."""
-    global _session
+    global _session, _owned
     missing = [k for k in TORCHRUN_ENV if k not in os.environ]
     if missing:
         raise UsageError(f"--distributed needs the environment torchrun sets ({', '.join(missing)} missing): "
@@ -73,7 +74,8 @@ def start(device: torch.device, batch_size: int) -> torch.device:
                              "start at most one process per GPU (or use --device cpu)")
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
-    if not dist.is_initialized():
+    _owned = not dist.is_initialized()
+    if _owned:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
     _session = True
     if not is_main():  # every rank would say the same warnings; rank 0 says them once
@@ -91,7 +93,8 @@ def stop(ok: bool) -> None:
         if ok:
             dist.barrier()
     finally:
-        dist.destroy_process_group()
+        if _owned:
+            dist.destroy_process_group()
 
 
 @contextmanager
