@@ -64,7 +64,13 @@ def start(device: torch.device, batch_size: int) -> torch.device:
     if missing:
         raise UsageError(f"--distributed needs the environment torchrun sets ({', '.join(missing)} missing): "
                          f"launch with `{LAUNCH}`")
-    world, local = int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    try:
+        world, local = int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    except ValueError:
+        world = local = -1
+    if world < 1 or local < 0:
+        raise UsageError(f"--distributed: malformed torchrun environment (WORLD_SIZE={os.environ['WORLD_SIZE']!r}, "
+                         f"LOCAL_RANK={os.environ['LOCAL_RANK']!r})")
     if batch_size % world:
         raise UsageError(f"--batch-size is the global batch and must divide among the {world} processes, "
                          f"got {batch_size}")

@@ -56,18 +56,20 @@ def test_distributed_without_torchrun_is_one_usage_error(command, tmp_path, monk
     assert not list(tmp_path.iterdir()) and not distributed.active()
 
 
-def test_the_global_batch_must_divide_among_the_processes(tmp_path, monkeypatch, capfd):
-    monkeypatch.setenv("RANK", "0")
-    monkeypatch.setenv("WORLD_SIZE", "3")
-    monkeypatch.setenv("LOCAL_RANK", "0")
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", "1")  # never contacted: the check comes first
+@pytest.mark.parametrize("world,message", [
+    ("3", "--batch-size is the global batch and must divide among the 3 processes, got 64"),
+    ("two", "--distributed: malformed torchrun environment (WORLD_SIZE='two', LOCAL_RANK='0')"),
+])
+def test_a_batch_that_does_not_divide_or_a_malformed_environment_is_a_usage_error(world, message, tmp_path,
+                                                                                  monkeypatch, capfd):
+    env = {"RANK": "0", "WORLD_SIZE": world, "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": "1"}  # never contacted: the checks come first
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
     assert main(["train", "mlp", "--dataset", "synthetic", "--epochs", "1", "--batch-size", "64", "--distributed",
                  "--out", str(tmp_path / "out")]) == 2
-    err = capfd.readouterr().err.strip().splitlines()
-    assert err == ["filterprune: error: --batch-size is the global batch and must divide among the 3 processes, "
-                   "got 64"]
-    assert not torch.distributed.is_initialized() and not distributed.active()
+    assert capfd.readouterr().err.strip().splitlines() == [f"filterprune: error: {message}"]
+    assert not torch.distributed.is_initialized() and not distributed.active() and not list(tmp_path.iterdir())
 
 
 def test_ddp_ranks_end_identical_and_one_step_equals_the_full_batch_step(tmp_path):
