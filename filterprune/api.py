@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import __version__, outputs
+from . import __version__, distributed, outputs
 from .bench import counting, machine
 from .bench.suite import BenchConfig, Variant, dense_vs_pruned, run_bench
 from .criteria import CRITERIA, PruneContext, make_criterion
@@ -36,7 +36,8 @@ from .train import NonFiniteLoss, TrainConfig, evaluate, resolve_device, train
 
 
 def say(msg: str) -> None:
-    print(f"[filterprune] {msg}", file=sys.stderr, flush=True)
+    if distributed.is_main():  # --distributed: rank 0 speaks for all
+        print(f"[filterprune] {msg}", file=sys.stderr, flush=True)
 
 
 def cache_dir() -> Path:
@@ -83,6 +84,7 @@ class CompressConfig:
     mask_reduce: str = "density"
     imp_iterations: int = 2
     imp_epochs: int | None = None  # training epochs per IMP iteration; None: --finetune-epochs
+    distributed: bool = False  # DDP training under torchrun; batch_size is then global (distributed.py)
 
     def validate(self) -> None:
         MODELS.get(self.model)
@@ -165,6 +167,8 @@ def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig) -> str:
     """Hash of everything that determines the trained baseline, so every criterion starts from it."""
     ident = {"spec": spec.to_dict(), "data": [data.name, data.source, len(data.y_train), len(data.y_test)],
              "train": cfg.to_dict(), "version": 1}
+    if distributed.active():  # DDP trains another (equally valid) model than one process does
+        ident["world_size"] = distributed.world_size()
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -191,7 +195,7 @@ def train_baseline(spec: ModelSpec, data: ImageData, cfg: TrainConfig, device: t
         info["history"] = train(model, data, cfg, device, desc=f"train {spec.name}")
     except NonFiniteLoss as e:
         raise outputs.keep_last_good(model, _last_good_folder("baseline", spec), spec, e) from None
-    if use_cache:  # the entry folder appears complete (weights + description) or not at all
+    if use_cache and distributed.is_main():  # the entry folder appears complete or not at all
         outputs.write_folder(path.parent, lambda d: ckpt.save(model, d / path.name, spec, meta={
             "dataset": data.name, "train": cfg.to_dict()}), overwrite=True)
     return model, info
@@ -236,7 +240,11 @@ def _resolve_out(cfg: CompressConfig) -> Path:
 def compress(cfg: CompressConfig) -> Path:
     """Run the whole pipeline; returns the output folder (see README for what it holds)."""
     cfg.validate()
-    device = resolve_device(cfg.device)
+    with distributed.session(cfg.distributed, resolve_device(cfg.device), cfg.batch_size) as device:
+        return _compress(cfg, device)
+
+
+def _compress(cfg: CompressConfig, device: torch.device) -> Path:
     out = _resolve_out(cfg)
     criterion = make_criterion(cfg.criterion)
     scope = cfg.scope or criterion.default_scope
@@ -291,6 +299,7 @@ def compress(cfg: CompressConfig) -> Path:
     own_masks = masks if cfg.mode == "masked" else None
     for layer, why in result.unprunable.items():
         say(f"warning: left {layer} whole: pruning it breaks the model ({why})")
+    distributed.check_same_network(pruned)  # --distributed: every rank pruned the same channels
     lap("prune")
     pruned = pruned.to(device)
     try:
@@ -302,6 +311,8 @@ def compress(cfg: CompressConfig) -> Path:
     masked = control.MaskedModel(pruned, pruned_acc, finetune_history) if own_masks else \
         control.masked_control(dense, masks, ft, data, device) if masks else None
     lap("finetune")
+    if not distributed.is_main():  # --distributed: rank 0 alone exports, benchmarks and writes the outputs
+        return out
 
     dense, pruned = dense.cpu().eval(), pruned.cpu().eval()
     cost_dense, cost_pruned = counting.count(dense, input_shape), counting.count(pruned, input_shape, own_masks)
@@ -345,7 +356,7 @@ def compress(cfg: CompressConfig) -> Path:
         report = {
             "model": spec.name, "criterion": cfg.criterion, "sparsity": sparsity, "scope": scope,
             "target_macs": cfg.target_macs, "steps": cfg.steps,
-            "round_to": cfg.round_to, "seed": cfg.seed, "device": device.type,
+            "round_to": cfg.round_to, "seed": cfg.seed, "device": device.type, "processes": distributed.world_size(),
             "dataset": {"name": data.name, "source": data.source, "train": len(data.y_train),
                         "test": len(data.y_test)},
             "dense": {**cost_dense.to_dict(), "accuracy": dense_acc["top1"], "top5": dense_acc["top5"]},
@@ -383,18 +394,26 @@ load = ckpt.load
 
 
 def train_command(model: str, dataset: str | None, data_root: str, cfg: TrainConfig, device_name: str,
-                  out: str | None, overwrite: bool = False) -> Path:
-    """`filterprune train`: train (or reuse) the cached baseline and copy it to ``out`` with its accuracy."""
+                  out: str | None, overwrite: bool = False, ddp: bool = False) -> Path:
+    """`filterprune train`: train (or reuse) the cached baseline and copy it to ``out`` with its accuracy.
+    ``ddp``: trains with DistributedDataParallel under torchrun (see distributed.py)."""
     MODELS.get(model)
     if dataset is not None:
         DATASETS.get(dataset)
-    device = resolve_device(device_name)
+    with distributed.session(ddp, resolve_device(device_name), cfg.batch_size) as device:
+        return _train_command(model, dataset, data_root, cfg, device, out, overwrite)
+
+
+def _train_command(model: str, dataset: str | None, data_root: str, cfg: TrainConfig, device: torch.device,
+                   out: str | None, overwrite: bool) -> Path | None:
     target = Path(out) if out else None
     if target:
         outputs.check_target(target, overwrite)
     data = load_data(dataset, data_root)
     spec = spec_for(model, data)
     net, info = train_baseline(spec, data, cfg, device)
+    if not distributed.is_main():  # --distributed: rank 0 alone evaluates and writes
+        return None
     acc = evaluate(net, data, device)
     target = target or Path("runs") / f"train-{model.replace(':', '-')}-{info.get('cache_key', 'init')}"
     target = outputs.write_folder(target, lambda d: ckpt.save(net.cpu(), d / "model", spec, meta={

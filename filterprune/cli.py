@@ -62,6 +62,9 @@ def _common_training(p: argparse.ArgumentParser) -> None:
                    help="network-slimming L1 strength on BN scales during baseline training")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--distributed", action="store_true",
+                   help="DDP training under torchrun (--batch-size is then the global batch): "
+                        "torchrun --nproc_per_node N -m filterprune ... --distributed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,7 +160,8 @@ def _compress(a) -> None:
         sparsity_epochs=a.sparsity_epochs, device=a.device, seed=a.seed, out=a.out, overwrite=a.overwrite,
         export=not a.no_export, bench=not a.no_bench, bench_batch_sizes=a.bench_batch_sizes,
         bench_iters=a.bench_iters, mode=a.mode, compression=a.compression, mask_scope=a.mask_scope,
-        mask_reduce=a.mask_reduce, imp_iterations=a.imp_iterations, imp_epochs=a.imp_epochs))
+        mask_reduce=a.mask_reduce, imp_iterations=a.imp_iterations, imp_epochs=a.imp_epochs,
+        distributed=a.distributed))
 
 
 def _export(a) -> None:
@@ -173,7 +177,7 @@ def _train(a) -> None:
 
     cfg = TrainConfig(epochs=a.epochs, optimizer=a.optimizer, lr=a.lr, schedule=a.schedule,
                       batch_size=a.batch_size, sparsity_reg=a.sparsity_reg, seed=a.seed)
-    train_command(a.model, a.dataset, a.data_root, cfg, a.device, a.out, a.overwrite)
+    train_command(a.model, a.dataset, a.data_root, cfg, a.device, a.out, a.overwrite, ddp=a.distributed)
 
 
 def _bench(a) -> None:

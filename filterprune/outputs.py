@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from . import distributed
 from .errors import FilterpruneError, RunError, UsageError
 from .prune import checkpoint as ckpt
 
@@ -114,6 +115,8 @@ def keep_last_good(model, folder: Path, spec, err, history: list | None = None,
                    meta: dict | None = None) -> FilterpruneError:
     """Save the weights that training fell back to after a NaN/inf loss and return the error to raise,
     which says where they are: a diverged epoch never costs the epochs before it."""
+    if not distributed.is_main():  # --distributed: all ranks stopped at the same step; rank 0 keeps the weights
+        return err
     ckpt.save(model.cpu(), folder / "model", spec, history,
               {**(meta or {}), "stopped": str(err), "epoch": err.good_epoch})
     return err.saved(f"{folder}/")

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from . import distributed
 from .data import ImageData, make_loader
 from .errors import RunError, UsageError
 
@@ -114,23 +115,27 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
     """
     if cfg.epochs == 0:
         return []
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed + distributed.rank())  # --distributed: each rank its own augmentations
     model.to(device).train()
-    loader = make_loader(data, "train", cfg.batch_size, augment=cfg.augment, seed=cfg.seed)
+    loader = distributed.shard(make_loader(data, "train", cfg.batch_size, augment=cfg.augment, seed=cfg.seed),
+                               cfg.seed)
+    net = distributed.wrap(model, device)  # DDP under --distributed (same parameters), else the model itself
     opt = _optimizer(model, cfg)
     sched = _scheduler(opt, cfg, cfg.epochs * len(loader))
     history, last_good = [], copy.deepcopy(model.state_dict())
     for epoch in range(1, cfg.epochs + 1):
         total, correct, loss_sum = 0, 0, 0.0
+        distributed.set_epoch(loader, epoch)
         bar = tqdm(loader, desc=f"{desc} {epoch}/{cfg.epochs}", leave=False, file=sys.stderr,
-                   dynamic_ncols=True, disable=None)
+                   dynamic_ncols=True, disable=None if distributed.is_main() else True)
         for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            out = model(x)
+            out = net(x)
             loss = F.cross_entropy(out, y)
-            if not math.isfinite(loss.item()):
+            (seen,) = distributed.summed(loss.item())  # every rank stops if any rank's loss is not finite
+            if not math.isfinite(seen):
                 model.load_state_dict(last_good)
-                raise NonFiniteLoss(desc, loss.item(), epoch)
+                raise NonFiniteLoss(desc, seen, epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.sparsity_reg:
@@ -141,17 +146,23 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
             correct += (out.argmax(1) == y).sum().item()
             loss_sum += loss.item() * len(y)
             bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{100 * correct / total:.1f}%")
+        total, correct, loss_sum = distributed.summed(total, correct, loss_sum)  # over all ranks' shares
         row = {"epoch": epoch, "loss": loss_sum / total, "train_top1": correct / total}
         history.append(row)
-        print(f"{desc} epoch {epoch}/{cfg.epochs}: loss {row['loss']:.4f}, train top-1 "
-              f"{100 * row['train_top1']:.1f}%", file=sys.stderr)
+        if distributed.is_main():
+            print(f"{desc} epoch {epoch}/{cfg.epochs}: loss {row['loss']:.4f}, train top-1 "
+                  f"{100 * row['train_top1']:.1f}%", file=sys.stderr)
         last_good = copy.deepcopy(model.state_dict())
+    distributed.sync_buffers(model)
     return history
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ImageData, device: torch.device, batch_size: int = 256) -> dict:
-    """Top-1 / top-5 accuracy and mean loss on the test split."""
+def evaluate(model: nn.Module, data: ImageData, device: torch.device, batch_size: int = 256) -> dict | None:
+    """Top-1 / top-5 accuracy and mean loss on the test split (None on the ranks but 0 of a
+    ``--distributed`` run: rank 0 alone evaluates)."""
+    if not distributed.is_main():
+        return None
     model.to(device).eval()
     loader = make_loader(data, "test", batch_size, augment=False, shuffle=False)
     n, top1, top5, loss = 0, 0, 0, 0.0
