@@ -295,7 +295,7 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
         result = control.mask_in_place(pruned, criterion, ctx)
     else:
         result = prune_in_steps(pruned, criterion, plan, ctx, spec.num_classes, cfg.steps, finetune_between)
-    masks = getattr(criterion, "masks", None)  # mask criteria: the unstructured mask behind the channels
+    masks = getattr(criterion, "dense_masks", None)  # mask criteria: the unstructured mask on the dense model
     own_masks = masks if cfg.mode == "masked" else None
     for layer, why in result.unprunable.items():
         say(f"warning: left {layer} whole: pruning it breaks the model ({why})")

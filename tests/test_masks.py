@@ -277,6 +277,20 @@ def test_masked_mode_keeps_the_dense_shape_with_imp_masks(tmp_path):
     assert (w != 0).float().mean().item() == pytest.approx(0.1, rel=0.005)
 
 
+def test_steps_keep_the_masked_control_on_the_dense_mask(tmp_path):
+    """With --steps, later steps re-mask the pruned model; the control still uses the dense model's mask."""
+    import json
+
+    from filterprune.cli import main
+
+    out = tmp_path / "run"
+    assert main(["compress", "mlp", "--criterion", "snip", "--sparsity", "0.5", "--steps", "2", "--dataset", "digits",
+                 "--epochs", "1", "--finetune-epochs", "1", "--no-bench", "--no-export", "--out", str(out)]) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert r["masked"]["macs"] == r["dense"]["macs"] > r["pruned"]["macs"]
+    assert r["masked"]["weight_density"] == pytest.approx(10 ** -r["masked"]["compression"], rel=0.005)
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--criterion", "snip", "--compression", "-1"], "--compression must be a finite number >= 0"),
     (["--criterion", "imp", "--imp-iterations", "0"], "--imp-iterations must be >= 1"),

@@ -20,6 +20,7 @@ class MaskCriterion(Criterion):
     default_scope = "global"  # the channel threshold follows the mask's own allocation across layers
     rounds_field: str | None = None  # MaskConfig field holding the number of scoring rounds (SynFlow)
     masks: Masks | None = None
+    dense_masks: Masks | None = None  # the mask on the unpruned model (with --steps, later steps re-mask)
 
     def weight_scores(self, model: nn.Module, layers: dict[str, nn.Module], ctx) -> dict[str, torch.Tensor]:
         """One score per weight of every layer in ``layers`` (on a scratch copy whose masked weights are 0)."""
@@ -32,6 +33,8 @@ class MaskCriterion(Criterion):
     def prepare(self, model, ctx):
         self.config = ctx.mask if ctx.mask is not None else MaskConfig(compression=1.0)
         self.masks, self.weight_score = self.make_mask(model, ctx, self.config)
+        if self.dense_masks is None:  # the first call sees the dense model: the masked control's mask
+            self.dense_masks = self.masks
         self._names = {id(m): n for n, m in model.named_modules()}
 
     def score(self, group):
