@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -142,7 +143,9 @@ class CompressConfig:
             raise UsageError(f"--imp-epochs must be >= 0, got {self.imp_epochs}")
         imp_train = replace(self.finetune_config(), epochs=self.finetune_epochs if self.imp_epochs is None
                             else self.imp_epochs)
-        c = default_compression(self.sparsity) if self.compression is None else self.compression
+        c = self.compression
+        if c is None:  # tied to the target: density (1-s)^2, or the MAC fraction itself under --target-macs
+            c = default_compression(self.sparsity) if self.sparsity is not None else -math.log10(self.target_macs)
         return MaskConfig(c, self.mask_scope, self.mask_reduce, self.imp_iterations, imp_train)
 
 

@@ -142,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-memory", action="store_true", help="skip the per-variant CPU peak-RSS probes")
     b.add_argument("--out", default="bench", help="folder for bench.csv, bench.md, bench.json and plots")
 
+    sw = sub.add_parser("sweep", help="run a YAML grid of compress runs into one folder, resumably")
+    sw.add_argument("config", help="sweep file (see configs/ and README: Sweeps)")
+    sw.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help="local: one run at a time, each in its own process; ray: each run a Ray task")
+    sw.add_argument("--resume", action="store_true", help="continue the sweep in --out: skip finished runs")
+    sw.add_argument("--out", default=None, help="sweep folder (default: sweeps/<name>)")
+    sw.add_argument("--dry-run", action="store_true", help="list the runs and their ids; run nothing")
+
     ls = sub.add_parser("list", help="list registered models, criteria or datasets")
     ls.add_argument("what", choices=["models", "criteria", "datasets"])
     return parser
@@ -192,6 +200,12 @@ def _bench(a) -> None:
     print(Path(a.out) / "bench.csv")
 
 
+def _sweep(a) -> None:
+    from .sweep import sweep
+
+    sweep(a.config, a.executor, a.resume, a.out, a.dry_run)
+
+
 def _list(a) -> None:
     from .criteria import CRITERIA
     from .data import DATASETS
@@ -229,7 +243,8 @@ def _main(argv: list[str] | None) -> int:
         signal.signal(signal.SIGTERM, _terminated)
     try:
         args = build_parser().parse_args(argv)
-        {"compress": _compress, "export": _export, "train": _train, "bench": _bench, "list": _list}[args.command](args)
+        {"compress": _compress, "export": _export, "train": _train, "bench": _bench, "sweep": _sweep,
+         "list": _list}[args.command](args)
         sys.stdout.flush()  # a closed pipe fails here, inside the handlers below
         return 0
     except FilterpruneError as e:

@@ -104,3 +104,12 @@ def test_bad_allocation_input_is_one_line_exit_2(tmp_path, capsys, args, needle)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and re.search(needle, err[-1]), err
     assert "Traceback" not in "\n".join(err) and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("criterion", ["l1", "snip"])
+def test_target_macs_config_validates_and_ties_the_mask_compression_to_it(criterion):
+    from filterprune.api import CompressConfig
+
+    cfg = CompressConfig(model="resnet20", criterion=criterion, target_macs=0.25)
+    cfg.validate()  # was a TypeError: the default compression was computed from sparsity=None
+    assert cfg.mask_config().compression == pytest.approx(math.log10(4))

@@ -1,0 +1,317 @@
+"""A sweep file (YAML) -> the list of runs it stands for, each a validated ``CompressConfig`` with a stable id.
+
+    name: lajic                  # optional; default: the file's stem
+    base: {model: vgg16, ...}    # CompressConfig fields shared by every run
+    grid:                        # axes; the runs are their product (last axis varies fastest)
+      criterion: [greedy, l1]    # a field axis: a list of values for one field
+      task:                      # a linked axis (any other name): each entry sets several fields together
+        - {dataset: cifar10, finetune_epochs: 10}
+        - {dataset: cifar100, finetune_epochs: 20}
+    include:                     # extra single runs, each a mapping of fields over base (not crossed with grid)
+      - {criterion: imp, imp_iterations: 4}
+    resources: {num_cpus: 1, num_gpus: 0.5}   # per run, for --executor ray (not part of the sweep's identity)
+
+Every error names the file and the key (``base.lr``, ``grid.task[1].dataset``, ``include[0]``) and is a
+``UsageError``: a typo must stop the sweep before anything runs, not after an hour of it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import yaml
+
+from ..errors import FilterpruneError, UsageError
+
+TOP_KEYS = ("name", "base", "grid", "include", "resources")
+NOT_HASHED = ("out", "overwrite", "distributed")  # where and how a run is launched is not what it is
+SET_BY_SWEEP = {"out": "each run goes to DIR/runs/<run_id>", "overwrite": "each run goes to DIR/runs/<run_id>",
+                "distributed": "each run is one process; --executor ray spreads runs over machines"}
+RESOURCE_KEYS = ("num_cpus", "num_gpus")
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    config: dict  # the resolved CompressConfig fields, minus NOT_HASHED
+    label: str  # the values this run's axes chose, for people
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    file: str
+    spec: dict  # base / grid / include as validated (values coerced to their field types)
+    runs: tuple[Run, ...]
+    resources: dict
+
+    @property
+    def sweep_id(self) -> str:
+        return digest({"name": self.name, "runs": sorted(r.run_id for r in self.runs)})
+
+    def resolved(self) -> dict:
+        """What ``sweep.json`` records under ``config``."""
+        return {"name": self.name, **self.spec, "resources": self.resources,
+                "runs": [{"run_id": r.run_id, "label": r.label, "config": r.config} for r in self.runs]}
+
+
+def digest(obj) -> str:
+    """A short, stable hash of JSON-able data (key order and int/float spelling of floats do not matter
+    once values are coerced to their field types)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def run_id(config: dict) -> str:
+    """The id of a run: a hash of its resolved config without ``out``/``overwrite``, so a reader can
+    recompute it from ``report.json["config"]``."""
+    return digest({k: v for k, v in config.items() if k not in NOT_HASHED})
+
+
+# ---------------------------------------------------------------------------------------- loading
+def load_sweep(path: str | Path) -> Sweep:
+    """Read, validate and expand a sweep file."""
+    from ..api import CompressConfig  # torch comes with it; keep `import filterprune.sweep` light
+
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise UsageError(f"sweep config not found: {path}")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UsageError(f"{where}: not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{where}: cannot read: {e}") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{where}: expected a mapping with keys {', '.join(TOP_KEYS)}")
+    for key in doc:
+        if key not in TOP_KEYS:
+            raise UsageError(f"{where}: unknown key {key!r}{_did_you_mean(key, TOP_KEYS)}; valid: {', '.join(TOP_KEYS)}")
+    fields = _fields(CompressConfig)
+    name = doc.get("name", path.stem)
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise UsageError(f"{where}: name: expected a plain name (no '/'), got {name!r}")
+    base = _fields_mapping(doc.get("base") or {}, "base", where, fields)
+    axes = _axes(doc.get("grid") or {}, where, fields)
+    include = doc.get("include") or []
+    if not isinstance(include, list):
+        raise UsageError(f"{where}: include: expected a list of mappings (one run each)")
+    include = [_fields_mapping(e, f"include[{i}]", where, fields) for i, e in enumerate(include)]
+    resources = _resources(doc.get("resources") or {}, where)
+
+    planned = []  # (label, fields over base); no grid and no include: base alone is the one run
+    for combo in itertools.product(*[[a for _, a in values] for _, _, values in axes]) if axes or not include else ():
+        assign = {k: v for a in combo for k, v in a.items()}
+        planned.append((_label(assign) or "base", {**base, **assign}))
+    for i, extra in enumerate(include):
+        planned.append((f"include[{i}]: {_label(extra)}", {**base, **extra}))
+
+    runs, seen = [], set()
+    for label, values in planned:
+        config = _resolve(CompressConfig, values, f"{where}: run {label}")
+        rid = run_id(config)
+        if rid not in seen:  # a combination listed twice is one run
+            seen.add(rid)
+            runs.append(Run(rid, config, label))
+    spec = {"base": base, "grid": {axis: [v if kind == "field" else a for v, a in values] for axis, kind, values in axes},
+            "include": include}
+    return Sweep(name, str(path), _jsonable(spec), tuple(runs), resources)
+
+
+def _fields(cls) -> dict[str, object]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in SET_BY_SWEEP}
+
+
+def _axes(grid, where: str, fields: dict) -> list[tuple[str, str, list[tuple[object, dict]]]]:
+    """grid -> [(axis, "field"|"linked", [(value, {field: value})...])]; a field belongs to one axis only."""
+    if not isinstance(grid, dict):
+        raise UsageError(f"{where}: grid: expected a mapping of axis -> list of values")
+    axes, owner = [], {}
+    for axis, values in grid.items():
+        at = f"grid.{axis}"
+        if not isinstance(values, list) or not values:
+            raise UsageError(f"{where}: {at}: expected a non-empty list of values")
+        if axis in fields:
+            entries = []
+            for i, v in enumerate(values):
+                value = _coerce(v, fields[axis], f"{where}: {at}[{i}]")
+                _check_alone(axis, value, f"{where}: {at}[{i}]")
+                entries.append((value, {axis: value}))
+            kind = "field"
+        elif all(isinstance(v, dict) for v in values):  # a linked axis: each entry sets several fields
+            entries = [(v, _fields_mapping(v, f"{at}[{i}]", where, fields)) for i, v in enumerate(values)]
+            kind = "linked"
+        else:
+            if axis in SET_BY_SWEEP:
+                raise UsageError(f"{where}: {at}: {axis!r} is set by the sweep ({SET_BY_SWEEP[axis]})")
+            raise UsageError(f"{where}: {at}: unknown key {axis!r}{_did_you_mean(axis, fields)} (a field of "
+                             "`filterprune compress`, or a linked axis whose entries are mappings of fields)")
+        for key in {k for _, a in entries for k in a}:
+            if key in owner:
+                raise UsageError(f"{where}: {at}: {key!r} is already an axis value in grid.{owner[key]}; "
+                                 "a field can vary along one axis only (use a linked axis to tie fields)")
+            owner[key] = axis
+        axes.append((axis, kind, entries))
+    return axes
+
+
+def _fields_mapping(m, at: str, where: str, fields: dict) -> dict:
+    if not isinstance(m, dict):
+        raise UsageError(f"{where}: {at}: expected a mapping of field -> value, got {_show(m)}")
+    out = {}
+    for key, value in m.items():
+        if key in SET_BY_SWEEP:
+            raise UsageError(f"{where}: {at}.{key}: {key!r} is set by the sweep ({SET_BY_SWEEP[key]})")
+        if key not in fields:
+            raise UsageError(f"{where}: {at}: unknown key {key!r}{_did_you_mean(str(key), fields)} "
+                             "(see `filterprune compress -h`; flags are spelled with '_' here)")
+        out[key] = _coerce(value, fields[key], f"{where}: {at}.{key}")
+        _check_alone(key, out[key], f"{where}: {at}.{key}")
+    return out
+
+
+def _resources(m, where: str) -> dict:
+    if not isinstance(m, dict):
+        raise UsageError(f"{where}: resources: expected a mapping with {', '.join(RESOURCE_KEYS)}")
+    out = {}
+    for key, value in m.items():
+        if key not in RESOURCE_KEYS:
+            raise UsageError(f"{where}: resources: unknown key {key!r}; valid: {', '.join(RESOURCE_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise UsageError(f"{where}: resources.{key}: expected a number >= 0, got {_show(value)}")
+        out[key] = value
+    return out
+
+
+# ----------------------------------------------------------------------------------------- values
+def _coerce(value, hint, at: str):
+    """A YAML value as the field's type; ints are accepted for floats (and '1e-3', which YAML 1.1 reads as
+    a string), so that equal settings hash equally."""
+    if _fits(value, hint):
+        return _cast(value, hint)
+    raise UsageError(f"{at}: expected {_type_name(hint)}, got {_show(value)}")
+
+
+def _fits(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return _as_float(value) is not None
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        (item, *_) = typing.get_args(hint)
+        return isinstance(value, list) and bool(value) and all(_fits(v, item) for v in value)
+    return False
+
+
+def _cast(value, hint):
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        # the first member that takes the value as it is (an int stays an int in `int | str`), else a float
+        args = typing.get_args(hint)
+        exact = [h for h in args if h is not float and _fits(value, h)]
+        return _cast(value, exact[0] if exact else float)
+    if hint is float:
+        return _as_float(value)
+    if origin is tuple:
+        (item, *_) = typing.get_args(hint)
+        return [_cast(v, item) for v in value]  # lists in JSON, tuples in CompressConfig
+    return value
+
+
+def _as_float(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _type_name(hint) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(h) for h in typing.get_args(hint))
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(hint)[0])}s"
+    return {type(None): "null", bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        hint, str(hint))
+
+
+def _check_alone(key: str, value, at: str) -> None:
+    """Check one value on its own (an unknown criterion, a sparsity out of range), so the error names the
+    key it came from; checks that need other fields happen per run in ``_resolve``."""
+    from ..api import CompressConfig
+
+    if key == "sparsity_epochs":  # only meaningful together with checkpoint and sparsity_reg
+        return
+    probe = CompressConfig(model="mlp", criterion="mag", sparsity=0.4, epochs=0)  # valid with any single change
+    # (with --target-macs, CompressConfig.validate needs an explicit compression: it has no sparsity to derive one)
+    other = {"sparsity": None, "compression": 1.0} if key == "target_macs" else {}
+    probe = replace(probe, **{key: _tuple(value)}, **other)
+    try:
+        probe.validate()
+    except FilterpruneError as e:
+        raise UsageError(f"{at}: {e}") from None
+
+
+def _resolve(cls, values: dict, at: str) -> dict:
+    try:
+        cfg = cls(**{k: _tuple(v) for k, v in values.items()})
+    except TypeError as e:  # a required field (model, criterion) missing
+        missing = str(e).split("argument")[-1].strip(": ")
+        raise UsageError(f"{at}: missing {missing} (set it in base, grid or include)") from None
+    try:
+        cfg.validate()
+    except FilterpruneError as e:
+        raise UsageError(f"{at}: {e}") from None
+    return _jsonable({k: v for k, v in asdict(cfg).items() if k not in NOT_HASHED})
+
+
+def _tuple(v):
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _did_you_mean(key: str, valid) -> str:
+    close = difflib.get_close_matches(str(key), list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _label(assign: dict) -> str:
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in assign.items())

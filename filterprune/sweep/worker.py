@@ -1,0 +1,85 @@
+"""One run of a sweep: ``compress`` into ``DIR/runs/<run_id>``, in the process that executes it.
+
+The local executor starts ``python -m filterprune.sweep.worker`` per run (the job as JSON on stdin,
+stdout/stderr into the run's log), so that a run's crash or leaked memory never touches the sweep or
+the next run, and a killed sweep takes its run down with it; a Ray task calls :func:`run` directly in
+a worker process that serves one task only.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+
+from ..errors import FilterpruneError
+
+PR_SET_PDEATHSIG = 1  # linux prctl: a signal for this process when its parent dies
+
+
+def compress_config(config: dict, out: str | None = None, overwrite: bool = False):
+    from ..api import CompressConfig
+
+    return CompressConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()},
+                          out=out, overwrite=overwrite)
+
+
+def run(job: dict) -> None:
+    """``job``: {"config": resolved fields, "out": run folder, "overwrite": replace a damaged folder}."""
+    from ..api import compress
+
+    compress(compress_config(job["config"], job["out"], job.get("overwrite", False)))
+
+
+def prepare_baseline(config: dict) -> None:
+    """Train (or find) the cached dense baseline a run starts from, so parallel runs that share it
+    neither train it twice nor start from two different ones."""
+    from ..api import load_data, spec_for, train_baseline
+    from ..train import resolve_device
+
+    cfg = compress_config(config)
+    data = load_data(cfg.dataset, cfg.data_root)
+    train_baseline(spec_for(cfg.model, data), data, cfg.baseline_config(), resolve_device(cfg.device))
+
+
+def baseline_group(config: dict) -> str | None:
+    """Runs with equal groups start from the same cached baseline (None: no baseline is trained)."""
+    if config["checkpoint"] is not None or config["epochs"] == 0:
+        return None
+    cfg = compress_config(config)
+    return json.dumps([cfg.model, cfg.dataset, cfg.data_root, cfg.device, cfg.baseline_config().to_dict()],
+                      sort_keys=True)
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM when the sweep process dies (even by SIGKILL): the run stops and removes its staging folder."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the run finishes on its own
+        return
+    if os.getppid() != parent:  # the parent died before the line above
+        raise SystemExit(128 + signal.SIGTERM)
+
+
+def _terminated(signum, frame):  # unwinds like Ctrl-C, so compress removes its staging folder
+    raise SystemExit(128 + signum)
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _terminated)
+    job = json.loads(sys.stdin.read())
+    _die_with_parent(job["parent_pid"])
+    try:
+        run(job)
+        return 0
+    except FilterpruneError as e:
+        print(f"filterprune: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("filterprune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
