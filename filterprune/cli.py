@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-bench", action="store_true", help="skip the latency benchmark")
     c.add_argument("--bench-batch-sizes", type=_int_list, default=(1, 32))
     c.add_argument("--bench-iters", type=int, default=20)
+    c.add_argument("--bench-memory", action="store_true",
+                   help="also record CPU peak RSS per variant (a fresh process per row, a few seconds each)")
     m = c.add_argument_group("mask criteria (snip, grasp, synflow, mag, rand, imp)")
     m.add_argument("--mode", choices=["shrink", "masked"], default="shrink",
                    help="shrink: remove channels (and time the masked model as a control); masked: only zero weights")
@@ -156,7 +158,7 @@ def _compress(a) -> None:
         calib_batches=a.calib_batches, target_macs=a.target_macs, steps=a.steps,
         sparsity_epochs=a.sparsity_epochs, device=a.device, seed=a.seed, out=a.out, overwrite=a.overwrite,
         export=not a.no_export, bench=not a.no_bench, bench_batch_sizes=a.bench_batch_sizes,
-        bench_iters=a.bench_iters, mode=a.mode, compression=a.compression, mask_scope=a.mask_scope,
+        bench_iters=a.bench_iters, bench_memory=a.bench_memory, mode=a.mode, compression=a.compression, mask_scope=a.mask_scope,
         mask_reduce=a.mask_reduce, imp_iterations=a.imp_iterations, imp_epochs=a.imp_epochs))
 
 
