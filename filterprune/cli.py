@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-memory", action="store_true", help="skip the per-variant CPU peak-RSS probes")
     b.add_argument("--out", default="bench", help="folder for bench.csv, bench.md, bench.json and plots")
 
+    r = sub.add_parser("report", help="tables (mean ± std over seeds) and figures of many compress runs")
+    r.add_argument("folder", help="a sweep folder (DIR/runs/*/report.json) or a folder of compress output folders")
+    r.add_argument("--out", default=None, help="output folder (default: FOLDER/report; a previous report is replaced)")
+    r.add_argument("--runtime", default="onnxruntime", help="test time from: onnxruntime, torch, torch:cuda")
+    r.add_argument("--batch-size", type=int, default=32, help="test time at this benchmark batch size")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing --out that is not a report")
+
     ls = sub.add_parser("list", help="list registered models, criteria or datasets")
     ls.add_argument("what", choices=["models", "criteria", "datasets"])
     return parser
@@ -190,6 +197,12 @@ def _bench(a) -> None:
     print(Path(a.out) / "bench.csv")
 
 
+def _report(a) -> None:
+    from .reporting import report
+
+    print(report(a.folder, a.out, a.runtime, a.batch_size, a.overwrite) / "report.md")
+
+
 def _list(a) -> None:
     from .criteria import CRITERIA
     from .data import DATASETS
@@ -227,7 +240,7 @@ def _main(argv: list[str] | None) -> int:
         signal.signal(signal.SIGTERM, _terminated)
     try:
         args = build_parser().parse_args(argv)
-        {"compress": _compress, "export": _export, "train": _train, "bench": _bench, "list": _list}[args.command](args)
+        {"compress": _compress, "export": _export, "train": _train, "bench": _bench, "report": _report, "list": _list}[args.command](args)
         sys.stdout.flush()  # a closed pipe fails here, inside the handlers below
         return 0
     except FilterpruneError as e:
