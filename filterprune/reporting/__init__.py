@@ -17,7 +17,7 @@ from .. import outputs
 from ..errors import UsageError
 from ..prune.checkpoint import atomic_write_bytes
 from . import plots, tables
-from .collect import REPORT, Timing, collect
+from .collect import REPORT, Timing, load_runs
 
 UNMEASURED_HINT = {
     "test_time_ms": "the runs were not timed at this runtime/batch (compress without --no-bench)",
@@ -50,7 +50,7 @@ def report(folder: str | Path, out: str | Path | None = None, runtime: str = "on
     returns where they went."""
     folder = Path(folder)
     timing = Timing.parse(runtime, batch_size)
-    df = collect(folder, timing)
+    df = load_runs(folder, timing)
     out = Path(out) if out is not None else folder / "report"
     _check_out(out, folder, overwrite)
     log(f"report: {len(df)} runs, {df['criterion'].nunique()} criteria, rows by {df['row_key'].iloc[0]}, "
@@ -79,6 +79,8 @@ def write(df: pd.DataFrame, out: Path, timing: Timing, source: Path) -> None:
                      f"Mean ± std over {n} seed{'s' if n != 1 else ''} per cell unless marked (n=…); "
                      f"[csv](tables/{metric.key}.csv).", "", md]
     figures = _figures(df, out / "plots", timing)
+    if not any(p.name.startswith("weight_histograms") for p in figures):
+        missing.append("weight histograms: no run folder holds its pruned weights (pruned.json + .safetensors)")
     atomic_write_bytes(out / "report.md", _markdown(df, source, timing, sections, missing, figures, out).encode())
 
 

@@ -164,7 +164,7 @@ def _machine(m) -> str:
            f"onnxruntime {m.get('onnxruntime')}"
 
 
-def collect(folder: Path, timing: Timing = Timing()) -> pd.DataFrame:
+def load_runs(folder: Path, timing: Timing = Timing()) -> pd.DataFrame:
     """One row per finished run, plus two derived columns: ``setting`` (the config fields that vary
     across runs, apart from criterion, seed and the row variable: runs are only ever averaged within
     one setting) and ``row_key`` (which of sparsity/compression/target_macs the tables' rows are)."""

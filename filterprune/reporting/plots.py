@@ -142,7 +142,8 @@ def weight_histograms(df: pd.DataFrame, folder: Path, title: str, suffix: str = 
     weight frequency normalised to sum 1 within the layer (the seed figure's z axis, seen from above).
     Only non-zero weights are counted (a masked model's zeros would drown the rest); each layer's label
     says how many of its dense weights remain. Weights come from the run's pruned.safetensors via
-    filterprune.load (no pickle); the lowest seed of each criterion stands for it."""
+    filterprune.load (no pickle); the lowest seed of each criterion stands for it. Runs without
+    weights are left out; damaged weights are an error (RunError naming the file)."""
     from .. import load
     from ..models import build_model
     from ..prune.checkpoint import read_meta
@@ -150,6 +151,9 @@ def weight_histograms(df: pd.DataFrame, folder: Path, title: str, suffix: str = 
     plt = _plt()
     row = df["row_key"].iloc[0]
     written = []
+    df = df[[(Path(p) / "pruned.json").is_file() for p in df["path"]]]  # runs whose weights were kept
+    if df.empty:
+        return written
     for v, at in (df.groupby(row, dropna=False) if df[row].notna().any() else [(math.nan, df)]):
         panels = []
         for crit, g in at.groupby("criterion"):
