@@ -24,11 +24,12 @@ def fake_report(criterion, sparsity, seed, acc, dense_acc, *, ms=None, dense_ms=
            "compression": compression, "target_macs": None, "out": f"runs/{criterion}-{sparsity}-{seed}",
            **(config or {})}
     masked = {"compression": compression, "accuracy": acc - 0.01, "flop_fraction": 0.5} if compression else None
+    keep = 1 - (sparsity or 0.5)
     return {"model": "vgg16", "criterion": criterion, "sparsity": sparsity, "scope": "layerwise", "seed": seed,
             "device": "cpu", "mode": "shrink", "dataset": {"name": "cifar10", "train": 50, "test": 10},
             "dense": {"params": 2_000_000, "macs": 300_000_000, "flops": 310_000_000, "accuracy": dense_acc},
-            "pruned": {"params": int(2e6 * (1 - sparsity) ** 2), "macs": int(3e8 * (1 - sparsity) ** 2),
-                       "flops": int(3.1e8 * (1 - sparsity) ** 2), "accuracy": acc},
+            "pruned": {"params": int(2e6 * keep ** 2), "macs": int(3e8 * keep ** 2), "flops": int(3.1e8 * keep ** 2),
+                       "accuracy": acc},
             "masked": masked, "channel_sparsity": sparsity, "layers": layers or [], "latency_rows": rows,
             "machine": {"cpu": "test cpu", "cores": 2, "gpu": None}, "config": cfg}
 
@@ -125,6 +126,17 @@ def test_rows_follow_the_compression_when_only_it_varies(tmp_path):
     runs = [fake_report("snip", s, 0, 0.8, 0.9, compression=-2 * math.log10(1 - s)) for s in (0.3, 0.6)]
     df = collect.load_runs(write_runs(tmp_path / "t", runs))
     assert df["row_key"].iloc[0] == "sparsity" and df["setting"].nunique() == 1
+
+
+def test_defaults_and_measurement_options_do_not_split_settings_and_macs_targets_are_rows(tmp_path):
+    runs = [fake_report("l1", None, 0, 0.8, 0.9, config={"target_macs": f, "steps": 1, "bench_iters": 50})
+            for f in (0.3, 0.5)]  # steps=1 is the default an older report lacks; bench_iters is no experiment
+    runs += [fake_report("slimming", None, 0, 0.7, 0.9, config={"target_macs": f}) for f in (0.3, 0.5)]
+    for r in runs:
+        r["sparsity"] = 0.45 if r["criterion"] == "l1" else 0.5  # what each run found: not a row
+    df = collect.load_runs(write_runs(tmp_path / "s", runs))
+    assert df["row_key"].iloc[0] == "target_macs" and df["setting"].nunique() == 1
+    assert list(tables.pivot(df, tables.METRIC_BY_KEY["accuracy"]).index) == [0.3, 0.5]
 
 
 # ---------------------------------------------------------------------------------------- real runs

@@ -7,20 +7,24 @@ report.json, so a reader needs nothing else; fields that older reports lack beco
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 import pandas as pd
 
+from ..api import CompressConfig
 from ..errors import RunError, UsageError
 
 REPORT = "report.json"
 MAX_REPORT_BYTES = 64 << 20  # a report is small; refuse to parse anything huge
 
-# config fields that name an output or a path, not the experiment: never split tables by them
-NOT_SETTINGS = {"out", "overwrite", "data_root", "seed", "criterion", "sparsity", "compression", "target_macs"}
+# config fields that are not the experiment (where outputs go, how long latency is sampled) or are the
+# tables' own axes: runs are never split into settings by them
+NOT_SETTINGS = {"out", "overwrite", "data_root", "seed", "criterion", "sparsity", "compression", "target_macs",
+                "export", "bench", "bench_batch_sizes", "bench_iters", "bench_warmup", "bench_memory"}
 # the x axis of the tables, in order of preference: the first of these that varies across runs
 ROW_KEYS = ("sparsity", "compression", "target_macs")
 
@@ -134,8 +138,8 @@ def run_row(report: dict, run: Path, timing: Timing) -> dict:
         "run": run.name, "path": str(run), "model": report["model"],
         "dataset": ds.get("name") if isinstance(ds, dict) else ds, "criterion": report["criterion"],
         "mode": report.get("mode", "shrink"), "scope": report.get("scope"), "seed": report["seed"],
-        # the requested sparsity; a --target-macs run has none and records the sparsity it found
-        "sparsity": _num(cfg.get("sparsity") if cfg.get("sparsity") is not None else report.get("sparsity")),
+        # what was asked: a --target-macs run has no sparsity (the one it found is its channel_sparsity)
+        "sparsity": _num(cfg.get("sparsity")),
         "compression": _num(m.get("compression", cfg.get("compression"))),
         "target_macs": _num(cfg.get("target_macs")),
         "channel_sparsity": _num(report.get("channel_sparsity")),
@@ -153,8 +157,16 @@ def run_row(report: dict, run: Path, timing: Timing) -> dict:
     row.update(_latency(report, timing))
     row["layers"] = report.get("layers") or []
     row["machine"] = _machine(report.get("machine"))
-    row.update({f"config.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in cfg.items()})
+    # a field an older report lacks ran with what is the default now
+    row.update({f"config.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v
+                for k, v in {**_config_defaults(), **cfg}.items()})
     return row
+
+
+@functools.cache
+def _config_defaults() -> dict:
+    return {f.name: list(f.default) if isinstance(f.default, tuple) else f.default
+            for f in fields(CompressConfig) if f.default is not MISSING}
 
 
 def _machine(m) -> str:
