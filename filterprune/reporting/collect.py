@@ -172,8 +172,8 @@ def _config_defaults() -> dict:
 def _machine(m) -> str:
     if not isinstance(m, dict):
         return ""
-    return f"{m.get('cpu')} ({m.get('cores')} cores), GPU {m.get('gpu')}; torch {m.get('torch')}, " \
-           f"onnxruntime {m.get('onnxruntime')}"
+    gpu = f"GPU {m['gpu']}" if m.get("gpu") else "no GPU"
+    return f"{m.get('cpu')} ({m.get('cores')} cores), {gpu}; torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}"
 
 
 def load_runs(folder: Path, timing: Timing = Timing()) -> pd.DataFrame:
