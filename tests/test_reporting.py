@@ -229,6 +229,9 @@ def _one_error_line(capsys, needle):
     (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "pruned": {"params": 1, "macs": 2}})), 1,
      "missing pruned.accuracy"),
     (lambda p: p.write_bytes(b"\xff\xfe\x00garbage"), 1, "unreadable or corrupt report"),
+    (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "layers": [{"name": "a"}]})), 1,
+     "layers are not channel counts"),
+    (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "seed": "zero"})), 1, "seed is not an integer"),
 ])
 def test_a_corrupt_report_is_one_line_and_writes_nothing(tmp_path, capsys, damage, code, needle):
     root = write_runs(tmp_path / "s", hand_made_runs())

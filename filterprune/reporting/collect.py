@@ -85,9 +85,22 @@ def read_report(path: Path) -> dict:
         if missing:
             where = f"{section}." if section else ""
             raise RunError(f"{path}: not a filterprune compress report (missing {where}{missing[0]})")
-    if not isinstance(doc["config"], dict):
-        raise RunError(f"{path}: not a filterprune compress report (config is not an object)")
+    bad = ("config is not an object" if not isinstance(doc["config"], dict) else
+           "model or criterion is not a name" if not all(isinstance(doc[k], str) for k in ("model", "criterion")) else
+           "seed is not an integer" if type(doc["seed"]) is not int else
+           "layers are not channel counts" if not all(
+               isinstance(x, dict) and isinstance(x.get("name"), str) and type(x.get("channels_before")) is int
+               and type(x.get("channels_after")) is int for x in _list(doc.get("layers"))) else
+           "latency rows are not objects" if not all(
+               isinstance(x, dict) for x in _list(doc.get("latency_rows")) + _list(doc.get("latency"))) else None)
+    if bad:
+        raise RunError(f"{path}: not a filterprune compress report ({bad})")
     return doc
+
+
+def _list(x) -> list:
+    """A list field; anything else (null, a number) is not a list of the right things: [None]."""
+    return x if isinstance(x, list) else [] if x is None else [None]
 
 
 def _num(x) -> float:
