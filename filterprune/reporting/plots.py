@@ -18,6 +18,7 @@ import torch.nn as nn
 from .tables import over_seeds
 
 DPI = 120
+MARKERS = "osx^vD"
 
 
 def _plt():
@@ -116,10 +117,11 @@ def kept_channels(df: pd.DataFrame, path: Path, title: str) -> Path | None:
         names = list(dict.fromkeys(x["name"] for layers in at["layers"] for x in layers))
         before = {x["name"]: x["channels_before"] for layers in at["layers"] for x in layers}
         ax.bar(range(len(names)), [before[n] for n in names], color="lightgray", label="dense")
-        for crit, g in at.groupby("criterion"):
+        for i, (crit, g) in enumerate(at.groupby("criterion")):  # markers and dashes keep equal lines visible
             kept = pd.DataFrame([{x["name"]: x["channels_after"] for x in layers} for layers in g["layers"]])
-            ax.plot(range(len(names)), [kept[n].mean() if n in kept else np.nan for n in names], marker=".",
-                    label=crit)
+            ax.plot(range(len(names)), [kept[n].mean() if n in kept else np.nan for n in names],
+                    marker=MARKERS[i % len(MARKERS)], markersize=7 - i % 3 * 2, fillstyle="none",
+                    linestyle=("-", "--", ":", "-.")[i % 4], label=crit)
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=90, fontsize=6)
         ax.set(ylabel="kept channels", title=f"{title}, {row} {v:g}" if not math.isnan(v) else title)
@@ -165,25 +167,25 @@ def weight_histograms(df: pd.DataFrame, folder: Path, title: str, suffix: str = 
         lim = float(np.quantile(np.abs(nonzero), 0.995)) if nonzero.size else 1.0
         edges = np.linspace(-lim, lim, bins + 1)
         n_layers = max(len(ws) for _, _, ws, _ in panels)
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 1.5, 0.28 * n_layers + 1.8),
-                                 squeeze=False)
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 2.5, 0.28 * n_layers + 1.8),
+                                 squeeze=False, sharey=True)
         for ax, (crit, seed, ws, dense_sizes) in zip(axes[0], panels):
             grid = np.zeros((len(ws), bins))
-            labels = []
             for i, (name, w) in enumerate(ws):
                 kept = w[w != 0]
                 counts, _ = np.histogram(np.clip(kept, -lim, lim), bins=edges)
                 grid[i] = counts / counts.sum() if counts.sum() else 0
-                labels.append(f"{name} ({100 * kept.size / dense_sizes.get(name, w.size):.0f}%)")
+                ax.text(0.97 * lim, i, f"{100 * kept.size / dense_sizes.get(name, w.size):.0f}%", ha="right",
+                        va="center", fontsize=6, color="white")
             im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest",
                            extent=(-lim, lim, len(ws) - 0.5, -0.5))
-            ax.set_yticks(range(len(ws)))
-            ax.set_yticklabels(labels, fontsize=6)
             ax.set(xlabel="weight value", title=f"{crit} (seed {seed})")
+        axes[0, 0].set_yticks(range(n_layers))
+        axes[0, 0].set_yticklabels([n for n, _ in max((p[2] for p in panels), key=len)], fontsize=6)
         fig.colorbar(im, ax=axes[0].tolist(), fraction=0.03, label="frequency within the layer")
         at_v = f"{row} {v:g}" if not (isinstance(v, float) and math.isnan(v)) else ""
-        fig.suptitle(f"Weights per layer, non-zero only (% = remaining of the dense layer): {title} {at_v}",
-                     fontsize=9)
+        fig.suptitle(f"Non-zero weights per layer ({title} {at_v}); % = share of the dense layer's weights left; "
+                     f"beyond ±{lim:.2g} in the edge bins", fontsize=8)
         name = f"weight_histograms{suffix}-{row}{v:g}.png" if at_v else f"weight_histograms{suffix}.png"
         fig.savefig(folder / name, dpi=DPI, bbox_inches="tight")
         plt.close(fig)
