@@ -79,6 +79,7 @@ class CompressConfig:
     bench_batch_sizes: tuple[int, ...] = (1, 32)
     bench_iters: int = 20
     bench_warmup: int = 3
+    bench_memory: bool = False  # CPU peak RSS per variant: one fresh process per row, ~4 s each
     mode: str = "shrink"  # masked: keep the dense shape, zero the mask's weights (mask criteria only)
     compression: float | None = None  # mask density 10^-c; None: masks.default_compression(sparsity)
     mask_scope: str = "global"
@@ -347,14 +348,19 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
         if cfg.bench:
             say(f"bench: {' vs '.join(variants)}, interleaved, batch sizes {list(cfg.bench_batch_sizes)}, "
                 f"{cfg.bench_iters} iterations")
-            bench_variants = [Variant(name, input_shape, c.params, c.macs, m, onnx_paths.get(name))
+            # how the memory probe's fresh process rebuilds each variant; the masked control has the dense
+            # shapes (its zeros are stored), so its PyTorch memory is probed on the dense architecture
+            sources = {"dense": {"kind": "dense", "path": str(staging)},
+                       "pruned": {"kind": "checkpoint", "path": str(staging)},
+                       "masked": {"kind": "dense", "path": str(staging)}}
+            bench_variants = [Variant(name, input_shape, c.params, c.macs, m, onnx_paths.get(name), sources[name])
                               for name, m, c in (("dense", dense, cost_dense), ("pruned", pruned, cost_pruned),
                                                  ("masked", variants.get("masked"), cost_dense))
                               if m is not None]
             rows = run_bench(bench_variants, BenchConfig(
                 devices=("cuda",) if device.type == "cuda" else ("cpu",), providers=("cpu",),
-                batch_sizes=cfg.bench_batch_sizes, warmup=cfg.bench_warmup, iters=cfg.bench_iters, memory=False),
-                log=say)
+                batch_sizes=cfg.bench_batch_sizes, warmup=cfg.bench_warmup, iters=cfg.bench_iters,
+                memory=cfg.bench_memory), log=say)
             lap("bench")
         report = {
             "model": spec.name, "criterion": cfg.criterion, "sparsity": sparsity, "scope": scope,

@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-bench", action="store_true", help="skip the latency benchmark")
     c.add_argument("--bench-batch-sizes", type=_int_list, default=(1, 32))
     c.add_argument("--bench-iters", type=int, default=20)
+    c.add_argument("--bench-memory", action="store_true",
+                   help="also record CPU peak RSS per variant (a fresh process per row, a few seconds each)")
     m = c.add_argument_group("mask criteria (snip, grasp, synflow, mag, rand, imp)")
     m.add_argument("--mode", choices=["shrink", "masked"], default="shrink",
                    help="shrink: remove channels (and time the masked model as a control); masked: only zero weights")
@@ -150,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", default=None, help="sweep folder (default: sweeps/<name>)")
     sw.add_argument("--dry-run", action="store_true", help="list the runs and their ids; run nothing")
 
+    r = sub.add_parser("report", help="tables (mean ± std over seeds) and figures of many compress runs")
+    r.add_argument("folder", help="a sweep folder (DIR/runs/*/report.json) or a folder of compress output folders")
+    r.add_argument("--out", default=None, help="output folder (default: FOLDER/report; a previous report is replaced)")
+    r.add_argument("--runtime", default="onnxruntime", help="test time from: onnxruntime, torch, torch:cuda")
+    r.add_argument("--batch-size", type=int, default=32, help="test time at this benchmark batch size")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing --out that is not a report")
+
     ls = sub.add_parser("list", help="list registered models, criteria or datasets")
     ls.add_argument("what", choices=["models", "criteria", "datasets"])
     return parser
@@ -167,9 +176,9 @@ def _compress(a) -> None:
         calib_batches=a.calib_batches, target_macs=a.target_macs, steps=a.steps,
         sparsity_epochs=a.sparsity_epochs, device=a.device, seed=a.seed, out=a.out, overwrite=a.overwrite,
         export=not a.no_export, bench=not a.no_bench, bench_batch_sizes=a.bench_batch_sizes,
-        bench_iters=a.bench_iters, mode=a.mode, compression=a.compression, mask_scope=a.mask_scope,
-        mask_reduce=a.mask_reduce, imp_iterations=a.imp_iterations, imp_epochs=a.imp_epochs,
-        distributed=a.distributed))
+        bench_iters=a.bench_iters, bench_memory=a.bench_memory, mode=a.mode, compression=a.compression,
+        mask_scope=a.mask_scope, mask_reduce=a.mask_reduce, imp_iterations=a.imp_iterations,
+        imp_epochs=a.imp_epochs, distributed=a.distributed))
 
 
 def _export(a) -> None:
@@ -204,6 +213,12 @@ def _sweep(a) -> None:
     from .sweep import sweep
 
     sweep(a.config, a.executor, a.resume, a.out, a.dry_run)
+
+
+def _report(a) -> None:
+    from .reporting import report
+
+    print(report(a.folder, a.out, a.runtime, a.batch_size, a.overwrite) / "report.md")
 
 
 def _list(a) -> None:
@@ -244,7 +259,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         {"compress": _compress, "export": _export, "train": _train, "bench": _bench, "sweep": _sweep,
-         "list": _list}[args.command](args)
+         "report": _report, "list": _list}[args.command](args)
         sys.stdout.flush()  # a closed pipe fails here, inside the handlers below
         return 0
     except FilterpruneError as e:

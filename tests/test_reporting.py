@@ -1,0 +1,267 @@
+"""`filterprune report`: pivots against hand-made tables, settings never averaged together, the row
+variable, figures from real compress runs, and one-line errors on bad folders."""
+import json
+import math
+import struct
+
+import pandas as pd
+import pytest
+
+from filterprune.cli import main
+from filterprune.reporting import collect, tables
+
+
+def fake_report(criterion, sparsity, seed, acc, dense_acc, *, ms=None, dense_ms=None, rss=None, config=None,
+                compression=None, layers=None):
+    """A report.json as compress writes it, with only the numbers a test sets (structure from api.compress)."""
+    rows = []
+    for variant, p50 in (("dense", dense_ms), ("pruned", ms)):
+        if p50 is not None:
+            rows.append({"variant": variant, "runtime": "onnxruntime", "device": "cpu", "batch_size": 32,
+                         "p50_ms": p50, "p90_ms": p50, "cpu_peak_rss_mb": "" if rss is None else rss[variant],
+                         "gpu_peak_allocated_mb": "", "gpu_peak_reserved_mb": ""})
+    cfg = {"model": "vgg16", "criterion": criterion, "sparsity": sparsity, "seed": seed, "epochs": 10,
+           "compression": compression, "target_macs": None, "out": f"runs/{criterion}-{sparsity}-{seed}",
+           **(config or {})}
+    masked = {"compression": compression, "accuracy": acc - 0.01, "flop_fraction": 0.5} if compression else None
+    keep = 1 - (sparsity or 0.5)
+    return {"model": "vgg16", "criterion": criterion, "sparsity": sparsity, "scope": "layerwise", "seed": seed,
+            "device": "cpu", "mode": "shrink", "dataset": {"name": "cifar10", "train": 50, "test": 10},
+            "dense": {"params": 2_000_000, "macs": 300_000_000, "flops": 310_000_000, "accuracy": dense_acc},
+            "pruned": {"params": int(2e6 * keep ** 2), "macs": int(3e8 * keep ** 2), "flops": int(3.1e8 * keep ** 2),
+                       "accuracy": acc},
+            "masked": masked, "channel_sparsity": sparsity, "layers": layers or [], "latency_rows": rows,
+            "machine": {"cpu": "test cpu", "cores": 2, "gpu": None}, "config": cfg}
+
+
+def write_runs(root, reports, sweep=True):
+    base = root / "runs" if sweep else root
+    for i, r in enumerate(reports):
+        d = base / f"run{i:02d}"
+        d.mkdir(parents=True)
+        (d / "report.json").write_text(json.dumps(r))
+    return root
+
+
+def hand_made_runs():
+    """2 criteria x 2 sparsities x 2 seeds; snip at 0.6 lost seed 1; l1 at 0.6 seed 1 ran twice."""
+    return [fake_report("l1", 0.3, 0, 0.80, 0.92, ms=6.0, dense_ms=10.0),
+            fake_report("l1", 0.3, 1, 0.84, 0.94, ms=8.0, dense_ms=12.0),
+            fake_report("l1", 0.6, 0, 0.70, 0.92, ms=4.0, dense_ms=10.0),
+            fake_report("l1", 0.6, 1, 0.74, 0.94, ms=5.0, dense_ms=12.0),
+            fake_report("l1", 0.6, 1, 0.76, 0.94, ms=7.0, dense_ms=12.0),  # same seed again: averaged first
+            fake_report("snip", 0.3, 0, 0.90, 0.92, ms=5.0, dense_ms=10.0),
+            fake_report("snip", 0.3, 1, 0.88, 0.94, ms=5.0, dense_ms=12.0),
+            fake_report("snip", 0.6, 0, 0.60, 0.92, ms=3.0, dense_ms=10.0)]
+
+
+def test_accuracy_pivot_matches_a_hand_made_table(tmp_path):
+    root = write_runs(tmp_path / "sweep", hand_made_runs())
+    assert main(["report", str(root)]) == 0
+    out = root / "report"
+    expected = pd.DataFrame({"dense": ["93.00 ± 1.41", "93.00 ± 1.41"],
+                             "l1": ["82.00 ± 2.83", "72.50 ± 3.54"],  # 0.6: seeds 0.70 and mean(0.74, 0.76)
+                             "snip": ["89.00 ± 1.41", "60.00 (n=1)"]},
+                            index=pd.Index([0.3, 0.6], name="sparsity"))
+    df = collect.load_runs(root)
+    cells, n = tables.formatted(tables.pivot(df, tables.METRIC_BY_KEY["accuracy"]), tables.METRIC_BY_KEY["accuracy"])
+    pd.testing.assert_frame_equal(cells, expected)
+    assert n == 2
+    assert (out / "tables" / "accuracy.md").read_text().endswith(
+        "| sparsity | dense | l1 | snip |\n|---|---:|---:|---:|\n"
+        "| 0.3 | 93.00 ± 1.41 | 82.00 ± 2.83 | 89.00 ± 1.41 |\n"
+        "| 0.6 | 93.00 ± 1.41 | 72.50 ± 3.54 | 60.00 (n=1) |\n")
+    csv = pd.read_csv(out / "tables" / "accuracy.csv", index_col=0)
+    assert list(csv.columns) == [f"{c} {s}" for c in ("dense", "l1", "snip") for s in ("mean", "std", "n")]
+    assert csv.loc[0.6, "l1 mean"] == pytest.approx(72.5) and csv.loc[0.6, "l1 n"] == 2  # n counts seeds
+    assert csv.loc[0.6, "snip n"] == 1 and pd.isna(csv.loc[0.6, "snip std"])
+
+
+def test_test_time_speedup_and_memory_tables(tmp_path):
+    runs = hand_made_runs()
+    runs[0] = fake_report("l1", 0.3, 0, 0.80, 0.92, ms=6.0, dense_ms=10.0, rss={"dense": 700.0, "pruned": 650.0})
+    root = write_runs(tmp_path / "sweep", runs)
+    df = collect.load_runs(root)
+    t = tables.pivot(df, tables.METRIC_BY_KEY["test_time_ms"])
+    assert t.loc[0.3, ("l1", "mean")] == pytest.approx(7.0) and t.loc[0.3, ("dense", "mean")] == pytest.approx(11.0)
+    assert t.loc[0.6, ("l1", "mean")] == pytest.approx((4.0 + 6.0) / 2)  # seed 1's repeats averaged first
+    s = tables.pivot(df, tables.METRIC_BY_KEY["speedup"])
+    assert s.loc[0.3, ("snip", "mean")] == pytest.approx((10 / 5 + 12 / 5) / 2)
+    m = tables.pivot(df, tables.METRIC_BY_KEY["cpu_peak_rss_mb"])
+    assert list(m.columns.get_level_values(0).unique()) == ["dense", "l1"] and m.loc[0.3, ("l1", "n")] == 1
+    assert tables.pivot(df, tables.METRIC_BY_KEY["gpu_peak_allocated_mb"]).empty  # CPU runs: not measured
+    assert main(["report", str(root)]) == 0
+    md = (root / "report" / "report.md").read_text()
+    assert "GPU peak allocated" in md.split("## Tables")[0]  # listed as not measured, with why
+    assert not (root / "report" / "tables" / "gpu_peak_allocated_mb.md").exists()
+    assert (root / "report" / "tables" / "cpu_peak_rss_mb.csv").is_file()
+
+
+def test_different_settings_are_never_averaged_and_old_reports_are_read(tmp_path):
+    runs = [fake_report("l1", 0.5, 0, 0.80, 0.9, ms=5.0, dense_ms=9.0),
+            fake_report("l1", 0.5, 0, 0.60, 0.9, config={"epochs": 1}),
+            fake_report("snip", 0.5, 0, 0.70, 0.9)]
+    old = runs[2]
+    del old["latency_rows"], old["masked"], old["mode"], old["channel_sparsity"]  # an older compress report
+    old["latency"] = [{"runtime": "onnxruntime", "device": "cpu", "batch_size": 32, "dense_ms": 9.0, "pruned_ms": 3.0}]
+    root = write_runs(tmp_path / "plain", runs, sweep=False)
+    df = collect.load_runs(root)
+    assert sorted(df["setting"].unique()) == ["vgg16 on cifar10, epochs=1", "vgg16 on cifar10, epochs=10"]
+    acc = tables.pivot(df, tables.METRIC_BY_KEY["accuracy"])
+    assert acc.index.names == ["setting", "sparsity"]
+    assert acc.loc[("vgg16 on cifar10, epochs=1", 0.5), ("l1", "mean")] == pytest.approx(60.0)
+    assert acc.loc[("vgg16 on cifar10, epochs=10", 0.5), ("l1", "mean")] == pytest.approx(80.0)
+    assert df.set_index("criterion").loc["snip", "speedup"] == pytest.approx(3.0)
+    assert main(["report", str(root)]) == 0  # a plain folder of compress outputs; report/ is not a run
+
+
+def test_rows_follow_the_compression_when_only_it_varies(tmp_path):
+    runs = [fake_report(c, 0.4, seed, 0.8 - cmp / 10, 0.9, compression=cmp)
+            for c in ("snip", "mag") for cmp in (0.5, 1.0) for seed in (0, 1)]
+    df = collect.load_runs(write_runs(tmp_path / "s", runs))
+    assert df["row_key"].iloc[0] == "compression" and df["setting"].nunique() == 1
+    t = tables.pivot(df, tables.METRIC_BY_KEY["masked_accuracy"])
+    assert list(t.index) == [0.5, 1.0] and t.loc[1.0, ("snip", "mean")] == pytest.approx(69.0)
+    # a sparsity sweep whose compression follows the sparsity (the default) stays one setting, rows = sparsity
+    runs = [fake_report("snip", s, 0, 0.8, 0.9, compression=-2 * math.log10(1 - s)) for s in (0.3, 0.6)]
+    df = collect.load_runs(write_runs(tmp_path / "t", runs))
+    assert df["row_key"].iloc[0] == "sparsity" and df["setting"].nunique() == 1
+
+
+def test_defaults_and_measurement_options_do_not_split_settings_and_macs_targets_are_rows(tmp_path):
+    runs = [fake_report("l1", None, 0, 0.8, 0.9, config={"target_macs": f, "steps": 1, "bench_iters": 50})
+            for f in (0.3, 0.5)]  # steps=1 is the default an older report lacks; bench_iters is no experiment
+    runs += [fake_report("slimming", None, 0, 0.7, 0.9, config={"target_macs": f}) for f in (0.3, 0.5)]
+    for r in runs:
+        r["sparsity"] = 0.45 if r["criterion"] == "l1" else 0.5  # what each run found: not a row
+    df = collect.load_runs(write_runs(tmp_path / "s", runs))
+    assert df["row_key"].iloc[0] == "target_macs" and df["setting"].nunique() == 1
+    assert list(tables.pivot(df, tables.METRIC_BY_KEY["accuracy"]).index) == [0.3, 0.5]
+
+
+# ---------------------------------------------------------------------------------------- real runs
+@pytest.fixture(scope="module")
+def real_sweep(tmp_path_factory):
+    """Real compress runs: mlp on synthetic, 2 criteria x 2 sparsities x 2 seeds, timed (PyTorch, batch 1)."""
+    root = tmp_path_factory.mktemp("sweep")
+    for crit in ("l1", "snip"):
+        for s in ("0.3", "0.6"):
+            for seed in ("0", "1"):
+                assert main(["compress", "mlp", "--criterion", crit, "--sparsity", s, "--seed", seed,
+                             "--dataset", "synthetic", "--epochs", "0", "--finetune-epochs", "0",
+                             "--no-export", "--bench-iters", "2", "--bench-batch-sizes", "1",
+                             "--out", str(root / "runs" / f"{crit}-{s}-{seed}")]) == 0
+    return root
+
+
+def _png_size(path):
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", path
+    return struct.unpack(">II", head[16:24])
+
+
+def test_report_of_real_runs(real_sweep, capsys):
+    assert main(["report", str(real_sweep), "--runtime", "torch", "--batch-size", "1"]) == 0
+    out = real_sweep / "report"
+    assert capsys.readouterr().out.strip() == str(out / "report.md")
+    plots = {p.name for p in (out / "plots").iterdir()}
+    assert plots == {"accuracy_vs_macs.png", "accuracy_vs_params.png", "latency_vs_sparsity.png",
+                     "kept_channels.png", "weight_histograms-sparsity0.3.png", "weight_histograms-sparsity0.6.png"}
+    for p in plots:
+        w, h = _png_size(out / "plots" / p)
+        assert w > 300 and h > 200
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 8 and set(runs["criterion"]) == {"l1", "snip"}
+    params = pd.read_csv(out / "tables" / "params.csv", index_col=0)
+    one = json.loads((real_sweep / "runs" / "l1-0.6-1" / "report.json").read_text())
+    assert params.loc[0.6, "l1 mean"] == pytest.approx(one["pruned"]["params"] / 1e6)  # layerwise l1: seed-free
+    assert params.loc[0.6, "l1 std"] == 0 and params.loc[0.6, "l1 mean"] < params.loc[0.3, "l1 mean"]
+    t = pd.read_csv(out / "tables" / "test_time_ms.csv", index_col=0)
+    assert (t[["dense n", "l1 n", "snip n"]] == 2).all().all() and (t["l1 mean"] > 0).all()
+    assert "torch/cpu, batch 1" in (out / "report.md").read_text()
+    # the report is regenerated in place (a sweep that resumed), the old one replaced whole
+    (out / "stale.txt").write_text("x")
+    assert main(["report", str(real_sweep), "--runtime", "torch", "--batch-size", "1"]) == 0
+    assert not (out / "stale.txt").exists() and (out / "report.md").is_file()
+
+
+def test_weight_histograms_count_what_the_mask_kept(real_sweep, tmp_path):
+    """Histogram rows are the model's conv/linear layers; a kept fraction is the saved weights' share."""
+    import numpy as np
+
+    import filterprune
+    from filterprune.reporting import plots
+
+    df = collect.load_runs(real_sweep, collect.Timing("torch", "cpu", 1))
+    model = filterprune.load(real_sweep / "runs" / "l1-0.3-0")
+    ws = plots._weights(model)
+    assert [n for n, _ in ws] == ["1", "3", "5", "7", "9", "11"]
+    assert [w.size for _, w in ws][1] == 70 * 70  # layerwise s=0.3 keeps ceil(0.7 * 100) of 100 on both sides
+    written = plots.weight_histograms(df, tmp_path, "t")
+    assert [p.name for p in written] == ["weight_histograms-sparsity0.3.png", "weight_histograms-sparsity0.6.png"]
+    assert np.isfinite(np.concatenate([w for _, w in ws])).all()
+
+
+def test_compress_bench_memory_records_cpu_peak_rss(tmp_path):
+    out = tmp_path / "runs" / "a"
+    assert main(["compress", "mlp", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic", "--epochs",
+                 "0", "--finetune-epochs", "0", "--no-export", "--bench-iters", "1", "--bench-batch-sizes", "1",
+                 "--bench-memory", "--out", str(out)]) == 0
+    rows = json.loads((out / "report.json").read_text())["latency_rows"]
+    assert {r["variant"] for r in rows} == {"dense", "pruned"}
+    assert all(isinstance(r["cpu_peak_rss_mb"], float) and r["cpu_peak_rss_mb"] > 50 for r in rows)
+    df = collect.load_runs(tmp_path, collect.Timing("torch", "cpu", 1))
+    by_variant = {r["variant"]: r["cpu_peak_rss_mb"] for r in rows}
+    assert df.loc[0, "cpu_peak_rss_mb"] == by_variant["pruned"]
+    assert df.loc[0, "dense_cpu_peak_rss_mb"] == by_variant["dense"]
+
+
+# ---------------------------------------------------------------------------------------- bad input
+def _one_error_line(capsys, needle):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("filterprune: error: ") and needle in err[0], err
+    return err[0]
+
+
+@pytest.mark.parametrize("damage,code,needle", [
+    (lambda p: p.write_text('{"model": "vgg16", "crit'), 1, "unreadable or corrupt report"),
+    (lambda p: p.write_text("[1, 2]"), 1, "not a filterprune compress report (a list"),
+    (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "pruned": {"params": 1, "macs": 2}})), 1,
+     "missing pruned.accuracy"),
+    (lambda p: p.write_bytes(b"\xff\xfe\x00garbage"), 1, "unreadable or corrupt report"),
+    (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "layers": [{"name": "a"}]})), 1,
+     "layers are not channel counts"),
+    (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "seed": "zero"})), 1, "seed is not an integer"),
+])
+def test_a_corrupt_report_is_one_line_and_writes_nothing(tmp_path, capsys, damage, code, needle):
+    root = write_runs(tmp_path / "s", hand_made_runs())
+    damage(root / "runs" / "run03" / "report.json")
+    assert main(["report", str(root)]) == code
+    assert "run03/report.json" in _one_error_line(capsys, needle)  # names the file
+    assert not (root / "report").exists() and not list(root.glob(".report*"))
+
+
+def test_bad_folders_and_flags(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    _one_error_line(capsys, "no finished runs in")
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    _one_error_line(capsys, "not a folder")
+    root = write_runs(tmp_path / "s", hand_made_runs())
+    staging = root / "runs" / ".run09.partial-123"  # a compress still writing: never read
+    staging.mkdir()
+    (staging / "report.json").write_text("{")
+    assert main(["report", str(root), "--batch-size", "7"]) == 2
+    _one_error_line(capsys, "no run was timed on onnxruntime/cpu, batch 7; timed: onnxruntime batch 32")
+    assert main(["report", str(root), "--runtime", "tensorflow"]) == 2
+    _one_error_line(capsys, "unknown runtime 'tensorflow'")
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert main(["report", str(root), "--out", str(foreign)]) == 2
+    _one_error_line(capsys, "already exists and is not empty")
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    for target in (root, root / "runs" / "run00"):
+        assert main(["report", str(root), "--out", str(target), "--overwrite"]) == 2
+        _one_error_line(capsys, "would replace the runs it reports on")
+    assert len(list((root / "runs").iterdir())) == 9
