@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("folder", help="a sweep folder (DIR/runs/*/report.json) or a folder of compress output folders")
     r.add_argument("--out", default=None, help="output folder (default: FOLDER/report; a previous report is replaced)")
     r.add_argument("--runtime", default="onnxruntime", help="test time from: onnxruntime, torch, torch:cuda")
-    r.add_argument("--batch-size", type=int, default=32, help="test time at this benchmark batch size")
+    r.add_argument("--batch-size", type=int, default=None,
+                   help="test time at this benchmark batch size (default: the largest the runs were timed at)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing --out that is not a report")
 
     ls = sub.add_parser("list", help="list registered models, criteria or datasets")

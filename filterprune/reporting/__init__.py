@@ -44,13 +44,14 @@ def _check_out(out: Path, source: Path, overwrite: bool) -> None:
     outputs.check_target(out, overwrite=overwrite or _is_report(out))
 
 
-def report(folder: str | Path, out: str | Path | None = None, runtime: str = "onnxruntime", batch_size: int = 32,
+def report(folder: str | Path, out: str | Path | None = None, runtime: str = "onnxruntime", batch_size: int | None = None,
            overwrite: bool = False, log=_say) -> Path:
     """Write the tables and figures for the runs under ``folder`` into ``out`` (default ``folder/report``);
     returns where they went."""
     folder = Path(folder)
     timing = Timing.parse(runtime, batch_size)
     df = load_runs(folder, timing)
+    timing = df.attrs["timing"]
     out = Path(out) if out is not None else folder / "report"
     _check_out(out, folder, overwrite)
     log(f"report: {len(df)} runs, {df['criterion'].nunique()} criteria, rows by {df['row_key'].iloc[0]}, "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -36,16 +36,16 @@ class Timing:
 
     runtime: str = "onnxruntime"
     device: str = "cpu"
-    batch_size: int = 32
+    batch_size: int | None = None  # None: the largest batch the runs were timed at on this runtime
 
     @classmethod
-    def parse(cls, runtime: str, batch_size: int) -> Timing:
+    def parse(cls, runtime: str, batch_size: int | None) -> Timing:
         """``onnxruntime``, ``torch``, ``torch:cuda``, ``onnxruntime:cuda`` (the runtime[:device] of
         ``compress --target-runtime``)."""
         name, _, device = runtime.partition(":")
         if name not in ("onnxruntime", "torch") or ":" in device:
             raise UsageError(f"unknown runtime {runtime!r}; valid: onnxruntime, torch, torch:cuda, onnxruntime:cuda")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
         return cls(name, device or "cpu", batch_size)
 
@@ -195,6 +195,10 @@ def load_runs(folder: Path, timing: Timing = Timing()) -> pd.DataFrame:
     one setting) and ``row_key`` (which of sparsity/compression/target_macs the tables' rows are)."""
     runs = find_runs(folder)
     reports = [(run, read_report(run / REPORT)) for run in runs]
+    if timing.batch_size is None:
+        batches = [b for _, r in reports for rt, dev, b in timings_present(r)
+                   if (rt, dev) == (timing.runtime, timing.device) and isinstance(b, int)]
+        timing = replace(timing, batch_size=max(batches, default=32))
     if not any(timing_key(timing) in timings_present(r) for _, r in reports) and \
             any(timings_present(r) for _, r in reports):
         have = sorted({f"{rt}{'' if dev == 'cpu' else ':' + str(dev)} batch {b}" for _, r in reports
@@ -204,6 +208,7 @@ def load_runs(folder: Path, timing: Timing = Timing()) -> pd.DataFrame:
     df = pd.DataFrame([run_row(r, run, timing) for run, r in reports])
     df["row_key"] = row_key(df)
     df["setting"] = settings(df)
+    df.attrs["timing"] = timing  # with the batch size resolved
     return df
 
 

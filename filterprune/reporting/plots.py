@@ -153,7 +153,8 @@ def weight_histograms(df: pd.DataFrame, folder: Path, title: str, suffix: str = 
     plt = _plt()
     row = df["row_key"].iloc[0]
     written = []
-    df = df[[(Path(p) / "pruned.json").is_file() for p in df["path"]]]  # runs whose weights were kept
+    df = df[[all((Path(p) / f).is_file() for f in ("pruned.json", "pruned.safetensors"))
+              for p in df["path"]]]  # runs whose weights were kept
     if df.empty:
         return written
     for v, at in (df.groupby(row, dropna=False) if df[row].notna().any() else [(math.nan, df)]):
