@@ -89,6 +89,8 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
     model.train(was_training)
     DG = build_graph(model, ctx.example_inputs)
     groups = channel_groups(DG, classifier_layers(model, num_classes))
+    opaque = {cg.root_name: cg.opaque for cg in groups if cg.opaque}
+    groups = [cg for cg in groups if not cg.opaque]
     criterion.check(model)
     if criterion.sequential and plan.scope == "global":
         raise UsageError(f"criterion '{criterion.name}' measures each layer in the network pruned so far, so its "
@@ -137,7 +139,7 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
     layers = [{"name": n, "channels_before": c, "channels_after": after[n]} for n, c in before.items()]
     history = [[name, bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in DG.pruning_history()]
     return PruneResult(history=history, layers=layers, skipped=skipped, sparsity=plan.sparsity, units=units,
-                       unprunable=unprunable)
+                       unprunable={**opaque, **unprunable})
 
 
 def _apply_safely(DG, model: nn.Module, pristine: nn.Module, decisions: dict, ctx, out_shape):
