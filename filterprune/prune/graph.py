@@ -52,7 +52,7 @@ def classifier_layers(model: nn.Module, num_classes: int) -> list[nn.Module]:
 def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:
     """Trace the model (in eval mode, with grad enabled, as torch-pruning needs) and restore its mode.
 
-    Reshapes whose channel mapping torch-pruning cannot establish are made opaque (see ``_settle_reshapes``)
+    Reshapes and concats whose channel mapping torch-pruning cannot establish are made opaque (``_settle_*``)
     instead of failing the trace or coupling channels wrongly; ``channel_groups`` leaves the groups through
     them whole.
     """
@@ -68,6 +68,7 @@ def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.Dependency
                     raise
             _settle_splits(DG)
             _settle_reshapes(DG, recorder.shapes)
+            _settle_concats(DG)
             index_mapping.update_index_mapping(DG)
         return DG
     except Exception as e:
@@ -93,7 +94,8 @@ class _ShapeRecorder(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         if isinstance(out, torch.Tensor) and out.grad_fn is not None and args and isinstance(args[0], torch.Tensor):
-            self.shapes[out.grad_fn] = (tuple(args[0].shape), tuple(out.shape))
+            # the op that made the tensor comes first; a no-op returning it later (eval Dropout) must not overwrite
+            self.shapes.setdefault(out.grad_fn, (tuple(args[0].shape), tuple(out.shape)))
         return out
 
 
@@ -144,7 +146,8 @@ def _settle_reshapes(DG: tp.DependencyGraph, shapes: dict) -> None:
                 continue
             kept = len(i) >= 2 and len(o) >= 2 and ((i[1] == c and o[:2] == i[:2]) or (i[-1] == c and o[-1] == c))
             if not kept:
-                _make_opaque(node, f"torch-pruning cannot map channel by channel ({i} -> {o})")
+                _make_opaque(node, f"a reshape ({node.grad_fn.name()}) that torch-pruning cannot map channel by "
+                                   f"channel ({i} -> {o})")
                 continue
         for dep in _deps_touching(node):
             dep.index_mapping = [None, None]
@@ -155,11 +158,23 @@ def _deps_touching(node) -> list:
     return [*node.dependencies, *(d for n in (*node.inputs, *node.outputs) for d in n.dependencies if d.target is node)]
 
 
-def _make_opaque(node, why: str) -> None:
+def _settle_concats(DG: tp.DependencyGraph) -> None:
+    """A concat whose input widths torch-pruning cannot infer (its recursion gives up after 500 nodes: Swin-S/B's
+    patch merging after 18 blocks) makes its mapping raise; it becomes opaque instead."""
+    for node in list(DG.module2node.values()):
+        if node.type == ops.OPTYPE.CONCAT:
+            try:
+                index_mapping.update_concat_index_mapping(DG, node)
+            except Exception as e:
+                node.module.concat_sizes = node.module.offsets = None  # its pruner then does nothing
+                _make_opaque(node, f"a concat whose input widths torch-pruning cannot infer ({type(e).__name__})")
+
+
+def _make_opaque(node, what: str) -> None:
     for dep in _deps_touching(node):
         dep.index_mapping = [None, None]
     node.type = ops.OPTYPE.ELEMENTWISE
-    node.opaque = f"a reshape ({node.grad_fn.name()}) that {why}"
+    node.opaque = what
 
 
 def _failing_layer(model: nn.Module, exc: BaseException) -> str | None:
