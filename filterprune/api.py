@@ -290,7 +290,7 @@ def compress(cfg: CompressConfig) -> Path:
     masks = getattr(criterion, "masks", None)  # mask criteria: the unstructured mask behind the channels
     own_masks = masks if cfg.mode == "masked" else None
     for layer, why in result.unprunable.items():
-        say(f"warning: left {layer} whole: pruning it breaks the model ({why})")
+        say(f"warning: left {layer} whole: {why}")
     lap("prune")
     pruned = pruned.to(device)
     try:

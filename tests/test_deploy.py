@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from filterprune.cli import main
 from filterprune.criteria import PruneContext, make_criterion
+from filterprune.errors import UsageError
 from filterprune.models import ModelSpec, build_model
 from filterprune.onnx_export import check_parity, export_onnx, session
 from filterprune.prune import PlanConfig, prune
@@ -82,15 +83,43 @@ def test_families_with_reshapes_torch_pruning_cannot_map_prune_around_them(tmp_p
     assert parity["max_abs_diff"] <= 1e-4 * parity["output_scale"]
 
 
-def test_shufflenet_leaves_the_channel_shuffle_groups_whole_and_names_them():
-    model = build_model(ModelSpec("tv:shufflenet_v2_x0_5", 10, 3, 64)).eval()
+def test_shufflenet_leaves_the_channel_shuffle_groups_whole_and_names_them(tmp_path):
+    from filterprune.prune import checkpoint
+
+    spec = ModelSpec("tv:shufflenet_v2_x0_5", 10, 3, 64)
+    model = build_model(spec).eval()
     result = prune(model, make_criterion("l1"), PlanConfig(0.4), PruneContext(torch.randn(1, 3, 64, 64)), 10)
+    checkpoint.save(model, tmp_path / "pruned", spec, result.history)  # the history replays through the graph
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(checkpoint.load(tmp_path / "pruned.json")(x), model(x))
     why = result.unprunable["stage2.1.branch2.5"]
     assert why.startswith("its channels pass a reshape (ViewBackward0) that torch-pruning cannot map channel by "
                           "channel ((1, 48, 8, 8) -> (1, 2, 24, 8, 8)) after layer stage2.1.branch2")
     widths = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     assert widths["stage2.1.branch2.0"] == 15 and widths["stage2.1.branch2.3"] == 15  # inside a branch: 24 -> 15
     assert widths["stage2.1.branch2.5"] == 24  # feeds the shuffle: whole
+
+
+class DictConv(nn.Conv2d):
+    """A layer that returns a dict: torch-pruning's trace hook reads ``output.grad_fn`` and cannot."""
+
+    def forward(self, x):
+        return {"out": super().forward(x)}
+
+
+class ReturnsDict(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.head = DictConv(3, 8, 3), nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.head(self.stem(x)["out"].mean((2, 3)))
+
+
+def test_a_model_torch_pruning_cannot_trace_is_one_usage_error():
+    with pytest.raises(UsageError, match=r"^could not trace ReturnsDict into a dependency graph \(AttributeError in "
+                                         r"torch-pruning's _record_grad_fn: .*cannot be pruned structurally$"):
+        prune(ReturnsDict(), make_criterion("l1"), PlanConfig(0.4), PruneContext(torch.randn(1, 3, 16, 16)), 10)
 
 
 def test_flatten_in_front_of_a_linear_prunes_the_linear_in_blocks_of_h_times_w():
