@@ -35,7 +35,7 @@ class ChannelGroup:
     handler: object
     channels: int
     ch_groups: int
-    opaque: str | None = None  # why the group must stay whole (its channels pass an opaque reshape)
+    opaque: str | None = None  # why the group must stay whole (its channels pass an opaque reshape/concat)
 
     @property
     def units(self) -> int:
@@ -129,8 +129,9 @@ def _settle_reshapes(DG: tp.DependencyGraph, shapes: dict) -> None:
     - one that keeps the channel axis (axis 1: ``flatten(2)``, (N, C, 1, 1) -> (N, C); or the last axis of
       channels-last tensors: Swin's windows), or that runs inside one op (``F.linear`` flattening leading
       axes: never seen by the recorder), is an identity;
-    - anything else moves channels in a way it cannot map (the channel shuffle ``view(n, 2, c/2, h, w)``, attention heads): it
-      becomes opaque, and ``channel_groups`` leaves every group through it whole.
+    - anything else moves channels in a way torch-pruning cannot map (the channel shuffle
+      ``view(n, 2, c/2, h, w)``, attention heads): it becomes opaque, and ``channel_groups`` leaves every
+      group through it whole.
 
     Identity and opaque reshapes get the element-wise type, which ``update_index_mapping`` (re-run by every
     ``get_pruning_group``) leaves alone.
