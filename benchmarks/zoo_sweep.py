@@ -1,6 +1,7 @@
 """Every torchvision classifier through prune (l1, 40%) -> ONNX -> onnxruntime parity.
 
     PYTHONPATH=$PWD python benchmarks/zoo_sweep.py [--timeout 240] [--models a,b] [--fresh]
+    PYTHONPATH=$PWD python benchmarks/zoo_sweep.py --recheck --models a,b   # stored rows still hold?
 
 Each model runs in its own subprocess under a time limit, so a crash, a hang or memory exhaustion
 fails that row, not the sweep. Weights are random (no download); weights that torchvision initialises
@@ -151,6 +152,24 @@ def write_table(rows: list[dict], args_line: str, missing: list[str]) -> None:
     os.replace(tmp, HERE / "zoo_sweep.md")
 
 
+def recheck(names: list[str], timeout: int) -> int:
+    """After a change to the pruning code: do stored rows still hold? Exit 1 if any differs."""
+    stored = {}
+    for ln in (HERE / "results.jsonl").read_text().splitlines():
+        r = json.loads(ln)
+        stored[r["model"]] = r
+    keys = ("status", "dense_macs", "pruned_macs")
+    differ = 0
+    for name in names:
+        new, old = sweep_one(name, timeout), stored.get(name, {})
+        same = all(new.get(k) == old.get(k) for k in keys) and len(new.get("unprunable", {})) == len(old.get("unprunable", {}))
+        differ += not same
+        print(f"{name}: {'same' if same else 'DIFFERS'} (pruned MACs {old.get('pruned_macs')} -> {new.get('pruned_macs')}, "
+              f"left whole {len(old.get('unprunable', {}))} -> {len(new.get('unprunable', {}))}; {new['seconds']} s, "
+              f"load {os.getloadavg()[0]:.1f})", flush=True)
+    return 1 if differ else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--one", help=argparse.SUPPRESS)
@@ -159,9 +178,13 @@ def main() -> int:
     ap.add_argument("--fresh", action="store_true", help="forget earlier rows")
     ap.add_argument("--table-only", action="store_true", help="rewrite zoo_sweep.md from results.jsonl, run nothing")
     ap.add_argument("--redo-failed", action="store_true", help="run the failed rows again (e.g. with a longer --timeout)")
+    ap.add_argument("--recheck", action="store_true",
+                    help="run --models again and say whether MACs and left-whole groups equal the stored rows; writes nothing")
     a = ap.parse_args()
     if a.one:
         return child_main(a.one)
+    if a.recheck:
+        return recheck(a.models.split(",") if a.models else [], a.timeout)
     import torchvision
 
     names = a.models.split(",") if a.models else sorted(torchvision.models.list_models(module=torchvision.models))

@@ -302,7 +302,7 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
     masks = getattr(criterion, "dense_masks", None)  # mask criteria: the unstructured mask on the dense model
     own_masks = masks if cfg.mode == "masked" else None
     for layer, why in result.unprunable.items():
-        say(f"warning: left {layer} whole: pruning it breaks the model ({why})")
+        say(f"warning: left {layer} whole: {why}")
     distributed.check_same_network(pruned)  # --distributed: every rank pruned the same channels
     lap("prune")
     pruned = pruned.to(device)

@@ -47,13 +47,90 @@ def test_family_prunes_and_exports_with_parity(tmp_path, name):
     assert parity["max_abs_diff"] <= 1e-4 * parity["output_scale"]  # also against tiny random-init logits
 
 
-def test_shufflenet_fails_with_one_clear_line():
-    """torch-pruning 1.6.1 cannot map channels through ShuffleNet's channel shuffle (see README)."""
-    model = build_model(ModelSpec("tv:shufflenet_v2_x0_5", 10, 3, 32))
-    with pytest.raises(UsageError, match="could not trace ShuffleNetV2 into a dependency graph at the operation after "
-                                         r"layer stage4.1.branch2.6 \(ZeroDivisionError in torch-pruning's "
-                                         "update_reshape_index_mapping"):
-        prune(model, make_criterion("l1"), PlanConfig(0.4), PruneContext(torch.randn(1, 3, 32, 32)), 10)
+def small_swin(v2: bool):
+    """torchvision's SwinTransformer (v1 or v2 blocks) at a size a unit test can afford."""
+    import torchvision.models.swin_transformer as sw
+
+    extra = {"block": sw.SwinTransformerBlockV2, "downsample_layer": sw.PatchMergingV2} if v2 else {}
+    return sw.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=[4, 4],
+                              num_classes=10, **extra)
+
+
+def small_maxvit():
+    import torchvision
+
+    return torchvision.models.MaxVit(input_size=(64, 64), stem_channels=16, partition_size=4, block_channels=[16, 32],
+                                     block_layers=[1, 1], head_dim=8, stochastic_depth_prob=0.0, num_classes=10)
+
+
+@pytest.mark.parametrize("name", ["tv:shufflenet_v2_x0_5", "swin", "swin_v2", "maxvit"])
+def test_families_with_reshapes_torch_pruning_cannot_map_prune_around_them(tmp_path, name):
+    """ShuffleNetV2's channel shuffle and attention's head reshapes (Swin, MaxViT) are opaque to the
+    graph: the groups through them stay whole and are named; every other group is pruned, with parity."""
+    from filterprune.bench.counting import count
+
+    torch.manual_seed(0)
+    model = {"swin": lambda: small_swin(False), "swin_v2": lambda: small_swin(True), "maxvit": small_maxvit}.get(
+        name, lambda: build_model(ModelSpec(name, 10, 3, 64)))().eval()
+    shape = (3, 64, 64)
+    dense = count(model, shape).macs
+    result = prune(model, make_criterion("l1"), PlanConfig(0.4), PruneContext(torch.randn(1, *shape)), 10)
+    assert count(model, shape).macs < 0.8 * dense  # channels really removed
+    assert any("cannot map channel by channel" in why for why in result.unprunable.values())
+    path = export_onnx(model, tmp_path / "m.onnx", shape)
+    parity = check_parity(model, path, shape)
+    assert parity["batches"] == [1, 7] and parity["max_rel_diff"] <= 1e-4
+    assert parity["max_abs_diff"] <= 1e-4 * parity["output_scale"]
+
+
+def test_shufflenet_leaves_the_channel_shuffle_groups_whole_and_names_them(tmp_path):
+    from filterprune.prune import checkpoint
+
+    spec = ModelSpec("tv:shufflenet_v2_x0_5", 10, 3, 64)
+    model = build_model(spec).eval()
+    result = prune(model, make_criterion("l1"), PlanConfig(0.4), PruneContext(torch.randn(1, 3, 64, 64)), 10)
+    checkpoint.save(model, tmp_path / "pruned", spec, result.history)  # the history replays through the graph
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(checkpoint.load(tmp_path / "pruned.json")(x), model(x))
+    why = result.unprunable["stage2.1.branch2.5"]
+    assert why.startswith("its channels pass a reshape (ViewBackward0) that torch-pruning cannot map channel by "
+                          "channel ((1, 48, 8, 8) -> (1, 2, 24, 8, 8)) after layer stage2.1.branch2")
+    widths = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    assert widths["stage2.1.branch2.0"] == 15 and widths["stage2.1.branch2.3"] == 15  # inside a branch: 24 -> 15
+    assert widths["stage2.1.branch2.5"] == 24  # feeds the shuffle: whole
+
+
+class DictConv(nn.Conv2d):
+    """A layer that returns a dict: torch-pruning's trace hook reads ``output.grad_fn`` and cannot."""
+
+    def forward(self, x):
+        return {"out": super().forward(x)}
+
+
+class ReturnsDict(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.head = DictConv(3, 8, 3), nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.head(self.stem(x)["out"].mean((2, 3)))
+
+
+def test_a_model_torch_pruning_cannot_trace_is_one_usage_error():
+    with pytest.raises(UsageError, match=r"^could not trace ReturnsDict into a dependency graph \(AttributeError in "
+                                         r"torch-pruning's _record_grad_fn: .*cannot be pruned structurally$"):
+        prune(ReturnsDict(), make_criterion("l1"), PlanConfig(0.4), PruneContext(torch.randn(1, 3, 16, 16)), 10)
+
+
+def test_flatten_in_front_of_a_linear_prunes_the_linear_in_blocks_of_h_times_w():
+    """The one reshape torch-pruning maps itself: (N, C, H, W) -> (N, C*H*W) removes H*W inputs per channel."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 10, 3, padding=1), nn.ReLU(), nn.Conv2d(10, 8, 3, stride=2, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 10)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    result = prune(model, make_criterion("l1"), PlanConfig(0.5), PruneContext(x[:1]), 10)
+    assert model[2].out_channels == 4 and model[5].in_features == 4 * 16 and not result.unprunable
+    assert model(x).shape == (2, 10)
 
 
 # ------------------------------------------------------------------ groups that break the forward

@@ -5,6 +5,8 @@ residual adds, concats, depthwise convs). Classifier outputs are never pruned.
 """
 from __future__ import annotations
 
+import itertools
+import math
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -12,6 +14,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch_pruning as tp
+from torch.overrides import TorchFunctionMode
+from torch_pruning import ops
+from torch_pruning.dependency import index_mapping, shape_infer
 
 from ..errors import UsageError
 
@@ -30,6 +35,7 @@ class ChannelGroup:
     handler: object
     channels: int
     ch_groups: int
+    opaque: str | None = None  # why the group must stay whole (its channels pass an opaque reshape/concat)
 
     @property
     def units(self) -> int:
@@ -44,11 +50,27 @@ def classifier_layers(model: nn.Module, num_classes: int) -> list[nn.Module]:
 
 
 def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:
-    """Trace the model (in eval mode, with grad enabled, as torch-pruning needs) and restore its mode."""
+    """Trace the model (in eval mode, with grad enabled, as torch-pruning needs) and restore its mode.
+
+    Reshapes and concats whose channel mapping torch-pruning cannot establish are made opaque (``_settle_*``)
+    instead of failing the trace or coupling channels wrongly; ``channel_groups`` leaves the groups through
+    them whole.
+    """
     was_training = model.training
+    DG = tp.DependencyGraph()
     try:
         with torch.enable_grad():
-            return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+            try:
+                with _ShapeRecorder() as recorder:
+                    DG.build_dependency(model, example_inputs=example_inputs)
+            except Exception as e:  # traced, then failed while mapping indices: settle the mappings below
+                if not any(f.name == "update_index_mapping" for f in traceback.extract_tb(e.__traceback__)):
+                    raise
+            _settle_splits(DG)
+            _settle_reshapes(DG, recorder.shapes)
+            _settle_concats(DG)
+            index_mapping.update_index_mapping(DG)
+        return DG
     except Exception as e:
         where = _failing_layer(model, e)
         frames = [f.name for f in traceback.extract_tb(e.__traceback__) if "torch_pruning" in f.filename]
@@ -61,13 +83,112 @@ def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.Dependency
         model.train(was_training)
 
 
+class _ShapeRecorder(TorchFunctionMode):
+    """Records (input shape, output shape) of every traced op by its grad_fn: torch-pruning keeps the grad_fn
+    of a reshape but not the shape it produced, which is what says whether channels are regrouped."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes: dict = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor) and out.grad_fn is not None and args and isinstance(args[0], torch.Tensor):
+            # the op that made the tensor comes first; a no-op returning it later (eval Dropout) must not overwrite
+            self.shapes.setdefault(out.grad_fn, (tuple(args[0].shape), tuple(out.shape)))
+        return out
+
+
+def _settle_splits(DG: tp.DependencyGraph) -> None:
+    """Give ``chunk``/``split`` by an int their real sizes. torch-pruning 1.6.1 reads them only when the
+    grad_fn has ``_saved_self_sizes``, which torch 2 names ``_saved_self_sym_sizes``; otherwise it guesses
+    them from neighbouring layers (ShuffleNetV2: [192, 96] for a chunk of 96 into 48 + 48)."""
+    for node in DG.module2node.values():
+        gf = node.grad_fn
+        if node.type != ops.OPTYPE.SPLIT or not hasattr(gf, "_saved_split_size"):
+            continue
+        size, dim, step = gf._saved_self_sym_sizes, gf._saved_dim, gf._saved_split_size
+        for dep in _deps_touching(node):
+            dep.index_mapping = [None, None]
+        if dim % len(size) != 1:  # torch-pruning maps splits of the channel dim only
+            node.module.split_sizes = node.module.offsets = None
+            continue
+        sizes = [min(step, size[1] - i) for i in range(0, size[1], step)]
+        node.module.split_sizes, node.module.offsets = sizes, [0, *itertools.accumulate(sizes)]
+
+
+def _settle_reshapes(DG: tp.DependencyGraph, shapes: dict) -> None:
+    """Decide what each reshape does to channels, instead of torch-pruning 1.6.1's guesses.
+
+    Its guess is guarded by the input size it reads from ``grad_fn._saved_self_sizes``, which torch 2 names
+    ``_saved_self_sym_sizes``, so the guard never runs: it divides by zero on ShuffleNetV2's channel shuffle
+    and maps attention's head reshapes (Swin, MaxViT) as flattens of stride 32, whose cycles multiply index
+    lists without end (group enumeration never finished). Here, from the recorded shapes:
+
+    - a flatten of (N, C, H, W) to (N, C*H*W) in front of a Linear stays torch-pruning's flatten mapping;
+    - one that keeps the channel axis (axis 1: ``flatten(2)``, (N, C, 1, 1) -> (N, C); or the last axis of
+      channels-last tensors: Swin's windows), or that runs inside one op (``F.linear`` flattening leading
+      axes: never seen by the recorder), is an identity;
+    - anything else moves channels in a way torch-pruning cannot map (the channel shuffle
+      ``view(n, 2, c/2, h, w)``, attention heads): it becomes opaque, and ``channel_groups`` leaves every
+      group through it whole.
+
+    Identity and opaque reshapes get the element-wise type, which ``update_index_mapping`` (re-run by every
+    ``get_pruning_group``) leaves alone.
+    """
+    for node in list(DG.module2node.values()):
+        if node.type != ops.OPTYPE.RESHAPE:
+            continue
+        i, o = shapes.get(node.grad_fn, (None, None))
+        if i is not None:
+            c = next((c for n in node.inputs
+                      if (c := shape_infer.infer_out_channels_recursively(DG, n, [0])) is not None), None)
+            if len(i) == 4 and i[1] == c and o == (i[0], math.prod(i[1:])):
+                continue
+            kept = len(i) >= 2 and len(o) >= 2 and ((i[1] == c and o[:2] == i[:2]) or (i[-1] == c and o[-1] == c))
+            if not kept:
+                _make_opaque(node, f"a reshape ({node.grad_fn.name()}) that torch-pruning cannot map channel by "
+                                   f"channel ({i} -> {o})")
+                continue
+        for dep in _deps_touching(node):
+            dep.index_mapping = [None, None]
+        node.type = ops.OPTYPE.ELEMENTWISE
+
+
+def _deps_touching(node) -> list:
+    return [*node.dependencies, *(d for n in (*node.inputs, *node.outputs) for d in n.dependencies if d.target is node)]
+
+
+def _settle_concats(DG: tp.DependencyGraph) -> None:
+    """A concat whose input widths torch-pruning cannot infer (its recursion gives up after 500 nodes: Swin-S/B's
+    patch merging after 18 blocks) makes its mapping raise; it becomes opaque instead."""
+    for node in list(DG.module2node.values()):
+        if node.type == ops.OPTYPE.CONCAT:
+            try:
+                index_mapping.update_concat_index_mapping(DG, node)
+            except Exception as e:
+                node.module.concat_sizes = node.module.offsets = None  # its pruner then does nothing
+                _make_opaque(node, f"a concat whose input widths torch-pruning cannot infer ({type(e).__name__})")
+
+
+def _make_opaque(node, what: str) -> None:
+    for dep in _deps_touching(node):
+        dep.index_mapping = [None, None]
+    node.type = ops.OPTYPE.ELEMENTWISE
+    node.opaque = what
+
+
 def _failing_layer(model: nn.Module, exc: BaseException) -> str | None:
     """The model layer nearest (upstream) to the graph node torch-pruning failed on, if it says."""
-    names = {id(m): n for n, m in model.named_modules() if n}
     node, tb = None, exc.__traceback__
     while tb is not None:  # the innermost frame that was working on a graph node
         node = tb.tb_frame.f_locals.get("node", node)
         tb = tb.tb_next
+    return _upstream_layer(node, {id(m): n for n, m in model.named_modules() if n})
+
+
+def _upstream_layer(node, names: dict[int, str]) -> str | None:
+    """The named layer nearest upstream of a graph node (breadth first)."""
     seen, todo = set(), [node] if node is not None else []
     while todo:
         n = todo.pop(0)
@@ -90,7 +211,7 @@ def _channel_groups(DG: tp.DependencyGraph, module: nn.Module, out: bool) -> int
 
 
 def channel_groups(DG: tp.DependencyGraph, ignored: list[nn.Module]) -> list[ChannelGroup]:
-    """All prunable groups rooted at a conv or linear layer, in graph order."""
+    """All groups rooted at a conv or linear layer, in graph order; those with ``opaque`` set must stay whole."""
     ignored_all = [m for layer in ignored for m in layer.modules()]
     result = []
     for group in DG.get_all_groups(ignored_layers=ignored_all, root_module_types=[nn.modules.conv._ConvNd, nn.Linear]):
@@ -102,8 +223,15 @@ def channel_groups(DG: tp.DependencyGraph, ignored: list[nn.Module]) -> list[Cha
             warnings.warn(f"layer {DG._module2name[root]} is left unpruned: its {channels} channels do not split "
                           f"into the {ch_groups} groups of a coupled grouped conv", stacklevel=2)
             continue
-        result.append(ChannelGroup(group, root, DG._module2name[root], handler, channels, ch_groups))
+        opaque = next((f"its channels pass {dep.target.opaque}{_after(DG, dep.target)}" for dep, _ in group
+                       if getattr(dep.target, "opaque", None)), None)
+        result.append(ChannelGroup(group, root, DG._module2name[root], handler, channels, ch_groups, opaque))
     return result
+
+
+def _after(DG: tp.DependencyGraph, node) -> str:
+    where = _upstream_layer(node, {id(m): n for n, m in DG.model.named_modules() if n})
+    return f" after layer {where}" if where else ""
 
 
 @torch.no_grad()

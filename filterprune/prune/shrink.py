@@ -28,7 +28,7 @@ class PruneResult:
     skipped: list[str] = field(default_factory=list)  # groups the criterion declined to score
     sparsity: float = 0.0  # the channel sparsity applied (found by the search under --target-macs)
     units: dict[str, int] = field(default_factory=dict)  # root layer -> units before this prune
-    unprunable: dict[str, str] = field(default_factory=dict)  # group root -> why removing it breaks the model
+    unprunable: dict[str, str] = field(default_factory=dict)  # group root -> why it was left whole
 
 
 def layer_widths(model: nn.Module) -> dict[str, int]:
@@ -89,6 +89,8 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
     model.train(was_training)
     DG = build_graph(model, ctx.example_inputs)
     groups = channel_groups(DG, classifier_layers(model, num_classes))
+    opaque = {cg.root_name: cg.opaque for cg in groups if cg.opaque}
+    groups = [cg for cg in groups if not cg.opaque]
     criterion.check(model)
     if criterion.sequential and plan.scope == "global":
         raise UsageError(f"criterion '{criterion.name}' measures each layer in the network pruned so far, so its "
@@ -137,7 +139,7 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
     layers = [{"name": n, "channels_before": c, "channels_after": after[n]} for n, c in before.items()]
     history = [[name, bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in DG.pruning_history()]
     return PruneResult(history=history, layers=layers, skipped=skipped, sparsity=plan.sparsity, units=units,
-                       unprunable=unprunable)
+                       unprunable={**opaque, **unprunable})
 
 
 def _apply_safely(DG, model: nn.Module, pristine: nn.Module, decisions: dict, ctx, out_shape):
@@ -153,7 +155,8 @@ def _apply_safely(DG, model: nn.Module, pristine: nn.Module, decisions: dict, ct
         return (_apply(trial_DG, trial_model, {n: decisions[n] for n in names})
                 or forward_failure(trial_model, ctx.example_inputs, out_shape))
 
-    unprunable = breaking_groups(trial, list(decisions), known=failure)
+    unprunable = {name: f"pruning it breaks the model ({why})"
+                  for name, why in breaking_groups(trial, list(decisions), known=failure).items()}
     restore(model, pristine)
     DG = build_graph(model, ctx.example_inputs)
     failure = (_apply(DG, model, {n: d for n, d in decisions.items() if n not in unprunable})
