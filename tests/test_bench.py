@@ -96,3 +96,11 @@ def test_bad_cli_input_exits_2(run_dir, tmp_path, args, needle):
                        capture_output=True, text=True)
     assert p.returncode == 2 and needle in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_onnxruntime_sessions_do_not_spin_between_interleaved_calls(run_dir):
+    """Spinning idle workers of one session slowed the next session's threads (benchmarks/speedup)."""
+    from filterprune.bench.runners import ort_session
+
+    sess = ort_session(run_dir / "model.onnx", "cpu", 2)
+    assert sess.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"

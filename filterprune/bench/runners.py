@@ -54,6 +54,10 @@ def ort_session(path: Path, provider: str, threads: int, fp16_trt: bool = False)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads
+    # Idle worker threads of one session spin for a while after each run and steal the cores from the
+    # next session's threads: with dense and pruned sessions interleaved that slowed 2-thread runs up
+    # to 5x (benchmarks/speedup). No spinning: each session runs as it would alone.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     name = PROVIDERS[provider]
     options: dict = {}
