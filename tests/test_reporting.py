@@ -123,9 +123,14 @@ def test_rows_follow_the_compression_when_only_it_varies(tmp_path):
     t = tables.pivot(df, tables.METRIC_BY_KEY["masked_accuracy"])
     assert list(t.index) == [0.5, 1.0] and t.loc[1.0, ("snip", "mean")] == pytest.approx(69.0)
     # a sparsity sweep whose compression follows the sparsity (the default) stays one setting, rows = sparsity
-    runs = [fake_report("snip", s, 0, 0.8, 0.9, compression=-2 * math.log10(1 - s)) for s in (0.3, 0.6)]
+    runs = [fake_report("snip", s, 0, 0.8, 0.9, compression=-2 * math.log10(1 - s), config={"compression": None})
+            for s in (0.3, 0.6)]
     df = collect.load_runs(write_runs(tmp_path / "t", runs))
     assert df["row_key"].iloc[0] == "sparsity" and df["setting"].nunique() == 1
+    # a mask study that sets the compression and derives the sparsity from it: rows = compression
+    runs = [fake_report("snip", 1 - 10 ** (-c / 2), 0, 0.8, 0.9, compression=c) for c in (0.5, 1.0)]
+    df = collect.load_runs(write_runs(tmp_path / "u", runs))
+    assert df["row_key"].iloc[0] == "compression" and df["setting"].nunique() == 1
 
 
 def test_defaults_and_measurement_options_do_not_split_settings_and_macs_targets_are_rows(tmp_path):

@@ -217,11 +217,16 @@ def timing_key(t: Timing) -> tuple[str, str, int]:
 
 
 def row_key(df: pd.DataFrame) -> str:
-    """The first of sparsity, compression, target_macs that varies; else the first that is set."""
-    for key in ROW_KEYS:
+    """The first of sparsity, compression, target_macs that varies; else the first that is set. When every
+    run set --compression itself (the mask studies' knob; their sparsity is derived from it), compression
+    comes first."""
+    keys = list(ROW_KEYS)
+    if "config.compression" in df and df["config.compression"].notna().all():
+        keys.insert(0, keys.pop(keys.index("compression")))
+    for key in keys:
         if df[key].nunique(dropna=True) > 1:
             return key
-    return next((k for k in ROW_KEYS if df[k].notna().any()), "sparsity")
+    return next((k for k in keys if df[k].notna().any()), "sparsity")
 
 
 def settings(df: pd.DataFrame) -> pd.Series:
