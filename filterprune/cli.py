@@ -246,21 +246,30 @@ def _terminated(signum, frame):  # SIGTERM unwinds like Ctrl-C, so staging folde
 
 
 def main(argv: list[str] | None = None) -> int:
+    def dispatch():
+        args = build_parser().parse_args(argv)
+        {"compress": _compress, "export": _export, "train": _train, "bench": _bench, "sweep": _sweep,
+         "report": _report, "list": _list}[args.command](args)
+
+    return guarded(dispatch, sigterm=argv is None)  # a library call keeps its own SIGTERM handling
+
+
+def guarded(action, sigterm: bool = False) -> int:
+    """Run ``action`` under the command-line contract: each warning one line, every failure one line
+    on stderr and an exit code (2 usage, 1 runtime, 130 interrupted), never a traceback."""
     with warnings.catch_warnings():  # every run says its own warnings, even a second run in one process
         warnings.simplefilter("always", UserWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="torch_pruning")
         warnings.filterwarnings("ignore", category=UserWarning, module="onnxruntime")
         warnings.showwarning = _print_warning
-        return _main(argv)
+        if sigterm:
+            signal.signal(signal.SIGTERM, _terminated)
+        return _guarded(action)
 
 
-def _main(argv: list[str] | None) -> int:
-    if argv is None:  # the real command line, not a library call
-        signal.signal(signal.SIGTERM, _terminated)
+def _guarded(action) -> int:
     try:
-        args = build_parser().parse_args(argv)
-        {"compress": _compress, "export": _export, "train": _train, "bench": _bench, "sweep": _sweep,
-         "report": _report, "list": _list}[args.command](args)
+        action()
         sys.stdout.flush()  # a closed pipe fails here, inside the handlers below
         return 0
     except FilterpruneError as e:

@@ -76,3 +76,13 @@ def test_round_to_auto_end_to_end_with_a_measured_table(tmp_path, monkeypatch):
     assert all(16 <= w <= 32 for w in widths), widths  # 24 planned, one step either side
     assert model.eval()(torch.randn(2, 3, 16, 16)).shape == (2, 10)
     assert list((tmp_path / "latency-lut").glob("*.json"))  # the table is cached for the next run
+
+
+def test_a_damaged_latency_cache_is_measured_again(tmp_path, monkeypatch):
+    from filterprune.prune.align import LatencyTable
+
+    monkeypatch.setenv("FILTERPRUNE_CACHE", str(tmp_path))
+    table = LatencyTable("onnxruntime", 2)
+    table.path.parent.mkdir(parents=True)
+    table.path.write_text('{"half a fi')
+    assert LatencyTable("onnxruntime", 2).table == {}

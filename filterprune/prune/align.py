@@ -96,8 +96,22 @@ class LatencyTable:
         ident = json.dumps([info["cpu"], info["cores"], self.threads, info["torch"], info["onnxruntime"], info["gpu"]])
         root = Path(os.environ.get("FILTERPRUNE_CACHE", Path.home() / ".cache" / "filterprune"))
         self.path = root / "latency-lut" / f"{hashlib.sha256(ident.encode()).hexdigest()[:16]}.json"
-        self.table: dict[str, float] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.table: dict[str, float] = self._load()
         self.measured = 0
+
+    def _load(self) -> dict[str, float]:
+        """The cached table; a damaged one is dropped (it is only a cache: entries are measured again)."""
+        from ..errors import RunError
+        from .checkpoint import read_small_json
+
+        if not self.path.is_file():
+            return {}
+        try:
+            table = read_small_json(self.path, "latency table")
+        except RunError:
+            return {}
+        ok = isinstance(table, dict) and all(isinstance(v, (int, float)) for v in table.values())
+        return table if ok else {}
 
     def __call__(self, site: ConvSite, cin: int, cout: int) -> float:
         key = site.key(cin, cout, self.batch, self.runtime)
@@ -175,14 +189,14 @@ def hardware_aware(keep: list[int], channels: list[int], movable: list[bool], si
     times = [site_cost(cur, i) for i in range(len(sites))]
     macs = [s.macs(cur) for s in sites]
 
-    def evaluate(moves: dict[int, int]):
+    def evaluate(moves: dict[int, int], total_macs: int, total_ms: float):
         """(MACs, ms) after the moves, recomputing only the sites they touch."""
         trial = list(cur)
         for g, c in moves.items():
             trial[g] = c
         idx = {i for g in moves for i in touching[g]}
-        m = sum(macs) + sum(sites[i].macs(trial) - macs[i] for i in idx)
-        t = sum(times) + sum(site_cost(trial, i) - times[i] for i in idx)
+        m = total_macs + sum(sites[i].macs(trial) - macs[i] for i in idx)
+        t = total_ms + sum(site_cost(trial, i) - times[i] for i in idx)
         return m, t
 
     best_eff = sum(macs) / sum(times)
@@ -212,8 +226,9 @@ def hardware_aware(keep: list[int], channels: list[int], movable: list[bool], si
         downs = [m for u in units if (m := step(u, -1))]
         singles += [m for m in ups + downs if len(m) > 1]
         pairs = [{**a, **b} for a in ups for b in downs if not a.keys() & b.keys()]
+        total_macs, total_ms = sum(macs), sum(times)
         for moves in singles + pairs:
-            m, t = evaluate(moves)
+            m, t = evaluate(moves, total_macs, total_ms)
             if m <= budget and m / t > best_eff * (1 + 1e-3):
                 best_eff, best = m / t, moves
         if best is None:

@@ -24,7 +24,7 @@ from ..models import ModelSpec, build_model
 from .graph import build_graph
 
 FORMAT = "filterprune/1"
-MAX_JSON_BYTES = 64 << 20  # a checkpoint description is small; refuse to parse anything huge
+MAX_JSON_BYTES = 64 << 20  # descriptions and reports are small; refuse to parse anything huge
 
 
 def _umask() -> int:
@@ -100,16 +100,22 @@ def _find_json(path: Path) -> Path:
     raise UsageError(f"not a filterprune checkpoint: {path} (expected a run folder, X.json or X.safetensors with X.json)")
 
 
+def read_small_json(path: Path, what: str):
+    """Parse a JSON file that should be small (ours, or handed to us): unreadable, corrupt, deeply nested
+    or huge files are one RunError naming the file and ``what`` it should have been."""
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise ValueError(f"larger than {MAX_JSON_BYTES} bytes")
+        return json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise RunError(f"{path}: unreadable {what} ({msg})") from None
+
+
 def read_meta(path: Path) -> dict:
     """The validated JSON side of a checkpoint."""
     jpath = _find_json(path)
-    try:
-        if jpath.stat().st_size > MAX_JSON_BYTES:
-            raise ValueError(f"larger than {MAX_JSON_BYTES} bytes")
-        doc = json.loads(jpath.read_text())
-    except (OSError, ValueError, RecursionError) as e:
-        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise RunError(f"{jpath}: unreadable checkpoint description ({msg})") from None
+    doc = read_small_json(jpath, "checkpoint description")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise RunError(f"{jpath}: not a {FORMAT} checkpoint description")
     hist = doc.get("history")

@@ -17,9 +17,9 @@ import pandas as pd
 
 from ..api import CompressConfig
 from ..errors import RunError, UsageError
+from ..prune.checkpoint import read_small_json
 
 REPORT = "report.json"
-MAX_REPORT_BYTES = 64 << 20  # a report is small; refuse to parse anything huge
 
 # config fields that are not the experiment (where outputs go, how long latency is sampled) or are the
 # tables' own axes: runs are never split into settings by them
@@ -69,13 +69,7 @@ def find_runs(folder: Path) -> list[Path]:
 
 def read_report(path: Path) -> dict:
     """A compress report.json, checked for the fields the report needs (RunError naming the file)."""
-    try:
-        if path.stat().st_size > MAX_REPORT_BYTES:
-            raise ValueError(f"larger than {MAX_REPORT_BYTES} bytes")
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as e:
-        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise RunError(f"{path}: unreadable or corrupt report ({msg})") from None
+    doc = read_small_json(path, "or corrupt report")
     if not isinstance(doc, dict):
         raise RunError(f"{path}: not a filterprune compress report (a {type(doc).__name__}, not an object)")
     for section, keys in (("", ("model", "criterion", "seed", "config")),

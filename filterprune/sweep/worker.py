@@ -13,8 +13,6 @@ import os
 import signal
 import sys
 
-from ..errors import FilterpruneError
-
 PR_SET_PDEATHSIG = 1  # linux prctl: a signal for this process when its parent dies
 
 
@@ -62,23 +60,16 @@ def _die_with_parent(parent: int) -> None:
         raise SystemExit(128 + signal.SIGTERM)
 
 
-def _terminated(signum, frame):  # unwinds like Ctrl-C, so compress removes its staging folder
-    raise SystemExit(128 + signum)
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _terminated)
+    from ..cli import guarded
+
     job = json.loads(sys.stdin.read())
-    _die_with_parent(job["parent_pid"])
-    try:
+
+    def action():
+        _die_with_parent(job["parent_pid"])  # after guarded() installed the SIGTERM handler
         run(job)
-        return 0
-    except FilterpruneError as e:
-        print(f"filterprune: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("filterprune: interrupted", file=sys.stderr)
-        return 130
+
+    return guarded(action, sigterm=True)  # the same one-line errors and exit codes as the CLI
 
 
 if __name__ == "__main__":
