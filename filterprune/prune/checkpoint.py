@@ -137,14 +137,7 @@ def load(path: str | Path) -> nn.Module:
     """Rebuild a saved (pruned or dense) model exactly: a run folder, X.json or X.safetensors."""
     doc = read_meta(Path(path))
     spec: ModelSpec = doc["spec"]
-    model = build_model(spec)
-    if doc["history"]:
-        DG = build_graph(model, torch.randn(1, spec.in_channels, spec.image_size, spec.image_size))
-        try:
-            DG.load_pruning_history(doc["history"])
-        except (AttributeError, IndexError, KeyError, RuntimeError, ValueError) as e:
-            msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-            raise RunError(f"{doc['path']}: pruning history does not fit {spec.name} ({msg})") from None
+    model = rebuild(spec, doc["history"], str(doc["path"]))
     weights = doc["path"].with_suffix(".safetensors")
     if doc.get("weights_sha256") and weights.is_file() and sha256_file(weights) != doc["weights_sha256"]:
         raise RunError(f"{weights}: unreadable weights: they do not match the digest in {doc['path'].name} "
@@ -152,6 +145,20 @@ def load(path: str | Path) -> nn.Module:
     state = read_state_dict(weights)
     load_weights(model, state, str(doc["path"].with_suffix(".safetensors")))
     return model.eval()
+
+
+def rebuild(spec: ModelSpec, history: list, source: str = "history") -> nn.Module:
+    """The architecture a pruning history describes: a freshly initialised dense ``spec`` model cut by
+    replaying ``history`` (the weights are the model's own init; load weights on top, or train it)."""
+    model = build_model(spec)
+    if history:
+        DG = build_graph(model, torch.randn(1, spec.in_channels, spec.image_size, spec.image_size))
+        try:
+            DG.load_pruning_history(history)
+        except (AttributeError, IndexError, KeyError, RuntimeError, ValueError) as e:
+            msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise RunError(f"{source}: pruning history does not fit {spec.name} ({msg})") from None
+    return model
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
