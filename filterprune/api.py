@@ -157,7 +157,8 @@ class CompressConfig:
         lr = self.finetune_lr if self.finetune_lr is not None else r.lr if r.lr is not None else \
             r.lr_factor * base.learning_rate
         epochs = self.finetune_epochs if self.finetune_epochs is not None else r.finetune_epochs(num_classes)
-        return replace(base, epochs=epochs, lr=lr, optimizer=r.optimizer, schedule=r.schedule,
+        return replace(base, epochs=epochs, lr=lr, optimizer=r.optimizer or base.optimizer,
+                       schedule=r.schedule or base.schedule,
                        batch_size=r.batch_size or base.batch_size, crop=r.crop, weight_decay=r.weight_decay,
                        warmup_epochs=min(r.warmup_epochs, epochs), label_smoothing=r.label_smoothing,
                        sparsity_reg=0.0, distill_alpha=self.distill_alpha if self.distill == "kd" else 0.0,

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Recipe:
     help: str
-    optimizer: str
+    optimizer: str | None  # None: the run's --optimizer (that of the baseline)
     lr: float | None  # None: lr_factor x the baseline learning rate
     lr_factor: float
-    schedule: str
+    schedule: str | None  # None: the run's --schedule
     epochs: int
     epochs_many_classes: int  # for datasets with >= 100 classes (CIFAR-100)
     batch_size: int | None  # None: --batch-size
@@ -31,10 +31,14 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "default": Recipe(
-        help="SGD (Nesterov) at half the baseline lr, 1/2-epoch warm-up then cosine, 8 epochs (16 for >= 100 "
-             "classes), crop + flip + rotation, distillation from the dense model",
-        optimizer="sgd", lr=None, lr_factor=0.5, schedule="cosine", epochs=8, epochs_many_classes=16,
+        help="the baseline's optimizer and schedule (SGD, cosine) at half its lr after a 1/2-epoch warm-up, 8 "
+             "epochs (16 for >= 100 classes), crop + flip + rotation",
+        optimizer=None, lr=None, lr_factor=0.5, schedule=None, epochs=8, epochs_many_classes=16,
         batch_size=None, crop=True, warmup_epochs=0.5, label_smoothing=0.0, weight_decay=5e-4),
+    "plain": Recipe(
+        help="filterprune 0.1's finetune: the baseline's optimizer and schedule at a tenth of its lr, 3 epochs",
+        optimizer=None, lr=None, lr_factor=0.1, schedule=None, epochs=3, epochs_many_classes=3,
+        batch_size=None, crop=True, warmup_epochs=0.0, label_smoothing=0.0, weight_decay=5e-4),
     "lajic": Recipe(
         help="the seed study's: SGD lr 1e-3 -> 1e-4 -> 1e-5, batch 32, rotation + flip, 10 epochs (20 for "
              ">= 100 classes)",
