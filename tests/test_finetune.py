@@ -203,3 +203,23 @@ def test_vgg16_lottery_init_is_kaiming_fan_in_with_zero_bias():
         assert m.weight.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.1), m
         assert torch.count_nonzero(m.bias) == 0
     assert layers[0].weight.std().item() == pytest.approx(0.272, abs=0.02)
+
+
+def test_prepared_gpu_benchmark_dry_runs_on_cpu(tmp_path):
+    """benchmarks/gpu/run.sh's code path, on the CPU with tiny settings: the GPU call must not be its first run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, str(root / "benchmarks/gpu/gpu_bench.py"), "--dry-run", "--models",
+                        "resnet56", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
+                       env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert {r["variant"] for r in rows} == {"dense", "pruned", "auto"}
+    assert {r["setting"] for r in rows} >= {"eager fp32", "eager fp16", "cuda graph fp32", "peak memory"}
+    timed = [r for r in rows if r["setting"] != "peak memory"]
+    assert all(r["p50_ms"] > 0 and not r["error"] for r in timed)
+    assert all(r["theoretical_speedup"] > 2 for r in timed if r["variant"] != "dense")
+    assert "| resnet56 |" in (tmp_path / "section.md").read_text()
