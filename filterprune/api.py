@@ -97,18 +97,24 @@ class CompressConfig:
     distill_temperature: float = 4.0
     val_fraction: float = 0.1  # of the training images, held out to choose the kept epoch (never the test split)
     scratch: bool = False  # also train the pruned architecture from a fresh init for the same total epochs
+    target_speedup: float | None = None  # instead of --sparsity: measured speedup on target_runtime at target_batch
+    target_latency: float | None = None  # instead of --sparsity: measured latency in ms on target_runtime
+    threads: int | None = None  # threads of the target runtime's measurements (None: torch's)
 
     def validate(self) -> None:
         MODELS.get(self.model)
         CRITERIA.get(self.criterion)
         if self.dataset is not None:
             DATASETS.get(self.dataset)
-        if (self.sparsity is None) == (self.target_macs is None):
-            raise UsageError("give exactly one of --sparsity or --target-macs")
+        targets = [self.sparsity, self.target_macs, self.target_speedup, self.target_latency]
+        if sum(t is not None for t in targets) != 1:
+            raise UsageError("give exactly one of --sparsity, --target-macs, --target-speedup or --target-latency")
         self.plan_config(self.scope or "layerwise")
         self.baseline_config()
         if self.steps < 1:
             raise UsageError(f"--steps must be >= 1, got {self.steps}")
+        if self.target_latency is not None and self.steps > 1:
+            raise UsageError("--target-latency is reached in one step; with --steps use --target-speedup")
         if self.sparsity_epochs < 0:
             raise UsageError(f"--sparsity-epochs must be >= 0, got {self.sparsity_epochs}")
         if self.sparsity_epochs and (self.checkpoint is None or not self.sparsity_reg):
@@ -145,7 +151,8 @@ class CompressConfig:
 
     def plan_config(self, scope: str) -> PlanConfig:
         return PlanConfig(self.sparsity or 0.0, scope, self.round_to, self.layer_floor, target_macs=self.target_macs,
-                          target_runtime=self.target_runtime, target_batch=self.target_batch)
+                          target_runtime=self.target_runtime, target_batch=self.target_batch,
+                          target_speedup=self.target_speedup, target_latency=self.target_latency, threads=self.threads)
 
     def baseline_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, optimizer=self.optimizer, lr=self.lr, schedule=self.schedule,
@@ -176,7 +183,9 @@ class CompressConfig:
         imp_train = replace(ft, epochs=ft.epochs if self.imp_epochs is None else self.imp_epochs, distill_alpha=0.0)
         c = self.compression
         if c is None:  # tied to the target: density (1-s)^2, or the MAC fraction itself under --target-macs
-            c = default_compression(self.sparsity) if self.sparsity is not None else -math.log10(self.target_macs)
+            c = default_compression(self.sparsity) if self.sparsity is not None else \
+                -math.log10(self.target_macs) if self.target_macs is not None else \
+                math.log10(self.target_speedup or 2.0)  # a latency target: the density 1/X (or 1/2)
         return MaskConfig(c, self.mask_scope, self.mask_reduce, self.imp_iterations, imp_train)
 
 
@@ -259,7 +268,9 @@ def load_checkpoint_into(spec: ModelSpec, path: str) -> nn.Module:
 
 # ------------------------------------------------------------------------------------------- outputs
 def _default_out(cfg: CompressConfig) -> Path:
-    target = f"s{cfg.sparsity:g}" if cfg.sparsity is not None else f"m{cfg.target_macs:g}"
+    target = f"s{cfg.sparsity:g}" if cfg.sparsity is not None else f"m{cfg.target_macs:g}" \
+        if cfg.target_macs is not None else f"x{cfg.target_speedup:g}" if cfg.target_speedup is not None \
+        else f"ms{cfg.target_latency:g}"
     stem = Path("runs") / f"{cfg.model.replace(':', '-')}-{cfg.criterion}-{target}"
     out, i = stem, 2
     while out.exists():
@@ -319,7 +330,12 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
     ctx = PruneContext(example_inputs=torch.randn(1, *input_shape), data=data, device=device, seed=cfg.seed,
                        batch_size=cfg.batch_size, calib_batches=cfg.calib_batches,
                        mask=cfg.mask_config(data.num_classes))
-    target = f"sparsity {cfg.sparsity:g}" if cfg.sparsity is not None else f"MACs <= {cfg.target_macs:g} x dense"
+    target = f"sparsity {cfg.sparsity:g}" if cfg.sparsity is not None else \
+        f"MACs <= {cfg.target_macs:g} x dense" if cfg.target_macs is not None else \
+        f"measured speedup {cfg.target_speedup:g}x" if cfg.target_speedup is not None else \
+        f"measured latency {cfg.target_latency:g} ms"
+    if plan.latency_targeted:
+        target += f" on {cfg.target_runtime} at batch {cfg.target_batch}"
     say(f"prune: {cfg.criterion}, {target}, {scope}, round_to {cfg.round_to}, {cfg.steps} step(s), mode {cfg.mode}")
     ft = cfg.finetune_config(data.num_classes)
     teacher = dense if cfg.distill == "kd" else None  # frozen; the pruned copies learn its soft targets
@@ -403,7 +419,7 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
             lap("bench")
         report = {
             "model": spec.name, "criterion": cfg.criterion, "sparsity": sparsity, "scope": scope,
-            "target_macs": cfg.target_macs, "steps": cfg.steps,
+            "target_macs": cfg.target_macs, "steps": cfg.steps, "latency_target": result.latency_target,
             "round_to": cfg.round_to, "seed": cfg.seed, "device": device.type, "processes": distributed.world_size(),
             "dataset": {"name": data.name, "source": data.source, "train": len(data.y_train),
                         "val": 0 if data.y_val is None else len(data.y_val), "test": len(data.y_test)},

@@ -106,8 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--round-to", type=_round_to, default=1,
                    help="round kept channels to a multiple of K, or 'auto': widths chosen from latencies measured "
                         "on --target-runtime at --target-batch")
-    c.add_argument("--target-runtime", default="onnxruntime", help="for --round-to auto: onnxruntime, torch, torch:cuda")
-    c.add_argument("--target-batch", type=int, default=64, help="for --round-to auto")
+    c.add_argument("--target-speedup", type=float, default=None, metavar="X",
+                   help="instead of --sparsity: prune until the pruned model runs X times faster than the dense one, "
+                        "measured on --target-runtime at --target-batch")
+    c.add_argument("--target-latency", type=float, default=None, metavar="MS",
+                   help="instead of --sparsity: prune until one call takes MS milliseconds on --target-runtime")
+    c.add_argument("--target-runtime", default="onnxruntime",
+                   help="where --target-speedup/--target-latency and --round-to auto measure: onnxruntime, "
+                        "openvino (latency targets), torch, torch:cuda")
+    c.add_argument("--target-batch", type=int, default=64, help="batch size of those measurements (default 64)")
+    c.add_argument("--threads", type=int, default=None,
+                   help="threads of those measurements (default: torch's, i.e. the cores)")
     c.add_argument("--layer-floor", type=float, default=0.1, help="each layer keeps at least this fraction")
     c.add_argument("--calib-batches", type=int, default=8, help="batches for data-driven criteria")
     c.add_argument("--out", default=None, help="output folder (default: runs/<model>-<criterion>-s<sparsity>)")
@@ -196,7 +205,7 @@ def _compress(a) -> None:
         mask_scope=a.mask_scope, mask_reduce=a.mask_reduce, imp_iterations=a.imp_iterations,
         imp_epochs=a.imp_epochs, distributed=a.distributed, recipe=a.recipe, distill=a.distill,
         distill_alpha=a.distill_alpha, distill_temperature=a.distill_temperature, val_fraction=a.val_fraction,
-        scratch=a.scratch))
+        scratch=a.scratch, target_speedup=a.target_speedup, target_latency=a.target_latency, threads=a.threads))
 
 
 def _export(a) -> None:

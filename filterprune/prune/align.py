@@ -126,7 +126,7 @@ class LatencyTable:
                          groups=cout if site.depthwise else 1, bias=True).eval()
         layer = nn.Sequential(conv, nn.ReLU())
         x = torch.randn(self.batch, cin, *site.hw_in)
-        if self.runtime == "onnxruntime":
+        if self.runtime in ("onnxruntime", "openvino"):
             from ..bench.runners import ort_session
 
             buf = io.BytesIO()
@@ -135,10 +135,19 @@ class LatencyTable:
             tmp = self.path.parent / f".probe-{os.getpid()}.onnx"
             tmp.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(buf.getvalue())
-            sess = ort_session(tmp, "cpu", self.threads)
-            tmp.unlink()
-            feed = {"x": x.numpy()}
-            run = lambda: sess.run(None, feed)  # noqa: E731
+            if self.runtime == "openvino":
+                from .latency_target import openvino_core
+
+                req = openvino_core().compile_model(str(tmp), "CPU", {"INFERENCE_NUM_THREADS": self.threads})\
+                    .create_infer_request()
+                tmp.unlink()
+                feed = x.numpy()
+                run = lambda: req.infer({0: feed})  # noqa: E731
+            else:
+                sess = ort_session(tmp, "cpu", self.threads)
+                tmp.unlink()
+                feed = {"x": x.numpy()}
+                run = lambda: sess.run(None, feed)  # noqa: E731
         else:
             from ..bench.runners import torch_runner
 
