@@ -162,4 +162,5 @@ def test_openvino_missing_is_a_usage_error(monkeypatch):
         return real(name, *a, **k)
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(UsageError, match=r"pip install 'filterprune\[openvino\]'"):
-        lt.openvino_core()
+        from filterprune.bench.runners import openvino_core
+        openvino_core()

@@ -136,13 +136,10 @@ class LatencyTable:
             tmp.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(buf.getvalue())
             if self.runtime == "openvino":
-                from .latency_target import openvino_core
+                from ..bench.runners import ov_runner
 
-                req = openvino_core().compile_model(str(tmp), "CPU", {"INFERENCE_NUM_THREADS": self.threads})\
-                    .create_infer_request()
+                run = ov_runner(tmp, x, self.threads)
                 tmp.unlink()
-                feed = x.numpy()
-                run = lambda: req.infer({0: feed})  # noqa: E731
             else:
                 sess = ort_session(tmp, "cpu", self.threads)
                 tmp.unlink()

@@ -161,27 +161,16 @@ def runner(model: nn.Module, x: torch.Tensor, runtime: str, threads: int | None)
     try:
         os.write(fd, buf.getvalue())
         os.close(fd)
+        from ..bench.runners import ort_session, ov_runner
+
         if runtime == "openvino":
-            core = openvino_core()
-            cfg = {"INFERENCE_NUM_THREADS": threads} if threads else {}
-            req = core.compile_model(tmp, "CPU", cfg).create_infer_request()
-            feed = x.numpy()
-            return lambda: req.infer({0: feed})
-        from ..bench.runners import ort_session
+            return ov_runner(Path(tmp), x, threads)
 
         sess = ort_session(Path(tmp), "cpu", threads or torch.get_num_threads())
         feed = {"x": x.numpy()}
         return lambda: sess.run(None, feed)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-def openvino_core():
-    try:
-        import openvino
-    except ImportError:
-        raise UsageError("OpenVINO is not installed: pip install 'filterprune[openvino]'") from None
-    return openvino.Core()
 
 
 def measure_ms(models: dict[str, nn.Module], x: torch.Tensor, runtime: str, threads: int | None,
@@ -210,6 +199,8 @@ def target_plan(model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor],
     x = torch.randn(plan.target_batch, *ctx.example_inputs.shape[1:])
     table = LatencyTable(plan.target_runtime, plan.target_batch, plan.threads)
     if plan.target_runtime == "openvino":
+        from ..bench.runners import openvino_core
+
         openvino_core()  # fail now, with the install hint, not after measuring
     sites = conv_sites(model, ctx.example_inputs, groups)
     latency = ModelLatency(sites, table, len(groups))
