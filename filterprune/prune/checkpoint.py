@@ -19,6 +19,7 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .. import safeload
 from ..errors import RunError, UsageError
 from ..models import ModelSpec, build_model
 from .graph import build_graph
@@ -102,11 +103,12 @@ def _find_json(path: Path) -> Path:
 
 def read_small_json(path: Path, what: str):
     """Parse a JSON file that should be small (ours, or handed to us): unreadable, corrupt, deeply nested
-    or huge files are one RunError naming the file and ``what`` it should have been."""
+    or huge files, and values over ``safeload``'s bounds (a 50 MB string, 200,000 list entries, a
+    400-digit integer), are one RunError naming the file and ``what`` it should have been."""
     try:
         if path.stat().st_size > MAX_JSON_BYTES:
             raise ValueError(f"larger than {MAX_JSON_BYTES} bytes")
-        return json.loads(path.read_text())
+        return safeload.load_json(path.read_bytes())
     except (OSError, ValueError, RecursionError) as e:
         msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise RunError(f"{path}: unreadable {what} ({msg})") from None
