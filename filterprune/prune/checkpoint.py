@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -34,12 +35,43 @@ def _umask() -> int:
     return mask
 
 
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
 def temp_path(path: Path) -> tuple[int, str]:
-    """A temporary file beside ``path`` with normal (umask) permissions, for write-then-rename."""
+    """A temporary file beside ``path`` with normal (umask) permissions, for write-then-rename. Its name
+    holds this process's id, so the temporaries of a killed process (``.NAME.PID.XXXX.tmp``) are
+    recognised and removed by the next write to the same folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    sweep_temporaries(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.chmod(tmp, 0o666 & ~_umask())
     return fd, tmp
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def sweep_temporaries(folder: Path) -> list[Path]:
+    """Remove the write-then-rename temporaries that killed processes left in ``folder``."""
+    gone = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return gone
+    for e in entries:
+        m = _TEMP.match(e.name)
+        if m and int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])) and e.is_file(follow_symlinks=False):
+            Path(e.path).unlink(missing_ok=True)
+            gone.append(Path(e.path))
+    return gone
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -67,7 +99,12 @@ def save(model: nn.Module, path: Path, spec: ModelSpec, history: list | None = N
     fd, tmp = temp_path(path)
     os.close(fd)
     try:
-        save_file(state, tmp)
+        try:
+            save_file(state, tmp)
+        except SafetensorError as e:  # a full disk, a quota: the environment, one line
+            raise RunError(f"cannot write {path.with_suffix('.safetensors')}: "
+                           f"{(str(e).splitlines() or ['write failed'])[0][:200]}") from None
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes its file 0600; every other output is 0644
         digest = sha256_file(Path(tmp))
         os.replace(tmp, path.with_suffix(".safetensors"))
     except BaseException:
