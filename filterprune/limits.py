@@ -47,34 +47,43 @@ def memory_budget() -> int:
     return int((gb if math.isfinite(gb) and gb > 0 else DEFAULT_MEMORY_GB) * 2**30)
 
 
-def forward_bytes(largest: int, batch: int) -> int:
-    """Estimated activation memory of one forward at ``batch``, given one sample's largest activation."""
-    return LIVE_TENSORS * BYTES_PER_VALUE * largest * batch
-
-
-def over_budget(largest: int, batch: int) -> str | None:
-    """Why a forward at ``batch`` is refused (None: it fits), in words a user can act on."""
-    need = forward_bytes(largest, batch)
+def _refusal(need: int, what: str) -> str | None:
     budget = memory_budget()
     if need <= budget:
         return None
-    return (f"batch {batch} needs about {need / 2**30:.3g} GiB for its activations (largest: {largest:,} values "
-            f"per sample), over the {budget / 2**30:.3g} GiB limit (FILTERPRUNE_MEMORY_GB raises it)")
+    return (f"{what} needs about {need / 2**30:.3g} GiB, over the {budget / 2**30:.3g} GiB limit "
+            "(FILTERPRUNE_MEMORY_GB raises it)")
 
 
-def largest_activation(model, input_shape: tuple[int, ...]) -> int:
-    """Values in the largest tensor that one sample's forward pass makes (at least the input), found on
-    the meta device: no memory is allocated, whatever the sizes. A model that cannot run on the meta
-    device counts its input only."""
+def over_budget(largest: int, batch: int) -> str | None:
+    """Why an inference forward at ``batch`` is refused (None: it fits), given one sample's largest
+    activation; it holds about ``LIVE_TENSORS`` of those at once."""
+    return _refusal(LIVE_TENSORS * BYTES_PER_VALUE * largest * batch,
+                    f"a forward at batch {batch} ({largest:,} values per sample in its largest activation)")
+
+
+def over_trace_budget(total: int, batch: int = 1) -> str | None:
+    """Why a traced forward at ``batch`` is refused: tracing (the dependency graph, autograd) keeps every
+    activation, ``total`` values per sample."""
+    return _refusal(BYTES_PER_VALUE * total * batch,
+                    f"tracing the model at batch {batch} ({total:,} activation values per sample)")
+
+
+def activation_sizes(model, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(largest, total): values in the largest tensor one sample's forward makes (at least the input) and
+    in all the tensors its modules output, found on the meta device: no memory is allocated, whatever
+    the sizes. A model that cannot run on the meta device counts its input only."""
     import torch
 
-    biggest = math.prod(input_shape)
+    largest = total = math.prod(input_shape)
 
     def hook(module, inputs, out):
-        nonlocal biggest
+        nonlocal largest, total
+        if list(module.children()):  # containers repeat their last child's output
+            return
         for t in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(t, torch.Tensor):
-                biggest = max(biggest, t.numel())
+                largest, total = max(largest, t.numel()), total + t.numel()
 
     state = {k: torch.empty_like(v, device="meta") for k, v in (*model.named_parameters(), *model.named_buffers())}
     handles = [m.register_forward_hook(hook) for m in model.modules()]
@@ -86,16 +95,16 @@ def largest_activation(model, input_shape: tuple[int, ...]) -> int:
     finally:
         for h in handles:
             h.remove()
-    return biggest
+    return largest, total
 
 
-def largest_activation_of(spec) -> int:
-    """:func:`largest_activation` of the dense architecture ``spec`` describes, built on the meta device
-    (so a description that asks for a huge model costs nothing to check)."""
+def activation_sizes_of(spec) -> tuple[int, int]:
+    """:func:`activation_sizes` of the dense architecture ``spec`` describes, built on the meta device (so
+    a description that asks for a huge model costs nothing to check)."""
     import torch
 
     from .models import build_model
 
     with torch.device("meta"):
         model = build_model(spec)
-    return largest_activation(model, (spec.in_channels, spec.image_size, spec.image_size))
+    return activation_sizes(model, (spec.in_channels, spec.image_size, spec.image_size))

@@ -150,7 +150,7 @@ def _run_dir_variants(run: Path, ckpt) -> list[Variant]:
     for name, model, onnx_path, source in found:
         c = counting.count(model, shape)
         out.append(Variant(name, shape, c.params, c.macs, model, onnx_path if onnx_path.is_file() else None,
-                           {**source, "run": run.name}, limits.largest_activation(model, shape)))
+                           {**source, "run": run.name}, limits.activation_sizes(model, shape)[0]))
     return out
 
 
@@ -300,6 +300,9 @@ def run_bench(variants: list[Variant], cfg: BenchConfig, log=print) -> list[dict
     combos += [("onnxruntime", p) for p in cfg.ort_providers() if "onnxruntime" in cfg.runtimes]
     if "auto" in cfg.devices and not torch.cuda.is_available():
         log("notice: no CUDA GPU here; GPU rows skipped")
+    for v in variants:  # what each batch would need is known before anything is allocated
+        if not v.largest and v.model is not None:
+            v.largest = limits.activation_sizes(v.model, v.input_shape)[0]
     rows: list[dict] = []
     for runtime, dev in combos:
         vs = [v for v in variants if (v.model is not None if runtime == "torch" else v.onnx is not None)]

@@ -20,7 +20,7 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .. import safeload
+from .. import limits, safeload
 from ..errors import RunError, UsageError
 from ..models import ModelSpec, build_model
 from .graph import build_graph
@@ -168,6 +168,11 @@ def read_meta(path: Path) -> dict:
         doc["spec"] = ModelSpec.from_dict(doc["model"])
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise RunError(f"{jpath}: malformed model description ({e})") from None
+    spec = doc["spec"]  # the description lies outside the weights' digest: its input size is checked too
+    too_big = limits.over_trace_budget(limits.activation_sizes_of(spec)[1])  # loading traces the dense model
+    if too_big:
+        raise RunError(f"{jpath}: describes a {spec.name} on {spec.in_channels}x{spec.image_size}x{spec.image_size} "
+                       f"inputs, too large to load: {too_big}")
     doc["path"] = jpath
     return doc
 
