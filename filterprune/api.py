@@ -218,11 +218,12 @@ def load_checkpoint_into(spec: ModelSpec, path: str) -> nn.Module:
         meta = ckpt.read_meta(p)
         if meta["spec"].name != spec.name:
             raise UsageError(f"{path} holds a {meta['spec'].name}, not a {spec.name}")
+        model = ckpt.load(p)
         if meta["history"]:  # its pruning would be lost: the new run records only its own
             raise UsageError(f"{path} holds an already pruned {spec.name} ({len(meta['history'])} pruning "
                              "steps); --checkpoint takes dense weights (prune the dense model with a higher "
                              "--sparsity, or --steps K)")
-        return ckpt.load(p)
+        return model
     model = build_model(spec)
     ckpt.load_weights(model, ckpt.read_state_dict(p), str(p))
     return model
