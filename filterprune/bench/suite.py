@@ -8,7 +8,6 @@ the row and the run goes on.
 """
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing as mp
 import statistics
