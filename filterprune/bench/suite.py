@@ -123,7 +123,7 @@ def _unique_labels(variants: list[Variant]) -> None:
         return
     for v in variants:
         where = Path(v.source.get("path", v.name))
-        folder = v.source.get("run") or (where.parent if v.source.get("kind") == "onnx" else where).name
+        folder = v.source.get("run") or (where.absolute().parent if v.source.get("kind") == "onnx" else where).name
         v.name = f"{folder}/{v.name}"
     seen: dict[str, int] = {}
     for v in variants:
