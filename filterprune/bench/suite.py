@@ -148,15 +148,16 @@ def _run_dir_variants(run: Path, ckpt) -> list[Variant]:
                       {"kind": "checkpoint", "path": str(run / "masked.json")}))
     out = []
     for name, model, onnx_path, source in found:
+        if onnx_path.is_file():  # a run folder from elsewhere: its ONNX files are checked like any other
+            _check_onnx_file(onnx_path)
         c = counting.count(model, shape)
         out.append(Variant(name, shape, c.params, c.macs, model, onnx_path if onnx_path.is_file() else None,
                            {**source, "run": run.name}, limits.activation_sizes(model, shape)[0]))
     return out
 
 
-def _onnx_variant(path: Path, first: bool) -> Variant:
-    """An ONNX file given to ``bench``: its one image input (NCHW or NC, static apart from the batch),
-    checked before anything is allocated, and its costs from its metadata or its graph."""
+def _check_onnx_file(path: Path):
+    """The file's graph (weights not loaded), refused when unreadable or reaching outside its folder."""
     import onnx
 
     from ..onnx_export import check_external_data
@@ -166,6 +167,13 @@ def _onnx_variant(path: Path, first: bool) -> Variant:
     except Exception:
         raise UsageError(f"{path}: not a readable ONNX file") from None
     check_external_data(proto, path)
+    return proto
+
+
+def _onnx_variant(path: Path, first: bool) -> Variant:
+    """An ONNX file given to ``bench``: its one image input (NCHW or NC, static apart from the batch),
+    checked before anything is allocated, and its costs from its metadata or its graph."""
+    proto = _check_onnx_file(path)
     weights = {t.name for t in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in weights]  # old files list weights as inputs too
     if not inputs:
