@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import __version__, distributed, outputs
+from . import __version__, distributed, limits, outputs
 from .bench import counting, machine
 from .bench.suite import BenchConfig, Variant, dense_vs_pruned, run_bench
 from .criteria import CRITERIA, PruneContext, make_criterion
@@ -38,8 +38,8 @@ from .train import NonFiniteLoss, TrainConfig, evaluate, resolve_device, train
 
 
 def say(msg: str) -> None:
-    if distributed.is_main():  # --distributed: rank 0 speaks for all
-        print(f"[filterprune] {msg}", file=sys.stderr, flush=True)
+    if distributed.is_main():  # --distributed: rank 0 speaks for all; a path's newlines stay escaped
+        print(f"[filterprune] {limits.printable(msg)}", file=sys.stderr, flush=True)
 
 
 DISTILL = ("off", "kd")
@@ -260,7 +260,12 @@ def load_checkpoint_into(spec: ModelSpec, path: str) -> nn.Module:
         meta = ckpt.read_meta(p)
         if meta["spec"].name != spec.name:
             raise UsageError(f"{path} holds a {meta['spec'].name}, not a {spec.name}")
-        return ckpt.load(p)
+        model = ckpt.load(p)
+        if meta["history"]:  # its pruning would be lost: the new run records only its own
+            raise UsageError(f"{path} holds an already pruned {spec.name} ({len(meta['history'])} pruning "
+                             "steps); --checkpoint takes dense weights (prune the dense model with a higher "
+                             "--sparsity, or --steps K)")
+        return model
     model = build_model(spec)
     ckpt.load_weights(model, ckpt.read_state_dict(p), str(p))
     return model
@@ -294,6 +299,8 @@ def compress(cfg: CompressConfig) -> Path:
 
 def _compress(cfg: CompressConfig, device: torch.device) -> Path:
     out = _resolve_out(cfg)
+    if not cfg.checkpoint and cfg.epochs:
+        outputs.check_cache(cache_dir())  # the baseline goes there: say so now, not after training
     criterion = make_criterion(cfg.criterion)
     scope = cfg.scope or criterion.default_scope
     plan = cfg.plan_config(scope)
@@ -496,6 +503,8 @@ def _train_command(model: str, dataset: str | None, data_root: str, cfg: TrainCo
     target = Path(out) if out else None
     if target:
         outputs.check_target(target, overwrite)
+    if cfg.epochs:
+        outputs.check_cache(cache_dir())
     data = load_data(dataset, data_root, val_fraction, cfg.seed)
     spec = spec_for(model, data)
     net, info = train_baseline(spec, data, cfg, device)

@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--compile", action="store_true", help="torch.compile the PyTorch models")
     b.add_argument("--no-memory", action="store_true", help="skip the per-variant CPU peak-RSS probes")
     b.add_argument("--out", default="bench", help="folder for bench.csv, bench.md, bench.json and plots")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
 
     sw = sub.add_parser("sweep", help="run a YAML grid of compress runs into one folder, resumably")
     sw.add_argument("config", help="sweep file (see configs/ and README: Sweeps)")
@@ -233,7 +234,8 @@ def _bench(a) -> None:
     cfg = BenchConfig(runtimes=a.runtime, devices=a.device, providers=a.provider, batch_sizes=a.batch_sizes,
                       warmup=a.warmup, iters=a.iters, threads=a.threads, fp16=a.fp16, compile=a.compile,
                       memory=not a.no_memory)
-    bench([Path(t) for t in a.targets], cfg, Path(a.out), log=lambda m: print(f"[filterprune] {m}", file=sys.stderr))
+    bench([Path(t) for t in a.targets], cfg, Path(a.out), log=lambda m: print(f"[filterprune] {_one_line(m)}", file=sys.stderr),
+          overwrite=a.overwrite)
     print(Path(a.out) / "bench.csv")
 
 
@@ -264,8 +266,11 @@ def _print_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def _one_line(message: str) -> str:
-    """User-supplied values (a path, a flag) may hold newlines or control characters: escape them."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message).strip()
+    """User-supplied values (a path, a flag) may hold newlines or control characters: escape them (and cut
+    a message that quotes a huge value)."""
+    from .limits import printable
+
+    return printable(message, 4000).strip()
 
 
 def _terminated(signum, frame):  # SIGTERM unwinds like Ctrl-C, so staging folders are cleaned up

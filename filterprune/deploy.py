@@ -14,7 +14,7 @@ from pathlib import Path
 
 import onnx
 
-from . import __version__
+from . import __version__, limits
 from .bench.counting import Cost, count
 from .errors import RunError, UsageError
 from .models import ModelSpec, build_model
@@ -97,11 +97,17 @@ def export(cfg: ExportConfig) -> dict:
     cfg.validate()
     doc = ckpt.read_meta(Path(cfg.source))
     spec: ModelSpec = doc["spec"]
+    batches = (cfg.batch,) if cfg.batch else PARITY_BATCHES
+    too_big = limits.over_budget(limits.activation_sizes_of(spec)[0], max(batches))  # before tracing at that size
+    if too_big:
+        if cfg.batch:
+            raise UsageError(f"--batch {cfg.batch}: {too_big}")
+        raise RunError(f"{doc['path']}: {spec.name} on {spec.image_size}x{spec.image_size} inputs cannot be "
+                       f"checked for parity at batch {max(batches)}: {too_big}")
     model = ckpt.load(Path(cfg.source))
     shape = (spec.in_channels, spec.image_size, spec.image_size)
     md = onnx_metadata(spec, doc["meta"], count(build_model(spec), shape), count(model, shape), cfg.batch)
     proto = to_proto(model, shape, cfg.opset, cfg.batch, cfg.fp16, md)
-    batches = (cfg.batch,) if cfg.batch else PARITY_BATCHES
     tol = FP16_TOL if cfg.fp16 else PARITY_TOL
     result = {"path": str(cfg.out), "model": spec.name, "opset": cfg.opset, "batch": cfg.batch or "dynamic",
               "fp16": cfg.fp16, "nodes": len(proto.graph.node),

@@ -92,4 +92,9 @@ def allocate(scores: list[torch.Tensor], cfg: PlanConfig, totals: list[int] | No
         warnings.warn(f"{floored} layer(s) would keep less than {100 * cfg.layer_floor:g}% of their channels; "
                       "kept at the floor (--layer-floor)", stacklevel=2)
     keep = [max(k, f) for k, f in zip(keep, floors)]
+    if isinstance(cfg.round_to, int) and cfg.round_to > 1:
+        narrow = [t for k, t in zip(keep, totals) if t < cfg.round_to and k < t]
+        if narrow:
+            warnings.warn(f"--round-to {cfg.round_to} is wider than {len(narrow)} of {len(totals)} layer(s) (the "
+                          f"narrowest has {min(narrow)} channels): they are kept whole", stacklevel=2)
     return [min(u, _round(k, t, cfg.round_to)) for k, u, t in zip(keep, units, totals)]
