@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="latency, throughput and memory of dense vs pruned (vs masked), side by side")
     b.add_argument("targets", nargs="+", help="compress output folders and/or .onnx files (the first is the baseline)")
-    b.add_argument("--runtime", type=_str_list, default=("torch", "onnxruntime"), help="torch,onnxruntime")
+    b.add_argument("--runtime", type=_str_list, default=("torch", "onnxruntime"), help="torch,onnxruntime (default), openvino (pip install 'filterprune[openvino]'; from the same ONNX files)")
     b.add_argument("--device", type=_str_list, default=("auto",), help="torch devices: auto, cpu, cuda")
     b.add_argument("--provider", type=_str_list, default=("auto",),
                    help="onnxruntime providers: auto (all present), cpu, cuda, tensorrt")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .bench import quiet
 from .prune.checkpoint import atomic_write_bytes, atomic_write_json
 
 
@@ -45,7 +46,9 @@ def markdown(r: dict) -> str:
     if r.get("latency"):
         has_masked = "masked_ms" in r["latency"][0]
         mcols = (" masked ms | masked speedup |", "---:|---:|") if has_masked else ("", "")
-        lines += ["## Latency (median of interleaved runs)", "",
+        busy = next((row.get("machine_busy") for row in r.get("latency_rows") or [] if row.get("machine_busy")), "")
+        lines += ["## Latency (median of interleaved runs)", ""] + ([quiet.warning({"busy": True, "why": busy}), ""]
+                                                                  if busy else []) + [
                   f"| runtime | device | batch | dense ms | pruned ms | speedup | efficiency |{mcols[0]}",
                   f"|---|---|---:|---:|---:|---:|---:|{mcols[1]}"]
         for row in r["latency"]:

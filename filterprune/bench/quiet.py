@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import psutil
 
 BUSY_CORES = 0.3  # other processes using more than this many cores' worth of CPU: not quiet
-SPREAD = 0.25  # (p90 - p50) / p50 of a row's samples above this: not quiet
+SPREAD = 0.5  # (p90 - p50) / p50 of a row's samples above this: not quiet
 INTERVAL_S = 0.25
 
 

@@ -21,15 +21,16 @@ import torch.nn as nn
 
 from .. import limits, outputs
 from ..errors import RunError, UsageError
-from . import counting, machine
+from . import counting, machine, quiet
 from .latency import interleaved
-from .runners import PROVIDERS, available_providers, ort_runner, torch_runner
+from .runners import PROVIDERS, available_providers, openvino_core, ort_runner, ov_runner, torch_runner
 
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+DEFAULT_RUNTIMES = ("torch", "onnxruntime")
 DEVICES = ("cpu", "cuda")
 COLUMNS = ["variant", "runtime", "device", "batch_size", "p50_ms", "p90_ms", "p99_ms", "throughput",
            "cpu_peak_rss_mb", "gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "params", "macs", "speedup",
-           "theoretical_speedup", "speedup_efficiency", "iters", "threads", "error"]
+           "theoretical_speedup", "speedup_efficiency", "iters", "threads", "machine_busy", "error"]
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Variant:
 
 @dataclass(frozen=True)
 class BenchConfig:
-    runtimes: tuple[str, ...] = RUNTIMES
+    runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
     devices: tuple[str, ...] = ("auto",)
     providers: tuple[str, ...] = ("auto",)
     batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
@@ -69,6 +70,8 @@ class BenchConfig:
         for r in self.runtimes:
             if r not in RUNTIMES:
                 raise UsageError(f"unknown runtime {r!r}; valid: {', '.join(RUNTIMES)}")
+            if r == "openvino":
+                openvino_core()  # installed, or the install hint
         for d in self.devices:
             if d not in (*DEVICES, "auto"):
                 raise UsageError(f"unknown device {d!r}; valid: auto, {', '.join(DEVICES)}")
@@ -301,11 +304,31 @@ def _gpu_peaks(runner_factory) -> tuple[float, float]:
 
 
 def run_bench(variants: list[Variant], cfg: BenchConfig, log=print) -> list[dict]:
-    threads = cfg.threads or torch.get_num_threads()
+    """Every (runtime, device, batch) row; each records ``machine_busy`` (why the timing may be wrong,
+    '' on a quiet machine). Without ``cfg.threads`` the thread count fits the cores others leave free."""
+    with quiet.Watch() as watch:
+        threads = cfg.threads or quiet.free_threads(torch.get_num_threads())
+        if threads < torch.get_num_threads() and not cfg.threads:
+            log(f"notice: other processes are using the CPU; timing with {threads} thread(s) instead of "
+                f"{torch.get_num_threads()} so as not to oversubscribe the free cores")
+        rows = _run_rows(variants, cfg, threads, log)
+    spreads = [(r["p90_ms"] - r["p50_ms"]) / r["p50_ms"] for r in rows if r.get("p50_ms")]
+    verdict = watch.verdict(spreads)
+    if verdict["busy"]:
+        log(f"warning: the machine was not quiet while timing ({verdict['why']}); latencies may be wrong")
+    for r in rows:
+        r["machine_busy"] = verdict["why"]
+    if cfg.memory:
+        _add_cpu_memory(rows, variants, threads, log)
+    return [{c: r.get(c, "") for c in COLUMNS} for r in rows]
+
+
+def _run_rows(variants: list[Variant], cfg: BenchConfig, threads: int, log) -> list[dict]:
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)
     combos = [("torch", d) for d in cfg.torch_devices() if "torch" in cfg.runtimes]
     combos += [("onnxruntime", p) for p in cfg.ort_providers() if "onnxruntime" in cfg.runtimes]
+    combos += [("openvino", "cpu")] if "openvino" in cfg.runtimes else []
     if "auto" in cfg.devices and not torch.cuda.is_available():
         log("notice: no CUDA GPU here; GPU rows skipped")
     for v in variants:  # what each batch would need is known before anything is allocated
@@ -328,7 +351,8 @@ def run_bench(variants: list[Variant], cfg: BenchConfig, log=print) -> list[dict
                         inputs[v.input_shape] = torch.randn(b, *v.input_shape, generator=gen)
                     x = inputs[v.input_shape]
                     runners[v.name] = (torch_runner(v.model, x, torch.device(dev), cfg.fp16, cfg.compile)
-                                       if runtime == "torch" else ort_runner(v.onnx, x, dev, threads, cfg.fp16))
+                                       if runtime == "torch" else ov_runner(v.onnx, x, threads)
+                                       if runtime == "openvino" else ort_runner(v.onnx, x, dev, threads, cfg.fp16))
                 except Exception as e:  # noqa: BLE001 - a model that cannot run here is a row, not a crash
                     errors[v.name] = _why(e)
             times = _time_surviving(runners, errors, cfg)
@@ -350,9 +374,7 @@ def run_bench(variants: list[Variant], cfg: BenchConfig, log=print) -> list[dict
                             row["error"] = f"memory probe: {type(e).__name__}"
                 rows.append(row)
     _add_speedups(rows, variants)
-    if cfg.memory:
-        _add_cpu_memory(rows, variants, threads, log)
-    return [{c: r.get(c, "") for c in COLUMNS} for r in rows]
+    return rows
 
 
 def _add_speedups(rows: list[dict], variants: list[Variant]) -> None:
@@ -410,6 +432,8 @@ def _probe(source: dict, runtime: str, batch: int, shape, threads: int, q) -> No
         x = torch.randn(batch, *shape)
         if runtime == "onnxruntime":
             run = ort_runner(Path(source["onnx"]), x, "cpu", threads)
+        elif runtime == "openvino":
+            run = ov_runner(Path(source["onnx"]), x, threads)
         else:
             from ..models import build_model
             from ..prune import checkpoint as ckpt
@@ -441,7 +465,7 @@ def _add_cpu_memory(rows: list[dict], variants: list[Variant], threads: int, log
         if r["device"] != "cpu" or r.get("error") or v.source.get("kind") == "onnx" and r["runtime"] == "torch":
             continue
         source = {**v.source, "onnx": str(v.onnx) if v.onnx else None}
-        if r["runtime"] == "onnxruntime" and v.onnx is None:
+        if r["runtime"] in ("onnxruntime", "openvino") and v.onnx is None:
             continue
         q = ctx.Queue()
         p = ctx.Process(target=_probe, args=(source, r["runtime"], r["batch_size"], v.input_shape, threads, q))
@@ -477,7 +501,9 @@ def markdown(df, info: dict) -> str:
     head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
     body = "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in view.itertuples(index=False))
     mach = ", ".join(f"{k} {v}" for k, v in info.items())
-    return f"# Benchmark\n\nMachine: {mach}.\n\n{head}{body}"
+    busy = next((r for r in df["machine_busy"] if r), "") if "machine_busy" in df else ""
+    warn = quiet.warning({"busy": True, "why": busy}) + "\n\n" if busy else ""
+    return f"# Benchmark\n\n{warn}Machine: {mach}.\n\n{head}{body}"
 
 
 def plot(df, out: Path) -> None:
