@@ -2,7 +2,8 @@
 
 A small file or one flag value must never make filterprune build something huge: a sweep file cannot
 stand for more than ``MAX_GRID_RUNS`` runs, and no forward pass is started whose activations would
-exceed the memory budget (``FILTERPRUNE_MEMORY_GB``, default 2 GiB, raise it on a big machine). The
+exceed the memory budget (``FILTERPRUNE_MEMORY_GB``; default: a quarter of the machine's memory, at
+least 2 GiB, so a real batch of 224-px images fits on a big machine while a bomb never does). The
 estimate is made on PyTorch's meta device, so checking a 60000x60000 input costs nothing. Values that
 go into an error message are shown with :func:`show`, which never builds the whole repr of a value.
 """
@@ -13,7 +14,7 @@ import os
 import reprlib
 
 MAX_GRID_RUNS = 10_000  # a sweep file's grid x include; refused with the count before it is expanded
-DEFAULT_MEMORY_GB = 2.0
+MIN_MEMORY_GB = 2.0
 BYTES_PER_VALUE = 4  # float32
 LIVE_TENSORS = 3  # a forward holds about this many of its largest activations at once (input, output, skip)
 
@@ -37,14 +38,21 @@ def printable(text: str, width: int | None = None) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def default_memory_gb() -> float:
+    """A quarter of the machine's physical memory, at least MIN_MEMORY_GB."""
+    import psutil
+
+    return max(MIN_MEMORY_GB, psutil.virtual_memory().total / 4 / 2**30)
+
+
 def memory_budget() -> int:
-    """Bytes one forward pass may use for activations (``FILTERPRUNE_MEMORY_GB``)."""
+    """Bytes one forward pass may use for activations (``FILTERPRUNE_MEMORY_GB``, else the default)."""
     raw = os.environ.get("FILTERPRUNE_MEMORY_GB", "")
     try:
-        gb = float(raw) if raw else DEFAULT_MEMORY_GB
+        gb = float(raw) if raw else default_memory_gb()
     except ValueError:
-        gb = DEFAULT_MEMORY_GB
-    return int((gb if math.isfinite(gb) and gb > 0 else DEFAULT_MEMORY_GB) * 2**30)
+        gb = default_memory_gb()
+    return int((gb if math.isfinite(gb) and gb > 0 else default_memory_gb()) * 2**30)
 
 
 def _refusal(need: int, what: str) -> str | None:
