@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..api import CompressConfig
+from ..config import CompressConfig
 from ..errors import RunError, UsageError
 from ..prune.checkpoint import read_small_json
 

@@ -80,7 +80,7 @@ def run_id(config: dict) -> str:
 # ---------------------------------------------------------------------------------------- loading
 def load_sweep(path: str | Path) -> Sweep:
     """Read, validate and expand a sweep file."""
-    from ..api import CompressConfig  # torch comes with it; keep `import filterprune.sweep` light
+    from ..config import CompressConfig
 
     path = Path(path)
     where = str(path)
@@ -284,13 +284,13 @@ def _type_name(hint) -> str:
 def _check_alone(key: str, value, at: str) -> None:
     """Check one value on its own (an unknown criterion, a sparsity out of range), so the error names the
     key it came from; checks that need other fields happen per run in ``_resolve``."""
-    from ..api import CompressConfig
+    from ..config import CompressConfig
 
     if key == "sparsity_epochs":  # only meaningful together with checkpoint and sparsity_reg
         return
     probe = CompressConfig(model="mlp", criterion="mag", sparsity=0.4, epochs=0)  # valid with any single change
-    # (with --target-macs, CompressConfig.validate needs an explicit compression: it has no sparsity to derive one)
-    other = {"sparsity": None, "compression": 1.0} if key == "target_macs" else {}
+    # (with another target than --sparsity, the probe's mask criterion needs an explicit compression)
+    other = {"sparsity": None, "compression": 1.0} if key in ("target_macs", "target_speedup", "target_latency") else {}
     probe = replace(probe, **{key: _tuple(value)}, **other)
     try:
         probe.validate()

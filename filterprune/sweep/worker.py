@@ -17,7 +17,7 @@ PR_SET_PDEATHSIG = 1  # linux prctl: a signal for this process when its parent d
 
 
 def compress_config(config: dict, out: str | None = None, overwrite: bool = False):
-    from ..api import CompressConfig
+    from ..config import CompressConfig
 
     return CompressConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()},
                           out=out, overwrite=overwrite)
