@@ -55,3 +55,28 @@ def test_every_field_is_a_sweep_key(tmp_path, field):
     path.write_text(yaml.safe_dump({"base": base}))
     (run,) = load_sweep(path).runs
     assert run.config[field.name] == value
+
+
+def test_a_criterion_added_from_outside_the_package_runs_the_pipeline(tmp_path):
+    """README's recipe: one class that subclasses Criterion and registers itself; nothing else changes."""
+    import json
+
+    from filterprune.cli import main
+    from filterprune.criteria import CRITERIA, Criterion, root_of
+
+    @CRITERIA.register("test-l2", help="L2 norm of the conv's own filter (added by a test)")
+    class L2(Criterion):
+        name = "test-l2"
+
+        def score(self, group):
+            module, idxs = root_of(group)
+            return module.weight.detach()[idxs].flatten(1).norm(dim=1)
+
+    try:
+        out = tmp_path / "run"
+        assert main(["compress", "resnet20", "--criterion", "test-l2", "--sparsity", "0.5", "--dataset", "synthetic",
+                     "--epochs", "0", "--finetune-epochs", "0", "--no-export", "--no-bench", "--out", str(out)]) == 0
+        r = json.loads((out / "report.json").read_text())
+        assert r["criterion"] == "test-l2" and r["layers"][0]["channels_after"] == 8
+    finally:
+        CRITERIA._items.pop("test-l2"), CRITERIA._help.pop("test-l2")
