@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 import warnings
 from dataclasses import asdict, replace
@@ -17,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import __version__, distributed, limits, outputs
+from . import __version__, distributed, outputs
 from .bench import counting, machine
 from .bench.suite import BenchConfig, Variant, dense_vs_pruned, run_bench
 from .config import CompressConfig  # noqa: F401  (the public name: filterprune.api.CompressConfig)
@@ -25,6 +24,7 @@ from .criteria import PruneContext, make_criterion
 from .data import DATASETS, ImageData, load_dataset, resolve_default_dataset
 from .deploy import onnx_metadata
 from .errors import FilterpruneError, UsageError
+from .log import say
 from .masks import control
 from .models import MODELS, ModelSpec, build_model
 from .onnx_export import check_parity, export_onnx
@@ -33,11 +33,6 @@ from .prune import prune_in_steps
 from .prune.graph import build_graph
 from .report import write_report
 from .train import NonFiniteLoss, TrainConfig, evaluate, resolve_device, train
-
-
-def say(msg: str) -> None:
-    if distributed.is_main():  # --distributed: rank 0 speaks for all; a path's newlines stay escaped
-        print(f"[filterprune] {limits.printable(msg)}", file=sys.stderr, flush=True)
 
 
 def cache_dir() -> Path:

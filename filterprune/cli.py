@@ -5,13 +5,11 @@ Every failure a user can cause ends in one line on stderr and exit 2 (usage) or 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
-import warnings
 
 from .config import CompressConfig
-from .errors import FilterpruneError, UsageError
+from .errors import UsageError
+from .guard import guarded, one_line
 from .options import add_flags, int_list, values
 
 
@@ -127,7 +125,7 @@ def _bench(a) -> None:
     cfg = BenchConfig(runtimes=a.runtime, devices=a.device, providers=a.provider, batch_sizes=a.batch_sizes,
                       warmup=a.warmup, iters=a.iters, threads=a.threads, fp16=a.fp16, compile=a.compile,
                       memory=not a.no_memory)
-    bench([Path(t) for t in a.targets], cfg, Path(a.out), log=lambda m: print(f"[filterprune] {_one_line(m)}", file=sys.stderr),
+    bench([Path(t) for t in a.targets], cfg, Path(a.out), log=lambda m: print(f"[filterprune] {one_line(m)}", file=sys.stderr),
           overwrite=a.overwrite)
     print(Path(a.out) / "bench.csv")
 
@@ -154,22 +152,6 @@ def _list(a) -> None:
         print(f"{name:20s} {reg.help(name)}")
 
 
-def _print_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"[filterprune] warning: {_one_line(str(message))}", file=sys.stderr)
-
-
-def _one_line(message: str) -> str:
-    """User-supplied values (a path, a flag) may hold newlines or control characters: escape them (and cut
-    a message that quotes a huge value)."""
-    from .limits import printable
-
-    return printable(message, 4000).strip()
-
-
-def _terminated(signum, frame):  # SIGTERM unwinds like Ctrl-C, so staging folders are cleaned up
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     def dispatch():
         args = build_parser().parse_args(argv)
@@ -179,48 +161,3 @@ def main(argv: list[str] | None = None) -> int:
     return guarded(dispatch, sigterm=argv is None)  # a library call keeps its own SIGTERM handling
 
 
-def guarded(action, sigterm: bool = False) -> int:
-    """Run ``action`` under the command-line contract: each warning one line, every failure one line
-    on stderr and an exit code (2 usage, 1 runtime, 130 interrupted), never a traceback."""
-    with warnings.catch_warnings():  # every run says its own warnings, even a second run in one process
-        warnings.simplefilter("always", UserWarning)
-        warnings.filterwarnings("ignore", category=UserWarning, module="torch_pruning")
-        warnings.filterwarnings("ignore", category=UserWarning, module="onnxruntime")
-        warnings.showwarning = _print_warning
-        if sigterm:
-            signal.signal(signal.SIGTERM, _terminated)
-        return _guarded(action)
-
-
-def _guarded(action) -> int:
-    try:
-        action()
-        sys.stdout.flush()  # a closed pipe fails here, inside the handlers below
-        return 0
-    except FilterpruneError as e:
-        print(f"filterprune: error: {_one_line(str(e))}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("filterprune: interrupted", file=sys.stderr)
-        return 130
-    except SystemExit as e:  # --help / --version, SIGTERM
-        if isinstance(e.code, int) and e.code > 128:
-            print("filterprune: terminated", file=sys.stderr)
-        return int(e.code or 0) if isinstance(e.code, int) or e.code is None else 1
-    except BrokenPipeError:  # `filterprune list models | head -1`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except MemoryError:
-        print("filterprune: error: out of memory (lower --batch-size, or use a smaller model)", file=sys.stderr)
-        return 1
-    except OSError as e:  # disk full, permission denied, ...: the environment, not a bug
-        where = f": {e.filename}" if e.filename else ""
-        print(f"filterprune: error: {_one_line(f'{e.strerror or str(e) or type(e).__name__}{where}')}", file=sys.stderr)
-        return 1
-    except Exception as e:  # a bug: still one line, the traceback only on request
-        if os.environ.get("FILTERPRUNE_DEBUG"):
-            raise
-        first = _one_line(str(e))[:300]
-        print(f"filterprune: internal error: {type(e).__name__}: {first} (set FILTERPRUNE_DEBUG=1 for the "
-              "traceback)", file=sys.stderr)
-        return 1

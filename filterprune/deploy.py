@@ -8,7 +8,6 @@ onnxruntime parity check pass (and pass again after ``--simplify``).
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import onnx
 from . import __version__, limits
 from .bench.counting import Cost, count
 from .errors import RunError, UsageError
+from .log import say
 from .models import ModelSpec, build_model
 from .onnx_export import (
     DEFAULT_OPSET,
@@ -127,8 +127,8 @@ def export_command(cfg: ExportConfig) -> dict:
     r = export(cfg)
     p = r.get("simplified", r)["parity"]
     nodes = f"{r['nodes']} -> {r['simplified']['nodes']} nodes (onnxslim)" if cfg.simplify else f"{r['nodes']} nodes"
-    print(f"[filterprune] export: {r['model']}, opset {r['opset']}, batch {r['batch']}, "
-          f"{'fp16' if cfg.fp16 else 'fp32'}, {nodes}; parity at batch {p['batches']}: max|diff| "
-          f"{p['max_abs_diff']:.3g} (relative {p['max_rel_diff']:.3g} <= {p['tolerance']})", file=sys.stderr)
+    say(f"export: {r['model']}, opset {r['opset']}, batch {r['batch']}, "
+        f"{'fp16' if cfg.fp16 else 'fp32'}, {nodes}; parity at batch {p['batches']}: max|diff| "
+        f"{p['max_abs_diff']:.3g} (relative {p['max_rel_diff']:.3g} <= {p['tolerance']})")
     print(r["path"])
     return r

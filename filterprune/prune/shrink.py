@@ -59,8 +59,8 @@ def _remove(DG, cg, scores: torch.Tensor, keep: int) -> None:
 
 def _hardware_aware(model, ctx, plan: PlanConfig, groups, keep: list[int]) -> list[int]:
     import math
-    import sys
 
+    from ..log import say
     from .align import LatencyTable, conv_sites, hardware_aware
 
     sites = conv_sites(model, ctx.example_inputs, groups)
@@ -69,7 +69,7 @@ def _hardware_aware(model, ctx, plan: PlanConfig, groups, keep: list[int]) -> li
     floors = [max(1, math.ceil(plan.layer_floor * c - 1e-9)) for c in channels]
     kept = hardware_aware([k * cg.ch_groups for k, cg in zip(keep, groups)], channels,
                           [cg.ch_groups == 1 for cg in groups], sites, floors, table,
-                          log=lambda m: print(f"[filterprune] {m}", file=sys.stderr))
+                          log=say)
     return [k // cg.ch_groups for k, cg in zip(kept, groups)]
 
 

@@ -7,7 +7,6 @@ into one folder that appears complete or not at all.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +26,9 @@ UNMEASURED_HINT = {
 
 
 def _say(msg: str) -> None:
-    print(f"[filterprune] {msg}", file=sys.stderr, flush=True)
+    from ..log import say
+
+    say(msg)
 
 
 def _is_report(folder: Path) -> bool:

@@ -61,7 +61,7 @@ def _die_with_parent(parent: int) -> None:
 
 
 def main() -> int:
-    from ..cli import guarded
+    from ..guard import guarded
 
     job = json.loads(sys.stdin.read())
 
