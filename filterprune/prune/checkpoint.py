@@ -133,11 +133,17 @@ def read_meta(path: Path) -> dict:
     return doc
 
 
-def load(path: str | Path) -> nn.Module:
-    """Rebuild a saved (pruned or dense) model exactly: a run folder, X.json or X.safetensors."""
+def load(path: str | Path, trust_code: bool = False, model: nn.Module | None = None) -> nn.Module:
+    """Rebuild a saved (pruned or dense) model exactly: a run folder, X.json or X.safetensors.
+
+    A model built by the user's own factory is rebuilt by importing that code only with ``trust_code``;
+    or ``model`` hands over the dense module (pruned here in place and returned), which never imports.
+    """
     doc = read_meta(Path(path))
     spec: ModelSpec = doc["spec"]
-    model = build_model(spec)
+    if model is not None and not isinstance(model, nn.Module):
+        raise UsageError(f"model= must be the dense torch.nn.Module, got a {type(model).__name__}")
+    model = build_model(spec, trust_code=trust_code) if model is None else model
     if doc["history"]:
         DG = build_graph(model, torch.randn(1, spec.in_channels, spec.image_size, spec.image_size))
         try:
