@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import __version__, distributed, outputs
+from . import __version__, distributed, outputs, sources
 from .bench import counting, machine
 from .bench.suite import BenchConfig, Variant, dense_vs_pruned, run_bench
 from .criteria import CRITERIA, PruneContext, make_criterion
@@ -27,7 +27,7 @@ from .deploy import onnx_metadata
 from .errors import FilterpruneError, UsageError
 from .masks import MODES, MaskConfig, control, default_compression
 from .masks.criterion import MaskCriterion
-from .models import MODELS, ModelSpec, build_model
+from .models import ModelSpec, build_model, check_model_ref, initial_model
 from .onnx_export import check_parity, export_onnx
 from .prune import PlanConfig, prune_in_steps
 from .prune import checkpoint as ckpt
@@ -87,9 +87,16 @@ class CompressConfig:
     imp_iterations: int = 2
     imp_epochs: int | None = None  # training epochs per IMP iteration; None: --finetune-epochs
     distributed: bool = False  # DDP training under torchrun; batch_size is then global (distributed.py)
+    # where the model and the images come from (sources.py)
+    model_args: dict | None = None  # keyword arguments of the model's builder (--model-args JSON)
+    weights: str | None = None  # tv:/timm: pretrained weights: DEFAULT or an enum name, from the local cache
+    image_size: int | None = None  # imagefolder: input side; None: the model's native input (224 / 32)
+    train_subset: int | None = None  # imagefolder: a seeded random subset of N training images
+    workers: int | None = None  # imagefolder: DataLoader worker processes (None: min(4, CPUs))
+    ignore_layers: tuple[str, ...] = ()  # layers kept whole besides the output layers (--ignore-layers)
 
     def validate(self) -> None:
-        MODELS.get(self.model)
+        sources.validate(self)
         CRITERIA.get(self.criterion)
         if self.dataset is not None:
             DATASETS.get(self.dataset)
@@ -151,13 +158,14 @@ class CompressConfig:
 
 
 # ----------------------------------------------------------------------------------------------- data
-def load_data(dataset: str | None, data_root: str) -> ImageData:
-    """Load the named dataset, or the default one with a notice saying which it is."""
+def load_data(dataset: str | None, data_root: str, **options) -> ImageData:
+    """Load the named dataset, or the default one with a notice saying which it is. ``options`` reach
+    streamed datasets (image size, preprocessing: ``sources.prepare``)."""
     if dataset is None:
         dataset, notice = resolve_default_dataset(data_root)
         if notice:
             say(f"notice: {notice}")
-    data = load_dataset(dataset, data_root)
+    data = load_dataset(dataset, data_root, **options)
     say(f"data: {data.describe()}")
     return data
 
@@ -173,6 +181,8 @@ def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig) -> str:
              "train": cfg.to_dict(), "version": 1}
     if distributed.active():  # DDP trains another (equally valid) model than one process does
         ident["world_size"] = distributed.world_size()
+    if (digest := sources.user_factory.code_digest(spec.name)) is not None:  # an edited model file trains anew
+        ident["code_sha256"] = digest
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -180,8 +190,11 @@ def train_baseline(spec: ModelSpec, data: ImageData, cfg: TrainConfig, device: t
                    use_cache: bool = True) -> tuple[nn.Module, dict]:
     """A trained (or, with 0 epochs, freshly initialised) dense model, from the cache when present."""
     torch.manual_seed(cfg.seed)
-    model = build_model(spec)
-    info = {"epochs": cfg.epochs, "train": cfg.to_dict()}
+    model, loaded = initial_model(spec)  # pretrained weights (tv --weights) when the spec names some
+    info = {"epochs": cfg.epochs, "train": cfg.to_dict(), **({"pretrained": loaded} if loaded else {})}
+    for key in loaded.get("head_replaced", []) if loaded else []:
+        say(f"pretrained: {key} replaced ({loaded.get('categories')} classes in the weights, {spec.num_classes} "
+            "in the data): trained from scratch with the rest")
     if cfg.epochs == 0:
         return model, info
     key = baseline_key(spec, data, cfg)
@@ -220,14 +233,18 @@ def load_checkpoint_into(spec: ModelSpec, path: str) -> nn.Module:
             raise UsageError(f"{path} holds a {meta['spec'].name}, not a {spec.name}")
         return ckpt.load(p)
     model = build_model(spec)
-    ckpt.load_weights(model, ckpt.read_state_dict(p), str(p))
+    replaced = sources.load_checkpoint_weights(model, ckpt.read_state_dict(p), spec, str(p))
+    if replaced:
+        say(f"checkpoint: classifier head {', '.join(replaced['head_replaced'])} replaced (another class count); "
+            "it is trained with the rest")
+        model.filterprune_loaded = replaced  # noqa: B010  (read by _compress for the report)
     return model
 
 
 # ------------------------------------------------------------------------------------------- outputs
 def _default_out(cfg: CompressConfig) -> Path:
     target = f"s{cfg.sparsity:g}" if cfg.sparsity is not None else f"m{cfg.target_macs:g}"
-    stem = Path("runs") / f"{cfg.model.replace(':', '-')}-{cfg.criterion}-{target}"
+    stem = Path("runs") / f"{sources.short_name(cfg.model)}-{cfg.criterion}-{target}"
     out, i = stem, 2
     while out.exists():
         out, i = stem.with_name(f"{stem.name}-{i}"), i + 1
@@ -253,10 +270,10 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
     criterion = make_criterion(cfg.criterion)
     scope = cfg.scope or criterion.default_scope
     plan = cfg.plan_config(scope)
-    data = load_data(cfg.dataset, cfg.data_root)
-    spec = spec_for(cfg.model, data)
+    data, spec, native = sources.prepare(cfg, load_data)
     input_shape = (spec.in_channels, spec.image_size, spec.image_size)
     probe = build_model(spec)  # fail before any training: a criterion or an architecture that cannot apply
+    sources.check_probe(probe, spec, cfg.ignore_layers)
     criterion.check(probe)
     build_graph(probe, torch.randn(1, *input_shape))
     timings: dict[str, float] = {}
@@ -284,7 +301,8 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
 
     pruned = copy.deepcopy(dense).cpu()
     ctx = PruneContext(example_inputs=torch.randn(1, *input_shape), data=data, device=device, seed=cfg.seed,
-                       batch_size=cfg.batch_size, calib_batches=cfg.calib_batches, mask=cfg.mask_config())
+                       batch_size=cfg.batch_size, calib_batches=cfg.calib_batches, mask=cfg.mask_config(),
+                       ignored_layers=tuple(cfg.ignore_layers))
     target = f"sparsity {cfg.sparsity:g}" if cfg.sparsity is not None else f"MACs <= {cfg.target_macs:g} x dense"
     say(f"prune: {cfg.criterion}, {target}, {scope}, round_to {cfg.round_to}, {cfg.steps} step(s), mode {cfg.mode}")
     ft = cfg.finetune_config()
@@ -350,10 +368,11 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
                 f"{cfg.bench_iters} iterations")
             # how the memory probe's fresh process rebuilds each variant; the masked control has the dense
             # shapes (its zeros are stored), so its PyTorch memory is probed on the dense architecture
-            sources = {"dense": {"kind": "dense", "path": str(staging)},
-                       "pruned": {"kind": "checkpoint", "path": str(staging)},
-                       "masked": {"kind": "dense", "path": str(staging)}}
-            bench_variants = [Variant(name, input_shape, c.params, c.macs, m, onnx_paths.get(name), sources[name])
+            trusted = sorted(sources.user_factory.trusted())  # a user factory: the fresh process may import it
+            rebuild = {"dense": {"kind": "dense", "path": str(staging), "trusted": trusted},
+                       "pruned": {"kind": "checkpoint", "path": str(staging), "trusted": trusted},
+                       "masked": {"kind": "dense", "path": str(staging), "trusted": trusted}}
+            bench_variants = [Variant(name, input_shape, c.params, c.macs, m, onnx_paths.get(name), rebuild[name])
                               for name, m, c in (("dense", dense, cost_dense), ("pruned", pruned, cost_pruned),
                                                  ("masked", variants.get("masked"), cost_dense))
                               if m is not None]
@@ -380,6 +399,8 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
             "baseline": baseline, "finetune": {"config": ft.to_dict(), "history": finetune_history,
                                                       "between_steps": step_histories},
             "timings_s": timings, "machine": machine.describe(), "version": __version__,
+            "model_source": sources.describe(spec, native, baseline.get("pretrained") or getattr(
+                dense, "filterprune_loaded", None), cfg.checkpoint),
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         }
         write_report(report, staging)
@@ -406,7 +427,7 @@ def train_command(model: str, dataset: str | None, data_root: str, cfg: TrainCon
                   out: str | None, overwrite: bool = False, ddp: bool = False) -> Path:
     """`filterprune train`: train (or reuse) the cached baseline and copy it to ``out`` with its accuracy.
     ``ddp``: trains with DistributedDataParallel under torchrun (see distributed.py)."""
-    MODELS.get(model)
+    check_model_ref(sources.model_ref(model))
     if dataset is not None:
         DATASETS.get(dataset)
     with distributed.session(ddp, resolve_device(device_name), cfg.batch_size) as device:

@@ -67,13 +67,32 @@ def _common_training(p: argparse.ArgumentParser) -> None:
                         "torchrun --nproc_per_node N -m filterprune ... --distributed")
 
 
+def _model_sources(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("the model and the images (your own model, pretrained weights, image folders)")
+    g.add_argument("--model-args", default=None, metavar="JSON",
+                   help="keyword arguments for the model's factory or builder, a JSON object")
+    g.add_argument("--weights", default=None, metavar="NAME",
+                   help="tv:/timm: pretrained weights, DEFAULT or an enum name (e.g. IMAGENET1K_V1), read from the "
+                        "local torch hub / timm cache (nothing is downloaded)")
+    g.add_argument("--image-size", type=int, default=None, metavar="N",
+                   help="imagefolder: input side (default: the model's native input, 224 for ImageNet tv/timm "
+                        "models, 32 for the CIFAR ones)")
+    g.add_argument("--train-subset", type=int, default=None, metavar="N",
+                   help="imagefolder: train on a seeded random subset of N images")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="imagefolder: DataLoader worker processes (default: min(4, CPUs))")
+    g.add_argument("--ignore-layers", type=_str_list, default=(), metavar="NAME,...",
+                   help="layers (module names) to keep whole besides the output layers")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="filterprune", description="Structured filter pruning with real speedup.")
     parser.add_argument("--version", action="version", version=f"filterprune {__import__('filterprune').__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     c = sub.add_parser("compress", help="train/load -> prune -> finetune -> ONNX -> benchmark -> report")
-    c.add_argument("model", help="model name (see `filterprune list models`)")
+    c.add_argument("model", help="model: a registered name (`filterprune list models`), tv:<name>, timm:<name>, "
+                                 "or your own factory path/to/file.py:fn or package.module:fn")
     c.add_argument("--criterion", required=True, help="channel criterion (see `filterprune list criteria`)")
     c.add_argument("--sparsity", type=float, default=None,
                    help="fraction of channels to remove, in [0, 1) (or give --target-macs)")
@@ -103,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--bench-iters", type=int, default=20)
     c.add_argument("--bench-memory", action="store_true",
                    help="also record CPU peak RSS per variant (a fresh process per row, a few seconds each)")
+    _model_sources(c)
     m = c.add_argument_group("mask criteria (snip, grasp, synflow, mag, rand, imp)")
     m.add_argument("--mode", choices=["shrink", "masked"], default="shrink",
                    help="shrink: remove channels (and time the masked model as a control); masked: only zero weights")
@@ -122,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fp16", action="store_true", help="half-precision weights, inputs and outputs")
     e.add_argument("--simplify", action="store_true", help="simplify with onnxslim (parity re-checked)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    e.add_argument("--trust-code", action="store_true",
+                   help="a run of your own model factory: allow importing its code to rebuild it")
 
     t = sub.add_parser("train", help="train a dense baseline (cached by its config) and evaluate top-1/top-5")
     t.add_argument("model")
@@ -143,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--compile", action="store_true", help="torch.compile the PyTorch models")
     b.add_argument("--no-memory", action="store_true", help="skip the per-variant CPU peak-RSS probes")
     b.add_argument("--out", default="bench", help="folder for bench.csv, bench.md, bench.json and plots")
+    b.add_argument("--trust-code", action="store_true",
+                   help="runs of your own model factory: allow importing its code to rebuild them")
 
     sw = sub.add_parser("sweep", help="run a YAML grid of compress runs into one folder, resumably")
     sw.add_argument("config", help="sweep file (see configs/ and README: Sweeps)")
@@ -179,12 +203,28 @@ def _compress(a) -> None:
         export=not a.no_export, bench=not a.no_bench, bench_batch_sizes=a.bench_batch_sizes,
         bench_iters=a.bench_iters, bench_memory=a.bench_memory, mode=a.mode, compression=a.compression,
         mask_scope=a.mask_scope, mask_reduce=a.mask_reduce, imp_iterations=a.imp_iterations,
-        imp_epochs=a.imp_epochs, distributed=a.distributed))
+        imp_epochs=a.imp_epochs, distributed=a.distributed,
+        model_args=_model_args(a.model_args), weights=a.weights, image_size=a.image_size,
+        train_subset=a.train_subset, workers=a.workers, ignore_layers=a.ignore_layers))
+
+
+def _model_args(text: str | None) -> dict | None:
+    from .sources import parse_model_args
+
+    return parse_model_args(text) if text is not None else None
+
+
+def _trust(a) -> None:
+    if getattr(a, "trust_code", False):
+        from .models import factory
+
+        factory.trust_all()
 
 
 def _export(a) -> None:
     from .deploy import ExportConfig, export_command
 
+    _trust(a)
     export_command(ExportConfig(source=a.source, out=a.out, opset=a.opset, batch=a.batch, fp16=a.fp16,
                                 simplify=a.simplify, overwrite=a.overwrite))
 
@@ -203,6 +243,7 @@ def _bench(a) -> None:
 
     from .bench.suite import BenchConfig, bench
 
+    _trust(a)
     cfg = BenchConfig(runtimes=a.runtime, devices=a.device, providers=a.provider, batch_sizes=a.batch_sizes,
                       warmup=a.warmup, iters=a.iters, threads=a.threads, fp16=a.fp16, compile=a.compile,
                       memory=not a.no_memory)

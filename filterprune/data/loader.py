@@ -32,7 +32,10 @@ class _Split(Dataset):
 
 def make_loader(data: ImageData, split: str, batch_size: int, augment: bool = False,
                 shuffle: bool | None = None, seed: int = 0, limit: int | None = None) -> DataLoader:
-    """A DataLoader over ``split`` ('train' or 'test'); ``limit`` keeps the first N images."""
+    """A DataLoader over ``split`` ('train' or 'test'); ``limit`` keeps the first N images. Data that is
+    not held in memory (streamed folders, the user's loaders: ``data.stream``) makes its own."""
+    if hasattr(data, "make_loader"):
+        return data.make_loader(split, batch_size, augment=augment, shuffle=shuffle, seed=seed, limit=limit)
     x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
     if limit is not None:
         x, y = x[:limit], y[:limit]

@@ -25,6 +25,7 @@ _FILE_REF = re.compile(r"^(?P<path>.+\.py):(?P<attr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w
 _MODULE_REF = re.compile(r"^(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
 _OBJECT_REF = re.compile(r"^object:[A-Za-z_][\w.<>]*$")  # a module handed over in Python: no recipe to rebuild it
 _TRUSTED: set[str] = set()  # references handed over by the user in this process
+_TRUST_ALL = False  # --trust-code / trust_code=True said for this whole process (export, bench of a run)
 _IMPORTED: dict[str, object] = {}  # absolute file path -> its module (imported once per process)
 
 
@@ -54,6 +55,16 @@ def trust(name: str) -> str:
     ref = canonical(name)
     _TRUSTED.add(ref)
     return ref
+
+
+def trust_all() -> None:
+    """The user said so (``--trust-code``): every factory reference may be imported in this process."""
+    global _TRUST_ALL
+    _TRUST_ALL = True
+
+
+def trusted() -> set[str]:
+    return set(_TRUSTED)
 
 
 def is_trusted(name: str) -> bool:
@@ -87,7 +98,7 @@ def resolve(name: str, trust_code: bool = False):
     if _OBJECT_REF.match(ref):
         raise UsageError(f"this model was handed over as a Python object ({ref[7:]}); nothing records how to "
                          "build it: pass the dense module, filterprune.load(DIR, model=...)")
-    if not (trust_code or ref in _TRUSTED):
+    if not (trust_code or _TRUST_ALL or ref in _TRUSTED):
         raise _refuse_untrusted(ref)
     m = _FILE_REF.match(ref)
     if m:
