@@ -258,21 +258,22 @@ def _resolve_out(cfg: CompressConfig) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ compress
-def compress(cfg: CompressConfig) -> Path:
-    """Run the whole pipeline; returns the output folder (see README for what it holds)."""
+def compress(cfg: CompressConfig, given: sources.Given | None = None) -> Path:
+    """Run the whole pipeline; returns the output folder (see README for what it holds). ``given``: the
+    user's own module and/or DataLoaders (``filterprune.compress(model=net, train=..., test=...)``)."""
     cfg.validate()
     with distributed.session(cfg.distributed, resolve_device(cfg.device), cfg.batch_size) as device:
-        return _compress(cfg, device)
+        return _compress(cfg, device, given)
 
 
-def _compress(cfg: CompressConfig, device: torch.device) -> Path:
+def _compress(cfg: CompressConfig, device: torch.device, given: sources.Given | None = None) -> Path:
     out = _resolve_out(cfg)
     criterion = make_criterion(cfg.criterion)
     scope = cfg.scope or criterion.default_scope
     plan = cfg.plan_config(scope)
-    data, spec, native = sources.prepare(cfg, load_data)
+    data, spec, native = sources.prepare(cfg, load_data, given)
     input_shape = (spec.in_channels, spec.image_size, spec.image_size)
-    probe = build_model(spec)  # fail before any training: a criterion or an architecture that cannot apply
+    probe = sources.probe_model(spec, given)  # fail before any training: a criterion or architecture that cannot apply
     sources.check_probe(probe, spec, cfg.ignore_layers)
     criterion.check(probe)
     build_graph(probe, torch.randn(1, *input_shape))
@@ -285,7 +286,9 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
         timings[stage] = round(now - t, 3)
         t = now
 
-    if cfg.checkpoint:
+    if given is not None and given.model is not None:  # the module in hand is the baseline (epochs: train it more)
+        dense, baseline = sources.given_baseline(given.model, data, cfg.baseline_config(), device, train)
+    elif cfg.checkpoint:
         dense = load_checkpoint_into(spec, cfg.checkpoint)
         baseline = {"checkpoint": str(cfg.checkpoint)}
         if cfg.sparsity_epochs:

@@ -57,7 +57,8 @@ def validate(cfg) -> None:
     """The config's model fields, checked without training (a factory is imported: the user gave it)."""
     from .models import check_model_ref
 
-    check_model_ref(model_ref(cfg.model))
+    if not cfg.model.startswith("object:"):  # a module in hand (compress(model=net)) has nothing to check here
+        check_model_ref(model_ref(cfg.model))
     parse_model_args(getattr(cfg, "model_args", None))
     weights = getattr(cfg, "weights", None)
     if weights is not None and not cfg.model.startswith(("tv:", "timm:")):
@@ -73,12 +74,19 @@ def validate(cfg) -> None:
         native_input(cfg.model, weights)  # an unknown weights name fails here
 
 
-def prepare(cfg, load_data) -> tuple[object, ModelSpec, dict]:
+def prepare(cfg, load_data, given: Given | None = None) -> tuple[object, ModelSpec, dict]:
     """(data, spec, info): the data at the model's input size and the run's ModelSpec.
 
     ``load_data(dataset, data_root, **options)`` is the pipeline's data loader (it names the default
-    dataset); ``info`` holds what the model's native input and weights said."""
+    dataset); ``info`` holds what the model's native input and weights said. ``given`` DataLoaders are
+    the data as they are; a given module names the spec ``object:<class>``."""
     ref = model_ref(cfg.model)
+    if given is not None and given.data is not None:
+        data = given.data
+        if given.model is None and not data.class_names:
+            raise UsageError("with your own DataLoaders and a model name, pass num_classes= (or give the dataset "
+                             "a `classes` list)")
+        return data, _given_spec(given, data, ref, parse_model_args(getattr(cfg, "model_args", None))), {}
     weights = getattr(cfg, "weights", None)
     native = native_input(ref, weights)
     size = getattr(cfg, "image_size", None) or native["image_size"]
@@ -96,6 +104,8 @@ def prepare(cfg, load_data) -> tuple[object, ModelSpec, dict]:
         raise UsageError(f"{IN_MEMORY_SIZE_HINT}; {data.name} is {data.image_size}x{data.image_size}")
     if "mean" in native and not hasattr(data, "make_loader"):  # in memory: normalise as the weights expect
         data.mean, data.std = tuple(native["mean"]), tuple(native["std"])
+    if given is not None and given.model is not None:
+        return data, _given_spec(given, data, ref, {}), native
     spec = ModelSpec(ref, data.num_classes, data.in_channels, data.image_size,
                      parse_model_args(getattr(cfg, "model_args", None)), _weights_name(native, weights))
     return data, spec, native
@@ -164,3 +174,46 @@ def load_checkpoint_weights(model: nn.Module, state: dict, spec: ModelSpec, sour
             return {"head_replaced": sorted(mismatched)}
     ckpt.load_weights(model, state, source)
     return {}
+
+
+# ------------------------------------------------------------------------- objects handed over in Python
+class Given:
+    """What ``filterprune.compress(model=..., train=..., test=...)`` was handed: a dense module (the
+    baseline), and/or DataLoaders (``data.stream.LoaderData``)."""
+
+    def __init__(self, model: nn.Module | None = None, data=None, example_inputs: torch.Tensor | None = None):
+        if model is not None and not isinstance(model, nn.Module):
+            raise UsageError(f"model= must be a torch.nn.Module or a model name, got a {type(model).__name__}")
+        self.model, self.data, self.example_inputs = model, data, example_inputs
+
+
+def probe_model(spec: ModelSpec, given: Given | None) -> nn.Module:
+    """A fresh model for the checks before training: built from the spec, or a copy of the module in hand."""
+    import copy
+
+    from .models import build_model
+
+    return copy.deepcopy(given.model).cpu() if given is not None and given.model is not None else build_model(spec)
+
+
+def given_baseline(model: nn.Module, data, cfg, device, train_fn) -> tuple[nn.Module, dict]:
+    """The module in hand as the dense baseline; ``cfg.epochs`` > 0 trains it further first (in place)."""
+    info = {"given": f"{type(model).__module__}.{type(model).__qualname__} handed to compress(model=...)"}
+    if cfg.epochs:
+        info["history"] = train_fn(model.to(device), data, cfg, device, desc="train given model")
+        info["train"] = cfg.to_dict()
+    return model, info
+
+
+def _given_spec(given: Given, data, ref: str, args: dict) -> ModelSpec:
+    if given.model is not None:
+        shape = given.example_inputs.shape if given.example_inputs is not None else \
+            (1, data.in_channels, data.image_size, data.image_size)
+        with torch.no_grad():
+            was = given.model.training
+            out = given.model.cpu().eval()(torch.randn(1, *shape[1:]))
+            given.model.train(was)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        if hasattr(data, "set_num_classes"):
+            data.set_num_classes(int(out.shape[-1]))
+    return ModelSpec(ref, data.num_classes, data.in_channels, data.image_size, args, None)
