@@ -22,15 +22,16 @@ def compress(cfg=None, **kwargs):
     return _compress(cfg, **kwargs)
 
 
-def prune(model, example_inputs, criterion="l1", sparsity=0.4, **kwargs):
-    """Prune a module in hand through the dependency graph; see ``filterprune.user.prune``."""
-    from .user import prune as _prune
-
-    return _prune(model, example_inputs, criterion, sparsity, **kwargs)
-
-
 def save(model, folder, **kwargs):
     """Save a (pruned) module as safetensors + JSON; see ``filterprune.user.save``."""
     from .user import save as _save
 
     return _save(model, folder, **kwargs)
+
+
+def __getattr__(name):
+    if name == "prune":  # ``filterprune.prune(model, ...)``: the prune subpackage is callable (see its docstring)
+        import importlib
+
+        return importlib.import_module(f"{__name__}.prune")
+    raise AttributeError(f"module 'filterprune' has no attribute {name!r}")
