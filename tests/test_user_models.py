@@ -235,7 +235,6 @@ def test_tv_weights_not_cached_is_one_line(tmp_path, monkeypatch, capfd):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.slow
 def test_tv_resnet18_pretrained_on_an_image_folder_exports_at_224(fake_hub, tmp_path):
     folder = image_folder(tmp_path / "imgs", n_train=4, n_test=2)
     out = tmp_path / "out"
