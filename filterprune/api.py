@@ -443,7 +443,7 @@ def _train_command(model: str, dataset: str | None, data_root: str, cfg: TrainCo
     if target:
         outputs.check_target(target, overwrite)
     data = load_data(dataset, data_root)
-    spec = spec_for(model, data)
+    spec = spec_for(sources.model_ref(model), data)
     net, info = train_baseline(spec, data, cfg, device)
     if not distributed.is_main():  # --distributed: rank 0 alone evaluates and writes
         return None

@@ -109,7 +109,7 @@ CATALOGUE = [
     ("factory-module-not-found", [*C[:1], "no_such_pkg.nets:build", *C[2:]], 2, "model module 'no_such_pkg.nets' not found"),
     ("factory-output-width", [*C[:1], "{net_py}:three_outputs", *C[2:]], 2,
      r"outputs \(1, 3\) for one image, but the data has 10 classes \(its factory takes no num_classes"),
-    ("factory-unknown-model-arg", [*C[:1], "{net_py}:build", *C[2:], "--model-args", '{"depth": 3}'], 2,
+    ("factory-unknown-model-arg", [*C[:1], "{net_py}:build", *C[2:], "--model-args", '{{"depth": 3}}'], 2,
      "raised TypeError: .*unexpected keyword argument 'depth'"),
     ("model-args-not-json", [*C, "--model-args", "{{width: 3"], 2, "--model-args must be a JSON object"),
     ("model-args-not-object", [*C, "--model-args", "[1, 2]"], 2, "--model-args must be a JSON object, got list"),

@@ -262,3 +262,20 @@ def test_timm_model_prunes_and_unknown_name_says_how_to_list():
     assert res.model.fc.out_features == 3 and res.removed
     with pytest.raises(UsageError, match=r"unknown timm model 'resnet9000'.*timm.list_models"):
         build_model(ModelSpec("timm:resnet9000"))
+
+
+def test_a_sweep_file_takes_a_factory_with_model_args_and_ignore_layers(user_net, tmp_path):
+    from filterprune.sweep.grid import load_sweep
+
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text(f"base: {{criterion: l1, sparsity: 0.4, dataset: synthetic, model_args: {{width: 8}}, "
+                   f"ignore_layers: [branch]}}\ngrid:\n  model: ['{user_net}:build', resnet20]\n"
+                   "include:\n  - {model: resnet20, model_args: null, ignore_layers: [conv1]}\n")
+    runs = load_sweep(cfg).runs
+    assert len(runs) == 3
+    mine = next(r.config for r in runs if r.config["model"].endswith(":build"))
+    assert mine["model_args"] == {"width": 8} and mine["ignore_layers"] == ["branch"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: {criterion: l1, sparsity: 0.4, model_args: 3}\ngrid: {model: [resnet20]}\n")
+    with pytest.raises(UsageError, match="model_args: expected a mapping or null"):
+        load_sweep(bad)
