@@ -353,7 +353,8 @@ def _compress(cfg: CompressConfig, device: torch.device, given: sources.Given | 
         sparsity = cfg.sparsity if cfg.sparsity is not None else result.sparsity  # asked, or found for --target-macs
         meta = {"criterion": cfg.criterion, "sparsity": sparsity, "scope": scope,
                 "dataset": data.name, "mean": list(data.mean), "std": list(data.std),
-                "class_names": data.class_names, "version": __version__}
+                "class_names": data.class_names, "version": __version__,
+                **({"resize_size": data.resize_size} if getattr(data, "resize_size", None) else {})}
         ckpt.save(pruned, staging / "pruned", spec, result.history, meta)
         onnx_info, onnx_paths = None, {}
         if cfg.export:

@@ -103,3 +103,28 @@ def test_loader_workers_stream_in_other_processes(tmp_path):
     data = FolderData(_folder(tmp_path / "imgs"), image_size=32, workers=2)
     loader = make_loader(data, "train", 3, augment=True)
     assert loader.num_workers == 2 and sum(len(y) for _, y in loader) == 6
+
+
+def test_run_onnx_preprocesses_as_the_folder_evaluation_did(tmp_path):
+    """export/run_onnx.py (no torch) resizes the short side to the metadata's resize_size and center-crops,
+    as FolderData's evaluation transform does; and it refuses other formats too."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("run_onnx", Path(__file__).parents[1] / "export" / "run_onnx.py")
+    run_onnx = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_onnx)
+    folder = _folder(tmp_path / "imgs", n=1, size=(60, 80))
+    data = FolderData(folder, image_size=32, resize_size=37, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), workers=0)
+    x, _ = next(iter(make_loader(data, "test", 2)))
+    mean = np.full((1, 3, 1, 1), 0.5, np.float32)
+    std = np.full((1, 3, 1, 1), 0.25, np.float32)
+    paths = [s for s, _ in data.test]
+    y = run_onnx.load_images(paths, [-1, 3, 32, 32], mean, std, np.float32, resize=37)
+    assert y.shape == (2, 3, 32, 32)
+    assert np.abs(y - x.numpy()).mean() < 0.05  # PIL's vs torchvision's bilinear filter, same geometry
+    squashed = run_onnx.load_images(paths, [-1, 3, 32, 32], mean, std, np.float32)  # plain resize: other geometry
+    assert np.abs(squashed - x.numpy()).mean() > np.abs(y - x.numpy()).mean()
+    (tmp_path / "photo.png").write_bytes(EPS)
+    with pytest.raises(run_onnx.Usage, match="not a readable image"):
+        run_onnx.load_images([str(tmp_path / "photo.png")], [-1, 3, 32, 32], mean, std, np.float32)
