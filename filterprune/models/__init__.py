@@ -40,7 +40,14 @@ class ModelSpec:
     weights: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """``args``/``weights`` only when set: a registered model's description (and so its baseline cache
+        key) is what it was before they existed."""
+        d = asdict(self)
+        if not d["args"]:
+            del d["args"]
+        if d["weights"] is None:
+            del d["weights"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelSpec:
