@@ -279,3 +279,18 @@ def test_a_sweep_file_takes_a_factory_with_model_args_and_ignore_layers(user_net
     bad.write_text("base: {criterion: l1, sparsity: 0.4, model_args: 3}\ngrid: {model: [resnet20]}\n")
     with pytest.raises(UsageError, match="model_args: expected a mapping or null"):
         load_sweep(bad)
+
+
+def test_timm_imagenet_checkpoint_on_other_classes_keeps_all_but_the_head(tmp_path):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    src = timm.create_model("resnet18", num_classes=1000)
+    torch.save(src.state_dict(), tmp_path / "imagenet.pth")
+    from filterprune.api import load_checkpoint_into
+
+    spec = ModelSpec("timm:resnet18", num_classes=10, image_size=32)
+    model = load_checkpoint_into(spec, str(tmp_path / "imagenet.pth"))
+    assert model.filterprune_loaded == {"head_replaced": ["fc.bias", "fc.weight"]}
+    assert torch.equal(model.layer3[0].conv1.weight, src.layer3[0].conv1.weight) and model.fc.out_features == 10
+    with pytest.raises(UsageError, match="does not match"):  # a registered model stays strict
+        load_checkpoint_into(ModelSpec("resnet18", num_classes=10), str(tmp_path / "imagenet.pth"))
