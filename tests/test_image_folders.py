@@ -20,7 +20,7 @@ EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n%%EndComments\n"
 def _folder(root, n=3, size=(40, 56)):
     rng = np.random.default_rng(0)
     for split in ("train", "test"):
-        for c, cls in enumerate(("a", "b")):
+        for cls in ("a", "b"):
             (root / split / cls).mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 a = rng.integers(0, 255, (*size, 3)).astype(np.uint8)
