@@ -32,6 +32,7 @@ from .onnx_export import check_parity, export_onnx
 from .prune import PlanConfig, prune_in_steps
 from .prune import checkpoint as ckpt
 from .prune.graph import build_graph
+from .recipes import RECIPES
 from .report import write_report
 from .train import NonFiniteLoss, TrainConfig, evaluate, resolve_device, train
 
@@ -39,6 +40,9 @@ from .train import NonFiniteLoss, TrainConfig, evaluate, resolve_device, train
 def say(msg: str) -> None:
     if distributed.is_main():  # --distributed: rank 0 speaks for all
         print(f"[filterprune] {msg}", file=sys.stderr, flush=True)
+
+
+DISTILL = ("off", "kd")
 
 
 def cache_dir() -> Path:
@@ -54,7 +58,7 @@ class CompressConfig:
     data_root: str = DEFAULT_DATA_ROOT
     checkpoint: str | None = None
     epochs: int = 10
-    finetune_epochs: int = 3
+    finetune_epochs: int | None = None  # None: the recipe's
     batch_size: int = 64
     optimizer: str = "sgd"
     lr: float | None = None
@@ -87,6 +91,12 @@ class CompressConfig:
     imp_iterations: int = 2
     imp_epochs: int | None = None  # training epochs per IMP iteration; None: --finetune-epochs
     distributed: bool = False  # DDP training under torchrun; batch_size is then global (distributed.py)
+    recipe: str = "default"  # finetune preset (recipes.py): fills finetune_epochs / finetune_lr when unset
+    distill: str = "kd"  # off | kd: finetuning distills from the dense model (the frozen teacher)
+    distill_alpha: float = 0.7  # weight of the teacher's soft targets
+    distill_temperature: float = 4.0
+    val_fraction: float = 0.1  # of the training images, held out to choose the kept epoch (never the test split)
+    scratch: bool = False  # also train the pruned architecture from a fresh init for the same total epochs
     # where the model and the images come from (sources.py)
     model_args: dict | None = None  # keyword arguments of the model's builder (--model-args JSON)
     weights: str | None = None  # tv:/timm: pretrained weights: DEFAULT or an enum name, from the local cache
@@ -114,8 +124,15 @@ class CompressConfig:
         if self.checkpoint is not None and self.sparsity_reg and not self.sparsity_epochs:
             raise UsageError("--sparsity-reg with --checkpoint needs --sparsity-epochs N (the sparsity training "
                              "of the given model before pruning)")
-        if self.finetune_epochs < 0:
+        if self.finetune_epochs is not None and self.finetune_epochs < 0:
             raise UsageError(f"--finetune-epochs must be >= 0, got {self.finetune_epochs}")
+        if self.recipe not in RECIPES:
+            raise UsageError(f"unknown recipe {self.recipe!r}; valid: {', '.join(RECIPES)}")
+        if self.distill not in DISTILL:
+            raise UsageError(f"unknown --distill {self.distill!r}; valid: {', '.join(DISTILL)}")
+        if not 0 <= self.val_fraction <= 0.5:
+            raise UsageError(f"--val-fraction must be in [0, 0.5], got {self.val_fraction}")
+        self.finetune_config()
         if self.finetune_lr is not None and not (0 < self.finetune_lr < 10):
             raise UsageError(f"--finetune-lr must be in (0, 10), got {self.finetune_lr}")
         if self.checkpoint is not None and not Path(self.checkpoint).exists():
@@ -141,16 +158,29 @@ class CompressConfig:
         return TrainConfig(epochs=self.epochs, optimizer=self.optimizer, lr=self.lr, schedule=self.schedule,
                            batch_size=self.batch_size, sparsity_reg=self.sparsity_reg, seed=self.seed)
 
-    def finetune_config(self) -> TrainConfig:
-        base = self.baseline_config()
-        lr = self.finetune_lr if self.finetune_lr is not None else base.learning_rate / 10
-        return replace(base, epochs=self.finetune_epochs, lr=lr, sparsity_reg=0.0)
+    def finetune_config(self, num_classes: int = 10) -> TrainConfig:
+        """The recipe's finetune settings, with the flags that were given taking precedence."""
+        r, base = RECIPES[self.recipe], self.baseline_config()
+        lr = self.finetune_lr if self.finetune_lr is not None else r.lr if r.lr is not None else \
+            r.lr_factor * base.learning_rate
+        epochs = self.finetune_epochs if self.finetune_epochs is not None else r.finetune_epochs(num_classes)
+        return replace(base, epochs=epochs, lr=lr, optimizer=r.optimizer or base.optimizer,
+                       schedule=r.schedule or base.schedule,
+                       batch_size=r.batch_size or base.batch_size, crop=r.crop, weight_decay=r.weight_decay,
+                       warmup_epochs=min(r.warmup_epochs, epochs), label_smoothing=r.label_smoothing,
+                       sparsity_reg=0.0, distill_alpha=self.distill_alpha if self.distill == "kd" else 0.0,
+                       distill_temperature=self.distill_temperature)
 
-    def mask_config(self) -> MaskConfig:
+    def scratch_config(self, num_classes: int) -> TrainConfig:
+        """Liu et al.'s control: the baseline's recipe for the run's total epochs (baseline + finetuning)."""
+        ft = self.finetune_config(num_classes)
+        return replace(self.baseline_config(), epochs=self.epochs + ft.epochs * self.steps)
+
+    def mask_config(self, num_classes: int = 10) -> MaskConfig:
         if self.imp_epochs is not None and self.imp_epochs < 0:
             raise UsageError(f"--imp-epochs must be >= 0, got {self.imp_epochs}")
-        imp_train = replace(self.finetune_config(), epochs=self.finetune_epochs if self.imp_epochs is None
-                            else self.imp_epochs)
+        ft = self.finetune_config(num_classes)  # IMP trains the seed's way: no teacher
+        imp_train = replace(ft, epochs=ft.epochs if self.imp_epochs is None else self.imp_epochs, distill_alpha=0.0)
         c = self.compression
         if c is None:  # tied to the target: density (1-s)^2, or the MAC fraction itself under --target-macs
             c = default_compression(self.sparsity) if self.sparsity is not None else -math.log10(self.target_macs)
@@ -158,14 +188,15 @@ class CompressConfig:
 
 
 # ----------------------------------------------------------------------------------------------- data
-def load_data(dataset: str | None, data_root: str, **options) -> ImageData:
-    """Load the named dataset, or the default one with a notice saying which it is. ``options`` reach
-    streamed datasets (image size, preprocessing: ``sources.prepare``)."""
+def load_data(dataset: str | None, data_root: str, val_fraction: float = 0.0, seed: int = 0, **options) -> ImageData:
+    """Load the named dataset, or the default one with a notice saying which it is; ``val_fraction`` of
+    the training images (drawn with ``seed``) become the validation split that chooses kept epochs.
+    ``options`` reach streamed datasets (image size, preprocessing: ``sources.prepare``)."""
     if dataset is None:
         dataset, notice = resolve_default_dataset(data_root)
         if notice:
             say(f"notice: {notice}")
-    data = load_dataset(dataset, data_root, **options)
+    data = load_dataset(dataset, data_root, seed=seed, **options).carve_val(val_fraction, seed)
     say(f"data: {data.describe()}")
     return data
 
@@ -178,7 +209,10 @@ def spec_for(model: str, data: ImageData) -> ModelSpec:
 def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig) -> str:
     """Hash of everything that determines the trained baseline, so every criterion starts from it."""
     ident = {"spec": spec.to_dict(), "data": [data.name, data.source, len(data.y_train), len(data.y_test)],
-             "train": cfg.to_dict(), "version": 1}
+             "train": cfg.to_dict(), "version": 2}
+    if data.y_val is not None:  # which images were held out (the split's seed decides them)
+        ident["val"] = data.val_digest() if hasattr(data, "val_digest") else \
+            hashlib.sha256(data.x_val.numpy().tobytes()).hexdigest()[:16]
     if distributed.active():  # DDP trains another (equally valid) model than one process does
         ident["world_size"] = distributed.world_size()
     if (digest := sources.user_factory.code_digest(spec.name)) is not None:  # an edited model file trains anew
@@ -304,16 +338,17 @@ def _compress(cfg: CompressConfig, device: torch.device, given: sources.Given | 
 
     pruned = copy.deepcopy(dense).cpu()
     ctx = PruneContext(example_inputs=torch.randn(1, *input_shape), data=data, device=device, seed=cfg.seed,
-                       batch_size=cfg.batch_size, calib_batches=cfg.calib_batches, mask=cfg.mask_config(),
-                       ignored_layers=tuple(cfg.ignore_layers))
+                       batch_size=cfg.batch_size, calib_batches=cfg.calib_batches,
+                       mask=cfg.mask_config(data.num_classes), ignored_layers=tuple(cfg.ignore_layers))
     target = f"sparsity {cfg.sparsity:g}" if cfg.sparsity is not None else f"MACs <= {cfg.target_macs:g} x dense"
     say(f"prune: {cfg.criterion}, {target}, {scope}, round_to {cfg.round_to}, {cfg.steps} step(s), mode {cfg.mode}")
-    ft = cfg.finetune_config()
+    ft = cfg.finetune_config(data.num_classes)
+    teacher = dense if cfg.distill == "kd" else None  # frozen; the pruned copies learn its soft targets
     step_histories = []
 
     def finetune_between(model: nn.Module, i: int) -> None:
-        step_histories.append(train(model.to(device), data, ft, device, desc=f"finetune {i}/{cfg.steps}")
-                              if ft.epochs else [])
+        step_histories.append(train(model.to(device), data, ft, device, desc=f"finetune {i}/{cfg.steps}",
+                                    teacher=teacher) if ft.epochs else [])
         model.cpu()
 
     if cfg.mode == "masked":
@@ -328,14 +363,18 @@ def _compress(cfg: CompressConfig, device: torch.device, given: sources.Given | 
     lap("prune")
     pruned = pruned.to(device)
     try:
-        finetune_history = control.finetune(pruned, own_masks, ft, data, device)
+        finetune_history = control.finetune(pruned, own_masks, ft, data, device, teacher=teacher)
     except NonFiniteLoss as e:
         raise outputs.keep_last_good(pruned, _last_good_folder("finetune", spec), spec, e, result.history,
                                      {"criterion": cfg.criterion, "sparsity": cfg.sparsity}) from None
     pruned_acc = evaluate(pruned, data, device)
     masked = control.MaskedModel(pruned, pruned_acc, finetune_history) if own_masks else \
-        control.masked_control(dense, masks, ft, data, device) if masks else None
+        control.masked_control(dense, masks, ft, data, device, teacher) if masks else None
     lap("finetune")
+    scratch = from_scratch(spec, result.history, cfg.scratch_config(data.num_classes), data, device) \
+        if cfg.scratch else None
+    if scratch:
+        lap("scratch")
     if not distributed.is_main():  # --distributed: rank 0 alone exports, benchmarks and writes the outputs
         return out
 
@@ -390,7 +429,7 @@ def _compress(cfg: CompressConfig, device: torch.device, given: sources.Given | 
             "target_macs": cfg.target_macs, "steps": cfg.steps,
             "round_to": cfg.round_to, "seed": cfg.seed, "device": device.type, "processes": distributed.world_size(),
             "dataset": {"name": data.name, "source": data.source, "train": len(data.y_train),
-                        "test": len(data.y_test)},
+                        "val": 0 if data.y_val is None else len(data.y_val), "test": len(data.y_test)},
             "dense": {**cost_dense.to_dict(), "accuracy": dense_acc["top1"], "top5": dense_acc["top5"]},
             "pruned": {**cost_pruned.to_dict(), "accuracy": pruned_acc["top1"], "top5": pruned_acc["top5"]},
             "mode": cfg.mode,
@@ -400,8 +439,10 @@ def _compress(cfg: CompressConfig, device: torch.device, given: sources.Given | 
             "layers": result.layers, "skipped_groups": result.skipped, "unprunable_groups": result.unprunable,
             "onnx": onnx_info,
             "latency": dense_vs_pruned(rows), "latency_rows": rows,
-            "baseline": baseline, "finetune": {"config": ft.to_dict(), "history": finetune_history,
-                                                      "between_steps": step_histories},
+            "baseline": baseline, "finetune": {"config": ft.to_dict(), "recipe": cfg.recipe, "distill": cfg.distill,
+                                                "kept_epoch": kept_epoch(finetune_history),
+                                                "history": finetune_history, "between_steps": step_histories},
+            "scratch": scratch,
             "timings_s": timings, "machine": machine.describe(), "version": __version__,
             "model_source": sources.describe(spec, native, baseline.get("pretrained") or getattr(
                 dense, "filterprune_loaded", None), cfg.checkpoint),
@@ -418,6 +459,24 @@ def _compress(cfg: CompressConfig, device: torch.device, given: sources.Given | 
     return out
 
 
+def kept_epoch(history: list[dict]) -> int | None:
+    """The epoch whose weights training kept (best validation top-1), else the last one."""
+    return next((r["epoch"] for r in history if r.get("kept")), history[-1]["epoch"] if history else None)
+
+
+def from_scratch(spec: ModelSpec, history: list, cfg: TrainConfig, data: ImageData, device: torch.device) -> dict:
+    """Liu et al. 2019's control: the pruned architecture, freshly initialised (the model's own init on
+    the dense shapes, cut by the pruning history) and trained with the baseline recipe for the run's
+    total epochs; is the pruned model better than the architecture alone?"""
+    torch.manual_seed(cfg.seed + 1)  # another init than the baseline's
+    model = ckpt.rebuild(spec, history).to(device)
+    say(f"scratch: training the pruned architecture from a fresh init for {cfg.epochs} epochs")
+    hist = train(model, data, cfg, device, desc="scratch")
+    acc = evaluate(model, data, device)
+    return {"epochs": cfg.epochs, "accuracy": acc["top1"] if acc else None, "top5": acc["top5"] if acc else None,
+            "kept_epoch": kept_epoch(hist), "history": hist}
+
+
 def _channel_sparsity(layers: list[dict]) -> float:
     before = sum(r["channels_before"] for r in layers)
     after = sum(r["channels_after"] for r in layers)
@@ -428,22 +487,25 @@ load = ckpt.load
 
 
 def train_command(model: str, dataset: str | None, data_root: str, cfg: TrainConfig, device_name: str,
-                  out: str | None, overwrite: bool = False, ddp: bool = False) -> Path:
+                  out: str | None, overwrite: bool = False, ddp: bool = False, val_fraction: float = 0.1) -> Path:
     """`filterprune train`: train (or reuse) the cached baseline and copy it to ``out`` with its accuracy.
-    ``ddp``: trains with DistributedDataParallel under torchrun (see distributed.py)."""
+    ``ddp``: trains with DistributedDataParallel under torchrun (see distributed.py). ``val_fraction``
+    as in compress, so that compress reuses the baseline this trains."""
     check_model_ref(sources.model_ref(model))
     if dataset is not None:
         DATASETS.get(dataset)
+    if not 0 <= val_fraction <= 0.5:
+        raise UsageError(f"--val-fraction must be in [0, 0.5], got {val_fraction}")
     with distributed.session(ddp, resolve_device(device_name), cfg.batch_size) as device:
-        return _train_command(model, dataset, data_root, cfg, device, out, overwrite)
+        return _train_command(model, dataset, data_root, cfg, device, out, overwrite, val_fraction)
 
 
 def _train_command(model: str, dataset: str | None, data_root: str, cfg: TrainConfig, device: torch.device,
-                   out: str | None, overwrite: bool) -> Path | None:
+                   out: str | None, overwrite: bool, val_fraction: float = 0.1) -> Path | None:
     target = Path(out) if out else None
     if target:
         outputs.check_target(target, overwrite)
-    data = load_data(dataset, data_root)
+    data = load_data(dataset, data_root, val_fraction, cfg.seed)
     spec = spec_for(sources.model_ref(model), data)
     net, info = train_baseline(spec, data, cfg, device)
     if not distributed.is_main():  # --distributed: rank 0 alone evaluates and writes

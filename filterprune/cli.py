@@ -62,6 +62,9 @@ def _common_training(p: argparse.ArgumentParser) -> None:
                    help="network-slimming L1 strength on BN scales during baseline training")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="fraction of the training images held out (per class, drawn with --seed) to choose the "
+                        "kept epoch; never the test split; 0 = keep the last epoch (default 0.1)")
     p.add_argument("--distributed", action="store_true",
                    help="DDP training under torchrun (--batch-size is then the global batch): "
                         "torchrun --nproc_per_node N -m filterprune ... --distributed")
@@ -103,8 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--checkpoint", default=None, help="dense weights to prune instead of training a baseline")
     c.add_argument("--sparsity-epochs", type=int, default=0,
                    help="sparsity-train the --checkpoint for N epochs with --sparsity-reg before pruning")
-    c.add_argument("--finetune-epochs", type=int, default=3)
-    c.add_argument("--finetune-lr", type=float, default=None, help="default: a tenth of the baseline lr")
+    c.add_argument("--finetune-epochs", type=int, default=None, help="default: the recipe's (8; lajic: 10)")
+    c.add_argument("--finetune-lr", type=float, default=None,
+                   help="default: the recipe's (half the baseline lr; lajic: 1e-3)")
+    c.add_argument("--recipe", default="default",
+                   help="finetune preset: default (the baseline's optimizer and schedule at half its lr, warm-up, 8 "
+                        "epochs), lajic (the seed study's: SGD 1e-3 -> 1e-4 -> 1e-5, batch 32, rotation + flip, 10 "
+                        "epochs / 20 for 100 classes) or plain (a tenth of the baseline lr, 3 epochs)")
+    c.add_argument("--distill", default="kd",
+                   help="kd (default): finetuning distills from the dense model; off: plain cross-entropy")
+    c.add_argument("--distill-alpha", type=float, default=0.7,
+                   help="weight of the dense model's soft targets in [0, 1] (default 0.7)")
+    c.add_argument("--distill-temperature", type=float, default=4.0, help="softmax temperature > 0 (default 4)")
+    c.add_argument("--scratch", action="store_true",
+                   help="control: also train the pruned architecture from a fresh init for the same total epochs")
     c.add_argument("--scope", choices=["layerwise", "global"], default=None,
                    help="allocation (default: the criterion's own; slimming is global, others layerwise)")
     c.add_argument("--round-to", type=_round_to, default=1,
@@ -203,7 +218,9 @@ def _compress(a) -> None:
         export=not a.no_export, bench=not a.no_bench, bench_batch_sizes=a.bench_batch_sizes,
         bench_iters=a.bench_iters, bench_memory=a.bench_memory, mode=a.mode, compression=a.compression,
         mask_scope=a.mask_scope, mask_reduce=a.mask_reduce, imp_iterations=a.imp_iterations,
-        imp_epochs=a.imp_epochs, distributed=a.distributed,
+        imp_epochs=a.imp_epochs, distributed=a.distributed, recipe=a.recipe, distill=a.distill,
+        distill_alpha=a.distill_alpha, distill_temperature=a.distill_temperature, val_fraction=a.val_fraction,
+        scratch=a.scratch,
         model_args=_model_args(a.model_args), weights=a.weights, image_size=a.image_size,
         train_subset=a.train_subset, workers=a.workers, ignore_layers=a.ignore_layers))
 
@@ -235,7 +252,8 @@ def _train(a) -> None:
 
     cfg = TrainConfig(epochs=a.epochs, optimizer=a.optimizer, lr=a.lr, schedule=a.schedule,
                       batch_size=a.batch_size, sparsity_reg=a.sparsity_reg, seed=a.seed)
-    train_command(a.model, a.dataset, a.data_root, cfg, a.device, a.out, a.overwrite, ddp=a.distributed)
+    train_command(a.model, a.dataset, a.data_root, cfg, a.device, a.out, a.overwrite, ddp=a.distributed,
+                  val_fraction=a.val_fraction)
 
 
 def _bench(a) -> None:

@@ -77,7 +77,7 @@ def validate(cfg) -> None:
 def prepare(cfg, load_data, given: Given | None = None) -> tuple[object, ModelSpec, dict]:
     """(data, spec, info): the data at the model's input size and the run's ModelSpec.
 
-    ``load_data(dataset, data_root, **options)`` is the pipeline's data loader (it names the default
+    ``load_data(dataset, data_root, val_fraction, seed, **options)`` is the pipeline's data loader (it names the default
     dataset); ``info`` holds what the model's native input and weights said. ``given`` DataLoaders are
     the data as they are; a given module names the spec ``object:<class>``."""
     ref = model_ref(cfg.model)
@@ -96,10 +96,10 @@ def prepare(cfg, load_data, given: Given | None = None) -> tuple[object, ModelSp
     if resize and size != native["image_size"]:
         resize = round(size * resize / native["image_size"])
     options = {"image_size": size, "resize_size": resize, "train_subset": getattr(cfg, "train_subset", None),
-               "workers": getattr(cfg, "workers", None), "seed": cfg.seed}
+               "workers": getattr(cfg, "workers", None)}
     if "mean" in native:
         options.update(mean=native["mean"], std=native["std"])
-    data = load_data(cfg.dataset, cfg.data_root, **options)
+    data = load_data(cfg.dataset, cfg.data_root, getattr(cfg, "val_fraction", 0.0), cfg.seed, **options)
     if getattr(cfg, "image_size", None) and data.image_size != cfg.image_size:
         raise UsageError(f"{IN_MEMORY_SIZE_HINT}; {data.name} is {data.image_size}x{data.image_size}")
     if "mean" in native and not hasattr(data, "make_loader"):  # in memory: normalise as the weights expect

@@ -1,7 +1,9 @@
 """Training and evaluation loops shared by baseline training and post-pruning finetuning.
 
 The optimizer is always built inside ``train`` from the model's *current* parameters, so a pruned
-model never trains with an optimizer that still holds the old full-size tensors.
+model never trains with an optimizer that still holds the old full-size tensors. Finetuning may distill
+from a frozen teacher (the dense model), and when the data carries a validation split (carved from the
+training images) the epoch kept is the one with the best validation top-1, never chosen on the test split.
 """
 from __future__ import annotations
 
@@ -48,6 +50,11 @@ class TrainConfig:
     sparsity_reg: float = 0.0  # network slimming: lambda * sign(gamma) added to every BN gamma gradient
     augment: bool = True
     seed: int = 0
+    crop: bool = True  # random crop among the augmentations (the seed recipe has rotation + flip only)
+    warmup_epochs: float = 0.0  # linear learning-rate warm-up before the schedule
+    label_smoothing: float = 0.0
+    distill_alpha: float = 0.0  # weight of the teacher's soft targets (used only when a teacher is given)
+    distill_temperature: float = 4.0
 
     def __post_init__(self):
         if self.epochs < 0:
@@ -64,6 +71,14 @@ class TrainConfig:
             raise UsageError(f"--sparsity-reg must be >= 0, got {self.sparsity_reg}")
         if not -(2**63) <= self.seed < 2**63:
             raise UsageError(f"--seed must fit in 64 bits, got {self.seed}")
+        if not 0 <= self.distill_alpha <= 1:
+            raise UsageError(f"--distill-alpha must be in [0, 1], got {self.distill_alpha}")
+        if not (self.distill_temperature > 0 and math.isfinite(self.distill_temperature)):
+            raise UsageError(f"--distill-temperature must be > 0, got {self.distill_temperature}")
+        if not 0 <= self.label_smoothing < 1:
+            raise UsageError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.warmup_epochs <= max(self.epochs, 0):
+            raise UsageError(f"warm-up epochs must be in [0, epochs], got {self.warmup_epochs}")
 
     @property
     def learning_rate(self) -> float:
@@ -93,11 +108,30 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.learning_rate)
 
 
-def _scheduler(opt, cfg: TrainConfig, steps: int):
+def _scheduler(opt, cfg: TrainConfig, steps: int, steps_per_epoch: int):
+    warm = min(round(cfg.warmup_epochs * steps_per_epoch), steps - 1) if steps > 1 else 0
+    rest = steps - warm
     if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
-    # step: x0.1 at 1/3 and 2/3 of training, the 1e-3 -> 1e-4 -> 1e-5 ladder of the seed study
-    return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[steps // 3, 2 * steps // 3], gamma=0.1)
+        main = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(rest, 1))
+    else:  # step: x0.1 at 1/3 and 2/3 of training, the 1e-3 -> 1e-4 -> 1e-5 ladder of the seed study
+        main = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[rest // 3, 2 * rest // 3], gamma=0.1)
+    if not warm:
+        return main
+    ramp = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: (i + 1) / (warm + 1))
+    return torch.optim.lr_scheduler.SequentialLR(opt, [ramp, main], milestones=[warm])
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor | None, y: torch.Tensor, alpha: float,
+                 temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Hinton et al.'s loss (1-a)*CE(y) + a*T^2*KL(softmax(t/T) || softmax(s/T)); plain cross-entropy
+    without a teacher or with a = 0. The T^2 keeps the soft term's gradient scale independent of T."""
+    ce = F.cross_entropy(student, y, label_smoothing=label_smoothing)
+    if teacher is None or alpha == 0:
+        return ce
+    t = temperature
+    kl = F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher.float() / t, dim=1),
+                  reduction="batchmean", log_target=True)
+    return (1 - alpha) * ce + alpha * t * t * kl
 
 
 def add_slimming_subgradient(model: nn.Module, lam: float) -> None:
@@ -108,21 +142,29 @@ def add_slimming_subgradient(model: nn.Module, lam: float) -> None:
 
 
 def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.device,
-          desc: str = "train") -> list[dict]:
-    """Train in place; returns one {epoch, loss, train_top1} row per epoch.
+          desc: str = "train", teacher: nn.Module | None = None) -> list[dict]:
+    """Train in place; returns one {epoch, loss, train_top1[, val_top1, kept]} row per epoch.
 
-    A NaN or inf loss stops training, restores the weights of the last finished epoch and raises.
+    ``teacher``: a frozen model whose logits on the same augmented batch are distilled into ``model``
+    with ``cfg.distill_alpha``/``distill_temperature``; it runs in eval and inference mode, is never
+    updated and receives no gradient. With a validation split in ``data`` the weights of the epoch with
+    the best validation top-1 are kept (``kept`` marks it). A NaN or inf loss stops training, restores
+    the weights of the last finished epoch and raises.
     """
     if cfg.epochs == 0:
         return []
     torch.manual_seed(cfg.seed + distributed.rank())  # --distributed: each rank its own augmentations
     model.to(device).train()
-    loader = distributed.shard(make_loader(data, "train", cfg.batch_size, augment=cfg.augment, seed=cfg.seed),
-                               cfg.seed)
+    teacher_was_training = teacher is not None and teacher.training
+    if teacher is not None:  # frozen: eval mode, forward under inference_mode, so it never gets a gradient
+        teacher.to(device).eval()
+    loader = distributed.shard(make_loader(data, "train", cfg.batch_size, augment=cfg.augment, seed=cfg.seed,
+                                           crop=cfg.crop), cfg.seed)
     net = distributed.wrap(model, device)  # DDP under --distributed (same parameters), else the model itself
     opt = _optimizer(model, cfg)
-    sched = _scheduler(opt, cfg, cfg.epochs * len(loader))
+    sched = _scheduler(opt, cfg, cfg.epochs * len(loader), len(loader))
     history, last_good = [], copy.deepcopy(model.state_dict())
+    best = None  # (val_top1, epoch, weights) of the best epoch so far
     for epoch in range(1, cfg.epochs + 1):
         total, correct, loss_sum = 0, 0, 0.0
         distributed.set_epoch(loader, epoch)
@@ -131,7 +173,10 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
         for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             out = net(x)
-            loss = F.cross_entropy(out, y)
+            with torch.inference_mode():
+                soft = teacher(x) if teacher is not None else None
+            loss = distill_loss(out, soft.clone() if soft is not None else None, y, cfg.distill_alpha,
+                                cfg.distill_temperature, cfg.label_smoothing)
             (seen,) = distributed.summed(loss.item())  # every rank stops if any rank's loss is not finite
             if not math.isfinite(seen):
                 model.load_state_dict(last_good)
@@ -148,23 +193,44 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
             bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{100 * correct / total:.1f}%")
         total, correct, loss_sum = distributed.summed(total, correct, loss_sum)  # over all ranks' shares
         row = {"epoch": epoch, "loss": loss_sum / total, "train_top1": correct / total}
+        val = ""
+        if data.y_val is not None:
+            distributed.sync_buffers(model)
+            row["val_top1"] = _val_top1(model, data, device)
+            model.train()
+            if best is None or row["val_top1"] >= best[0]:  # ties: the later, longer-trained epoch
+                best = (row["val_top1"], epoch, copy.deepcopy(model.state_dict()))
+            val = f", val top-1 {100 * row['val_top1']:.1f}%"
         history.append(row)
         if distributed.is_main():
             print(f"{desc} epoch {epoch}/{cfg.epochs}: loss {row['loss']:.4f}, train top-1 "
-                  f"{100 * row['train_top1']:.1f}%", file=sys.stderr)
+                  f"{100 * row['train_top1']:.1f}%{val}", file=sys.stderr)
         last_good = copy.deepcopy(model.state_dict())
+    if teacher is not None:
+        teacher.train(teacher_was_training)
+    if best is not None:
+        model.load_state_dict(best[2])
+        history[best[1] - 1]["kept"] = True
     distributed.sync_buffers(model)
     return history
 
 
+def _val_top1(model: nn.Module, data: ImageData, device: torch.device) -> float:
+    """Validation top-1, the same number on every rank (rank 0 evaluates, the others receive it)."""
+    acc = evaluate(model, data, device, split="val")
+    (top1,) = distributed.summed(acc["top1"] if acc else 0.0)
+    return top1
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ImageData, device: torch.device, batch_size: int = 256) -> dict | None:
-    """Top-1 / top-5 accuracy and mean loss on the test split (None on the ranks but 0 of a
+def evaluate(model: nn.Module, data: ImageData, device: torch.device, batch_size: int = 256,
+             split: str = "test") -> dict | None:
+    """Top-1 / top-5 accuracy and mean loss on ``split`` (None on the ranks but 0 of a
     ``--distributed`` run: rank 0 alone evaluates)."""
     if not distributed.is_main():
         return None
     model.to(device).eval()
-    loader = make_loader(data, "test", batch_size, augment=False, shuffle=False)
+    loader = make_loader(data, split, batch_size, augment=False, shuffle=False)
     n, top1, top5, loss = 0, 0, 0, 0.0
     k = min(5, data.num_classes)
     for x, y in loader:

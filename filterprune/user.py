@@ -186,6 +186,9 @@ def compress(cfg=None, *, model=None, train=None, test=None, num_classes: int | 
             if fields.get("bench_memory"):
                 raise UsageError("bench_memory rebuilds each model in a fresh process, which a module handed "
                                  "over in Python cannot be: leave it off")
+            if fields.get("scratch"):
+                raise UsageError("scratch= retrains the pruned architecture from a fresh initialisation, which a "
+                                 "module in hand does not define: give the model by name")
             for key in ("checkpoint", "weights", "model_args"):
                 if fields.get(key) is not None:
                     raise UsageError(f"{key}= applies to a model name; a module in hand already has its weights")

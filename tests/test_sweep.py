@@ -283,9 +283,13 @@ def test_seed_study_configs_have_the_seed_grids():
 
     lajic = runs("lajic")
     assert len(lajic) == 3 * 2 * 3 and {c["sparsity"] for c in lajic} == {0.4}
-    assert {(c["dataset"], c["finetune_epochs"]) for c in lajic} == {("cifar10", 10), ("cifar100", 20)}
-    assert {(c["optimizer"], c["finetune_lr"], c["schedule"], c["batch_size"]) for c in lajic} == {
-        ("sgd", 1e-3, "step", 32)}
+    assert {(c["recipe"], c["distill"], c["val_fraction"]) for c in lajic} == {("lajic", "off", 0)}
+    from filterprune.api import CompressConfig
+    finetunes = {(c["dataset"], CompressConfig(**c).finetune_config(100 if c["dataset"] == "cifar100" else 10))
+                 for c in lajic}
+    assert {(d, f.epochs, f.optimizer, f.lr, f.schedule, f.batch_size, f.crop, f.distill_alpha)
+            for d, f in finetunes} == {("cifar10", 10, "sgd", 1e-3, "step", 32, False, 0.0),
+                                       ("cifar100", 20, "sgd", 1e-3, "step", 32, False, 0.0)}
     zhao = runs("zhao")
     assert len(zhao) == (5 + 3) * 6
     assert sorted({c["compression"] for c in zhao}) == [0.05, 0.1, 0.2, 0.5, 1.0, 2.0]

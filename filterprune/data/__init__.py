@@ -6,7 +6,7 @@ Parameterised names: ``npz:PATH`` and ``imagefolder:PATH``. The offline default 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -32,6 +32,8 @@ class ImageData:
     flip: bool = True  # horizontal flip is a valid augmentation (not for digits)
     mean: tuple[float, ...] = field(default=())
     std: tuple[float, ...] = field(default=())
+    x_val: torch.Tensor | None = None  # carved from the training images by ``carve_val``; never the test split
+    y_val: torch.Tensor | None = None
 
     def __post_init__(self):
         if self.x_train.dtype != torch.uint8 or self.x_train.ndim != 4:
@@ -51,6 +53,35 @@ class ImageData:
             self.mean = tuple(x.mean(dim=(0, 2, 3)).tolist())
             self.std = tuple(x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
 
+    def carve_val(self, fraction: float, seed: int) -> ImageData:
+        """A copy whose validation split is ``fraction`` of the training images (stratified per class,
+        drawn with ``seed``), removed from training. The test split is untouched and never seen before the
+        kept epoch is chosen; mean/std stay those of the whole training split, so every model of a seed is
+        normalised alike."""
+        if not 0 <= fraction <= 0.5:
+            raise UsageError(f"--val-fraction must be in [0, 0.5], got {fraction}")
+        if fraction == 0 or self.x_val is not None:
+            return self
+        gen = torch.Generator().manual_seed(seed)
+        val = []
+        for c in range(self.num_classes):
+            idx = (self.y_train == c).nonzero().flatten()
+            val.append(idx[torch.randperm(len(idx), generator=gen)[:round(fraction * len(idx))]])
+        val = torch.cat(val).sort().values
+        keep = torch.ones(len(self.y_train), dtype=torch.bool)
+        keep[val] = False
+        if not len(val) or not keep.any():
+            return self
+        return replace(self, x_train=self.x_train[keep], y_train=self.y_train[keep], x_val=self.x_train[val],
+                       y_val=self.y_train[val], mean=self.mean, std=self.std)
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and labels of 'train', 'val' or 'test'."""
+        if name == "val" and self.x_val is None:
+            raise ValueError(f"{self.name} has no validation split (carve_val)")
+        return {"train": (self.x_train, self.y_train), "val": (self.x_val, self.y_val),
+                "test": (self.x_test, self.y_test)}[name]
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
@@ -64,7 +95,8 @@ class ImageData:
         return self.x_train.shape[-1]
 
     def describe(self) -> str:
-        return (f"{self.name}: {len(self.x_train)} train / {len(self.x_test)} test images, "
+        val = f" / {len(self.y_val)} validation" if self.y_val is not None else ""
+        return (f"{self.name}: {len(self.x_train)} train{val} / {len(self.x_test)} test images, "
                 f"{self.in_channels}x{self.image_size}x{self.image_size}, {self.num_classes} classes "
                 f"({self.source})")
 

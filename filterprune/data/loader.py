@@ -12,11 +12,11 @@ ROTATION_DEGREES = 15
 
 
 class _Split(Dataset):
-    def __init__(self, x, y, mean, std, augment: bool, flip: bool):
+    def __init__(self, x, y, mean, std, augment: bool, flip: bool, crop: bool = True):
         self.x, self.y = x, y
         ops = []
         if augment:
-            ops += [v2.RandomCrop(x.shape[-1], padding=x.shape[-1] // 8)]
+            ops += [v2.RandomCrop(x.shape[-1], padding=x.shape[-1] // 8)] if crop else []
             if flip:
                 ops.append(v2.RandomHorizontalFlip())
             ops.append(v2.RandomRotation(ROTATION_DEGREES))
@@ -31,15 +31,18 @@ class _Split(Dataset):
 
 
 def make_loader(data: ImageData, split: str, batch_size: int, augment: bool = False,
-                shuffle: bool | None = None, seed: int = 0, limit: int | None = None) -> DataLoader:
-    """A DataLoader over ``split`` ('train' or 'test'); ``limit`` keeps the first N images. Data that is
-    not held in memory (streamed folders, the user's loaders: ``data.stream``) makes its own."""
+                shuffle: bool | None = None, seed: int = 0, limit: int | None = None,
+                crop: bool = True) -> DataLoader:
+    """A DataLoader over ``split`` ('train', 'val' or 'test'); ``limit`` keeps the first N images;
+    ``crop=False`` drops the random crop from the augmentations (the seed recipe: rotation + flip). Data
+    that is not held in memory (streamed folders, the user's loaders: ``data.stream``) makes its own."""
     if hasattr(data, "make_loader"):
-        return data.make_loader(split, batch_size, augment=augment, shuffle=shuffle, seed=seed, limit=limit)
-    x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
+        return data.make_loader(split, batch_size, augment=augment, shuffle=shuffle, seed=seed, limit=limit,
+                                crop=crop)
+    x, y = data.split(split)
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    ds = _Split(x, y, data.mean, data.std, augment, data.flip)
+    ds = _Split(x, y, data.mean, data.std, augment, data.flip, crop)
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(ds, batch_size=batch_size, shuffle=(split == "train") if shuffle is None else shuffle,
                       generator=gen, num_workers=0)

@@ -124,14 +124,46 @@ class FolderData:
             g = torch.Generator().manual_seed(seed)
             pick = sorted(torch.randperm(len(self.train), generator=g)[:train_subset].tolist())
             self.train = [self.train[i] for i in pick]
+        self.val: list[tuple[str, int]] | None = None  # carve_val
         self.y_train = torch.tensor([y for _, y in self.train])
         self.y_test = torch.tensor([y for _, y in self.test])
+        self.y_val = None
         self.mean_from = "pretrained weights" if mean is not None else f"estimated from {min(STATS_SAMPLE, len(self.train))} training images"
         self.mean, self.std = (tuple(mean), tuple(std)) if mean is not None else self._estimate_stats(seed)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def carve_val(self, fraction: float, seed: int) -> FolderData:
+        """A copy whose validation split is ``fraction`` of the training files (per class, drawn with
+        ``seed``), removed from training, as ``ImageData.carve_val`` does; mean/std stay as they are."""
+        import copy
+
+        if not 0 <= fraction <= 0.5:
+            raise UsageError(f"--val-fraction must be in [0, 0.5], got {fraction}")
+        if fraction == 0 or self.val is not None:
+            return self
+        gen = torch.Generator().manual_seed(seed)
+        val = []
+        for c in range(self.num_classes):
+            idx = (self.y_train == c).nonzero().flatten()
+            val += idx[torch.randperm(len(idx), generator=gen)[:round(fraction * len(idx))]].tolist()
+        if not val or len(val) == len(self.train):
+            return self
+        held = set(val)
+        out = copy.copy(self)
+        out.val = [self.train[i] for i in sorted(held)]
+        out.train = [s for i, s in enumerate(self.train) if i not in held]
+        out.y_train = torch.tensor([y for _, y in out.train])
+        out.y_val = torch.tensor([y for _, y in out.val])
+        return out
+
+    def val_digest(self) -> str:
+        """Which files were held out (part of the baseline cache key)."""
+        import hashlib
+
+        return hashlib.sha256("\n".join(p for p, _ in self.val or []).encode()).hexdigest()[:16]
 
     def _scan(self, split_dir: Path) -> list[tuple[str, int]]:
         samples, skipped = [], []
@@ -168,8 +200,12 @@ class FolderData:
         return tuple(mean.tolist()), tuple(std.tolist())
 
     def make_loader(self, split: str, batch_size: int, augment: bool = False, shuffle: bool | None = None,
-                    seed: int = 0, limit: int | None = None) -> DataLoader:
-        samples = self.train if split == "train" else self.test
+                    seed: int = 0, limit: int | None = None, crop: bool = True) -> DataLoader:
+        """``crop`` is accepted for the in-memory loader's signature: RandomResizedCrop is the training
+        transform of image folders whatever the recipe."""
+        if split == "val" and self.val is None:
+            raise ValueError(f"{self.name} has no validation split (carve_val)")
+        samples = {"train": self.train, "val": self.val, "test": self.test}[split]
         ds = _Files(samples[:limit] if limit else samples,
                     transforms(self.image_size, self.resize_size, self.mean, self.std, augment, self.flip))
         if not augment:  # evaluation and calibration: cap the pixels per batch (memory at 224 px and up)
@@ -180,7 +216,8 @@ class FolderData:
                           pin_memory=torch.cuda.is_available())
 
     def describe(self) -> str:
-        return (f"{self.name}: {len(self.train)} train / {len(self.test)} test images, streamed from disk at "
+        val = f" / {len(self.val)} validation" if self.val else ""
+        return (f"{self.name}: {len(self.train)} train{val} / {len(self.test)} test images, streamed from disk at "
                 f"3x{self.image_size}x{self.image_size} (resize {self.resize_size} + center crop for evaluation), "
                 f"{self.num_classes} classes, mean/std {self.mean_from} ({self.workers} loader workers)")
 
@@ -205,6 +242,10 @@ class LoaderData:
         self.mean, self.std = (), ()  # the loaders normalise
         # counts for reports and cache keys (the labels themselves stay in the loaders)
         self.y_train, self.y_test = range(_count(self.train)), range(_count(self.test))
+        self.y_val = None  # the loaders are used as given: no validation split is carved from them
+
+    def carve_val(self, fraction: float, seed: int) -> LoaderData:
+        return self
 
     def set_num_classes(self, n: int) -> None:
         if not self.class_names:
@@ -215,7 +256,9 @@ class LoaderData:
         return len(self.class_names)
 
     def make_loader(self, split: str, batch_size: int, augment: bool = False, shuffle: bool | None = None,
-                    seed: int = 0, limit: int | None = None):
+                    seed: int = 0, limit: int | None = None, crop: bool = True):
+        if split == "val":
+            raise ValueError("DataLoaders given in Python have no validation split")
         loader = self.train if split == "train" else self.test
         if limit is not None and getattr(loader, "dataset", None) is not None and hasattr(loader.dataset, "__len__"):
             return DataLoader(Subset(loader.dataset, range(min(limit, len(loader.dataset)))),

@@ -38,18 +38,21 @@ def mask_in_place(model: nn.Module, criterion, ctx) -> PruneResult:
                                            for n, c in widths.items()])
 
 
-def finetune(model: nn.Module, masks: Masks | None, ft, data, device, desc: str = "finetune") -> list[dict]:
-    """Finetune in place; with ``masks`` the masked weights stay exactly zero."""
+def finetune(model: nn.Module, masks: Masks | None, ft, data, device, desc: str = "finetune",
+             teacher: nn.Module | None = None) -> list[dict]:
+    """Finetune in place (distilling from ``teacher`` if given); with ``masks`` the masked weights stay
+    exactly zero."""
     if not ft.epochs:
         return []
     with held(model, masks):
-        return train(model, data, ft, device, desc=desc)
+        return train(model, data, ft, device, desc=desc, teacher=teacher)
 
 
-def masked_control(dense: nn.Module, masks: Masks, ft, data, device) -> MaskedModel:
-    """The dense model with the mask applied, finetuned with it held, evaluated on the test split."""
+def masked_control(dense: nn.Module, masks: Masks, ft, data, device, teacher: nn.Module | None = None) -> MaskedModel:
+    """The dense model with the mask applied, finetuned with it held (like the shrunk model, from the
+    same teacher), evaluated on the test split."""
     model = apply_masks(copy.deepcopy(dense), masks).to(device)
-    history = finetune(model, masks, ft, data, device, desc="finetune masked")
+    history = finetune(model, masks, ft, data, device, desc="finetune masked", teacher=teacher)
     return MaskedModel(model, evaluate(model, data, device), history)
 
 

@@ -1,8 +1,8 @@
 """CIFAR-style VGG: 3x3 convs, five 2x2 pools, one Linear classifier on the 512-d feature.
 
 ``vgg11..19`` carry BatchNorm (what "VGG16 on CIFAR" means in the pruning literature);
-``vgg16-lottery`` is the seed studies' VGG16 (conv with bias, no BN) whose dense cost is 313,478,154
-FLOPs in their convention. Pools use ceil_mode so 28x28 inputs also reach 1x1.
+``vgg16-lottery`` is the seed studies' VGG16 (conv with bias, no BN, reference init) whose dense cost is
+313,478,154 FLOPs in their convention. Pools use ceil_mode so 28x28 inputs also reach 1x1.
 """
 import torch.nn as nn
 
@@ -53,6 +53,21 @@ for _name, _cfg in CFGS.items():
     _register(_name, _cfg)
 
 
-@MODELS.register("vgg16-lottery", help="seed studies' VGG16: conv with bias, no BN (313,478,154 FLOPs)")
+class LotteryVGG(VGG):
+    """The SNIP/GraSP/SynFlow/IMP studies' VGG (ganguli-lab/Synaptic-Flow, ``Models/lottery_vgg.py``):
+    conv with bias and ReLU, no BN, four 2x2 max pools, then the final 2x2 map *averaged* (their
+    ``AvgPool2d(2)``; here an adaptive average, the same at 32x32), one Linear; every conv and the Linear
+    initialised Kaiming-normal fan-in with zero bias, as the reference does."""
+
+    def __init__(self, cfg, num_classes=10, in_channels=3):
+        super().__init__(cfg[:-1] if cfg[-1] == "M" else cfg, num_classes, in_channels, batch_norm=False)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+@MODELS.register("vgg16-lottery", help="seed studies' VGG16: conv with bias, no BN, average-pooled head "
+                                       "(313,478,154 FLOPs)")
 def vgg16_lottery(num_classes, in_channels, image_size):
-    return VGG(CFGS["vgg16"], num_classes, in_channels, batch_norm=False)
+    return LotteryVGG(CFGS["vgg16"], num_classes, in_channels)

@@ -143,14 +143,7 @@ def load(path: str | Path, trust_code: bool = False, model: nn.Module | None = N
     spec: ModelSpec = doc["spec"]
     if model is not None and not isinstance(model, nn.Module):
         raise UsageError(f"model= must be the dense torch.nn.Module, got a {type(model).__name__}")
-    model = build_model(spec, trust_code=trust_code) if model is None else model
-    if doc["history"]:
-        DG = build_graph(model, torch.randn(1, spec.in_channels, spec.image_size, spec.image_size))
-        try:
-            DG.load_pruning_history(doc["history"])
-        except (AttributeError, IndexError, KeyError, RuntimeError, ValueError) as e:
-            msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-            raise RunError(f"{doc['path']}: pruning history does not fit {spec.name} ({msg})") from None
+    model = rebuild(spec, doc["history"], str(doc["path"]), trust_code=trust_code, model=model)
     weights = doc["path"].with_suffix(".safetensors")
     if doc.get("weights_sha256") and weights.is_file() and sha256_file(weights) != doc["weights_sha256"]:
         raise RunError(f"{weights}: unreadable weights: they do not match the digest in {doc['path'].name} "
@@ -158,6 +151,22 @@ def load(path: str | Path, trust_code: bool = False, model: nn.Module | None = N
     state = read_state_dict(weights)
     load_weights(model, state, str(doc["path"].with_suffix(".safetensors")))
     return model.eval()
+
+
+def rebuild(spec: ModelSpec, history: list, source: str = "history", trust_code: bool = False,
+            model: nn.Module | None = None) -> nn.Module:
+    """The architecture a pruning history describes: a freshly initialised dense ``spec`` model (or the
+    dense ``model`` handed over) cut by replaying ``history`` (the weights are the model's own init; load
+    weights on top, or train it). A user factory is imported only when trusted (``models.factory``)."""
+    model = build_model(spec, trust_code=trust_code) if model is None else model
+    if history:
+        DG = build_graph(model, torch.randn(1, spec.in_channels, spec.image_size, spec.image_size))
+        try:
+            DG.load_pruning_history(history)
+        except (AttributeError, IndexError, KeyError, RuntimeError, ValueError) as e:
+            msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise RunError(f"{source}: pruning history does not fit {spec.name} ({msg})") from None
+    return model
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

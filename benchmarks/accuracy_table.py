@@ -1,0 +1,176 @@
+"""The seed's Table 1, redone (issue 14): does the pruned model keep its accuracy?
+
+resnet20 on the real CIFAR-10 subset, channel sparsity 0.4, one converged baseline per seed (trained
+once, committed under benchmarks/accuracy/baselines/ so later sessions reuse it), every criterion pruned
+from it and finetuned by each arm:
+
+    lajic    the seed study's recipe (SGD 1e-3 -> 1e-4 -> 1e-5, batch 32, rotation + flip, 10 epochs), no teacher
+    kd       filterprune's default recipe with distillation from the dense model (the default)
+    nokd     the default recipe without distillation (--distill off)
+    scratch  Liu et al.'s control: the l1 architecture re-initialised and trained for the same total epochs
+
+The kept epoch is chosen on the validation split (10% of the training images, per seed); accuracies are
+on the test split. Resumable: a finished run's row is kept in benchmarks/accuracy/runs.csv (committed),
+so rerunning skips it; missing rows are run. Order: seed-major, l1 and greedy first.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/accuracy_table.py --data-root ../shared/data
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from filterprune.api import CompressConfig, compress, load_data, spec_for, train_baseline
+from filterprune.bench import machine
+from filterprune.prune import checkpoint as ckpt
+from filterprune.train import TrainConfig, evaluate
+
+HERE = Path(__file__).resolve().parent / "accuracy"
+CRITERIA = ["l1", "greedy", "magnitude", "slimming", "random"]
+ARMS = {"kd": {"recipe": "default", "distill": "kd"},
+        "nokd": {"recipe": "default", "distill": "off"},
+        "lajic": {"recipe": "lajic", "distill": "off"},
+        "scratch": {"recipe": "default", "distill": "kd", "scratch": True},
+        # how the default was chosen (seed 0, l1): distillation strength and temperature, learning rate, and
+        # the finetune filterprune had before (3 epochs at a tenth of the baseline lr, no teacher)
+        "kd_a0.5": {"recipe": "default", "distill": "kd", "distill_alpha": 0.5},
+        "kd_a0.9": {"recipe": "default", "distill": "kd", "distill_alpha": 0.9},
+        "kd_T2": {"recipe": "default", "distill": "kd", "distill_temperature": 2.0},
+        "kd_lr0.002": {"recipe": "default", "distill": "kd", "finetune_lr": 0.002},
+        "before": {"recipe": "plain", "distill": "off"}}
+FIELDS = ["arm", "criterion", "seed", "dense_top1", "pruned_top1", "scratch_top1", "kept_epoch", "finetune_epochs",
+          "params", "macs", "dense_macs", "wall_s", "load_before", "load_after"]
+
+
+def baseline(model: str, seed: int, epochs: int, data_root: str) -> Path:
+    """The committed baseline of ``seed`` (trained here, once, if absent): a filterprune checkpoint."""
+    folder = HERE / "baselines" / f"{model}-e{epochs}-seed{seed}"
+    if (folder / "model.json").is_file():
+        return folder / "model.json"
+    cfg = CompressConfig(model, "l1", 0.4, dataset="cifar10", data_root=data_root, epochs=epochs, seed=seed)
+    data = load_data("cifar10", data_root, cfg.val_fraction, seed)
+    spec = spec_for(model, data)
+    net, info = train_baseline(spec, data, cfg.baseline_config(), torch.device("cpu"))
+    acc = evaluate(net, data, torch.device("cpu"))
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    ckpt.save(net.cpu(), tmp / "model", spec, meta={"train": cfg.baseline_config().to_dict(), "test_top1": acc["top1"],
+                                                    "history": info.get("history", [])})
+    tmp.rename(folder)
+    return folder / "model.json"
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def run_one(arm: str, crit: str, seed: int, a, ckpt_path: Path, runs: Path) -> dict:
+    out = runs / f"{a.model}-{arm}-{crit}-seed{seed}"
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    compress(CompressConfig(model=a.model, criterion=crit, sparsity=a.sparsity, dataset="cifar10",
+                            data_root=a.data_root, checkpoint=str(ckpt_path), epochs=a.epochs, seed=seed,
+                            out=str(out), overwrite=True, export=False, bench=False, **ARMS[arm]))
+    r = json.loads((out / "report.json").read_text())
+    return {"arm": arm, "criterion": crit, "seed": seed, "dense_top1": r["dense"]["accuracy"],
+            "pruned_top1": r["pruned"]["accuracy"],
+            "scratch_top1": (r.get("scratch") or {}).get("accuracy", ""),
+            "kept_epoch": r["finetune"]["kept_epoch"], "finetune_epochs": r["finetune"]["config"]["epochs"],
+            "params": r["pruned"]["params"], "macs": r["pruned"]["macs"], "dense_macs": r["dense"]["macs"],
+            "wall_s": round(time.perf_counter() - t0, 1), "load_before": round(load_before, 2),
+            "load_after": round(os.getloadavg()[0], 2)}
+
+
+def ms(values: list[float]) -> str:
+    v = [100 * x for x in values]
+    if not v:
+        return "—"
+    sd = statistics.stdev(v) if len(v) > 1 else 0.0
+    return f"{statistics.mean(v):.2f} ± {sd:.2f} (n={len(v)})"
+
+
+def table(rows: list[dict], a) -> str:
+    dense = {int(r["seed"]): float(r["dense_top1"]) for r in rows}
+    lines = [f"# {a.model} on the real CIFAR-10 subset, channel sparsity {a.sparsity:g}: does accuracy survive?", "",
+             f"Command: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/accuracy_table.py --data-root ../shared/data`",
+             "", f"Baselines: {a.epochs} epochs (SGD 0.02, cosine), one per seed, committed in "
+             "`benchmarks/accuracy/baselines/`; validation split 10% of the training images per seed; test top-1 "
+             "of the epoch kept on validation. Cells: mean ± sample std over seeds (n = seeds finished); "
+             "drop = pruned − dense of the same seed.", "",
+             f"Dense top-1: {ms(list(dense.values()))}", "",
+             "| method | arm | pruned top-1 % | drop (points) | MACs |", "|---|---|---:|---:|---:|"]
+    for crit in CRITERIA:
+        for arm in ARMS:
+            sel = [r for r in rows if r["criterion"] == crit and r["arm"] == arm]
+            if not sel:
+                continue
+            key = "scratch_top1" if arm == "scratch" else "pruned_top1"
+            acc = [float(r[key]) for r in sel]
+            drop = [float(r[key]) - dense[int(r["seed"])] for r in sel]
+            name = f"{crit} (scratch)" if arm == "scratch" else crit
+            lines.append(f"| {name} | {arm} | {ms(acc)} | {ms(drop).replace(' (n=', ' (n=')} | "
+                         f"{int(sel[0]['macs']):,} |")
+    lines += ["", f"Machine: {machine.describe().get('cpu', '?')}, torch {torch.__version__}; per-run wall "
+              "time and load averages in runs.csv (accuracy does not depend on load)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="resnet20")
+    p.add_argument("--data-root", default="../shared/data")
+    p.add_argument("--sparsity", type=float, default=0.4)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--epochs", type=int, default=30, help="baseline epochs")
+    p.add_argument("--criteria", default=",".join(CRITERIA))
+    p.add_argument("--arms", default="kd,nokd,lajic,scratch")
+    p.add_argument("--runs", default="/tmp/filterprune-accuracy-table", help="run folders (not committed)")
+    p.add_argument("--out", default=str(HERE))
+    p.add_argument("--only-table", action="store_true", help="rewrite table.md from runs.csv; run nothing")
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    rows_path = out / "runs.csv"
+    rows = read_rows(rows_path)
+    done = {(r["arm"], r["criterion"], r["seed"]) for r in rows}
+    arms, criteria = a.arms.split(","), a.criteria.split(",")
+    jobs = [(arm, crit, seed) for seed in [int(s) for s in a.seeds.split(",")] for arm in arms
+            for crit in (["l1"] if arm not in ("kd", "nokd", "lajic") else criteria)]
+    # l1 and greedy (the goal's criteria) for every seed first, then the controls, then the other criteria
+    jobs.sort(key=lambda j: (j[1] not in ("l1", "greedy"), j[0] not in ("kd", "nokd", "lajic"), j[2],
+                             arms.index(j[0]), criteria.index(j[1]) if j[1] in criteria else 0))
+    for arm, crit, seed in [] if a.only_table else jobs:
+        if (arm, crit, str(seed)) in done:
+            continue
+        print(f"== {arm} {crit} seed {seed}", file=sys.stderr, flush=True)
+        rows.append(run_one(arm, crit, seed, a, baseline(a.model, seed, a.epochs, a.data_root), Path(a.runs)))
+        write_rows(rows_path, rows)
+        (out / "table.md").write_text(table(rows, a))
+    (out / "table.md").write_text(table(rows, a))
+    print(out / "table.md")
+
+
+if __name__ == "__main__":
+    main()
