@@ -36,7 +36,7 @@ def make_folder(root: Path, n: int, side: int = 256, classes: int = 10) -> None:
     yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
     for i in range(n):
         split = "test" if i % 10 == 0 else "train"
-        c = i % classes
+        c = (i // 10) % classes  # every class in both splits
         folder = root / split / f"class{c}"
         folder.mkdir(parents=True, exist_ok=True)
         base = np.stack([xx * (c + 1) % 1, yy, (xx + yy) / 2], -1) * 200

@@ -128,3 +128,12 @@ def test_run_onnx_preprocesses_as_the_folder_evaluation_did(tmp_path):
     (tmp_path / "photo.png").write_bytes(EPS)
     with pytest.raises(run_onnx.Usage, match="not a readable image"):
         run_onnx.load_images([str(tmp_path / "photo.png")], [-1, 3, 32, 32], mean, std, np.float32)
+
+
+def test_validation_split_is_carved_from_training_files(tmp_path):
+    data = FolderData(_folder(tmp_path / "imgs", n=10), image_size=32, workers=0)
+    carved = data.carve_val(0.2, seed=0)
+    assert len(carved.y_val) == 4 and len(carved.y_train) == 16 and carved.y_val.tolist() == [0, 0, 1, 1]
+    assert not {p for p, _ in carved.val} & {p for p, _ in carved.train} and len(data.train) == 20
+    assert carved.val_digest() == data.carve_val(0.2, seed=0).val_digest() != data.carve_val(0.2, seed=1).val_digest()
+    assert sum(len(y) for _, y in make_loader(carved, "val", 3)) == 4
