@@ -44,15 +44,15 @@ MODELS = [
 ]
 
 
-def _build(name: str, side: int | None):
+def _build(name: str, side: int, img_size: bool):
+    """The model, checked to run at ``side``; ``img_size``: built for that side (ViT-style models)."""
     import torch
 
     from filterprune.models import ModelSpec, build_model
 
-    args = {"img_size": side} if side else {}
-    model = build_model(ModelSpec(f"timm:{name}", NUM_CLASSES, 3, side or 224, args)).eval()
+    model = build_model(ModelSpec(f"timm:{name}", NUM_CLASSES, 3, side, {"img_size": side} if img_size else {})).eval()
     with torch.no_grad():
-        model(torch.randn(1, 3, side or SIDE, side or SIDE))
+        model(torch.randn(1, 3, side, side))
     return model
 
 
@@ -74,16 +74,16 @@ def run_one(name: str) -> dict:
     torch.manual_seed(0)
     stage("build")
     side, model, how = SIDE, None, "64"
-    for attempt in (None, SIDE):  # as built; then built for 64 (img_size=64)
+    for img_size in (False, True):  # as built; then built for 64 (img_size=64)
         try:
-            model = _build(name, attempt)
-            how = "64" if attempt is None else "64 (img_size=64)"
+            model = _build(name, SIDE, img_size)
+            how = "64 (img_size=64)" if img_size else "64"
             break
         except Exception:  # noqa: BLE001  (this side does not fit the model: try the next)
             continue
     if model is None:
         side = native_input(f"timm:{name}")["image_size"]
-        model = _build(name, None)
+        model = _build(name, side, False)
         how = f"{side} (native)"
     with torch.no_grad():
         for p in model.parameters():
