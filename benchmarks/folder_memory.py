@@ -8,8 +8,10 @@ Writes N JPEGs of 256x256 (smooth gradients with noise, 10 classes; 90% train / 
     filterprune compress tv:resnet18 --criterion l1 --sparsity 0.4 --dataset imagefolder:ROOT
         --epochs 0 --finetune-epochs 0 --no-bench --workers 2
 
-in a child process and records its peak RSS (the kernel's ru_maxrss of the child) and the peak of the
-whole process tree (the compress process plus its DataLoader workers, sampled every 0.2 s). Decoded at
+in a child process and records its peak RSS (the kernel's ru_maxrss of the child) and the peaks of the
+whole process tree (the compress process plus its DataLoader workers, sampled every 0.2 s): the sum of
+RSS (counts pages the forked workers share with their parent once per process) and the sum of PSS (each
+shared page split among its sharers: the memory the tree really holds). Decoded at
 256x256x3 bytes, the folder would be N x 192 KiB (3.9 GB for 20,000). Not a timing benchmark.
 """
 from __future__ import annotations
@@ -45,21 +47,24 @@ def make_folder(root: Path, n: int, side: int = 256, classes: int = 10) -> None:
     marker.touch()
 
 
-def tree_rss_mb(pid: int) -> float:
+def tree_memory_mb(pid: int) -> tuple[float, float]:
+    """(sum of RSS, sum of PSS) over the process and its children: RSS counts the pages forked workers
+    share with their parent once per process; PSS splits each shared page among its sharers."""
     import psutil
 
     try:
         p = psutil.Process(pid)
         procs = [p, *p.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
-    total = 0
+        return 0.0, 0.0
+    rss = pss = 0
     for q in procs:
         try:
-            total += q.memory_info().rss
-        except psutil.NoSuchProcess:
+            info = q.memory_full_info()
+            rss, pss = rss + info.rss, pss + info.pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
-    return total / 2**20
+    return rss / 2**20, pss / 2**20
 
 
 def main() -> int:
@@ -78,9 +83,10 @@ def main() -> int:
            "--workers", str(a.workers), "--out", str(out), "--overwrite"]
     t = time.perf_counter()
     p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-    peak_tree = 0.0
+    peak_rss_sum = peak_pss_sum = 0.0
     while p.poll() is None:
-        peak_tree = max(peak_tree, tree_rss_mb(p.pid))
+        rss, pss = tree_memory_mb(p.pid)
+        peak_rss_sum, peak_pss_sum = max(peak_rss_sum, rss), max(peak_pss_sum, pss)
         time.sleep(0.2)
     err = p.stderr.read()
     wall = time.perf_counter() - t
@@ -91,7 +97,8 @@ def main() -> int:
     result = {"images": a.images, "side": 256, "decoded_gb": round(a.images * 256 * 256 * 3 / 1e9, 2),
               "jpeg_bytes_gb": round(du / 1e9, 3), "exit": p.returncode, "wall_s": round(wall, 1),
               "folder_made_s": round(made_s, 1), "peak_rss_mb_compress_process": round(child_peak_mb, 1),
-              "peak_rss_mb_process_tree": round(peak_tree, 1), "workers": a.workers, "command": " ".join(cmd[1:]),
+              "peak_rss_mb_tree_sum": round(peak_rss_sum, 1),
+              "peak_pss_mb_tree_sum": round(peak_pss_sum, 1), "workers": a.workers, "command": " ".join(cmd[1:]),
               "stderr_tail": err.strip().splitlines()[-4:], "machine": describe()}
     HERE.mkdir(exist_ok=True)
     (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n")
