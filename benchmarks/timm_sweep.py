@@ -149,16 +149,20 @@ def write_table(rows: list[dict], args_line: str, missing: list[str]) -> None:
              "(max|diff| / max(1, max|y|) <= 1e-4). Every failure is named with its reason.", "",
              "'left whole' counts channel groups left dense (opaque reshapes, or removal broke the forward); "
              "they are named in results.jsonl.", "",
-             "| model | input | result | MACs dense | MACs pruned | x | max abs diff | left whole | s | reason |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+             "'diff / scale' is max|diff| / max|y|: random weights make some models' logits tiny or huge "
+             "(Inception-v3's reach 6e7), where the absolute difference alone would mislead.", "",
+             "| model | input | result | MACs dense | MACs pruned | x | max abs diff | output scale | diff / scale | left whole | s | reason |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         good = r["status"] == "ok"
         x = f"{r['dense_macs'] / r['pruned_macs']:.2f}" if good else ""
         diff = f"{r['max_abs_diff']:.1e}" if good else ""
+        scale = f"{r['output_scale']:.2g}" if good else ""
+        ratio = f"{r['max_abs_diff'] / r['output_scale']:.1e}" if good and r["output_scale"] else ""
         whole = len(r.get("unprunable", {})) if good else ""
         reason = r.get("reason", "").replace("|", "\\|")
         lines.append(f"| {r['model']} | {r.get('input', '')} | {r['status']} | {m(r.get('dense_macs'))} | "
-                     f"{m(r.get('pruned_macs'))} | {x} | {diff} | {whole} | {r['seconds']} | {reason} |")
+                     f"{m(r.get('pruned_macs'))} | {x} | {diff} | {scale} | {ratio} | {whole} | {r['seconds']} | {reason} |")
     if missing:
         lines += ["", f"**Not run yet ({len(missing)})**: {', '.join(missing)}. The same command continues."]
     lines += ["", f"Machine: `{json.dumps(describe())}`", ""]
@@ -174,6 +178,7 @@ def main() -> int:
     ap.add_argument("--models", default=None, help="comma-separated subset (default: the list in this file)")
     ap.add_argument("--fresh", action="store_true", help="forget earlier rows")
     ap.add_argument("--redo-failed", action="store_true", help="run the failed rows again")
+    ap.add_argument("--table-only", action="store_true", help="rewrite timm_sweep.md from results.jsonl, run nothing")
     a = ap.parse_args()
     if a.one:
         return child_main(a.one)
@@ -188,7 +193,10 @@ def main() -> int:
         if not (a.redo_failed and r["status"] == "failed" and r["model"] in names):
             done[r["model"]] = r
     args_line = "PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/timm_sweep.py " + " ".join(sys.argv[1:])
-    for name in names:
+    if a.table_only:
+        args_line = ("PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/timm_sweep.py --timeout 180, then the same "
+                     "with --redo-failed --timeout 600")
+    for name in names if not a.table_only else []:
         if name in done:
             continue
         row = sweep_one(name, a.timeout)
