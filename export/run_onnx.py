@@ -111,7 +111,11 @@ def preprocessing(sess, md: dict, a) -> tuple[list[int], np.ndarray, np.ndarray,
     return shape, mean, std, dtype
 
 
-def load_images(paths: list[str], shape: list[int], mean, std, dtype) -> np.ndarray:
+FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
+MAX_PIXELS = 8192 * 8192
+
+
+def load_images(paths: list[str], shape: list[int], mean, std, dtype, resize: int | None = None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     mode = "L" if shape[1] == 1 else "RGB"
@@ -120,13 +124,30 @@ def load_images(paths: list[str], shape: list[int], mean, std, dtype) -> np.ndar
         if not os.path.isfile(p):
             raise Usage(f"image not found: {p}")
         try:
-            with Image.open(p) as img:
-                img = img.convert(mode).resize((shape[3], shape[2]))  # Pillow's default filter, as in training
-        except (UnidentifiedImageError, OSError) as e:
+            with Image.open(p, formats=FORMATS) as img:  # never another decoder (an EPS named .png: Ghostscript)
+                if img.width * img.height > MAX_PIXELS:
+                    raise Usage(f"{p}: {img.width}x{img.height} pixels is more than {MAX_PIXELS} (a decompression bomb?)")
+                img = img.convert(mode)
+                if resize:  # as filterprune evaluated it: shorter side to `resize`, then the center crop
+                    scale = resize / min(img.width, img.height)
+                    img = img.resize((max(shape[3], round(img.width * scale)), max(shape[2], round(img.height * scale))),
+                                     Image.BILINEAR)
+                    left, top = (img.width - shape[3]) // 2, (img.height - shape[2]) // 2
+                    img = img.crop((left, top, left + shape[3], top + shape[2]))
+                else:
+                    img = img.resize((shape[3], shape[2]))  # Pillow's default filter, as in training
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
             raise Usage(f"{p}: not a readable image ({type(e).__name__})") from None
         x = np.asarray(img, dtype=np.float32).reshape(shape[2], shape[3], -1).transpose(2, 0, 1) / 255.0
         batch.append(x)
     return ((np.stack(batch) - mean) / std).astype(dtype)
+
+
+def _resize(md: dict, a) -> int | None:
+    """The short side to resize to before the center crop (image-folder models), unless --size overrides."""
+    if a.size or "resize_size" not in md:
+        return None
+    return int(md["resize_size"])
 
 
 def fit_batch(x: np.ndarray, n: int) -> np.ndarray:
@@ -222,7 +243,7 @@ def main(argv=None) -> int:
         sess = probe if provider == "CPUExecutionProvider" else open_session(
             a.model, provider, provider_options(provider, profile, a.trt_fp16, a.trt_cache), a.threads)
         try:
-            x = load_images(a.images, shape, mean, std, dtype) if a.images else None
+            x = load_images(a.images, shape, mean, std, dtype, _resize(md, a)) if a.images else None
         except Usage:
             raise
         except Exception as e:  # a decompression bomb, an image the model's input cannot take

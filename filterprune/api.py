@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import __version__, distributed, outputs
+from . import __version__, distributed, outputs, sources
 from .bench import counting, machine
 from .bench.suite import BenchConfig, Variant, dense_vs_pruned, run_bench
 from .config import CompressConfig  # noqa: F401  (the public name: filterprune.api.CompressConfig)
@@ -26,7 +26,7 @@ from .deploy import onnx_metadata
 from .errors import FilterpruneError, UsageError
 from .log import say
 from .masks import control
-from .models import MODELS, ModelSpec, build_model
+from .models import ModelSpec, build_model, check_model_ref, initial_model
 from .onnx_export import check_parity, export_onnx
 from .prune import checkpoint as ckpt
 from .prune import prune_in_steps
@@ -40,14 +40,15 @@ def cache_dir() -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- data
-def load_data(dataset: str | None, data_root: str, val_fraction: float = 0.0, seed: int = 0) -> ImageData:
+def load_data(dataset: str | None, data_root: str, val_fraction: float = 0.0, seed: int = 0, **options) -> ImageData:
     """Load the named dataset, or the default one with a notice saying which it is; ``val_fraction`` of
-    the training images (drawn with ``seed``) become the validation split that chooses kept epochs."""
+    the training images (drawn with ``seed``) become the validation split that chooses kept epochs.
+    ``options`` reach streamed datasets (image size, preprocessing: ``sources.prepare``)."""
     if dataset is None:
         dataset, notice = resolve_default_dataset(data_root)
         if notice:
             say(f"notice: {notice}")
-    data = load_dataset(dataset, data_root).carve_val(val_fraction, seed)
+    data = load_dataset(dataset, data_root, seed=seed, **options).carve_val(val_fraction, seed)
     say(f"data: {data.describe()}")
     return data
 
@@ -62,9 +63,12 @@ def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig) -> str:
     ident = {"spec": spec.to_dict(), "data": [data.name, data.source, len(data.y_train), len(data.y_test)],
              "train": cfg.to_dict(), "version": 2}
     if data.y_val is not None:  # which images were held out (the split's seed decides them)
-        ident["val"] = hashlib.sha256(data.x_val.numpy().tobytes()).hexdigest()[:16]
+        ident["val"] = data.val_digest() if hasattr(data, "val_digest") else \
+            hashlib.sha256(data.x_val.numpy().tobytes()).hexdigest()[:16]
     if distributed.active():  # DDP trains another (equally valid) model than one process does
         ident["world_size"] = distributed.world_size()
+    if (digest := sources.user_factory.code_digest(spec.name)) is not None:  # an edited model file trains anew
+        ident["code_sha256"] = digest
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -72,8 +76,11 @@ def train_baseline(spec: ModelSpec, data: ImageData, cfg: TrainConfig, device: t
                    use_cache: bool = True) -> tuple[nn.Module, dict]:
     """A trained (or, with 0 epochs, freshly initialised) dense model, from the cache when present."""
     torch.manual_seed(cfg.seed)
-    model = build_model(spec)
-    info = {"epochs": cfg.epochs, "train": cfg.to_dict()}
+    model, loaded = initial_model(spec)  # pretrained weights (tv --weights) when the spec names some
+    info = {"epochs": cfg.epochs, "train": cfg.to_dict(), **({"pretrained": loaded} if loaded else {})}
+    for key in loaded.get("head_replaced", []) if loaded else []:
+        say(f"pretrained: {key} replaced ({loaded.get('categories')} classes in the weights, {spec.num_classes} "
+            "in the data): trained from scratch with the rest")
     if cfg.epochs == 0:
         return model, info
     key = baseline_key(spec, data, cfg)
@@ -117,7 +124,11 @@ def load_checkpoint_into(spec: ModelSpec, path: str) -> nn.Module:
                              "--sparsity, or --steps K)")
         return model
     model = build_model(spec)
-    ckpt.load_weights(model, ckpt.read_state_dict(p), str(p))
+    replaced = sources.load_checkpoint_weights(model, ckpt.read_state_dict(p), spec, str(p))
+    if replaced:
+        say(f"checkpoint: classifier head {', '.join(replaced['head_replaced'])} replaced (another class count); "
+            "it is trained with the rest")
+        model.filterprune_loaded = replaced  # noqa: B010  (read by _compress for the report)
     return model
 
 
@@ -126,7 +137,7 @@ def _default_out(cfg: CompressConfig) -> Path:
     target = f"s{cfg.sparsity:g}" if cfg.sparsity is not None else f"m{cfg.target_macs:g}" \
         if cfg.target_macs is not None else f"x{cfg.target_speedup:g}" if cfg.target_speedup is not None \
         else f"ms{cfg.target_latency:g}"
-    stem = Path("runs") / f"{cfg.model.replace(':', '-')}-{cfg.criterion}-{target}"
+    stem = Path("runs") / f"{sources.short_name(cfg.model)}-{cfg.criterion}-{target}"
     out, i = stem, 2
     while out.exists():
         out, i = stem.with_name(f"{stem.name}-{i}"), i + 1
@@ -140,24 +151,25 @@ def _resolve_out(cfg: CompressConfig) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ compress
-def compress(cfg: CompressConfig) -> Path:
-    """Run the whole pipeline; returns the output folder (see README for what it holds)."""
+def compress(cfg: CompressConfig, given: sources.Given | None = None) -> Path:
+    """Run the whole pipeline; returns the output folder (see README for what it holds). ``given``: the
+    user's own module and/or DataLoaders (``filterprune.compress(model=net, train=..., test=...)``)."""
     cfg.validate()
     with distributed.session(cfg.distributed, resolve_device(cfg.device), cfg.batch_size) as device:
-        return _compress(cfg, device)
+        return _compress(cfg, device, given)
 
 
-def _compress(cfg: CompressConfig, device: torch.device) -> Path:
+def _compress(cfg: CompressConfig, device: torch.device, given: sources.Given | None = None) -> Path:
     out = _resolve_out(cfg)
     if not cfg.checkpoint and cfg.epochs:
         outputs.check_cache(cache_dir())  # the baseline goes there: say so now, not after training
     criterion = make_criterion(cfg.criterion)
     scope = cfg.scope or criterion.default_scope
     plan = cfg.plan_config(scope)
-    data = load_data(cfg.dataset, cfg.data_root, cfg.val_fraction, cfg.seed)
-    spec = spec_for(cfg.model, data)
+    data, spec, native = sources.prepare(cfg, load_data, given)
     input_shape = (spec.in_channels, spec.image_size, spec.image_size)
-    probe = build_model(spec)  # fail before any training: a criterion or an architecture that cannot apply
+    probe = sources.probe_model(spec, given)  # fail before any training: a criterion or architecture that cannot apply
+    sources.check_probe(probe, spec, cfg.ignore_layers)
     criterion.check(probe)
     build_graph(probe, torch.randn(1, *input_shape))
     timings: dict[str, float] = {}
@@ -169,7 +181,9 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
         timings[stage] = round(now - t, 3)
         t = now
 
-    if cfg.checkpoint:
+    if given is not None and given.model is not None:  # the module in hand is the baseline (epochs: train it more)
+        dense, baseline = sources.given_baseline(given.model, data, cfg.baseline_config(), device, train)
+    elif cfg.checkpoint:
         dense = load_checkpoint_into(spec, cfg.checkpoint)
         baseline = {"checkpoint": str(cfg.checkpoint)}
         if cfg.sparsity_epochs:
@@ -186,7 +200,7 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
     pruned = copy.deepcopy(dense).cpu()
     ctx = PruneContext(example_inputs=torch.randn(1, *input_shape), data=data, device=device, seed=cfg.seed,
                        batch_size=cfg.batch_size, calib_batches=cfg.calib_batches,
-                       mask=cfg.mask_config(data.num_classes))
+                       mask=cfg.mask_config(data.num_classes), ignored_layers=tuple(cfg.ignore_layers))
     target = f"sparsity {cfg.sparsity:g}" if cfg.sparsity is not None else \
         f"MACs <= {cfg.target_macs:g} x dense" if cfg.target_macs is not None else \
         f"measured speedup {cfg.target_speedup:g}x" if cfg.target_speedup is not None else \
@@ -244,7 +258,8 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
         sparsity = cfg.sparsity if cfg.sparsity is not None else result.sparsity  # asked, or found for --target-macs
         meta = {"criterion": cfg.criterion, "sparsity": sparsity, "scope": scope,
                 "dataset": data.name, "mean": list(data.mean), "std": list(data.std),
-                "class_names": data.class_names, "version": __version__}
+                "class_names": data.class_names, "version": __version__,
+                **({"resize_size": data.resize_size} if getattr(data, "resize_size", None) else {})}
         ckpt.save(pruned, staging / "pruned", spec, result.history, meta)
         onnx_info, onnx_paths = None, {}
         if cfg.export:
@@ -262,10 +277,11 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
                 f"{cfg.bench_iters} iterations")
             # how the memory probe's fresh process rebuilds each variant; the masked control has the dense
             # shapes (its zeros are stored), so its PyTorch memory is probed on the dense architecture
-            sources = {"dense": {"kind": "dense", "path": str(staging)},
-                       "pruned": {"kind": "checkpoint", "path": str(staging)},
-                       "masked": {"kind": "dense", "path": str(staging)}}
-            bench_variants = [Variant(name, input_shape, c.params, c.macs, m, onnx_paths.get(name), sources[name])
+            trusted = sorted(sources.user_factory.trusted())  # a user factory: the fresh process may import it
+            rebuild = {"dense": {"kind": "dense", "path": str(staging), "trusted": trusted},
+                       "pruned": {"kind": "checkpoint", "path": str(staging), "trusted": trusted},
+                       "masked": {"kind": "dense", "path": str(staging), "trusted": trusted}}
+            bench_variants = [Variant(name, input_shape, c.params, c.macs, m, onnx_paths.get(name), rebuild[name])
                               for name, m, c in (("dense", dense, cost_dense), ("pruned", pruned, cost_pruned),
                                                  ("masked", variants.get("masked"), cost_dense))
                               if m is not None]
@@ -294,6 +310,8 @@ def _compress(cfg: CompressConfig, device: torch.device) -> Path:
                                                 "history": finetune_history, "between_steps": step_histories},
             "scratch": scratch,
             "timings_s": timings, "machine": machine.describe(), "version": __version__,
+            "model_source": sources.describe(spec, native, baseline.get("pretrained") or getattr(
+                dense, "filterprune_loaded", None), cfg.checkpoint),
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         }
         write_report(report, staging)
@@ -339,7 +357,7 @@ def train_command(model: str, dataset: str | None, data_root: str, cfg: TrainCon
     """`filterprune train`: train (or reuse) the cached baseline and copy it to ``out`` with its accuracy.
     ``ddp``: trains with DistributedDataParallel under torchrun (see distributed.py). ``val_fraction``
     as in compress, so that compress reuses the baseline this trains."""
-    MODELS.get(model)
+    check_model_ref(sources.model_ref(model))
     if dataset is not None:
         DATASETS.get(dataset)
     if not 0 <= val_fraction <= 0.5:
@@ -356,7 +374,7 @@ def _train_command(model: str, dataset: str | None, data_root: str, cfg: TrainCo
     if cfg.epochs:
         outputs.check_cache(cache_dir())
     data = load_data(dataset, data_root, val_fraction, cfg.seed)
-    spec = spec_for(model, data)
+    spec = spec_for(sources.model_ref(model), data)
     net, info = train_baseline(spec, data, cfg, device)
     if not distributed.is_main():  # --distributed: rank 0 alone evaluates and writes
         return None

@@ -10,16 +10,12 @@ import sys
 from .config import CompressConfig
 from .errors import UsageError
 from .guard import guarded, one_line
-from .options import add_flags, int_list, values
+from .options import add_flags, int_list, str_list, values
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, no usage dump
         raise UsageError(f"{self.prog}: {message}")
-
-
-def _str_list(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def _batch(text: str) -> int | None:
@@ -51,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fp16", action="store_true", help="half-precision weights, inputs and outputs")
     e.add_argument("--simplify", action="store_true", help="simplify with onnxslim (parity re-checked)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    e.add_argument("--trust-code", action="store_true",
+                   help="a run of your own model factory: allow importing its code to rebuild it")
 
     t = sub.add_parser("train", help="train a dense baseline (cached by its config) and evaluate top-1/top-5")
     add_flags(t, CompressConfig, only=TRAIN_OPTIONS)
@@ -59,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="latency, throughput and memory of dense vs pruned (vs masked), side by side")
     b.add_argument("targets", nargs="+", help="compress output folders and/or .onnx files (the first is the baseline)")
-    b.add_argument("--runtime", type=_str_list, default=("torch", "onnxruntime"), help="torch,onnxruntime (default), openvino (pip install 'filterprune[openvino]'; from the same ONNX files)")
-    b.add_argument("--device", type=_str_list, default=("auto",), help="torch devices: auto, cpu, cuda")
-    b.add_argument("--provider", type=_str_list, default=("auto",),
+    b.add_argument("--runtime", type=str_list, default=("torch", "onnxruntime"), help="torch,onnxruntime (default), openvino (pip install 'filterprune[openvino]'; from the same ONNX files)")
+    b.add_argument("--device", type=str_list, default=("auto",), help="torch devices: auto, cpu, cuda")
+    b.add_argument("--provider", type=str_list, default=("auto",),
                    help="onnxruntime providers: auto (all present), cpu, cuda, tensorrt")
     b.add_argument("--batch-sizes", type=int_list, default=(1, 8, 64, 256))
     b.add_argument("--warmup", type=int, default=5)
@@ -72,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-memory", action="store_true", help="skip the per-variant CPU peak-RSS probes")
     b.add_argument("--out", default="bench", help="folder for bench.csv, bench.md, bench.json and plots")
     b.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
+    b.add_argument("--trust-code", action="store_true",
+                   help="runs of your own model factory: allow importing its code to rebuild them")
 
     sw = sub.add_parser("sweep", help="run a YAML grid of compress runs into one folder, resumably")
     sw.add_argument("config", help="sweep file (see configs/ and README: Sweeps)")
@@ -100,9 +100,17 @@ def _compress(a) -> None:
     compress(CompressConfig(**values(CompressConfig, a)))
 
 
+def _trust(a) -> None:
+    if getattr(a, "trust_code", False):
+        from .models import factory
+
+        factory.trust_all()
+
+
 def _export(a) -> None:
     from .deploy import ExportConfig, export_command
 
+    _trust(a)
     export_command(ExportConfig(source=a.source, out=a.out, opset=a.opset, batch=a.batch, fp16=a.fp16,
                                 simplify=a.simplify, overwrite=a.overwrite))
 
@@ -122,6 +130,7 @@ def _bench(a) -> None:
 
     from .bench.suite import BenchConfig, bench
 
+    _trust(a)
     cfg = BenchConfig(runtimes=a.runtime, devices=a.device, providers=a.provider, batch_sizes=a.batch_sizes,
                       warmup=a.warmup, iters=a.iters, threads=a.threads, fp16=a.fp16, compile=a.compile,
                       memory=not a.no_memory)

@@ -11,16 +11,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import UsageError
-from .options import int_list, option, round_to
+from .options import int_list, json_object, option, round_to, str_list
 
 DEFAULT_DATA_ROOT = "data"
 DISTILL = ("off", "kd")
 MASK = "mask criteria (snip, grasp, synflow, mag, rand, imp)"
+SOURCES = "the model and the images (your own model, pretrained weights, image folders)"
 
 
 @dataclass
 class CompressConfig:
-    model: str = option(help='model: a registered name (`filterprune list models`) or tv:<torchvision name>', positional=True)
+    model: str = option(help='model: a registered name (`filterprune list models`), tv:<name>, timm:<name>, or your own factory path/to/file.py:fn or package.module:fn', positional=True)
     criterion: str = option(help='channel criterion (see `filterprune list criteria`)', required=True)
     sparsity: float | None = option(None, 'fraction of channels to remove, in [0, 1) (or one of --target-macs, --target-speedup, --target-latency)')
     dataset: str | None = option(None, 'dataset name (default: cifar10 if found under --data-root, else the embedded digits)')
@@ -69,16 +70,23 @@ class CompressConfig:
     target_speedup: float | None = option(None, 'instead of --sparsity: prune until the pruned model runs X times faster than the dense one, measured on --target-runtime at --target-batch', metavar="X")
     target_latency: float | None = option(None, 'instead of --sparsity: prune until one call takes MS milliseconds on --target-runtime', metavar="MS")
     threads: int | None = option(None, "threads of those measurements (default: torch's, i.e. the cores)")
+    # where the model and the images come from (sources.py)
+    model_args: dict | None = option(None, "keyword arguments for the model's factory or builder, a JSON object", parse=json_object, metavar="JSON", group=SOURCES)
+    weights: str | None = option(None, 'tv:/timm: pretrained weights, DEFAULT or an enum name (e.g. IMAGENET1K_V1), read from the local torch hub / timm cache (nothing is downloaded)', metavar="NAME", group=SOURCES)
+    image_size: int | None = option(None, "imagefolder: input side (default: the model's native input, 224 for ImageNet tv/timm models, 32 for the CIFAR ones)", metavar="N", group=SOURCES)
+    train_subset: int | None = option(None, 'imagefolder: train on a seeded random subset of N images', metavar="N", group=SOURCES)
+    workers: int | None = option(None, 'imagefolder: DataLoader worker processes (default: min(4, CPUs))', metavar="N", group=SOURCES)
+    ignore_layers: tuple[str, ...] = option((), 'layers (module names) to keep whole besides the output layers', parse=str_list, metavar="NAME,...", group=SOURCES)
 
     def validate(self) -> None:
+        from . import sources
         from .criteria import CRITERIA
         from .data import DATASETS
         from .masks import MODES
         from .masks.criterion import MaskCriterion
-        from .models import MODELS
         from .recipes import RECIPES
 
-        MODELS.get(self.model)
+        sources.validate(self)
         CRITERIA.get(self.criterion)
         if self.dataset is not None:
             DATASETS.get(self.dataset)

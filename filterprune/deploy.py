@@ -45,7 +45,10 @@ def onnx_metadata(spec: ModelSpec, meta: dict, dense: Cost, pruned: Cost, batch:
     md = {"model": spec.name,
           "input_shape": json.dumps([batch or -1, spec.in_channels, spec.image_size, spec.image_size]),
           "preprocessing": "resize to HxW of input_shape, scale pixels to [0, 1], (x - mean) / std, NCHW"}
-    for key in ("mean", "std", "class_names", "dataset", "criterion", "sparsity", "scope"):
+    if meta.get("resize_size"):  # image folders: the evaluation transform, resize the short side + center crop
+        md["preprocessing"] = ("resize the shorter side to resize_size, center-crop to HxW of input_shape, scale "
+                               "pixels to [0, 1], (x - mean) / std, NCHW")
+    for key in ("mean", "std", "class_names", "dataset", "criterion", "sparsity", "scope", "resize_size"):
         if key in meta:
             md[key] = _text(meta[key])
     md.update({"dense_macs": str(dense.macs), "pruned_macs": str(pruned.macs),

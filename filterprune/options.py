@@ -36,6 +36,17 @@ def int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def str_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def json_object(text: str) -> dict:
+    """``--model-args``: a JSON object of keyword arguments (checked by ``sources.parse_model_args``)."""
+    from .sources import parse_model_args
+
+    return parse_model_args(text)
+
+
 def round_to(text: str) -> int | str:
     if text == "auto":
         return text

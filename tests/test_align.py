@@ -7,7 +7,7 @@ import torch.nn as nn
 from filterprune.criteria import PruneContext, make_criterion
 from filterprune.prune import PlanConfig, prune
 from filterprune.prune.align import candidates, conv_sites, hardware_aware
-from filterprune.prune.graph import build_graph, channel_groups, classifier_layers
+from filterprune.prune.graph import build_graph, channel_groups, output_layers
 
 
 def _net():
@@ -31,7 +31,8 @@ class BlockTable:
 
 def _sites(model):
     x = torch.randn(1, 3, 16, 16)
-    groups = channel_groups(build_graph(model, x), classifier_layers(model, 10))
+    DG = build_graph(model, x)
+    groups = channel_groups(DG, output_layers(DG))
     return [cg.channels for cg in groups], conv_sites(model, x, groups)
 
 

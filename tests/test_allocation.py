@@ -38,13 +38,13 @@ def test_target_macs_lands_just_under_the_target(name, criterion, scope):
 
 
 def test_cost_model_is_exact_on_concat_nets():
-    from filterprune.prune.graph import build_graph, channel_groups, classifier_layers
+    from filterprune.prune.graph import build_graph, channel_groups, output_layers
     from filterprune.prune.plan import allocate
     from filterprune.prune.target import CostModel
 
     model = _model("tv:googlenet")
     DG = build_graph(model, X32)
-    groups = channel_groups(DG, classifier_layers(model, 10))
+    groups = channel_groups(DG, output_layers(DG))
     crit = make_criterion("l1")
     scored = [(cg, crit.score(cg.group)) for cg in groups]
     plan = PlanConfig(0.3)

@@ -129,6 +129,39 @@ CATALOGUE = [
      "--runtime needs at least one value"),
     ("bench-out-not-empty", ["bench", "{no_input_onnx}", "--out", "{full_dir}"], 2,
      r"already exists and is not empty \(pass --overwrite"),
+    # --- the user's own model (issue 13; exit 2, nothing imported that was not asked for)
+    ("factory-file-missing", [*C[:1], "{empty_dir}/nope.py:build", *C[2:]], 2, r"model file not found: .*nope\.py"),
+    ("factory-attribute-missing", [*C[:1], "{net_py}:nope", *C[2:]], 2, r"net\.py has no attribute 'nope'"),
+    ("factory-not-callable", [*C[:1], "{net_py}:WIDTH", *C[2:]], 2, r"net\.py:WIDTH is not callable \(it is a int\)"),
+    ("factory-returns-no-module", [*C[:1], "{net_py}:not_a_module", *C[2:]], 2, "returned a dict, not a torch.nn.Module"),
+    ("factory-raises", [*C[:1], "{net_py}:broken", *C[2:]], 2, r"model factory .*net\.py:broken raised ValueError: no GPU"),
+    ("factory-import-fails", [*C[:1], "{import_fails_py}:build", *C[2:]], 2, "importing .*import_fails.py failed: ZeroDivisionError"),
+    ("factory-module-not-found", [*C[:1], "no_such_pkg.nets:build", *C[2:]], 2, "model module 'no_such_pkg.nets' not found"),
+    ("factory-output-width", [*C[:1], "{net_py}:three_outputs", *C[2:]], 2,
+     r"outputs \(1, 3\) for one image, but the data has 10 classes \(its factory takes no num_classes"),
+    ("factory-unknown-model-arg", [*C[:1], "{net_py}:build", *C[2:], "--model-args", '{{"depth": 3}}'], 2,
+     "raised TypeError: .*unexpected keyword argument 'depth'"),
+    ("model-args-not-json", [*C, "--model-args", "{{width: 3"], 2, "--model-args must be a JSON object"),
+    ("model-args-not-object", [*C, "--model-args", "[1, 2]"], 2, "--model-args must be a JSON object, got list"),
+    ("model-args-registered-model", [*C, "--model-args", '{{"width": 3}}'], 2, "resnet20 takes no --model-args"),
+    ("export-untrusted-factory-run", ["export", "{factory_run}", "--out", "model.onnx"], 2,
+     r"built by user code .*run_net\.py:build.*--trust-code"),
+    ("tv-weights-not-cached", [*C[:1], "tv:resnet18", *C[2:], "--weights", "DEFAULT"], 2,
+     r"not in the torch hub cache: place resnet18-f37072fd\.pth at .*hub/checkpoints"),
+    ("tv-unknown-weights", [*C[:1], "tv:resnet18", *C[2:], "--weights", "IMAGENET9K"], 2,
+     "unknown weights 'IMAGENET9K' for tv:resnet18; valid: DEFAULT, IMAGENET1K_V1"),
+    ("weights-for-registered-model", [*C, "--weights", "DEFAULT"], 2, "--weights applies to tv:<name> and timm:<name>"),
+    ("weights-and-checkpoint", [*C[:1], "tv:resnet18", *C[2:], "--weights", "DEFAULT", "--checkpoint", "{a_file}"], 2,
+     "either --weights or --checkpoint"),
+    ("timm-unknown-model", [*C[:1], "timm:resnet9000", *C[2:]], 2,
+     r"unknown timm model 'resnet9000'; list them with: .*timm.list_models\(\)|optional timm package"),
+    ("image-size-below-minimum", [*C[:1], "tv:vit_b_16", *C[2:-4], "--image-size", "32", "--dataset",
+                                  "imagefolder:{imagefolder_no_images}"], 2,
+     r"--image-size 32 is below the minimum input of tv:vit_b_16 \(224 px\)"),
+    ("image-size-in-memory-data", [*C, "--image-size", "64"], 2, "--image-size applies to imagefolder: datasets"),
+    ("image-size-zero", [*C, "--image-size", "0"], 2, "--image-size must be >= 1"),
+    ("train-subset-zero", [*C, "--train-subset", "0"], 2, "--train-subset must be >= 1"),
+    ("ignore-layers-unknown", [*C, "--ignore-layers", "conv1,layer9"], 2, "--ignore-layers: no layer named 'layer9'"),
     ("finetune-loss-diverges", [*C[:-4], "--finetune-epochs", "1", "--no-export", "--no-bench", "--checkpoint",
                                 "{r20_huge_weights_safetensors}"], 1,
      r"finetune: loss became (nan|inf) in epoch 1; stopped and kept the weights of epoch 0, "
@@ -155,7 +188,7 @@ class BadFiles(dict):
         self.root, self.state = root, state
 
     def __missing__(self, name):
-        path = self.root / re.sub(r"_(safetensors|pt|onnx|yaml)$", r".\1", name)  # the suffix picks the reader
+        path = self.root / re.sub(r"_(safetensors|pt|onnx|yaml|py)$", r".\1", name)  # the suffix picks the reader
         getattr(self, name)(path)
         self[name] = str(path)
         return self[name]
@@ -301,6 +334,27 @@ class BadFiles(dict):
         (p / "cifar-10-batches-py").mkdir(parents=True)
         (p / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"\x80\x04junk")
 
+    # -- the user's own model files
+    def net_py(self, p):
+        p.write_text("import torch.nn as nn\nWIDTH = 3\n\n"
+                     "def build(num_classes=10, width=4):\n"
+                     "    return nn.Sequential(nn.Conv2d(3, width, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+                     "                         nn.Linear(width, num_classes))\n\n"
+                     "def not_a_module(num_classes=10):\n    return {'model': None}\n\n"
+                     "def broken(num_classes=10):\n    raise ValueError('no GPU')\n\n"
+                     "def three_outputs():\n    return build(3)\n")
+
+    def import_fails_py(self, p):
+        p.write_text("x = 1 / 0\n")
+
+    def factory_run(self, p):
+        """A run folder whose model is built by a file that would leave `pwned` here if imported."""
+        code = p.parent / "run_net.py"
+        code.write_text("import pathlib, torch.nn as nn\npathlib.Path('pwned').touch()\n\n"
+                        "def build(num_classes=10):\n    return nn.Sequential(nn.Flatten(), nn.Linear(12, num_classes))\n")
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 10))
+        ckpt.save(net, p / "pruned", ModelSpec(f"{code}:build", 10, 3, 2))
+
     # -- checkpoints
     def _r20(self, p, state=None, **kw):
         ckpt.save(_module(state or self.state), p / "model", ModelSpec("resnet20"), **kw)
@@ -416,6 +470,7 @@ def test_catalogue(case, tmp_path, r20_state, capfd, monkeypatch):
     if name == "cuda-without-gpu" and torch.cuda.is_available():
         pytest.skip("a GPU is present")
     monkeypatch.chdir(tmp_path)  # `pwned` would appear here; default outputs too
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # an empty hub cache
     files = BadFiles(tmp_path, r20_state)
     argv = [a.format_map(files) for a in argv]
     if argv[:1] == ["compress"] and "--out" not in argv:
@@ -423,7 +478,7 @@ def test_catalogue(case, tmp_path, r20_state, capfd, monkeypatch):
     assert main(argv) == code
     line = _one_error_line(capfd.readouterr().err)
     assert re.search(pattern, line), line
-    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists() and not (tmp_path / "model.onnx").exists()
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name or p.name == "pwned"]
     if name == "train-out-taken":
         assert (tmp_path / "full_dir" / "keep.txt").read_text() == "another run's results"

@@ -6,7 +6,7 @@ import torch.nn as nn
 from filterprune.criteria import PruneContext, make_criterion
 from filterprune.errors import UsageError
 from filterprune.prune import PlanConfig, prune
-from filterprune.prune.graph import build_graph, channel_groups, classifier_layers
+from filterprune.prune.graph import build_graph, channel_groups, output_layers
 
 
 class TwoConv(nn.Module):
@@ -33,7 +33,7 @@ class TwoConv(nn.Module):
 def _conv1_scores(name):
     model = TwoConv()
     DG = build_graph(model, torch.randn(1, 1, 4, 4))
-    groups = channel_groups(DG, classifier_layers(model, 3))
+    groups = channel_groups(DG, output_layers(DG))
     crit = make_criterion(name)
     crit.prepare(model, PruneContext(torch.randn(1, 1, 4, 4)))
     (g,) = [g for g in groups if g.root is model.conv1]

@@ -67,5 +67,7 @@ def test_imagefolder(tmp_path):
             (tmp_path / split / cls).mkdir(parents=True)
             for i in range(3):
                 Image.fromarray(np.full((40, 48, 3), 60 * i, np.uint8)).save(tmp_path / split / cls / f"{i}.png")
-    d = load_dataset(f"imagefolder:{tmp_path}")
-    assert d.class_names == ["cat", "dog"] and d.x_train.shape == (6, 3, 32, 32)
+    d = load_dataset(f"imagefolder:{tmp_path}", workers=0)
+    assert d.class_names == ["cat", "dog"] and len(d.y_train) == 6 and d.image_size == 32
+    x, y = next(iter(make_loader(d, "test", 4)))
+    assert x.shape == (4, 3, 32, 32) and y.tolist() == [0, 0, 0, 1]

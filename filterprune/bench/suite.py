@@ -435,9 +435,11 @@ def _probe(source: dict, runtime: str, batch: int, shape, threads: int, q) -> No
         elif runtime == "openvino":
             run = ov_runner(Path(source["onnx"]), x, threads)
         else:
-            from ..models import build_model
+            from ..models import build_model, factory
             from ..prune import checkpoint as ckpt
 
+            for ref in source.get("trusted", ()):  # the user's factory, trusted by the run that spawned us
+                factory.trust(ref)
             if source["kind"] == "dense":
                 model = build_model(ckpt.read_meta(Path(source["path"]))["spec"])
             else:

@@ -27,6 +27,7 @@ class PruneContext:
     batch_size: int = 64
     calib_batches: int = 8
     mask: object | None = None  # filterprune.masks.MaskConfig: compression, scope, reduce, IMP (mask criteria)
+    ignored_layers: tuple = ()  # layer names or modules kept whole besides the output layers (--ignore-layers)
 
 
 class Criterion:

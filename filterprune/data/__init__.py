@@ -101,10 +101,14 @@ class ImageData:
                 f"({self.source})")
 
 
-def load_dataset(name: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> ImageData:
+def load_dataset(name: str, data_root: str | Path = DEFAULT_DATA_ROOT, **options) -> ImageData:
+    """``options`` (image_size, resize_size, mean, std, train_subset, workers, seed) reach the datasets that
+    take them (``imagefolder:``, streamed at the model's input size); in-memory sets ignore them."""
     loader = DATASETS.get(name)
     _, arg = DATASETS.split(name)
     root = Path(data_root)
+    if arg is not None and name.startswith("imagefolder:"):
+        return loader(Path(arg), **options)
     return loader(Path(arg)) if arg is not None else loader(root)
 
 

@@ -9,7 +9,6 @@ import torch
 from ..errors import UsageError
 from . import DATASETS, ImageData
 
-IMAGEFOLDER_SIZE = 32
 NPZ_TEST_FRACTION = 0.2
 MAX_CLASSES = 100_000
 
@@ -66,32 +65,12 @@ def npz(path: Path) -> ImageData:
     return read_npz(path, f"npz:{path}")
 
 
-@DATASETS.register("imagefolder:", help="imagefolder:PATH with PATH/train/<class>/* and PATH/test|val/<class>/*")
-def imagefolder(path: Path) -> ImageData:
-    from PIL import Image
+@DATASETS.register("imagefolder:", help="imagefolder:PATH with PATH/train/<class>/* and PATH/test|val/<class>/*, "
+                   "streamed from disk at --image-size")
+def imagefolder(path: Path, image_size: int = 32, resize_size: int | None = None, mean=None, std=None,
+                train_subset: int | None = None, workers: int | None = None, seed: int = 0):
+    """Streamed lazily (``data.stream.FolderData``); ``compress`` passes the model's input size and, with
+    pretrained weights, their preprocessing."""
+    from .stream import FolderData
 
-    if not path.is_dir():
-        raise UsageError(f"image folder not found: {path}")
-    test_dir = next((path / d for d in ("test", "val") if (path / d).is_dir()), None)
-    if not (path / "train").is_dir() or test_dir is None:
-        raise UsageError(f"{path}: needs train/ and test/ (or val/) subfolders, one folder per class")
-    classes = sorted(d.name for d in (path / "train").iterdir() if d.is_dir())
-    if not classes:
-        raise UsageError(f"{path}/train has no class folders")
-
-    def read(split_dir: Path):
-        xs, ys = [], []
-        for label, cls in enumerate(classes):
-            for f in sorted((split_dir / cls).glob("*")) if (split_dir / cls).is_dir() else []:
-                try:
-                    img = Image.open(f).convert("RGB").resize((IMAGEFOLDER_SIZE, IMAGEFOLDER_SIZE))
-                except OSError:
-                    continue  # not an image
-                xs.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
-                ys.append(label)
-        if not xs:
-            raise UsageError(f"{split_dir}: no readable images")
-        return torch.stack(xs), torch.tensor(ys)
-
-    (xtr, ytr), (xte, yte) = read(path / "train"), read(test_dir)
-    return ImageData(f"imagefolder:{path}", xtr, ytr, xte, yte, classes, source=str(path))
+    return FolderData(path, image_size, resize_size, mean, std, train_subset, workers, seed)

@@ -34,7 +34,11 @@ def make_loader(data: ImageData, split: str, batch_size: int, augment: bool = Fa
                 shuffle: bool | None = None, seed: int = 0, limit: int | None = None,
                 crop: bool = True) -> DataLoader:
     """A DataLoader over ``split`` ('train', 'val' or 'test'); ``limit`` keeps the first N images;
-    ``crop=False`` drops the random crop from the augmentations (the seed recipe: rotation + flip)."""
+    ``crop=False`` drops the random crop from the augmentations (the seed recipe: rotation + flip). Data
+    that is not held in memory (streamed folders, the user's loaders: ``data.stream``) makes its own."""
+    if hasattr(data, "make_loader"):
+        return data.make_loader(split, batch_size, augment=augment, shuffle=shuffle, seed=seed, limit=limit,
+                                crop=crop)
     x, y = data.split(split)
     if limit is not None:
         x, y = x[:limit], y[:limit]

@@ -182,11 +182,17 @@ def read_meta(path: Path) -> dict:
     return doc
 
 
-def load(path: str | Path) -> nn.Module:
-    """Rebuild a saved (pruned or dense) model exactly: a run folder, X.json or X.safetensors."""
+def load(path: str | Path, trust_code: bool = False, model: nn.Module | None = None) -> nn.Module:
+    """Rebuild a saved (pruned or dense) model exactly: a run folder, X.json or X.safetensors.
+
+    A model built by the user's own factory is rebuilt by importing that code only with ``trust_code``;
+    or ``model`` hands over the dense module (pruned here in place and returned), which never imports.
+    """
     doc = read_meta(Path(path))
     spec: ModelSpec = doc["spec"]
-    model = rebuild(spec, doc["history"], str(doc["path"]))
+    if model is not None and not isinstance(model, nn.Module):
+        raise UsageError(f"model= must be the dense torch.nn.Module, got a {type(model).__name__}")
+    model = rebuild(spec, doc["history"], str(doc["path"]), trust_code=trust_code, model=model)
     weights = doc["path"].with_suffix(".safetensors")
     if doc.get("weights_sha256") and weights.is_file() and sha256_file(weights) != doc["weights_sha256"]:
         raise RunError(f"{weights}: unreadable weights: they do not match the digest in {doc['path'].name} "
@@ -196,10 +202,12 @@ def load(path: str | Path) -> nn.Module:
     return model.eval()
 
 
-def rebuild(spec: ModelSpec, history: list, source: str = "history") -> nn.Module:
-    """The architecture a pruning history describes: a freshly initialised dense ``spec`` model cut by
-    replaying ``history`` (the weights are the model's own init; load weights on top, or train it)."""
-    model = build_model(spec)
+def rebuild(spec: ModelSpec, history: list, source: str = "history", trust_code: bool = False,
+            model: nn.Module | None = None) -> nn.Module:
+    """The architecture a pruning history describes: a freshly initialised dense ``spec`` model (or the
+    dense ``model`` handed over) cut by replaying ``history`` (the weights are the model's own init; load
+    weights on top, or train it). A user factory is imported only when trusted (``models.factory``)."""
+    model = build_model(spec, trust_code=trust_code) if model is None else model
     if history:
         DG = build_graph(model, torch.randn(1, spec.in_channels, spec.image_size, spec.image_size))
         try:

@@ -1,7 +1,7 @@
 """torch-pruning's dependency graph, wrapped: build it safely and list the prunable channel groups.
 
 A group is every layer slice coupled to one set of output channels (conv -> BN -> next conv's inputs,
-residual adds, concats, depthwise convs). Classifier outputs are never pruned.
+residual adds, concats, depthwise convs). The layers producing the model's output are never pruned.
 """
 from __future__ import annotations
 
@@ -42,11 +42,45 @@ class ChannelGroup:
         return self.channels // self.ch_groups
 
 
-def classifier_layers(model: nn.Module, num_classes: int) -> list[nn.Module]:
-    """Layers whose outputs are class logits (out features/channels == num_classes): kept whole."""
-    return [m for m in model.modules()
-            if (isinstance(m, nn.Linear) and m.out_features == num_classes)
-            or (isinstance(m, nn.modules.conv._ConvNd) and m.out_channels == num_classes)]
+def output_layers(DG: tp.DependencyGraph) -> list[nn.Module]:
+    """The layers that produce the model's output, found by position, not by width: walking back from
+    every output of the traced graph, the first conv or linear layer on each path (through activations,
+    pooling, flattening, adds and concats). Their output channels are the model's interface (the class
+    logits), so they are kept whole whatever their width."""
+    ends = [n for n in DG.module2node.values() if not n.outputs]
+    found, seen, todo = [], set(), list(ends)
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node.module, (nn.modules.conv._ConvNd, nn.Linear)):
+            if node.module not in found:
+                found.append(node.module)
+            continue
+        todo += node.inputs
+    return found
+
+
+def resolve_ignored(model: nn.Module, layers) -> list[nn.Module]:
+    """``--ignore-layers`` / ``ignored_layers``: module names (a container protects all it holds) or
+    module instances of ``model``; an unknown name is a UsageError listing a few valid ones."""
+    named = dict(model.named_modules())
+    owned = {id(m) for m in named.values()}
+    result = []
+    for layer in layers or ():
+        if isinstance(layer, str):
+            if layer not in named or not layer:
+                close = [n for n in named if n and (layer in n or n in layer)][:5] or [n for n in named if n][:5]
+                raise UsageError(f"--ignore-layers: no layer named {layer!r} in {type(model).__name__}; "
+                                 f"e.g. {', '.join(close)}")
+            result.append(named[layer])
+        elif isinstance(layer, nn.Module) and id(layer) in owned:
+            result.append(layer)
+        else:
+            raise UsageError(f"ignored_layers: {type(layer).__name__} is not a layer of this model (pass module "
+                             "instances of the model being pruned, or their names)")
+    return result
 
 
 def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:

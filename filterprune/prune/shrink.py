@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from ..criteria import Criterion, PruneContext
 from ..errors import RunError, UsageError
-from .graph import build_graph, channel_groups, classifier_layers, execution_order
+from .graph import build_graph, channel_groups, execution_order, output_layers, resolve_ignored
 from .plan import PlanConfig, allocate
 from .safety import breaking_groups, forward_failure, restore
 from .target import CostModel, solve_sparsity
@@ -84,7 +84,8 @@ def _latency_targeted(model, ctx, plan: PlanConfig, scored, totals, num_classes:
     def build(keep: list[int]) -> nn.Module:
         net = copy.deepcopy(pristine)
         DG = build_graph(net, ctx.example_inputs)
-        fresh = {cg.root_name: cg for cg in channel_groups(DG, classifier_layers(net, num_classes))}
+        fresh = {cg.root_name: cg for cg in channel_groups(DG, [*output_layers(DG),
+                                                                *resolve_ignored(net, ctx.ignored_layers)])}
         for name, k in zip(names, keep):
             _remove(DG, fresh[name], scores[name], k)
         return net.eval()
@@ -108,7 +109,7 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
     out_shape = model.eval()(ctx.example_inputs).shape
     model.train(was_training)
     DG = build_graph(model, ctx.example_inputs)
-    groups = channel_groups(DG, classifier_layers(model, num_classes))
+    groups = channel_groups(DG, [*output_layers(DG), *resolve_ignored(model, ctx.ignored_layers)])
     opaque = {cg.root_name: cg.opaque for cg in groups if cg.opaque}
     groups = [cg for cg in groups if not cg.opaque]
     criterion.check(model)

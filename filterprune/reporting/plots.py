@@ -146,6 +146,21 @@ def _weights(model: nn.Module) -> list[tuple[str, np.ndarray]]:
             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))]
 
 
+def _rebuildable(run: Path) -> bool:
+    """A run of the user's own factory is rebuilt only by importing its code: left out (with a warning)."""
+    import warnings
+
+    from ..models import factory
+    from ..prune.checkpoint import read_meta
+
+    name = read_meta(run)["spec"].name
+    if factory.is_factory_ref(name) and not factory.is_trusted(name):
+        warnings.warn(f"{run.name}: weight histograms left out: its model is built by user code ({name}), "
+                      "which a report does not import", stacklevel=2)
+        return False
+    return True
+
+
 def weight_histograms(df: pd.DataFrame, folder: Path, title: str, suffix: str = "", bins: int = 61) -> list[Path]:
     """Per row value, one heat map per criterion: x = weight value, y = layer, colour = that layer's
     weight frequency normalised to sum 1 within the layer (the seed figure's z axis, seen from above).
@@ -162,6 +177,7 @@ def weight_histograms(df: pd.DataFrame, folder: Path, title: str, suffix: str = 
     written = []
     df = df[[all((Path(p) / f).is_file() for f in ("pruned.json", "pruned.safetensors"))
               for p in df["path"]]]  # runs whose weights were kept
+    df = df[[_rebuildable(Path(p)) for p in df["path"]]]
     if df.empty:
         return written
     for v, at in (df.groupby(row, dropna=False) if df[row].notna().any() else [(math.nan, df)]):

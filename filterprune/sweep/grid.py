@@ -237,6 +237,8 @@ def _fits(value, hint) -> bool:
         return _as_float(value) is not None
     if hint is str:
         return isinstance(value, str)
+    if hint is dict:  # model_args: keyword arguments, JSON-safe
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
     if origin is tuple:
         (item, *_) = typing.get_args(hint)
         return isinstance(value, list) and bool(value) and all(_fits(v, item) for v in value)
@@ -277,7 +279,8 @@ def _type_name(hint) -> str:
         return " or ".join(_type_name(h) for h in typing.get_args(hint))
     if origin is tuple:
         return f"a list of {_type_name(typing.get_args(hint)[0])}s"
-    return {type(None): "null", bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+    return {type(None): "null", bool: "true/false", int: "an integer", float: "a number", str: "a string",
+            dict: "a mapping"}.get(
         hint, str(hint))
 
 

@@ -33,12 +33,13 @@ def run(job: dict) -> None:
 def prepare_baseline(config: dict) -> None:
     """Train (or find) the cached dense baseline a run starts from, so parallel runs that share it
     neither train it twice nor start from two different ones."""
-    from ..api import load_data, spec_for, train_baseline
+    from .. import sources
+    from ..api import load_data, train_baseline
     from ..train import resolve_device
 
     cfg = compress_config(config)
-    data = load_data(cfg.dataset, cfg.data_root)
-    train_baseline(spec_for(cfg.model, data), data, cfg.baseline_config(), resolve_device(cfg.device))
+    data, spec, _ = sources.prepare(cfg, load_data)  # the same data and spec as compress uses
+    train_baseline(spec, data, cfg.baseline_config(), resolve_device(cfg.device))
 
 
 def baseline_group(config: dict) -> str | None:

@@ -1,0 +1,219 @@
+"""Where a run's model and images come from, resolved together: the model decides the input size
+(its native one, 224 for ImageNet torchvision/timm models, 32 for the CIFAR ones, unless
+``--image-size``), and pretrained weights decide the preprocessing (resize, crop, mean/std).
+
+``prepare`` turns the config's ``model``/``model_args``/``weights``/``image_size``/``dataset`` into the
+data and the ``ModelSpec`` of the run; ``check_probe`` proves on a freshly built model, before any
+training, that it accepts the input and gives one output per class; ``describe`` is what the report
+records about how to rebuild the dense model.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .errors import UsageError
+from .models import ModelSpec, native_input
+from .models import factory as user_factory
+
+log = logging.getLogger(__name__)
+
+IN_MEMORY_SIZE_HINT = "--image-size applies to imagefolder: datasets (in-memory sets keep their own size)"
+
+
+def parse_model_args(text: str | dict | None) -> dict:
+    """``--model-args '{"width": 32}'``: a JSON object of keyword arguments for the model's builder."""
+    if text is None or isinstance(text, dict):
+        return dict(text or {})
+    try:
+        args = json.loads(text)
+    except ValueError as e:
+        raise UsageError(f"--model-args must be a JSON object such as '{{\"width\": 32}}' ({e})") from None
+    if not isinstance(args, dict):
+        raise UsageError(f"--model-args must be a JSON object, got {type(args).__name__}")
+    return args
+
+
+def model_ref(name: str) -> str:
+    """The reference as recorded (a factory file made absolute) and, for a factory, trusted: the user
+    handed it over in this process, so building it may import that code."""
+    return user_factory.trust(name) if user_factory.is_factory_ref(name) else name
+
+
+def short_name(name: str) -> str:
+    """A folder-friendly model name: ``nets/my_net.py:build`` -> ``my_net-build``."""
+    if user_factory.is_factory_ref(name):
+        path, _, attr = name.rpartition(":")
+        name = f"{Path(path).stem if path.endswith('.py') else path.rsplit('.', 1)[-1]}-{attr}"
+    return re.sub(r"[^\w.+-]", "-", name)
+
+
+def validate(cfg) -> None:
+    """The config's model fields, checked without training (a factory is imported: the user gave it)."""
+    from .models import check_model_ref
+
+    if not cfg.model.startswith("object:"):  # a module in hand (compress(model=net)) has nothing to check here
+        check_model_ref(model_ref(cfg.model))
+    parse_model_args(getattr(cfg, "model_args", None))
+    weights = getattr(cfg, "weights", None)
+    if weights is not None and not cfg.model.startswith(("tv:", "timm:")):
+        raise UsageError(f"--weights applies to tv:<name> and timm:<name> models, not {cfg.model!r} "
+                         "(give a user model's weights with --checkpoint)")
+    if weights is not None and cfg.checkpoint is not None:
+        raise UsageError("give either --weights or --checkpoint, not both")
+    for name in ("image_size", "train_subset", "workers"):
+        v = getattr(cfg, name, None)
+        if v is not None and v < (0 if name == "workers" else 1):
+            raise UsageError(f"--{name.replace('_', '-')} must be >= {0 if name == 'workers' else 1}, got {v}")
+    if weights is not None:
+        native_input(cfg.model, weights)  # an unknown weights name fails here
+
+
+def prepare(cfg, load_data, given: Given | None = None) -> tuple[object, ModelSpec, dict]:
+    """(data, spec, info): the data at the model's input size and the run's ModelSpec.
+
+    ``load_data(dataset, data_root, val_fraction, seed, **options)`` is the pipeline's data loader (it names the default
+    dataset); ``info`` holds what the model's native input and weights said. ``given`` DataLoaders are
+    the data as they are; a given module names the spec ``object:<class>``."""
+    ref = model_ref(cfg.model)
+    if given is not None and given.data is not None:
+        data = given.data
+        if given.model is None and not data.class_names:
+            raise UsageError("with your own DataLoaders and a model name, pass num_classes= (or give the dataset "
+                             "a `classes` list)")
+        return data, _given_spec(given, data, ref, parse_model_args(getattr(cfg, "model_args", None))), {}
+    weights = getattr(cfg, "weights", None)
+    native = native_input(ref, weights)
+    size = getattr(cfg, "image_size", None) or native["image_size"]
+    if size < native.get("min_size", 1):
+        raise UsageError(f"--image-size {size} is below the minimum input of {cfg.model} ({native['min_size']} px)")
+    resize = native.get("resize_size")
+    if resize and size != native["image_size"]:
+        resize = round(size * resize / native["image_size"])
+    options = {"image_size": size, "resize_size": resize, "train_subset": getattr(cfg, "train_subset", None),
+               "workers": getattr(cfg, "workers", None)}
+    if "mean" in native:
+        options.update(mean=native["mean"], std=native["std"])
+    data = load_data(cfg.dataset, cfg.data_root, getattr(cfg, "val_fraction", 0.0), cfg.seed, **options)
+    if getattr(cfg, "image_size", None) and data.image_size != cfg.image_size:
+        raise UsageError(f"{IN_MEMORY_SIZE_HINT}; {data.name} is {data.image_size}x{data.image_size}")
+    if "mean" in native and not hasattr(data, "make_loader"):  # in memory: normalise as the weights expect
+        data.mean, data.std = tuple(native["mean"]), tuple(native["std"])
+    if given is not None and given.model is not None:
+        return data, _given_spec(given, data, ref, {}), native
+    spec = ModelSpec(ref, data.num_classes, data.in_channels, data.image_size,
+                     parse_model_args(getattr(cfg, "model_args", None)), _weights_name(native, weights))
+    return data, spec, native
+
+
+def _weights_name(native: dict, weights: str | None) -> str | None:
+    return native.get("weights", weights) if weights is not None else None
+
+
+@torch.no_grad()
+def check_probe(model: nn.Module, spec: ModelSpec, ignore_layers=()) -> None:
+    """Before any training: the model runs on the data's input shape, gives one logit per class, and
+    every ``--ignore-layers`` name exists."""
+    from .prune.graph import resolve_ignored
+
+    shape = (1, spec.in_channels, spec.image_size, spec.image_size)
+    was_training = model.training
+    try:
+        out = model.eval()(torch.randn(*shape))
+    except Exception as e:
+        raise UsageError(f"{spec.name} does not run on {shape[1]}x{shape[2]}x{shape[3]} inputs "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
+                         "choose another --image-size or dataset") from None
+    finally:
+        model.train(was_training)
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != spec.num_classes:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        hint = (" (its factory takes no num_classes argument: give it one, or set the width with --model-args)"
+                if user_factory.is_factory_ref(spec.name) else "")
+        raise UsageError(f"{spec.name} outputs {got} for one image, but the data has {spec.num_classes} classes"
+                         f"{hint}")
+    resolve_ignored(model, ignore_layers)
+
+
+def describe(spec: ModelSpec, native: dict, loaded: dict | None, checkpoint: str | None) -> dict:
+    """How to rebuild the dense model, as the report records it."""
+    kind = ("torchvision" if spec.name.startswith("tv:") else "timm" if spec.name.startswith("timm:")
+            else "factory" if user_factory.is_factory_ref(spec.name) else "registered")
+    d = {"kind": kind, "name": spec.name, "args": spec.args, "weights": spec.weights, "checkpoint": checkpoint,
+         "num_classes": spec.num_classes, "input_shape": [spec.in_channels, spec.image_size, spec.image_size]}
+    if kind == "factory":
+        d["code_sha256"] = user_factory.code_digest(spec.name)
+        d["rebuild"] = "filterprune.load(OUT, trust_code=True) imports the factory; or filterprune.load(OUT, model=<dense module>)"
+    if loaded:
+        d.update({k: v for k, v in loaded.items() if k != "model"})
+    return d
+
+
+def load_checkpoint_weights(model: nn.Module, state: dict, spec: ModelSpec, source: str) -> dict:
+    """Weights of a user's checkpoint into ``model``; for tv:/timm: models a checkpoint with another
+    class count (ImageNet's 1000) keeps everything but the output layers, which stay fresh (and are
+    trained). Returns what was replaced."""
+    from .prune import checkpoint as ckpt
+    from .prune.graph import build_graph, output_layers
+
+    own = model.state_dict()
+    mismatched = {k for k in own if k in state and state[k].shape != own[k].shape}
+    if spec.name.startswith(("tv:", "timm:")) and mismatched and set(state) == set(own):
+        DG = build_graph(model, torch.randn(1, spec.in_channels, spec.image_size, spec.image_size))
+        names = {id(m): n for n, m in model.named_modules()}
+        heads = {f"{names[id(m)]}.{p}" for m in output_layers(DG) for p, _ in m.named_parameters(recurse=False)}
+        if mismatched <= heads:
+            ckpt.load_weights(model, {**state, **{k: own[k] for k in mismatched}}, source)
+            log.info("checkpoint %s: classifier head %s replaced (another class count)", source, sorted(mismatched))
+            return {"head_replaced": sorted(mismatched)}
+    ckpt.load_weights(model, state, source)
+    return {}
+
+
+# ------------------------------------------------------------------------- objects handed over in Python
+class Given:
+    """What ``filterprune.compress(model=..., train=..., test=...)`` was handed: a dense module (the
+    baseline), and/or DataLoaders (``data.stream.LoaderData``)."""
+
+    def __init__(self, model: nn.Module | None = None, data=None, example_inputs: torch.Tensor | None = None):
+        if model is not None and not isinstance(model, nn.Module):
+            raise UsageError(f"model= must be a torch.nn.Module or a model name, got a {type(model).__name__}")
+        self.model, self.data, self.example_inputs = model, data, example_inputs
+
+
+def probe_model(spec: ModelSpec, given: Given | None) -> nn.Module:
+    """A fresh model for the checks before training: built from the spec, or a copy of the module in hand."""
+    import copy
+
+    from .models import build_model
+
+    return copy.deepcopy(given.model).cpu() if given is not None and given.model is not None else build_model(spec)
+
+
+def given_baseline(model: nn.Module, data, cfg, device, train_fn) -> tuple[nn.Module, dict]:
+    """The module in hand as the dense baseline; ``cfg.epochs`` > 0 trains it further first (in place)."""
+    info = {"given": f"{type(model).__module__}.{type(model).__qualname__} handed to compress(model=...)"}
+    if cfg.epochs:
+        info["history"] = train_fn(model.to(device), data, cfg, device, desc="train given model")
+        info["train"] = cfg.to_dict()
+    return model, info
+
+
+def _given_spec(given: Given, data, ref: str, args: dict) -> ModelSpec:
+    if given.model is not None:
+        shape = given.example_inputs.shape if given.example_inputs is not None else \
+            (1, data.in_channels, data.image_size, data.image_size)
+        with torch.no_grad():
+            was = given.model.training
+            out = given.model.cpu().eval()(torch.randn(1, *shape[1:]))
+            given.model.train(was)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        if hasattr(data, "set_num_classes"):
+            data.set_num_classes(int(out.shape[-1]))
+    return ModelSpec(ref, data.num_classes, data.in_channels, data.image_size, args, None)
