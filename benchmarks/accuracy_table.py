@@ -48,6 +48,13 @@ ARMS = {"kd": {"recipe": "default", "distill": "kd"},
         "kd_lr0.002": {"recipe": "default", "distill": "kd", "finetune_lr": 0.002},
         "kd_e20": {"recipe": "default", "distill": "kd", "finetune_epochs": 20},
         "before": {"recipe": "plain", "distill": "off"}}
+ARM_HELP = {"kd": "(b) filterprune's default: recipe default (8 epochs, half the baseline lr, warm-up + cosine) + distillation α 0.7, T 4",
+            "nokd": "(c) the same without distillation",
+            "lajic": "(a) the seed's recipe (SGD 1e-3 -> 1e-5 step, batch 32, rotation + flip, 10 epochs), no teacher",
+            "scratch": "(d) the l1 architecture from a fresh init for the same total epochs",
+            "before": "filterprune 0.1's finetune (recipe plain: 3 epochs at a tenth of the baseline lr), no teacher",
+            "kd_a0.5": "default with α 0.5", "kd_a0.9": "default with α 0.9", "kd_T2": "default with T 2",
+            "kd_lr0.002": "default at lr 0.002", "kd_e20": "default for 20 epochs"}
 FIELDS = ["arm", "criterion", "seed", "dense_top1", "pruned_top1", "scratch_top1", "kept_epoch", "finetune_epochs",
           "params", "macs", "dense_macs", "wall_s", "load_before", "load_after"]
 
@@ -134,6 +141,7 @@ def table(rows: list[dict], a) -> str:
             name = f"{crit} (scratch)" if arm == "scratch" else crit
             lines.append(f"| {name} | {arm} | {ms(acc)} | {ms(drop).replace(' (n=', ' (n=')} | "
                          f"{int(sel[0]['macs']):,} |")
+    lines += ["", "Arms:"] + [f"- `{k}`: {v}" for k, v in ARM_HELP.items() if any(r["arm"] == k for r in rows)]
     lines += ["", f"Machine: {machine.describe().get('cpu', '?')}, torch {torch.__version__}; per-run wall "
               "time and load averages in runs.csv (accuracy does not depend on load)."]
     return "\n".join(lines) + "\n"
