@@ -32,7 +32,7 @@ import torch
 from filterprune.api import CompressConfig, compress, load_data, spec_for, train_baseline
 from filterprune.bench import machine
 from filterprune.prune import checkpoint as ckpt
-from filterprune.train import TrainConfig, evaluate
+from filterprune.train import evaluate
 
 HERE = Path(__file__).resolve().parent / "accuracy"
 CRITERIA = ["l1", "greedy", "magnitude", "slimming", "random"]
@@ -115,7 +115,7 @@ def ms(values: list[float]) -> str:
 def table(rows: list[dict], a) -> str:
     dense = {int(r["seed"]): float(r["dense_top1"]) for r in rows}
     lines = [f"# {a.model} on the real CIFAR-10 subset, channel sparsity {a.sparsity:g}: does accuracy survive?", "",
-             f"Command: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/accuracy_table.py --data-root ../shared/data`",
+             "Command: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/accuracy_table.py --data-root ../shared/data`",
              "", f"Baselines: {a.epochs} epochs (SGD 0.02, cosine), one per seed, committed in "
              "`benchmarks/accuracy/baselines/`; validation split 10% of the training images per seed; test top-1 "
              "of the epoch kept on validation. Cells: mean ± sample std over seeds (n = seeds finished); "

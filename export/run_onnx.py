@@ -25,10 +25,19 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
              "tensorrt": "TensorrtExecutionProvider", "openvino": "OpenVINOExecutionProvider",
              "rocm": "ROCMExecutionProvider", "dml": "DmlExecutionProvider", "coreml": "CoreMLExecutionProvider"}
 ON_CUDA = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+MAX_INPUT_VALUES = 1 << 26  # one input batch (256 MiB of float32): a file or a flag cannot ask for more
 
 
 class Usage(Exception):
     """The request is wrong: exit 2."""
+
+
+def clean(value, width: int = 200) -> str:
+    """Text from a file (metadata, class names) or a user (paths) made safe for the terminal: control
+    characters and escape sequences shown escaped, never obeyed; cut to ``width`` characters."""
+    text = str(value)
+    text = text if len(text) <= width else text[:width] + "..."
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class Parser(argparse.ArgumentParser):
@@ -176,12 +185,20 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _count(value) -> float | None:
+    try:
+        return float(str(value)[:30])
+    except ValueError:
+        return None
+
+
 def describe(md: dict, shape, dtype, provider) -> str:
-    parts = [str(md.get("model", "model"))]
+    parts = [clean(md.get("model", "model"), 80)]
     if "criterion" in md:
-        parts.append(f"pruned with {md['criterion']} at channel sparsity {md.get('sparsity')}")
-    if "dense_macs" in md and "pruned_macs" in md:
-        parts.append(f"MACs {int(md['dense_macs']) / 1e6:.1f}M -> {int(md['pruned_macs']) / 1e6:.1f}M")
+        parts.append(f"pruned with {clean(md['criterion'], 40)} at channel sparsity {clean(md.get('sparsity'), 40)}")
+    dense, pruned = _count(md.get("dense_macs")), _count(md.get("pruned_macs"))
+    if dense is not None and pruned is not None:
+        parts.append(f"MACs {dense / 1e6:.1f}M -> {pruned / 1e6:.1f}M")
     dims = "x".join("N" if d < 0 else str(d) for d in shape)
     return f"{'; '.join(parts)}; input {dims} {np.dtype(dtype).name}; provider {provider}"
 
@@ -208,22 +225,37 @@ def main(argv=None) -> int:
         provider = provider_name(a.provider)
         probe = open_session(a.model, "CPUExecutionProvider", {}, a.threads)
         md = metadata(probe)
-        shape, mean, std, dtype = preprocessing(probe, md, a)
+        try:  # the file's metadata and the flags: anything wrong in them is bad input (exit 2)
+            shape, mean, std, dtype = preprocessing(probe, md, a)
+        except Usage:
+            raise
+        except Exception as e:
+            raise Usage(f"{a.model}: unusable input description ({type(e).__name__}: {str(e)[:200]})") from None
         fixed = shape[0]
         if fixed > 0 and a.batch != fixed:
             a.batch = fixed  # a fixed-batch file only takes its own batch size
+        if not all(type(d) is int and d > 0 for d in shape[1:]):
+            raise Usage(f"{clean(a.model)}: input shape {clean(shape, 80)} is not a positive NCHW size (pass --size)")
+        if a.batch * int(np.prod(shape[1:], dtype=np.float64)) > MAX_INPUT_VALUES:
+            raise Usage(f"batch {a.batch} of {'x'.join(map(str, shape[1:]))} inputs is more than "
+                        f"{MAX_INPUT_VALUES:,} values; lower --batch or --size")
         profile = [a.batch, *shape[1:]]
         sess = probe if provider == "CPUExecutionProvider" else open_session(
             a.model, provider, provider_options(provider, profile, a.trt_fp16, a.trt_cache), a.threads)
-        x = load_images(a.images, shape, mean, std, dtype, _resize(md, a)) if a.images else None
+        try:
+            x = load_images(a.images, shape, mean, std, dtype, _resize(md, a)) if a.images else None
+        except Usage:
+            raise
+        except Exception as e:  # a decompression bomb, an image the model's input cannot take
+            raise Usage(f"cannot use the images ({type(e).__name__}: {str(e)[:200]})") from None
         print(describe(md, shape, dtype, sess.get_providers()[0]))
         names = md.get("class_names")
         if x is not None:
             probs = softmax(run(sess, x, fixed))
             for path, p in zip(a.images, probs):
-                print(path)
+                print(clean(path, 4096))
                 for rank, c in enumerate(np.argsort(-p)[:a.top], 1):
-                    label = names[c] if isinstance(names, list) and c < len(names) else f"class {c}"
+                    label = clean(names[c], 60) if isinstance(names, list) and c < len(names) else f"class {c}"
                     print(f"  {rank}. {label:<20} {p[c]:.4f}")
         rng = np.random.default_rng(0)
         timed = fit_batch(x, a.batch) if x is not None else \
@@ -235,12 +267,12 @@ def main(argv=None) -> int:
               f"({1e3 * a.batch / np.median(ms):.1f} images/s)")
         return 0
     except Usage as e:
-        print(f"run_onnx: error: {e}", file=sys.stderr)
+        print(f"run_onnx: error: {clean(e, 2000)}", file=sys.stderr)
         return 2
     except SystemExit as e:  # --help
         return int(e.code or 0)
     except Exception as e:
-        print(f"run_onnx: failed: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}", file=sys.stderr)
+        print(f"run_onnx: failed: {type(e).__name__}: {clean((str(e).splitlines() or [''])[0], 300)}", file=sys.stderr)
         return 1
 
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import os
 import shutil
-import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -21,170 +19,24 @@ import torch.nn as nn
 from . import __version__, distributed, outputs, sources
 from .bench import counting, machine
 from .bench.suite import BenchConfig, Variant, dense_vs_pruned, run_bench
-from .criteria import CRITERIA, PruneContext, make_criterion
-from .data import DATASETS, DEFAULT_DATA_ROOT, ImageData, load_dataset, resolve_default_dataset
+from .config import CompressConfig  # noqa: F401  (the public name: filterprune.api.CompressConfig)
+from .criteria import PruneContext, make_criterion
+from .data import DATASETS, ImageData, load_dataset, resolve_default_dataset
 from .deploy import onnx_metadata
 from .errors import FilterpruneError, UsageError
-from .masks import MODES, MaskConfig, control, default_compression
-from .masks.criterion import MaskCriterion
+from .log import say
+from .masks import control
 from .models import ModelSpec, build_model, check_model_ref, initial_model
 from .onnx_export import check_parity, export_onnx
-from .prune import PlanConfig, prune_in_steps
 from .prune import checkpoint as ckpt
+from .prune import prune_in_steps
 from .prune.graph import build_graph
-from .recipes import RECIPES
 from .report import write_report
 from .train import NonFiniteLoss, TrainConfig, evaluate, resolve_device, train
 
 
-def say(msg: str) -> None:
-    if distributed.is_main():  # --distributed: rank 0 speaks for all
-        print(f"[filterprune] {msg}", file=sys.stderr, flush=True)
-
-
-DISTILL = ("off", "kd")
-
-
 def cache_dir() -> Path:
     return Path(os.environ.get("FILTERPRUNE_CACHE", Path.home() / ".cache" / "filterprune"))
-
-
-@dataclass
-class CompressConfig:
-    model: str
-    criterion: str
-    sparsity: float | None = None  # None: --target-macs decides
-    dataset: str | None = None  # None: CIFAR-10 if under data_root, else the embedded digits
-    data_root: str = DEFAULT_DATA_ROOT
-    checkpoint: str | None = None
-    epochs: int = 10
-    finetune_epochs: int | None = None  # None: the recipe's
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float | None = None
-    finetune_lr: float | None = None  # None: a tenth of the baseline learning rate
-    schedule: str = "cosine"
-    sparsity_reg: float = 0.0
-    scope: str | None = None  # None: the criterion's own default
-    round_to: int | str = 1  # or "auto" (hardware-aware, measured on target_runtime at target_batch)
-    target_runtime: str = "onnxruntime"
-    target_batch: int = 64
-    layer_floor: float = 0.1
-    calib_batches: int = 8
-    target_macs: float | None = None  # prune until MACs <= this fraction of dense (instead of --sparsity)
-    steps: int = 1  # prune -> finetune cycles that reach the target gradually
-    sparsity_epochs: int = 0  # slimming sparsity training of a given --checkpoint before pruning
-    device: str = "auto"
-    seed: int = 0
-    out: str | None = None
-    overwrite: bool = False
-    export: bool = True
-    bench: bool = True
-    bench_batch_sizes: tuple[int, ...] = (1, 32)
-    bench_iters: int = 20
-    bench_warmup: int = 3
-    bench_memory: bool = False  # CPU peak RSS per variant: one fresh process per row, ~4 s each
-    mode: str = "shrink"  # masked: keep the dense shape, zero the mask's weights (mask criteria only)
-    compression: float | None = None  # mask density 10^-c; None: masks.default_compression(sparsity)
-    mask_scope: str = "global"
-    mask_reduce: str = "density"
-    imp_iterations: int = 2
-    imp_epochs: int | None = None  # training epochs per IMP iteration; None: --finetune-epochs
-    distributed: bool = False  # DDP training under torchrun; batch_size is then global (distributed.py)
-    recipe: str = "default"  # finetune preset (recipes.py): fills finetune_epochs / finetune_lr when unset
-    distill: str = "kd"  # off | kd: finetuning distills from the dense model (the frozen teacher)
-    distill_alpha: float = 0.7  # weight of the teacher's soft targets
-    distill_temperature: float = 4.0
-    val_fraction: float = 0.1  # of the training images, held out to choose the kept epoch (never the test split)
-    scratch: bool = False  # also train the pruned architecture from a fresh init for the same total epochs
-    # where the model and the images come from (sources.py)
-    model_args: dict | None = None  # keyword arguments of the model's builder (--model-args JSON)
-    weights: str | None = None  # tv:/timm: pretrained weights: DEFAULT or an enum name, from the local cache
-    image_size: int | None = None  # imagefolder: input side; None: the model's native input (224 / 32)
-    train_subset: int | None = None  # imagefolder: a seeded random subset of N training images
-    workers: int | None = None  # imagefolder: DataLoader worker processes (None: min(4, CPUs))
-    ignore_layers: tuple[str, ...] = ()  # layers kept whole besides the output layers (--ignore-layers)
-
-    def validate(self) -> None:
-        sources.validate(self)
-        CRITERIA.get(self.criterion)
-        if self.dataset is not None:
-            DATASETS.get(self.dataset)
-        if (self.sparsity is None) == (self.target_macs is None):
-            raise UsageError("give exactly one of --sparsity or --target-macs")
-        self.plan_config(self.scope or "layerwise")
-        self.baseline_config()
-        if self.steps < 1:
-            raise UsageError(f"--steps must be >= 1, got {self.steps}")
-        if self.sparsity_epochs < 0:
-            raise UsageError(f"--sparsity-epochs must be >= 0, got {self.sparsity_epochs}")
-        if self.sparsity_epochs and (self.checkpoint is None or not self.sparsity_reg):
-            raise UsageError("--sparsity-epochs trains a given --checkpoint with --sparsity-reg > 0 (without "
-                             "--checkpoint, --sparsity-reg already acts while the baseline trains)")
-        if self.checkpoint is not None and self.sparsity_reg and not self.sparsity_epochs:
-            raise UsageError("--sparsity-reg with --checkpoint needs --sparsity-epochs N (the sparsity training "
-                             "of the given model before pruning)")
-        if self.finetune_epochs is not None and self.finetune_epochs < 0:
-            raise UsageError(f"--finetune-epochs must be >= 0, got {self.finetune_epochs}")
-        if self.recipe not in RECIPES:
-            raise UsageError(f"unknown recipe {self.recipe!r}; valid: {', '.join(RECIPES)}")
-        if self.distill not in DISTILL:
-            raise UsageError(f"unknown --distill {self.distill!r}; valid: {', '.join(DISTILL)}")
-        if not 0 <= self.val_fraction <= 0.5:
-            raise UsageError(f"--val-fraction must be in [0, 0.5], got {self.val_fraction}")
-        self.finetune_config()
-        if self.finetune_lr is not None and not (0 < self.finetune_lr < 10):
-            raise UsageError(f"--finetune-lr must be in (0, 10), got {self.finetune_lr}")
-        if self.checkpoint is not None and not Path(self.checkpoint).exists():
-            raise UsageError(f"checkpoint not found: {self.checkpoint}")
-        if self.checkpoint is not None and not (Path(self.checkpoint).is_file() or Path(self.checkpoint).is_dir()):
-            raise UsageError(f"checkpoint is not a regular file or folder: {self.checkpoint}")
-        if any(b < 1 for b in self.bench_batch_sizes) or self.bench_iters < 1 or self.bench_warmup < 0:
-            raise UsageError("benchmark batch sizes and iterations must be >= 1")
-        if self.calib_batches < 1:
-            raise UsageError(f"--calib-batches must be >= 1, got {self.calib_batches}")
-        self.mask_config()
-        if self.mode not in MODES:
-            raise UsageError(f"unknown mode {self.mode!r}; valid: {', '.join(MODES)}")
-        if self.mode == "masked" and not issubclass(CRITERIA.get(self.criterion), MaskCriterion):
-            raise UsageError(f"--mode masked needs a mask criterion (grasp, imp, mag, rand, snip, synflow), "
-                             f"not {self.criterion!r}")
-
-    def plan_config(self, scope: str) -> PlanConfig:
-        return PlanConfig(self.sparsity or 0.0, scope, self.round_to, self.layer_floor, target_macs=self.target_macs,
-                          target_runtime=self.target_runtime, target_batch=self.target_batch)
-
-    def baseline_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, optimizer=self.optimizer, lr=self.lr, schedule=self.schedule,
-                           batch_size=self.batch_size, sparsity_reg=self.sparsity_reg, seed=self.seed)
-
-    def finetune_config(self, num_classes: int = 10) -> TrainConfig:
-        """The recipe's finetune settings, with the flags that were given taking precedence."""
-        r, base = RECIPES[self.recipe], self.baseline_config()
-        lr = self.finetune_lr if self.finetune_lr is not None else r.lr if r.lr is not None else \
-            r.lr_factor * base.learning_rate
-        epochs = self.finetune_epochs if self.finetune_epochs is not None else r.finetune_epochs(num_classes)
-        return replace(base, epochs=epochs, lr=lr, optimizer=r.optimizer or base.optimizer,
-                       schedule=r.schedule or base.schedule,
-                       batch_size=r.batch_size or base.batch_size, crop=r.crop, weight_decay=r.weight_decay,
-                       warmup_epochs=min(r.warmup_epochs, epochs), label_smoothing=r.label_smoothing,
-                       sparsity_reg=0.0, distill_alpha=self.distill_alpha if self.distill == "kd" else 0.0,
-                       distill_temperature=self.distill_temperature)
-
-    def scratch_config(self, num_classes: int) -> TrainConfig:
-        """Liu et al.'s control: the baseline's recipe for the run's total epochs (baseline + finetuning)."""
-        ft = self.finetune_config(num_classes)
-        return replace(self.baseline_config(), epochs=self.epochs + ft.epochs * self.steps)
-
-    def mask_config(self, num_classes: int = 10) -> MaskConfig:
-        if self.imp_epochs is not None and self.imp_epochs < 0:
-            raise UsageError(f"--imp-epochs must be >= 0, got {self.imp_epochs}")
-        ft = self.finetune_config(num_classes)  # IMP trains the seed's way: no teacher
-        imp_train = replace(ft, epochs=ft.epochs if self.imp_epochs is None else self.imp_epochs, distill_alpha=0.0)
-        c = self.compression
-        if c is None:  # tied to the target: density (1-s)^2, or the MAC fraction itself under --target-macs
-            c = default_compression(self.sparsity) if self.sparsity is not None else -math.log10(self.target_macs)
-        return MaskConfig(c, self.mask_scope, self.mask_reduce, self.imp_iterations, imp_train)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -265,7 +117,12 @@ def load_checkpoint_into(spec: ModelSpec, path: str) -> nn.Module:
         meta = ckpt.read_meta(p)
         if meta["spec"].name != spec.name:
             raise UsageError(f"{path} holds a {meta['spec'].name}, not a {spec.name}")
-        return ckpt.load(p)
+        model = ckpt.load(p)
+        if meta["history"]:  # its pruning would be lost: the new run records only its own
+            raise UsageError(f"{path} holds an already pruned {spec.name} ({len(meta['history'])} pruning "
+                             "steps); --checkpoint takes dense weights (prune the dense model with a higher "
+                             "--sparsity, or --steps K)")
+        return model
     model = build_model(spec)
     replaced = sources.load_checkpoint_weights(model, ckpt.read_state_dict(p), spec, str(p))
     if replaced:
@@ -277,7 +134,9 @@ def load_checkpoint_into(spec: ModelSpec, path: str) -> nn.Module:
 
 # ------------------------------------------------------------------------------------------- outputs
 def _default_out(cfg: CompressConfig) -> Path:
-    target = f"s{cfg.sparsity:g}" if cfg.sparsity is not None else f"m{cfg.target_macs:g}"
+    target = f"s{cfg.sparsity:g}" if cfg.sparsity is not None else f"m{cfg.target_macs:g}" \
+        if cfg.target_macs is not None else f"x{cfg.target_speedup:g}" if cfg.target_speedup is not None \
+        else f"ms{cfg.target_latency:g}"
     stem = Path("runs") / f"{sources.short_name(cfg.model)}-{cfg.criterion}-{target}"
     out, i = stem, 2
     while out.exists():
@@ -302,6 +161,8 @@ def compress(cfg: CompressConfig, given: sources.Given | None = None) -> Path:
 
 def _compress(cfg: CompressConfig, device: torch.device, given: sources.Given | None = None) -> Path:
     out = _resolve_out(cfg)
+    if not cfg.checkpoint and cfg.epochs:
+        outputs.check_cache(cache_dir())  # the baseline goes there: say so now, not after training
     criterion = make_criterion(cfg.criterion)
     scope = cfg.scope or criterion.default_scope
     plan = cfg.plan_config(scope)
@@ -340,7 +201,12 @@ def _compress(cfg: CompressConfig, device: torch.device, given: sources.Given | 
     ctx = PruneContext(example_inputs=torch.randn(1, *input_shape), data=data, device=device, seed=cfg.seed,
                        batch_size=cfg.batch_size, calib_batches=cfg.calib_batches,
                        mask=cfg.mask_config(data.num_classes), ignored_layers=tuple(cfg.ignore_layers))
-    target = f"sparsity {cfg.sparsity:g}" if cfg.sparsity is not None else f"MACs <= {cfg.target_macs:g} x dense"
+    target = f"sparsity {cfg.sparsity:g}" if cfg.sparsity is not None else \
+        f"MACs <= {cfg.target_macs:g} x dense" if cfg.target_macs is not None else \
+        f"measured speedup {cfg.target_speedup:g}x" if cfg.target_speedup is not None else \
+        f"measured latency {cfg.target_latency:g} ms"
+    if plan.latency_targeted:
+        target += f" on {cfg.target_runtime} at batch {cfg.target_batch}"
     say(f"prune: {cfg.criterion}, {target}, {scope}, round_to {cfg.round_to}, {cfg.steps} step(s), mode {cfg.mode}")
     ft = cfg.finetune_config(data.num_classes)
     teacher = dense if cfg.distill == "kd" else None  # frozen; the pruned copies learn its soft targets
@@ -426,7 +292,7 @@ def _compress(cfg: CompressConfig, device: torch.device, given: sources.Given | 
             lap("bench")
         report = {
             "model": spec.name, "criterion": cfg.criterion, "sparsity": sparsity, "scope": scope,
-            "target_macs": cfg.target_macs, "steps": cfg.steps,
+            "target_macs": cfg.target_macs, "steps": cfg.steps, "latency_target": result.latency_target,
             "round_to": cfg.round_to, "seed": cfg.seed, "device": device.type, "processes": distributed.world_size(),
             "dataset": {"name": data.name, "source": data.source, "train": len(data.y_train),
                         "val": 0 if data.y_val is None else len(data.y_val), "test": len(data.y_test)},
@@ -505,6 +371,8 @@ def _train_command(model: str, dataset: str | None, data_root: str, cfg: TrainCo
     target = Path(out) if out else None
     if target:
         outputs.check_target(target, overwrite)
+    if cfg.epochs:
+        outputs.check_cache(cache_dir())
     data = load_data(dataset, data_root, val_fraction, cfg.seed)
     spec = spec_for(sources.model_ref(model), data)
     net, info = train_baseline(spec, data, cfg, device)

@@ -8,15 +8,15 @@ onnxruntime parity check pass (and pass again after ``--simplify``).
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 
-from . import __version__
+from . import __version__, limits
 from .bench.counting import Cost, count
 from .errors import RunError, UsageError
+from .log import say
 from .models import ModelSpec, build_model
 from .onnx_export import (
     DEFAULT_OPSET,
@@ -100,11 +100,17 @@ def export(cfg: ExportConfig) -> dict:
     cfg.validate()
     doc = ckpt.read_meta(Path(cfg.source))
     spec: ModelSpec = doc["spec"]
+    batches = (cfg.batch,) if cfg.batch else PARITY_BATCHES
+    too_big = limits.over_budget(limits.activation_sizes_of(spec)[0], max(batches))  # before tracing at that size
+    if too_big:
+        if cfg.batch:
+            raise UsageError(f"--batch {cfg.batch}: {too_big}")
+        raise RunError(f"{doc['path']}: {spec.name} on {spec.image_size}x{spec.image_size} inputs cannot be "
+                       f"checked for parity at batch {max(batches)}: {too_big}")
     model = ckpt.load(Path(cfg.source))
     shape = (spec.in_channels, spec.image_size, spec.image_size)
     md = onnx_metadata(spec, doc["meta"], count(build_model(spec), shape), count(model, shape), cfg.batch)
     proto = to_proto(model, shape, cfg.opset, cfg.batch, cfg.fp16, md)
-    batches = (cfg.batch,) if cfg.batch else PARITY_BATCHES
     tol = FP16_TOL if cfg.fp16 else PARITY_TOL
     result = {"path": str(cfg.out), "model": spec.name, "opset": cfg.opset, "batch": cfg.batch or "dynamic",
               "fp16": cfg.fp16, "nodes": len(proto.graph.node),
@@ -124,8 +130,8 @@ def export_command(cfg: ExportConfig) -> dict:
     r = export(cfg)
     p = r.get("simplified", r)["parity"]
     nodes = f"{r['nodes']} -> {r['simplified']['nodes']} nodes (onnxslim)" if cfg.simplify else f"{r['nodes']} nodes"
-    print(f"[filterprune] export: {r['model']}, opset {r['opset']}, batch {r['batch']}, "
-          f"{'fp16' if cfg.fp16 else 'fp32'}, {nodes}; parity at batch {p['batches']}: max|diff| "
-          f"{p['max_abs_diff']:.3g} (relative {p['max_rel_diff']:.3g} <= {p['tolerance']})", file=sys.stderr)
+    say(f"export: {r['model']}, opset {r['opset']}, batch {r['batch']}, "
+        f"{'fp16' if cfg.fp16 else 'fp32'}, {nodes}; parity at batch {p['batches']}: max|diff| "
+        f"{p['max_abs_diff']:.3g} (relative {p['max_rel_diff']:.3g} <= {p['tolerance']})")
     print(r["path"])
     return r

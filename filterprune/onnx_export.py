@@ -72,6 +72,30 @@ def export_onnx(model: nn.Module, path: Path, input_shape: tuple[int, ...], opse
     return Path(path)
 
 
+def check_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    """Refuse weights stored outside the model's folder. A tensor whose data lives in another file
+    (``data_location`` EXTERNAL) must name it relatively, without ``..``, and the file must really be
+    inside the folder that holds ``path`` (a symlink out counts as outside): otherwise loading the model
+    would read, say, ``/etc/passwd`` as weights. Checked here, whatever the onnxruntime version does."""
+    from onnx.external_data_helper import _get_all_tensors
+
+    folder = Path(path).absolute().parent
+    real_folder = folder.resolve()
+    for t in _get_all_tensors(proto):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = {e.key: e.value for e in t.external_data}.get("location", "")
+        rel = Path(location)
+        where = f"{path}: tensor {t.name[:80]!r} keeps its data in {location[:200]!r}"
+        if not location or rel.is_absolute() or ".." in rel.parts:
+            raise UsageError(f"{where}: external data must be a file inside the model's folder")
+        real = (folder / rel).resolve()
+        if not real.is_relative_to(real_folder):
+            raise UsageError(f"{where}, which leads outside the model's folder (a symlink?); refused")
+        if not real.is_file():
+            raise UsageError(f"{where}, which is not a file next to the model")
+
+
 def session(path: Path | bytes, providers: list[str] | None = None, threads: int | None = None) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -34,6 +34,18 @@ def check_target(out: Path, overwrite: bool) -> None:
         raise UsageError(f"cannot create output folder {out}: {parent} is not a writable folder")
 
 
+def check_cache(cache: Path) -> None:
+    """Refuse to start a run whose trained baseline could not be cached (say so before training, and name
+    the variable that moves the cache)."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        ok = cache.is_dir() and os.access(cache, os.W_OK | os.X_OK)
+    except OSError:
+        ok = False
+    if not ok:
+        raise UsageError(f"the cache folder {cache} is not a writable folder; set FILTERPRUNE_CACHE to one")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

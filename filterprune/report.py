@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .bench import quiet
 from .prune.checkpoint import atomic_write_bytes, atomic_write_json
 
 
@@ -14,7 +15,8 @@ def markdown(r: dict) -> str:
     d, p = r["dense"], r["pruned"]
     lines = [
         f"# {r['model']} · {r['criterion']} · sparsity {r['sparsity']:g} ({r['scope']})", "",
-        f"Data: {r['dataset']['name']} ({r['dataset']['train']} train / {r['dataset']['test']} test; "
+        f"Data: {r['dataset']['name']} ({r['dataset']['train']} train / {r['dataset'].get('val', 0)} validation / "
+        f"{r['dataset']['test']} test; "
         f"{r['dataset']['source']}). Device: {r['device']}. Seed: {r['seed']}.", "",
         "| | params | MACs | FLOPs (seed conv.) | top-1 | top-5 |", "|---|---:|---:|---:|---:|---:|",
     ]
@@ -29,6 +31,14 @@ def markdown(r: dict) -> str:
                       f"(seed convention, of {d['flops']:,}) {mk['flop_fraction']:.4f}. Mode: {r.get('mode')}."]
     lines += ["", f"Theoretical speedup (dense MACs / pruned MACs): **{r['theoretical_speedup']:.2f}x**. "
                   f"Channel sparsity achieved: {r['channel_sparsity']:.3f}.", ""]
+    t = r.get("latency_target")
+    for i, step in enumerate(t.get("steps", [t]) if t else [], 1):
+        head = f"Latency target (step {i})" if "steps" in t else "Latency target"
+        asked = f"{step['asked_speedup']:.2f}x" + (f" ({step['asked_latency_ms']:g} ms)" if step["asked_latency_ms"] else "")
+        lines += [f"{head} on {step['runtime']}, batch {step['batch']}, {step['threads']} thread(s): asked {asked}, "
+                  f"measured **{step['measured_speedup']:.2f}x** ({step['dense_ms']:.2f} → {step['pruned_ms']:.2f} ms) "
+                  f"after {len(step['iterations'])} candidate(s); {step['conv_latencies_measured']} conv latencies "
+                  "measured. Widths per group: " + ", ".join(f"{k} {v}" for k, v in step["widths"].items()) + ".", ""]
     if r.get("onnx"):
         o = r["onnx"]
         lines += [f"ONNX: `{o['path']}`, dynamic batch; onnxruntime parity at batches {o['batches']}: "
@@ -36,7 +46,9 @@ def markdown(r: dict) -> str:
     if r.get("latency"):
         has_masked = "masked_ms" in r["latency"][0]
         mcols = (" masked ms | masked speedup |", "---:|---:|") if has_masked else ("", "")
-        lines += ["## Latency (median of interleaved runs)", "",
+        busy = next((row.get("machine_busy") for row in r.get("latency_rows") or [] if row.get("machine_busy")), "")
+        lines += ["## Latency (median of interleaved runs)", ""] + ([quiet.warning({"busy": True, "why": busy}), ""]
+                                                                  if busy else []) + [
                   f"| runtime | device | batch | dense ms | pruned ms | speedup | efficiency |{mcols[0]}",
                   f"|---|---|---:|---:|---:|---:|---:|{mcols[1]}"]
         for row in r["latency"]:
@@ -45,6 +57,12 @@ def markdown(r: dict) -> str:
             lines.append(f"| {row['runtime']} | {row['device']} | {row['batch_size']} | {row['dense_ms']:.2f} | "
                          f"{row['pruned_ms']:.2f} | {row['speedup']:.2f}x | {eff:.2f} |{extra}")
         lines.append("")
+    ft = r.get("finetune") or {}
+    if ft.get("history"):
+        lines += [f"Finetune: recipe {ft.get('recipe')}, distillation {ft.get('distill')}, {len(ft['history'])} epochs; "
+                  f"kept epoch {ft.get('kept_epoch')} (best validation top-1)." + (
+                      f" From-scratch control ({r['scratch']['epochs']} epochs): top-1 "
+                      f"{100 * r['scratch']['accuracy']:.2f}%." if r.get("scratch") else ""), ""]
     lines += ["## Layers", "", "| layer | channels before | after |", "|---|---:|---:|"]
     lines += [f"| {x['name']} | {x['channels_before']} | {x['channels_after']} |" for x in r["layers"]]
     m = r["machine"]

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from . import distributed
 from .data import ImageData, make_loader
 from .errors import RunError, UsageError
+from .log import say
 
 DEFAULT_LR = {"sgd": 0.02, "adam": 1e-3}
 
@@ -202,9 +203,8 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
                 best = (row["val_top1"], epoch, copy.deepcopy(model.state_dict()))
             val = f", val top-1 {100 * row['val_top1']:.1f}%"
         history.append(row)
-        if distributed.is_main():
-            print(f"{desc} epoch {epoch}/{cfg.epochs}: loss {row['loss']:.4f}, train top-1 "
-                  f"{100 * row['train_top1']:.1f}%{val}", file=sys.stderr)
+        say(f"{desc} epoch {epoch}/{cfg.epochs}: loss {row['loss']:.4f}, train top-1 "
+            f"{100 * row['train_top1']:.1f}%{val}")
         last_good = copy.deepcopy(model.state_dict())
     if teacher is not None:
         teacher.train(teacher_was_training)

@@ -88,8 +88,8 @@ def test_steps_with_target_macs_end_under_the_target():
 @pytest.mark.parametrize("args,needle", [
     (["--target-macs", "0"], r"--target-macs must be in \(0, 1\]"),
     (["--target-macs", "1.5"], r"--target-macs must be in \(0, 1\]"),
-    (["--sparsity", "0.4", "--target-macs", "0.5"], "exactly one of --sparsity or --target-macs"),
-    ([], "exactly one of --sparsity or --target-macs"),
+    (["--sparsity", "0.4", "--target-macs", "0.5"], "exactly one of --sparsity, --target-macs"),
+    ([], "exactly one of --sparsity, --target-macs"),
     (["--sparsity", "0.4", "--steps", "0"], "--steps must be >= 1"),
     (["--sparsity", "0.4", "--sparsity-epochs", "2", "--sparsity-reg", "1e-4"], "--sparsity-epochs trains a given"),
     (["--sparsity", "0.4", "--scope", "global", "--criterion", "greedy"], "use --scope layerwise"),

@@ -99,6 +99,36 @@ CATALOGUE = [
     ("checkpoint-weights-swapped", [*C, "--checkpoint", "{r20_swapped_weights}"], 1, "do not match the digest"),
     ("checkpoint-pair-truncated", [*C, "--checkpoint", "{r20_pair_truncated}"], 1, "do not match the digest"),
     # --- training that diverges (exit 1): stop, keep the last good weights, say where
+    # --- hostile and heavy inputs (issue 16): bounded before anything is built, never an internal error
+    ("sweep-name-alias-bomb", ["sweep", "{sweep_name_bomb_yaml}", "--dry-run"], 2,
+     r"refused: expands to more than 100,000 values"),
+    ("sweep-grid-alias-bomb", ["sweep", "{sweep_grid_bomb_yaml}", "--dry-run"], 2, r"refused: more than 100 aliases"),
+    ("sweep-recursive-alias", ["sweep", "{sweep_recursive_yaml}", "--dry-run"], 2, "refused: a recursive alias"),
+    ("sweep-grid-of-ten-million-runs", ["sweep", "{sweep_huge_grid_yaml}", "--dry-run"], 2,
+     r"stands for 10,000,000 runs \(grid 10 x 10 x 10 x 10 x 10 x 10 x 10\); at most 10,000"),
+    ("sweep-file-over-a-megabyte", ["sweep", "{sweep_huge_file_yaml}", "--dry-run"], 2,
+     r"refused: larger than 1,048,576 bytes"),
+    ("report-json-huge-string", ["report", "{report_huge_string}"], 1, r"a string of 200,000 characters"),
+    ("report-json-huge-integer", ["report", "{report_huge_int}"], 1, r"an integer with 401 digits"),
+    ("report-json-too-many-layers", ["report", "{report_many_layers}"], 1, r"more than 2,000 layers"),
+    ("checkpoint-json-huge-integer", [*C, "--checkpoint", "{json_huge_int}"], 1, r"an integer with 401 digits"),
+    ("checkpoint-json-huge-image-size", ["export", "{r20_image_4096}", "--out", "{out}"], 1,
+     r"describes a resnet20 on 3x4096x4096 inputs, too large to load: .* GiB limit \(FILTERPRUNE_MEMORY_GB"),
+    ("export-batch-hundred-thousand", ["export", "{r20_checkpoint_dir}", "--batch", "100000", "--out", "{out}"], 2,
+     r"--batch 100000: a forward at batch 100000 .* over the [0-9.]+ GiB limit"),
+    ("compress-checkpoint-already-pruned", [*C, "--checkpoint", "{r20_pruned_dir}"], 2,
+     r"holds an already pruned resnet20 \(1 pruning steps\); --checkpoint takes dense weights"),
+    ("bench-onnx-huge-declared-input", ["bench", "{huge_input_onnx}", "--out", "{out}"], 2,
+     r"declares an input of 10,800,000,000 values per sample \(3x60000x60000\)"),
+    ("bench-onnx-without-inputs", ["bench", "{no_input_onnx}", "--out", "{out}"], 2, "the graph has no input to feed"),
+    ("bench-onnx-external-data-outside", ["bench", "{external_outside_onnx}", "--out", "{out}"], 2,
+     r"keeps its data in '../../../../etc/passwd': external data must be a file inside the model's folder"),
+    ("bench-onnx-external-data-symlink-out", ["bench", "{external_symlink_onnx}", "--out", "{out}"], 2,
+     r"keeps its data in 'weights.bin', which leads outside the model's folder"),
+    ("bench-empty-runtime", ["bench", "{no_input_onnx}", "--runtime", "", "--out", "{out}"], 2,
+     "--runtime needs at least one value"),
+    ("bench-out-not-empty", ["bench", "{no_input_onnx}", "--out", "{full_dir}"], 2,
+     r"already exists and is not empty \(pass --overwrite"),
     # --- the user's own model (issue 13; exit 2, nothing imported that was not asked for)
     ("factory-file-missing", [*C[:1], "{empty_dir}/nope.py:build", *C[2:]], 2, r"model file not found: .*nope\.py"),
     ("factory-attribute-missing", [*C[:1], "{net_py}:nope", *C[2:]], 2, r"net\.py has no attribute 'nope'"),
@@ -158,7 +188,7 @@ class BadFiles(dict):
         self.root, self.state = root, state
 
     def __missing__(self, name):
-        path = self.root / re.sub(r"_(safetensors|pt|py)$", r".\1", name)  # the suffix picks the reader
+        path = self.root / re.sub(r"_(safetensors|pt|onnx|yaml|py)$", r".\1", name)  # the suffix picks the reader
         getattr(self, name)(path)
         self[name] = str(path)
         return self[name]
@@ -176,6 +206,91 @@ class BadFiles(dict):
 
     def empty_pt(self, p):
         p.write_bytes(b"")
+
+    def out(self, p):  # where a row's output would go: it must never appear
+        pass
+
+    # -- sweep files
+    _TINY = "base: {model: mlp, criterion: l1, sparsity: 0.4, epochs: 0, dataset: synthetic}\n"
+
+    def _bomb(self, levels=10, width=9):
+        """``levels`` anchors, each a list of ``width`` aliases of the one before: width**levels values."""
+        return ["&a0 [" + ",".join(["lol"] * width) + "]"] + [
+            f"&a{i} [" + ",".join([f"*a{i - 1}"] * width) + "]" for i in range(1, levels)]
+
+    def sweep_name_bomb_yaml(self, p):  # 437 bytes that stand for 3.4 billion strings
+        p.write_text(f"name: [{', '.join(self._bomb())}]\n")
+
+    def sweep_grid_bomb_yaml(self, p):
+        bomb = self._bomb(levels=12, width=11)  # 121 aliases: refused while composing
+        p.write_text(self._TINY + "grid:\n  seed: [" + ", ".join(bomb) + "]\n")
+
+    def sweep_recursive_yaml(self, p):
+        p.write_text(self._TINY + "grid:\n  seed: &s [1, *s]\n")
+
+    def sweep_huge_grid_yaml(self, p):
+        axes = ["seed", "calib_batches", "bench_iters", "batch_size", "finetune_epochs", "imp_iterations", "steps"]
+        p.write_text(self._TINY + "grid:\n" + "".join(f"  {a}: [1,2,3,4,5,6,7,8,9,10]\n" for a in axes))
+
+    def sweep_huge_file_yaml(self, p):
+        p.write_text(self._TINY + "# " + "x" * (1 << 20) + "\n")
+
+    # -- report folders (one finished run each)
+    def _report(self, p, raw=None, **changes):
+        doc = {"model": "resnet20", "criterion": "l1", "seed": 0, "config": {}, "layers": [],
+               "dense": {"params": 10, "macs": 10, "accuracy": 0.5}, "pruned": {"params": 5, "macs": 5, "accuracy": 0.4},
+               **changes}
+        (p / "run").mkdir(parents=True)
+        (p / "run" / "report.json").write_text(raw(json.dumps(doc)) if raw else json.dumps(doc))
+
+    def report_huge_string(self, p):
+        self._report(p, model="x" * 200_000)
+
+    def report_huge_int(self, p):
+        self._report(p, raw=lambda text: text.replace('"seed": 0', '"seed": 1' + "0" * 400))
+
+    def report_many_layers(self, p):
+        self._report(p, layers=[{"name": f"l{i}", "channels_before": 8, "channels_after": 4} for i in range(2001)])
+
+    # -- ONNX files
+    def _onnx(self, p, inputs, nodes, outputs, initializer=()):
+        from onnx import helper
+
+        graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializer))
+        p.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+
+    def huge_input_onnx(self, p):  # a few hundred bytes declaring one 3x60000x60000 image
+        from onnx import TensorProto, helper
+
+        self._onnx(p, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 60000, 60000])],
+                   [helper.make_node("GlobalAveragePool", ["input"], ["y"])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 1, 1])])
+
+    def no_input_onnx(self, p):
+        from onnx import TensorProto, helper, numpy_helper
+
+        self._onnx(p, [], [helper.make_node("Constant", [], ["y"], value=numpy_helper.from_array(np.ones(1, np.float32)))],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+
+    def _external(self, p, location):
+        from onnx import TensorProto, helper, numpy_helper
+
+        w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+        w.ClearField("raw_data")
+        w.data_location = TensorProto.EXTERNAL
+        for k, v in (("location", location), ("offset", "0"), ("length", "64")):
+            entry = w.external_data.add()
+            entry.key, entry.value = k, v
+        self._onnx(p, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4])],
+                   [helper.make_node("MatMul", ["input", "w"], ["y"])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], [w])
+
+    def external_outside_onnx(self, p):
+        self._external(p, "../../../../etc/passwd")
+
+    def external_symlink_onnx(self, p):
+        (p.parent / "weights.bin").symlink_to("/etc/passwd")
+        self._external(p, "weights.bin")
 
     # -- datasets
     def _npz(self, p, **arrays):
@@ -299,6 +414,25 @@ class BadFiles(dict):
 
     def json_huge_classes(self, p):
         self._json(p, self._doc(model={**ModelSpec("resnet20").to_dict(), "num_classes": 10 ** 12}))
+
+    def json_huge_int(self, p):
+        self._json(p, json.dumps(self._doc()).replace('"num_classes": 10', '"num_classes": 1' + "0" * 400))
+
+    def r20_image_4096(self, p):  # the description lies outside the weights' digest
+        self._r20(p)
+        doc = json.loads((p / "model.json").read_text())
+        doc["model"]["image_size"] = 4096
+        (p / "model.json").write_text(json.dumps(doc))
+
+    def r20_pruned_dir(self, p):
+        import torch_pruning as tp
+
+        from filterprune.prune.graph import build_graph
+
+        model = _module(self.state)
+        DG = build_graph(model, torch.randn(1, 3, 32, 32))
+        DG.get_pruning_group(model.conv1, tp.prune_conv_out_channels, idxs=[0, 1]).prune()
+        ckpt.save(model, p / "model", ModelSpec("resnet20"), DG.pruning_history())
 
     def json_negative_index(self, p):
         self._json(p, self._doc(history=[["conv1", True, [-1]]]))

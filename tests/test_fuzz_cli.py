@@ -85,3 +85,38 @@ def test_deep_fuzz_of_pruning_flags(model, criterion, sparsity, scope, round_to,
             "0", "--finetune-epochs", "0", "--no-export", "--no-bench", "--out", "run", "--overwrite"]
     if _check(argv) == 0:
         assert (in_tmp / "run" / "report.json").is_file()
+
+
+# ------------------------------------------------------------------ sweep files (issue 16)
+SCALARS = st.one_of(st.integers(-10**40, 10**40), st.floats(allow_nan=True), TEXT, st.booleans(), st.none(),
+                    st.sampled_from(["mlp", "l1", "synthetic", "resnet20", "0.4", "1e-3"]))
+VALUES = st.recursive(SCALARS, lambda c: st.lists(c, max_size=4) | st.dictionaries(TEXT, c, max_size=3), max_leaves=8)
+FIELDS = st.sampled_from(["model", "criterion", "sparsity", "seed", "epochs", "dataset", "round_to", "bench_batch_sizes",
+                          "calib_batches", "nope", "out", "task"])
+SWEEP_DOCS = st.fixed_dictionaries({}, optional={
+    "name": VALUES, "base": st.dictionaries(FIELDS, VALUES, max_size=5) | VALUES,
+    "grid": st.dictionaries(FIELDS, st.lists(SCALARS, min_size=1, max_size=12) | VALUES, max_size=7),
+    "include": st.lists(st.dictionaries(FIELDS, VALUES, max_size=3), max_size=3), "resources": VALUES})
+BASE = {"model": "mlp", "criterion": "l1", "sparsity": 0.4, "epochs": 0, "dataset": "synthetic"}
+
+
+@settings(max_examples=max(N // 20, 40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=SWEEP_DOCS, valid_base=st.booleans(), bomb=st.sampled_from([None, "name", "base", "grid", "include"]),
+       levels=st.integers(1, 14), width=st.integers(1, 14))
+def test_sweep_files_never_show_a_traceback_and_stay_bounded(doc, valid_base, bomb, levels, width, in_tmp):
+    """Any sweep file, alias bombs of any shape included: exit 0 or 2, one error line, a few seconds."""
+    import time
+
+    import yaml
+
+    if valid_base:
+        doc = {**doc, "base": BASE}
+    text = yaml.safe_dump({k: v for k, v in doc.items() if k != bomb}, allow_unicode=True)
+    if bomb:  # levels anchors, each a list of width aliases of the one before
+        chain = ["&a0 [" + ", ".join(["lol"] * width) + "]"] + [
+            f"&a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]" for i in range(1, levels)]
+        text += f"{bomb}: [{', '.join(chain)}]\n" if bomb != "grid" else f"grid:\n  seed: [{', '.join(chain)}]\n"
+    (in_tmp / "s.yaml").write_text(text)
+    start = time.perf_counter()
+    code = _check(["sweep", str(in_tmp / "s.yaml"), "--dry-run"])
+    assert code in (0, 2) and time.perf_counter() - start < 20, (text[:300], code)

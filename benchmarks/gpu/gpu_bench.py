@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -170,7 +169,7 @@ def section(rows: list[dict], env: dict) -> str:
             lines.append(f"| {model} | {setting} | {batch} | {by['dense']['error']} | | | |")
             continue
 
-        def cell(v):
+        def cell(v, by=by):
             r = by[v]
             return f"{r['p50_ms']:.3f} [{r['min_ms']:.3f}–{r['max_ms']:.3f}]" + (
                 f" ({r['speedup']:.2f}x)" if v != "dense" else "")
@@ -180,7 +179,7 @@ def section(rows: list[dict], env: dict) -> str:
     for model in dict.fromkeys(r["model"] for r in rows):
         mem = {r["variant"]: r for r in rows if r["model"] == model and r["setting"] == "peak memory"}
 
-        def m(v):
+        def m(v, mem=mem):
             r = mem[v]
             if r["max_memory_allocated_mb"] is None:
                 return "— (no GPU)"

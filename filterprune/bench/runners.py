@@ -70,6 +70,23 @@ def ort_session(path: Path, provider: str, threads: int, fp16_trt: bool = False)
     return ort.InferenceSession(str(path), opts, providers=providers + fallback)
 
 
+def openvino_core():
+    """OpenVINO's runtime (an optional extra), or a usage error saying how to install it."""
+    try:
+        import openvino
+    except ImportError:
+        raise UsageError("OpenVINO is not installed: pip install 'filterprune[openvino]'") from None
+    return openvino.Core()
+
+
+def ov_runner(path: Path, x: torch.Tensor, threads: int | None = None) -> Callable[[], None]:
+    """OpenVINO on the CPU, compiled from the same ONNX file onnxruntime runs (latency hint)."""
+    cfg = {"PERFORMANCE_HINT": "LATENCY", **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
+    req = openvino_core().compile_model(str(path), "CPU", cfg).create_infer_request()
+    feed = x.numpy()
+    return lambda: req.infer({0: feed})
+
+
 def ort_runner(path: Path, x: torch.Tensor, provider: str, threads: int, fp16: bool = False) -> Callable[[], None]:
     sess = ort_session(path, provider, threads, fp16_trt=fp16)
     name = sess.get_inputs()[0].name

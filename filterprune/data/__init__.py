@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
+from ..config import DEFAULT_DATA_ROOT  # noqa: F401  (defined once, with the option)
 from ..errors import UsageError
 from ..registry import Registry
 
 DATASETS: Registry = Registry("dataset", prefixes=("npz:", "imagefolder:"))
-DEFAULT_DATA_ROOT = "data"
 
 
 @dataclass

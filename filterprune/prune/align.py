@@ -23,6 +23,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .. import limits
+from ..errors import UsageError
+
 STEP = 8  # candidate widths are multiples of this
 BAND = 0.1  # kept fraction may move this far from 1 - sparsity
 ROUNDS = 200  # local-search rounds (each takes the best improving move)
@@ -125,8 +128,11 @@ class LatencyTable:
         conv = nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation,
                          groups=cout if site.depthwise else 1, bias=True).eval()
         layer = nn.Sequential(conv, nn.ReLU())
+        too_big = limits.over_budget(max(cin, cout) * math.prod(site.hw_in), self.batch)
+        if too_big:
+            raise UsageError(f"--target-batch {self.batch}: {too_big}")
         x = torch.randn(self.batch, cin, *site.hw_in)
-        if self.runtime == "onnxruntime":
+        if self.runtime in ("onnxruntime", "openvino"):
             from ..bench.runners import ort_session
 
             buf = io.BytesIO()
@@ -135,10 +141,16 @@ class LatencyTable:
             tmp = self.path.parent / f".probe-{os.getpid()}.onnx"
             tmp.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(buf.getvalue())
-            sess = ort_session(tmp, "cpu", self.threads)
-            tmp.unlink()
-            feed = {"x": x.numpy()}
-            run = lambda: sess.run(None, feed)  # noqa: E731
+            if self.runtime == "openvino":
+                from ..bench.runners import ov_runner
+
+                run = ov_runner(tmp, x, self.threads)
+                tmp.unlink()
+            else:
+                sess = ort_session(tmp, "cpu", self.threads)
+                tmp.unlink()
+                feed = {"x": x.numpy()}
+                run = lambda: sess.run(None, feed)  # noqa: E731
         else:
             from ..bench.runners import torch_runner
 

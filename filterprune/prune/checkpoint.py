@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .. import limits, safeload
 from ..errors import RunError, UsageError
 from ..models import ModelSpec, build_model
 from .graph import build_graph
@@ -33,12 +35,43 @@ def _umask() -> int:
     return mask
 
 
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
 def temp_path(path: Path) -> tuple[int, str]:
-    """A temporary file beside ``path`` with normal (umask) permissions, for write-then-rename."""
+    """A temporary file beside ``path`` with normal (umask) permissions, for write-then-rename. Its name
+    holds this process's id, so the temporaries of a killed process (``.NAME.PID.XXXX.tmp``) are
+    recognised and removed by the next write to the same folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    sweep_temporaries(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.chmod(tmp, 0o666 & ~_umask())
     return fd, tmp
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def sweep_temporaries(folder: Path) -> list[Path]:
+    """Remove the write-then-rename temporaries that killed processes left in ``folder``."""
+    gone = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return gone
+    for e in entries:
+        m = _TEMP.match(e.name)
+        if m and int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])) and e.is_file(follow_symlinks=False):
+            Path(e.path).unlink(missing_ok=True)
+            gone.append(Path(e.path))
+    return gone
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -50,6 +83,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # a full disk: say which file could not be written
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -66,7 +104,12 @@ def save(model: nn.Module, path: Path, spec: ModelSpec, history: list | None = N
     fd, tmp = temp_path(path)
     os.close(fd)
     try:
-        save_file(state, tmp)
+        try:
+            save_file(state, tmp)
+        except SafetensorError as e:  # a full disk, a quota: the environment, one line
+            raise RunError(f"cannot write {path.with_suffix('.safetensors')}: "
+                           f"{(str(e).splitlines() or ['write failed'])[0][:200]}") from None
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes its file 0600; every other output is 0644
         digest = sha256_file(Path(tmp))
         os.replace(tmp, path.with_suffix(".safetensors"))
     except BaseException:
@@ -102,11 +145,12 @@ def _find_json(path: Path) -> Path:
 
 def read_small_json(path: Path, what: str):
     """Parse a JSON file that should be small (ours, or handed to us): unreadable, corrupt, deeply nested
-    or huge files are one RunError naming the file and ``what`` it should have been."""
+    or huge files, and values over ``safeload``'s bounds (a 50 MB string, 200,000 list entries, a
+    400-digit integer), are one RunError naming the file and ``what`` it should have been."""
     try:
         if path.stat().st_size > MAX_JSON_BYTES:
             raise ValueError(f"larger than {MAX_JSON_BYTES} bytes")
-        return json.loads(path.read_text())
+        return safeload.load_json(path.read_bytes())
     except (OSError, ValueError, RecursionError) as e:
         msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise RunError(f"{path}: unreadable {what} ({msg})") from None
@@ -129,6 +173,11 @@ def read_meta(path: Path) -> dict:
         doc["spec"] = ModelSpec.from_dict(doc["model"])
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise RunError(f"{jpath}: malformed model description ({e})") from None
+    spec = doc["spec"]  # the description lies outside the weights' digest: its input size is checked too
+    too_big = limits.over_trace_budget(limits.activation_sizes_of(spec)[1])  # loading traces the dense model
+    if too_big:
+        raise RunError(f"{jpath}: describes a {spec.name} on {spec.in_channels}x{spec.image_size}x{spec.image_size} "
+                       f"inputs, too large to load: {too_big}")
     doc["path"] = jpath
     return doc
 

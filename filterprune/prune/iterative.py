@@ -23,6 +23,12 @@ def step_plans(plan: PlanConfig, steps: int) -> list[PlanConfig]:
     """The K intermediate targets, the last one equal to ``plan``."""
     if steps < 1:
         raise UsageError(f"--steps must be >= 1, got {steps}")
+    if plan.target_latency is not None and steps > 1:
+        raise UsageError("--target-latency is reached in one step; with --steps use --target-speedup")
+    if plan.target_speedup is not None:  # each step measured against the network as it is: X^(1/K) each
+        return [replace(plan, target_speedup=plan.target_speedup ** (1 / steps))] * steps
+    if plan.target_latency is not None:
+        return [plan]
     if plan.target_macs is not None:
         return [replace(plan, target_macs=1 - (1 - plan.target_macs) * i / steps) for i in range(1, steps + 1)]
     return [replace(plan, sparsity=plan.sparsity * i / steps) for i in range(1, steps + 1)]
@@ -39,16 +45,21 @@ def prune_in_steps(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx
     before = layer_widths(model)
     dense_macs = sum(c.macs() for c in layer_costs(model, ctx.example_inputs).values())
     dense_units: dict[str, int] | None = None
-    history, skipped, unprunable = [], [], {}
+    history, skipped, unprunable, targets = [], [], {}, []
     for i, step_plan in enumerate(plans, 1):
         res = prune(model, criterion, step_plan, ctx, num_classes, dense_units, dense_macs)
         dense_units = dense_units or res.units
         history += res.history
         skipped += [s for s in res.skipped if s not in skipped]
         unprunable.update(res.unprunable)
+        targets += [res.latency_target] if res.latency_target else []
         if i < steps and finetune is not None:
             finetune(model, i)
     after = layer_widths(model)
     layers = [{"name": n, "channels_before": c, "channels_after": after[n]} for n, c in before.items()]
+    if targets:  # the steps' sparsities are relative to the network of each step: report the dense-relative one
+        kept = sum(after[n] for n in dense_units) / max(1, sum(before[n] for n in dense_units))
+        res = replace(res, sparsity=1 - kept)
     return PruneResult(history=history, layers=layers, skipped=skipped, sparsity=res.sparsity, units=dense_units,
-                       unprunable=unprunable)
+                       unprunable=unprunable, latency_target=(targets[-1] if len(targets) == 1 else
+                                                              {"steps": targets}) if targets else None)

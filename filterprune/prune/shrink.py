@@ -29,6 +29,7 @@ class PruneResult:
     sparsity: float = 0.0  # the channel sparsity applied (found by the search under --target-macs)
     units: dict[str, int] = field(default_factory=dict)  # root layer -> units before this prune
     unprunable: dict[str, str] = field(default_factory=dict)  # group root -> why it was left whole
+    latency_target: dict | None = None  # --target-speedup/--target-latency: asked vs measured, widths (per step)
 
 
 def layer_widths(model: nn.Module) -> dict[str, int]:
@@ -58,8 +59,8 @@ def _remove(DG, cg, scores: torch.Tensor, keep: int) -> None:
 
 def _hardware_aware(model, ctx, plan: PlanConfig, groups, keep: list[int]) -> list[int]:
     import math
-    import sys
 
+    from ..log import say
     from .align import LatencyTable, conv_sites, hardware_aware
 
     sites = conv_sites(model, ctx.example_inputs, groups)
@@ -68,8 +69,28 @@ def _hardware_aware(model, ctx, plan: PlanConfig, groups, keep: list[int]) -> li
     floors = [max(1, math.ceil(plan.layer_floor * c - 1e-9)) for c in channels]
     kept = hardware_aware([k * cg.ch_groups for k, cg in zip(keep, groups)], channels,
                           [cg.ch_groups == 1 for cg in groups], sites, floors, table,
-                          log=lambda m: print(f"[filterprune] {m}", file=sys.stderr))
+                          log=say)
     return [k // cg.ch_groups for k, cg in zip(kept, groups)]
+
+
+def _latency_targeted(model, ctx, plan: PlanConfig, scored, totals, num_classes: int):
+    """Kept units per group from measured latencies on the target runtime (prune/latency_target.py)."""
+    from .latency_target import target_plan
+
+    names = [cg.root_name for cg, _ in scored]
+    scores = {cg.root_name: s for cg, s in scored}
+    pristine = copy.deepcopy(model)
+
+    def build(keep: list[int]) -> nn.Module:
+        net = copy.deepcopy(pristine)
+        DG = build_graph(net, ctx.example_inputs)
+        fresh = {cg.root_name: cg for cg in channel_groups(DG, [*output_layers(DG),
+                                                                *resolve_ignored(net, ctx.ignored_layers)])}
+        for name, k in zip(names, keep):
+            _remove(DG, fresh[name], scores[name], k)
+        return net.eval()
+
+    return target_plan(model, ctx, plan, [cg for cg, _ in scored], [s for _, s in scored], totals, build)
 
 
 @torch.no_grad()
@@ -116,17 +137,20 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
     if plan.target_macs is not None:
         cost = CostModel(model, ctx.example_inputs, scored)
         plan = replace(plan, sparsity=solve_sparsity(cost, plan, totals, plan.target_macs * (dense_macs or cost.current)))
+    target = None
+    if plan.latency_targeted:  # counts from measured latency; a sequential criterion then picks the channels
+        planned, target = _latency_targeted(model, ctx, plan, scored, totals, num_classes)
     if criterion.sequential:
-        for (cg, _), total in zip(scored, totals):
+        for i, ((cg, _), total) in enumerate(zip(scored, totals)):
             raw = criterion.score(DG.get_pruning_group(cg.root, cg.handler, list(range(cg.channels))))
             if raw is None:
                 skipped.append(cg.root_name)
                 continue
             scores = _unit_scores(cg, raw)
-            _remove(DG, cg, scores, allocate([scores], plan, [total])[0])
+            _remove(DG, cg, scores, planned[i] if target else allocate([scores], plan, [total])[0])
     else:
-        keep = allocate([s for _, s in scored], plan, totals)
-        if plan.round_to == "auto":
+        keep = planned if target else allocate([s for _, s in scored], plan, totals)
+        if plan.round_to == "auto" and not target:
             keep = _hardware_aware(model, ctx, plan, [cg for cg, _ in scored], keep)
         decisions = {}  # root name -> (handler, channel indices to remove)
         for (cg, scores), k in zip(scored, keep):
@@ -138,8 +162,10 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
     after = layer_widths(model)
     layers = [{"name": n, "channels_before": c, "channels_after": after[n]} for n, c in before.items()]
     history = [[name, bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in DG.pruning_history()]
+    if target:
+        plan = replace(plan, sparsity=1 - sum(after[n] for n in units) / max(1, sum(before[n] for n in units)))
     return PruneResult(history=history, layers=layers, skipped=skipped, sparsity=plan.sparsity, units=units,
-                       unprunable={**opaque, **unprunable})
+                       unprunable={**opaque, **unprunable}, latency_target=target)
 
 
 def _apply_safely(DG, model: nn.Module, pristine: nn.Module, decisions: dict, ctx, out_shape):

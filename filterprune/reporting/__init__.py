@@ -7,15 +7,13 @@ into one folder that appears complete or not at all.
 """
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-from .. import outputs
-from ..errors import UsageError
-from ..prune.checkpoint import atomic_write_bytes
+from .. import limits, outputs
+from ..errors import FilterpruneError, UsageError
+from ..prune.checkpoint import atomic_write_bytes, read_small_json
 from . import plots, tables
 from .collect import REPORT, Timing, load_runs
 
@@ -28,7 +26,9 @@ UNMEASURED_HINT = {
 
 
 def _say(msg: str) -> None:
-    print(f"[filterprune] {msg}", file=sys.stderr, flush=True)
+    from ..log import say
+
+    say(msg)
 
 
 def _is_report(folder: Path) -> bool:
@@ -117,7 +117,8 @@ def _markdown(df, source: Path, timing: Timing, sections, missing, figures, out:
 
 def _sweep_id(source: Path) -> str:
     try:
-        doc = json.loads((source / "sweep.json").read_text())
-        return f" of sweep {doc['sweep_id']}" + (f" ({doc['config_file']})" if doc.get("config_file") else "")
-    except (OSError, ValueError, KeyError, TypeError):
+        doc = read_small_json(source / "sweep.json", "sweep description")
+        return f" of sweep {limits.printable(str(doc['sweep_id']), 40)}" + (
+            f" ({limits.printable(str(doc['config_file']), 200)})" if doc.get("config_file") else "")
+    except (FilterpruneError, KeyError, TypeError, AttributeError):
         return ""

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..api import CompressConfig
+from ..config import CompressConfig
 from ..errors import RunError, UsageError
 from ..prune.checkpoint import read_small_json
 
 REPORT = "report.json"
+MAX_ROWS = 2_000  # layers or latency rows in one report (networks have hundreds of layers at most)
 
 # config fields that are not the experiment (where outputs go, how long latency is sampled) or are the
 # tables' own axes: runs are never split into settings by them
@@ -82,6 +83,8 @@ def read_report(path: Path) -> dict:
     bad = ("config is not an object" if not isinstance(doc["config"], dict) else
            "model or criterion is not a name" if not all(isinstance(doc[k], str) for k in ("model", "criterion")) else
            "seed is not an integer" if type(doc["seed"]) is not int else
+           f"more than {MAX_ROWS:,} layers or latency rows" if any(
+               len(_list(doc.get(k))) > MAX_ROWS for k in ("layers", "latency_rows", "latency")) else
            "layers are not channel counts" if not all(
                isinstance(x, dict) and isinstance(x.get("name"), str) and type(x.get("channels_before")) is int
                and type(x.get("channels_after")) is int for x in _list(doc.get("layers"))) else

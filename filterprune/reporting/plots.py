@@ -101,6 +101,10 @@ def latency_vs_row(df: pd.DataFrame, path: Path, title: str, timing_label: str) 
     return _save(fig, path)
 
 
+MAX_WIDTH_IN = 40
+MAX_LAYER_LABELS = 180
+
+
 def kept_channels(df: pd.DataFrame, path: Path, title: str) -> Path | None:
     """One panel per row value: channels each layer keeps (mean over seeds), one line per criterion,
     the dense widths as grey bars."""
@@ -110,7 +114,9 @@ def kept_channels(df: pd.DataFrame, path: Path, title: str) -> Path | None:
     plt = _plt()
     row = df["row_key"].iloc[0]
     values = sorted(have[row].dropna().unique()) or [math.nan]
-    fig, axes = plt.subplots(len(values), 1, figsize=(max(6.4, 0.22 * _n_layers(have) + 2), 2.8 * len(values)),
+    # the width follows the layer count up to a poster's (a report.json may list thousands of layers)
+    fig, axes = plt.subplots(len(values), 1, figsize=(min(max(6.4, 0.22 * _n_layers(have) + 2), MAX_WIDTH_IN),
+                                                      2.8 * len(values)),
                              squeeze=False)
     for ax, v in zip(axes[:, 0], values):
         at = have[have[row] == v] if not math.isnan(v) else have
@@ -122,8 +128,9 @@ def kept_channels(df: pd.DataFrame, path: Path, title: str) -> Path | None:
             ax.plot(range(len(names)), [kept[n].mean() if n in kept else np.nan for n in names],
                     marker=MARKERS[i % len(MARKERS)], markersize=7 - i % 3 * 2, fillstyle="none",
                     linestyle=("-", "--", ":", "-.")[i % 4], label=crit)
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(names, rotation=90, fontsize=6)
+        if len(names) <= MAX_LAYER_LABELS:  # beyond that the names overlap anyway (and cost minutes to lay out)
+            ax.set_xticks(range(len(names)))
+            ax.set_xticklabels(names, rotation=90, fontsize=6)
         ax.set(ylabel="kept channels", title=f"{title}, {row} {v:g}" if not math.isnan(v) else title)
         ax.legend(fontsize=7, ncol=4)
     return _save(fig, path)

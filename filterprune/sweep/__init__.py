@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .. import limits
 from ..errors import RunError, UsageError
 from .executors import CHECKS, EXECUTORS, Job, Outcome
 from .grid import Sweep, load_sweep, run_id
@@ -21,7 +22,7 @@ __all__ = ["Sweep", "SweepStore", "load_sweep", "run_id", "sweep"]
 
 
 def say(msg: str) -> None:
-    print(f"[sweep] {msg}", file=sys.stderr, flush=True)
+    print(f"[sweep] {limits.printable(msg)}", file=sys.stderr, flush=True)
 
 
 def sweep(config_file: str | Path, executor: str = "local", resume: bool = False, out: str | Path | None = None,
@@ -78,6 +79,6 @@ def _plan(s: Sweep, store: SweepStore) -> Path:
         say(f"note: {store.root} holds another sweep ({found}); running this config there would be refused")
     for r in s.runs:
         state = "finished" if same and store.finished(r.run_id) else "to run"
-        print(f"{r.run_id}  {state:8s}  {r.label}")
+        print(f"{r.run_id}  {state:8s}  {limits.printable(r.label)}")
     say(f"{s.name} ({s.sweep_id}): {len(s.runs)} runs -> {store.root}/")
     return store.root

@@ -21,6 +21,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, replace
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from .. import limits, safeload
 from ..errors import FilterpruneError, UsageError
 
 TOP_KEYS = ("name", "base", "grid", "include", "resources")
@@ -78,29 +80,34 @@ def run_id(config: dict) -> str:
 # ---------------------------------------------------------------------------------------- loading
 def load_sweep(path: str | Path) -> Sweep:
     """Read, validate and expand a sweep file."""
-    from ..api import CompressConfig  # torch comes with it; keep `import filterprune.sweep` light
+    from ..config import CompressConfig
 
     path = Path(path)
     where = str(path)
     if not path.is_file():
         raise UsageError(f"sweep config not found: {path}")
     try:
-        doc = yaml.safe_load(path.read_text())
+        if path.stat().st_size > safeload.MAX_YAML_BYTES:
+            raise ValueError(f"larger than {safeload.MAX_YAML_BYTES:,} bytes")
+        doc = safeload.load_yaml(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{where}: cannot read: {limits.show(str(e), 200)}") from None
+    except ValueError as e:  # an alias bomb, a huge file: refused before it is built
+        raise UsageError(f"{where}: refused: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise UsageError(f"{where}: not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{where}: cannot read: {e}") from None
     if not isinstance(doc, dict):
         raise UsageError(f"{where}: expected a mapping with keys {', '.join(TOP_KEYS)}")
     for key in doc:
         if key not in TOP_KEYS:
-            raise UsageError(f"{where}: unknown key {key!r}{_did_you_mean(key, TOP_KEYS)}; valid: {', '.join(TOP_KEYS)}")
+                raise UsageError(f"{where}: unknown key {_show(key)}{_did_you_mean(key, TOP_KEYS)}; valid: "
+                             f"{', '.join(TOP_KEYS)}")
     fields = _fields(CompressConfig)
     name = doc.get("name", path.stem)
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-        raise UsageError(f"{where}: name: expected a plain name (no '/'), got {name!r}")
+        raise UsageError(f"{where}: name: expected a plain name (no '/'), got {_show(name)}")
     base = _fields_mapping(doc.get("base") or {}, "base", where, fields)
     axes = _axes(doc.get("grid") or {}, where, fields)
     include = doc.get("include") or []
@@ -108,6 +115,7 @@ def load_sweep(path: str | Path) -> Sweep:
         raise UsageError(f"{where}: include: expected a list of mappings (one run each)")
     include = [_fields_mapping(e, f"include[{i}]", where, fields) for i, e in enumerate(include)]
     resources = _resources(doc.get("resources") or {}, where)
+    _check_count([len(values) for _, _, values in axes], len(include), where)
 
     planned = []  # (label, fields over base); no grid and no include: base alone is the one run
     for combo in itertools.product(*[[a for _, a in values] for _, _, values in axes]) if axes or not include else ():
@@ -126,6 +134,18 @@ def load_sweep(path: str | Path) -> Sweep:
     spec = {"base": base, "grid": {axis: [v if kind == "field" else a for v, a in values] for axis, kind, values in axes},
             "include": include}
     return Sweep(name, str(path), _jsonable(spec), tuple(runs), resources)
+
+
+def _check_count(axis_lengths: list[int], includes: int, where: str) -> None:
+    """Refuse a sweep of more than ``limits.MAX_GRID_RUNS`` runs from the axis lengths alone, before the
+    product is built (a few lines of YAML can stand for millions of runs)."""
+    grid = math.prod(axis_lengths) if axis_lengths or not includes else 0
+    total = grid + includes
+    if total > limits.MAX_GRID_RUNS:
+        sizes = " x ".join(str(n) for n in axis_lengths) or "1"
+        raise UsageError(f"{where}: the sweep stands for {total:,} runs (grid {sizes}"
+                         f"{f' + {includes} include' if includes else ''}); at most {limits.MAX_GRID_RUNS:,} "
+                         "runs per sweep file (split it)")
 
 
 def _fields(cls) -> dict[str, object]:
@@ -154,12 +174,12 @@ def _axes(grid, where: str, fields: dict) -> list[tuple[str, str, list[tuple[obj
             kind = "linked"
         else:
             if axis in SET_BY_SWEEP:
-                raise UsageError(f"{where}: {at}: {axis!r} is set by the sweep ({SET_BY_SWEEP[axis]})")
-            raise UsageError(f"{where}: {at}: unknown key {axis!r}{_did_you_mean(axis, fields)} (a field of "
+                raise UsageError(f"{where}: {at}: {_show(axis)} is set by the sweep ({SET_BY_SWEEP[axis]})")
+            raise UsageError(f"{where}: {at}: unknown key {_show(axis)}{_did_you_mean(axis, fields)} (a field of "
                              "`filterprune compress`, or a linked axis whose entries are mappings of fields)")
         for key in {k for _, a in entries for k in a}:
             if key in owner:
-                raise UsageError(f"{where}: {at}: {key!r} is already an axis value in grid.{owner[key]}; "
+                raise UsageError(f"{where}: {at}: {_show(key)} is already an axis value in grid.{owner[key]}; "
                                  "a field can vary along one axis only (use a linked axis to tie fields)")
             owner[key] = axis
         axes.append((axis, kind, entries))
@@ -172,9 +192,9 @@ def _fields_mapping(m, at: str, where: str, fields: dict) -> dict:
     out = {}
     for key, value in m.items():
         if key in SET_BY_SWEEP:
-            raise UsageError(f"{where}: {at}.{key}: {key!r} is set by the sweep ({SET_BY_SWEEP[key]})")
+            raise UsageError(f"{where}: {at}.{key}: {_show(key)} is set by the sweep ({SET_BY_SWEEP[key]})")
         if key not in fields:
-            raise UsageError(f"{where}: {at}: unknown key {key!r}{_did_you_mean(str(key), fields)} "
+            raise UsageError(f"{where}: {at}: unknown key {_show(key)}{_did_you_mean(str(key), fields)} "
                              "(see `filterprune compress -h`; flags are spelled with '_' here)")
         out[key] = _coerce(value, fields[key], f"{where}: {at}.{key}")
         _check_alone(key, out[key], f"{where}: {at}.{key}")
@@ -187,7 +207,7 @@ def _resources(m, where: str) -> dict:
     out = {}
     for key, value in m.items():
         if key not in RESOURCE_KEYS:
-            raise UsageError(f"{where}: resources: unknown key {key!r}; valid: {', '.join(RESOURCE_KEYS)}")
+            raise UsageError(f"{where}: resources: unknown key {_show(key)}; valid: {', '.join(RESOURCE_KEYS)}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise UsageError(f"{where}: resources.{key}: expected a number >= 0, got {_show(value)}")
         out[key] = value
@@ -267,13 +287,13 @@ def _type_name(hint) -> str:
 def _check_alone(key: str, value, at: str) -> None:
     """Check one value on its own (an unknown criterion, a sparsity out of range), so the error names the
     key it came from; checks that need other fields happen per run in ``_resolve``."""
-    from ..api import CompressConfig
+    from ..config import CompressConfig
 
     if key == "sparsity_epochs":  # only meaningful together with checkpoint and sparsity_reg
         return
     probe = CompressConfig(model="mlp", criterion="mag", sparsity=0.4, epochs=0)  # valid with any single change
-    # (with --target-macs, CompressConfig.validate needs an explicit compression: it has no sparsity to derive one)
-    other = {"sparsity": None, "compression": 1.0} if key == "target_macs" else {}
+    # (with another target than --sparsity, the probe's mask criterion needs an explicit compression)
+    other = {"sparsity": None, "compression": 1.0} if key in ("target_macs", "target_speedup", "target_latency") else {}
     probe = replace(probe, **{key: _tuple(value)}, **other)
     try:
         probe.validate()
@@ -307,12 +327,11 @@ def _jsonable(obj):
 
 
 def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return limits.show(value)
 
 
 def _did_you_mean(key: str, valid) -> str:
-    close = difflib.get_close_matches(str(key), list(valid), n=1)
+    close = difflib.get_close_matches(str(key)[:100], list(valid), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

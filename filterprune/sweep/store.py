@@ -17,9 +17,9 @@ import io
 import json
 from pathlib import Path
 
-from .. import __version__, outputs
-from ..errors import UsageError
-from ..prune.checkpoint import atomic_write_bytes, atomic_write_json
+from .. import __version__, limits, outputs
+from ..errors import FilterpruneError, UsageError
+from ..prune.checkpoint import atomic_write_bytes, atomic_write_json, read_small_json
 from .grid import Sweep
 
 # always in results.csv (with any other field that varies across the sweep), then the metrics
@@ -46,8 +46,8 @@ class SweepStore:
                 raise UsageError(f"sweep folder {self.root} is a file")
             return None
         try:
-            sweep_id = json.loads(meta.read_text())["sweep_id"]
-        except (OSError, ValueError, KeyError, TypeError):
+            sweep_id = read_small_json(meta, "sweep description")["sweep_id"]
+        except (FilterpruneError, KeyError, TypeError):
             raise UsageError(f"{meta} is unreadable or has no sweep_id: not a sweep folder") from None
         if not isinstance(sweep_id, str):
             raise UsageError(f"{meta}: sweep_id is not a string: not a sweep folder")
@@ -57,7 +57,7 @@ class SweepStore:
         """Start the sweep in this folder, or (``resume``) continue the same sweep; refuse anything else."""
         found = self.existing_id()
         if found is not None and found != sweep.sweep_id:
-            other = json.loads((self.root / "sweep.json").read_text()).get("config_file", "?")
+            other = limits.show(read_small_json(self.root / "sweep.json", "sweep description").get("config_file", "?"))
             raise UsageError(f"{self.root} holds another sweep ({found}, from {other}); {sweep.file} is sweep "
                              f"{sweep.sweep_id}: refusing to mix their results (choose another --out)")
         if found is not None and not resume:
@@ -102,13 +102,23 @@ class SweepStore:
         return self.logs / f"{rid}.log"
 
     def finished(self, rid: str) -> bool:
-        return (self.run_dir(rid) / "report.json").is_file()
+        """A run is finished iff its report.json is there and reads as a report; a damaged one (cut short,
+        edited, over the bounds) is a run to redo, never a result."""
+        if not (self.run_dir(rid) / "report.json").is_file():
+            return False
+        try:
+            self.report(rid)
+        except FilterpruneError:
+            return False
+        return True
 
     def finished_ids(self, sweep: Sweep) -> set[str]:
         return {r.run_id for r in sweep.runs if self.finished(r.run_id)}
 
     def report(self, rid: str) -> dict:
-        return json.loads((self.run_dir(rid) / "report.json").read_text())
+        from ..reporting.collect import read_report
+
+        return read_report(self.run_dir(rid) / "report.json")
 
     # ------------------------------------------------------------------------------- results
     def write_results(self, sweep: Sweep) -> Path:
@@ -136,26 +146,34 @@ METRIC_COLUMNS = ("dense_accuracy", "pruned_accuracy", "masked_accuracy", "dense
 
 
 def result_row(report: dict, config_cols) -> dict:
-    """The flat row of one run's report.json: what it was (from its config) and what it measured."""
-    cfg, masked = report["config"], report.get("masked") or {}
+    """The flat row of one run's report.json: what it was (from its config) and what it measured. A field
+    the report lacks (or holds as the wrong type) is an empty cell."""
+    cfg, masked = report["config"], _dict(report.get("masked"))
     row = {k: _cell(cfg.get(k)) for k in config_cols}
-    row["sparsity"] = report["sparsity"]  # as asked, or as found for target_macs
-    row["scope"] = report["scope"]  # as given, or the criterion's default
+    row["sparsity"] = _cell(report.get("sparsity"))  # as asked, or as found for target_macs
+    row["scope"] = _cell(report.get("scope"))  # as given, or the criterion's default
     if masked:
-        row["compression"] = masked.get("compression")
+        row["compression"] = _cell(masked.get("compression"))
     for part in ("dense", "pruned"):
         for k in ("accuracy", "top5", "params", "macs", "flops"):
-            row[f"{part}_{k}"] = report[part][k]
+            row[f"{part}_{k}"] = _cell(_dict(report.get(part)).get(k))
     for k in ("accuracy", "top5", "nonzero_params", "flops", "flop_fraction", "weight_density"):
-        row[f"masked_{k}"] = masked.get(k, "")
-    row["channel_sparsity"] = report["channel_sparsity"]
-    row["theoretical_speedup"] = report["theoretical_speedup"]
-    row["seconds"] = round(sum(report.get("timings_s", {}).values()), 1)
+        row[f"masked_{k}"] = _cell(masked.get(k))
+    row["channel_sparsity"] = _cell(report.get("channel_sparsity"))
+    row["theoretical_speedup"] = _cell(report.get("theoretical_speedup"))
+    times = [v for v in _dict(report.get("timings_s")).values() if type(v) in (int, float)]
+    row["seconds"] = round(sum(times), 1)
     for lat in report.get("latency") or []:
-        key = f"{lat['runtime']}_{lat['device']}_b{lat['batch_size']}"
-        row[f"{key}_dense_ms"], row[f"{key}_pruned_ms"] = lat["dense_ms"], lat["pruned_ms"]
-        row[f"{key}_speedup"] = lat["speedup"]
+        if not isinstance(lat, dict):
+            continue
+        key = f"{lat.get('runtime')}_{lat.get('device')}_b{lat.get('batch_size')}"
+        row[f"{key}_dense_ms"], row[f"{key}_pruned_ms"] = _cell(lat.get("dense_ms")), _cell(lat.get("pruned_ms"))
+        row[f"{key}_speedup"] = _cell(lat.get("speedup"))
     return row
+
+
+def _dict(x) -> dict:
+    return x if isinstance(x, dict) else {}
 
 
 def _cell(value):

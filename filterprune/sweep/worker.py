@@ -17,7 +17,7 @@ PR_SET_PDEATHSIG = 1  # linux prctl: a signal for this process when its parent d
 
 
 def compress_config(config: dict, out: str | None = None, overwrite: bool = False):
-    from ..api import CompressConfig
+    from ..config import CompressConfig
 
     return CompressConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()},
                           out=out, overwrite=overwrite)
@@ -62,7 +62,7 @@ def _die_with_parent(parent: int) -> None:
 
 
 def main() -> int:
-    from ..cli import guarded
+    from ..guard import guarded
 
     job = json.loads(sys.stdin.read())
 

@@ -1,0 +1,303 @@
+"""Hostile and heavy inputs (issue 16): bounded memory and time, failures recorded where they belong,
+nothing overwritten or half-written, nothing from a file reaching the terminal raw.
+
+The catalogue (tests/test_bad_input.py) proves the one-line errors; here the bombs among its rows are
+run again in a fresh process that measures its own peak RSS (VmHWM, reset between rows), so the memory
+bound is measured, not assumed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from filterprune.bench import suite
+from filterprune.bench.suite import BenchConfig, Variant, run_bench
+from filterprune.cli import main
+from filterprune.prune import checkpoint as ckpt
+
+ROOT = Path(__file__).resolve().parents[1]
+PEAK_LIMIT_MB = 2048  # issue 16: no input file under 1 MB and no single flag value may exceed 2 GB
+TIME_LIMIT_S = 60
+BOMBS = ["sweep-name-alias-bomb", "sweep-grid-alias-bomb", "sweep-grid-of-ten-million-runs", "report-json-huge-string",
+         "report-json-huge-integer", "report-json-too-many-layers", "checkpoint-json-huge-image-size",
+         "export-batch-hundred-thousand", "bench-onnx-huge-declared-input", "bench-onnx-external-data-outside"]
+
+# runs each row's argv with filterprune's main() and reports exit code, error line, seconds and peak RSS
+_MEASURE = r"""
+import json, sys, time
+from filterprune.cli import main
+results = []
+for name, argv in json.load(sys.stdin):
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM: each row's own peak
+    t = time.perf_counter()
+    code = main(argv)
+    seconds = time.perf_counter() - t
+    hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    results.append({"name": name, "code": code, "seconds": seconds, "peak_mb": hwm / 1024})
+print("RESULTS " + json.dumps(results))
+"""
+
+
+def _cap_memory():  # a bomb that got through must not take the test machine down with it
+    resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+
+def test_bombs_stay_within_the_memory_and_time_bounds(tmp_path):
+    from test_bad_input import CATALOGUE, BadFiles, _module  # noqa: F401  (the rows and their files)
+
+    torch.manual_seed(0)
+    from filterprune.models import ModelSpec, build_model
+
+    files = BadFiles(tmp_path, build_model(ModelSpec("resnet20")).state_dict())
+    rows = {c[0]: c for c in CATALOGUE}
+    jobs = [(name, [a.format_map(files) for a in rows[name][1]]) for name in BOMBS]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-c", _MEASURE], input=json.dumps(jobs), capture_output=True, text=True,
+                       cwd=tmp_path, env=env, timeout=600, preexec_fn=_cap_memory)
+    assert "Traceback" not in p.stderr and "internal error" not in p.stderr, p.stderr
+    results = json.loads(p.stdout.split("RESULTS ", 1)[1])
+    for r in results:
+        assert r["code"] == rows[r["name"]][2], r
+        assert r["peak_mb"] < PEAK_LIMIT_MB and r["seconds"] < TIME_LIMIT_S, r
+    print("\n".join(f"{r['name']}: exit {r['code']}, {r['seconds']:.2f} s, peak RSS {r['peak_mb']:.0f} MB"
+                    for r in results))
+
+
+# -------------------------------------------------------------------------------- bench rows
+class _Fails(nn.Module):
+    """Fails like a library out of memory (or with another error) above batch 2."""
+
+    def __init__(self, message: str, kind=RuntimeError):
+        super().__init__()
+        self.fc, self.message, self.kind = nn.Linear(12, 3), message, kind
+
+    def forward(self, x):
+        if x.shape[0] > 2:
+            raise self.kind(self.message)
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("message,kind,recorded", [
+    ("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+     "98304000000 bytes. Error code 12 (Cannot allocate memory)", RuntimeError, "out of memory"),
+    ("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer of size 123",
+     RuntimeError, "out of memory"),
+    ("", MemoryError, "out of memory"),
+    ("mat1 and mat2 shapes cannot be multiplied (4x12 and 13x3)", ValueError,
+     "ValueError: mat1 and mat2 shapes cannot be multiplied (4x12 and 13x3)"),
+])
+def test_a_failing_row_is_recorded_and_the_run_goes_on(message, kind, recorded):
+    vs = [Variant("dense", (3, 2, 2), 39, 36, nn.Sequential(nn.Flatten(), nn.Linear(12, 3))),
+          Variant("pruned", (3, 2, 2), 39, 36, _Fails(message, kind))]
+    rows = run_bench(vs, BenchConfig(runtimes=("torch",), devices=("cpu",), batch_sizes=(1, 4), warmup=0, iters=2,
+                                     memory=False), log=lambda m: None)
+    by = {(r["variant"], r["batch_size"]): r for r in rows}
+    assert by[("pruned", 4)]["error"] == recorded and by[("pruned", 4)]["p50_ms"] == ""
+    assert all(by[k]["error"] == "" and by[k]["p50_ms"] > 0 for k in (("dense", 1), ("dense", 4), ("pruned", 1)))
+
+
+def test_a_batch_over_the_memory_budget_is_a_row_error_and_nothing_is_allocated(monkeypatch):
+    monkeypatch.setenv("FILTERPRUNE_MEMORY_GB", "0.001")  # 1 MiB: batch 4 of 16x16x16 activations is over
+    made = []
+    real = torch.randn
+    monkeypatch.setattr(suite.torch, "randn", lambda *a, **k: made.append(a) or real(*a, **k))
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.Flatten(), nn.Linear(16 * 16 * 16, 3))
+    rows = run_bench([Variant("dense", (3, 16, 16), 0, 1, model)],
+                     BenchConfig(runtimes=("torch",), devices=("cpu",), batch_sizes=(1, 400), warmup=0, iters=1,
+                                 memory=False), log=lambda m: None)
+    assert rows[0]["error"] == "" and rows[0]["p50_ms"] > 0
+    assert "a forward at batch 400 (4,096 values per sample" in rows[1]["error"]
+    assert "FILTERPRUNE_MEMORY_GB" in rows[1]["error"] and rows[1]["p50_ms"] == ""
+    assert all(a[0] == 1 for a in made)  # the batch-400 input was never created
+
+
+def _tiny_onnx(path: Path, side: int) -> Path:
+    from filterprune.onnx_export import export_onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(side)
+    return export_onnx(nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, 3)), path, (3, side, side))
+
+
+def test_onnx_files_of_one_name_get_unique_labels_and_other_shapes_their_own_input(tmp_path, capfd):
+    a, b, c = (_tiny_onnx(tmp_path / d / "model.onnx", s) for d, s in (("a", 4), ("b", 4), ("c", 6)))
+    out = tmp_path / "bench"
+    assert main(["bench", str(a), str(b), str(c), "--runtime", "onnxruntime", "--batch-sizes", "1,2", "--iters", "3",
+                 "--warmup", "0", "--no-memory", "--out", str(out)]) == 0
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    assert sorted({r["variant"] for r in rows}) == ["a/dense", "b/model", "c/model"]
+    assert len(rows) == 6 and all(r["error"] == "" and r["p50_ms"] > 0 for r in rows)  # all three timed
+    c_rows = [r for r in rows if r["variant"] == "c/model"]
+    assert all(r["speedup"] == "" for r in c_rows)  # another input size: no speedup against a/dense
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_bench_output_is_staged_refused_when_taken_and_replaced_with_overwrite(tmp_path, monkeypatch, capfd):
+    onnx_file = _tiny_onnx(tmp_path / "m" / "model.onnx", 4)
+    out = tmp_path / "bench"
+    argv = ["bench", str(onnx_file), "--runtime", "onnxruntime", "--batch-sizes", "1", "--iters", "2", "--warmup", "0",
+            "--no-memory", "--out", str(out)]
+
+    def broken_plot(df, folder):
+        raise OSError(28, "No space left on device", str(folder / "latency_vs_batch.png"))
+
+    monkeypatch.setattr(suite, "plot", broken_plot)  # the disk fills after bench.csv/json/md were written
+    assert main(argv) == 1
+    assert "No space left on device" in capfd.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".bench*"))  # complete or absent
+    monkeypatch.undo()
+    assert main(argv) == 0 and (out / "bench.csv").is_file()
+    (out / "notes.txt").write_text("mine")
+    assert main(argv) == 2
+    assert "already exists and is not empty (pass --overwrite" in capfd.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"
+    assert main([*argv, "--overwrite"]) == 0
+    assert (out / "bench.csv").is_file() and not (out / "notes.txt").exists()
+
+
+def test_onnx_metadata_that_is_not_a_number_is_ignored(tmp_path):
+    import onnx
+
+    path = _tiny_onnx(tmp_path / "model.onnx", 4)
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "pruned_macs", "lots"
+    onnx.save(proto, str(path))
+    (v,) = suite.variants_from([path])
+    assert v.macs == 48 * 3  # from the graph instead (Linear 48 -> 3)
+
+
+# ------------------------------------------------------------------------------- compress
+def test_compress_keeps_its_run_when_a_bench_batch_is_far_too_large(tmp_path, capfd):
+    out = tmp_path / "run\nwith newline"
+    assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic", "--epochs",
+                 "0", "--finetune-epochs", "0", "--no-export", "--bench-batch-sizes", "1,100000", "--bench-iters", "2",
+                 "--out", str(out)]) == 0
+    rows = json.loads((out / "report.json").read_text())["latency_rows"]
+    big = [r for r in rows if r["batch_size"] == 100000]
+    assert big and all(" GiB limit" in r["error"] for r in big)
+    assert all(r["p50_ms"] > 0 for r in rows if r["batch_size"] == 1)
+    err = capfd.readouterr().err
+    assert all(ln.startswith("[filterprune] ") for ln in err.splitlines()), err  # the path's newline escaped
+    assert "run\\nwith newline" in err
+
+
+def test_an_unwritable_cache_is_named_before_training(tmp_path, monkeypatch, capfd):
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("FILTERPRUNE_CACHE", str(tmp_path / "a_file" / "cache"))
+    assert main(["compress", "mlp", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic", "--epochs", "1",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capfd.readouterr().err
+    assert "cache folder" in err and "set FILTERPRUNE_CACHE" in err and "baseline: training" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_round_to_wider_than_layers_is_said():
+    from filterprune.prune.plan import PlanConfig, allocate
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keep = allocate([torch.rand(16), torch.rand(64)], PlanConfig(0.5, round_to=32))
+    assert keep == [16, 32]
+    assert [str(w.message) for w in caught] == [
+        "--round-to 32 is wider than 1 of 2 layer(s) (the narrowest has 16 channels): they are kept whole"]
+
+
+# ----------------------------------------------------------------------- files on disk
+def test_safetensors_are_written_with_the_same_mode_as_other_files(tmp_path):
+    old = os.umask(0o022)
+    try:
+        ckpt.save(nn.Linear(2, 2), tmp_path / "m", __import__("filterprune.models", fromlist=["ModelSpec"]).ModelSpec("mlp"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_full_disk_while_saving_weights_is_one_line(tmp_path, monkeypatch, capfd):
+    from safetensors import SafetensorError
+
+    def full(state, path):
+        Path(path).write_bytes(b"partial")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(ckpt, "save_file", full)
+    out = tmp_path / "out"
+    assert main(["compress", "mlp", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic", "--epochs", "0",
+                 "--finetune-epochs", "0", "--no-export", "--no-bench", "--out", str(out)]) == 1
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("filterprune: error: cannot write ") and "No space left on device" in err[-1]
+    assert "internal error" not in err[-1] and not out.exists() and not list(tmp_path.glob(".*"))
+
+
+def test_temporaries_of_killed_writers_are_swept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".model.onnx.{int(dead.stdout)}.k2j4.tmp"  # a SIGKILLed export's temporary
+    live = tmp_path / f".model.onnx.{os.getppid()}.x9q1.tmp"  # another process still writing
+    stale.write_bytes(b"x" * 1000)
+    live.write_bytes(b"y")
+    ckpt.atomic_write_bytes(tmp_path / "other.json", b"{}")
+    assert not stale.exists() and live.exists() and (tmp_path / "other.json").read_bytes() == b"{}"
+
+
+def test_sweep_resume_redoes_a_run_whose_report_is_damaged(tmp_path, monkeypatch):
+    from test_sweep import in_process, tiny
+
+    from filterprune.sweep import executors, load_sweep, sweep
+
+    cfg, out = tiny(tmp_path, grid="sparsity: [0.25, 0.5]"), tmp_path / "sw"
+    calls: list = []
+    monkeypatch.setitem(executors.EXECUTORS, "local", in_process(calls))
+    sweep(cfg, out=out)
+    ids = [r.run_id for r in load_sweep(cfg).runs]
+    (out / "runs" / ids[1] / "report.json").write_text('{"model": "mlp", "seed": 1' + "0" * 400 + "}")
+    calls.clear()
+    assert main(["sweep", str(cfg), "--out", str(out), "--resume"]) == 0
+    assert calls == [ids[1]]  # only the damaged one, redone
+    assert json.loads((out / "runs" / ids[1] / "report.json").read_text())["model"] == "mlp"
+    assert len((out / "results.csv").read_text().splitlines()) == 3
+
+
+# ---------------------------------------------------------------------------- run_onnx.py
+def _kit(*args):
+    return subprocess.run([sys.executable, str(ROOT / "export" / "run_onnx.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_run_onnx_escapes_what_the_file_says_and_bad_files_exit_2(tmp_path):
+    import onnx
+
+    path = _tiny_onnx(tmp_path / "model.onnx", 4)
+    proto = onnx.load(str(path))
+    for k, v in (("model", "\x1b]0;owned\x07\x1b[2Jnet"), ("class_names", json.dumps(["\x1b[31mred"] * 3)),
+                 ("dense_macs", "lots"), ("pruned_macs", "1")):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.save(proto, str(path))
+    from PIL import Image
+
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "img.png")
+    p = _kit(path, tmp_path / "img.png", "--iters", "2", "--warmup", "0")
+    assert p.returncode == 0, p.stderr
+    assert "\x1b" not in p.stdout and "\\x1b]0;owned\\x07" in p.stdout and "\\x1b[31mred" in p.stdout
+
+    (tmp_path / "bad").mkdir()
+    proto.ClearField("metadata_props")
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "mean", json.dumps(["a", "b", "c"])
+    onnx.save(proto, str(tmp_path / "bad" / "model.onnx"))
+    p = _kit(tmp_path / "bad" / "model.onnx", "--iters", "1")
+    assert p.returncode == 2 and p.stderr.startswith("run_onnx: error:") and len(p.stderr.splitlines()) == 1, p.stderr
+    p = _kit(path, "--size", "100000")
+    assert p.returncode == 2 and "lower --batch or --size" in p.stderr, p.stderr

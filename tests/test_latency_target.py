@@ -1,0 +1,166 @@
+"""--target-speedup / --target-latency: the solver against a known latency model, the measure-and-iterate
+search with a stand-in clock, and bad input. Timings here are fakes: speed goals live in benchmarks/."""
+import json
+
+import pytest
+import torch
+
+from filterprune.cli import main
+from filterprune.criteria import PruneContext, make_criterion
+from filterprune.errors import UsageError
+from filterprune.models import ModelSpec, build_model
+from filterprune.prune import PlanConfig, prune_in_steps
+from filterprune.prune import latency_target as lt
+from filterprune.prune.align import LatencyTable
+
+
+class MacClock:
+    """A runtime whose conv latency is proportional to its MACs, plus a fixed per-model overhead."""
+
+    def __init__(self, overhead_ms=0.0):
+        self.overhead = overhead_ms
+
+    def conv(self, site, cin, cout):
+        m = site.module
+        per_out = (1 if site.depthwise else cin) * m.kernel_size[0] * m.kernel_size[1]
+        return cout * site.hw_out[0] * site.hw_out[1] * per_out * 1e-6
+
+    def model_ms(self, model, x):
+        from filterprune.bench import counting
+        return counting.count(model, tuple(x.shape[1:])).macs * 1e-6 * 1.3 + self.overhead
+
+
+@pytest.fixture
+def clock(monkeypatch, tmp_path):
+    c = MacClock(overhead_ms=2.0)
+    monkeypatch.setattr(LatencyTable, "_measure", lambda self, site, cin, cout: c.conv(site, cin, cout))
+    monkeypatch.setattr(lt, "measure_ms", lambda models, x, runtime, threads, rounds=0: {
+        k: c.model_ms(m, x) for k, m in models.items()})
+    return c
+
+
+def _prune(model_name, plan, criterion="l1"):
+    model = build_model(ModelSpec(model_name))
+    ctx = PruneContext(example_inputs=torch.randn(1, 3, 32, 32))
+    res = prune_in_steps(model, make_criterion(criterion), plan, ctx, 10)
+    return model, res
+
+
+def test_measured_speedup_meets_the_target(clock):
+    dense = build_model(ModelSpec("resnet56"))
+    x = torch.randn(4, 3, 32, 32)
+    model, res = _prune("resnet56", PlanConfig(0.0, target_speedup=2.0, target_batch=4))
+    t = res.latency_target
+    assert t["asked_speedup"] == 2.0
+    assert abs(t["measured_speedup"] / 2.0 - 1) <= lt.TOLERANCE
+    assert clock.model_ms(dense, x) / clock.model_ms(model, x) == pytest.approx(t["measured_speedup"], rel=1e-6)
+    assert set(t["widths"]) and all(w >= 1 for w in t["widths"].values())
+    assert t["iterations"] and all(r["speedup"] > 1 for r in t["iterations"])
+    # a latency model proportional to MACs: no group is cut to its floor while others stay whole
+    widths = [w for name, w in t["widths"].items()]
+    assert min(widths) > 1
+
+
+def test_more_speedup_keeps_fewer_channels(clock):
+    _, a = _prune("resnet20", PlanConfig(0.0, target_speedup=1.5, target_batch=4))
+    _, b = _prune("resnet20", PlanConfig(0.0, target_speedup=3.0, target_batch=4))
+    assert sum(b.latency_target["widths"].values()) < sum(a.latency_target["widths"].values())
+    assert b.sparsity > a.sparsity > 0
+
+
+def test_target_latency_in_milliseconds(clock):
+    dense = build_model(ModelSpec("resnet20"))
+    x = torch.randn(4, 3, 32, 32)
+    goal = clock.model_ms(dense, x) / 2
+    model, res = _prune("resnet20", PlanConfig(0.0, target_latency=goal, target_batch=4))
+    assert clock.model_ms(model, x) == pytest.approx(goal, rel=2 * lt.TOLERANCE)
+
+
+def test_unreachable_target_names_the_best_reachable_figure(clock):
+    with pytest.raises(UsageError, match=r"out of reach: the best the layer floors allow is \d+\.\d\dx"):
+        _prune("resnet20", PlanConfig(0.0, target_speedup=500.0, target_batch=4, layer_floor=0.5))
+
+
+def test_solver_cuts_unimportant_groups_first():
+    """Two groups with the same latency, one scored far higher: the low one is cut before the high one."""
+    class Site:
+        def __init__(self, g):
+            self.in_group, self.out_group = None, g
+
+        def widths(self, keep):
+            return (3, keep[self.out_group])
+
+        def macs(self, keep):
+            return keep[self.out_group] * 100
+
+    class Latency:
+        sites = [Site(0), Site(1)]
+        touching = [[0], [1]]
+
+        def site_ms(self, keep, i):
+            return keep[i] * 0.1
+
+    scores = [torch.ones(64), torch.ones(64)]
+    scores[1][:32] = 0.01  # half of group 1 is near-useless
+    keep = lt.solve(scores, [64, 64], [8, 8], [1, 1], Latency(), budget_ms=0.1 * (64 + 40))
+    assert keep[1] < keep[0]
+    assert sum(Latency().site_ms(keep, i) for i in range(2)) <= 0.1 * (64 + 40) + 1e-9
+
+
+def test_steps_reach_the_target_together(clock):
+    model = build_model(ModelSpec("resnet20"))
+    dense = build_model(ModelSpec("resnet20"))
+    x = torch.randn(4, 3, 32, 32)
+    ctx = PruneContext(example_inputs=torch.randn(1, 3, 32, 32))
+    res = prune_in_steps(model, make_criterion("l1"), PlanConfig(0.0, target_speedup=2.0, target_batch=4), ctx, 10,
+                         steps=2, finetune=lambda m, i: None)
+    assert len(res.latency_target["steps"]) == 2
+    assert clock.model_ms(dense, x) / clock.model_ms(model, x) == pytest.approx(2.0, rel=2 * lt.TOLERANCE)
+
+
+def test_compress_with_target_speedup_reports_asked_vs_measured(clock, tmp_path):
+    out = tmp_path / "run"
+    assert main(["compress", "resnet20", "--criterion", "greedy", "--target-speedup", "2", "--dataset", "synthetic",
+                 "--epochs", "0", "--finetune-epochs", "0", "--no-export", "--no-bench", "--target-batch", "4",
+                 "--calib-batches", "1", "--out", str(out)]) == 0
+    r = json.loads((out / "report.json").read_text())
+    t = r["latency_target"]
+    assert t["asked_speedup"] == 2 and abs(t["measured_speedup"] / 2 - 1) <= lt.TOLERANCE
+    assert t["runtime"] == "onnxruntime" and t["batch"] == 4
+    assert 0 < r["sparsity"] < 1 and r["theoretical_speedup"] > 1.5
+    assert "latency target" in (out / "report.md").read_text().lower()
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--target-speedup", "1"], "--target-speedup must be > 1"),
+    (["--target-speedup", "0.5"], "--target-speedup must be > 1"),
+    (["--target-latency", "0"], "--target-latency must be > 0 ms"),
+    (["--target-speedup", "2", "--target-runtime", "tensorflow"], "unknown target runtime 'tensorflow'"),
+    (["--target-speedup", "2", "--sparsity", "0.4"], "give exactly one of --sparsity, --target-macs"),
+    (["--target-speedup", "2", "--threads", "0"], "--threads must be >= 1"),
+    (["--target-latency", "5", "--steps", "2"], "with --steps use --target-speedup"),
+    (["--target-speedup", "2", "--target-runtime", "torch:cuda"], "needs a CUDA GPU"),
+])
+def test_bad_latency_targets_are_one_line_usage_errors(tmp_path, capsys, flags, needle):
+    if "torch:cuda" in flags and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    out = tmp_path / "run"
+    args = ["compress", "resnet20", "--criterion", "l1", "--dataset", "synthetic", "--epochs", "0",
+            "--out", str(out), *flags]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0] and not out.exists()
+
+
+def test_openvino_missing_is_a_usage_error(monkeypatch):
+    import builtins
+    real = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name == "openvino":
+            raise ImportError("no openvino")
+        return real(name, *a, **k)
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(UsageError, match=r"pip install 'filterprune\[openvino\]'"):
+        from filterprune.bench.runners import openvino_core
+        openvino_core()

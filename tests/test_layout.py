@@ -1,0 +1,42 @@
+"""The layout holds: every module imports on its own in a fresh interpreter (no import-order cycles), and
+no library module imports the command line."""
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import filterprune
+
+ROOT = Path(filterprune.__file__).parent
+MODULES = sorted(m.name for m in pkgutil.walk_packages([str(ROOT)], prefix="filterprune."))
+
+
+@pytest.mark.slow  # ~80 fresh interpreters, 2-5 min
+def test_every_module_imports_alone_in_a_fresh_interpreter():
+    code = ("import importlib, subprocess, sys\n"
+            "bad = []\n"
+            f"for m in {MODULES!r}:\n"
+            "    p = subprocess.run([sys.executable, '-c', f'import {m}'], capture_output=True, text=True)\n"
+            "    if p.returncode: bad.append((m, p.stderr.strip().splitlines()[-1:]))\n"
+            "print(bad)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900).stdout
+    assert out.strip() == "[]", out
+
+
+def test_no_library_module_imports_the_cli():
+    offenders = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
+                 if p.name not in ("cli.py", "__main__.py") and ("from .cli" in p.read_text() or "from ..cli" in
+                                                                 p.read_text() or "filterprune.cli" in p.read_text())]
+    assert offenders == []
+
+
+def test_library_messages_go_through_logging(caplog):
+    import logging
+
+    from filterprune.log import say
+
+    with caplog.at_level(logging.INFO, logger="filterprune"):
+        say("hello\\nworld")
+    assert [r.getMessage() for r in caplog.records] == ["hello\\\\nworld"]

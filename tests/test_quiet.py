@@ -1,0 +1,82 @@
+"""Timings a busy machine cannot fool: a CPU hog beside a benchmark is seen and said; a quiet run says nothing."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from filterprune.bench import quiet
+from filterprune.bench.suite import BenchConfig, Variant, markdown, run_bench
+from filterprune.models import ModelSpec, build_model
+
+
+def _variants():
+    torch.manual_seed(0)
+    m = build_model(ModelSpec("resnet20")).eval()
+    n = sum(p.numel() for p in m.parameters())
+    return [Variant("dense", (3, 32, 32), n, 1, m), Variant("pruned", (3, 32, 32), n, 1, m)]
+
+
+CFG = BenchConfig(runtimes=("torch",), devices=("cpu",), batch_sizes=(4,), warmup=1, iters=8, memory=False)
+
+
+@pytest.fixture
+def hog():
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(1, quiet.cores() - 1))]
+    yield procs
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def test_a_cpu_hog_beside_the_benchmark_is_reported(hog):
+    import pandas as pd
+
+    assert quiet.other_load(0.5) > quiet.BUSY_CORES
+    if quiet.cores() >= 2:
+        assert quiet.free_threads(quiet.cores()) <= quiet.cores() - len(hog)
+    rows = run_bench(_variants(), CFG, log=lambda m: None)
+    assert rows and all("other processes used" in r["machine_busy"] for r in rows)
+    md = markdown(pd.DataFrame(rows), {"cpu": "test"})
+    assert "not quiet" in md and "other processes used" in md
+
+
+def test_a_quiet_run_carries_no_warning():
+    import pandas as pd
+
+    load = quiet.other_load(1.0)
+    if load > quiet.BUSY_CORES / 2:
+        pytest.skip(f"this machine is busy ({load:.2f} cores used by other processes): cannot show a quiet run")
+    rows = run_bench(_variants(), CFG, log=lambda m: None)
+    assert all(r["machine_busy"] == "" for r in rows), rows[0]["machine_busy"]
+    assert "not quiet" not in markdown(pd.DataFrame(rows), {"cpu": "test"})
+
+
+def test_the_compress_report_carries_the_warning():
+    from filterprune.report import markdown as report_md
+
+    row = {"runtime": "torch", "device": "cpu", "batch_size": 1, "dense_ms": 2.0, "pruned_ms": 1.0, "speedup": 2.0}
+    base = {"model": "m", "criterion": "l1", "sparsity": 0.4, "scope": "layerwise", "seed": 0, "device": "cpu",
+            "dataset": {"name": "d", "train": 1, "test": 1, "source": "s"},
+            "dense": {"params": 10, "macs": 10, "flops": 10, "accuracy": 0.5, "top5": 1.0},
+            "pruned": {"params": 5, "macs": 5, "flops": 5, "accuracy": 0.5, "top5": 1.0}, "theoretical_speedup": 2.0,
+            "channel_sparsity": 0.4, "latency": [row], "layers": [],
+            "machine": {"cpu": "c", "cores": 2, "torch_threads": 2, "gpu": None, "torch": "t", "onnxruntime": "o",
+                        "torch_pruning": "p"}, "timings_s": {}}
+    busy = report_md({**base, "latency_rows": [{"machine_busy": "other processes used 1.00 of 2 cores"}]})
+    assert "not quiet" in busy
+    assert "not quiet" not in report_md({**base, "latency_rows": [{"machine_busy": ""}]})
+
+
+def test_openvino_runtime_rows_beside_onnxruntime(tmp_path):
+    pytest.importorskip("openvino")
+    from filterprune.onnx_export import export_onnx
+
+    vs = _variants()
+    for v in vs:
+        v.onnx = export_onnx(v.model, tmp_path / f"{v.name}.onnx", v.input_shape)
+    rows = run_bench(vs, BenchConfig(runtimes=("onnxruntime", "openvino"), devices=("cpu",), providers=("cpu",),
+                                     batch_sizes=(2,), warmup=1, iters=3, memory=False), log=lambda m: None)
+    assert {(r["runtime"], r["variant"]) for r in rows} == {(rt, v) for rt in ("onnxruntime", "openvino")
+                                                            for v in ("dense", "pruned")}
+    assert all(r["p50_ms"] > 0 and not r["error"] for r in rows)
