@@ -46,6 +46,7 @@ ARMS = {"kd": {"recipe": "default", "distill": "kd"},
         "kd_a0.9": {"recipe": "default", "distill": "kd", "distill_alpha": 0.9},
         "kd_T2": {"recipe": "default", "distill": "kd", "distill_temperature": 2.0},
         "kd_lr0.002": {"recipe": "default", "distill": "kd", "finetune_lr": 0.002},
+        "kd_e20": {"recipe": "default", "distill": "kd", "finetune_epochs": 20},
         "before": {"recipe": "plain", "distill": "off"}}
 FIELDS = ["arm", "criterion", "seed", "dense_top1", "pruned_top1", "scratch_top1", "kept_epoch", "finetune_epochs",
           "params", "macs", "dense_macs", "wall_s", "load_before", "load_after"]

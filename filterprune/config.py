@@ -115,9 +115,9 @@ class CompressConfig:
             raise UsageError(f"unknown --distill {self.distill!r}; valid: {', '.join(DISTILL)}")
         if not 0 <= self.val_fraction <= 0.5:
             raise UsageError(f"--val-fraction must be in [0, 0.5], got {self.val_fraction}")
-        self.finetune_config()
         if self.finetune_lr is not None and not (0 < self.finetune_lr < 10):
             raise UsageError(f"--finetune-lr must be in (0, 10), got {self.finetune_lr}")
+        self.finetune_config()
         if self.checkpoint is not None and not Path(self.checkpoint).exists():
             raise UsageError(f"checkpoint not found: {self.checkpoint}")
         if self.checkpoint is not None and not (Path(self.checkpoint).is_file() or Path(self.checkpoint).is_dir()):

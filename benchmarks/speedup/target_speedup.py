@@ -57,6 +57,7 @@ def time_onnx(models: dict, size: int, runtime: str, batch: int, threads: int, r
     """Each model exported to ONNX and timed on ``runtime`` from that file, interleaved."""
     from filterprune.bench.runners import ort_runner, ov_runner
     from filterprune.onnx_export import export_onnx
+    from filterprune.prune.latency_target import interleaved_samples
 
     x = torch.randn(batch, 3, size, size)
     runs = {}
@@ -64,16 +65,7 @@ def time_onnx(models: dict, size: int, runtime: str, batch: int, threads: int, r
         for k, m in models.items():
             path = export_onnx(m, Path(tmp) / f"{len(runs)}.onnx", (3, size, size))
             runs[k] = ov_runner(path, x, threads) if runtime == "openvino" else ort_runner(path, x, "cpu", threads)
-        for run in runs.values():
-            run(), run()
-        samples = {k: [] for k in runs}
-        for _ in range(rounds):
-            for k, run in runs.items():
-                n, t0 = 0, time.perf_counter()
-                while n < 2 or time.perf_counter() - t0 < 0.1:
-                    run()
-                    n += 1
-                samples[k].append(1e3 * (time.perf_counter() - t0) / n)
+        samples = interleaved_samples(runs, rounds, min_s=0.1)
     return {k: {"p50_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v),
                 "spread": (sorted(v)[int(0.9 * (len(v) - 1))] - statistics.median(v)) / statistics.median(v)}
             for k, v in samples.items()}

@@ -173,20 +173,27 @@ def runner(model: nn.Module, x: torch.Tensor, runtime: str, threads: int | None)
         Path(tmp).unlink(missing_ok=True)
 
 
-def measure_ms(models: dict[str, nn.Module], x: torch.Tensor, runtime: str, threads: int | None,
-               rounds: int = ROUNDS) -> dict[str, float]:
-    """Median ms per call of each model, interleaved A B A B ... after a warm-up."""
-    runs = {k: runner(m, x, runtime, threads) for k, m in models.items()}
+def interleaved_samples(runs: dict[str, Callable[[], None]], rounds: int = ROUNDS,
+                        min_s: float = 0.05) -> dict[str, list[float]]:
+    """ms per call of each runner, one sample per round (each at least ``min_s`` of calls), the runners
+    interleaved A B A B ... after a warm-up, so drift and background load hit them alike."""
     for run in runs.values():
         run(), run()
     samples = {k: [] for k in runs}
     for _ in range(rounds):
         for k, run in runs.items():
             n, t0 = 0, time.perf_counter()
-            while n < 2 or time.perf_counter() - t0 < 0.05:
+            while n < 2 or time.perf_counter() - t0 < min_s:
                 run()
                 n += 1
             samples[k].append(1e3 * (time.perf_counter() - t0) / n)
+    return samples
+
+
+def measure_ms(models: dict[str, nn.Module], x: torch.Tensor, runtime: str, threads: int | None,
+               rounds: int = ROUNDS) -> dict[str, float]:
+    """Median ms per call of each model on ``runtime``, interleaved."""
+    samples = interleaved_samples({k: runner(m, x, runtime, threads) for k, m in models.items()}, rounds)
     return {k: statistics.median(v) for k, v in samples.items()}
 
 

@@ -241,7 +241,7 @@ def _fits(value, hint) -> bool:
         return isinstance(value, dict) and all(isinstance(k, str) for k in value)
     if origin is tuple:
         (item, *_) = typing.get_args(hint)
-        return isinstance(value, list) and bool(value) and all(_fits(v, item) for v in value)
+        return isinstance(value, list) and (bool(value) or item is str) and all(_fits(v, item) for v in value)
     return False
 
 
