@@ -293,3 +293,17 @@ def test_timm_imagenet_checkpoint_on_other_classes_keeps_all_but_the_head(tmp_pa
     assert torch.equal(model.layer3[0].conv1.weight, src.layer3[0].conv1.weight) and model.fc.out_features == 10
     with pytest.raises(UsageError, match="does not match"):  # a registered model stays strict
         load_checkpoint_into(ModelSpec("resnet18", num_classes=10), str(tmp_path / "imagenet.pth"))
+
+
+def test_compress_a_module_in_hand_on_an_image_folder(tmp_path):
+    mod = _net_module()
+    torch.manual_seed(0)
+    folder = image_folder(tmp_path / "imgs", n_train=5, n_test=2)
+    out = filterprune.compress(model=mod.build(num_classes=2), dataset=f"imagefolder:{folder}", image_size=40,
+                               workers=0, criterion="greedy", sparsity=0.3, finetune_epochs=1, batch_size=4,
+                               calib_batches=2, bench=False, out=str(tmp_path / "run"))
+    report = json.loads((out / "report.json").read_text())
+    assert report["model_source"]["input_shape"] == [3, 40, 40] and report["dataset"]["test"] == 4
+    assert report["pruned"]["macs"] < report["dense"]["macs"] and report["onnx"]["max_abs_diff"] < 1e-4
+    with pytest.raises(UsageError, match="scratch= retrains"):
+        filterprune.compress(model=mod.build(num_classes=2), dataset="synthetic", criterion="l1", scratch=True)

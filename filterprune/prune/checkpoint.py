@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from .. import limits, safeload
 from ..errors import RunError, UsageError
 from ..models import ModelSpec, build_model
+from ..models.factory import is_factory_ref
 from .graph import build_graph
 
 FORMAT = "filterprune/1"
@@ -174,12 +175,17 @@ def read_meta(path: Path) -> dict:
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise RunError(f"{jpath}: malformed model description ({e})") from None
     spec = doc["spec"]  # the description lies outside the weights' digest: its input size is checked too
-    too_big = limits.over_trace_budget(limits.activation_sizes_of(spec)[1])  # loading traces the dense model
+    if not is_factory_ref(spec.name):  # user code is never imported to read a description: load() checks those
+        _check_trace_size(spec, limits.activation_sizes_of(spec)[1], jpath)
+    doc["path"] = jpath
+    return doc
+
+
+def _check_trace_size(spec: ModelSpec, total: int, jpath) -> None:
+    too_big = limits.over_trace_budget(total)  # loading traces the dense model
     if too_big:
         raise RunError(f"{jpath}: describes a {spec.name} on {spec.in_channels}x{spec.image_size}x{spec.image_size} "
                        f"inputs, too large to load: {too_big}")
-    doc["path"] = jpath
-    return doc
 
 
 def load(path: str | Path, trust_code: bool = False, model: nn.Module | None = None) -> nn.Module:
@@ -192,6 +198,10 @@ def load(path: str | Path, trust_code: bool = False, model: nn.Module | None = N
     spec: ModelSpec = doc["spec"]
     if model is not None and not isinstance(model, nn.Module):
         raise UsageError(f"model= must be the dense torch.nn.Module, got a {type(model).__name__}")
+    if is_factory_ref(spec.name):  # the user's code (trusted) or module: its trace size is checked on it
+        model = build_model(spec, trust_code=trust_code) if model is None else model
+        _check_trace_size(spec, limits.activation_sizes(model, (spec.in_channels, spec.image_size, spec.image_size))[1],
+                          doc["path"])
     model = rebuild(spec, doc["history"], str(doc["path"]), trust_code=trust_code, model=model)
     weights = doc["path"].with_suffix(".safetensors")
     if doc.get("weights_sha256") and weights.is_file() and sha256_file(weights) != doc["weights_sha256"]:
