@@ -1,8 +1,10 @@
 """Finetune recipes: named presets for how a pruned network is trained back.
 
 A recipe fills the finetune settings a run leaves unset (``--finetune-epochs``, ``--finetune-lr``); an
-explicit flag always wins. ``default`` is filterprune's own, chosen by measurement on the real CIFAR-10
-subset (benchmarks/finetune_recipe/); ``lajic`` is the seed study's (Lajić et al. 2025, section 4).
+explicit flag always wins. ``default`` is filterprune's own, compared with the others on the real
+CIFAR-10 subset in benchmarks/accuracy/ (resnet20, l1 0.4, seed 0: 61.5% with distillation vs 55.5% for
+``lajic`` and 49.9% for ``plain``); ``lajic`` is the seed study's (Lajić et al. 2025, section 4);
+``plain`` is what filterprune did before.
 Adding a recipe is one entry in ``RECIPES``.
 """
 from __future__ import annotations
