@@ -81,9 +81,9 @@ class CompressConfig:
     def validate(self) -> None:
         from . import sources
         from .criteria import CRITERIA
+        from .criteria.mask import MaskCriterion
         from .data import DATASETS
         from .masks import MODES
-        from .masks.criterion import MaskCriterion
         from .recipes import RECIPES
 
         sources.validate(self)

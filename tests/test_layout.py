@@ -10,7 +10,8 @@ import pytest
 import filterprune
 
 ROOT = Path(filterprune.__file__).parent
-MODULES = sorted(m.name for m in pkgutil.walk_packages([str(ROOT)], prefix="filterprune."))
+MODULES = sorted(m.name for m in pkgutil.walk_packages([str(ROOT)], prefix="filterprune.")
+                 if m.name != "filterprune.__main__")  # __main__ runs the CLI when imported
 
 
 @pytest.mark.slow  # ~80 fresh interpreters, 2-5 min

@@ -2,8 +2,8 @@
 ``random`` the channel choice goes through a mask, so filters differ only by chance in kept density."""
 import torch
 
-from ..masks.criterion import MaskCriterion
 from . import CRITERIA
+from .mask import MaskCriterion
 
 
 @CRITERIA.register("rand", help="random unstructured mask at compression c -> channel saliency")

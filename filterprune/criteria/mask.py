@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..criteria import Criterion, root_of
-from . import MaskConfig
-from .saliency import channel_saliency
-from .schedule import iterative
-from .weights import Masks
+from ..masks import MaskConfig
+from ..masks.saliency import channel_saliency
+from ..masks.schedule import iterative
+from ..masks.weights import Masks
+from . import Criterion, root_of
 
 
 class MaskCriterion(Criterion):
