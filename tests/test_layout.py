@@ -39,5 +39,5 @@ def test_library_messages_go_through_logging(caplog):
     from filterprune.log import say
 
     with caplog.at_level(logging.INFO, logger="filterprune"):
-        say("hello\\nworld")
-    assert [r.getMessage() for r in caplog.records] == ["hello\\\\nworld"]
+        say("a path with a\nnewline")
+    assert [r.getMessage() for r in caplog.records] == ["a path with a\\nnewline"]  # one line, escaped
