@@ -254,8 +254,9 @@ def target_plan(model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor],
         f = nxt if lo < nxt < hi else (lo + hi) / 2
     if best is None:
         reach = max(r["speedup"] for r in tried)
-        if tried[-1]["keep"] != floor_keep:
-            reach = max(reach, attempt_floor(model, build, units(floor_keep), x, plan))
+        if tried[-1]["keep"] != floor_keep:  # the floors themselves, measured like every candidate
+            ms = measure_ms({"dense": model, "pruned": build(units(floor_keep))}, x, plan.target_runtime, plan.threads)
+            reach = max(reach, ms["dense"] / ms["pruned"])
         raise UsageError(f"a measured speedup of {target:.2f}x on {plan.target_runtime} at batch {plan.target_batch} "
                          f"is out of reach: the best the layer floors allow is {reach:.2f}x (lower the target or "
                          f"--layer-floor)")
@@ -270,6 +271,3 @@ def target_plan(model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor],
     return units(best["keep"]), record
 
 
-def attempt_floor(model, build, keep_units, x, plan) -> float:
-    ms = measure_ms({"dense": model, "pruned": build(keep_units)}, x, plan.target_runtime, plan.threads)
-    return ms["dense"] / ms["pruned"]
