@@ -18,7 +18,7 @@ from pathlib import Path
 
 from filterprune.api import CompressConfig, compress
 from filterprune.bench import machine
-from filterprune.prune.checkpoint import atomic_write_json
+from filterprune.fileio import atomic_write_json
 from filterprune.reporting import report
 
 HERE = Path(__file__).resolve().parent / "report_demo"

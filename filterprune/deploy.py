@@ -16,6 +16,7 @@ import onnx
 from . import __version__, limits
 from .bench.counting import Cost, count
 from .errors import RunError, UsageError
+from .fileio import atomic_write_bytes
 from .log import say
 from .models import ModelSpec, build_model
 from .onnx_export import (
@@ -120,7 +121,7 @@ def export(cfg: ExportConfig) -> dict:
         result["simplified"] = {"nodes": len(proto.graph.node),
                                 "parity": check_parity(model, proto.SerializeToString(), shape, batches, tol)}
     data = proto.SerializeToString()
-    ckpt.atomic_write_bytes(Path(cfg.out), data)
+    atomic_write_bytes(Path(cfg.out), data)
     result["bytes"] = len(data)
     return result
 

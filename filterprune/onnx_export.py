@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from .errors import RunError, UsageError
-from .prune.checkpoint import atomic_write_bytes
+from .fileio import atomic_write_bytes
 
 DEFAULT_OPSET = 17
 PARITY_BATCHES = (1, 7)

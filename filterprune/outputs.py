@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import distributed
 from .errors import FilterpruneError, RunError, UsageError
+from .fileio import alive
 from .prune import checkpoint as ckpt
 
 _STALE = re.compile(r"^\.(?P<name>.+)\.(?:partial|replaced)-(?P<pid>\d+)$")
@@ -46,16 +47,6 @@ def check_cache(cache: Path) -> None:
         raise UsageError(f"the cache folder {cache} is not a writable folder; set FILTERPRUNE_CACHE to one")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale(out: Path) -> list[Path]:
     """Clean up after runs for ``out`` that were killed: their staging folders go; an old folder that
     ``--overwrite`` had renamed aside goes back to ``out`` if the new one never arrived. Returns what
@@ -65,7 +56,7 @@ def sweep_stale(out: Path) -> list[Path]:
         return touched
     for p in sorted(out.parent.iterdir()):
         m = _STALE.match(p.name)
-        if not m or m["name"] != out.name or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
+        if not m or m["name"] != out.name or int(m["pid"]) == os.getpid() or alive(int(m["pid"])):
             continue
         if ".replaced-" in p.name and not out.exists():
             os.replace(p, out)

@@ -17,7 +17,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .data import ImageData, load_dataset, resolve_default_dataset
 from .errors import UsageError
+from .log import say
 from .models import ModelSpec, native_input
 from .models import factory as user_factory
 
@@ -74,12 +76,29 @@ def validate(cfg) -> None:
         native_input(cfg.model, weights)  # an unknown weights name fails here
 
 
-def prepare(cfg, load_data, given: Given | None = None) -> tuple[object, ModelSpec, dict]:
+def load_data(dataset: str | None, data_root: str, val_fraction: float = 0.0, seed: int = 0, **options) -> ImageData:
+    """Load the named dataset, or the default one with a notice saying which it is; ``val_fraction`` of
+    the training images (drawn with ``seed``) become the validation split that chooses kept epochs.
+    ``options`` reach streamed datasets (image size, preprocessing: see ``prepare``)."""
+    if dataset is None:
+        dataset, notice = resolve_default_dataset(data_root)
+        if notice:
+            say(f"notice: {notice}")
+    data = load_dataset(dataset, data_root, seed=seed, **options).carve_val(val_fraction, seed)
+    say(f"data: {data.describe()}")
+    return data
+
+
+def spec_for(model: str, data: ImageData) -> ModelSpec:
+    """The spec of a registered or tv/timm model on ``data`` (its classes, channels and size)."""
+    return ModelSpec(model, data.num_classes, data.in_channels, data.image_size)
+
+
+def prepare(cfg, given: Given | None = None) -> tuple[object, ModelSpec, dict]:
     """(data, spec, info): the data at the model's input size and the run's ModelSpec.
 
-    ``load_data(dataset, data_root, val_fraction, seed, **options)`` is the pipeline's data loader (it names the default
-    dataset); ``info`` holds what the model's native input and weights said. ``given`` DataLoaders are
-    the data as they are; a given module names the spec ``object:<class>``."""
+    ``info`` holds what the model's native input and weights said. ``given`` DataLoaders are the data
+    as they are; a given module names the spec ``object:<class>``."""
     ref = model_ref(cfg.model)
     if given is not None and given.data is not None:
         data = given.data

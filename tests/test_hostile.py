@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from filterprune import fileio
 from filterprune.bench import suite
 from filterprune.bench.suite import BenchConfig, Variant, run_bench
 from filterprune.cli import main
@@ -247,7 +248,7 @@ def test_temporaries_of_killed_writers_are_swept(tmp_path):
     live = tmp_path / f".model.onnx.{os.getppid()}.x9q1.tmp"  # another process still writing
     stale.write_bytes(b"x" * 1000)
     live.write_bytes(b"y")
-    ckpt.atomic_write_bytes(tmp_path / "other.json", b"{}")
+    fileio.atomic_write_bytes(tmp_path / "other.json", b"{}")
     assert not stale.exists() and live.exists() and (tmp_path / "other.json").read_bytes() == b"{}"
 
 

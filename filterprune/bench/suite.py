@@ -484,7 +484,7 @@ def _add_cpu_memory(rows: list[dict], variants: list[Variant], threads: int, log
 def write_outputs(rows: list[dict], out: Path, info: dict) -> None:
     import pandas as pd
 
-    from ..prune.checkpoint import atomic_write_bytes, atomic_write_json
+    from ..fileio import atomic_write_bytes, atomic_write_json
 
     df = pd.DataFrame(rows, columns=COLUMNS)
     atomic_write_bytes(out / "bench.csv", df.to_csv(index=False).encode())
@@ -554,7 +554,7 @@ def bench(targets: list[Path], cfg: BenchConfig, out: Path, log=print, overwrite
 
 
 def load_rows(path: Path) -> list[dict]:
-    from ..prune.checkpoint import read_small_json
+    from ..fileio import read_small_json
 
     doc = read_small_json(Path(path), "benchmark (bench.json)")
     if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):

@@ -18,13 +18,13 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from .. import limits
 from ..errors import UsageError
+from ..fileio import cache_dir
 
 STEP = 8  # candidate widths are multiples of this
 BAND = 0.1  # kept fraction may move this far from 1 - sparsity
@@ -97,15 +97,14 @@ class LatencyTable:
         self.threads = threads or torch.get_num_threads()
         info = describe()
         ident = json.dumps([info["cpu"], info["cores"], self.threads, info["torch"], info["onnxruntime"], info["gpu"]])
-        root = Path(os.environ.get("FILTERPRUNE_CACHE", Path.home() / ".cache" / "filterprune"))
-        self.path = root / "latency-lut" / f"{hashlib.sha256(ident.encode()).hexdigest()[:16]}.json"
+        self.path = cache_dir() / "latency-lut" / f"{hashlib.sha256(ident.encode()).hexdigest()[:16]}.json"
         self.table: dict[str, float] = self._load()
         self.measured = 0
 
     def _load(self) -> dict[str, float]:
         """The cached table; a damaged one is dropped (it is only a cache: entries are measured again)."""
         from ..errors import RunError
-        from .checkpoint import read_small_json
+        from ..fileio import read_small_json
 
         if not self.path.is_file():
             return {}
@@ -164,7 +163,7 @@ class LatencyTable:
         return best * 1e3
 
     def save(self) -> None:
-        from .checkpoint import atomic_write_json
+        from ..fileio import atomic_write_json
 
         if self.measured:
             atomic_write_json(self.path, self.table)

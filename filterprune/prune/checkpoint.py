@@ -7,11 +7,7 @@ A dense model is the same format with an empty history. Foreign ``.pt/.pth`` sta
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -20,82 +16,14 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .. import limits, safeload
+from .. import limits
 from ..errors import RunError, UsageError
+from ..fileio import atomic_write_json, read_small_json, sha256_file, temp_path, umask
 from ..models import ModelSpec, build_model
 from ..models.factory import is_factory_ref
 from .graph import build_graph
 
 FORMAT = "filterprune/1"
-MAX_JSON_BYTES = 64 << 20  # descriptions and reports are small; refuse to parse anything huge
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
-
-
-def temp_path(path: Path) -> tuple[int, str]:
-    """A temporary file beside ``path`` with normal (umask) permissions, for write-then-rename. Its name
-    holds this process's id, so the temporaries of a killed process (``.NAME.PID.XXXX.tmp``) are
-    recognised and removed by the next write to the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_temporaries(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    os.chmod(tmp, 0o666 & ~_umask())
-    return fd, tmp
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
-
-def sweep_temporaries(folder: Path) -> list[Path]:
-    """Remove the write-then-rename temporaries that killed processes left in ``folder``."""
-    gone = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return gone
-    for e in entries:
-        m = _TEMP.match(e.name)
-        if m and int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])) and e.is_file(follow_symlinks=False):
-            Path(e.path).unlink(missing_ok=True)
-            gone.append(Path(e.path))
-    return gone
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, then rename: a killed run never leaves a torn file."""
-    fd, tmp = temp_path(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:  # a full disk: say which file could not be written
-        Path(tmp).unlink(missing_ok=True)
-        if e.filename:
-            raise
-        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def save(model: nn.Module, path: Path, spec: ModelSpec, history: list | None = None, meta: dict | None = None) -> None:
@@ -110,7 +38,7 @@ def save(model: nn.Module, path: Path, spec: ModelSpec, history: list | None = N
         except SafetensorError as e:  # a full disk, a quota: the environment, one line
             raise RunError(f"cannot write {path.with_suffix('.safetensors')}: "
                            f"{(str(e).splitlines() or ['write failed'])[0][:200]}") from None
-        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes its file 0600; every other output is 0644
+        os.chmod(tmp, 0o666 & ~umask())  # safetensors writes its file 0600; every other output is 0644
         digest = sha256_file(Path(tmp))
         os.replace(tmp, path.with_suffix(".safetensors"))
     except BaseException:
@@ -119,15 +47,6 @@ def save(model: nn.Module, path: Path, spec: ModelSpec, history: list | None = N
     atomic_write_json(path.with_suffix(".json"), {"format": FORMAT, "model": spec.to_dict(),
                                                    "history": history or [], "meta": meta or {},
                                                    "weights_sha256": digest})
-
-
-def sha256_file(path: Path) -> str:
-    """The weights' digest, stored in the JSON side: a torn, truncated or swapped weights file is refused."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _find_json(path: Path) -> Path:
@@ -142,19 +61,6 @@ def _find_json(path: Path) -> Path:
     if path.suffix == ".json" and path.is_file():
         return path
     raise UsageError(f"not a filterprune checkpoint: {path} (expected a run folder, X.json or X.safetensors with X.json)")
-
-
-def read_small_json(path: Path, what: str):
-    """Parse a JSON file that should be small (ours, or handed to us): unreadable, corrupt, deeply nested
-    or huge files, and values over ``safeload``'s bounds (a 50 MB string, 200,000 list entries, a
-    400-digit integer), are one RunError naming the file and ``what`` it should have been."""
-    try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise ValueError(f"larger than {MAX_JSON_BYTES} bytes")
-        return safeload.load_json(path.read_bytes())
-    except (OSError, ValueError, RecursionError) as e:
-        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise RunError(f"{path}: unreadable {what} ({msg})") from None
 
 
 def read_meta(path: Path) -> dict:

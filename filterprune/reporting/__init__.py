@@ -13,7 +13,7 @@ import pandas as pd
 
 from .. import limits, outputs
 from ..errors import FilterpruneError, UsageError
-from ..prune.checkpoint import atomic_write_bytes, read_small_json
+from ..fileio import atomic_write_bytes, read_small_json
 from . import plots, tables
 from .collect import REPORT, Timing, load_runs
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..config import CompressConfig
 from ..errors import RunError, UsageError
-from ..prune.checkpoint import read_small_json
+from ..fileio import read_small_json
 
 REPORT = "report.json"
 MAX_ROWS = 2_000  # layers or latency rows in one report (networks have hundreds of layers at most)

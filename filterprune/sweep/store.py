@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import __version__, limits, outputs
 from ..errors import FilterpruneError, UsageError
-from ..prune.checkpoint import atomic_write_bytes, atomic_write_json, read_small_json
+from ..fileio import atomic_write_bytes, atomic_write_json, read_small_json
 from .grid import Sweep
 
 # always in results.csv (with any other field that varies across the sweep), then the metrics

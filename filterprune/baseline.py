@@ -1,0 +1,116 @@
+"""The dense model a run starts from: the module in hand, the user's checkpoint, or a baseline trained
+once per (model, data, recipe) and cached, so that every criterion of a seed prunes the same network."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from . import distributed, outputs, sources
+from .data import ImageData
+from .errors import FilterpruneError, UsageError
+from .fileio import cache_dir
+from .log import say
+from .models import ModelSpec, build_model, initial_model
+from .prune import checkpoint as ckpt
+from .train import NonFiniteLoss, TrainConfig, train
+
+
+def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig) -> str:
+    """Hash of everything that determines the trained baseline, so every criterion starts from it."""
+    ident = {"spec": spec.to_dict(), "data": [data.name, data.source, len(data.y_train), len(data.y_test)],
+             "train": cfg.to_dict(), "version": 2}
+    if data.y_val is not None:  # which images were held out (the split's seed decides them)
+        ident["val"] = data.val_digest() if hasattr(data, "val_digest") else \
+            hashlib.sha256(data.x_val.numpy().tobytes()).hexdigest()[:16]
+    if distributed.active():  # DDP trains another (equally valid) model than one process does
+        ident["world_size"] = distributed.world_size()
+    if (digest := sources.user_factory.code_digest(spec.name)) is not None:  # an edited model file trains anew
+        ident["code_sha256"] = digest
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def train_baseline(spec: ModelSpec, data: ImageData, cfg: TrainConfig, device: torch.device,
+                   use_cache: bool = True) -> tuple[nn.Module, dict]:
+    """A trained (or, with 0 epochs, freshly initialised) dense model, from the cache when present."""
+    torch.manual_seed(cfg.seed)
+    model, loaded = initial_model(spec)  # pretrained weights (tv --weights) when the spec names some
+    info = {"epochs": cfg.epochs, "train": cfg.to_dict(), **({"pretrained": loaded} if loaded else {})}
+    for key in loaded.get("head_replaced", []) if loaded else []:
+        say(f"pretrained: {key} replaced ({loaded.get('categories')} classes in the weights, {spec.num_classes} "
+            "in the data): trained from scratch with the rest")
+    if cfg.epochs == 0:
+        return model, info
+    key = baseline_key(spec, data, cfg)
+    path = cache_dir() / "baselines" / key / "model"
+    info["cache_key"] = key
+    if use_cache and path.with_suffix(".json").is_file():
+        try:
+            cached = ckpt.load(path.with_suffix(".json"))
+            say(f"baseline: reusing cached {spec.name} ({key}) from {path.parent}")
+            return cached, info
+        except FilterpruneError as e:  # a damaged entry is never reused: train it again
+            warnings.warn(f"cached baseline {path.parent} is damaged ({e}); training it again", stacklevel=2)
+    say(f"baseline: training {spec.name} for {cfg.epochs} epochs on {data.name} ({device.type})")
+    try:
+        info["history"] = train(model, data, cfg, device, desc=f"train {spec.name}")
+    except NonFiniteLoss as e:
+        raise outputs.keep_last_good(model, last_good_folder("baseline", spec), spec, e) from None
+    if use_cache and distributed.is_main():  # the entry folder appears complete or not at all
+        outputs.write_folder(path.parent, lambda d: ckpt.save(model, d / path.name, spec, meta={
+            "dataset": data.name, "train": cfg.to_dict()}), overwrite=True)
+    return model, info
+
+
+def dense_model(cfg, spec: ModelSpec, data: ImageData, device: torch.device,
+                given: sources.Given | None) -> tuple[nn.Module, dict]:
+    """The run's dense model and what the report says about it: the module in hand (``compress(model=)``;
+    ``epochs`` train it further), the user's ``--checkpoint`` (``--sparsity-epochs`` of BN sparsity
+    training first), or the cached trained baseline."""
+    if given is not None and given.model is not None:
+        return sources.given_baseline(given.model, data, cfg.baseline_config(), device, train)
+    if not cfg.checkpoint:
+        return train_baseline(spec, data, cfg.baseline_config(), device)
+    dense = load_checkpoint_into(spec, cfg.checkpoint)
+    info = {"checkpoint": str(cfg.checkpoint)}
+    if cfg.sparsity_epochs:
+        sparsity_cfg = replace(cfg.baseline_config(), epochs=cfg.sparsity_epochs)
+        say(f"sparsity training: {cfg.sparsity_epochs} epochs, lambda {cfg.sparsity_reg:g} on BN scales")
+        info["sparsity_training"] = {"config": sparsity_cfg.to_dict(), "history": train(
+            dense.to(device), data, sparsity_cfg, device, desc="sparsity")}
+    return dense, info
+
+
+def last_good_folder(stage: str, spec: ModelSpec) -> Path:
+    """Where training that diverged keeps its last good weights (never inside an output folder)."""
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    return cache_dir() / "last-good" / f"{stage}-{spec.name.replace(':', '-')}-{stamp}"
+
+
+def load_checkpoint_into(spec: ModelSpec, path: str) -> nn.Module:
+    """A user's dense checkpoint: a filterprune checkpoint, .safetensors or a weights-only .pt/.pth."""
+    p = Path(path)
+    if p.is_dir() or p.suffix == ".json" or p.with_suffix(".json").is_file():
+        meta = ckpt.read_meta(p)
+        if meta["spec"].name != spec.name:
+            raise UsageError(f"{path} holds a {meta['spec'].name}, not a {spec.name}")
+        model = ckpt.load(p)
+        if meta["history"]:  # its pruning would be lost: the new run records only its own
+            raise UsageError(f"{path} holds an already pruned {spec.name} ({len(meta['history'])} pruning "
+                             "steps); --checkpoint takes dense weights (prune the dense model with a higher "
+                             "--sparsity, or --steps K)")
+        return model
+    model = build_model(spec)
+    replaced = sources.load_checkpoint_weights(model, ckpt.read_state_dict(p), spec, str(p))
+    if replaced:
+        say(f"checkpoint: classifier head {', '.join(replaced['head_replaced'])} replaced (another class count); "
+            "it is trained with the rest")
+        model.filterprune_loaded = replaced  # noqa: B010  (read by the report's model_source)
+    return model
