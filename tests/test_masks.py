@@ -81,7 +81,7 @@ class Lin(nn.Module):
 def test_snip_is_abs_grad_times_weight_by_hand(monkeypatch):
     net = Lin()
     x, y = torch.randn(5, 4), torch.tensor([0, 1, 1, 0, 1])
-    monkeypatch.setattr("filterprune.criteria.snip.calibration_batches", lambda ctx, name: iter([(x, y)]))
+    monkeypatch.setattr("filterprune.criteria.mask.snip.calibration_batches", lambda ctx, name: iter([(x, y)]))
     crit = make_criterion("snip")
     crit.prepare(net, PruneContext(torch.randn(1, 4), data=object(), mask=MaskConfig(compression=0.3)))
     # hand-written backprop of mean cross-entropy through fc2(relu(fc1 x))
@@ -125,7 +125,7 @@ def test_synflow_by_hand_and_without_data(monkeypatch):
 def test_grasp_is_weight_times_hessian_gradient_product(monkeypatch):
     net = Lin()
     x, y = torch.randn(6, 4), torch.tensor([0, 1, 1, 0, 1, 0])
-    monkeypatch.setattr("filterprune.criteria.grasp.calibration_batches", lambda ctx, name: iter([(x, y)]))
+    monkeypatch.setattr("filterprune.criteria.mask.grasp.calibration_batches", lambda ctx, name: iter([(x, y)]))
     crit = make_criterion("grasp")
     crit.prepare(net, PruneContext(torch.randn(1, 4), data=object(), mask=MaskConfig(compression=0.3)))
     params = [net.fc1.weight, net.fc2.weight]

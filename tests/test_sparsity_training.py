@@ -5,7 +5,7 @@ import json
 import torch
 
 from filterprune.cli import main
-from filterprune.criteria.slimming import small_gamma_share
+from filterprune.criteria.structured.slimming import small_gamma_share
 from filterprune.data import ImageData, load_dataset
 from filterprune.models import ModelSpec, build_model
 from filterprune.train import TrainConfig, train

@@ -1,6 +1,8 @@
 """Channel criteria: each scores the output channels of a dependency group (higher = keep).
 
-A criterion is one file that subclasses ``Criterion`` and registers itself in ``CRITERIA``; the
+Two families: ``structured/`` scores whole channels directly; ``mask/`` builds an unstructured mask
+(SNIP, GraSP, SynFlow, IMP, magnitude, random) and reduces it to channel saliency. A criterion is one
+file in either that subclasses ``Criterion`` (or ``mask.MaskCriterion``) and registers itself in ``CRITERIA``; the
 pruning pipeline only calls ``prepare`` once and then ``score`` per group, so adding one never
 touches the pipeline.
 """
@@ -58,4 +60,4 @@ def make_criterion(name: str, **options) -> Criterion:
     return CRITERIA.get(name)(**options)
 
 
-from . import grasp, greedy, imp, l1, mag, magnitude, rand, random, slimming, snip, synflow  # noqa: E402,F401  (registration)
+from . import mask, structured  # noqa: E402,F401  (registration: structured/ scores channels, mask/ converts masks)

@@ -2,9 +2,9 @@
 the summed per-batch cross-entropy over the calibration batches, eval mode, normalised to sum 1)."""
 import torch.nn.functional as F
 
-from ..masks.schedule import calibration_batches
-from . import CRITERIA
-from .mask import MaskCriterion
+from ...masks.schedule import calibration_batches
+from .. import CRITERIA
+from . import MaskCriterion
 
 
 @CRITERIA.register("snip", help="SNIP |g*w| mask at compression c -> channel saliency (Lee et al. 2019)")

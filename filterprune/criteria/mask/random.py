@@ -1,9 +1,9 @@
-"""``rand`` — random unstructured mask (scores ~ N(0, 1), seeded), the seed studies' Rand; unlike
-``random`` the channel choice goes through a mask, so filters differ only by chance in kept density."""
+"""``rand`` — random unstructured mask (scores ~ N(0, 1), seeded), the seed studies' Rand; unlike the
+structured ``random`` the channel choice goes through a mask, so filters differ only by chance in kept density."""
 import torch
 
-from . import CRITERIA
-from .mask import MaskCriterion
+from .. import CRITERIA
+from . import MaskCriterion
 
 
 @CRITERIA.register("rand", help="random unstructured mask at compression c -> channel saliency")

@@ -5,9 +5,9 @@ product: g is the stopped gradient summed over the calibration batches."""
 import torch
 import torch.nn.functional as F
 
-from ..masks.schedule import calibration_batches
-from . import CRITERIA
-from .mask import MaskCriterion
+from ...masks.schedule import calibration_batches
+from .. import CRITERIA
+from . import MaskCriterion
 
 TEMPERATURE = 200
 EPS = 1e-10

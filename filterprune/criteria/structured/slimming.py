@@ -7,8 +7,8 @@ Groups without a BatchNorm are left unpruned; a network without any BatchNorm is
 import torch
 import torch.nn as nn
 
-from ..errors import UsageError
-from . import CRITERIA, Criterion
+from ...errors import UsageError
+from .. import CRITERIA, Criterion
 
 
 @CRITERIA.register("slimming", help="|gamma| of the following BatchNorm, global threshold (Liu et al. 2017)")

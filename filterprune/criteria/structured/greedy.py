@@ -25,8 +25,8 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from ..errors import UsageError
-from . import CRITERIA, Criterion
+from ...errors import UsageError
+from .. import CRITERIA, Criterion
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
@@ -171,7 +171,7 @@ class Greedy(Criterion):
     def prepare(self, model, ctx):
         if ctx.data is None:
             raise UsageError("criterion 'greedy' needs calibration data")
-        from ..data import make_loader
+        from ...data import make_loader
 
         loader = make_loader(ctx.data, "train", ctx.batch_size, augment=False, shuffle=True, seed=ctx.seed)
         device = next(model.parameters()).device

@@ -2,18 +2,18 @@
 
 ``prepare`` builds the method's mask at compression c (``ctx.mask``, a ``MaskConfig``); ``score`` reduces
 the root layer's mask to one saliency per output channel. A new unstructured method is one file in
-``criteria/`` with a ``weight_scores`` (higher = keep) and a registration.
+``criteria/mask/`` with a ``weight_scores`` (higher = keep) and a registration.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-from ..masks import MaskConfig
-from ..masks.saliency import channel_saliency
-from ..masks.schedule import iterative
-from ..masks.weights import Masks
-from . import Criterion, root_of
+from ...masks import MaskConfig
+from ...masks.saliency import channel_saliency
+from ...masks.schedule import iterative
+from ...masks.weights import Masks
+from .. import Criterion, root_of
 
 
 class MaskCriterion(Criterion):
@@ -43,3 +43,6 @@ class MaskCriterion(Criterion):
         if name not in self.masks:
             return None
         return channel_saliency(self.masks[name], self.weight_score[name], module, self.config.reduce)[idxs]
+
+
+from . import grasp, imp, magnitude, random, snip, synflow  # noqa: E402,F401  (registration)

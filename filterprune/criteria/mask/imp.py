@@ -1,9 +1,9 @@
 """``imp`` — Iterative Magnitude Pruning: train with the mask, prune globally by |w|, rewind, repeat
 ``--imp-iterations`` times (2-4 in the seed study); see ``masks.schedule.imp`` for the details."""
-from ..errors import UsageError
-from ..masks.schedule import imp
-from . import CRITERIA
-from .mask import MaskCriterion
+from ...errors import UsageError
+from ...masks.schedule import imp
+from .. import CRITERIA
+from . import MaskCriterion
 
 
 @CRITERIA.register("imp", help="Iterative Magnitude Pruning with rewinding (--imp-iterations) -> channel saliency")
