@@ -177,6 +177,8 @@ def write_outputs(run: Run, folder: Path) -> None:
     run.costs = {"dense": counting.count(run.dense, run.input_shape),
                  "pruned": counting.count(run.pruned, run.input_shape, run.own_masks)}
     ckpt.save(run.pruned, folder / "pruned", run.spec, run.result.history, _checkpoint_meta(run))
+    if "masked" in _variants(run):  # the masked control's weights, so `filterprune bench RUN_DIR` times it too
+        ckpt.save(run.masked.model, folder / "masked", run.spec, [], {**_checkpoint_meta(run), "masked": True})
     if run.cfg.export:
         with run.stage("export"):
             export(run, folder)

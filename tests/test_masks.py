@@ -240,6 +240,7 @@ FAST = ["--dataset", "digits", "--epochs", "1", "--finetune-epochs", "1", "--ben
 def test_compress_reports_the_masked_control_beside_the_shrunk_model(tmp_path):
     import json
 
+    import filterprune
     from filterprune.cli import main
 
     out = tmp_path / "run"
@@ -256,6 +257,15 @@ def test_compress_reports_the_masked_control_beside_the_shrunk_model(tmp_path):
     for row in r["latency"]:
         assert row["masked_speedup"] == pytest.approx(row["dense_ms"] / row["masked_ms"])
     assert "masked (zeros kept)" in (out / "report.md").read_text()
+    # the run folder alone is enough to time the masked control again, with its own (zeroed) weights
+    masked = filterprune.load(out / "masked.json")
+    w = [m.weight for m in masked.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert sum(int((x == 0).sum()) for x in w) > 0.5 * sum(x.numel() for x in w)
+    bench = tmp_path / "bench"
+    assert main(["bench", str(out), "--batch-sizes", "1", "--iters", "2", "--out", str(bench)]) == 0
+    rows = json.loads((bench / "bench.json").read_text())["rows"]
+    assert {r["variant"] for r in rows} == {"dense", "pruned", "masked"}
+    assert {r["runtime"] for r in rows if r["variant"] == "masked"} == {"torch", "onnxruntime"}
 
 
 def test_masked_mode_keeps_the_dense_shape_with_imp_masks(tmp_path):

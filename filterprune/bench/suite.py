@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from .. import limits, outputs
-from ..errors import RunError, UsageError
+from ..errors import UsageError
 from . import counting, machine, quiet
 from .latency import interleaved
 from .runners import PROVIDERS, available_providers, openvino_core, ort_runner, ov_runner, torch_runner
@@ -551,12 +551,3 @@ def bench(targets: list[Path], cfg: BenchConfig, out: Path, log=print, overwrite
     info = machine.describe()
     outputs.write_folder(out, lambda d: write_outputs(rows, d, info), overwrite)
     return rows
-
-
-def load_rows(path: Path) -> list[dict]:
-    from ..fileio import read_small_json
-
-    doc = read_small_json(Path(path), "benchmark (bench.json)")
-    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
-        raise RunError(f"{path}: not a bench.json (no rows)")
-    return doc["rows"]

@@ -56,8 +56,8 @@ def root_of(group):
     return group[0].dep.target.module, group[0].idxs
 
 
-def make_criterion(name: str, **options) -> Criterion:
-    return CRITERIA.get(name)(**options)
+def make_criterion(name: str) -> Criterion:
+    return CRITERIA.get(name)()
 
 
 from . import mask, structured  # noqa: E402,F401  (registration: structured/ scores channels, mask/ converts masks)

@@ -46,10 +46,3 @@ def make_loader(data: ImageData, split: str, batch_size: int, augment: bool = Fa
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(ds, batch_size=batch_size, shuffle=(split == "train") if shuffle is None else shuffle,
                       generator=gen, num_workers=0)
-
-
-def normalize(x_uint8: torch.Tensor, data: ImageData) -> torch.Tensor:
-    """Test-time preprocessing of a uint8 batch, identical to the loader's."""
-    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
-    std = torch.tensor(data.std).view(1, -1, 1, 1)
-    return (x_uint8.float() / 255 - mean) / std
