@@ -79,6 +79,24 @@ def test_round_to_auto_end_to_end_with_a_measured_table(tmp_path, monkeypatch):
     assert list((tmp_path / "latency-lut").glob("*.json"))  # the table is cached for the next run
 
 
+def test_greedy_honours_round_to_auto(monkeypatch):
+    """Greedy (sequential) gets the same aligned counts as every other criterion; only the channels differ."""
+    from filterprune.data import ImageData
+
+    monkeypatch.setattr("filterprune.prune.align.LatencyTable", lambda runtime, batch: BlockTable())
+    x = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
+    data = ImageData("t", x, torch.arange(16) % 10, x[:4], torch.arange(4), [str(i) for i in range(10)], source="t")
+    widths = {}
+    for name in ("l1", "greedy"):
+        model = _net()
+        ctx = PruneContext(torch.randn(1, 3, 16, 16), data=data, batch_size=8, calib_batches=1)
+        prune(model, make_criterion(name), PlanConfig(0.4, round_to="auto"), ctx, 10)
+        widths[name] = [m.out_channels for m in model if isinstance(m, nn.Conv2d)]
+        assert model.eval()(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+    assert all(w % 16 == 0 for w in widths["greedy"]), widths  # 24 planned: the block table moves it
+    assert widths["greedy"] == widths["l1"]
+
+
 def test_a_damaged_latency_cache_is_measured_again(tmp_path, monkeypatch):
     from filterprune.prune.align import LatencyTable
 

@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from filterprune.cli import main
 from filterprune.criteria import PruneContext, make_criterion
+from filterprune.data import ImageData
 from filterprune.errors import UsageError
 from filterprune.models import ModelSpec, build_model
 from filterprune.onnx_export import check_parity, export_onnx, session
@@ -150,10 +151,14 @@ class FixedWidthReshape(nn.Module):
         return self.head(x.reshape(x.shape[0], self.width, x.shape[2] * x.shape[3]).mean(-1))
 
 
-def test_groups_that_break_the_forward_are_left_whole_and_named(tmp_path):
+@pytest.mark.parametrize("criterion", ["l1", "greedy"])  # greedy prunes group by group, then applies alike
+def test_groups_that_break_the_forward_are_left_whole_and_named(tmp_path, criterion):
     torch.manual_seed(0)
     model = FixedWidthReshape()
-    result = prune(model, make_criterion("l1"), PlanConfig(0.5), PruneContext(torch.randn(1, 3, 16, 16)), 10)
+    x = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
+    data = ImageData("t", x, torch.arange(16) % 10, x[:4], torch.arange(4), [str(i) for i in range(10)], source="t")
+    ctx = PruneContext(torch.randn(1, 3, 16, 16), data=data, batch_size=8, calib_batches=1)
+    result = prune(model, make_criterion(criterion), PlanConfig(0.5), ctx, 10)
     assert list(result.unprunable) == ["proj"] and "in the model's own forward" in result.unprunable["proj"]
     assert model.stem.out_channels == 8 and model.proj.out_channels == 32  # the rest is still pruned
     assert check_parity(model, export_onnx(model, tmp_path / "m.onnx", (3, 16, 16)), (3, 16, 16))["max_rel_diff"] < 1e-4

@@ -47,14 +47,35 @@ def _unit_scores(cg, raw: torch.Tensor) -> torch.Tensor:
     return raw.view(cg.ch_groups, -1).mean(0) if cg.ch_groups > 1 else raw
 
 
-def _remove(DG, cg, scores: torch.Tensor, keep: int) -> None:
+def _decision(cg, scores: torch.Tensor, keep: int) -> tuple | None:
+    """(handler, channel indices to remove) keeping the ``keep`` best-scored units; None: nothing to remove."""
     drop = torch.argsort(scores, stable=True)[: cg.units - keep]
     if len(drop) == 0:
-        return
-    idxs = torch.cat([drop + g * cg.units for g in range(cg.ch_groups)]).sort().values.tolist()
-    group = DG.get_pruning_group(cg.root, cg.handler, idxs)
-    if DG.check_pruning_group(group):
-        group.prune()
+        return None
+    return cg.handler, torch.cat([drop + g * cg.units for g in range(cg.ch_groups)]).sort().values.tolist()
+
+
+def _remove(DG, cg, scores: torch.Tensor, keep: int) -> tuple | None:
+    decision = _decision(cg, scores, keep)
+    if decision is not None:
+        group = DG.get_pruning_group(cg.root, *decision)
+        if DG.check_pruning_group(group):
+            group.prune()
+    return decision
+
+
+def _sequential_decisions(DG, criterion: Criterion, groups: list, keep: list[int], skipped: list[str]) -> dict:
+    """Greedy's order: each group scored in the network as pruned so far and pruned at once, in execution
+    order. A group's indices are of its own root's output channels, which no other group changes, so the
+    decisions replay on the unpruned model."""
+    decisions = {}
+    for cg, k in zip(groups, keep):
+        raw = criterion.score(DG.get_pruning_group(cg.root, cg.handler, list(range(cg.channels))))
+        if raw is None:
+            skipped.append(cg.root_name)
+        else:
+            decisions[cg.root_name] = _remove(DG, cg, _unit_scores(cg, raw), k)
+    return decisions
 
 
 def _hardware_aware(model, ctx, plan: PlanConfig, groups, keep: list[int]) -> list[int]:
@@ -140,25 +161,16 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
     target = None
     if plan.latency_targeted:  # counts from measured latency; a sequential criterion then picks the channels
         planned, target = _latency_targeted(model, ctx, plan, scored, totals, num_classes)
-    if criterion.sequential:
-        for i, ((cg, _), total) in enumerate(zip(scored, totals)):
-            raw = criterion.score(DG.get_pruning_group(cg.root, cg.handler, list(range(cg.channels))))
-            if raw is None:
-                skipped.append(cg.root_name)
-                continue
-            scores = _unit_scores(cg, raw)
-            _remove(DG, cg, scores, planned[i] if target else allocate([scores], plan, [total])[0])
+    keep = planned if target else allocate([s for _, s in scored], plan, totals)  # layerwise if sequential
+    if plan.round_to == "auto" and not target:
+        keep = _hardware_aware(model, ctx, plan, [cg for cg, _ in scored], keep)
+    if criterion.sequential:  # score each group in the network pruned so far, then apply as every criterion does
+        decisions = _sequential_decisions(DG, criterion, [cg for cg, _ in scored], keep, skipped)
+        restore(model, pristine)
+        DG = build_graph(model, ctx.example_inputs)
     else:
-        keep = planned if target else allocate([s for _, s in scored], plan, totals)
-        if plan.round_to == "auto" and not target:
-            keep = _hardware_aware(model, ctx, plan, [cg for cg, _ in scored], keep)
-        decisions = {}  # root name -> (handler, channel indices to remove)
-        for (cg, scores), k in zip(scored, keep):
-            drop = torch.argsort(scores, stable=True)[: cg.units - k]
-            if len(drop):
-                idxs = torch.cat([drop + g * cg.units for g in range(cg.ch_groups)]).sort().values.tolist()
-                decisions[cg.root_name] = (cg.handler, idxs)
-        DG, unprunable = _apply_safely(DG, model, pristine, decisions, ctx, out_shape)
+        decisions = {cg.root_name: _decision(cg, scores, k) for (cg, scores), k in zip(scored, keep)}
+    DG, unprunable = _apply_safely(DG, model, pristine, {n: d for n, d in decisions.items() if d}, ctx, out_shape)
     after = layer_widths(model)
     layers = [{"name": n, "channels_before": c, "channels_after": after[n]} for n, c in before.items()]
     history = [[name, bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in DG.pruning_history()]
