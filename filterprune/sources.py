@@ -22,6 +22,7 @@ from .errors import UsageError
 from .log import say
 from .models import ModelSpec, native_input
 from .models import factory as user_factory
+from .profile import eval_mode
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +142,13 @@ def check_probe(model: nn.Module, spec: ModelSpec, ignore_layers=()) -> None:
     from .prune.graph import resolve_ignored
 
     shape = (1, spec.in_channels, spec.image_size, spec.image_size)
-    was_training = model.training
     try:
-        out = model.eval()(torch.randn(*shape))
+        with eval_mode(model):
+            out = model(torch.randn(*shape))
     except Exception as e:
         raise UsageError(f"{spec.name} does not run on {shape[1]}x{shape[2]}x{shape[3]} inputs "
                          f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
                          "choose another --image-size or dataset") from None
-    finally:
-        model.train(was_training)
     out = out[0] if isinstance(out, (tuple, list)) else out
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != spec.num_classes:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -228,10 +227,8 @@ def _given_spec(given: Given, data, ref: str, args: dict) -> ModelSpec:
     if given.model is not None:
         shape = given.example_inputs.shape if given.example_inputs is not None else \
             (1, data.in_channels, data.image_size, data.image_size)
-        with torch.no_grad():
-            was = given.model.training
-            out = given.model.cpu().eval()(torch.randn(1, *shape[1:]))
-            given.model.train(was)
+        with torch.no_grad(), eval_mode(given.model.cpu()):
+            out = given.model(torch.randn(1, *shape[1:]))
         out = out[0] if isinstance(out, (tuple, list)) else out
         if hasattr(data, "set_num_classes"):
             data.set_num_classes(int(out.shape[-1]))

@@ -27,6 +27,7 @@ import torch.nn as nn
 from .errors import UsageError
 from .models import ModelSpec
 from .models.factory import object_ref
+from .profile import eval_mode
 
 # module -> {"spec": ModelSpec, "history": [...]}: how save() records what prune()/load() did to it
 _RECORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -60,10 +61,8 @@ def _example(example_inputs) -> torch.Tensor:
 
 
 def _out_width(model: nn.Module, x: torch.Tensor) -> int:
-    was = model.training
-    with torch.no_grad():
-        out = model.eval()(x)
-    model.train(was)
+    with torch.no_grad(), eval_mode(model):
+        out = model(x)
     out = out[0] if isinstance(out, (tuple, list)) else out
     return int(out.shape[-1])
 

@@ -9,11 +9,12 @@ Activations and pooling are counted by neither.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
+
+from ..profile import WEIGHTED, layer_macs, profile
 
 
 @dataclass(frozen=True)
@@ -26,43 +27,22 @@ class Cost:
         return asdict(self)
 
 
-@torch.no_grad()
 def count(model: nn.Module, input_shape: tuple[int, ...], masks: dict | None = None) -> Cost:
     """Costs for ONE image of shape (C, H, W) (or features for an MLP). ``masks``: layer name -> bool
     weight mask, for the density-weighted seed FLOPs of a masked model (MACs stay the real ones)."""
     macs, bias_adds, weight_flops = 0, 0, 0.0
     names = {m: n for n, m in model.named_modules()}
-
-    def bn_hook(m, inputs, out):
-        nonlocal bias_adds
-        if m.affine:
-            bias_adds += 2 * (out.numel() // out.shape[0])
-
-    def hook(m, inputs, out):
-        nonlocal macs, bias_adds, weight_flops
-        per_out = m.weight.shape[1] * math.prod(m.weight.shape[2:]) if isinstance(m, nn.modules.conv._ConvNd) \
-            else m.in_features
-        if isinstance(m, nn.modules.conv._ConvTransposeNd):
-            per_out = m.weight.shape[0] // m.groups * math.prod(m.weight.shape[2:])
-        n_out = out.numel() // out.shape[0]
-        macs += n_out * per_out
-        mask = (masks or {}).get(names[m])
-        weight_flops += n_out * per_out * (float(mask.float().mean()) if mask is not None else 1.0)
-        if m.bias is not None:
-            bias_adds += n_out
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
-    handles += [m.register_forward_hook(bn_hook) for m in model.modules()
-                if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    was_training = model.training
     device = next(model.parameters()).device
-    try:
-        model.eval()
-        model(torch.zeros(1, *input_shape, device=device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    prof = profile(model, torch.zeros(1, *input_shape, device=device))
+    for m, calls in prof.calls.items():
+        if isinstance(m, WEIGHTED):
+            full = layer_macs(m, prof.positions(m))
+            mask = (masks or {}).get(names[m])
+            macs += full
+            weight_flops += full * (float(mask.float().mean()) if mask is not None else 1.0)
+            if m.bias is not None:
+                bias_adds += sum(c.per_sample() for c in calls)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+            bias_adds += 2 * sum(c.per_sample() for c in calls)
     params = sum(p.numel() for p in model.parameters())
     return Cost(params=params, macs=int(macs), flops=int(round(weight_flops)) + bias_adds)

@@ -25,6 +25,7 @@ import torch.nn as nn
 from .. import limits
 from ..errors import UsageError
 from ..fileio import cache_dir
+from ..profile import layer_macs, profile
 
 STEP = 8  # candidate widths are multiples of this
 BAND = 0.1  # kept fraction may move this far from 1 - sparsity
@@ -50,9 +51,7 @@ class ConvSite:
         return (cout, cout) if self.depthwise else (cin, cout)
 
     def macs(self, keep: list[int]) -> int:
-        cin, cout = self.widths(keep)
-        per_out = (1 if self.depthwise else cin) * math.prod(self.module.kernel_size)
-        return cout * self.hw_out[0] * self.hw_out[1] * per_out
+        return layer_macs(self.module, self.hw_out[0] * self.hw_out[1], *self.widths(keep))
 
     def key(self, cin: int, cout: int, batch: int, runtime: str) -> str:
         m = self.module
@@ -62,17 +61,8 @@ class ConvSite:
 
 def conv_sites(model: nn.Module, example_inputs: torch.Tensor, groups) -> list[ConvSite]:
     """2-D convs with their spatial sizes and the prunable groups that set their widths."""
-    shapes: dict[nn.Module, tuple] = {}
-    hooks = [m.register_forward_hook(lambda m, i, o: shapes.__setitem__(m, (tuple(i[0].shape[-2:]), tuple(o.shape[-2:]))))
-             for m in model.modules() if isinstance(m, nn.Conv2d)]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(example_inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    calls = profile(model, example_inputs).calls
+    shapes = {m: (c[-1].inp[-2:], c[-1].out[-2:]) for m, c in calls.items() if isinstance(m, nn.Conv2d)}
     out_of, in_of = {}, {}
     for gi, cg in enumerate(groups):
         for dep, _ in cg.group:

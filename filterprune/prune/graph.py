@@ -19,6 +19,7 @@ from torch_pruning import ops
 from torch_pruning.dependency import index_mapping, shape_infer
 
 from ..errors import UsageError
+from ..profile import eval_mode, profile
 
 
 @dataclass
@@ -90,10 +91,9 @@ def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.Dependency
     instead of failing the trace or coupling channels wrongly; ``channel_groups`` leaves the groups through
     them whole.
     """
-    was_training = model.training
     DG = tp.DependencyGraph()
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), eval_mode(model):
             try:
                 with _ShapeRecorder() as recorder:
                     DG.build_dependency(model, example_inputs=example_inputs)
@@ -113,8 +113,6 @@ def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.Dependency
                          f"{f' at the operation after layer {where}' if where else ''} "
                          f"({type(e).__name__}{step}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
                          "this architecture cannot be pruned structurally") from None
-    finally:
-        model.train(was_training)
 
 
 class _ShapeRecorder(TorchFunctionMode):
@@ -268,21 +266,6 @@ def _after(DG: tp.DependencyGraph, node) -> str:
     return f" after layer {where}" if where else ""
 
 
-@torch.no_grad()
 def execution_order(model: nn.Module, example_inputs: torch.Tensor) -> dict[int, int]:
     """id(module) -> the order in which a forward pass first calls it (leaf modules only)."""
-    order: dict[int, int] = {}
-    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
-
-    def seen(m, _):
-        order.setdefault(id(m), len(order))  # returns None: a pre-hook's return value would replace the input
-
-    handles = [m.register_forward_pre_hook(seen) for m in leaves]
-    was_training = model.training
-    try:
-        model.eval()(example_inputs)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return order
+    return profile(model, example_inputs).order

@@ -15,41 +15,24 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
+from ..profile import profile
+
 
 def _one_line(e: BaseException) -> str:
     text = str(e).splitlines()[0] if str(e) else ""
     return f"{type(e).__name__}: {text[:200]}"
 
 
-@torch.no_grad()
 def forward_failure(model: nn.Module, example_inputs: torch.Tensor, out_shape: torch.Size | None = None) -> str | None:
     """None when ``model(example_inputs)`` runs (with ``out_shape`` if given); else a one-line reason
     naming the innermost layer that was running when it failed."""
-    names = {m: n for n, m in model.named_modules()}
-    stack: list[nn.Module] = []
-    handles = []
-
-    def enter(mod, args) -> None:
-        stack.append(mod)
-
-    def leave(mod, args, out) -> None:  # returns None: a hook's return value would replace the output
-        stack.pop()
-
-    for m in model.modules():
-        handles += [m.register_forward_pre_hook(enter), m.register_forward_hook(leave)]
-    was_training = model.training
-    try:
-        model.eval()
-        out = model(example_inputs)
-    except Exception as e:
-        where = stack[-1] if stack else model
-        label = f"layer '{names[where]}'" if names.get(where) else "the model's own forward"
+    prof = profile(model, example_inputs, catch=True)
+    if prof.failure:
+        where, e = prof.failure
+        name = next((n for n, m in model.named_modules() if m is where), "")
+        label = f"layer '{name}'" if name else "the model's own forward"
         return f"{_one_line(e)} in {label} ({type(where).__name__})"
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    out = out[0] if isinstance(out, (tuple, list)) else out
+    out = prof.output[0] if isinstance(prof.output, (tuple, list)) else prof.output
     if out_shape is not None and tuple(out.shape) != tuple(out_shape):
         return f"output shape changed from {tuple(out_shape)} to {tuple(out.shape)}"
     return None

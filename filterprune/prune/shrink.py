@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from ..criteria import Criterion, PruneContext
 from ..errors import RunError, UsageError
+from ..profile import eval_mode
 from .graph import build_graph, channel_groups, execution_order, output_layers, resolve_ignored
 from .plan import PlanConfig, allocate
 from .safety import breaking_groups, forward_failure, restore
@@ -126,9 +127,8 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
     """
     before = layer_widths(model)
     pristine = copy.deepcopy(model)
-    was_training = model.training
-    out_shape = model.eval()(ctx.example_inputs).shape
-    model.train(was_training)
+    with eval_mode(model):
+        out_shape = model(ctx.example_inputs).shape
     DG = build_graph(model, ctx.example_inputs)
     groups = channel_groups(DG, [*output_layers(DG), *resolve_ignored(model, ctx.ignored_layers)])
     opaque = {cg.root_name: cg.opaque for cg in groups if cg.opaque}

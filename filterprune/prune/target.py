@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UsageError
+from ..profile import layer_macs, profile
 from .plan import PlanConfig, allocate
 
 MAX_SPARSITY = 0.999
@@ -22,45 +23,21 @@ MAX_SPARSITY = 0.999
 
 @dataclass
 class _Layer:
+    module: nn.Module
     positions: int  # output positions per image (H*W for a conv, tokens for a linear)
     out: int
     inp: int
-    groups: int
-    kernel: int  # prod(kernel_size)
 
     def macs(self, out_lost: int = 0, in_lost: int = 0) -> int:
-        out, inp = self.out - out_lost, self.inp - in_lost
-        per_out = self.kernel if self.groups > 1 and self.groups == self.inp == self.out else \
-            self.kernel * inp // self.groups  # depthwise: one input per output, whatever is left
-        return self.positions * out * per_out
+        return layer_macs(self.module, self.positions, self.inp - in_lost, self.out - out_lost)
 
 
-@torch.no_grad()
 def layer_costs(model: nn.Module, example_inputs: torch.Tensor) -> dict[nn.Module, _Layer]:
     """Shape of every conv / linear layer as seen by one forward pass of a single example."""
-    layers: dict[nn.Module, _Layer] = {}
-
-    def hook(m, _, out):
-        if isinstance(m, nn.Linear):
-            spec = (m.out_features, m.in_features, 1, 1)
-        else:
-            spec = (m.out_channels, m.in_channels, m.groups, int(torch.tensor(m.kernel_size).prod()))
-        pos = out.numel() // out.shape[0] // spec[0] if out.dim() > 1 else 1
-        if m in layers:
-            layers[m].positions += pos
-        else:
-            layers[m] = _Layer(pos, *spec)
-
-    mods = [m for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
-    handles = [m.register_forward_hook(hook) for m in mods]
-    was_training = model.training
-    try:
-        model.eval()(example_inputs[:1])
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return layers
+    prof = profile(model, example_inputs[:1])
+    return {m: _Layer(m, prof.positions(m), *((m.out_features, m.in_features) if isinstance(m, nn.Linear)
+                                              else (m.out_channels, m.in_channels)))
+            for m in prof.layers()}
 
 
 class CostModel:

@@ -26,6 +26,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from ...errors import UsageError
+from ...profile import eval_mode
 from .. import CRITERIA, Criterion
 
 
@@ -187,10 +188,6 @@ class Greedy(Criterion):
         start = self.runner.position(producers)
         if start is None or not readers:
             return None
-        was_training = self.runner.model.training
-        self.runner.model.eval()
-        try:
+        with eval_mode(self.runner.model):
             self.runner.advance(start)
             return self.runner.reader_energy(readers, len(group[0].idxs)).sqrt().float()
-        finally:
-            self.runner.model.train(was_training)
