@@ -29,9 +29,11 @@ from pathlib import Path
 
 import torch
 
-from filterprune.api import CompressConfig, compress, load_data, spec_for, train_baseline
+from filterprune.api import CompressConfig, compress
+from filterprune.baseline import train_baseline
 from filterprune.bench import machine
 from filterprune.prune import checkpoint as ckpt
+from filterprune.sources import load_data, spec_for
 from filterprune.train import evaluate
 
 HERE = Path(__file__).resolve().parent / "accuracy"

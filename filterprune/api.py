@@ -19,7 +19,7 @@ from .prune import checkpoint as ckpt
 from .sources import load_data, spec_for
 from .train import TrainConfig, evaluate, resolve_device
 
-__all__ = ["CompressConfig", "cache_dir", "compress", "load_data", "spec_for", "train_baseline", "train_command"]
+__all__ = ["CompressConfig", "compress", "train_command"]
 
 
 def compress(cfg: CompressConfig, given: sources.Given | None = None) -> Path:

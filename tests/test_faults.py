@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from filterprune import outputs
-from filterprune.api import baseline_key, cache_dir, spec_for, train_baseline
+from filterprune.baseline import baseline_key, cache_dir, train_baseline
 from filterprune.data import load_dataset
 from filterprune.errors import UsageError
+from filterprune.sources import spec_for
 from filterprune.train import NonFiniteLoss, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]

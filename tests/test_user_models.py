@@ -285,7 +285,7 @@ def test_timm_imagenet_checkpoint_on_other_classes_keeps_all_but_the_head(tmp_pa
     torch.manual_seed(0)
     src = timm.create_model("resnet18", num_classes=1000)
     torch.save(src.state_dict(), tmp_path / "imagenet.pth")
-    from filterprune.api import load_checkpoint_into
+    from filterprune.baseline import load_checkpoint_into
 
     spec = ModelSpec("timm:resnet18", num_classes=10, image_size=32)
     model = load_checkpoint_into(spec, str(tmp_path / "imagenet.pth"))
