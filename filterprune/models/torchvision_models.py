@@ -54,7 +54,7 @@ def weights_file(w) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
 
 
-@MODELS.register("tv:", help="any torchvision classifier, e.g. tv:mobilenet_v2 (see `list models --all`)")
+@MODELS.register("tv:", help="any torchvision classifier, e.g. tv:mobilenet_v2 (the names of torchvision.models.list_models(module=torchvision.models))")
 def torchvision_model(name, num_classes, in_channels, image_size, args=None, weights=None):
     _check_name(name)
     kwargs = {**(args or {}), "weights": None, "num_classes": num_classes}

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FilterpruneError, RunError, UsageError
+from ..errors import RunError, UsageError
+from ..guard import guarded
 
 
 @dataclass(frozen=True)
@@ -98,19 +99,11 @@ def _ray_run(job: dict, cwd: str, env: dict, baseline_ready=None) -> tuple[int, 
     with open(job["log"], "a") as log:
         stdout, stderr = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = log
-        try:
-            worker.run(job)
-            return 0, ""
-        except FilterpruneError as e:
-            print(f"filterprune: error: {e}", file=log)
-            return e.exit_code, str(e)
-        except Exception as e:  # a bug: its traceback in the log, the sweep goes on
-            import traceback
-
-            traceback.print_exc(file=log)
-            return 1, f"{type(e).__name__}: {e}"
+        try:  # the CLI's own guard: the same one-line errors and exit codes as a local run
+            code = guarded(lambda: worker.run(job))
         finally:
             sys.stdout, sys.stderr = stdout, stderr
+    return code, _last_line(Path(job["log"])) if code else ""
 
 
 def _ray_baseline(config: dict, cwd: str, env: dict) -> str:
