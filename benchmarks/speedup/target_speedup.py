@@ -72,7 +72,7 @@ def time_onnx(models: dict, size: int, runtime: str, batch: int, threads: int, r
 
 
 def main(argv=None) -> int:
-    from filterprune.bench import counting, machine, quiet
+    from filterprune.bench import counting, quiet
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(MODELS))
@@ -109,6 +109,14 @@ def main(argv=None) -> int:
                                      t["spread"] for t in times.values()), 3)})
                 print(f"{model} {runtime} b{batch}: " + ", ".join(f"{r['plan']} {r['measured_speedup']:.2f}x"
                       for r in rows[-3:]), file=sys.stderr, flush=True)
+                write(a, rows, watch, t_start)  # after every target: a killed run keeps what it measured
+    print(Path(a.out) / "target_speedup.md")
+    return 0
+
+
+def write(a, rows: list[dict], watch, t_start: float) -> None:
+    from filterprune.bench import machine, quiet
+
     verdict = watch.verdict([r["worst_spread"] for r in rows])
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -135,8 +143,6 @@ def main(argv=None) -> int:
               f"other processes' load before/during {verdict['other_load_before']}/{verdict['other_load_during']} "
               f"cores; wall {env['wall_s']:.0f} s."]
     (out / "target_speedup.md").write_text("\n".join(lines) + "\n")
-    print(out / "target_speedup.md")
-    return 0
 
 
 if __name__ == "__main__":
