@@ -9,7 +9,6 @@ the row and the run goes on.
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import statistics
 import sys
 from dataclasses import dataclass, field
@@ -415,65 +414,33 @@ def dense_vs_pruned(rows: list[dict], extra: tuple[str, ...] = ("masked",)) -> l
 
 
 # ------------------------------------------------------------------------------------ CPU peak memory
-def _peak_rss_mb() -> float:
-    """This process's peak RSS. /proc's VmHWM, not getrusage: ru_maxrss survives exec, so a spawned
-    child would report its parent's peak."""
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise OSError("no VmHWM in /proc/self/status")
-
-
-def _probe(source: dict, runtime: str, batch: int, shape, threads: int, q) -> None:
-    """Child process: build one variant, run it 3 times, report peak RSS (MB) during inference: the
-    resident runtime, weights and activations (imports included, loading transients excluded)."""
-    try:
-        torch.set_num_threads(threads)
-        x = torch.randn(batch, *shape)
-        if runtime == "onnxruntime":
-            run = ort_runner(Path(source["onnx"]), x, "cpu", threads)
-        elif runtime == "openvino":
-            run = ov_runner(Path(source["onnx"]), x, threads)
-        else:
-            from ..models import build_model, factory
-            from ..prune import checkpoint as ckpt
-
-            for ref in source.get("trusted", ()):  # the user's factory, trusted by the run that spawned us
-                factory.trust(ref)
-            if source["kind"] == "dense":
-                model = build_model(ckpt.read_meta(Path(source["path"]))["spec"])
-            else:
-                model = ckpt.load(Path(source["path"]))
-            run = torch_runner(model, x, torch.device("cpu"))
-        import gc
-
-        gc.collect()
-        with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM: loading spikes are not inference memory
-            f.write("5")
-        for _ in range(3):
-            run()
-        q.put(_peak_rss_mb())
-    except BaseException as e:  # noqa: BLE001
-        q.put(f"{type(e).__name__}")
-
-
 def _add_cpu_memory(rows: list[dict], variants: list[Variant], threads: int, log) -> None:
+    """Peak RSS per CPU row, each from a fresh interpreter (a plain subprocess: no multiprocessing
+    machinery in the benchmarking process) running only that variant."""
+    import json
+    import os
+    import subprocess
+
     if sys.platform != "linux":
         return
     by_name = {v.name: v for v in variants}
-    ctx = mp.get_context("spawn")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
+                                                                      os.environ.get("PYTHONPATH")]))}
     for r in rows:
         v = by_name[r["variant"]]
         if r["device"] != "cpu" or r.get("error") or v.source.get("kind") == "onnx" and r["runtime"] == "torch":
             continue
-        source = {**v.source, "onnx": str(v.onnx) if v.onnx else None}
         if r["runtime"] in ("onnxruntime", "openvino") and v.onnx is None:
             continue
-        q = ctx.Queue()
-        p = ctx.Process(target=_probe, args=(source, r["runtime"], r["batch_size"], v.input_shape, threads, q))
-        p.start()
-        p.join(timeout=300)
-        res = q.get() if p.exitcode == 0 and not q.empty() else "probe failed"
+        job = {"source": {**v.source, "onnx": str(v.onnx) if v.onnx else None}, "runtime": r["runtime"],
+               "batch": r["batch_size"], "shape": list(v.input_shape), "threads": threads}
+        try:
+            p = subprocess.run([sys.executable, "-m", "filterprune.bench.memory_probe"], input=json.dumps(job),
+                               capture_output=True, text=True, timeout=300, env=env)
+            res = float(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else \
+                (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1][:200]
+        except (subprocess.TimeoutExpired, ValueError, IndexError) as e:
+            res = f"probe failed ({type(e).__name__})"
         if isinstance(res, float):
             r["cpu_peak_rss_mb"] = round(res, 1)
         else:
