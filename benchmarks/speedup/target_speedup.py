@@ -32,6 +32,7 @@ TARGETS = [("onnxruntime", 64), ("onnxruntime", 1), ("openvino", 64)]
 
 def plans(model: str, size: int, runtime: str, batch: int, threads: int, speedup: float) -> dict:
     from filterprune.criteria import PruneContext, make_criterion
+    from filterprune.errors import UsageError
     from filterprune.models import ModelSpec, build_model
     from filterprune.prune import PlanConfig, prune_in_steps
 
@@ -47,7 +48,11 @@ def plans(model: str, size: int, runtime: str, batch: int, threads: int, speedup
                                                            target_batch=batch, threads=threads))):
         net = copy.deepcopy(dense)
         t0 = time.perf_counter()
-        res = prune_in_steps(net, make_criterion("l1"), plan, ctx, 10)
+        try:
+            res = prune_in_steps(net, make_criterion("l1"), plan, ctx, 10)
+        except UsageError as e:  # a target the layer floors make unreachable: recorded, the run goes on
+            records[name] = {"plan_s": round(time.perf_counter() - t0, 1), "unreachable": str(e)}
+            continue
         out[name] = net.eval()
         records[name] = {"plan_s": round(time.perf_counter() - t0, 1), "latency_target": res.latency_target}
     return out, records
@@ -83,15 +88,28 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(HERE / "target_speedup"))
     a = p.parse_args(argv)
     rows, t_start = [], time.perf_counter()
+    done_file = Path(a.out) / "target_speedup.json"
+    if done_file.is_file():  # resume: (model, runtime, batch) already measured are kept, not redone
+        rows = json.loads(done_file.read_text())["rows"]
+    done = {(r["model"], r["runtime"], r["batch"]) for r in rows}
     with quiet.Watch() as watch:
         for model in a.models.split(","):
             size = MODELS.get(model, 32)
             for target in a.targets.split(","):
                 runtime, batch = target.rsplit(":", 1)
                 batch = int(batch)
+                if (model, runtime, batch) in done:
+                    continue
                 nets, records = plans(model, size, runtime, batch, a.threads, a.speedup)
                 times = time_onnx(nets, size, runtime, batch, a.threads, a.rounds)
                 macs = {k: counting.count(m, (3, size, size)).macs for k, m in nets.items()}
+                for k, rec in records.items():
+                    if "unreachable" in rec:
+                        rows.append({"model": model, "image_size": size, "runtime": runtime, "batch": batch,
+                                     "plan": k, "dense_ms": round(times["dense"]["p50_ms"], 3), "pruned_ms": "",
+                                     "pruned_min_max_ms": "", "measured_speedup": "", "theoretical_speedup": "",
+                                     "efficiency": "", "planner_speedup": rec["unreachable"], "plan_s": rec["plan_s"],
+                                     "worst_spread": 0.0})
                 for k in nets:
                     if k == "dense":
                         continue
@@ -107,7 +125,7 @@ def main(argv=None) -> int:
                                  "planner_speedup": round(lt.get("measured_speedup", 0) or 0, 3) or "",
                                  "plan_s": records[k]["plan_s"], "worst_spread": round(max(
                                      t["spread"] for t in times.values()), 3)})
-                print(f"{model} {runtime} b{batch}: " + ", ".join(f"{r['plan']} {r['measured_speedup']:.2f}x"
+                print(f"{model} {runtime} b{batch}: " + ", ".join(f"{r['plan']} {r['measured_speedup'] or 'unreachable'}"
                       for r in rows[-3:]), file=sys.stderr, flush=True)
                 write(a, rows, watch, t_start)  # after every target: a killed run keeps what it measured
     print(Path(a.out) / "target_speedup.md")
@@ -137,7 +155,9 @@ def write(a, rows: list[dict], watch, t_start: float) -> None:
               "|---|---|---:|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['model']} ({r['image_size']} px) | {r['runtime']} | {r['batch']} | {r['plan']} | {r['dense_ms']:.2f} | "
               f"{r['pruned_ms']:.2f} | **{r['measured_speedup']:.2f}x** | {r['theoretical_speedup']:.2f}x | "
-              f"{r['efficiency']:.2f} |" for r in rows]
+              f"{r['efficiency']:.2f} |" if r["measured_speedup"] != "" else
+              f"| {r['model']} ({r['image_size']} px) | {r['runtime']} | {r['batch']} | {r['plan']} | {r['dense_ms']:.2f} | "
+              f"— | refused: {r['planner_speedup'].split(': ', 1)[-1]} | | |" for r in rows]
     m = env["machine"]
     lines += ["", f"Machine: {m['cpu']} ({m['cores']} cores), torch {m['torch']}, onnxruntime {m['onnxruntime']}; "
               f"other processes' load before/during {verdict['other_load_before']}/{verdict['other_load_during']} "
