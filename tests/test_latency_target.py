@@ -52,7 +52,8 @@ def test_measured_speedup_meets_the_target(clock):
     model, res = _prune("resnet56", PlanConfig(0.0, target_speedup=2.0, target_batch=4))
     t = res.latency_target
     assert t["asked_speedup"] == 2.0
-    assert abs(t["measured_speedup"] / 2.0 - 1) <= lt.TOLERANCE
+    # delivered: at least the target (within tolerance), and not far past it (16-wide groups keep 8 or 16)
+    assert 2.0 * (1 - lt.TOLERANCE) <= t["measured_speedup"] <= 2.0 * 1.2
     assert clock.model_ms(dense, x) / clock.model_ms(model, x) == pytest.approx(t["measured_speedup"], rel=1e-6)
     assert set(t["widths"]) and all(w >= 1 for w in t["widths"].values())
     assert t["iterations"] and all(r["speedup"] > 1 for r in t["iterations"])
@@ -73,7 +74,7 @@ def test_target_latency_in_milliseconds(clock):
     x = torch.randn(4, 3, 32, 32)
     goal = clock.model_ms(dense, x) / 2
     model, res = _prune("resnet20", PlanConfig(0.0, target_latency=goal, target_batch=4))
-    assert clock.model_ms(model, x) == pytest.approx(goal, rel=2 * lt.TOLERANCE)
+    assert goal / 1.2 <= clock.model_ms(model, x) <= goal * (1 + lt.TOLERANCE)  # at or under the asked time
 
 
 def test_unreachable_target_names_the_best_reachable_figure(clock):
@@ -125,7 +126,7 @@ def test_compress_with_target_speedup_reports_asked_vs_measured(clock, tmp_path)
                  "--calib-batches", "1", "--out", str(out)]) == 0
     r = json.loads((out / "report.json").read_text())
     t = r["latency_target"]
-    assert t["asked_speedup"] == 2 and abs(t["measured_speedup"] / 2 - 1) <= lt.TOLERANCE
+    assert t["asked_speedup"] == 2 and 2 * (1 - lt.TOLERANCE) <= t["measured_speedup"] <= 2 * 1.2
     assert t["runtime"] == "onnxruntime" and t["batch"] == 4
     assert 0 < r["sparsity"] < 1 and r["theoretical_speedup"] > 1.5
     assert "latency target" in (out / "report.md").read_text().lower()
@@ -164,3 +165,18 @@ def test_openvino_missing_is_a_usage_error(monkeypatch):
     with pytest.raises(UsageError, match=r"pip install 'filterprune\[openvino\]'"):
         from filterprune.bench.runners import openvino_core
         openvino_core()
+
+
+def test_candidate_widths_stay_aligned_from_16_channels_up():
+    """CPU runtimes block channels by 8: a 16-wide group keeps 8 or 16, never 10 (layout reorders)."""
+    assert lt.candidates(16, 2, 1) == [8, 16]
+    assert lt.candidates(64, 7, 1) == list(range(8, 65, 8))
+    assert lt.candidates(12, 2, 1) == list(range(2, 13))  # narrower layers: any count above the floor
+
+
+def test_a_plan_that_reaches_the_target_beats_one_just_below():
+    below = {"speedup": 1.97, "budget_fraction": 0.6}
+    reached = {"speedup": 2.04, "budget_fraction": 0.5}
+    looser = {"speedup": 2.01, "budget_fraction": 0.55}
+    assert lt._better(reached, below, 2.0) and not lt._better(below, reached, 2.0)
+    assert lt._better(looser, reached, 2.0)  # both reach it: the looser budget keeps more importance
