@@ -168,7 +168,7 @@ def main(argv=None) -> None:
     done = {(r["arm"], r["criterion"], r["seed"]) for r in rows}
     arms, criteria = a.arms.split(","), a.criteria.split(",")
     jobs = [(arm, crit, seed) for seed in [int(s) for s in a.seeds.split(",")] for arm in arms
-            for crit in (["l1"] if arm not in ("kd", "nokd", "lajic") else criteria)]
+            for crit in (["l1"] if arm == "scratch" else criteria)]
     # l1 and greedy (the goal's criteria) for every seed first, then the controls, then the other criteria
     jobs.sort(key=lambda j: (j[1] not in ("l1", "greedy"), j[0] not in ("kd", "nokd", "lajic"), j[2],
                              arms.index(j[0]), criteria.index(j[1]) if j[1] in criteria else 0))
