@@ -8,8 +8,11 @@ the row and the run goes on.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 import statistics
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -417,10 +420,6 @@ def dense_vs_pruned(rows: list[dict], extra: tuple[str, ...] = ("masked",)) -> l
 def _add_cpu_memory(rows: list[dict], variants: list[Variant], threads: int, log) -> None:
     """Peak RSS per CPU row, each from a fresh interpreter (a plain subprocess: no multiprocessing
     machinery in the benchmarking process) running only that variant."""
-    import json
-    import os
-    import subprocess
-
     if sys.platform != "linux":
         return
     by_name = {v.name: v for v in variants}

@@ -16,7 +16,8 @@ latency on the user's runtime, instead of a per-layer sparsity.
 3. **Measure and iterate**: the candidate network is built and timed against the dense one on the
    target (interleaved, median); the budget is corrected by the measured/target ratio (bounded by
    bisection) until the measured speedup is at the target or up to ``TOLERANCE`` above it; otherwise the
-   best plan tried is kept (one that reached the target first, else one within ``TOLERANCE`` below). A target the floors cannot reach is refused with the best reachable figure.
+   best plan tried is kept (one that reached the target first, else one within ``TOLERANCE`` below). A
+   target the floors cannot reach is refused with the best reachable figure.
 """
 from __future__ import annotations
 
