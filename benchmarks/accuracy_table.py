@@ -49,6 +49,7 @@ ARMS = {"kd": {"recipe": "default", "distill": "kd"},
         "kd_T2": {"recipe": "default", "distill": "kd", "distill_temperature": 2.0},
         "kd_lr0.002": {"recipe": "default", "distill": "kd", "finetune_lr": 0.002},
         "kd_e20": {"recipe": "default", "distill": "kd", "finetune_epochs": 20},
+        "kd_e30": {"recipe": "default", "distill": "kd", "finetune_epochs": 30},
         "before": {"recipe": "plain", "distill": "off"}}
 ARM_HELP = {"kd": "(b) filterprune's default: recipe default (8 epochs, half the baseline lr, warm-up + cosine) + distillation α 0.7, T 4",
             "nokd": "(c) the same without distillation",
@@ -56,7 +57,8 @@ ARM_HELP = {"kd": "(b) filterprune's default: recipe default (8 epochs, half the
             "scratch": "(d) the l1 architecture from a fresh init for the same total epochs",
             "before": "filterprune 0.1's finetune (recipe plain: 3 epochs at a tenth of the baseline lr), no teacher",
             "kd_a0.5": "default with α 0.5", "kd_a0.9": "default with α 0.9", "kd_T2": "default with T 2",
-            "kd_lr0.002": "default at lr 0.002", "kd_e20": "default for 20 epochs"}
+            "kd_lr0.002": "default at lr 0.002", "kd_e20": "default for 20 epochs",
+            "kd_e30": "default for 30 epochs (the baseline's)"}
 FIELDS = ["arm", "criterion", "seed", "dense_top1", "pruned_top1", "scratch_top1", "kept_epoch", "finetune_epochs",
           "params", "macs", "dense_macs", "wall_s", "load_before", "load_after"]
 

@@ -15,9 +15,12 @@ latency on the user's runtime, instead of a per-layer sparsity.
    cheap; a conv's latency is felt by both groups that set its widths.
 3. **Measure and iterate**: the candidate network is built and timed against the dense one on the
    target (interleaved, median); the budget is corrected by the measured/target ratio (bounded by
-   bisection) until the measured speedup is at the target or up to ``TOLERANCE`` above it; otherwise the
-   best plan tried is kept (one that reached the target first, else one within ``TOLERANCE`` below). A
-   target the floors cannot reach is refused with the best reachable figure.
+   bisection) until the measured speedup is at the target or up to ``TOLERANCE`` above it. If no
+   solver plan reaches it, the criterion's own allocation at a sparsity, with ``--round-to auto``'s
+   aligned widths, is searched the same way (what the conv-sum model misses, per-op overheads at batch 1
+   and layout reorders at narrow widths, hurts near-uniform widths least). The plan kept is one that
+   reached the target (else one within ``TOLERANCE`` below), giving away the least importance. A target
+   the floors cannot reach is refused with the best reachable figure.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UsageError
-from .align import ConvSite, LatencyTable, conv_sites
+from .align import ConvSite, LatencyTable, conv_sites, hardware_aware
 
 log = logging.getLogger("filterprune")
 
@@ -106,24 +109,33 @@ def candidates(channels: int, floor: int, ch_groups: int) -> list[int]:
     return sorted({c for c in range(step, channels + 1, step) if c >= floor and c % ch_groups == 0} | {channels})
 
 
-def solve(scores: list[torch.Tensor], channels: list[int], floors: list[int], ch_groups: list[int],
-          latency: ModelLatency, budget_ms: float, start: list[int] | None = None) -> list[int]:
+class Importance:
+    """The criterion's importance a plan gives away. A group's mass is the share of the model's MACs it
+    carries (every conv it feeds or is fed by), spread over its channels by the criterion's scores: a
+    residual group read by every conv of a stage weighs what it carries."""
+
+    def __init__(self, scores: list[torch.Tensor], channels: list[int], ch_groups: list[int], latency: ModelLatency):
+        mass = [sum(latency.sites[i].macs(channels) for i in latency.touching[g]) for g in range(len(channels))]
+        norm = [m * s.float().clamp_min(0) / max(float(s.float().clamp_min(0).sum()), 1e-12)
+                for m, s in zip(mass, scores)]
+        self.lost = [torch.cat([torch.zeros(1), torch.sort(n).values.cumsum(0)]) for n in norm]  # per unit removed
+        self.channels, self.ch_groups = channels, ch_groups
+
+    def group(self, g: int, kept: int) -> float:
+        return float(self.lost[g][(self.channels[g] - kept) // self.ch_groups[g]])
+
+    def __call__(self, keep: list[int]) -> float:
+        return sum(self.group(g, k) for g, k in enumerate(keep))
+
+
+def solve(importance: Importance, floors: list[int], latency: ModelLatency, budget_ms: float) -> list[int]:
     """Channels kept per group: greedy cuts with the best modelled ms saved per importance lost until the
-    modelled latency is within ``budget_ms`` (or nothing can be cut). ``start``: continue from there."""
-    # a group's importance mass is the share of the model's MACs it carries, spread over its channels by
-    # the criterion's scores: a residual group read by every conv of a stage weighs what it carries
-    mass = [sum(latency.sites[i].macs(channels) for i in latency.touching[g]) for g in range(len(channels))]
-    norm = [m * s.float().clamp_min(0) / max(float(s.float().clamp_min(0).sum()), 1e-12)
-            for m, s in zip(mass, scores)]
-    lost = [torch.cat([torch.zeros(1), torch.sort(n).values.cumsum(0)]) for n in norm]  # per unit removed
+    modelled latency is within ``budget_ms`` (or nothing can be cut)."""
+    channels, ch_groups = importance.channels, importance.ch_groups
     cands = [candidates(c, f, g) for c, f, g in zip(channels, floors, ch_groups)]
-    cur = list(start or channels)
+    cur = list(channels)
     site_ms = [latency.site_ms(cur, i) for i in range(len(latency.sites))]
     total = sum(site_ms)
-
-    def loss(g, c):
-        return float(lost[g][(channels[g] - c) // ch_groups[g]])
-
     while total > budget_ms:
         best, best_ratio = None, 0.0
         for g, cs in enumerate(cands):
@@ -135,7 +147,7 @@ def solve(scores: list[torch.Tensor], channels: list[int], floors: list[int], ch
                 saved = sum(site_ms[i] - latency.site_ms(trial, i) for i in latency.touching[g])
                 if saved <= 0:
                     continue
-                ratio = saved / (loss(g, c) - loss(g, cur[g]) + 1e-6)
+                ratio = saved / (importance.group(g, c) - importance.group(g, cur[g]) + 1e-6)
                 if ratio > best_ratio:
                     best, best_ratio = (g, c), ratio
         if best is None:
@@ -203,19 +215,25 @@ def measure_ms(models: dict[str, nn.Module], x: torch.Tensor, runtime: str, thre
 
 # ------------------------------------------------------------------------------------------- search
 def _better(row: dict, best: dict, target: float) -> bool:
-    """A plan that reaches the target beats one within tolerance below it; among equals the loosest
-    budget keeps the most importance."""
+    """A plan that reaches the target beats one within tolerance below it; among equals the one that
+    gives away the least of the criterion's importance."""
     reached, best_reached = row["speedup"] >= target, best["speedup"] >= target
     if reached != best_reached:
         return reached
-    return row["budget_fraction"] > best["budget_fraction"]
+    return row["lost"] < best["lost"]
 
 
 def target_plan(model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor], totals: list[int],
-                build: Callable[[list[int]], nn.Module]) -> tuple[list[int], dict]:
+                build: Callable[[list[int]], nn.Module],
+                allocate_at: Callable[[float], list[int]] | None = None) -> tuple[list[int], dict]:
     """Units kept per group for ``plan.target_speedup`` / ``plan.target_latency``, and the search record.
 
-    ``build(keep_units)`` returns the network pruned to those counts (a copy), to be timed."""
+    ``build(keep_units)`` returns the network pruned to those counts (a copy), to be timed.
+    ``allocate_at(sparsity)``: the criterion's own units per group at a sparsity. When no plan of the solver
+    reaches the target, those allocations (widths aligned as ``--round-to auto`` does) are searched too: at
+    batch 1 a whole-model timing is dominated by what the conv-sum model leaves out (per-op overheads and
+    layout reorders at narrow widths), where near-uniform aligned widths fare better than the solver's.
+    """
     x = torch.randn(plan.target_batch, *ctx.example_inputs.shape[1:])
     table = LatencyTable(plan.target_runtime, plan.target_batch, plan.threads)
     if plan.target_runtime == "openvino":
@@ -227,8 +245,8 @@ def target_plan(model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor],
     channels = [cg.channels for cg in groups]
     ch_groups = [cg.ch_groups for cg in groups]
     floors = [max(cg.ch_groups, math.ceil(plan.layer_floor * t * cg.ch_groups - 1e-9)) for cg, t in zip(groups, totals)]
+    importance = Importance(scores, channels, ch_groups, latency)
     modelled_dense = latency.total(channels)
-    floor_keep = solve(scores, channels, floors, ch_groups, latency, 0.0)
     dense_ms = measure_ms({"dense": model}, x, plan.target_runtime, plan.threads)["dense"]
     target = plan.target_speedup or dense_ms / plan.target_latency
     if target <= 1:
@@ -236,40 +254,56 @@ def target_plan(model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor],
                          f"{dense_ms:.3g} ms on {plan.target_runtime} at batch {plan.target_batch}")
     units = lambda keep: [k // g for k, g in zip(keep, ch_groups)]  # noqa: E731
     tried: list[dict] = []
+    measured: dict[tuple, dict] = {}
+    best = None
 
-    def attempt(fraction: float) -> dict:
-        keep = solve(scores, channels, floors, ch_groups, latency, fraction * modelled_dense)
-        ms = measure_ms({"dense": model, "pruned": build(units(keep))}, x, plan.target_runtime, plan.threads)
-        row = {"budget_fraction": fraction, "modelled_ms": latency.total(keep), "dense_ms": ms["dense"],
-               "pruned_ms": ms["pruned"], "speedup": ms["dense"] / ms["pruned"], "keep": keep}
+    def attempt(family: str, knob: float, keep: list[int]) -> dict:
+        nonlocal best
+        if tuple(keep) not in measured:
+            ms = measure_ms({"dense": model, "pruned": build(units(keep))}, x, plan.target_runtime, plan.threads)
+            measured[tuple(keep)] = {"dense_ms": ms["dense"], "pruned_ms": ms["pruned"],
+                                     "speedup": ms["dense"] / ms["pruned"]}
+        row = {"plan": family, "knob": knob, "modelled_ms": latency.total(keep), "lost": importance(keep),
+               **measured[tuple(keep)], "keep": keep}
         tried.append(row)
-        log.info("target-speedup: budget %.3f of modelled dense -> measured %.2fx (target %.2fx)",
-                 fraction, row["speedup"], target)
+        log.info("target-speedup: %s plan at %.3f -> measured %.2fx (target %.2fx)", family, knob, row["speedup"],
+                 target)
+        if row["speedup"] >= target * (1 - TOLERANCE) and (best is None or _better(row, best, target)):
+            best = row
         return row
 
-    lo, hi = 0.0, 1.0  # the budget fraction lies between (lo too tight / unknown, hi too loose)
-    f = 1 / target
-    best = None
-    for _ in range(ITERATIONS):
-        row = attempt(f)
-        ok = row["speedup"] >= target * (1 - TOLERANCE)
-        if ok and (best is None or _better(row, best, target)):
-            best = row
-        if target <= row["speedup"] <= target * (1 + TOLERANCE):
-            break  # at or just above the target: delivered, and little importance given away
-        if row["speedup"] < target:
-            hi = f
-            if row["keep"] == floor_keep:
-                break  # the floors: no budget goes further
-        else:
-            lo = f
-        nxt = f * row["speedup"] / target  # latency ~ budget: scale the budget by the miss
-        f = nxt if lo < nxt < hi else (lo + hi) / 2
+    def search(family: str, plan_at: Callable[[float], list[int]], f: float, power: float) -> bool:
+        """Bisect the family's knob f (1: dense, 0: the floors; latency ~ f^(1/power)) until a measured
+        speedup is in [target, target x (1 + TOLERANCE)]; False if none is."""
+        lo, hi, tightest = 0.0, 1.0, plan_at(0.0)
+        for _ in range(ITERATIONS):
+            row = attempt(family, f, plan_at(f))
+            if target <= row["speedup"] <= target * (1 + TOLERANCE):
+                return True  # at or just above the target: delivered, and little importance given away
+            if row["speedup"] < target:
+                hi = f
+                if row["keep"] == tightest:
+                    break  # the floors: no tighter plan exists
+            else:
+                lo = f
+            nxt = f * (row["speedup"] / target) ** power  # scale the knob by the miss
+            f = nxt if lo < nxt < hi else (lo + hi) / 2
+        return False
+
+    def aligned_at(f: float) -> list[int]:
+        base = [u * g for u, g in zip(allocate_at(min(1 - f, 0.999)), ch_groups)]
+        return hardware_aware(base, channels, [g == 1 for g in ch_groups], sites, floors, table)
+
+    families = [("solver", lambda f: solve(importance, floors, latency, f * modelled_dense), 1 / target, 1.0)]
+    if allocate_at is not None:  # latency ~ width^2: the keep fraction starts at 1/sqrt(target)
+        families.append(("aligned", aligned_at, target ** -0.5, 0.5))
+    for family, plan_at, f, power in families:
+        if search(family, plan_at, f, power) or (best is not None and best["speedup"] >= target):
+            break
     if best is None:
         reach = max(r["speedup"] for r in tried)
-        if tried[-1]["keep"] != floor_keep:  # the floors themselves, measured like every candidate
-            ms = measure_ms({"dense": model, "pruned": build(units(floor_keep))}, x, plan.target_runtime, plan.threads)
-            reach = max(reach, ms["dense"] / ms["pruned"])
+        for family, plan_at, _, _ in families:  # the floors themselves, measured like every candidate
+            reach = max(reach, attempt(family, 0.0, plan_at(0.0))["speedup"])
         raise UsageError(f"a measured speedup of {target:.2f}x on {plan.target_runtime} at batch {plan.target_batch} "
                          f"is out of reach: the best the layer floors allow is {reach:.2f}x (lower the target or "
                          f"--layer-floor)")
@@ -277,10 +311,8 @@ def target_plan(model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor],
     record = {"asked_speedup": target, "asked_latency_ms": plan.target_latency, "runtime": plan.target_runtime,
               "batch": plan.target_batch, "threads": plan.threads or torch.get_num_threads(),
               "dense_ms": best["dense_ms"], "pruned_ms": best["pruned_ms"], "measured_speedup": best["speedup"],
-              "modelled_dense_ms": modelled_dense, "modelled_pruned_ms": best["modelled_ms"],
+              "plan": best["plan"], "modelled_dense_ms": modelled_dense, "modelled_pruned_ms": best["modelled_ms"],
               "conv_latencies_measured": table.measured,
               "iterations": [{k: v for k, v in r.items() if k != "keep"} for r in tried],
               "widths": {cg.root_name: k for cg, k in zip(groups, best["keep"])}}
     return units(best["keep"]), record
-
-

@@ -112,7 +112,13 @@ def _latency_targeted(model, ctx, plan: PlanConfig, scored, totals, num_classes:
             _remove(DG, fresh[name], scores[name], k)
         return net.eval()
 
-    return target_plan(model, ctx, plan, [cg for cg, _ in scored], [s for _, s in scored], totals, build)
+    def allocate_at(sparsity: float) -> list[int]:
+        with warnings.catch_warnings():  # the search's tight trials meet the floors; the floors are the point
+            warnings.simplefilter("ignore")
+            return allocate([s for _, s in scored], replace(plan, sparsity=sparsity), totals)
+
+    return target_plan(model, ctx, plan, [cg for cg, _ in scored], [s for _, s in scored], totals, build,
+                       allocate_at)
 
 
 @torch.no_grad()
