@@ -36,7 +36,8 @@ def markdown(r: dict) -> str:
         head = f"Latency target (step {i})" if "steps" in t else "Latency target"
         asked = f"{step['asked_speedup']:.2f}x" + (f" ({step['asked_latency_ms']:g} ms)" if step["asked_latency_ms"] else "")
         lines += [f"{head} on {step['runtime']}, batch {step['batch']}, {step['threads']} thread(s): asked {asked}, "
-                  f"measured **{step['measured_speedup']:.2f}x** ({step['dense_ms']:.2f} → {step['pruned_ms']:.2f} ms) "
+                  f"measured **{step['measured_speedup']:.2f}x** in 3 of 4 rounds (median {step.get('median_speedup', step['measured_speedup']):.2f}x: "
+                  f"{step['dense_ms']:.2f} → {step['pruned_ms']:.2f} ms) "
                   f"after {len(step['iterations'])} candidate(s); {step['conv_latencies_measured']} conv latencies "
                   "measured. Widths per group: " + ", ".join(f"{k} {v}" for k, v in step["widths"].items()) + ".", ""]
     if r.get("onnx"):

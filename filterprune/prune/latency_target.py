@@ -206,11 +206,19 @@ def interleaved_samples(runs: dict[str, Callable[[], None]], rounds: int = ROUND
     return samples
 
 
-def measure_ms(models: dict[str, nn.Module], x: torch.Tensor, runtime: str, threads: int | None,
-               rounds: int = ROUNDS) -> dict[str, float]:
-    """Median ms per call of each model on ``runtime``, interleaved."""
-    samples = interleaved_samples({k: runner(m, x, runtime, threads) for k, m in models.items()}, rounds)
-    return {k: statistics.median(v) for k, v in samples.items()}
+def measure_samples(models: dict[str, nn.Module], x: torch.Tensor, runtime: str, threads: int | None,
+                    rounds: int = ROUNDS) -> dict[str, list[float]]:
+    """ms per call of each model on ``runtime``, one sample per interleaved round."""
+    return interleaved_samples({k: runner(m, x, runtime, threads) for k, m in models.items()}, rounds)
+
+
+def assured_speedup(dense: list[float], pruned: list[float]) -> tuple[float, float]:
+    """(median, lower quartile) of the per-round speedups. The search decides on the lower quartile: a
+    plan accepted on a lucky median (the first of several tries to cross the target is the one measured
+    high) ran 7-14% slower when timed again apart from the planner (resnet56, mobilenet_v2)."""
+    ratios = [d / p for d, p in zip(dense, pruned)]
+    low = statistics.quantiles(ratios, n=4, method="inclusive")[0] if len(ratios) > 1 else ratios[0]
+    return statistics.median(ratios), low
 
 
 # ------------------------------------------------------------------------------------------- search
@@ -247,7 +255,7 @@ def target_plan(model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor],
     floors = [max(cg.ch_groups, math.ceil(plan.layer_floor * t * cg.ch_groups - 1e-9)) for cg, t in zip(groups, totals)]
     importance = Importance(scores, channels, ch_groups, latency)
     modelled_dense = latency.total(channels)
-    dense_ms = measure_ms({"dense": model}, x, plan.target_runtime, plan.threads)["dense"]
+    dense_ms = statistics.median(measure_samples({"dense": model}, x, plan.target_runtime, plan.threads)["dense"])
     target = plan.target_speedup or dense_ms / plan.target_latency
     if target <= 1:
         raise UsageError(f"--target-latency {plan.target_latency:g} ms is not below the dense model's "
@@ -260,14 +268,17 @@ def target_plan(model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor],
     def attempt(family: str, knob: float, keep: list[int]) -> dict:
         nonlocal best
         if tuple(keep) not in measured:
-            ms = measure_ms({"dense": model, "pruned": build(units(keep))}, x, plan.target_runtime, plan.threads)
-            measured[tuple(keep)] = {"dense_ms": ms["dense"], "pruned_ms": ms["pruned"],
-                                     "speedup": ms["dense"] / ms["pruned"]}
+            ms = measure_samples({"dense": model, "pruned": build(units(keep))}, x, plan.target_runtime,
+                                 plan.threads)
+            median, low = assured_speedup(ms["dense"], ms["pruned"])
+            measured[tuple(keep)] = {"dense_ms": statistics.median(ms["dense"]),
+                                     "pruned_ms": statistics.median(ms["pruned"]), "median_speedup": median,
+                                     "speedup": low}
         row = {"plan": family, "knob": knob, "modelled_ms": latency.total(keep), "lost": importance(keep),
                **measured[tuple(keep)], "keep": keep}
         tried.append(row)
-        log.info("target-speedup: %s plan at %.3f -> measured %.2fx (target %.2fx)", family, knob, row["speedup"],
-                 target)
+        log.info("target-speedup: %s plan at %.3f -> measured %.2fx (median %.2fx; target %.2fx)", family, knob,
+                 row["speedup"], row["median_speedup"], target)
         if row["speedup"] >= target * (1 - TOLERANCE) and (best is None or _better(row, best, target)):
             best = row
         return row
@@ -311,6 +322,7 @@ def target_plan(model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor],
     record = {"asked_speedup": target, "asked_latency_ms": plan.target_latency, "runtime": plan.target_runtime,
               "batch": plan.target_batch, "threads": plan.threads or torch.get_num_threads(),
               "dense_ms": best["dense_ms"], "pruned_ms": best["pruned_ms"], "measured_speedup": best["speedup"],
+              "median_speedup": best["median_speedup"],
               "plan": best["plan"], "modelled_dense_ms": modelled_dense, "modelled_pruned_ms": best["modelled_ms"],
               "conv_latencies_measured": table.measured,
               "iterations": [{k: v for k, v in r.items() if k != "keep"} for r in tried],
