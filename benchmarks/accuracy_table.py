@@ -5,7 +5,8 @@ once, committed under benchmarks/accuracy/baselines/ so later sessions reuse it)
 from it and finetuned by each arm:
 
     lajic    the seed study's recipe (SGD 1e-3 -> 1e-4 -> 1e-5, batch 32, rotation + flip, 10 epochs), no teacher
-    kd       filterprune's default recipe with distillation from the dense model (the default)
+    kd       filterprune's default recipe with distillation from the dense model (the default: as many
+             finetune epochs as the baseline's)
     nokd     the default recipe without distillation (--distill off)
     scratch  Liu et al.'s control: the l1 architecture re-initialised and trained for the same total epochs
 
@@ -42,23 +43,26 @@ ARMS = {"kd": {"recipe": "default", "distill": "kd"},
         "nokd": {"recipe": "default", "distill": "off"},
         "lajic": {"recipe": "lajic", "distill": "off"},
         "scratch": {"recipe": "default", "distill": "kd", "scratch": True},
-        # how the default was chosen (seed 0, l1): distillation strength and temperature, learning rate, and
-        # the finetune filterprune had before (3 epochs at a tenth of the baseline lr, no teacher)
+        # how the default was chosen (l1, greedy): the finetune budget (8 epochs was the default before
+        # 2026-12-01; now the baseline's 30), distillation strength and temperature, learning rate, and the
+        # finetune filterprune had before (3 epochs at a tenth of the baseline lr, no teacher)
+        "kd_e8": {"recipe": "default", "distill": "kd", "finetune_epochs": 8},
+        "nokd_e8": {"recipe": "default", "distill": "off", "finetune_epochs": 8},
+        "kd_e20": {"recipe": "default", "distill": "kd", "finetune_epochs": 20},
+        "kd_e8_a0.9": {"recipe": "default", "distill": "kd", "finetune_epochs": 8, "distill_alpha": 0.9},
         "kd_a0.5": {"recipe": "default", "distill": "kd", "distill_alpha": 0.5},
-        "kd_a0.9": {"recipe": "default", "distill": "kd", "distill_alpha": 0.9},
         "kd_T2": {"recipe": "default", "distill": "kd", "distill_temperature": 2.0},
         "kd_lr0.002": {"recipe": "default", "distill": "kd", "finetune_lr": 0.002},
-        "kd_e20": {"recipe": "default", "distill": "kd", "finetune_epochs": 20},
-        "kd_e30": {"recipe": "default", "distill": "kd", "finetune_epochs": 30},
         "before": {"recipe": "plain", "distill": "off"}}
-ARM_HELP = {"kd": "(b) filterprune's default: recipe default (8 epochs, half the baseline lr, warm-up + cosine) + distillation α 0.7, T 4",
+ARM_HELP = {"kd": "(b) filterprune's default: recipe default (as many epochs as the baseline's: 30; half the baseline lr, warm-up + cosine) + distillation α 0.7, T 4",
             "nokd": "(c) the same without distillation",
             "lajic": "(a) the seed's recipe (SGD 1e-3 -> 1e-5 step, batch 32, rotation + flip, 10 epochs), no teacher",
-            "scratch": "(d) the l1 architecture from a fresh init for the same total epochs",
+            "scratch": "(d) the l1 architecture from a fresh init for the same total epochs (baseline + finetune)",
             "before": "filterprune 0.1's finetune (recipe plain: 3 epochs at a tenth of the baseline lr), no teacher",
-            "kd_a0.5": "default with α 0.5", "kd_a0.9": "default with α 0.9", "kd_T2": "default with T 2",
-            "kd_lr0.002": "default at lr 0.002", "kd_e20": "default for 20 epochs",
-            "kd_e30": "default for 30 epochs (the baseline's)"}
+            "kd_e8": "default with 8 finetune epochs (the default before 2026-12-01)",
+            "nokd_e8": "the same without distillation", "kd_e20": "default for 20 epochs",
+            "kd_e8_a0.9": "8 epochs, α 0.9", "kd_a0.5": "default with α 0.5", "kd_T2": "default with T 2",
+            "kd_lr0.002": "default at lr 0.002"}
 FIELDS = ["arm", "criterion", "seed", "dense_top1", "pruned_top1", "scratch_top1", "kept_epoch", "finetune_epochs",
           "params", "macs", "dense_macs", "wall_s", "load_before", "load_after"]
 

@@ -27,8 +27,8 @@ class CompressConfig:
     dataset: str | None = option(None, 'dataset name (default: cifar10 if found under --data-root, else the embedded digits)')
     data_root: str = option(DEFAULT_DATA_ROOT, 'folder holding datasets (default: ./data)')
     checkpoint: str | None = option(None, 'dense weights to prune instead of training a baseline (filterprune checkpoint, .safetensors, .pt/.pth)')
-    epochs: int = option(10, 'baseline training epochs (0 = untrained model)')
-    finetune_epochs: int | None = option(None, "default: the recipe's (8; lajic: 10)")
+    epochs: int = option(8, 'baseline training epochs (0 = untrained model); also the default finetune budget')
+    finetune_epochs: int | None = option(None, "default: the recipe's (default: as many as --epochs, at least 8; lajic: 10)")
     batch_size: int = option(64, 'training batch size (the global batch under --distributed)')
     optimizer: str = option("sgd", 'baseline optimizer', choices=("sgd", "adam"))
     lr: float | None = option(None, 'baseline learning rate (default: 0.02 sgd, 1e-3 adam)')
@@ -61,7 +61,7 @@ class CompressConfig:
     imp_iterations: int = option(2, 'IMP train-prune-rewind cycles (>= 1)', group=MASK)
     imp_epochs: int | None = option(None, 'training epochs per IMP cycle (default: the finetune epochs)', group=MASK)
     distributed: bool = option(False, 'DDP training under torchrun (--batch-size is then the global batch): torchrun --nproc_per_node N -m filterprune ... --distributed')
-    recipe: str = option("default", "finetune preset: default (the baseline's optimizer and schedule at half its lr, warm-up, 8 epochs), lajic (the seed study's: SGD 1e-3 -> 1e-4 -> 1e-5, batch 32, rotation + flip, 10 epochs / 20 for 100 classes) or plain (a tenth of the baseline lr, 3 epochs)")
+    recipe: str = option("default", "finetune preset: default (the baseline's optimizer and schedule at half its lr, warm-up, as many epochs as --epochs, at least 8), lajic (the seed study's: SGD 1e-3 -> 1e-4 -> 1e-5, batch 32, rotation + flip, 10 epochs / 20 for 100 classes) or plain (a tenth of the baseline lr, 3 epochs)")
     distill: str = option("kd", 'kd (default): finetuning distills from the dense model; off: plain cross-entropy')
     distill_alpha: float = option(0.7, "weight of the dense model's soft targets in [0, 1] (default 0.7)")
     distill_temperature: float = option(4.0, 'softmax temperature > 0 (default 4)')
@@ -153,7 +153,7 @@ class CompressConfig:
         r, base = RECIPES[self.recipe], self.baseline_config()
         lr = self.finetune_lr if self.finetune_lr is not None else r.lr if r.lr is not None else \
             r.lr_factor * base.learning_rate
-        epochs = self.finetune_epochs if self.finetune_epochs is not None else r.finetune_epochs(num_classes)
+        epochs = self.finetune_epochs if self.finetune_epochs is not None else r.finetune_epochs(num_classes, self.epochs)
         return replace(base, epochs=epochs, lr=lr, optimizer=r.optimizer or base.optimizer,
                        schedule=r.schedule or base.schedule,
                        batch_size=r.batch_size or base.batch_size, crop=r.crop, weight_decay=r.weight_decay,

@@ -113,6 +113,18 @@ def test_recipes_fill_what_the_flags_leave_unset():
     assert CompressConfig("resnet20", "l1", 0.4, epochs=5, finetune_epochs=2, steps=2).scratch_config(10).epochs == 9
 
 
+def test_default_finetune_lasts_as_long_as_the_baseline_trained():
+    """8 finetune epochs lost 3.6 points where the baseline's 30 lost 0.5 (benchmarks/accuracy/): the default
+    recipe finetunes for --epochs, never fewer than 8 (16 for 100 classes); the presets keep their own."""
+    assert CompressConfig("resnet20", "l1", 0.4).finetune_config(10).epochs == 8
+    assert CompressConfig("resnet20", "l1", 0.4, epochs=30).finetune_config(10).epochs == 30
+    assert CompressConfig("resnet20", "l1", 0.4, epochs=3).finetune_config(10).epochs == 8
+    assert CompressConfig("resnet20", "l1", 0.4, epochs=3).finetune_config(100).epochs == 16
+    assert CompressConfig("resnet20", "l1", 0.4, epochs=30, recipe="lajic").finetune_config(10).epochs == 10
+    assert CompressConfig("resnet20", "l1", 0.4, epochs=30, finetune_epochs=4).finetune_config(10).epochs == 4
+    assert CompressConfig("resnet20", "l1", 0.4, epochs=30).scratch_config(10).epochs == 60
+
+
 @pytest.mark.parametrize("flags, needle", [
     (["--distill-alpha", "1.5"], "--distill-alpha must be in [0, 1]"),
     (["--distill-alpha", "-0.1"], "--distill-alpha must be in [0, 1]"),
