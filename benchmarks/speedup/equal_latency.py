@@ -174,7 +174,7 @@ def table(doc: dict) -> str:
              "`target`: `--target-speedup 2`; `mac`: plain l1 (layerwise, MAC-driven widths) at the sparsity whose "
              "measured latency equals the target plan's (bisected). Latencies: the three ONNX files timed again "
              "apart from the planner, interleaved, median. Finetune: the default recipe with distillation from the "
-             "seed's dense baseline (resnet56); test top-1 of the epoch kept on validation.", "",
+             f"seed's dense baseline ({MODEL}); test top-1 of the epoch kept on validation.", "",
              "| seed | plan | sparsity | MACs | ms (min-max) | speedup | top-1 before finetune | top-1 | dense top-1 |",
              "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for seed, p in sorted(doc["plans"].items()):
