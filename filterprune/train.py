@@ -7,6 +7,7 @@ training images) the epoch kept is the one with the best validation top-1, never
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
@@ -21,6 +22,7 @@ from . import distributed
 from .data import ImageData, make_loader
 from .errors import RunError, UsageError
 from .log import say
+from .profile import eval_mode
 
 DEFAULT_LR = {"sgd": 0.02, "adam": 1e-3}
 
@@ -156,9 +158,8 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
         return []
     torch.manual_seed(cfg.seed + distributed.rank())  # --distributed: each rank its own augmentations
     model.to(device).train()
-    teacher_was_training = teacher is not None and teacher.training
-    if teacher is not None:  # frozen: eval mode, forward under inference_mode, so it never gets a gradient
-        teacher.to(device).eval()
+    if teacher is not None:
+        teacher.to(device)
     loader = distributed.shard(make_loader(data, "train", cfg.batch_size, augment=cfg.augment, seed=cfg.seed,
                                            crop=cfg.crop), cfg.seed)
     net = distributed.wrap(model, device)  # DDP under --distributed (same parameters), else the model itself
@@ -166,48 +167,49 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
     sched = _scheduler(opt, cfg, cfg.epochs * len(loader), len(loader))
     history, last_good = [], copy.deepcopy(model.state_dict())
     best = None  # (val_top1, epoch, weights) of the best epoch so far
-    for epoch in range(1, cfg.epochs + 1):
-        total, correct, loss_sum = 0, 0, 0.0
-        distributed.set_epoch(loader, epoch)
-        bar = tqdm(loader, desc=f"{desc} {epoch}/{cfg.epochs}", leave=False, file=sys.stderr,
-                   dynamic_ncols=True, disable=None if distributed.is_main() else True)
-        for x, y in bar:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            out = net(x)
-            with torch.inference_mode():
-                soft = teacher(x) if teacher is not None else None
-            loss = distill_loss(out, soft.clone() if soft is not None else None, y, cfg.distill_alpha,
-                                cfg.distill_temperature, cfg.label_smoothing)
-            (seen,) = distributed.summed(loss.item())  # every rank stops if any rank's loss is not finite
-            if not math.isfinite(seen):
-                model.load_state_dict(last_good)
-                raise NonFiniteLoss(desc, seen, epoch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.sparsity_reg:
-                add_slimming_subgradient(model, cfg.sparsity_reg)
-            opt.step()
-            sched.step()
-            total += len(y)
-            correct += (out.argmax(1) == y).sum().item()
-            loss_sum += loss.item() * len(y)
-            bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{100 * correct / total:.1f}%")
-        total, correct, loss_sum = distributed.summed(total, correct, loss_sum)  # over all ranks' shares
-        row = {"epoch": epoch, "loss": loss_sum / total, "train_top1": correct / total}
-        val = ""
-        if data.y_val is not None:
-            distributed.sync_buffers(model)
-            row["val_top1"] = _val_top1(model, data, device)
-            model.train()
-            if best is None or row["val_top1"] >= best[0]:  # ties: the later, longer-trained epoch
-                best = (row["val_top1"], epoch, copy.deepcopy(model.state_dict()))
-            val = f", val top-1 {100 * row['val_top1']:.1f}%"
-        history.append(row)
-        say(f"{desc} epoch {epoch}/{cfg.epochs}: loss {row['loss']:.4f}, train top-1 "
-            f"{100 * row['train_top1']:.1f}%{val}")
-        last_good = copy.deepcopy(model.state_dict())
-    if teacher is not None:
-        teacher.train(teacher_was_training)
+    # frozen teacher: eval mode (given back as it was, also when training stops on a NaN), forward under
+    # inference_mode, so it never gets a gradient
+    with eval_mode(teacher) if teacher is not None else contextlib.nullcontext():
+        for epoch in range(1, cfg.epochs + 1):
+            total, correct, loss_sum = 0, 0, 0.0
+            distributed.set_epoch(loader, epoch)
+            bar = tqdm(loader, desc=f"{desc} {epoch}/{cfg.epochs}", leave=False, file=sys.stderr,
+                       dynamic_ncols=True, disable=None if distributed.is_main() else True)
+            for x, y in bar:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                out = net(x)
+                with torch.inference_mode():
+                    soft = teacher(x) if teacher is not None else None
+                loss = distill_loss(out, soft.clone() if soft is not None else None, y, cfg.distill_alpha,
+                                    cfg.distill_temperature, cfg.label_smoothing)
+                (seen,) = distributed.summed(loss.item())  # every rank stops if any rank's loss is not finite
+                if not math.isfinite(seen):
+                    model.load_state_dict(last_good)
+                    raise NonFiniteLoss(desc, seen, epoch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.sparsity_reg:
+                    add_slimming_subgradient(model, cfg.sparsity_reg)
+                opt.step()
+                sched.step()
+                total += len(y)
+                correct += (out.argmax(1) == y).sum().item()
+                loss_sum += loss.item() * len(y)
+                bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{100 * correct / total:.1f}%")
+            total, correct, loss_sum = distributed.summed(total, correct, loss_sum)  # over all ranks' shares
+            row = {"epoch": epoch, "loss": loss_sum / total, "train_top1": correct / total}
+            val = ""
+            if data.y_val is not None:
+                distributed.sync_buffers(model)
+                row["val_top1"] = _val_top1(model, data, device)
+                model.train()
+                if best is None or row["val_top1"] >= best[0]:  # ties: the later, longer-trained epoch
+                    best = (row["val_top1"], epoch, copy.deepcopy(model.state_dict()))
+                val = f", val top-1 {100 * row['val_top1']:.1f}%"
+            history.append(row)
+            say(f"{desc} epoch {epoch}/{cfg.epochs}: loss {row['loss']:.4f}, train top-1 "
+                f"{100 * row['train_top1']:.1f}%{val}")
+            last_good = copy.deepcopy(model.state_dict())
     if best is not None:
         model.load_state_dict(best[2])
         history[best[1] - 1]["kept"] = True

@@ -61,6 +61,18 @@ def test_teacher_gets_no_gradient_and_is_unchanged():
     assert any(not torch.equal(before[k], v) for k, v in student.state_dict().items())
 
 
+def test_teacher_mode_is_given_back_when_training_stops_on_a_nan():
+    from filterprune.train import NonFiniteLoss
+
+    data, teacher = _tiny_data(), _tiny_net().train()
+    student = _tiny_net()
+    with torch.no_grad():
+        student[-1].bias.fill_(float("nan"))
+    with pytest.raises(NonFiniteLoss):
+        train(student, data, TrainConfig(epochs=1, distill_alpha=0.7, batch_size=32), CPU, teacher=teacher)
+    assert teacher.training
+
+
 def test_distill_off_trains_exactly_like_plain_cross_entropy():
     data = _tiny_data()
     torch.manual_seed(0)
