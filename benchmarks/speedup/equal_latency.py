@@ -14,8 +14,8 @@ does not have to:
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/speedup/equal_latency.py baseline --seeds 0 &   # and 1
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/speedup/equal_latency.py plan --data-root ../shared/data
-    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/speedup/equal_latency.py finetune --seeds 0 &
-    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/speedup/equal_latency.py finetune --seeds 1
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/speedup/equal_latency.py finetune --seeds 0 --finetune-epochs 8 &
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/speedup/equal_latency.py finetune --seeds 1 --finetune-epochs 8
 
 Writes equal_latency/equal_latency.json / .md next to this file (rows merged across calls).
 """
@@ -48,7 +48,8 @@ def _accuracy_table():
 def _config(seed: int, a):
     from filterprune.api import CompressConfig
 
-    return CompressConfig(MODEL, "l1", 0.4, dataset="cifar10", data_root=a.data_root, epochs=a.baseline_epochs, seed=seed)
+    return CompressConfig(MODEL, "l1", 0.4, dataset="cifar10", data_root=a.data_root, epochs=a.baseline_epochs, seed=seed,
+                          finetune_epochs=a.finetune_epochs)
 
 
 def _rows() -> dict:
@@ -168,13 +169,17 @@ def finetune(a) -> None:
             print(f"seed {seed} {name}: {doc['finetune'][key]}", file=sys.stderr, flush=True)
 
 
+def _epochs(doc: dict) -> str:
+    return ", ".join(sorted({str(f["epochs"]) for f in doc["finetune"].values()})) or "—"
+
+
 def table(doc: dict) -> str:
     lines = [f"# {MODEL}: latency-targeted vs MAC-driven l1 at equal measured latency ({RUNTIME} CPU, batch {BATCH})",
              "", "Command: see `benchmarks/speedup/equal_latency.py` (plan alone on the machine, then finetune).",
              "`target`: `--target-speedup 2`; `mac`: plain l1 (layerwise, MAC-driven widths) at the sparsity whose "
              "measured latency equals the target plan's (bisected). Latencies: the three ONNX files timed again "
              "apart from the planner, interleaved, median. Finetune: the default recipe with distillation from the "
-             f"seed's dense baseline ({MODEL}); test top-1 of the epoch kept on validation.", "",
+             f"seed's dense baseline ({MODEL}), {_epochs(doc)} epochs; test top-1 of the epoch kept on validation.", "",
              "| seed | plan | sparsity | MACs | ms (min-max) | speedup | top-1 before finetune | top-1 | dense top-1 |",
              "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for seed, p in sorted(doc["plans"].items()):
@@ -204,6 +209,7 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="/tmp/filterprune-equal-latency", help="pruned models (not committed)")
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--baseline-epochs", type=int, default=15, help="dense resnet56 training (and so the default finetune)")
+    p.add_argument("--finetune-epochs", type=int, default=None, help="default: the recipe's (the baseline's epochs)")
     p.add_argument("--bisect", type=int, default=8)
     a = p.parse_args(argv)
     {"baseline": baseline, "plan": plan, "finetune": finetune}[a.phase](a)
