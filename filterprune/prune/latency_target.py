@@ -14,7 +14,7 @@ latency on the user's runtime, instead of a per-layer sparsity.
    costs half of what it carries, so no stage is thinned to its floor just because its channels are
    cheap; a conv's latency is felt by both groups that set its widths.
 3. **Measure and iterate**: the candidate network is built and timed against the dense one on the
-   target (interleaved, median); the budget is corrected by the measured/target ratio (bounded by
+   target (interleaved; the lower quartile of the per-round speedups counts); the budget is corrected by the measured/target ratio (bounded by
    bisection) until the measured speedup is at the target or up to ``TOLERANCE`` above it. If no
    solver plan reaches it, the criterion's own allocation at a sparsity, with ``--round-to auto``'s
    aligned widths, is searched the same way (what the conv-sum model misses, per-op overheads at batch 1
