@@ -53,6 +53,8 @@ ARMS = {"kd": {"recipe": "default", "distill": "kd"},
         "kd_a0.5": {"recipe": "default", "distill": "kd", "distill_alpha": 0.5},
         "kd_T2": {"recipe": "default", "distill": "kd", "distill_temperature": 2.0},
         "kd_lr0.002": {"recipe": "default", "distill": "kd", "finetune_lr": 0.002},
+        "kd_anneal": {"recipe": "default", "distill": "anneal"},
+        "kd_anneal_e8": {"recipe": "default", "distill": "anneal", "finetune_epochs": 8},
         "before": {"recipe": "plain", "distill": "off"}}
 ARM_HELP = {"kd": "(b) filterprune's default: recipe default (as many epochs as the baseline's: 30; half the baseline lr, warm-up + cosine) + distillation α 0.7, T 4",
             "nokd": "(c) the same without distillation",
@@ -62,7 +64,9 @@ ARM_HELP = {"kd": "(b) filterprune's default: recipe default (as many epochs as 
             "kd_e8": "default with 8 finetune epochs (the default before 2026-12-01)",
             "nokd_e8": "the same without distillation", "kd_e20": "default for 20 epochs",
             "kd_e8_a0.9": "8 epochs, α 0.9", "kd_a0.5": "default with α 0.5", "kd_T2": "default with T 2",
-            "kd_lr0.002": "default at lr 0.002"}
+            "kd_lr0.002": "default at lr 0.002",
+            "kd_anneal": "default with --distill anneal (α 0.7 falling linearly to 0)",
+            "kd_anneal_e8": "the same for 8 epochs"}
 FIELDS = ["arm", "criterion", "seed", "dense_top1", "pruned_top1", "scratch_top1", "kept_epoch", "finetune_epochs",
           "params", "macs", "dense_macs", "wall_s", "load_before", "load_after"]
 

@@ -129,7 +129,7 @@ def prune(run: Run) -> None:
 
 
 def _teacher(run: Run) -> nn.Module | None:
-    return run.dense if run.cfg.distill == "kd" else None  # frozen; the pruned copies learn its soft targets
+    return run.dense if run.cfg.distill != "off" else None  # frozen; the pruned copies learn its soft targets
 
 
 def _finetune_between(run: Run, model: nn.Module, i: int) -> None:

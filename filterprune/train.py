@@ -58,6 +58,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     distill_alpha: float = 0.0  # weight of the teacher's soft targets (used only when a teacher is given)
     distill_temperature: float = 4.0
+    distill_anneal: bool = False  # the teacher's weight falls linearly from distill_alpha to 0 over training
 
     def __post_init__(self):
         if self.epochs < 0:
@@ -124,6 +125,12 @@ def _scheduler(opt, cfg: TrainConfig, steps: int, steps_per_epoch: int):
     return torch.optim.lr_scheduler.SequentialLR(opt, [ramp, main], milestones=[warm])
 
 
+def _alpha(cfg: TrainConfig, step: int, steps: int) -> float:
+    """The teacher's weight at ``step`` of ``steps``: constant, or annealed linearly to 0 so that the last
+    epochs learn from the labels alone (a long finetune can outgrow its teacher)."""
+    return cfg.distill_alpha * (1 - step / steps) if cfg.distill_anneal else cfg.distill_alpha
+
+
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor | None, y: torch.Tensor, alpha: float,
                  temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
     """Hinton et al.'s loss (1-a)*CE(y) + a*T^2*KL(softmax(t/T) || softmax(s/T)); plain cross-entropy
@@ -164,7 +171,8 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
                                            crop=cfg.crop), cfg.seed)
     net = distributed.wrap(model, device)  # DDP under --distributed (same parameters), else the model itself
     opt = _optimizer(model, cfg)
-    sched = _scheduler(opt, cfg, cfg.epochs * len(loader), len(loader))
+    steps, step = cfg.epochs * len(loader), 0
+    sched = _scheduler(opt, cfg, steps, len(loader))
     history, last_good = [], copy.deepcopy(model.state_dict())
     best = None  # (val_top1, epoch, weights) of the best epoch so far
     # frozen teacher: eval mode (given back as it was, also when training stops on a NaN), forward under
@@ -180,8 +188,9 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
                 out = net(x)
                 with torch.inference_mode():
                     soft = teacher(x) if teacher is not None else None
-                loss = distill_loss(out, soft.clone() if soft is not None else None, y, cfg.distill_alpha,
-                                    cfg.distill_temperature, cfg.label_smoothing)
+                loss = distill_loss(out, soft.clone() if soft is not None else None, y,
+                                    _alpha(cfg, step, steps), cfg.distill_temperature, cfg.label_smoothing)
+                step += 1
                 (seen,) = distributed.summed(loss.item())  # every rank stops if any rank's loss is not finite
                 if not math.isfinite(seen):
                     model.load_state_dict(last_good)

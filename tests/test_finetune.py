@@ -73,6 +73,26 @@ def test_teacher_mode_is_given_back_when_training_stops_on_a_nan():
     assert teacher.training
 
 
+def test_annealed_distillation_hands_over_from_teacher_to_labels(monkeypatch):
+    """--distill anneal: the teacher's weight falls linearly from --distill-alpha at the first step to
+    about 0 at the last, so the last epochs learn from the labels alone."""
+    cfg = CompressConfig("resnet20", "l1", 0.4, distill="anneal").finetune_config()
+    assert cfg.distill_anneal and cfg.distill_alpha == 0.7
+    assert not CompressConfig("resnet20", "l1", 0.4).finetune_config().distill_anneal
+    import filterprune.train as tr
+    seen = []
+    real = tr.distill_loss
+    monkeypatch.setattr(tr, "distill_loss", lambda s, t, y, a, *rest: seen.append(a) or real(s, t, y, a, *rest))
+    data, teacher = _tiny_data(), _tiny_net()
+    before = copy.deepcopy(teacher.state_dict())
+    train(_tiny_net(), data, TrainConfig(epochs=2, distill_alpha=0.8, distill_anneal=True, batch_size=32), CPU,
+          teacher=teacher)
+    steps = len(seen)
+    assert steps == 2 * math.ceil(len(data.y_train) / 32)
+    assert seen == pytest.approx([0.8 * (1 - i / steps) for i in range(steps)])
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+
+
 def test_distill_off_trains_exactly_like_plain_cross_entropy():
     data = _tiny_data()
     torch.manual_seed(0)
