@@ -16,7 +16,7 @@ from .fileio import cache_dir
 from .log import say
 from .models import check_model_ref
 from .prune import checkpoint as ckpt
-from .sources import load_data, spec_for
+from .sources import spec_for
 from .train import TrainConfig, evaluate, resolve_device
 
 __all__ = ["CompressConfig", "compress", "train_command"]
@@ -72,7 +72,7 @@ def _train_command(model: str, dataset: str | None, data_root: str, cfg: TrainCo
         outputs.check_target(target, overwrite)
     if cfg.epochs:
         outputs.check_cache(cache_dir())
-    data = load_data(dataset, data_root, val_fraction, cfg.seed)
+    data = sources.load_data(dataset, data_root, val_fraction, cfg.seed)
     spec = spec_for(sources.model_ref(model), data)
     net, info = train_baseline(spec, data, cfg, device)
     if not distributed.is_main():  # --distributed: rank 0 alone evaluates and writes
