@@ -4,11 +4,12 @@ resnet20 on the real CIFAR-10 subset, channel sparsity 0.4, one converged baseli
 once, committed under benchmarks/accuracy/baselines/ so later sessions reuse it), every criterion pruned
 from it and finetuned by each arm:
 
-    lajic    the seed study's recipe (SGD 1e-3 -> 1e-4 -> 1e-5, batch 32, rotation + flip, 10 epochs), no teacher
-    kd       filterprune's default recipe with distillation from the dense model (the default: as many
-             finetune epochs as the baseline's)
-    nokd     the default recipe without distillation (--distill off)
-    scratch  Liu et al.'s control: the l1 architecture re-initialised and trained for the same total epochs
+    lajic      the seed study's recipe (SGD 1e-3 -> 1e-4 -> 1e-5, batch 32, rotation + flip, 10 epochs), no teacher
+    kd_anneal  filterprune's default: the default recipe (as many finetune epochs as the baseline's) with
+               distillation from the dense model, its weight annealed from 0.7 to 0 (--distill anneal)
+    kd         the same with a constant weight (--distill kd, the default until 2026-12-01)
+    nokd       the default recipe without distillation (--distill off)
+    scratch    Liu et al.'s control: the l1 architecture re-initialised and trained for the same total epochs
 
 The kept epoch is chosen on the validation split (10% of the training images, per seed); accuracies are
 on the test split. Resumable: a finished run's row is kept in benchmarks/accuracy/runs.csv (committed),
@@ -39,10 +40,11 @@ from filterprune.train import evaluate
 
 HERE = Path(__file__).resolve().parent / "accuracy"
 CRITERIA = ["l1", "greedy", "magnitude", "slimming", "random"]
-ARMS = {"kd": {"recipe": "default", "distill": "kd"},
+ARMS = {"kd_anneal": {"recipe": "default", "distill": "anneal"},
+        "kd": {"recipe": "default", "distill": "kd"},
         "nokd": {"recipe": "default", "distill": "off"},
         "lajic": {"recipe": "lajic", "distill": "off"},
-        "scratch": {"recipe": "default", "distill": "kd", "scratch": True},
+        "scratch": {"recipe": "default", "distill": "anneal", "scratch": True},
         # how the default was chosen (l1, greedy): the finetune budget (8 epochs was the default before
         # 2026-12-01; now the baseline's 30), distillation strength and temperature, learning rate, and the
         # finetune filterprune had before (3 epochs at a tenth of the baseline lr, no teacher)
@@ -53,20 +55,19 @@ ARMS = {"kd": {"recipe": "default", "distill": "kd"},
         "kd_a0.5": {"recipe": "default", "distill": "kd", "distill_alpha": 0.5},
         "kd_T2": {"recipe": "default", "distill": "kd", "distill_temperature": 2.0},
         "kd_lr0.002": {"recipe": "default", "distill": "kd", "finetune_lr": 0.002},
-        "kd_anneal": {"recipe": "default", "distill": "anneal"},
         "kd_anneal_e8": {"recipe": "default", "distill": "anneal", "finetune_epochs": 8},
         "before": {"recipe": "plain", "distill": "off"}}
-ARM_HELP = {"kd": "(b) filterprune's default: recipe default (as many epochs as the baseline's: 30; half the baseline lr, warm-up + cosine) + distillation α 0.7, T 4",
+ARM_HELP = {"kd_anneal": "(b) filterprune's default: recipe default (as many epochs as the baseline's: 30; half the baseline lr, warm-up + cosine) + distillation (T 4), its weight α falling linearly from 0.7 to 0 (--distill anneal)",
+            "kd": "the same with a constant α 0.7 (--distill kd: the default until 2026-12-01)",
             "nokd": "(c) the same without distillation",
             "lajic": "(a) the seed's recipe (SGD 1e-3 -> 1e-5 step, batch 32, rotation + flip, 10 epochs), no teacher",
             "scratch": "(d) the l1 architecture from a fresh init for the same total epochs (baseline + finetune)",
             "before": "filterprune 0.1's finetune (recipe plain: 3 epochs at a tenth of the baseline lr), no teacher",
-            "kd_e8": "default with 8 finetune epochs (the default before 2026-12-01)",
-            "nokd_e8": "the same without distillation", "kd_e20": "default for 20 epochs",
+            "kd_e8": "kd with 8 finetune epochs (the default before 2026-12-01)",
+            "nokd_e8": "the same without distillation", "kd_e20": "kd for 20 epochs",
             "kd_e8_a0.9": "8 epochs, α 0.9", "kd_a0.5": "default with α 0.5", "kd_T2": "default with T 2",
             "kd_lr0.002": "default at lr 0.002",
-            "kd_anneal": "default with --distill anneal (α 0.7 falling linearly to 0)",
-            "kd_anneal_e8": "the same for 8 epochs"}
+            "kd_anneal_e8": "the default for 8 epochs"}
 FIELDS = ["arm", "criterion", "seed", "dense_top1", "pruned_top1", "scratch_top1", "kept_epoch", "finetune_epochs",
           "params", "macs", "dense_macs", "wall_s", "load_before", "load_after"]
 
@@ -167,7 +168,7 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--epochs", type=int, default=30, help="baseline epochs")
     p.add_argument("--criteria", default=",".join(CRITERIA))
-    p.add_argument("--arms", default="kd,nokd,lajic,scratch")
+    p.add_argument("--arms", default="kd_anneal,nokd,lajic,scratch")
     p.add_argument("--runs", default="/tmp/filterprune-accuracy-table", help="run folders (not committed)")
     p.add_argument("--out", default=str(HERE))
     p.add_argument("--only-table", action="store_true", help="rewrite table.md from runs.csv; run nothing")
@@ -180,7 +181,7 @@ def main(argv=None) -> None:
     jobs = [(arm, crit, seed) for seed in [int(s) for s in a.seeds.split(",")] for arm in arms
             for crit in (["l1"] if arm == "scratch" else criteria)]
     # l1 and greedy (the goal's criteria) for every seed first, then the controls, then the other criteria
-    jobs.sort(key=lambda j: (j[1] not in ("l1", "greedy"), j[0] not in ("kd", "nokd", "lajic"), j[2],
+    jobs.sort(key=lambda j: (j[1] not in ("l1", "greedy"), j[0] not in ("kd_anneal", "nokd", "lajic"), j[2],
                              arms.index(j[0]), criteria.index(j[1]) if j[1] in criteria else 0))
     for arm, crit, seed in [] if a.only_table else jobs:
         if (arm, crit, str(seed)) in done:

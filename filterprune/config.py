@@ -14,7 +14,7 @@ from .errors import UsageError
 from .options import int_list, json_object, option, round_to, str_list
 
 DEFAULT_DATA_ROOT = "data"
-DISTILL = ("off", "kd", "anneal")
+DISTILL = ("anneal", "kd", "off")
 MASK = "mask criteria (snip, grasp, synflow, mag, rand, imp)"
 SOURCES = "the model and the images (your own model, pretrained weights, image folders)"
 
@@ -62,7 +62,7 @@ class CompressConfig:
     imp_epochs: int | None = option(None, 'training epochs per IMP cycle (default: the finetune epochs)', group=MASK)
     distributed: bool = option(False, 'DDP training under torchrun (--batch-size is then the global batch): torchrun --nproc_per_node N -m filterprune ... --distributed')
     recipe: str = option("default", "finetune preset: default (the baseline's optimizer and schedule at half its lr, warm-up, as many epochs as --epochs, at least 8), lajic (the seed study's: SGD 1e-3 -> 1e-4 -> 1e-5, batch 32, rotation + flip, 10 epochs / 20 for 100 classes) or plain (a tenth of the baseline lr, 3 epochs)")
-    distill: str = option("kd", 'kd (default): finetuning distills from the dense model; anneal: the same with the teacher\'s weight falling linearly from --distill-alpha to 0 over the finetune; off: plain cross-entropy')
+    distill: str = option("anneal", "finetuning distills from the dense model: anneal (default): the teacher's weight falls linearly from --distill-alpha to 0 over the finetune; kd: constant weight; off: plain cross-entropy")
     distill_alpha: float = option(0.7, "weight of the dense model's soft targets in [0, 1] (default 0.7)")
     distill_temperature: float = option(4.0, 'softmax temperature > 0 (default 4)')
     val_fraction: float = option(0.1, 'fraction of the training images held out (per class, drawn with --seed) to choose the kept epoch; never the test split; 0 = keep the last epoch (default 0.1)')

@@ -77,8 +77,8 @@ def test_annealed_distillation_hands_over_from_teacher_to_labels(monkeypatch):
     """--distill anneal: the teacher's weight falls linearly from --distill-alpha at the first step to
     about 0 at the last, so the last epochs learn from the labels alone."""
     cfg = CompressConfig("resnet20", "l1", 0.4, distill="anneal").finetune_config()
-    assert cfg.distill_anneal and cfg.distill_alpha == 0.7
-    assert not CompressConfig("resnet20", "l1", 0.4).finetune_config().distill_anneal
+    assert cfg.distill_anneal and cfg.distill_alpha == 0.7 and CompressConfig("resnet20", "l1", 0.4).distill == "anneal"
+    assert not CompressConfig("resnet20", "l1", 0.4, distill="kd").finetune_config().distill_anneal
     import filterprune.train as tr
     seen = []
     real = tr.distill_loss
@@ -186,7 +186,8 @@ def test_compress_reports_kept_epoch_distillation_and_the_scratch_control(tmp_pa
                  "--epochs", "1", "--finetune-epochs", "2", "--scratch", "--no-export", "--no-bench",
                  "--out", str(out)]) == 0
     r = json.loads((out / "report.json").read_text())
-    assert r["finetune"]["distill"] == "kd" and r["finetune"]["config"]["distill_alpha"] == 0.7
+    assert r["finetune"]["distill"] == "anneal" and r["finetune"]["config"]["distill_alpha"] == 0.7
+    assert r["finetune"]["config"]["distill_anneal"]
     assert r["finetune"]["kept_epoch"] in (1, 2) and r["dataset"]["val"] > 0
     assert r["scratch"]["epochs"] == 3 and 0 <= r["scratch"]["accuracy"] <= 1
     assert len(r["scratch"]["history"]) == 3
