@@ -68,6 +68,7 @@ ARM_HELP = {"kd_anneal": "(b) filterprune's default: recipe default (as many epo
             "kd_e8_a0.9": "8 epochs, α 0.9", "kd_a0.5": "default with α 0.5", "kd_T2": "default with T 2",
             "kd_lr0.002": "default at lr 0.002",
             "kd_anneal_e8": "the default for 8 epochs"}
+PAIRS = [("kd_anneal", "nokd"), ("kd", "nokd"), ("kd_anneal_e8", "nokd_e8"), ("kd_e8", "nokd_e8")]  # teacher vs none
 FIELDS = ["arm", "criterion", "seed", "dense_top1", "pruned_top1", "scratch_top1", "kept_epoch", "finetune_epochs",
           "params", "macs", "dense_macs", "wall_s", "load_before", "load_after"]
 
@@ -154,6 +155,16 @@ def table(rows: list[dict], a) -> str:
             name = f"{crit} (scratch)" if arm == "scratch" else crit
             lines.append(f"| {name} | {arm} | {ms(acc)} | {ms(drop).replace(' (n=', ' (n=')} | "
                          f"{int(sel[0]['macs']):,} |")
+    lines += ["", "Distillation's gain over the same finetune without a teacher, paired by seed (points):", "",
+              "| method | with teacher | without | gain |", "|---|---|---|---:|"]
+    for crit in CRITERIA:
+        for arm, plain in PAIRS:
+            top1 = {a: {r["seed"]: float(r["pruned_top1"]) for r in rows if r["arm"] == a and r["criterion"] == crit}
+                    for a in (arm, plain)}
+            seeds = sorted(set(top1[arm]) & set(top1[plain]))
+            if seeds:
+                gain = [top1[arm][s] - top1[plain][s] for s in seeds]
+                lines.append(f"| {crit} | {arm} | {plain} | {ms(gain)} |")
     lines += ["", "Arms:"] + [f"- `{k}`: {v}" for k, v in ARM_HELP.items() if any(r["arm"] == k for r in rows)]
     lines += ["", f"Machine: {machine.describe().get('cpu', '?')}, torch {torch.__version__}; per-run wall "
               "time and load averages in runs.csv (accuracy does not depend on load)."]
