@@ -18,6 +18,9 @@ on the test split. Resumable: a finished run's row is kept in benchmarks/accurac
 so rerunning skips it; missing rows are run. Order: seed-major, l1 and greedy first.
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/accuracy_table.py --data-root ../shared/data
+
+Another model (vgg16: about 8x resnet20's MACs, so a GPU's job) keeps its rows in benchmarks/accuracy/<model>/:
+    python benchmarks/accuracy_table.py --model vgg16 --device cuda --data-root ../shared/data
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ from filterprune.baseline import train_baseline
 from filterprune.bench import machine
 from filterprune.prune import checkpoint as ckpt
 from filterprune.sources import load_data, spec_for
-from filterprune.train import evaluate
+from filterprune.train import evaluate, resolve_device
 
 HERE = Path(__file__).resolve().parent / "accuracy"
 CRITERIA = ["l1", "greedy", "magnitude", "slimming", "random"]
@@ -76,7 +79,7 @@ FIELDS = ["arm", "criterion", "seed", "dense_top1", "pruned_top1", "scratch_top1
           "params", "macs", "dense_macs", "wall_s", "load_before", "load_after"]
 
 
-def baseline(model: str, seed: int, epochs: int, data_root: str) -> Path:
+def baseline(model: str, seed: int, epochs: int, data_root: str, device: str = "cpu") -> Path:
     """The committed baseline of ``seed`` (trained here, once, if absent): a filterprune checkpoint."""
     folder = HERE / "baselines" / f"{model}-e{epochs}-seed{seed}"
     if (folder / "model.json").is_file():
@@ -84,8 +87,9 @@ def baseline(model: str, seed: int, epochs: int, data_root: str) -> Path:
     cfg = CompressConfig(model, "l1", 0.4, dataset="cifar10", data_root=data_root, epochs=epochs, seed=seed)
     data = load_data("cifar10", data_root, cfg.val_fraction, seed)
     spec = spec_for(model, data)
-    net, info = train_baseline(spec, data, cfg.baseline_config(), torch.device("cpu"))
-    acc = evaluate(net, data, torch.device("cpu"))
+    dev = resolve_device(device)
+    net, info = train_baseline(spec, data, cfg.baseline_config(), dev)
+    acc = evaluate(net, data, dev)
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -118,7 +122,7 @@ def run_one(arm: str, crit: str, seed: int, a, ckpt_path: Path, runs: Path) -> d
     t0 = time.perf_counter()
     cfg = CompressConfig(model=a.model, criterion=crit, sparsity=a.sparsity, dataset="cifar10", data_root=a.data_root,
                          checkpoint=str(ckpt_path), epochs=a.epochs, seed=seed, out=str(out), overwrite=True,
-                         export=False, bench=False, **ARMS[arm])
+                         export=False, bench=False, device=a.device, **ARMS[arm])
     if cfg.scratch:  # its prune + finetune half is the kd_anneal row: skip it, train the control alone (same result)
         cfg = replace(cfg, epochs=cfg.scratch_config(10).epochs, finetune_epochs=0)
     compress(cfg)
@@ -187,10 +191,11 @@ def main(argv=None) -> None:
     p.add_argument("--criteria", default=",".join(CRITERIA))
     p.add_argument("--arms", default="kd_anneal,nokd,lajic,scratch")
     p.add_argument("--runs", default="/tmp/filterprune-accuracy-table", help="run folders (not committed)")
-    p.add_argument("--out", default=str(HERE))
+    p.add_argument("--out", help="runs.csv and table.md (default benchmarks/accuracy/, another model's in a subfolder)")
+    p.add_argument("--device", default="cpu", help="cpu (deterministic: the committed rows), cuda or auto")
     p.add_argument("--only-table", action="store_true", help="rewrite table.md from runs.csv; run nothing")
     a = p.parse_args(argv)
-    out = Path(a.out)
+    out = Path(a.out) if a.out else HERE if a.model == "resnet20" else HERE / a.model
     rows_path = out / "runs.csv"
     rows = read_rows(rows_path)
     done = {(r["arm"], r["criterion"], r["seed"]) for r in rows}
@@ -204,7 +209,8 @@ def main(argv=None) -> None:
         if (arm, crit, str(seed)) in done:
             continue
         print(f"== {arm} {crit} seed {seed}", file=sys.stderr, flush=True)
-        rows.append(run_one(arm, crit, seed, a, baseline(a.model, seed, a.epochs, a.data_root), Path(a.runs)))
+        rows.append(run_one(arm, crit, seed, a, baseline(a.model, seed, a.epochs, a.data_root, a.device),
+                            Path(a.runs)))
         write_rows(rows_path, rows)
         (out / "table.md").write_text(table(rows, a))
     (out / "table.md").write_text(table(rows, a))
