@@ -136,12 +136,28 @@ def run_one(arm: str, crit: str, seed: int, a, ckpt_path: Path, runs: Path) -> d
             "load_after": round(os.getloadavg()[0], 2)}
 
 
-def ms(values: list[float]) -> str:
+def ms(values: list[float], signed: bool = False) -> str:
     v = [100 * x for x in values]
     if not v:
         return "—"
     sd = statistics.stdev(v) if len(v) > 1 else 0.0
-    return f"{statistics.mean(v):.2f} ± {sd:.2f} (n={len(v)})"
+    return f"{statistics.mean(v):{'+' if signed else ''}.2f} ± {sd:.2f} (n={len(v)})"
+
+
+def top1(rows: list[dict], arm: str, crit: str) -> dict[str, float]:
+    key = "scratch_top1" if arm == "scratch" else "pruned_top1"
+    return {r["seed"]: float(r[key]) for r in rows if r["arm"] == arm and r["criterion"] == crit}
+
+
+def paired(rows: list[dict], arm: str, crit: str, other: str | None = None) -> list[float]:
+    """Per seed: the arm's top-1 minus the dense model's (or minus the ``other`` arm's), seeds both have."""
+    mine = top1(rows, arm, crit)
+    ref = top1(rows, other, crit) if other else {r["seed"]: float(r["dense_top1"]) for r in rows}
+    return [mine[s] - ref[s] for s in sorted(mine) if s in ref]
+
+
+TABLE1 = [("(a) seed's recipe", "lajic"), ("(b) default", "kd_anneal"), ("(c) no teacher", "nokd"),
+          ("(d) from scratch", "scratch")]
 
 
 def table(rows: list[dict], a) -> str:
@@ -151,9 +167,17 @@ def table(rows: list[dict], a) -> str:
              "", f"Baselines: {a.epochs} epochs (SGD 0.02, cosine), one per seed, committed in "
              "`benchmarks/accuracy/baselines/`; validation split 10% of the training images per seed; test top-1 "
              "of the epoch kept on validation. Cells: mean ± sample std over seeds (n = seeds finished); "
-             "drop = pruned − dense of the same seed.", "",
+             "change = pruned − dense top-1 of the same seed (points; negative is a loss).", "",
              f"Dense top-1: {ms(list(dense.values()))}", "",
-             "| method | arm | pruned top-1 % | drop (points) | MACs |", "|---|---|---:|---:|---:|"]
+             "The seed's Table 1, redone (change from dense; (d) trains the l1 architecture afresh; gain = (b) − (c) "
+             "paired by seed):", "",
+             "| criterion | " + " | ".join(n for n, _ in TABLE1) + " | distillation's gain (b) − (c) |",
+             "|---|" + "---:|" * (len(TABLE1) + 1)]
+    for crit in CRITERIA:
+        cells = [ms(paired(rows, arm, crit), signed=True) for _, arm in TABLE1]
+        lines.append(f"| {crit} | " + " | ".join(cells) + f" | {ms(paired(rows, 'kd_anneal', crit, 'nokd'), True)} |")
+    lines += ["", "Every arm:", "", "| method | arm | pruned top-1 % | change (points) | MACs |",
+              "|---|---|---:|---:|---:|"]
     for crit in CRITERIA:
         for arm in ARMS:
             sel = [r for r in rows if r["criterion"] == crit and r["arm"] == arm]
@@ -161,20 +185,16 @@ def table(rows: list[dict], a) -> str:
                 continue
             key = "scratch_top1" if arm == "scratch" else "pruned_top1"
             acc = [float(r[key]) for r in sel]
-            drop = [float(r[key]) - dense[int(r["seed"])] for r in sel]
             name = f"{crit} (scratch)" if arm == "scratch" else crit
-            lines.append(f"| {name} | {arm} | {ms(acc)} | {ms(drop).replace(' (n=', ' (n=')} | "
+            lines.append(f"| {name} | {arm} | {ms(acc)} | {ms(paired(rows, arm, crit), True)} | "
                          f"{int(sel[0]['macs']):,} |")
     lines += ["", "Distillation's gain over the same finetune without a teacher, paired by seed (points):", "",
               "| method | with teacher | without | gain |", "|---|---|---|---:|"]
     for crit in CRITERIA:
         for arm, plain in PAIRS:
-            top1 = {a: {r["seed"]: float(r["pruned_top1"]) for r in rows if r["arm"] == a and r["criterion"] == crit}
-                    for a in (arm, plain)}
-            seeds = sorted(set(top1[arm]) & set(top1[plain]))
-            if seeds:
-                gain = [top1[arm][s] - top1[plain][s] for s in seeds]
-                lines.append(f"| {crit} | {arm} | {plain} | {ms(gain)} |")
+            gain = paired(rows, arm, crit, plain)
+            if gain:
+                lines.append(f"| {crit} | {arm} | {plain} | {ms(gain, True)} |")
     lines += ["", "Arms:"] + [f"- `{k}`: {v}" for k, v in ARM_HELP.items() if any(r["arm"] == k for r in rows)]
     lines += ["", f"Machine: {machine.describe().get('cpu', '?')}, torch {torch.__version__}; per-run wall "
               "time and load averages in runs.csv (accuracy does not depend on load)."]
