@@ -183,8 +183,7 @@ def table(rows: list[dict], a) -> str:
             sel = [r for r in rows if r["criterion"] == crit and r["arm"] == arm]
             if not sel:
                 continue
-            key = "scratch_top1" if arm == "scratch" else "pruned_top1"
-            acc = [float(r[key]) for r in sel]
+            acc = list(top1(rows, arm, crit).values())
             name = f"{crit} (scratch)" if arm == "scratch" else crit
             lines.append(f"| {name} | {arm} | {ms(acc)} | {ms(paired(rows, arm, crit), True)} | "
                          f"{int(sel[0]['macs']):,} |")
