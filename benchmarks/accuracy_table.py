@@ -160,12 +160,27 @@ TABLE1 = [("(a) seed's recipe", "lajic"), ("(b) default", "kd_anneal"), ("(c) no
           ("(d) from scratch", "scratch")]
 
 
+def convergence(model: str, epochs: int, seeds) -> str:
+    """Each baseline's kept epoch and best validation top-1, where its training history was recorded."""
+    said = []
+    for s in sorted(seeds, key=int):
+        path = HERE / "baselines" / f"{model}-e{epochs}-seed{s}" / "model.json"
+        hist = json.loads(path.read_text()).get("meta", {}).get("history", []) if path.is_file() else []
+        kept = [h for h in hist if h.get("kept")]
+        if kept:
+            said.append(f"seed {s} kept epoch {kept[0]['epoch']}/{len(hist)} (val {100 * kept[0]['val_top1']:.1f}%)")
+    return f" Validation: {'; '.join(said)}." if said else ""
+
+
 def table(rows: list[dict], a) -> str:
     dense = {int(r["seed"]): float(r["dense_top1"]) for r in rows}
+    model_arg = "" if a.model == "resnet20" else f" --model {a.model}"
     lines = [f"# {a.model} on the real CIFAR-10 subset, channel sparsity {a.sparsity:g}: does accuracy survive?", "",
-             "Command: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/accuracy_table.py --data-root ../shared/data`",
-             "", f"Baselines: {a.epochs} epochs (SGD 0.02, cosine), one per seed, committed in "
-             "`benchmarks/accuracy/baselines/`; validation split 10% of the training images per seed; test top-1 "
+             f"Command: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/accuracy_table.py{model_arg} "
+             "--data-root ../shared/data`",
+             "", f"Baselines: {a.epochs} epochs (SGD 0.02, cosine), one per seed, in "
+             f"`benchmarks/accuracy/baselines/{a.model}-e{a.epochs}-seed<S>/` (committed where small: see .gitignore)."
+             f"{convergence(a.model, a.epochs, dense)} Validation split 10% of the training images per seed; test top-1 "
              "of the epoch kept on validation. Cells: mean ± sample std over seeds (n = seeds finished); "
              "change = pruned − dense top-1 of the same seed (points; negative is a loss).", "",
              f"Dense top-1: {ms(list(dense.values()))}", "",
@@ -215,6 +230,7 @@ def main(argv=None) -> None:
     p.add_argument("--only-table", action="store_true", help="rewrite table.md from runs.csv; run nothing")
     a = p.parse_args(argv)
     out = Path(a.out) if a.out else HERE if a.model == "resnet20" else HERE / a.model
+    out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "runs.csv"
     rows = read_rows(rows_path)
     done = {(r["arm"], r["criterion"], r["seed"]) for r in rows}
