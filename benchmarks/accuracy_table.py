@@ -62,6 +62,7 @@ ARMS = {"kd_anneal": {"recipe": "default", "distill": "anneal"},
         "kd_T2": {"recipe": "default", "distill": "kd", "distill_temperature": 2.0},
         "kd_lr0.002": {"recipe": "default", "distill": "kd", "finetune_lr": 0.002},
         "kd_anneal_e8": {"recipe": "default", "distill": "anneal", "finetune_epochs": 8},
+        "kd_anneal_a0.3": {"recipe": "default", "distill": "anneal", "distill_alpha": 0.3},
         "before": {"recipe": "plain", "distill": "off"}}
 ARM_HELP = {"kd_anneal": "(b) filterprune's default: recipe default (as many epochs as the baseline's: 30; half the baseline lr, warm-up + cosine) + distillation (T 4), its weight α falling linearly from 0.7 to 0 (--distill anneal)",
             "kd": "the same with a constant α 0.7 (--distill kd: the default until 2026-12-01)",
@@ -73,8 +74,9 @@ ARM_HELP = {"kd_anneal": "(b) filterprune's default: recipe default (as many epo
             "nokd_e8": "the same without distillation", "kd_e20": "kd for 20 epochs",
             "kd_e8_a0.9": "8 epochs, α 0.9", "kd_a0.5": "default with α 0.5", "kd_T2": "default with T 2",
             "kd_lr0.002": "default at lr 0.002",
-            "kd_anneal_e8": "the default for 8 epochs"}
-PAIRS = [("kd_anneal", "nokd"), ("kd", "nokd"), ("kd_anneal_e8", "nokd_e8"), ("kd_e8", "nokd_e8")]  # teacher vs none
+            "kd_anneal_e8": "the default for 8 epochs",
+            "kd_anneal_a0.3": "the default with α falling from 0.3 (not 0.7) to 0"}
+PAIRS = [("kd_anneal", "nokd"), ("kd_anneal_a0.3", "nokd"), ("kd", "nokd"), ("kd_anneal_e8", "nokd_e8"), ("kd_e8", "nokd_e8")]  # teacher vs none
 FIELDS = ["arm", "criterion", "seed", "dense_top1", "pruned_top1", "scratch_top1", "kept_epoch", "finetune_epochs",
           "params", "macs", "dense_macs", "wall_s", "load_before", "load_after"]
 
