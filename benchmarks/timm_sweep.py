@@ -7,7 +7,7 @@ time limit, so a crash, a hang or memory exhaustion fails that row, not the swee
 (``timm.create_model(pretrained=False)``, nothing downloaded); weights initialised to exactly zero are
 redrawn so parity does not compare zeros with zeros. Input side 64 (a ViT-style model is built for it with
 ``img_size=64``), else the model's native side when it does not run at 64. Rows accumulate in
-``timm/results.jsonl`` (a rerun continues; ``--fresh`` starts over); ``timm/timm_sweep.md`` is rewritten
+``timm_models/results.jsonl`` (a rerun continues; ``--fresh`` starts over); ``timm_models/timm_sweep.md`` is rewritten
 after every model. Not a timing benchmark: run it with OMP_NUM_THREADS=1 beside other work.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent / "timm"
+HERE = Path(__file__).resolve().parent / "timm_models"
 SPARSITY, CRITERION, NUM_CLASSES, SIDE = 0.4, "l1", 1000, 64
 
 # >= 50 architectures across families, the small member of each

@@ -41,3 +41,26 @@ def test_library_messages_go_through_logging(caplog):
     with caplog.at_level(logging.INFO, logger="filterprune"):
         say("a path with a\nnewline")
     assert [r.getMessage() for r in caplog.records] == ["a path with a\\nnewline"]  # one line, escaped
+
+
+BENCH = ROOT.parent / "benchmarks"
+
+
+def test_no_benchmark_folder_shadows_a_package():
+    """``python benchmarks/X.py`` puts benchmarks/ first on sys.path, so a result folder named like a package
+    becomes that package (a namespace package): benchmarks/timm/ broke torch_pruning's ``import timm`` wherever
+    timm itself was not installed. Folder names must not be a dependency's or an optional extra's."""
+    import re
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    names = {re.match(r"[A-Za-z0-9_.-]+", r).group().lower().replace("-", "_") for r in reqs}
+    names |= {"torch", "torchvision", "torch_pruning", "onnx", "onnxruntime", "timm", "openvino", "ray"}
+    assert sorted(d.name for d in BENCH.iterdir() if d.is_dir() and d.name.lower() in names) == []
+
+
+def test_a_benchmark_script_runs_from_its_folder():
+    p = subprocess.run([sys.executable, str(BENCH / "accuracy_table.py"), "--help"], capture_output=True,
+                       text=True, timeout=120, cwd=ROOT.parent)
+    assert p.returncode == 0, p.stderr[-2000:]

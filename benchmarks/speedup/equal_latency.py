@@ -185,7 +185,7 @@ def table(doc: dict) -> str:
     for seed, p in sorted(doc["plans"].items()):
         for name in ("target", "mac"):
             f = doc["finetune"].get(f"{seed}/{name}", {})
-            pct = lambda k: f"{100 * f[k]:.2f}%" if k in f else "—"  # noqa: E731
+            pct = lambda k, f=f: f"{100 * f[k]:.2f}%" if k in f else "—"  # noqa: E731
             sp = "2x asked" if name == "target" else f"{p['mac_sparsity']:.3f}"
             lines.append(f"| {seed} | {name} | {sp} | {p['macs'][name]:,} | {p['ms'][name]:.2f} ({p['min_max_ms'][name]}) | "
                          f"{p['ms']['dense'] / p['ms'][name]:.2f}x | {pct('pruned_top1_before')} | {pct('pruned_top1')} | "
