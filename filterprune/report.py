@@ -11,6 +11,10 @@ def _fmt_int(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def markdown(r: dict) -> str:
     d, p = r["dense"], r["pruned"]
     lines = [
@@ -60,14 +64,14 @@ def markdown(r: dict) -> str:
         lines.append("")
     ft = r.get("finetune") or {}
     if ft.get("history"):
-        lines += [f"Finetune: recipe {ft.get('recipe')}, distillation {ft.get('distill')}, {len(ft['history'])} epochs; "
+        lines += [f"Finetune: recipe {ft.get('recipe')}, distillation {ft.get('distill')}, {_n(len(ft['history']), 'epoch')}; "
                   f"kept epoch {ft.get('kept_epoch')} (best validation top-1)." + (
                       f" From-scratch control ({r['scratch']['epochs']} epochs): top-1 "
                       f"{100 * r['scratch']['accuracy']:.2f}%." if r.get("scratch") else ""), ""]
     lines += ["## Layers", "", "| layer | channels before | after |", "|---|---:|---:|"]
     lines += [f"| {x['name']} | {x['channels_before']} | {x['channels_after']} |" for x in r["layers"]]
     m = r["machine"]
-    lines += ["", f"Machine: {m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads), GPU: {m['gpu']}; "
+    lines += ["", f"Machine: {m['cpu']} ({_n(m['cores'], 'core')}, {_n(m['torch_threads'], 'torch thread')}), GPU: {m['gpu']}; "
                   f"torch {m['torch']}, onnxruntime {m['onnxruntime']}, torch-pruning {m['torch_pruning']}.",
               f"Stage times (s): {', '.join(f'{k} {v:.1f}' for k, v in r['timings_s'].items())}.", ""]
     return "\n".join(lines)
