@@ -128,7 +128,8 @@ def run_one(arm: str, crit: str, seed: int, a, ckpt_path: Path, runs: Path) -> d
         cfg = replace(cfg, epochs=cfg.scratch_config(10).epochs, finetune_epochs=0)
     compress(cfg)
     r = json.loads((out / "report.json").read_text())
-    return {"arm": arm, "criterion": crit, "seed": seed, "dense_top1": r["dense"]["accuracy"],
+    return {"arm": arm, "criterion": crit, "seed": str(seed),  # as read back from runs.csv
+            "dense_top1": r["dense"]["accuracy"],
             "pruned_top1": "" if cfg.scratch else r["pruned"]["accuracy"],  # unfinetuned there: row (b) has it
             "scratch_top1": (r.get("scratch") or {}).get("accuracy", ""),
             "kept_epoch": r["finetune"]["kept_epoch"], "finetune_epochs": r["finetune"]["config"]["epochs"],
