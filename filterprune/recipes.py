@@ -4,7 +4,7 @@ A recipe fills the finetune settings a run leaves unset (``--finetune-epochs``, 
 explicit flag always wins. ``default`` is filterprune's own, compared with the others on the real
 CIFAR-10 subset in benchmarks/accuracy/ (resnet20, l1 0.4, seed 0, 8 epochs: 61.5% with distillation vs
 55.5% for ``lajic`` and 49.9% for ``plain``). It finetunes as long as the baseline trained: with
-constant-α distillation, 8 epochs lost 3.6 points from dense (l1, 2 seeds) where the baseline's 30 lost 0.1
+constant-α distillation, 8 epochs lost 3.3 points from dense (l1, 3 seeds) where the baseline's 30 lost 0.1
 (3 seeds); the annealed default gains 2.1 at 30.
 How much the teacher weighs is ``--distill`` (config.py), not the recipe's.
 ``lajic`` is the seed study's (Lajić et al. 2025, section 4); ``plain`` is what filterprune did before.
