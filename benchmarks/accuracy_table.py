@@ -85,7 +85,7 @@ ARM_HELP = {"kd_anneal": "(b) filterprune's default: recipe default (as many epo
             "kd_anneal_a0.3": "the default with α falling from 0.3 (not 0.7) to 0"}
 PAIRS = [("kd_anneal", "nokd"), ("kd_anneal_a0.3", "nokd"), ("kd", "nokd"), ("kd_anneal_e8", "nokd_e8"), ("kd_e8", "nokd_e8")]  # teacher vs none
 FIELDS = ["arm", "criterion", "seed", "dense_top1", "pruned_top1", "scratch_top1", "kept_epoch", "finetune_epochs",
-          "params", "macs", "dense_macs", "wall_s", "load_before", "load_after"]
+          "params", "macs", "dense_macs", "wall_s", "load_before", "load_after", "cpu_kernels"]
 
 
 def baseline(model: str, seed: int, epochs: int, data_root: str, device: str = "cpu") -> Path:
@@ -142,7 +142,7 @@ def run_one(arm: str, crit: str, seed: int, a, ckpt_path: Path, runs: Path) -> d
             "kept_epoch": r["finetune"]["kept_epoch"], "finetune_epochs": r["finetune"]["config"]["epochs"],
             "params": r["pruned"]["params"], "macs": r["pruned"]["macs"], "dense_macs": r["dense"]["macs"],
             "wall_s": round(time.perf_counter() - t0, 1), "load_before": round(load_before, 2),
-            "load_after": round(os.getloadavg()[0], 2)}
+            "load_after": round(os.getloadavg()[0], 2), "cpu_kernels": os.environ.get("ATEN_CPU_CAPABILITY", "")}
 
 
 def ms(values: list[float], signed: bool = False) -> str:
@@ -232,9 +232,9 @@ def table(rows: list[dict], a) -> str:
             if gain:
                 lines.append(f"| {crit} | {arm} | {plain} | {ms(gain, True)} |")
     lines += ["", "Arms:"] + [f"- `{k}`: {v}" for k, v in ARM_HELP.items() if any(r["arm"] == k for r in rows)]
-    isa = ", ".join(f"{k}={os.environ.get(k, '')}" for k in ISA)
-    lines += ["", f"Machine: {machine.describe().get('cpu', '?')}, torch {torch.__version__}, CPU kernels {isa}; "
-              "per-run wall time and load averages in runs.csv (accuracy does not depend on load)."]
+    lines += ["", f"Machine: {machine.describe().get('cpu', '?')}, torch {torch.__version__}; per-run wall time, "
+              "load averages (accuracy does not depend on load) and CPU kernels (`cpu_kernels`: avx2 when capped; "
+              "empty for rows from before the cap, which ran on AVX2 hosts) in runs.csv."]
     return "\n".join(lines) + "\n"
 
 
