@@ -203,8 +203,8 @@ def table(rows: list[dict], a) -> str:
              "change = pruned − dense top-1 of the same baseline (points; negative is a loss)."
              + "".join(f" Seed {s} has {sum(k[0] == s for k in dense)} baselines (dense top-1 "
                        + ", ".join(f"{100 * v:.2f}%" for k, v in dense.items() if k[0] == s)
-                       + "): it was retrained with other CPU kernels (AVX-512, before they were capped) and did not "
-                       "reproduce bit for bit; each row pairs only with rows of its own baseline." for s in again), "",
+                       + "): it was retrained and did not reproduce bit for bit (CPU kernels per row: runs.csv "
+                       "`cpu_kernels`); each row pairs only with rows of its own baseline." for s in again), "",
              f"Dense top-1: {ms(list(dense.values()))}", "",
              "The seed's Table 1, redone (change from dense; (d) trains the l1 architecture afresh; gain = (b) − (c) "
              "paired by baseline):", "",
