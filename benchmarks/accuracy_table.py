@@ -44,10 +44,10 @@ for _k, _v in ISA.items():
 
 import torch  # noqa: E402
 
+from filterprune import serialization as ckpt  # noqa: E402
 from filterprune.api import CompressConfig, compress  # noqa: E402
 from filterprune.baseline import train_baseline  # noqa: E402
 from filterprune.bench import machine  # noqa: E402
-from filterprune.prune import checkpoint as ckpt  # noqa: E402
 from filterprune.sources import load_data, spec_for  # noqa: E402
 from filterprune.train import evaluate, resolve_device  # noqa: E402
 

@@ -45,15 +45,15 @@ ARGS = ["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.4", "--dat
 # how: "before" kills on entry; "after" once the call returned; "torn" writes half of the file first.
 POINTS = {
     "baseline-training": ("torch.optim.SGD.step", 3, "before", False, []),
-    "baseline-cache-torn": ("filterprune.prune.checkpoint.save_file", 1, "torn", False, []),
+    "baseline-cache-torn": ("filterprune.serialization.save_file", 1, "torn", False, []),
     "baseline-cache-publish": ("filterprune.outputs.publish", 1, "before", False, []),
     "prune": ("torch_pruning.dependency.group.Group.prune", 4, "before", True, []),
     "finetune": ("torch.optim.SGD.step", 2, "before", True, []),
-    "pruned-checkpoint-torn": ("filterprune.prune.checkpoint.save_file", 1, "torn", True, []),
+    "pruned-checkpoint-torn": ("filterprune.serialization.save_file", 1, "torn", True, []),
     "onnx-export": ("torch.onnx.export", 1, "after", True, []),
-    "onnx-parity": ("filterprune.onnx_export.session", 1, "before", True, []),
+    "onnx-parity": ("filterprune.export.convert.session", 1, "before", True, []),
     "bench": ("filterprune.bench.suite.interleaved", 1, "before", True, []),
-    "report-md": ("filterprune.report.atomic_write_bytes", 1, "before", True, []),
+    "report-md": ("filterprune.reporting.run_report.atomic_write_bytes", 1, "before", True, []),
     "publish": ("filterprune.outputs.publish", 1, "before", True, []),
     "overwrite-between-renames": ("os.replace", -1, "overwrite", True, ["--overwrite"]),
 }

@@ -21,7 +21,7 @@ from filterprune.bench import machine
 from filterprune.criteria import PruneContext, make_criterion
 from filterprune.data import load_dataset
 from filterprune.models import ModelSpec, build_model
-from filterprune.prune import PlanConfig, prune
+from filterprune.pruning import PlanConfig, prune
 
 HERE = Path(__file__).resolve().parent / "prune_cost"
 

@@ -48,9 +48,9 @@ def run_one(name: str) -> dict:
 
     from filterprune.bench.counting import count
     from filterprune.criteria import PruneContext, make_criterion
+    from filterprune.export.convert import check_parity, to_proto
     from filterprune.models import ModelSpec, build_model
-    from filterprune.onnx_export import check_parity, to_proto
-    from filterprune.prune import PlanConfig, prune
+    from filterprune.pruning import PlanConfig, prune
 
     def stage(s):
         print(f"stage: {s}", file=sys.stderr, flush=True)

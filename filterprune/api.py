@@ -1,88 +1,203 @@
-"""The public Python surface: ``compress`` (the pipeline, as a straight line of ``stages``) and
-``train_command``. Outputs are built in a staging folder and renamed into place at the end, so an
-output folder is either complete or absent."""
+"""The public Python surface (``filterprune.prune``, ``save``, ``load``, ``compress``), as short as
+Torch-Pruning's:
+
+    import filterprune
+    result = filterprune.prune(model, example_inputs, criterion="l1", sparsity=0.4, calib=loader,
+                               ignored_layers=[model.fc])
+    result.model                    # the pruned module (the same object, pruned in place; inplace=False: a copy)
+    filterprune.save(result.model, "out/")
+    again = filterprune.load("out/", model=MyNet())        # replays the pruning on a fresh dense module
+
+    out = filterprune.compress(model=net, train=train_loader, test=test_loader, criterion="l1", sparsity=0.4)
+
+``prune`` is the pipeline's own prune stage (same criteria, allocation, dependency-graph shrink, output
+layers kept whole); ``compress`` the whole line (finetune, ONNX with parity, benchmark, report) on the
+user's objects. Nothing here pickles: ``save`` writes safetensors + JSON (the pruning history), and a
+module handed over in Python is rebuilt only from the dense module the caller hands back to ``load``.
+"""
 from __future__ import annotations
 
+import copy
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
-from . import distributed, outputs, sources, stages
-from .baseline import train_baseline
-from .config import CompressConfig  # noqa: F401  (the public name: filterprune.api.CompressConfig)
-from .data import DATASETS
+from .config import CompressConfig
 from .errors import UsageError
-from .fileio import cache_dir
-from .log import say
-from .models import check_model_ref
-from .prune import checkpoint as ckpt
-from .sources import spec_for
-from .train import TrainConfig, evaluate, resolve_device
+from .models import ModelSpec
+from .models.factory import object_ref
+from .tracing import eval_mode
 
-__all__ = ["CompressConfig", "compress", "train_command"]
+# module -> {"spec": ModelSpec, "history": [...]}: how save() records what prune()/load() did to it
+_RECORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def compress(cfg: CompressConfig, given: sources.Given | None = None) -> Path:
-    """Run the whole pipeline; returns the output folder (see README for what it holds). ``given``: the
-    user's own module and/or DataLoaders (``filterprune.compress(model=net, train=..., test=...)``)."""
-    cfg.validate()
-    with distributed.session(cfg.distributed, resolve_device(cfg.device), cfg.batch_size) as device:
-        return _compress(cfg, device, given)
+@dataclass
+class Pruned:
+    """What ``prune`` did. ``removed``: layer name -> output channels removed."""
+
+    model: nn.Module
+    criterion: str
+    sparsity: float
+    history: list
+    layers: list[dict]
+    removed: dict[str, int]
+    unprunable: dict[str, str] = field(default_factory=dict)
+    dense: dict = field(default_factory=dict)  # params, macs
+    pruned: dict = field(default_factory=dict)
+
+    @property
+    def theoretical_speedup(self) -> float:
+        return self.dense["macs"] / max(self.pruned["macs"], 1)
 
 
-def _compress(cfg: CompressConfig, device: torch.device, given: sources.Given | None) -> Path:
-    run = stages.setup(cfg, device, given)
-    with run.stage("baseline"):
-        stages.baseline(run)
-    with run.stage("prune"):
-        stages.prune(run)
-    with run.stage("finetune"):
-        stages.finetune(run)
-    if cfg.scratch:
-        with run.stage("scratch"):
-            stages.scratch(run)
-    if not distributed.is_main():  # --distributed: rank 0 alone exports, benchmarks and writes the outputs
-        return run.out
-    out = outputs.write_folder(run.out, lambda folder: stages.write_outputs(run, folder), cfg.overwrite)
-    dense, pruned = run.costs["dense"], run.costs["pruned"]
-    say(f"done: dense top-1 {100 * run.dense_acc['top1']:.2f}% -> pruned {100 * run.pruned_acc['top1']:.2f}%, "
-        f"MACs {dense.macs / 1e6:.1f}M -> {pruned.macs / 1e6:.1f}M ({dense.macs / pruned.macs:.2f}x); "
-        f"outputs in {out}/")
-    return out
+def _example(example_inputs) -> torch.Tensor:
+    x = example_inputs[0] if isinstance(example_inputs, (tuple, list)) else example_inputs
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[-1] != x.shape[-2]:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise UsageError(f"example_inputs must be one square image batch (N, C, H, W), got {got}")
+    return x[:1].detach().cpu().float()
 
 
-def train_command(model: str, dataset: str | None, data_root: str, cfg: TrainConfig, device_name: str,
-                  out: str | None, overwrite: bool = False, ddp: bool = False, val_fraction: float = 0.1) -> Path:
-    """`filterprune train`: train (or reuse) the cached baseline and copy it to ``out`` with its accuracy.
-    ``ddp``: trains with DistributedDataParallel under torchrun (see distributed.py). ``val_fraction``
-    as in compress, so that compress reuses the baseline this trains."""
-    check_model_ref(sources.model_ref(model))
-    if dataset is not None:
-        DATASETS.get(dataset)
-    if not 0 <= val_fraction <= 0.5:
-        raise UsageError(f"--val-fraction must be in [0, 0.5], got {val_fraction}")
-    with distributed.session(ddp, resolve_device(device_name), cfg.batch_size) as device:
-        return _train_command(model, dataset, data_root, cfg, device, out, overwrite, val_fraction)
+def _out_width(model: nn.Module, x: torch.Tensor) -> int:
+    with torch.no_grad(), eval_mode(model):
+        out = model(x)
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    return int(out.shape[-1])
 
 
-def _train_command(model: str, dataset: str | None, data_root: str, cfg: TrainConfig, device: torch.device,
-                   out: str | None, overwrite: bool, val_fraction: float = 0.1) -> Path | None:
-    target = Path(out) if out else None
-    if target:
-        outputs.check_target(target, overwrite)
-    if cfg.epochs:
-        outputs.check_cache(cache_dir())
-    data = sources.load_data(dataset, data_root, val_fraction, cfg.seed)
-    spec = spec_for(sources.model_ref(model), data)
-    net, info = train_baseline(spec, data, cfg, device)
-    if not distributed.is_main():  # --distributed: rank 0 alone evaluates and writes
-        return None
-    acc = evaluate(net, data, device)
-    target = target or Path("runs") / f"train-{model.replace(':', '-')}-{info.get('cache_key', 'init')}"
-    target = outputs.write_folder(target, lambda d: ckpt.save(net.cpu(), d / "model", spec, meta={
-        "dataset": data.name, "train": cfg.to_dict(), "accuracy": acc, "mean": list(data.mean),
-        "std": list(data.std), "class_names": data.class_names}), overwrite)
-    say(f"{spec.name} on {data.name}: top-1 {100 * acc['top1']:.2f}%, top-5 {100 * acc['top5']:.2f}% "
-        f"({acc['images']} test images); saved to {target}/model.safetensors")
-    print(target)
-    return target
+def prune(model: nn.Module, example_inputs, criterion: str = "l1", sparsity: float | None = 0.4, *,
+          calib=None, ignored_layers=(), target_macs: float | None = None, scope: str | None = None,
+          round_to: int | str = 1, layer_floor: float = 0.1, calib_batches: int = 8, compression: float | None = None,
+          seed: int = 0, device: str = "cpu", inplace: bool = True) -> Pruned:
+    """Prune ``model`` (in place, or a deep copy with ``inplace=False``) and return what was done.
+
+    ``calib``: a DataLoader yielding ``(images, labels)`` for the data-driven criteria (greedy, snip, grasp,
+    imp); ``ignored_layers``: modules (or names) kept whole besides the layers producing the output, which
+    are always kept whole. Other arguments mean what the ``compress`` flags of the same names mean.
+    """
+    from .bench import counting
+    from .criteria import PruneContext, make_criterion
+    from .data.stream import LoaderData
+    from .pruning.shrink import prune as shrink
+    from .train import resolve_device
+
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"prune() needs a torch.nn.Module, got a {type(model).__name__}")
+    x = _example(example_inputs)
+    if not inplace:  # module instances of the original map onto the copy by their names
+        names = {id(m): n for n, m in model.named_modules()}
+        ignored_layers = [names.get(id(m), m) if isinstance(m, nn.Module) else m for m in ignored_layers]
+        model = copy.deepcopy(model)
+    model.cpu()
+    cfg = CompressConfig(model=object_ref(model), criterion=criterion, sparsity=sparsity, target_macs=target_macs,
+                         scope=scope, round_to=round_to, layer_floor=layer_floor, calib_batches=calib_batches,
+                         compression=compression, seed=seed)
+    if (sparsity is None) == (target_macs is None):
+        raise UsageError("give exactly one of sparsity= or target_macs=")
+    crit = make_criterion(criterion)
+    plan = cfg.plan_config(scope or crit.default_scope)
+    width = _out_width(model, x)
+    data = LoaderData(calib, calib, num_classes=width) if calib is not None else None
+    if data is not None:
+        data.set_num_classes(width)
+    ctx = PruneContext(example_inputs=x, data=data, device=resolve_device(device), seed=seed,
+                       batch_size=getattr(calib, "batch_size", None) or 64, calib_batches=calib_batches,
+                       mask=cfg.mask_config(), ignored_layers=tuple(ignored_layers))
+    shape = tuple(x.shape[1:])
+    before = counting.count(model, shape)
+    crit.check(model)
+    result = shrink(model, crit, plan, ctx, width)
+    after = counting.count(model, shape)
+    record = _RECORDS.get(model) or {"spec": ModelSpec(object_ref(model), width, shape[0], shape[1]), "history": []}
+    record["history"] = record["history"] + result.history
+    _RECORDS[model] = record
+    removed = {r["name"]: r["channels_before"] - r["channels_after"] for r in result.layers
+               if r["channels_after"] < r["channels_before"]}
+    return Pruned(model.eval(), criterion, result.sparsity, result.history, result.layers, removed, result.unprunable,
+                  {"params": before.params, "macs": before.macs}, {"params": after.params, "macs": after.macs})
+
+
+def save(model: nn.Module, folder: str | Path, example_inputs=None, meta: dict | None = None,
+         overwrite: bool = False) -> Path:
+    """Write ``folder/pruned.safetensors`` + ``pruned.json`` (weights and the pruning history; no pickle).
+
+    A module pruned by ``prune`` or loaded by ``load`` knows its history and input shape; any other module
+    is saved as dense and needs ``example_inputs`` for its input shape. ``load(folder, model=<dense
+    module>)`` rebuilds it (and a registered, tv: or timm: model also without ``model=``)."""
+    from . import outputs
+    from . import serialization as ckpt
+
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"save() needs a torch.nn.Module, got a {type(model).__name__}")
+    record = _RECORDS.get(model)
+    if record is None:
+        if example_inputs is None:
+            raise UsageError("save(): this module was not pruned by filterprune.prune; pass example_inputs= "
+                             "so the saved model records its input shape")
+        x = _example(example_inputs)
+        record = {"spec": ModelSpec(object_ref(model), _out_width(model, x), x.shape[1], x.shape[2]), "history": []}
+    folder = Path(folder)
+    outputs.check_target(folder, overwrite)
+    return outputs.write_folder(folder, lambda d: ckpt.save(model.cpu(), d / "pruned", record["spec"],
+                                                            record["history"], meta or {}), overwrite)
+
+
+def load(path: str | Path, trust_code: bool = False, model: nn.Module | None = None) -> nn.Module:
+    """Rebuild a saved model exactly (see ``prune.checkpoint.load``): registered, tv: and timm: models from
+    the folder alone; a user factory's only with ``trust_code=True`` (it imports the user's code) or from the
+    dense module handed over as ``model=``; a module saved from Python only from ``model=``."""
+    from . import serialization as ckpt
+
+    net = ckpt.load(path, trust_code=trust_code, model=model)
+    doc = ckpt.read_meta(Path(path))
+    _RECORDS[net] = {"spec": doc["spec"], "history": list(doc["history"])}
+    return net
+
+
+def compress(cfg=None, *, model=None, train=None, test=None, num_classes: int | None = None,
+             example_inputs=None, **fields) -> Path:
+    """The whole pipeline on the user's objects; returns the output folder.
+
+    ``model``: an ``nn.Module`` in hand (it is the dense baseline: ``epochs`` defaults to 0 here, more
+    trains it further) or a model name (registered, ``tv:``, ``timm:``, ``file.py:fn``). ``train``/``test``:
+    DataLoaders yielding ``(images, labels)``, used as they are (their batch size, augmentation and
+    normalisation); without them ``dataset=`` names the data as on the command line. Other keywords are
+    ``CompressConfig`` fields (criterion, sparsity, finetune_epochs, out, ...); or pass a ready ``cfg``.
+    """
+    from .data.stream import LoaderData
+    from .pipeline import run
+    from .sources import Given
+
+    if cfg is not None and (model is not None or fields):
+        raise UsageError("give either a CompressConfig or keyword fields, not both")
+    if test is not None and train is None:
+        raise UsageError("test= needs train= as well (the training split finetunes the pruned model)")
+    module = model if isinstance(model, nn.Module) else None
+    if model is not None and module is None and not isinstance(model, str):
+        raise UsageError(f"model= must be a torch.nn.Module or a model name, got a {type(model).__name__}")
+    if cfg is None:
+        if module is not None:
+            fields.setdefault("epochs", 0)
+            if fields.get("bench_memory"):
+                raise UsageError("bench_memory rebuilds each model in a fresh process, which a module handed "
+                                 "over in Python cannot be: leave it off")
+            if fields.get("scratch"):
+                raise UsageError("scratch= retrains the pruned architecture from a fresh initialisation, which a "
+                                 "module in hand does not define: give the model by name")
+            for key in ("checkpoint", "weights", "model_args"):
+                if fields.get(key) is not None:
+                    raise UsageError(f"{key}= applies to a model name; a module in hand already has its weights")
+        try:
+            cfg = CompressConfig(model=object_ref(module) if module is not None else model, **fields)
+        except TypeError as e:
+            raise UsageError(f"compress(): {e}") from None
+    if train is not None and cfg.dataset is not None:
+        raise UsageError("give either DataLoaders (train=, test=) or dataset=, not both")
+    data = LoaderData(train, test, num_classes=num_classes) if train is not None else None
+    given = Given(module, data, _example(example_inputs) if example_inputs is not None else None) \
+        if (module is not None or data is not None) else None
+    return run(cfg, given)

@@ -14,12 +14,12 @@ import torch
 import torch.nn as nn
 
 from . import distributed, outputs, sources
+from . import serialization as ckpt
 from .data import ImageData
 from .errors import FilterpruneError, UsageError
 from .fileio import cache_dir
 from .log import say
 from .models import ModelSpec, build_model, initial_model
-from .prune import checkpoint as ckpt
 from .train import NonFiniteLoss, TrainConfig, train
 
 

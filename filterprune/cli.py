@@ -95,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _compress(a) -> None:
-    from .api import compress
+    from .pipeline import run
 
-    compress(CompressConfig(**values(CompressConfig, a)))
+    run(CompressConfig(**values(CompressConfig, a)))
 
 
 def _trust(a) -> None:
@@ -108,7 +108,7 @@ def _trust(a) -> None:
 
 
 def _export(a) -> None:
-    from .deploy import ExportConfig, export_command
+    from .export.command import ExportConfig, export_command
 
     _trust(a)
     export_command(ExportConfig(source=a.source, out=a.out, opset=a.opset, batch=a.batch, fp16=a.fp16,
@@ -116,7 +116,7 @@ def _export(a) -> None:
 
 
 def _train(a) -> None:
-    from .api import train_command
+    from .pipeline import train_command
     from .train import TrainConfig
 
     cfg = TrainConfig(epochs=a.epochs, optimizer=a.optimizer, lr=a.lr, schedule=a.schedule,

@@ -134,7 +134,7 @@ class CompressConfig:
                              f"not {self.criterion!r}")
 
     def plan_config(self, scope: str):
-        from .prune.plan import PlanConfig
+        from .pruning.plan import PlanConfig
 
         return PlanConfig(self.sparsity or 0.0, scope, self.round_to, self.layer_floor, target_macs=self.target_macs,
                           target_runtime=self.target_runtime, target_batch=self.target_batch,

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import distributed
+from . import serialization as ckpt
 from .errors import FilterpruneError, RunError, UsageError
 from .fileio import alive
-from .prune import checkpoint as ckpt
 
 _STALE = re.compile(r"^\.(?P<name>.+)\.(?:partial|replaced)-(?P<pid>\d+)$")
 

@@ -22,7 +22,7 @@ from .errors import UsageError
 from .log import say
 from .models import ModelSpec, native_input
 from .models import factory as user_factory
-from .profile import eval_mode
+from .tracing import eval_mode
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _weights_name(native: dict, weights: str | None) -> str | None:
 def check_probe(model: nn.Module, spec: ModelSpec, ignore_layers=()) -> None:
     """Before any training: the model runs on the data's input shape, gives one logit per class, and
     every ``--ignore-layers`` name exists."""
-    from .prune.graph import resolve_ignored
+    from .pruning.graph import resolve_ignored
 
     shape = (1, spec.in_channels, spec.image_size, spec.image_size)
     try:
@@ -177,8 +177,8 @@ def load_checkpoint_weights(model: nn.Module, state: dict, spec: ModelSpec, sour
     """Weights of a user's checkpoint into ``model``; for tv:/timm: models a checkpoint with another
     class count (ImageNet's 1000) keeps everything but the output layers, which stay fresh (and are
     trained). Returns what was replaced."""
-    from .prune import checkpoint as ckpt
-    from .prune.graph import build_graph, output_layers
+    from . import serialization as ckpt
+    from .pruning.graph import build_graph, output_layers
 
     own = model.state_dict()
     mismatched = {k for k in own if k in state and state[k].shape != own[k].shape}

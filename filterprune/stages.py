@@ -13,21 +13,21 @@ import torch
 import torch.nn as nn
 
 from . import __version__, distributed, outputs, sources
+from . import serialization as ckpt
 from .baseline import dense_model, last_good_folder
 from .bench import counting, machine
 from .bench.suite import BenchConfig, Variant, dense_vs_pruned, run_bench
 from .config import CompressConfig
 from .criteria import PruneContext, make_criterion
-from .deploy import onnx_metadata
+from .export.command import onnx_metadata
+from .export.convert import check_parity, export_onnx
 from .fileio import cache_dir
 from .log import say
 from .masks import control
-from .onnx_export import check_parity, export_onnx
-from .prune import checkpoint as ckpt
-from .prune import prune_in_steps
-from .prune.graph import build_graph
-from .prune.shrink import PruneResult
-from .report import write_report
+from .pruning import prune_in_steps
+from .pruning.graph import build_graph
+from .pruning.shrink import PruneResult
+from .reporting.run_report import write_report
 from .train import NonFiniteLoss, TrainConfig, evaluate, train
 
 

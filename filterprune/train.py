@@ -22,7 +22,7 @@ from . import distributed
 from .data import ImageData, make_loader
 from .errors import RunError, UsageError
 from .log import say
-from .profile import eval_mode
+from .tracing import eval_mode
 
 DEFAULT_LR = {"sgd": 0.02, "adam": 1e-3}
 

@@ -5,9 +5,9 @@ import torch
 import torch.nn as nn
 
 from filterprune.criteria import PruneContext, make_criterion
-from filterprune.prune import PlanConfig, prune
-from filterprune.prune.align import candidates, conv_sites, hardware_aware
-from filterprune.prune.graph import build_graph, channel_groups, output_layers
+from filterprune.pruning import PlanConfig, prune
+from filterprune.pruning.align import candidates, conv_sites, hardware_aware
+from filterprune.pruning.graph import build_graph, channel_groups, output_layers
 
 
 def _net():
@@ -83,7 +83,7 @@ def test_greedy_honours_round_to_auto(monkeypatch):
     """Greedy (sequential) gets the same aligned counts as every other criterion; only the channels differ."""
     from filterprune.data import ImageData
 
-    monkeypatch.setattr("filterprune.prune.align.LatencyTable", lambda runtime, batch: BlockTable())
+    monkeypatch.setattr("filterprune.pruning.align.LatencyTable", lambda runtime, batch: BlockTable())
     x = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
     data = ImageData("t", x, torch.arange(16) % 10, x[:4], torch.arange(4), [str(i) for i in range(10)], source="t")
     widths = {}
@@ -98,7 +98,7 @@ def test_greedy_honours_round_to_auto(monkeypatch):
 
 
 def test_a_damaged_latency_cache_is_measured_again(tmp_path, monkeypatch):
-    from filterprune.prune.align import LatencyTable
+    from filterprune.pruning.align import LatencyTable
 
     monkeypatch.setenv("FILTERPRUNE_CACHE", str(tmp_path))
     table = LatencyTable("onnxruntime", 2)

@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn as nn
 
+from filterprune import serialization as ckpt
 from filterprune.bench.counting import count
 from filterprune.cli import main
 from filterprune.criteria import PruneContext, make_criterion
 from filterprune.errors import UsageError
 from filterprune.models import ModelSpec, build_model
-from filterprune.prune import PlanConfig, prune, prune_in_steps
-from filterprune.prune import checkpoint as ckpt
+from filterprune.pruning import PlanConfig, prune, prune_in_steps
 
 X32 = torch.randn(1, 3, 32, 32)
 
@@ -38,9 +38,9 @@ def test_target_macs_lands_just_under_the_target(name, criterion, scope):
 
 
 def test_cost_model_is_exact_on_concat_nets():
-    from filterprune.prune.graph import build_graph, channel_groups, output_layers
-    from filterprune.prune.plan import allocate
-    from filterprune.prune.target import CostModel
+    from filterprune.pruning.graph import build_graph, channel_groups, output_layers
+    from filterprune.pruning.plan import allocate
+    from filterprune.pruning.target import CostModel
 
     model = _model("tv:googlenet")
     DG = build_graph(model, X32)

@@ -17,9 +17,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from filterprune import serialization as ckpt
 from filterprune.cli import main
 from filterprune.models import ModelSpec, build_model
-from filterprune.prune import checkpoint as ckpt
 
 # cheap settings: rows that pass validation stop at data, checkpoint or graph checks within seconds
 C = ["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.4", "--dataset", "synthetic", "--epochs", "0",
@@ -427,7 +427,7 @@ class BadFiles(dict):
     def r20_pruned_dir(self, p):
         import torch_pruning as tp
 
-        from filterprune.prune.graph import build_graph
+        from filterprune.pruning.graph import build_graph
 
         model = _module(self.state)
         DG = build_graph(model, torch.randn(1, 3, 32, 32))
@@ -493,7 +493,7 @@ def test_catalogue_is_large_and_distinct():
 @pytest.mark.parametrize("content", [b"", b"not a protobuf at all", "truncated"])
 def test_a_file_that_is_not_onnx_is_one_clear_error(tmp_path, content):
     from filterprune.errors import RunError
-    from filterprune.onnx_export import export_onnx, session
+    from filterprune.export.convert import export_onnx, session
 
     path = tmp_path / "model.onnx"
     if content == "truncated":
@@ -506,7 +506,7 @@ def test_a_file_that_is_not_onnx_is_one_clear_error(tmp_path, content):
 
 def test_missing_onnx_file_is_a_usage_error(tmp_path):
     from filterprune.errors import UsageError
-    from filterprune.onnx_export import session
+    from filterprune.export.convert import session
 
     with pytest.raises(UsageError, match="ONNX file not found"):
         session(tmp_path / "nope.onnx")

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import filterprune
+from filterprune import serialization as ckpt
 from filterprune.criteria import PruneContext, make_criterion
 from filterprune.errors import RunError, UsageError
 from filterprune.models import ModelSpec, build_model
-from filterprune.prune import PlanConfig, prune
-from filterprune.prune import checkpoint as ckpt
+from filterprune.pruning import PlanConfig, prune
 
 
 def _pruned_resnet(tmp_path):

@@ -5,8 +5,8 @@ import torch.nn as nn
 
 from filterprune.criteria import PruneContext, make_criterion
 from filterprune.errors import UsageError
-from filterprune.prune import PlanConfig, prune
-from filterprune.prune.graph import build_graph, channel_groups, output_layers
+from filterprune.pruning import PlanConfig, prune
+from filterprune.pruning.graph import build_graph, channel_groups, output_layers
 
 
 class TwoConv(nn.Module):

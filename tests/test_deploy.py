@@ -16,10 +16,10 @@ from filterprune.cli import main
 from filterprune.criteria import PruneContext, make_criterion
 from filterprune.data import ImageData
 from filterprune.errors import UsageError
+from filterprune.export.convert import check_parity, export_onnx, session
 from filterprune.models import ModelSpec, build_model
-from filterprune.onnx_export import check_parity, export_onnx, session
-from filterprune.prune import PlanConfig, prune
-from filterprune.prune.safety import forward_failure
+from filterprune.pruning import PlanConfig, prune
+from filterprune.pruning.safety import forward_failure
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ONNX = ROOT / "export" / "run_onnx.py"
@@ -85,7 +85,7 @@ def test_families_with_reshapes_torch_pruning_cannot_map_prune_around_them(tmp_p
 
 
 def test_shufflenet_leaves_the_channel_shuffle_groups_whole_and_names_them(tmp_path):
-    from filterprune.prune import checkpoint
+    from filterprune import serialization as checkpoint
 
     spec = ModelSpec("tv:shufflenet_v2_x0_5", 10, 3, 64)
     model = build_model(spec).eval()
@@ -224,7 +224,7 @@ def test_export_fixed_batch_fp16_and_simplified(run_dir, tmp_path):
 
 
 def test_export_parity_failure_writes_nothing(run_dir, tmp_path, monkeypatch, capsys):
-    import filterprune.deploy as deploy
+    import filterprune.export.command as deploy
 
     monkeypatch.setattr(deploy, "PARITY_TOL", -1.0)
     assert main(["export", str(run_dir), "--out", str(tmp_path / "m.onnx")]) == 1

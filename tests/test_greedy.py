@@ -10,7 +10,7 @@ from filterprune.criteria import PruneContext, make_criterion
 from filterprune.data import ImageData, make_loader
 from filterprune.errors import UsageError
 from filterprune.models import ModelSpec, build_model
-from filterprune.prune import PlanConfig, prune
+from filterprune.pruning import PlanConfig, prune
 
 
 class ResCat(nn.Module):

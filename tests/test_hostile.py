@@ -21,10 +21,10 @@ import torch
 import torch.nn as nn
 
 from filterprune import fileio
+from filterprune import serialization as ckpt
 from filterprune.bench import suite
 from filterprune.bench.suite import BenchConfig, Variant, run_bench
 from filterprune.cli import main
-from filterprune.prune import checkpoint as ckpt
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_LIMIT_MB = 2048  # issue 16: no input file under 1 MB and no single flag value may exceed 2 GB
@@ -124,7 +124,7 @@ def test_a_batch_over_the_memory_budget_is_a_row_error_and_nothing_is_allocated(
 
 
 def _tiny_onnx(path: Path, side: int) -> Path:
-    from filterprune.onnx_export import export_onnx
+    from filterprune.export.convert import export_onnx
 
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(side)
@@ -205,7 +205,7 @@ def test_an_unwritable_cache_is_named_before_training(tmp_path, monkeypatch, cap
 
 
 def test_round_to_wider_than_layers_is_said():
-    from filterprune.prune.plan import PlanConfig, allocate
+    from filterprune.pruning.plan import PlanConfig, allocate
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -10,9 +10,9 @@ from filterprune.cli import main
 from filterprune.criteria import PruneContext, make_criterion
 from filterprune.errors import UsageError
 from filterprune.models import ModelSpec, build_model
-from filterprune.prune import PlanConfig, prune_in_steps
-from filterprune.prune import latency_target as lt
-from filterprune.prune.align import LatencyTable
+from filterprune.pruning import PlanConfig, prune_in_steps
+from filterprune.pruning import latency_target as lt
+from filterprune.pruning.align import LatencyTable
 
 
 class MacClock:

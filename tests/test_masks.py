@@ -16,7 +16,7 @@ from filterprune.masks.saliency import channel_saliency
 from filterprune.masks.schedule import held, imp
 from filterprune.masks.weights import apply_masks, density, mask_at, prunable
 from filterprune.models import ModelSpec, build_model
-from filterprune.prune import PlanConfig, prune
+from filterprune.pruning import PlanConfig, prune
 from filterprune.train import TrainConfig, train
 
 X32 = torch.randn(1, 3, 32, 32)

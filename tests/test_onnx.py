@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from filterprune.criteria import PruneContext, make_criterion
+from filterprune.export.convert import check_parity, export_onnx, session
 from filterprune.models import ModelSpec, build_model
-from filterprune.onnx_export import check_parity, export_onnx, session
-from filterprune.prune import PlanConfig, prune
+from filterprune.pruning import PlanConfig, prune
 
 
 @pytest.mark.parametrize("name", ["vgg16", "resnet56", "tv:mobilenet_v2"])

@@ -9,8 +9,8 @@ import torch.nn as nn
 from filterprune.criteria import PruneContext, make_criterion
 from filterprune.errors import UsageError
 from filterprune.models import ModelSpec, build_model
-from filterprune.prune import PlanConfig, prune
-from filterprune.prune.plan import allocate
+from filterprune.pruning import PlanConfig, prune
+from filterprune.pruning.plan import allocate
 
 X32 = torch.randn(1, 3, 32, 32)
 

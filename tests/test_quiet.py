@@ -66,7 +66,7 @@ def test_a_quiet_run_carries_no_warning():
 
 
 def test_the_compress_report_carries_the_warning():
-    from filterprune.report import markdown as report_md
+    from filterprune.reporting.run_report import markdown as report_md
 
     row = {"runtime": "torch", "device": "cpu", "batch_size": 1, "dense_ms": 2.0, "pruned_ms": 1.0, "speedup": 2.0}
     base = {"model": "m", "criterion": "l1", "sparsity": 0.4, "scope": "layerwise", "seed": 0, "device": "cpu",
@@ -90,7 +90,7 @@ def test_openvino_runtime_rows_beside_onnxruntime(tmp_path):
     import subprocess
     import sys
 
-    from filterprune.onnx_export import export_onnx
+    from filterprune.export.convert import export_onnx
 
     files = [export_onnx(v.model, tmp_path / f"{v.name}.onnx", v.input_shape) for v in _variants()]
     out = tmp_path / "bench"

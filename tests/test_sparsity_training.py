@@ -29,7 +29,7 @@ def test_share_of_small_gammas_rises_with_lambda(shared_data):
 
 def test_compress_sparsity_trains_a_checkpoint_before_pruning(tmp_path):
     torch.manual_seed(0)
-    from filterprune.prune import checkpoint as ckpt
+    from filterprune import serialization as ckpt
 
     ckpt.save(build_model(ModelSpec("resnet20")), tmp_path / "dense", ModelSpec("resnet20"))
     assert main(["compress", "resnet20", "--criterion", "slimming", "--sparsity", "0.4", "--dataset", "synthetic",

@@ -37,7 +37,7 @@ def prune_variants(model: str, image_size: int, device: torch.device, dry: bool)
 
     from filterprune.criteria import PruneContext, make_criterion
     from filterprune.models import ModelSpec, build_model
-    from filterprune.prune import PlanConfig, prune_in_steps
+    from filterprune.pruning import PlanConfig, prune_in_steps
 
     torch.manual_seed(0)
     dense = build_model(ModelSpec(model, 10, 3, image_size)).eval()

@@ -19,8 +19,8 @@ import torch
 import torch.nn as nn
 
 from filterprune.models import ModelSpec, build_model
-from filterprune.prune.align import LatencyTable, conv_sites
-from filterprune.prune.graph import build_graph, channel_groups, classifier_layers
+from filterprune.pruning.align import LatencyTable, conv_sites
+from filterprune.pruning.graph import build_graph, channel_groups, classifier_layers
 
 
 def main() -> None:

@@ -34,10 +34,10 @@ from filterprune.bench import counting, machine
 from filterprune.bench.latency import interleaved
 from filterprune.bench.runners import ort_runner, torch_runner
 from filterprune.criteria import PruneContext, make_criterion
+from filterprune.export.convert import export_onnx
 from filterprune.models import ModelSpec, build_model
-from filterprune.onnx_export import export_onnx
-from filterprune.prune import PlanConfig, prune
-from filterprune.prune.graph import classifier_layers
+from filterprune.pruning import PlanConfig, prune
+from filterprune.pruning.graph import classifier_layers
 
 SHAPE = (3, 32, 32)
 

@@ -67,8 +67,8 @@ def _write(doc: dict) -> None:
 
 def _time_onnx(models: dict, rounds: int) -> dict:
     from filterprune.bench.runners import ort_runner
-    from filterprune.onnx_export import export_onnx
-    from filterprune.prune.latency_target import interleaved_samples
+    from filterprune.export.convert import export_onnx
+    from filterprune.pruning.latency_target import interleaved_samples
 
     x = torch.randn(BATCH, 3, 32, 32)
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,11 +85,11 @@ def baseline(a) -> None:
 
 
 def plan(a) -> None:
+    from filterprune import serialization as ckpt
     from filterprune.bench import counting, quiet
     from filterprune.criteria import PruneContext, make_criterion
-    from filterprune.prune import PlanConfig, prune_in_steps
-    from filterprune.prune import checkpoint as ckpt
-    from filterprune.prune.latency_target import measure_samples
+    from filterprune.pruning import PlanConfig, prune_in_steps
+    from filterprune.pruning.latency_target import measure_samples
 
     acc = _accuracy_table()
     doc = _rows()
@@ -139,7 +139,7 @@ def plan(a) -> None:
 
 
 def finetune(a) -> None:
-    from filterprune.prune import checkpoint as ckpt
+    from filterprune import serialization as ckpt
     from filterprune.sources import load_data
     from filterprune.train import evaluate, train
 

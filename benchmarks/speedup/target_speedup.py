@@ -34,7 +34,7 @@ def plans(model: str, size: int, runtime: str, batch: int, threads: int, speedup
     from filterprune.criteria import PruneContext, make_criterion
     from filterprune.errors import UsageError
     from filterprune.models import ModelSpec, build_model
-    from filterprune.prune import PlanConfig, prune_in_steps
+    from filterprune.pruning import PlanConfig, prune_in_steps
 
     torch.manual_seed(0)
     dense = build_model(ModelSpec(model, 10, 3, size)).eval()
@@ -61,8 +61,8 @@ def plans(model: str, size: int, runtime: str, batch: int, threads: int, speedup
 def time_onnx(models: dict, size: int, runtime: str, batch: int, threads: int, rounds: int) -> dict:
     """Each model exported to ONNX and timed on ``runtime`` from that file, interleaved."""
     from filterprune.bench.runners import ort_runner, ov_runner
-    from filterprune.onnx_export import export_onnx
-    from filterprune.prune.latency_target import interleaved_samples
+    from filterprune.export.convert import export_onnx
+    from filterprune.pruning.latency_target import interleaved_samples
 
     x = torch.randn(batch, 3, size, size)
     runs = {}

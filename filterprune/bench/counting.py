@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from ..profile import WEIGHTED, layer_macs, profile
+from ..tracing import WEIGHTED, layer_macs, profile
 
 
 @dataclass(frozen=True)

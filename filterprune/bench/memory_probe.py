@@ -32,8 +32,8 @@ def probe(job: dict) -> float:
     elif runtime == "openvino":
         run = ov_runner(Path(source["onnx"]), x, threads)
     else:
+        from .. import serialization as ckpt
         from ..models import build_model, factory
-        from ..prune import checkpoint as ckpt
 
         for ref in source.get("trusted", ()):  # the user's factory, trusted by the run that started us
             factory.trust(ref)

@@ -104,7 +104,7 @@ class BenchConfig:
 # -------------------------------------------------------------------------------------------- variants
 def variants_from(targets: list[Path]) -> list[Variant]:
     """RUN_DIRs (dense + pruned, + masked when saved) or ONNX files (the first is the baseline)."""
-    from ..prune import checkpoint as ckpt
+    from .. import serialization as ckpt
 
     out: list[Variant] = []
     for t in targets:
@@ -165,7 +165,7 @@ def _check_onnx_file(path: Path):
     """The file's graph (weights not loaded), refused when unreadable or reaching outside its folder."""
     import onnx
 
-    from ..onnx_export import check_external_data
+    from ..export.convert import check_external_data
 
     try:
         proto = onnx.load(str(path), load_external_data=False)

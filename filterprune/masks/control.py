@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from ..bench import counting
-from ..prune.shrink import PruneResult, layer_widths
+from ..pruning.shrink import PruneResult, layer_widths
 from ..train import evaluate, train
 from .schedule import held
 from .weights import Masks, apply_masks, density

@@ -100,7 +100,7 @@ def _from_cache_only(path: Path):
     ``weights_only=True`` instead of downloading or unpickling."""
     from torchvision.models import _api
 
-    from ..prune.checkpoint import read_state_dict
+    from ..serialization import read_state_dict
 
     original = _api.load_state_dict_from_url
     _api.load_state_dict_from_url = lambda *a, **k: read_state_dict(path)

@@ -151,7 +151,7 @@ def _rebuildable(run: Path) -> bool:
     import warnings
 
     from ..models import factory
-    from ..prune.checkpoint import read_meta
+    from ..serialization import read_meta
 
     name = read_meta(run)["spec"].name
     if factory.is_factory_ref(name) and not factory.is_trusted(name):
@@ -170,7 +170,7 @@ def weight_histograms(df: pd.DataFrame, folder: Path, title: str, suffix: str = 
     weights are left out; damaged weights are an error (RunError naming the file)."""
     from .. import load
     from ..models import build_model
-    from ..prune.checkpoint import read_meta
+    from ..serialization import read_meta
 
     plt = _plt()
     row = df["row_key"].iloc[0]

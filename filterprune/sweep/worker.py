@@ -25,9 +25,9 @@ def compress_config(config: dict, out: str | None = None, overwrite: bool = Fals
 
 def run(job: dict) -> None:
     """``job``: {"config": resolved fields, "out": run folder, "overwrite": replace a damaged folder}."""
-    from ..api import compress
+    from ..pipeline import run
 
-    compress(compress_config(job["config"], job["out"], job.get("overwrite", False)))
+    run(compress_config(job["config"], job["out"], job.get("overwrite", False)))
 
 
 def prepare_baseline(config: dict) -> None:

@@ -26,7 +26,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from ...errors import UsageError
-from ...profile import eval_mode
+from ...tracing import eval_mode
 from .. import CRITERIA, Criterion
 
 

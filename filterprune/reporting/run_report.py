@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bench import quiet
-from .fileio import atomic_write_bytes, atomic_write_json
+from ..bench import quiet
+from ..fileio import atomic_write_bytes, atomic_write_json
 
 
 def _fmt_int(n: int) -> str:

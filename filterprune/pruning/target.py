@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UsageError
-from ..profile import layer_macs, profile
+from ..tracing import layer_macs, profile
 from .plan import PlanConfig, allocate
 
 MAX_SPARSITY = 0.999

@@ -19,7 +19,7 @@ from torch_pruning import ops
 from torch_pruning.dependency import index_mapping, shape_infer
 
 from ..errors import UsageError
-from ..profile import eval_mode, profile
+from ..tracing import eval_mode, profile
 
 
 @dataclass

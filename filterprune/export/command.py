@@ -13,13 +13,14 @@ from pathlib import Path
 
 import onnx
 
-from . import __version__, limits
-from .bench.counting import Cost, count
-from .errors import RunError, UsageError
-from .fileio import atomic_write_bytes
-from .log import say
-from .models import ModelSpec, build_model
-from .onnx_export import (
+from .. import __version__, limits
+from .. import serialization as ckpt
+from ..bench.counting import Cost, count
+from ..errors import RunError, UsageError
+from ..fileio import atomic_write_bytes
+from ..log import say
+from ..models import ModelSpec, build_model
+from .convert import (
     DEFAULT_OPSET,
     PARITY_BATCHES,
     PARITY_TOL,
@@ -28,7 +29,6 @@ from .onnx_export import (
     set_metadata,
     to_proto,
 )
-from .prune import checkpoint as ckpt
 
 FP16_TOL = 1e-2  # half precision keeps ~3 significant digits; judged against the fp32 PyTorch model
 OPSETS = range(9, 21)  # what torch's TorchScript exporter writes

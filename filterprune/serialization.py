@@ -16,12 +16,12 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .. import limits
-from ..errors import RunError, UsageError
-from ..fileio import atomic_write_json, read_small_json, sha256_file, temp_path, umask
-from ..models import ModelSpec, build_model
-from ..models.factory import is_factory_ref
-from .graph import build_graph
+from . import limits
+from .errors import RunError, UsageError
+from .fileio import atomic_write_json, read_small_json, sha256_file, temp_path, umask
+from .models import ModelSpec, build_model
+from .models.factory import is_factory_ref
+from .pruning.graph import build_graph
 
 FORMAT = "filterprune/1"
 

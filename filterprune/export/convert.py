@@ -16,8 +16,8 @@ import onnxruntime as ort
 import torch
 import torch.nn as nn
 
-from .errors import RunError, UsageError
-from .fileio import atomic_write_bytes
+from ..errors import RunError, UsageError
+from ..fileio import atomic_write_bytes
 
 DEFAULT_OPSET = 17
 PARITY_BATCHES = (1, 7)

@@ -25,7 +25,7 @@ import torch.nn as nn
 from .. import limits
 from ..errors import UsageError
 from ..fileio import cache_dir
-from ..profile import layer_macs, profile
+from ..tracing import layer_macs, profile
 
 STEP = 8  # candidate widths are multiples of this
 BAND = 0.1  # kept fraction may move this far from 1 - sparsity

@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from ..criteria import Criterion, PruneContext
 from ..errors import RunError, UsageError
-from ..profile import eval_mode
+from ..tracing import eval_mode
 from .graph import build_graph, channel_groups, execution_order, output_layers, resolve_ignored
 from .plan import PlanConfig, allocate
 from .safety import breaking_groups, forward_failure, restore

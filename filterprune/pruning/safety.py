@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from ..profile import profile
+from ..tracing import profile
 
 
 def _one_line(e: BaseException) -> str:
