@@ -93,7 +93,7 @@ def baseline(model: str, seed: int, epochs: int, data_root: str, device: str = "
     folder = HERE / "baselines" / f"{model}-e{epochs}-seed{seed}"
     if (folder / "model.json").is_file():
         return folder / "model.json"
-    cfg = CompressConfig(model, "l1", 0.4, dataset="cifar10", data_root=data_root, epochs=epochs, seed=seed)
+    cfg = CompressConfig.of(model, "l1", 0.4, dataset="cifar10", data_root=data_root, epochs=epochs, seed=seed)
     data = load_data("cifar10", data_root, cfg.val_fraction, seed)
     spec = spec_for(model, data)
     dev = resolve_device(device)
@@ -128,11 +128,11 @@ def run_one(arm: str, crit: str, seed: int, a, ckpt_path: Path, runs: Path) -> d
     out = runs / f"{a.model}-{arm}-{crit}-seed{seed}"
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
-    cfg = CompressConfig(model=a.model, criterion=crit, sparsity=a.sparsity, dataset="cifar10", data_root=a.data_root,
+    cfg = CompressConfig.of(model=a.model, criterion=crit, sparsity=a.sparsity, dataset="cifar10", data_root=a.data_root,
                          checkpoint=str(ckpt_path), epochs=a.epochs, seed=seed, out=str(out), overwrite=True,
                          export=False, bench=False, device=a.device, **ARMS[arm])
     if cfg.scratch:  # its prune + finetune half is the kd_anneal row: skip it, train the control alone (same result)
-        cfg = replace(cfg, epochs=cfg.scratch_config(10).epochs, finetune_epochs=0)
+        cfg = cfg.with_values(epochs=cfg.scratch_config(10).epochs, finetune_epochs=0)
     compress(cfg)
     r = json.loads((out / "report.json").read_text())
     return {"arm": arm, "criterion": crit, "seed": str(seed),  # as read back from runs.csv

@@ -49,7 +49,7 @@ def main(argv=None) -> None:
         for crit in criteria:
             run = runs / f"{a.model}-{crit}-s{a.sparsity:g}-seed{seed}"
             if not (run / "report.json").is_file():
-                compress(CompressConfig(
+                compress(CompressConfig.of(
                     model=a.model, criterion=crit, sparsity=a.sparsity, dataset="cifar10", data_root=a.data_root,
                     epochs=a.epochs, finetune_epochs=a.finetune_epochs, seed=seed, out=str(run), overwrite=True,
                     export=False, bench=False))

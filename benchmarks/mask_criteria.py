@@ -36,7 +36,7 @@ def run_one(method: str, c: float, fresh: bool, run_cfg: dict, folder: Path) -> 
     out = folder / "runs" / f"{method}-c{c:g}"
     if fresh or not (out / "report.json").is_file():
         load = os.getloadavg()
-        compress(CompressConfig(criterion=method, compression=c, out=str(out), overwrite=True, **run_cfg))
+        compress(CompressConfig.of(criterion=method, compression=c, out=str(out), overwrite=True, **run_cfg))
         for p in out.iterdir():
             if p.name not in KEEP:
                 p.unlink()

@@ -45,7 +45,7 @@ def main(argv=None) -> None:
                 run = runs / "runs" / f"{a.model}-{crit}-s{s:g}-seed{seed}"
                 if (run / "report.json").is_file():
                     continue
-                compress(CompressConfig(
+                compress(CompressConfig.of(
                     model=a.model, criterion=crit, sparsity=s, dataset="cifar10", data_root=a.data_root,
                     epochs=a.epochs, finetune_epochs=a.finetune_epochs, seed=seed, out=str(run), overwrite=True,
                     bench_batch_sizes=(a.batch_size,), bench_iters=20, bench_memory=True))

@@ -31,6 +31,8 @@ from .models import ModelSpec
 from .models.factory import object_ref
 from .tracing import eval_mode
 
+_D = CompressConfig.defaults()  # the options' one default each
+
 # module -> {"spec": ModelSpec, "history": [...]}: how save() records what prune()/load() did to it
 _RECORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -69,15 +71,21 @@ def _out_width(model: nn.Module, x: torch.Tensor) -> int:
     return int(out.shape[-1])
 
 
-def prune(model: nn.Module, example_inputs, criterion: str = "l1", sparsity: float | None = 0.4, *,
-          calib=None, ignored_layers=(), target_macs: float | None = None, scope: str | None = None,
-          round_to: int | str = 1, layer_floor: float = 0.1, calib_batches: int = 8, compression: float | None = None,
-          seed: int = 0, device: str = "cpu", inplace: bool = True) -> Pruned:
+def prune(model: nn.Module, example_inputs, criterion: str = "l1", sparsity: float | None = None, *,
+          target_macs: float | None = None, target_speedup: float | None = None,
+          target_latency: float | None = None, calib=None, ignored_layers=(), scope: str | None = None,
+          round_to: int | str = _D["round_to"], layer_floor: float = _D["layer_floor"],
+          calib_batches: int = _D["calib_batches"], compression: float | None = None, seed: int = _D["seed"],
+          target_runtime: str = _D["target_runtime"], target_batch: int = _D["target_batch"],
+          threads: int | None = None, device: str = "cpu", inplace: bool = True) -> Pruned:
     """Prune ``model`` (in place, or a deep copy with ``inplace=False``) and return what was done.
 
-    ``calib``: a DataLoader yielding ``(images, labels)`` for the data-driven criteria (greedy, snip, grasp,
-    imp); ``ignored_layers``: modules (or names) kept whole besides the layers producing the output, which
-    are always kept whole. Other arguments mean what the ``compress`` flags of the same names mean.
+    The target is one of ``sparsity`` (a fraction of channels; 0.4 when no target is given),
+    ``target_macs`` (a fraction of the dense MACs), ``target_speedup`` or ``target_latency`` (ms; both
+    measured on ``target_runtime`` at ``target_batch``). ``calib``: a DataLoader yielding ``(images,
+    labels)`` for the data-driven criteria (greedy, snip, grasp, imp); ``ignored_layers``: modules (or
+    names) kept whole besides the layers producing the output, which are always kept whole. Other
+    arguments mean what the ``compress`` options of the same names mean.
     """
     from .bench import counting
     from .criteria import PruneContext, make_criterion
@@ -93,13 +101,17 @@ def prune(model: nn.Module, example_inputs, criterion: str = "l1", sparsity: flo
         ignored_layers = [names.get(id(m), m) if isinstance(m, nn.Module) else m for m in ignored_layers]
         model = copy.deepcopy(model)
     model.cpu()
-    cfg = CompressConfig(model=object_ref(model), criterion=criterion, sparsity=sparsity, target_macs=target_macs,
-                         scope=scope, round_to=round_to, layer_floor=layer_floor, calib_batches=calib_batches,
-                         compression=compression, seed=seed)
-    if (sparsity is None) == (target_macs is None):
-        raise UsageError("give exactly one of sparsity= or target_macs=")
+    targets = {"sparsity": sparsity, "target_macs": target_macs, "target_speedup": target_speedup,
+               "target_latency": target_latency}
+    if all(v is None for v in targets.values()):
+        targets["sparsity"] = 0.4
+    cfg = CompressConfig.of(model=object_ref(model), criterion=criterion, **targets, scope=scope, round_to=round_to,
+                            layer_floor=layer_floor, calib_batches=calib_batches, compression=compression, seed=seed,
+                            target_runtime=target_runtime, target_batch=target_batch, threads=threads)
+    cfg.prune.validate()
+    cfg.mask.validate()
     crit = make_criterion(criterion)
-    plan = cfg.plan_config(scope or crit.default_scope)
+    plan = cfg.prune.plan(scope or crit.default_scope)
     width = _out_width(model, x)
     data = LoaderData(calib, calib, num_classes=width) if calib is not None else None
     if data is not None:
@@ -166,7 +178,8 @@ def compress(cfg=None, *, model=None, train=None, test=None, num_classes: int | 
     trains it further) or a model name (registered, ``tv:``, ``timm:``, ``file.py:fn``). ``train``/``test``:
     DataLoaders yielding ``(images, labels)``, used as they are (their batch size, augmentation and
     normalisation); without them ``dataset=`` names the data as on the command line. Other keywords are
-    ``CompressConfig`` fields (criterion, sparsity, finetune_epochs, out, ...); or pass a ready ``cfg``.
+    ``options of ``compress`` (criterion, sparsity, finetune_epochs, out, ...: the flags' names with '_'); or
+    pass a ready ``CompressConfig``.
     """
     from .data.stream import LoaderData
     from .pipeline import run
@@ -191,11 +204,8 @@ def compress(cfg=None, *, model=None, train=None, test=None, num_classes: int | 
             for key in ("checkpoint", "weights", "model_args"):
                 if fields.get(key) is not None:
                     raise UsageError(f"{key}= applies to a model name; a module in hand already has its weights")
-        try:
-            cfg = CompressConfig(model=object_ref(module) if module is not None else model, **fields)
-        except TypeError as e:
-            raise UsageError(f"compress(): {e}") from None
-    if train is not None and cfg.dataset is not None:
+        cfg = CompressConfig.of(model=object_ref(module) if module is not None else model, **fields)
+    if train is not None and cfg.data.dataset is not None:
         raise UsageError("give either DataLoaders (train=, test=) or dataset=, not both")
     data = LoaderData(train, test, num_classes=num_classes) if train is not None else None
     given = Given(module, data, _example(example_inputs) if example_inputs is not None else None) \

@@ -76,13 +76,14 @@ def dense_model(cfg, spec: ModelSpec, data: ImageData, device: torch.device,
     training first), or the cached trained baseline."""
     if given is not None and given.model is not None:
         return sources.given_baseline(given.model, data, cfg.baseline_config(), device, train)
-    if not cfg.checkpoint:
+    checkpoint, t = cfg.model.checkpoint, cfg.train
+    if not checkpoint:
         return train_baseline(spec, data, cfg.baseline_config(), device)
-    dense = load_checkpoint_into(spec, cfg.checkpoint)
-    info = {"checkpoint": str(cfg.checkpoint)}
-    if cfg.sparsity_epochs:
-        sparsity_cfg = replace(cfg.baseline_config(), epochs=cfg.sparsity_epochs)
-        say(f"sparsity training: {cfg.sparsity_epochs} epochs, lambda {cfg.sparsity_reg:g} on BN scales")
+    dense = load_checkpoint_into(spec, checkpoint)
+    info = {"checkpoint": str(checkpoint)}
+    if t.sparsity_epochs:
+        sparsity_cfg = replace(cfg.baseline_config(), epochs=t.sparsity_epochs)
+        say(f"sparsity training: {t.sparsity_epochs} epochs, lambda {t.sparsity_reg:g} on BN scales")
         info["sparsity_training"] = {"config": sparsity_cfg.to_dict(), "history": train(
             dense.to(device), data, sparsity_cfg, device, desc="sparsity")}
     return dense, info

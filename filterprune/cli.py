@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import CompressConfig
+from .config import GROUPS, TITLES, Bench, CompressConfig, Export, all_keys
 from .errors import UsageError
 from .guard import guarded, one_line
-from .options import add_flags, int_list, str_list, values
+from .options import add_flags, flag_words, from_flat, str_list, values
 
 
 class _Parser(argparse.ArgumentParser):
@@ -18,17 +18,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _batch(text: str) -> int | None:
-    if text == "dynamic":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'dynamic' or an integer, got {text!r}") from None
-
-
-TRAIN_OPTIONS = ("model", "dataset", "data_root", "epochs", "batch_size", "optimizer", "lr", "schedule", "sparsity_reg",
-                 "device", "seed", "val_fraction", "distributed")  # the CompressConfig fields `train` takes
+TRAIN_KEYS = {"model": ("model",), "data": ("dataset", "data_root", "val_fraction"), "output": ("out", "overwrite"),
+              "train": ("epochs", "batch_size", "optimizer", "lr", "schedule", "sparsity_reg", "device", "seed",
+                        "distributed")}  # the options `filterprune train` takes, by group
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,23 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     c = sub.add_parser("compress", help="train/load -> prune -> finetune -> ONNX -> benchmark -> report")
-    add_flags(c, CompressConfig)  # one flag per CompressConfig field, from the field's own help and type
+    for name, group in GROUPS.items():  # one flag per option, grouped by stage, from the field's help and type
+        add_flags(c, group, title=TITLES[name])
 
     e = sub.add_parser("export", help="a run folder or checkpoint -> checked ONNX file with metadata and parity")
-    e.add_argument("source", help="run folder (from compress), X.json or X.safetensors")
-    e.add_argument("--out", required=True, help="the .onnx file to write")
-    e.add_argument("--opset", type=int, default=17)
-    e.add_argument("--batch", type=_batch, default=None, help="'dynamic' (default) or a fixed batch size")
-    e.add_argument("--fp16", action="store_true", help="half-precision weights, inputs and outputs")
-    e.add_argument("--simplify", action="store_true", help="simplify with onnxslim (parity re-checked)")
-    e.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_flags(e, Export)
     e.add_argument("--trust-code", action="store_true",
                    help="a run of your own model factory: allow importing its code to rebuild it")
 
     t = sub.add_parser("train", help="train a dense baseline (cached by its config) and evaluate top-1/top-5")
-    add_flags(t, CompressConfig, only=TRAIN_OPTIONS)
-    t.add_argument("--out", default=None, help="folder for model.safetensors + model.json")
-    t.add_argument("--overwrite", action="store_true")
+    for name, keys in TRAIN_KEYS.items():
+        add_flags(t, GROUPS[name], title=TITLES[name], only=keys)
 
     b = sub.add_parser("bench", help="latency, throughput and memory of dense vs pruned (vs masked), side by side")
     b.add_argument("targets", nargs="+", help="compress output folders and/or .onnx files (the first is the baseline)")
@@ -61,13 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", type=str_list, default=("auto",), help="torch devices: auto, cpu, cuda")
     b.add_argument("--provider", type=str_list, default=("auto",),
                    help="onnxruntime providers: auto (all present), cpu, cuda, tensorrt")
-    b.add_argument("--batch-sizes", type=int_list, default=(1, 8, 64, 256))
-    b.add_argument("--warmup", type=int, default=5)
-    b.add_argument("--iters", type=int, default=30)
+    add_flags(b, Bench, title=TITLES["bench"], keyed=False)  # compress's --bench-* options, same defaults
+    b.add_argument("--no-memory", action="store_true", help=argparse.SUPPRESS)  # the default now; still accepted
     b.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     b.add_argument("--fp16", action="store_true", help="fp16 autocast on CUDA / TensorRT fp16")
     b.add_argument("--compile", action="store_true", help="torch.compile the PyTorch models")
-    b.add_argument("--no-memory", action="store_true", help="skip the per-variant CPU peak-RSS probes")
     b.add_argument("--out", default="bench", help="folder for bench.csv, bench.md, bench.json and plots")
     b.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
     b.add_argument("--trust-code", action="store_true",
@@ -97,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _compress(a) -> None:
     from .pipeline import run
 
-    run(CompressConfig(**values(CompressConfig, a)))
+    run(CompressConfig.of(**{k: getattr(a, k) for k in all_keys()}))
 
 
 def _trust(a) -> None:
@@ -108,21 +92,17 @@ def _trust(a) -> None:
 
 
 def _export(a) -> None:
-    from .export.command import ExportConfig, export_command
+    from .export.command import export_command
 
     _trust(a)
-    export_command(ExportConfig(source=a.source, out=a.out, opset=a.opset, batch=a.batch, fp16=a.fp16,
-                                simplify=a.simplify, overwrite=a.overwrite))
+    export_command(Export(**values(Export, a)))
 
 
 def _train(a) -> None:
     from .pipeline import train_command
-    from .train import TrainConfig
 
-    cfg = TrainConfig(epochs=a.epochs, optimizer=a.optimizer, lr=a.lr, schedule=a.schedule,
-                      batch_size=a.batch_size, sparsity_reg=a.sparsity_reg, seed=a.seed)
-    train_command(a.model, a.dataset, a.data_root, cfg, a.device, a.out, a.overwrite, ddp=a.distributed,
-                  val_fraction=a.val_fraction)
+    groups = {name: from_flat(GROUPS[name], values(GROUPS[name], a), strict=False) for name in TRAIN_KEYS}
+    train_command(groups["model"], groups["data"], groups["train"], groups["output"])
 
 
 def _bench(a) -> None:
@@ -131,9 +111,11 @@ def _bench(a) -> None:
     from .bench.suite import BenchConfig, bench
 
     _trust(a)
-    cfg = BenchConfig(runtimes=a.runtime, devices=a.device, providers=a.provider, batch_sizes=a.batch_sizes,
-                      warmup=a.warmup, iters=a.iters, threads=a.threads, fp16=a.fp16, compile=a.compile,
-                      memory=not a.no_memory)
+    timing = from_flat(Bench, values(Bench, a))
+    timing.validate()
+    cfg = BenchConfig(runtimes=a.runtime, devices=a.device, providers=a.provider, batch_sizes=timing.batch_sizes,
+                      warmup=timing.warmup, iters=timing.iters, threads=a.threads, fp16=a.fp16, compile=a.compile,
+                      memory=timing.memory)
     bench([Path(t) for t in a.targets], cfg, Path(a.out), log=lambda m: print(f"[filterprune] {one_line(m)}", file=sys.stderr),
           overwrite=a.overwrite)
     print(Path(a.out) / "bench.csv")
@@ -161,12 +143,25 @@ def _list(a) -> None:
         print(f"{name:20s} {reg.help(name)}")
 
 
+COMMANDS = {"compress": _compress, "export": _export, "train": _train, "bench": _bench, "sweep": _sweep,
+            "report": _report, "list": _list}
+
+
+def _flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """key -> how ``command`` spells it (``bench_iters`` is ``--bench-iters`` in compress, ``--iters`` in bench)."""
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    return {a.dest: (a.option_strings or [a.dest])[0] for a in sub._actions}
+
+
 def main(argv: list[str] | None = None) -> int:
     def dispatch():
-        args = build_parser().parse_args(argv)
-        {"compress": _compress, "export": _export, "train": _train, "bench": _bench, "sweep": _sweep,
-         "report": _report, "list": _list}[args.command](args)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        try:
+            COMMANDS[args.command](args)
+        except UsageError as e:  # the library names options by key; the command line by the flags typed
+            if not e.params:
+                raise
+            raise UsageError(flag_words(str(e), e.params, _flags(parser, args.command))) from None
 
     return guarded(dispatch, sigterm=argv is None)  # a library call keeps its own SIGTERM handling
-
-

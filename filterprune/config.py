@@ -1,183 +1,416 @@
-"""The options of ``filterprune compress``, defined once: each ``CompressConfig`` field carries its
-default and help, and the command line's flags (``cli.py``) and the sweep files' keys (``sweep/grid.py``)
-are generated from these fields (open_lth's hparams idea). A new option is one field here.
+"""The options of every command, defined once, in groups that own their defaults, help and checks.
 
-Importing this module is cheap (no torch); the checks that need the registries import them when called.
+``Model``, ``Data``, ``Train`` (the baseline), ``Finetune``, ``Prune`` (criterion and ``Target``),
+``MaskOptions`` (the mask criteria's own), ``Bench`` and ``Output`` compose ``CompressConfig``; ``Export``
+is ``filterprune export``'s. The flags of ``compress``, ``train``, ``bench`` and ``export``, the sweep
+files' keys and the Python keywords are generated from these fields (``options.py``), so a knob has one
+name and one default everywhere. A new option is one field here. Importing this module is cheap (no
+torch); checks that need a registry import it when they run.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+import dataclasses
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import options as opt
 from .errors import UsageError
-from .options import int_list, json_object, option, round_to, str_list
+from .options import all_at_least, in_range, int_list, option, round_to, str_list
+from .targets import KINDS, Target, target_of
 
 DEFAULT_DATA_ROOT = "data"
 DISTILL = ("anneal", "kd", "off")
-MASK = "mask criteria (snip, grasp, synflow, mag, rand, imp)"
-SOURCES = "the model and the images (your own model, pretrained weights, image folders)"
+SCOPES = ("layerwise", "global")
+TARGET_RUNTIMES = ("onnxruntime", "openvino", "torch", "torch:cuda")
+OPSETS = range(9, 21)  # what torch's TorchScript exporter writes
 
 
-@dataclass
-class CompressConfig:
-    model: str = option(help='model: a registered name (`filterprune list models`), tv:<name>, timm:<name>, or your own factory path/to/file.py:fn or package.module:fn', positional=True)
-    criterion: str = option(help='channel criterion (see `filterprune list criteria`)', required=True)
-    sparsity: float | None = option(None, 'fraction of channels to remove, in [0, 1) (or one of --target-macs, --target-speedup, --target-latency)')
-    dataset: str | None = option(None, 'dataset name (default: cifar10 if found under --data-root, else the embedded digits)')
-    data_root: str = option(DEFAULT_DATA_ROOT, 'folder holding datasets (default: ./data)')
-    checkpoint: str | None = option(None, 'dense weights to prune instead of training a baseline (filterprune checkpoint, .safetensors, .pt/.pth)')
-    epochs: int = option(8, 'baseline training epochs (0 = untrained model); also the default finetune budget')
-    finetune_epochs: int | None = option(None, "default: the recipe's (default: as many as --epochs, at least 8; lajic: 10)")
-    batch_size: int = option(64, 'training batch size (the global batch under --distributed)')
-    optimizer: str = option("sgd", 'baseline optimizer', choices=("sgd", "adam"))
-    lr: float | None = option(None, 'baseline learning rate (default: 0.02 sgd, 1e-3 adam)')
-    finetune_lr: float | None = option(None, "default: the recipe's (half the baseline lr; lajic: 1e-3)")
-    schedule: str = option("cosine", 'learning-rate schedule', choices=("step", "cosine"))
-    sparsity_reg: float = option(0.0, 'network-slimming L1 strength on BN scales during baseline training')
-    scope: str | None = option(None, "allocation (default: the criterion's own: slimming and the mask criteria global, others layerwise)", choices=("layerwise", "global"))
-    round_to: int | str = option(1, "round kept channels to a multiple of K, or 'auto': widths chosen from latencies measured on --target-runtime at --target-batch", parse=round_to, metavar="K|auto")
-    target_runtime: str = option("onnxruntime", 'where --target-speedup/--target-latency and --round-to auto measure: onnxruntime, openvino (latency targets), torch, torch:cuda')
-    target_batch: int = option(64, 'batch size of those measurements (default 64)')
-    layer_floor: float = option(0.1, 'each layer keeps at least this fraction of its channels')
-    calib_batches: int = option(8, 'training batches for data-driven criteria (greedy, snip, grasp)')
-    target_macs: float | None = option(None, 'prune until MACs <= F x dense, F in (0, 1] (instead of --sparsity)', metavar="F")
-    steps: int = option(1, 'reach the target in K prune -> finetune cycles', metavar="K")
-    sparsity_epochs: int = option(0, 'sparsity-train the --checkpoint for N epochs with --sparsity-reg before pruning')
-    device: str = option("auto", 'auto, cpu or cuda')
-    seed: int = option(0, 'seed of the baseline, the validation split, random criteria and augmentations')
-    out: str | None = option(None, 'output folder (default: runs/<model>-<criterion>-s<sparsity>)')
-    overwrite: bool = option(False, 'replace an existing, non-empty --out')
-    export: bool = option(True, 'skip ONNX export (and onnxruntime timing)', negate="--no-export")
-    bench: bool = option(True, 'skip the latency benchmark', negate="--no-bench")
-    bench_batch_sizes: tuple[int, ...] = option((1, 32), 'batch sizes of the benchmark, comma-separated', parse=int_list, metavar="B,...")
-    bench_iters: int = option(20, 'timed calls per variant and batch size')
-    bench_warmup: int = option(3, 'untimed calls before timing')
-    bench_memory: bool = option(False, 'also record CPU peak RSS per variant (a fresh process per row, a few seconds each)')
-    mode: str = option("shrink", 'shrink: remove channels (and time the masked model as a control); masked: only zero weights', choices=("shrink", "masked"), group=MASK)
-    compression: float | None = option(None, 'mask keeps 10^-c of the weights (default: -2*log10(1-sparsity), 0.444 at s=0.4)', group=MASK)
-    mask_scope: str = option("global", 'one mask threshold network-wide, or per layer', choices=("global", "layerwise"), group=MASK)
-    mask_reduce: str = option("density", 'channel saliency: fraction of the filter the mask keeps, or its kept score sum', choices=("density", "sum"), group=MASK)
-    imp_iterations: int = option(2, 'IMP train-prune-rewind cycles (>= 1)', group=MASK)
-    imp_epochs: int | None = option(None, 'training epochs per IMP cycle (default: the finetune epochs)', group=MASK)
-    distributed: bool = option(False, 'DDP training under torchrun (--batch-size is then the global batch): torchrun --nproc_per_node N -m filterprune ... --distributed')
-    recipe: str = option("default", "finetune preset: default (the baseline's optimizer and schedule at half its lr, warm-up, as many epochs as --epochs, at least 8), lajic (the seed study's: SGD 1e-3 -> 1e-4 -> 1e-5, batch 32, rotation + flip, 10 epochs / 20 for 100 classes) or plain (a tenth of the baseline lr, 3 epochs)")
-    distill: str = option("anneal", "finetuning distills from the dense model: anneal (default): the teacher's weight falls linearly from --distill-alpha to 0 over the finetune; kd: constant weight; off: plain cross-entropy")
-    distill_alpha: float = option(0.7, "weight of the dense model's soft targets in [0, 1] (default 0.7)")
-    distill_temperature: float = option(4.0, 'softmax temperature > 0 (default 4)')
-    val_fraction: float = option(0.1, 'fraction of the training images held out (per class, drawn with --seed) to choose the kept epoch; never the test split; 0 = keep the last epoch (default 0.1)')
-    scratch: bool = option(False, 'control: also train the pruned architecture from a fresh init for the same total epochs')
-    target_speedup: float | None = option(None, 'instead of --sparsity: prune until the pruned model runs X times faster than the dense one, measured on --target-runtime at --target-batch', metavar="X")
-    target_latency: float | None = option(None, 'instead of --sparsity: prune until one call takes MS milliseconds on --target-runtime', metavar="MS")
-    threads: int | None = option(None, "threads of those measurements (default: torch's, i.e. the cores)")
-    # where the model and the images come from (sources.py)
-    model_args: dict | None = option(None, "keyword arguments for the model's factory or builder, a JSON object", parse=json_object, metavar="JSON", group=SOURCES)
-    weights: str | None = option(None, 'tv:/timm: pretrained weights, DEFAULT or an enum name (e.g. IMAGENET1K_V1), read from the local torch hub / timm cache (nothing is downloaded)', metavar="NAME", group=SOURCES)
-    image_size: int | None = option(None, "imagefolder: input side (default: the model's native input, 224 for ImageNet tv/timm models, 32 for the CIFAR ones)", metavar="N", group=SOURCES)
-    train_subset: int | None = option(None, 'imagefolder: train on a seeded random subset of N images', metavar="N", group=SOURCES)
-    workers: int | None = option(None, 'imagefolder: DataLoader worker processes (default: min(4, CPUs))', metavar="N", group=SOURCES)
-    ignore_layers: tuple[str, ...] = option((), 'layers (module names) to keep whole besides the output layers', parse=str_list, metavar="NAME,...", group=SOURCES)
+def _registered(registry: str):
+    """A check that the value names an entry of a registry (imported only when checked)."""
+    def check(key: str, value) -> None:  # the registries import torch: only when a value is checked
+        if registry == "recipes":
+            from .recipes import RECIPES
+
+            if value not in RECIPES:
+                raise UsageError(f"unknown {key} {value!r}; valid: {', '.join(RECIPES)}", (key,))
+        elif registry == "criteria":
+            from .criteria import CRITERIA
+
+            CRITERIA.get(value)
+        else:
+            from .data import DATASETS
+
+            DATASETS.get(value)
+    return check
+
+
+def _existing_path(key: str, value) -> None:
+    p = Path(value)
+    if not p.exists():
+        raise UsageError(f"{key} not found: {value}", (key,))
+    if not (p.is_file() or p.is_dir()):
+        raise UsageError(f"{key} is not a regular file or folder: {value}", (key,))
+
+
+def _nonneg(key, v):
+    in_range(0, integer=True)(key, v)
+
+
+def _positive(key, v):
+    in_range(1, integer=True)(key, v)
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str = option(help='model: a registered name (`filterprune list models`), tv:<name>, timm:<name>, or your '
+                            'own factory path/to/file.py:fn or package.module:fn', key="model", positional=True)
+    model_args: dict | None = option(None, "keyword arguments for the model's factory or builder, a JSON object",
+                                     parse=opt.json_arg, metavar="JSON")
+    weights: str | None = option(None, 'tv:/timm: pretrained weights, DEFAULT or an enum name (e.g. IMAGENET1K_V1), '
+                                       'read from the local torch hub / timm cache (nothing is downloaded)',
+                                 metavar="NAME")
+    checkpoint: str | None = option(None, 'dense weights to prune instead of training a baseline (filterprune '
+                                          'checkpoint, .safetensors, .pt/.pth)', check=_existing_path)
+    ignore_layers: tuple[str, ...] = option((), 'layers (module names) to keep whole besides the output layers',
+                                            parse=str_list, metavar="NAME,...")
 
     def validate(self) -> None:
         from . import sources
-        from .criteria import CRITERIA
-        from .criteria.mask import MaskCriterion
-        from .data import DATASETS
-        from .masks import MODES
-        from .recipes import RECIPES
 
-        sources.validate(self)
-        CRITERIA.get(self.criterion)
-        if self.dataset is not None:
-            DATASETS.get(self.dataset)
-        targets = [self.sparsity, self.target_macs, self.target_speedup, self.target_latency]
-        if sum(t is not None for t in targets) != 1:
-            raise UsageError("give exactly one of --sparsity, --target-macs, --target-speedup or --target-latency")
-        self.plan_config(self.scope or "layerwise")
-        self.baseline_config()
-        if self.steps < 1:
-            raise UsageError(f"--steps must be >= 1, got {self.steps}")
-        if self.target_latency is not None and self.steps > 1:
-            raise UsageError("--target-latency is reached in one step; with --steps use --target-speedup")
-        if self.sparsity_epochs < 0:
-            raise UsageError(f"--sparsity-epochs must be >= 0, got {self.sparsity_epochs}")
-        if self.sparsity_epochs and (self.checkpoint is None or not self.sparsity_reg):
-            raise UsageError("--sparsity-epochs trains a given --checkpoint with --sparsity-reg > 0 (without "
-                             "--checkpoint, --sparsity-reg already acts while the baseline trains)")
-        if self.checkpoint is not None and self.sparsity_reg and not self.sparsity_epochs:
-            raise UsageError("--sparsity-reg with --checkpoint needs --sparsity-epochs N (the sparsity training "
-                             "of the given model before pruning)")
-        if self.finetune_epochs is not None and self.finetune_epochs < 0:
-            raise UsageError(f"--finetune-epochs must be >= 0, got {self.finetune_epochs}")
-        if self.recipe not in RECIPES:
-            raise UsageError(f"unknown recipe {self.recipe!r}; valid: {', '.join(RECIPES)}")
-        if self.distill not in DISTILL:
-            raise UsageError(f"unknown --distill {self.distill!r}; valid: {', '.join(DISTILL)}")
-        if not 0 <= self.val_fraction <= 0.5:
-            raise UsageError(f"--val-fraction must be in [0, 0.5], got {self.val_fraction}")
-        if self.finetune_lr is not None and not (0 < self.finetune_lr < 10):
-            raise UsageError(f"--finetune-lr must be in (0, 10), got {self.finetune_lr}")
-        self.finetune_config()
-        if self.checkpoint is not None and not Path(self.checkpoint).exists():
-            raise UsageError(f"checkpoint not found: {self.checkpoint}")
-        if self.checkpoint is not None and not (Path(self.checkpoint).is_file() or Path(self.checkpoint).is_dir()):
-            raise UsageError(f"checkpoint is not a regular file or folder: {self.checkpoint}")
-        if any(b < 1 for b in self.bench_batch_sizes) or self.bench_iters < 1 or self.bench_warmup < 0:
-            raise UsageError("benchmark batch sizes and iterations must be >= 1")
-        if self.calib_batches < 1:
-            raise UsageError(f"--calib-batches must be >= 1, got {self.calib_batches}")
-        self.mask_config()
-        if self.mode not in MODES:
-            raise UsageError(f"unknown mode {self.mode!r}; valid: {', '.join(MODES)}")
-        if self.mode == "masked" and not issubclass(CRITERIA.get(self.criterion), MaskCriterion):
-            raise UsageError(f"--mode masked needs a mask criterion (grasp, imp, mag, rand, snip, synflow), "
-                             f"not {self.criterion!r}")
+        opt.check_fields(self)
+        sources.validate_model(self)
 
-    def plan_config(self, scope: str):
-        from .pruning.plan import PlanConfig
 
-        return PlanConfig(self.sparsity or 0.0, scope, self.round_to, self.layer_floor, target_macs=self.target_macs,
-                          target_runtime=self.target_runtime, target_batch=self.target_batch,
-                          target_speedup=self.target_speedup, target_latency=self.target_latency, threads=self.threads)
+@dataclass(frozen=True)
+class Data:
+    dataset: str | None = option(None, 'dataset name (default: cifar10 if found under --data-root, else the '
+                                       'embedded digits)', check=_registered("datasets"))
+    data_root: str = option(DEFAULT_DATA_ROOT, 'folder holding datasets')
+    image_size: int | None = option(None, "imagefolder: input side (default: the model's native input, 224 for "
+                                          "ImageNet tv/timm models, 32 for the CIFAR ones)", metavar="N",
+                                    check=_positive)
+    train_subset: int | None = option(None, 'imagefolder: train on a seeded random subset of N images',
+                                      metavar="N", check=_positive)
+    workers: int | None = option(None, 'imagefolder: DataLoader worker processes (default: min(4, CPUs))',
+                                 metavar="N", check=_nonneg)
+    val_fraction: float = option(0.1, 'fraction of the training images held out (per class, drawn with --seed) to '
+                                      'choose the kept epoch; never the test split; 0 = keep the last epoch',
+                                 check=in_range(0, 0.5))
 
-    def baseline_config(self):
+    def validate(self) -> None:
+        opt.check_fields(self)
+
+
+@dataclass(frozen=True)
+class Train:
+    """The dense baseline's training (and the seed of the whole run)."""
+    epochs: int = option(8, 'baseline training epochs (0 = untrained model); also the default finetune budget',
+                         check=_nonneg)
+    batch_size: int = option(64, 'training batch size (the global batch under --distributed)', check=_positive)
+    optimizer: str = option("sgd", 'baseline optimizer', choices=("sgd", "adam"))
+    lr: float | None = option(None, 'baseline learning rate (default: 0.02 sgd, 1e-3 adam)',
+                              check=in_range(0, 10, lo_open=True, hi_open=True))
+    schedule: str = option("cosine", 'learning-rate schedule', choices=("step", "cosine"))
+    sparsity_reg: float = option(0.0, 'network-slimming L1 strength on BN scales during baseline training',
+                                 check=in_range(0))
+    sparsity_epochs: int = option(0, 'sparsity-train the --checkpoint for N epochs with --sparsity-reg before '
+                                     'pruning', check=_nonneg)
+    device: str = option("auto", 'auto, cpu or cuda')
+    seed: int = option(0, 'seed of the baseline, the validation split, random criteria and augmentations',
+                       check=in_range(-(2**63), 2**63 - 1, integer=True))
+    distributed: bool = option(False, 'DDP training under torchrun (--batch-size is then the global batch): '
+                                      'torchrun --nproc_per_node N -m filterprune ... --distributed')
+
+    def validate(self) -> None:
+        opt.check_fields(self)
+
+    def train_config(self):
+        """The training loop's settings for the baseline."""
         from .train import TrainConfig
 
         return TrainConfig(epochs=self.epochs, optimizer=self.optimizer, lr=self.lr, schedule=self.schedule,
                            batch_size=self.batch_size, sparsity_reg=self.sparsity_reg, seed=self.seed)
 
+
+@dataclass(frozen=True)
+class Finetune:
+    recipe: str = option("default", "finetune preset: default (the baseline's optimizer and schedule at half its lr, "
+                                    "warm-up, as many epochs as --epochs, at least 8), lajic (the seed study's: SGD "
+                                    "1e-3 -> 1e-4 -> 1e-5, batch 32, rotation + flip, 10 epochs / 20 for 100 "
+                                    "classes) or plain (a tenth of the baseline lr, 3 epochs)",
+                         check=_registered("recipes"))
+    epochs: int | None = option(None, "default: the recipe's (default: as many as --epochs, at least 8; lajic: 10)",
+                                key="finetune_epochs", check=_nonneg)
+    lr: float | None = option(None, "default: the recipe's (half the baseline lr; lajic: 1e-3)", key="finetune_lr",
+                              check=in_range(0, 10, lo_open=True, hi_open=True))
+    distill: str = option("anneal", "finetuning distills from the dense model: anneal (default): the teacher's "
+                                    "weight falls linearly from --distill-alpha to 0 over the finetune; kd: constant "
+                                    "weight; off: plain cross-entropy", choices=DISTILL)
+    distill_alpha: float = option(0.7, "weight of the dense model's soft targets in [0, 1]", check=in_range(0, 1))
+    distill_temperature: float = option(4.0, 'softmax temperature > 0', check=in_range(0, lo_open=True))
+    scratch: bool = option(False, 'control: also train the pruned architecture from a fresh init for the same total '
+                                  'epochs')
+
+    def validate(self) -> None:
+        opt.check_fields(self)
+
+
+@dataclass(frozen=True)
+class Prune:
+    criterion: str = option(help='channel criterion (see `filterprune list criteria`)',
+                            check=_registered("criteria"))
+    sparsity: float | None = option(None, 'fraction of channels to remove, in [0, 1) (or one of --target-macs, '
+                                          '--target-speedup, --target-latency)')
+    target_macs: float | None = option(None, 'prune until MACs <= F x dense, F in (0, 1] (instead of --sparsity)',
+                                       metavar="F")
+    target_speedup: float | None = option(None, 'instead of --sparsity: prune until the pruned model runs X times '
+                                                'faster than the dense one, measured on --target-runtime at '
+                                                '--target-batch', metavar="X")
+    target_latency: float | None = option(None, 'instead of --sparsity: prune until one call takes MS milliseconds '
+                                                'on --target-runtime', metavar="MS")
+    scope: str | None = option(None, "allocation (default: the criterion's own: slimming and the mask criteria "
+                                     "global, others layerwise)", choices=SCOPES)
+    round_to: int | str = option(1, "round kept channels to a multiple of K, or 'auto': widths chosen from latencies "
+                                     "measured on --target-runtime at --target-batch", parse=round_to, metavar="K|auto")
+    layer_floor: float = option(0.1, 'each layer keeps at least this fraction of its channels',
+                                check=in_range(0, 1, lo_open=True))
+    steps: int = option(1, 'reach the target in K prune -> finetune cycles', metavar="K", check=_positive)
+    calib_batches: int = option(8, 'training batches for data-driven criteria (greedy, snip, grasp)',
+                                check=_positive)
+    mode: str = option("shrink", 'shrink: remove channels (and time the masked model as a control); masked: only '
+                                 'zero weights (mask criteria)', choices=("shrink", "masked"))
+    target_runtime: str = option("onnxruntime", 'where --target-speedup/--target-latency and --round-to auto measure: '
+                                                'onnxruntime, openvino (latency targets), torch, torch:cuda',
+                                 choices=TARGET_RUNTIMES)
+    target_batch: int = option(64, 'batch size of those measurements', check=_positive)
+    threads: int | None = option(None, "threads of those measurements (default: torch's, i.e. the cores)",
+                                 check=_positive)
+
+    @property
+    def target(self) -> Target:
+        return target_of(**{k: getattr(self, k) for k in KINDS})
+
+    def validate(self) -> None:
+        opt.check_fields(self)
+        target = self.target
+        if self.round_to != "auto" and not (isinstance(self.round_to, int) and not isinstance(self.round_to, bool)
+                                            and self.round_to >= 1):
+            raise UsageError(f"round_to must be an integer >= 1 or 'auto', got {self.round_to!r}", ("round_to",))
+        if self.target_runtime == "openvino" and self.round_to == "auto" and not target.measured:
+            raise UsageError("round_to auto measures onnxruntime, torch or torch:cuda; for OpenVINO use "
+                             "target_speedup / target_latency", ("round_to", "target_speedup", "target_latency"))
+        if self.target_runtime == "torch:cuda":
+            import torch  # only this choice needs it
+
+            if not torch.cuda.is_available():
+                raise UsageError("target_runtime torch:cuda needs a CUDA GPU, and none is available",
+                                 ("target_runtime",))
+        target.steps(self.steps)  # a latency target refuses steps > 1
+        if self.mode == "masked":
+            from .criteria import CRITERIA
+            from .criteria.mask import MaskCriterion
+
+            if not issubclass(CRITERIA.get(self.criterion), MaskCriterion):
+                raise UsageError(f"mode masked needs a mask criterion (grasp, imp, mag, rand, snip, synflow), "
+                                 f"not {self.criterion!r}", ("mode",))
+
+    def plan(self, scope: str):
+        """The allocation's settings (``scope``: the given one, or the criterion's own)."""
+        from .pruning.plan import PlanConfig
+
+        return PlanConfig(self.target, scope, self.round_to, self.layer_floor, target_runtime=self.target_runtime,
+                          target_batch=self.target_batch, threads=self.threads)
+
+
+@dataclass(frozen=True)
+class MaskOptions:
+    """The mask criteria's own options (snip, grasp, synflow, mag, rand, imp); others ignore them."""
+    compression: float | None = option(None, 'mask keeps 10^-c of the weights (default: tied to the target: '
+                                             '-2*log10(1-sparsity), 0.444 at s=0.4)', check=in_range(0))
+    mask_scope: str = option("global", 'one mask threshold network-wide, or per layer', choices=SCOPES[::-1])
+    mask_reduce: str = option("density", 'channel saliency: fraction of the filter the mask keeps, or its kept score '
+                                         'sum', choices=("density", "sum"))
+    imp_iterations: int = option(2, 'IMP train-prune-rewind cycles', check=_positive)
+    imp_epochs: int | None = option(None, 'training epochs per IMP cycle (default: the finetune epochs)',
+                                    check=_nonneg)
+
+    def validate(self) -> None:
+        opt.check_fields(self)
+
+
+@dataclass(frozen=True)
+class Bench:
+    """The latency benchmark: the same defaults for ``compress`` and ``filterprune bench``."""
+    batch_sizes: tuple[int, ...] = option((1, 32), 'batch sizes of the benchmark, comma-separated',
+                                          key="bench_batch_sizes", parse=int_list, metavar="B,...",
+                                          check=all_at_least(1))
+    iters: int = option(20, 'timed calls per variant and batch size', key="bench_iters", check=_positive)
+    warmup: int = option(3, 'untimed calls before timing', key="bench_warmup", check=_nonneg)
+    memory: bool = option(False, 'also record CPU peak RSS per variant (a fresh process per row, a few seconds '
+                                 'each)', key="bench_memory")
+
+    def validate(self) -> None:
+        opt.check_fields(self)
+
+
+@dataclass(frozen=True)
+class Output:
+    out: str | None = option(None, 'output folder (default: a new folder under runs/ named after the run)')
+    overwrite: bool = option(False, 'replace an existing, non-empty --out')
+    export: bool = option(True, 'skip ONNX export (and onnxruntime timing)', negate="--no-export")
+    bench: bool = option(True, 'skip the latency benchmark', negate="--no-bench")
+
+    def validate(self) -> None:
+        opt.check_fields(self)
+
+
+@dataclass(frozen=True)
+class Export:
+    """``filterprune export``'s options."""
+    source: str = option(help="run folder (from compress), X.json or X.safetensors", positional=True)
+    out: str = option(help="the .onnx file to write")
+    opset: int = option(17, "ONNX opset", metavar="N")
+    batch: int | None = option(None, "'dynamic' (default) or a fixed batch size", parse=opt.batch_or_dynamic)
+    fp16: bool = option(False, "half-precision weights, inputs and outputs")
+    simplify: bool = option(False, "simplify with onnxslim (parity re-checked)")
+    overwrite: bool = option(False, "replace an existing --out")
+
+    def validate(self) -> None:
+        opt.check_fields(self)
+        if not Path(self.source).exists():
+            raise UsageError(f"not found: {self.source}")
+        if self.opset not in OPSETS:
+            raise UsageError(f"opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {self.opset}", ("opset",))
+        if self.batch is not None and self.batch < 1:
+            raise UsageError(f"batch must be 'dynamic' or an integer >= 1, got {self.batch}", ("batch",))
+        out = Path(self.out)
+        if out.is_dir():
+            raise UsageError(f"out {out} is a folder; give a file name such as model.onnx", ("out",))
+        if out.exists() and not self.overwrite:
+            raise UsageError(f"{out} already exists (pass overwrite to replace it)", ("overwrite",))
+
+
+GROUPS = {"model": Model, "data": Data, "train": Train, "finetune": Finetune, "prune": Prune, "mask": MaskOptions,
+          "bench": Bench, "output": Output}
+TITLES = {"model": "model", "data": "data", "train": "baseline training", "finetune": "finetuning",
+          "prune": "pruning", "mask": "mask criteria (snip, grasp, synflow, mag, rand, imp)",
+          "bench": "benchmark", "output": "output"}
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """``filterprune compress``: one field per group. Build it from keys with ``CompressConfig.of(...)``."""
+    model: Model
+    prune: Prune
+    data: Data = field(default_factory=Data)
+    train: Train = field(default_factory=Train)
+    finetune: Finetune = field(default_factory=Finetune)
+    mask: MaskOptions = field(default_factory=MaskOptions)
+    bench: Bench = field(default_factory=Bench)
+    output: Output = field(default_factory=Output)
+
+    @classmethod
+    def of(cls, **values) -> CompressConfig:
+        """From keys (``model="vgg16", criterion="l1", sparsity=0.4, epochs=2``): the flags' names with '_'."""
+        keys = all_keys()
+        unknown = sorted(set(values) - set(keys))
+        if unknown:
+            raise UsageError(f"unknown option {unknown[0]!r}")
+        missing = [k for k in ("model", "criterion") if values.get(k) is None]
+        if missing:
+            raise UsageError(f"missing {missing[0]}", (missing[0],))
+        return cls(**{name: opt.from_flat(group, {k: v for k, v in values.items() if keys[k] == name})
+                      for name, group in GROUPS.items()})
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """key -> default of every option that has one."""
+        return {opt.key_of(f): f.default for g in GROUPS.values() for f in opt.options(g)
+                if f.default is not dataclasses.MISSING}
+
+    def flat(self) -> dict:
+        """key -> value (what report.json's ``config`` and a sweep's run records hold)."""
+        return {k: v for name in GROUPS for k, v in opt.to_flat(getattr(self, name)).items()}
+
+    def with_values(self, **values) -> CompressConfig:
+        """A copy with some keys changed."""
+        return CompressConfig.of(**{**self.flat(), **values})
+
+    @property
+    def target(self) -> Target:
+        return self.prune.target
+
+    def validate(self) -> None:
+        """Every check that needs no training: each group's own, then those across groups."""
+        for name in GROUPS:
+            getattr(self, name).validate()
+        t, m = self.train, self.model
+        if t.sparsity_epochs and (m.checkpoint is None or not t.sparsity_reg):
+            raise UsageError("sparsity_epochs trains a given checkpoint with sparsity_reg > 0 (without checkpoint, "
+                             "sparsity_reg already acts while the baseline trains)",
+                             ("sparsity_epochs", "checkpoint", "sparsity_reg"))
+        if m.checkpoint is not None and t.sparsity_reg and not t.sparsity_epochs:
+            raise UsageError("sparsity_reg with checkpoint needs sparsity_epochs N (the sparsity training of the "
+                             "given model before pruning)", ("sparsity_reg", "checkpoint", "sparsity_epochs"))
+        if m.weights is not None and m.checkpoint is not None:
+            raise UsageError("give either weights or checkpoint, not both", ("weights", "checkpoint"))
+
+    def baseline_config(self):
+        return self.train.train_config()
+
+    def baseline_identity(self) -> dict | None:
+        """The options that decide the trained dense baseline (None: none is trained). The cache key
+        (``baseline.baseline_key``) hashes what these resolve to: the spec, the data and the split."""
+        m, d = self.model, self.data
+        if m.checkpoint is not None or self.train.epochs == 0:
+            return None
+        return {"model": m.name, "model_args": m.model_args, "weights": m.weights, "dataset": d.dataset,
+                "data_root": d.data_root, "image_size": d.image_size, "train_subset": d.train_subset,
+                "val_fraction": d.val_fraction, "device": self.train.device, "train": self.baseline_config().to_dict()}
+
     def finetune_config(self, num_classes: int = 10):
-        """The recipe's finetune settings, with the flags that were given taking precedence."""
+        """The recipe's finetune settings, with the options that were given taking precedence."""
         from .recipes import RECIPES
 
-        r, base = RECIPES[self.recipe], self.baseline_config()
-        lr = self.finetune_lr if self.finetune_lr is not None else r.lr if r.lr is not None else \
-            r.lr_factor * base.learning_rate
-        epochs = self.finetune_epochs if self.finetune_epochs is not None else r.finetune_epochs(num_classes, self.epochs)
+        f = self.finetune
+        r, base = RECIPES[f.recipe], self.baseline_config()
+        lr = f.lr if f.lr is not None else r.lr if r.lr is not None else r.lr_factor * base.learning_rate
+        epochs = f.epochs if f.epochs is not None else r.finetune_epochs(num_classes, self.train.epochs)
         return replace(base, epochs=epochs, lr=lr, optimizer=r.optimizer or base.optimizer,
                        schedule=r.schedule or base.schedule,
                        batch_size=r.batch_size or base.batch_size, crop=r.crop, weight_decay=r.weight_decay,
                        warmup_epochs=min(r.warmup_epochs, epochs), label_smoothing=r.label_smoothing,
-                       sparsity_reg=0.0, distill_alpha=self.distill_alpha if self.distill != "off" else 0.0,
-                       distill_temperature=self.distill_temperature, distill_anneal=self.distill == "anneal")
+                       sparsity_reg=0.0, distill_alpha=f.distill_alpha if f.distill != "off" else 0.0,
+                       distill_temperature=f.distill_temperature, distill_anneal=f.distill == "anneal")
 
     def scratch_config(self, num_classes: int):
         """Liu et al.'s control: the baseline's recipe for the run's total epochs (baseline + finetuning)."""
         ft = self.finetune_config(num_classes)
-        return replace(self.baseline_config(), epochs=self.epochs + ft.epochs * self.steps)
+        return replace(self.baseline_config(), epochs=self.train.epochs + ft.epochs * self.prune.steps)
 
     def mask_config(self, num_classes: int = 10):
-        from .masks import MaskConfig, default_compression
+        from .masks import MaskConfig
 
-        if self.imp_epochs is not None and self.imp_epochs < 0:
-            raise UsageError(f"--imp-epochs must be >= 0, got {self.imp_epochs}")
-        ft = self.finetune_config(num_classes)  # IMP trains the seed's way: no teacher
-        imp_train = replace(ft, epochs=ft.epochs if self.imp_epochs is None else self.imp_epochs, distill_alpha=0.0)
-        c = self.compression
-        if c is None:  # tied to the target: density (1-s)^2, or the MAC fraction itself under --target-macs
-            c = default_compression(self.sparsity) if self.sparsity is not None else \
-                -math.log10(self.target_macs) if self.target_macs is not None else \
-                math.log10(self.target_speedup or 2.0)  # a latency target: the density 1/X (or 1/2)
-        return MaskConfig(c, self.mask_scope, self.mask_reduce, self.imp_iterations, imp_train)
+        m, ft = self.mask, self.finetune_config(num_classes)  # IMP trains the seed's way: no teacher
+        imp_train = replace(ft, epochs=ft.epochs if m.imp_epochs is None else m.imp_epochs, distill_alpha=0.0)
+        c = m.compression if m.compression is not None else self.target.compression()
+        return MaskConfig(c, m.mask_scope, m.mask_reduce, m.imp_iterations, imp_train)
 
 
+def all_keys() -> dict[str, str]:
+    """key -> the name of the group that owns it (every key belongs to exactly one group)."""
+    return {opt.key_of(f): name for name, g in GROUPS.items() for f in opt.options(g)}
+
+
+def key_hints() -> dict[str, object]:
+    """key -> the type a value must have (what a sweep file's value is coerced to)."""
+    return {k: h for g in GROUPS.values() for k, h in opt.hints(g).items()}
+
+
+def check_value(key: str, value) -> None:
+    """One key's own checks on one value (what a sweep checks before expanding its grid)."""
+    group = GROUPS[all_keys()[key]]
+    (f,) = [f for f in opt.options(group) if opt.key_of(f) == key]
+    opt.check_value(f, value)
+    if key in KINDS and value is not None:
+        KINDS[key](value)

@@ -9,7 +9,6 @@ records about how to rebuild the dense model.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -22,24 +21,12 @@ from .errors import UsageError
 from .log import say
 from .models import ModelSpec, native_input
 from .models import factory as user_factory
+from .options import json_object
 from .tracing import eval_mode
 
 log = logging.getLogger(__name__)
 
-IN_MEMORY_SIZE_HINT = "--image-size applies to imagefolder: datasets (in-memory sets keep their own size)"
-
-
-def parse_model_args(text: str | dict | None) -> dict:
-    """``--model-args '{"width": 32}'``: a JSON object of keyword arguments for the model's builder."""
-    if text is None or isinstance(text, dict):
-        return dict(text or {})
-    try:
-        args = json.loads(text)
-    except ValueError as e:
-        raise UsageError(f"--model-args must be a JSON object such as '{{\"width\": 32}}' ({e})") from None
-    if not isinstance(args, dict):
-        raise UsageError(f"--model-args must be a JSON object, got {type(args).__name__}")
-    return args
+IN_MEMORY_SIZE_HINT = "image_size applies to imagefolder: datasets (in-memory sets keep their own size)"
 
 
 def model_ref(name: str) -> str:
@@ -56,25 +43,17 @@ def short_name(name: str) -> str:
     return re.sub(r"[^\w.+-]", "-", name)
 
 
-def validate(cfg) -> None:
-    """The config's model fields, checked without training (a factory is imported: the user gave it)."""
+def validate_model(model) -> None:
+    """A ``config.Model``'s references, checked without training (a factory is imported: the user gave it)."""
     from .models import check_model_ref
 
-    if not cfg.model.startswith("object:"):  # a module in hand (compress(model=net)) has nothing to check here
-        check_model_ref(model_ref(cfg.model))
-    parse_model_args(getattr(cfg, "model_args", None))
-    weights = getattr(cfg, "weights", None)
-    if weights is not None and not cfg.model.startswith(("tv:", "timm:")):
-        raise UsageError(f"--weights applies to tv:<name> and timm:<name> models, not {cfg.model!r} "
-                         "(give a user model's weights with --checkpoint)")
-    if weights is not None and cfg.checkpoint is not None:
-        raise UsageError("give either --weights or --checkpoint, not both")
-    for name in ("image_size", "train_subset", "workers"):
-        v = getattr(cfg, name, None)
-        if v is not None and v < (0 if name == "workers" else 1):
-            raise UsageError(f"--{name.replace('_', '-')} must be >= {0 if name == 'workers' else 1}, got {v}")
-    if weights is not None:
-        native_input(cfg.model, weights)  # an unknown weights name fails here
+    if not model.name.startswith("object:"):  # a module in hand (compress(model=net)) has nothing to check here
+        check_model_ref(model_ref(model.name))
+    if model.weights is not None and not model.name.startswith(("tv:", "timm:")):
+        raise UsageError(f"weights applies to tv:<name> and timm:<name> models, not {model.name!r} "
+                         "(give a user model's weights with checkpoint)", ("weights", "checkpoint"))
+    if model.weights is not None:
+        native_input(model.name, model.weights)  # an unknown weights name fails here
 
 
 def load_data(dataset: str | None, data_root: str, val_fraction: float = 0.0, seed: int = 0, **options) -> ImageData:
@@ -96,38 +75,38 @@ def spec_for(model: str, data: ImageData) -> ModelSpec:
 
 
 def prepare(cfg, given: Given | None = None) -> tuple[object, ModelSpec, dict]:
-    """(data, spec, info): the data at the model's input size and the run's ModelSpec.
+    """(data, spec, info) of a ``CompressConfig``: the data at the model's input size and the run's ModelSpec.
 
     ``info`` holds what the model's native input and weights said. ``given`` DataLoaders are the data
     as they are; a given module names the spec ``object:<class>``."""
-    ref = model_ref(cfg.model)
+    m, d = cfg.model, cfg.data
+    ref = model_ref(m.name)
     if given is not None and given.data is not None:
         data = given.data
         if given.model is None and not data.class_names:
             raise UsageError("with your own DataLoaders and a model name, pass num_classes= (or give the dataset "
                              "a `classes` list)")
-        return data, _given_spec(given, data, ref, parse_model_args(getattr(cfg, "model_args", None))), {}
-    weights = getattr(cfg, "weights", None)
-    native = native_input(ref, weights)
-    size = getattr(cfg, "image_size", None) or native["image_size"]
+        return data, _given_spec(given, data, ref, json_object(m.model_args)), {}
+    native = native_input(ref, m.weights)
+    size = d.image_size or native["image_size"]
     if size < native.get("min_size", 1):
-        raise UsageError(f"--image-size {size} is below the minimum input of {cfg.model} ({native['min_size']} px)")
+        raise UsageError(f"image_size {size} is below the minimum input of {m.name} ({native['min_size']} px)",
+                         ("image_size",))
     resize = native.get("resize_size")
     if resize and size != native["image_size"]:
         resize = round(size * resize / native["image_size"])
-    options = {"image_size": size, "resize_size": resize, "train_subset": getattr(cfg, "train_subset", None),
-               "workers": getattr(cfg, "workers", None)}
+    options = {"image_size": size, "resize_size": resize, "train_subset": d.train_subset, "workers": d.workers}
     if "mean" in native:
         options.update(mean=native["mean"], std=native["std"])
-    data = load_data(cfg.dataset, cfg.data_root, getattr(cfg, "val_fraction", 0.0), cfg.seed, **options)
-    if getattr(cfg, "image_size", None) and data.image_size != cfg.image_size:
-        raise UsageError(f"{IN_MEMORY_SIZE_HINT}; {data.name} is {data.image_size}x{data.image_size}")
+    data = load_data(d.dataset, d.data_root, d.val_fraction, cfg.train.seed, **options)
+    if d.image_size and data.image_size != d.image_size:
+        raise UsageError(f"{IN_MEMORY_SIZE_HINT}; {data.name} is {data.image_size}x{data.image_size}", ("image_size",))
     if "mean" in native and not hasattr(data, "make_loader"):  # in memory: normalise as the weights expect
         data.mean, data.std = tuple(native["mean"]), tuple(native["std"])
     if given is not None and given.model is not None:
         return data, _given_spec(given, data, ref, {}), native
-    spec = ModelSpec(ref, data.num_classes, data.in_channels, data.image_size,
-                     parse_model_args(getattr(cfg, "model_args", None)), _weights_name(native, weights))
+    spec = ModelSpec(ref, data.num_classes, data.in_channels, data.image_size, json_object(m.model_args),
+                     _weights_name(native, m.weights))
     return data, spec, native
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,7 +17,7 @@ from . import serialization as ckpt
 from .baseline import dense_model, last_good_folder
 from .bench import counting, machine
 from .bench.suite import BenchConfig, Variant, dense_vs_pruned, run_bench
-from .config import CompressConfig
+from .config import CompressConfig, Prune
 from .criteria import PruneContext, make_criterion
 from .export.command import onnx_metadata
 from .export.convert import check_parity, export_onnx
@@ -28,6 +28,7 @@ from .pruning import prune_in_steps
 from .pruning.graph import build_graph
 from .pruning.shrink import PruneResult
 from .reporting.run_report import write_report
+from .targets import Sparsity
 from .train import NonFiniteLoss, TrainConfig, evaluate, train
 
 
@@ -69,7 +70,7 @@ class Run:
     @property
     def own_masks(self):
         """``--mode masked``: the pruned model *is* the masked dense one."""
-        return self.masks if self.cfg.mode == "masked" else None
+        return self.masks if self.cfg.prune.mode == "masked" else None
 
     @property
     def finetune_config(self) -> TrainConfig:
@@ -86,16 +87,16 @@ class Run:
 def setup(cfg: CompressConfig, device: torch.device, given: sources.Given | None) -> Run:
     """Everything that can fail before training fails here: the output folder, the cache, the data, and a
     probe model that the criterion, the architecture checks and the dependency graph must accept."""
-    out = default_out(cfg) if cfg.out is None else Path(cfg.out)
-    outputs.check_target(out, cfg.overwrite)
-    if not cfg.checkpoint and cfg.epochs:
+    out = default_out(cfg) if cfg.output.out is None else Path(cfg.output.out)
+    outputs.check_target(out, cfg.output.overwrite)
+    if not cfg.model.checkpoint and cfg.train.epochs:
         outputs.check_cache(cache_dir())  # the baseline goes there: say so now, not after training
-    criterion = make_criterion(cfg.criterion)
+    criterion = make_criterion(cfg.prune.criterion)
     data, spec, native = sources.prepare(cfg, given)
-    scope = cfg.scope or criterion.default_scope
-    run = Run(cfg, device, given, out, criterion, scope, data, spec, native, cfg.plan_config(scope))
+    scope = cfg.prune.scope or criterion.default_scope
+    run = Run(cfg, device, given, out, criterion, scope, data, spec, native, cfg.prune.plan(scope))
     probe = sources.probe_model(spec, given)
-    sources.check_probe(probe, spec, cfg.ignore_layers)
+    sources.check_probe(probe, spec, cfg.model.ignore_layers)
     criterion.check(probe)
     build_graph(probe, torch.randn(1, *run.input_shape))
     return run
@@ -110,17 +111,17 @@ def baseline(run: Run) -> None:
 def prune(run: Run) -> None:
     """Structured pruning of a copy of the dense model (``--steps``: finetuned between steps), or, with
     ``--mode masked``, the criterion's mask applied in place."""
-    cfg = run.cfg
+    cfg, p = run.cfg, run.cfg.prune
     run.pruned = copy.deepcopy(run.dense).cpu()
     run.ctx = PruneContext(example_inputs=torch.randn(1, *run.input_shape), data=run.data, device=run.device,
-                           seed=cfg.seed, batch_size=cfg.batch_size, calib_batches=cfg.calib_batches,
-                           mask=cfg.mask_config(run.data.num_classes), ignored_layers=tuple(cfg.ignore_layers))
-    say(f"prune: {cfg.criterion}, {target_text(cfg, run.plan.latency_targeted)}, {run.scope}, round_to {cfg.round_to}, "
-        f"{cfg.steps} step(s), mode {cfg.mode}")
-    if cfg.mode == "masked":
+                           seed=cfg.train.seed, batch_size=cfg.train.batch_size, calib_batches=p.calib_batches,
+                           mask=cfg.mask_config(run.data.num_classes), ignored_layers=tuple(cfg.model.ignore_layers))
+    say(f"prune: {p.criterion}, {target_text(p)}, {run.scope}, round_to {p.round_to}, {p.steps} step(s), "
+        f"mode {p.mode}")
+    if p.mode == "masked":
         run.result = control.mask_in_place(run.pruned, run.criterion, run.ctx)
     else:
-        run.result = prune_in_steps(run.pruned, run.criterion, run.plan, run.ctx, run.spec.num_classes, cfg.steps,
+        run.result = prune_in_steps(run.pruned, run.criterion, run.plan, run.ctx, run.spec.num_classes, p.steps,
                                     lambda model, i: _finetune_between(run, model, i))
     run.masks = getattr(run.criterion, "dense_masks", None)
     for layer, why in run.result.unprunable.items():
@@ -129,12 +130,12 @@ def prune(run: Run) -> None:
 
 
 def _teacher(run: Run) -> nn.Module | None:
-    return run.dense if run.cfg.distill != "off" else None  # frozen; the pruned copies learn its soft targets
+    return run.dense if run.cfg.finetune.distill != "off" else None  # frozen; the pruned copies learn its soft targets
 
 
 def _finetune_between(run: Run, model: nn.Module, i: int) -> None:
     ft = run.finetune_config
-    run.step_histories.append(train(model.to(run.device), run.data, ft, run.device, desc=f"finetune {i}/{run.cfg.steps}",
+    run.step_histories.append(train(model.to(run.device), run.data, ft, run.device, desc=f"finetune {i}/{run.cfg.prune.steps}",
                                     teacher=_teacher(run)) if ft.epochs else [])
     model.cpu()
 
@@ -148,8 +149,8 @@ def finetune(run: Run) -> None:
         run.finetune_history = control.finetune(run.pruned, run.own_masks, ft, data, device, teacher=_teacher(run))
     except NonFiniteLoss as e:
         raise outputs.keep_last_good(run.pruned, last_good_folder("finetune", run.spec), run.spec, e,
-                                     run.result.history, {"criterion": run.cfg.criterion,
-                                                          "sparsity": run.cfg.sparsity}) from None
+                                     run.result.history, {"criterion": run.cfg.prune.criterion,
+                                                          "sparsity": run.cfg.prune.sparsity}) from None
     run.pruned_acc = evaluate(run.pruned, data, device)
     if run.own_masks:
         run.masked = control.MaskedModel(run.pruned, run.pruned_acc, run.finetune_history)
@@ -179,10 +180,10 @@ def write_outputs(run: Run, folder: Path) -> None:
     ckpt.save(run.pruned, folder / "pruned", run.spec, run.result.history, _checkpoint_meta(run))
     if "masked" in _variants(run):  # the masked control's weights, so `filterprune bench RUN_DIR` times it too
         ckpt.save(run.masked.model, folder / "masked", run.spec, [], {**_checkpoint_meta(run), "masked": True})
-    if run.cfg.export:
+    if run.cfg.output.export:
         with run.stage("export"):
             export(run, folder)
-    if run.cfg.bench:
+    if run.cfg.output.bench:
         with run.stage("bench"):
             bench(run, folder)
     write_report(report(run), folder)
@@ -197,12 +198,13 @@ def _variants(run: Run) -> dict[str, nn.Module]:
 
 
 def _sparsity(run: Run) -> float:
-    return run.cfg.sparsity if run.cfg.sparsity is not None else run.result.sparsity  # asked, or found by a target
+    asked = run.cfg.target
+    return asked.value if isinstance(asked, Sparsity) else run.result.sparsity  # asked, or found by a target
 
 
 def _checkpoint_meta(run: Run) -> dict:
     data = run.data
-    return {"criterion": run.cfg.criterion, "sparsity": _sparsity(run), "scope": run.scope,
+    return {"criterion": run.cfg.prune.criterion, "sparsity": _sparsity(run), "scope": run.scope,
             "dataset": data.name, "mean": list(data.mean), "std": list(data.std),
             "class_names": data.class_names, "version": __version__,
             **({"resize_size": data.resize_size} if getattr(data, "resize_size", None) else {})}
@@ -220,9 +222,9 @@ def export(run: Run, folder: Path) -> None:
 
 def bench(run: Run, folder: Path) -> None:
     """Dense vs pruned (vs masked), interleaved, on PyTorch and onnxruntime."""
-    cfg, variants = run.cfg, _variants(run)
-    say(f"bench: {' vs '.join(variants)}, interleaved, batch sizes {list(cfg.bench_batch_sizes)}, "
-        f"{cfg.bench_iters} iterations")
+    cfg, variants = run.cfg.bench, _variants(run)
+    say(f"bench: {' vs '.join(variants)}, interleaved, batch sizes {list(cfg.batch_sizes)}, "
+        f"{cfg.iters} iterations")
     # how the memory probe's fresh process rebuilds each variant; the masked control has the dense
     # shapes (its zeros are stored), so its PyTorch memory is probed on the dense architecture
     trusted = sorted(sources.user_factory.trusted())  # a user factory: the fresh process may import it
@@ -232,23 +234,23 @@ def bench(run: Run, folder: Path) -> None:
                                   {"kind": kinds[name], "path": str(folder), "trusted": trusted})
                           for name, model in variants.items()],
                          BenchConfig(devices=("cuda",) if run.device.type == "cuda" else ("cpu",), providers=("cpu",),
-                                     batch_sizes=cfg.bench_batch_sizes, warmup=cfg.bench_warmup, iters=cfg.bench_iters,
-                                     memory=cfg.bench_memory), log=say)
+                                     batch_sizes=cfg.batch_sizes, warmup=cfg.warmup, iters=cfg.iters,
+                                     memory=cfg.memory), log=say)
 
 
 def report(run: Run) -> dict:
     """report.json (README: "What a run writes")."""
-    cfg, data, result = run.cfg, run.data, run.result
+    cfg, p, data, result = run.cfg, run.cfg.prune, run.data, run.result
     dense, pruned = run.costs["dense"], run.costs["pruned"]
     return {
-        "model": run.spec.name, "criterion": cfg.criterion, "sparsity": _sparsity(run), "scope": run.scope,
-        "target_macs": cfg.target_macs, "steps": cfg.steps, "latency_target": result.latency_target,
-        "round_to": cfg.round_to, "seed": cfg.seed, "device": run.device.type, "processes": distributed.world_size(),
+        "model": run.spec.name, "criterion": p.criterion, "sparsity": _sparsity(run), "scope": run.scope,
+        "target_macs": p.target_macs, "steps": p.steps, "latency_target": result.latency_target,
+        "round_to": p.round_to, "seed": cfg.train.seed, "device": run.device.type, "processes": distributed.world_size(),
         "dataset": {"name": data.name, "source": data.source, "train": len(data.y_train),
                     "val": 0 if data.y_val is None else len(data.y_val), "test": len(data.y_test)},
         "dense": {**dense.to_dict(), "accuracy": run.dense_acc["top1"], "top5": run.dense_acc["top5"]},
         "pruned": {**pruned.to_dict(), "accuracy": run.pruned_acc["top1"], "top5": run.pruned_acc["top5"]},
-        "mode": cfg.mode,
+        "mode": p.mode,
         "masked": control.section(run.masked, run.masks, run.ctx.mask, run.input_shape, dense) if run.masked else None,
         "theoretical_speedup": dense.macs / pruned.macs,
         "channel_sparsity": channel_sparsity(result.layers),
@@ -256,31 +258,25 @@ def report(run: Run) -> dict:
         "onnx": run.onnx,
         "latency": dense_vs_pruned(run.rows), "latency_rows": run.rows,
         "baseline": run.baseline,
-        "finetune": {"config": run.finetune_config.to_dict(), "recipe": cfg.recipe, "distill": cfg.distill,
+        "finetune": {"config": run.finetune_config.to_dict(), "recipe": cfg.finetune.recipe, "distill": cfg.finetune.distill,
                      "kept_epoch": kept_epoch(run.finetune_history), "history": run.finetune_history,
                      "between_steps": run.step_histories},
         "scratch": run.scratch,
         "timings_s": run.timings, "machine": machine.describe(), "version": __version__,
         "model_source": sources.describe(run.spec, run.native, run.baseline.get("pretrained") or getattr(
-            run.dense, "filterprune_loaded", None), cfg.checkpoint),
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+            run.dense, "filterprune_loaded", None), cfg.model.checkpoint),
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.flat().items()},
     }
 
 
-def target_text(cfg: CompressConfig, latency_targeted: bool) -> str:
-    text = f"sparsity {cfg.sparsity:g}" if cfg.sparsity is not None else \
-        f"MACs <= {cfg.target_macs:g} x dense" if cfg.target_macs is not None else \
-        f"measured speedup {cfg.target_speedup:g}x" if cfg.target_speedup is not None else \
-        f"measured latency {cfg.target_latency:g} ms"
-    return f"{text} on {cfg.target_runtime} at batch {cfg.target_batch}" if latency_targeted else text
+def target_text(p: Prune) -> str:
+    text = p.target.label()
+    return f"{text} on {p.target_runtime} at batch {p.target_batch}" if p.target.measured else text
 
 
 def default_out(cfg: CompressConfig) -> Path:
     """``runs/<model>-<criterion>-<target>``, numbered when taken."""
-    target = f"s{cfg.sparsity:g}" if cfg.sparsity is not None else f"m{cfg.target_macs:g}" \
-        if cfg.target_macs is not None else f"x{cfg.target_speedup:g}" if cfg.target_speedup is not None \
-        else f"ms{cfg.target_latency:g}"
-    stem = Path("runs") / f"{sources.short_name(cfg.model)}-{cfg.criterion}-{target}"
+    stem = Path("runs") / f"{sources.short_name(cfg.model.name)}-{cfg.prune.criterion}-{cfg.target.tag()}"
     out, i = stem, 2
     while out.exists():
         out, i = stem.with_name(f"{stem.name}-{i}"), i + 1

@@ -13,6 +13,7 @@ from filterprune.criteria import PruneContext, make_criterion
 from filterprune.errors import UsageError
 from filterprune.models import ModelSpec, build_model
 from filterprune.pruning import PlanConfig, prune, prune_in_steps
+from filterprune.targets import Macs
 
 X32 = torch.randn(1, 3, 32, 32)
 
@@ -28,7 +29,7 @@ def _model(name):
 def test_target_macs_lands_just_under_the_target(name, criterion, scope):
     model = _model(name)
     dense = count(model, (3, 32, 32)).macs
-    res = prune(model, make_criterion(criterion), PlanConfig(0.0, scope, target_macs=0.5), PruneContext(X32), 10)
+    res = prune(model, make_criterion(criterion), PlanConfig(Macs(0.5), scope), PruneContext(X32), 10)
     macs = count(model, (3, 32, 32)).macs
     assert 0.45 * dense < macs <= 0.5 * dense
     # the smallest such sparsity: a little less pruning misses the target
@@ -55,7 +56,7 @@ def test_cost_model_is_exact_on_concat_nets():
 
 def test_unreachable_target_is_a_usage_error():
     with pytest.raises(UsageError, match="out of reach"):
-        prune(_model("resnet20"), make_criterion("l1"), PlanConfig(0.0, target_macs=0.001), PruneContext(X32), 10)
+        prune(_model("resnet20"), make_criterion("l1"), PlanConfig(Macs(0.001)), PruneContext(X32), 10)
 
 
 def test_steps_reach_the_one_shot_widths_gradually(tmp_path):
@@ -79,7 +80,7 @@ def test_steps_with_target_macs_end_under_the_target():
     model = _model("vgg16")
     dense = count(model, (3, 32, 32)).macs
     macs = []
-    prune_in_steps(model, make_criterion("l1"), PlanConfig(0.0, target_macs=0.4), PruneContext(X32), 10, steps=2,
+    prune_in_steps(model, make_criterion("l1"), PlanConfig(Macs(0.4)), PruneContext(X32), 10, steps=2,
                    finetune=lambda m, i: macs.append(count(m, (3, 32, 32)).macs))
     assert 0.65 * dense < macs[0] <= 0.7 * dense  # halfway: 1 - 0.6 / 2
     assert count(model, (3, 32, 32)).macs <= 0.4 * dense
@@ -110,6 +111,6 @@ def test_bad_allocation_input_is_one_line_exit_2(tmp_path, capsys, args, needle)
 def test_target_macs_config_validates_and_ties_the_mask_compression_to_it(criterion):
     from filterprune.api import CompressConfig
 
-    cfg = CompressConfig(model="resnet20", criterion=criterion, target_macs=0.25)
+    cfg = CompressConfig.of(model="resnet20", criterion=criterion, target_macs=0.25)
     cfg.validate()  # was a TypeError: the default compression was computed from sparsity=None
     assert cfg.mask_config().compression == pytest.approx(math.log10(4))

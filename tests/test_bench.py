@@ -21,7 +21,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_bench_writes_the_csv_contract(run_dir, tmp_path, capsys):
-    assert main(["bench", str(run_dir), "--batch-sizes", "1,4", "--iters", "5", "--warmup", "1",
+    assert main(["bench", str(run_dir), "--batch-sizes", "1,4", "--iters", "5", "--warmup", "1", "--memory",
                  "--out", str(tmp_path / "b")]) == 0
     rows = list(csv.DictReader(open(tmp_path / "b" / "bench.csv")))
     assert list(rows[0].keys()) == COLUMNS
@@ -88,7 +88,7 @@ def test_bad_config(kw, needle):
 @pytest.mark.parametrize("args,needle", [
     (["--device", "cuda"], "no CUDA GPU"),
     (["--provider", "tensorrt"], "not available here"),
-    (["--batch-sizes", "0"], "batch sizes must be >= 1"),
+    (["--batch-sizes", "0"], "--batch-sizes must be integers >= 1"),
     (["--provider", "bogus"], "unknown provider"),
 ])
 def test_bad_cli_input_exits_2(run_dir, tmp_path, args, needle):

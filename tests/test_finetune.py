@@ -76,9 +76,9 @@ def test_teacher_mode_is_given_back_when_training_stops_on_a_nan():
 def test_annealed_distillation_hands_over_from_teacher_to_labels(monkeypatch):
     """--distill anneal: the teacher's weight falls linearly from --distill-alpha at the first step to
     about 0 at the last, so the last epochs learn from the labels alone."""
-    cfg = CompressConfig("resnet20", "l1", 0.4, distill="anneal").finetune_config()
-    assert cfg.distill_anneal and cfg.distill_alpha == 0.7 and CompressConfig("resnet20", "l1", 0.4).distill == "anneal"
-    assert not CompressConfig("resnet20", "l1", 0.4, distill="kd").finetune_config().distill_anneal
+    cfg = CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, distill="anneal").finetune_config()
+    assert cfg.distill_anneal and cfg.distill_alpha == 0.7 and CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4).finetune.distill == "anneal"
+    assert not CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, distill="kd").finetune_config().distill_anneal
     import filterprune.train as tr
     seen = []
     real = tr.distill_loss
@@ -132,29 +132,29 @@ def test_kept_epoch_is_the_best_on_validation():
 
 
 def test_recipes_fill_what_the_flags_leave_unset():
-    lajic = CompressConfig("resnet20", "l1", 0.4, recipe="lajic")
+    lajic = CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, recipe="lajic")
     ft = lajic.finetune_config(10)
     assert (ft.lr, ft.schedule, ft.batch_size, ft.crop, ft.epochs) == (1e-3, "step", 32, False, 10)
     assert lajic.finetune_config(100).epochs == 20
-    ours = CompressConfig("resnet20", "l1", 0.4)
+    ours = CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4)
     ft = ours.finetune_config(10)
     assert ft.lr == pytest.approx(ours.baseline_config().learning_rate * 0.5) and ft.distill_alpha == 0.7
-    assert CompressConfig("resnet20", "l1", 0.4, distill="off").finetune_config().distill_alpha == 0.0
-    given = CompressConfig("resnet20", "l1", 0.4, recipe="lajic", finetune_epochs=2, finetune_lr=0.05)
+    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, distill="off").finetune_config().distill_alpha == 0.0
+    given = CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, recipe="lajic", finetune_epochs=2, finetune_lr=0.05)
     assert (given.finetune_config().epochs, given.finetune_config().lr) == (2, 0.05)
-    assert CompressConfig("resnet20", "l1", 0.4, epochs=5, finetune_epochs=2, steps=2).scratch_config(10).epochs == 9
+    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=5, finetune_epochs=2, steps=2).scratch_config(10).epochs == 9
 
 
 def test_default_finetune_lasts_as_long_as_the_baseline_trained():
     """8 finetune epochs lost 3.3 points where the baseline's 30 lost 0.1 (benchmarks/accuracy/): the default
     recipe finetunes for --epochs, never fewer than 8 (16 for 100 classes); the presets keep their own."""
-    assert CompressConfig("resnet20", "l1", 0.4).finetune_config(10).epochs == 8
-    assert CompressConfig("resnet20", "l1", 0.4, epochs=30).finetune_config(10).epochs == 30
-    assert CompressConfig("resnet20", "l1", 0.4, epochs=3).finetune_config(10).epochs == 8
-    assert CompressConfig("resnet20", "l1", 0.4, epochs=3).finetune_config(100).epochs == 16
-    assert CompressConfig("resnet20", "l1", 0.4, epochs=30, recipe="lajic").finetune_config(10).epochs == 10
-    assert CompressConfig("resnet20", "l1", 0.4, epochs=30, finetune_epochs=4).finetune_config(10).epochs == 4
-    assert CompressConfig("resnet20", "l1", 0.4, epochs=30).scratch_config(10).epochs == 60
+    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4).finetune_config(10).epochs == 8
+    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=30).finetune_config(10).epochs == 30
+    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=3).finetune_config(10).epochs == 8
+    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=3).finetune_config(100).epochs == 16
+    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=30, recipe="lajic").finetune_config(10).epochs == 10
+    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=30, finetune_epochs=4).finetune_config(10).epochs == 4
+    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=30).scratch_config(10).epochs == 60
 
 
 @pytest.mark.parametrize("flags, needle", [
@@ -164,8 +164,8 @@ def test_default_finetune_lasts_as_long_as_the_baseline_trained():
     (["--distill-temperature", "nan"], "--distill-temperature must be > 0"),
     (["--val-fraction", "0.7"], "--val-fraction must be in [0, 0.5]"),
     (["--val-fraction", "-0.1"], "--val-fraction must be in [0, 0.5]"),
-    (["--distill", "soft"], "unknown --distill 'soft'"),
-    (["--recipe", "nope"], "unknown recipe 'nope'"),
+    (["--distill", "soft"], "invalid choice: 'soft'"),
+    (["--recipe", "nope"], "unknown --recipe 'nope'"),
 ])
 def test_bad_finetune_flags_are_one_line_usage_errors(tmp_path, capsys, flags, needle):
     out = tmp_path / "run"

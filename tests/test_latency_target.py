@@ -8,11 +8,12 @@ import torch
 
 from filterprune.cli import main
 from filterprune.criteria import PruneContext, make_criterion
-from filterprune.errors import UsageError
+from filterprune.errors import RunError, UsageError
 from filterprune.models import ModelSpec, build_model
 from filterprune.pruning import PlanConfig, prune_in_steps
 from filterprune.pruning import latency_target as lt
 from filterprune.pruning.align import LatencyTable
+from filterprune.targets import Latency, Speedup
 
 
 class MacClock:
@@ -50,7 +51,7 @@ def _prune(model_name, plan, criterion="l1"):
 def test_measured_speedup_meets_the_target(clock):
     dense = build_model(ModelSpec("resnet56"))
     x = torch.randn(4, 3, 32, 32)
-    model, res = _prune("resnet56", PlanConfig(0.0, target_speedup=2.0, target_batch=4))
+    model, res = _prune("resnet56", PlanConfig(Speedup(2.0), target_batch=4))
     t = res.latency_target
     assert t["asked_speedup"] == 2.0
     # delivered: at least the target (within tolerance), and not far past it (16-wide groups keep 8 or 16)
@@ -64,8 +65,8 @@ def test_measured_speedup_meets_the_target(clock):
 
 
 def test_more_speedup_keeps_fewer_channels(clock):
-    _, a = _prune("resnet20", PlanConfig(0.0, target_speedup=1.5, target_batch=4))
-    _, b = _prune("resnet20", PlanConfig(0.0, target_speedup=3.0, target_batch=4))
+    _, a = _prune("resnet20", PlanConfig(Speedup(1.5), target_batch=4))
+    _, b = _prune("resnet20", PlanConfig(Speedup(3.0), target_batch=4))
     assert sum(b.latency_target["widths"].values()) < sum(a.latency_target["widths"].values())
     assert b.sparsity > a.sparsity > 0
 
@@ -74,13 +75,13 @@ def test_target_latency_in_milliseconds(clock):
     dense = build_model(ModelSpec("resnet20"))
     x = torch.randn(4, 3, 32, 32)
     goal = clock.model_ms(dense, x) / 2
-    model, res = _prune("resnet20", PlanConfig(0.0, target_latency=goal, target_batch=4))
+    model, res = _prune("resnet20", PlanConfig(Latency(goal), target_batch=4))
     assert goal / 1.2 <= clock.model_ms(model, x) <= goal * (1 + lt.TOLERANCE)  # at or under the asked time
 
 
 def test_unreachable_target_names_the_best_reachable_figure(clock):
-    with pytest.raises(UsageError, match=r"out of reach: the best the layer floors allow is \d+\.\d\dx"):
-        _prune("resnet20", PlanConfig(0.0, target_speedup=500.0, target_batch=4, layer_floor=0.5))
+    with pytest.raises(RunError, match=r"out of reach: the best the layer floors allow is \d+\.\d\dx"):
+        _prune("resnet20", PlanConfig(Speedup(500.0), target_batch=4, layer_floor=0.5))
 
 
 def test_solver_cuts_unimportant_groups_first():
@@ -114,7 +115,7 @@ def test_steps_reach_the_target_together(clock):
     dense = build_model(ModelSpec("resnet20"))
     x = torch.randn(4, 3, 32, 32)
     ctx = PruneContext(example_inputs=torch.randn(1, 3, 32, 32))
-    res = prune_in_steps(model, make_criterion("l1"), PlanConfig(0.0, target_speedup=2.0, target_batch=4), ctx, 10,
+    res = prune_in_steps(model, make_criterion("l1"), PlanConfig(Speedup(2.0), target_batch=4), ctx, 10,
                          steps=2, finetune=lambda m, i: None)
     assert len(res.latency_target["steps"]) == 2
     assert clock.model_ms(dense, x) / clock.model_ms(model, x) == pytest.approx(2.0, rel=2 * lt.TOLERANCE)
@@ -137,7 +138,7 @@ def test_compress_with_target_speedup_reports_asked_vs_measured(clock, tmp_path)
     (["--target-speedup", "1"], "--target-speedup must be > 1"),
     (["--target-speedup", "0.5"], "--target-speedup must be > 1"),
     (["--target-latency", "0"], "--target-latency must be > 0 ms"),
-    (["--target-speedup", "2", "--target-runtime", "tensorflow"], "unknown target runtime 'tensorflow'"),
+    (["--target-speedup", "2", "--target-runtime", "tensorflow"], "invalid choice: 'tensorflow'"),
     (["--target-speedup", "2", "--sparsity", "0.4"], "give exactly one of --sparsity, --target-macs"),
     (["--target-speedup", "2", "--threads", "0"], "--threads must be >= 1"),
     (["--target-latency", "5", "--steps", "2"], "with --steps use --target-speedup"),
@@ -199,7 +200,7 @@ def test_aligned_plans_are_searched_when_no_solver_plan_reaches_the_target(clock
     widths is searched next and delivers the target."""
     monkeypatch.setattr(lt, "solve", lambda importance, floors, latency, budget_ms: list(importance.channels))
     dense = build_model(ModelSpec("resnet20"))
-    model, res = _prune("resnet20", PlanConfig(0.0, target_speedup=2.0, target_batch=4))
+    model, res = _prune("resnet20", PlanConfig(Speedup(2.0), target_batch=4))
     t = res.latency_target
     assert [r["plan"] for r in t["iterations"]][0] == "solver"
     assert all(r["speedup"] < 2.0 for r in t["iterations"] if r["plan"] == "solver")

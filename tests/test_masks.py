@@ -11,12 +11,13 @@ from filterprune.bench import counting
 from filterprune.criteria import PruneContext, make_criterion
 from filterprune.data import ImageData
 from filterprune.errors import UsageError
-from filterprune.masks import MaskConfig, default_compression
+from filterprune.masks import MaskConfig
 from filterprune.masks.saliency import channel_saliency
 from filterprune.masks.schedule import held, imp
 from filterprune.masks.weights import apply_masks, density, mask_at, prunable
 from filterprune.models import ModelSpec, build_model
 from filterprune.pruning import PlanConfig, prune
+from filterprune.targets import Sparsity
 from filterprune.train import TrainConfig, train
 
 X32 = torch.randn(1, 3, 32, 32)
@@ -218,15 +219,15 @@ def test_mask_criteria_shrink_real_architectures(name):
     torch.manual_seed(0)
     model = build_model(ModelSpec("resnet20"))
     dense = sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
-    cfg = MaskConfig(compression=default_compression(0.4), synflow_rounds=2)
+    cfg = MaskConfig(compression=Sparsity(0.4).compression(), synflow_rounds=2)
     prune(model, make_criterion(name), PlanConfig(0.4, "global"), PruneContext(X32, mask=cfg), 10)
     after = sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
     assert after < dense and model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
 def test_default_compression_and_bad_mask_config():
-    assert default_compression(0.4) == pytest.approx(-2 * math.log10(0.6))
-    assert 10 ** -default_compression(0.4) == pytest.approx(0.36)
+    assert Sparsity(0.4).compression() == pytest.approx(-2 * math.log10(0.6))
+    assert 10 ** -Sparsity(0.4).compression() == pytest.approx(0.36)
     for bad in ({"compression": -0.1}, {"compression": math.inf}, {"compression": 1, "imp_iterations": 0},
                 {"compression": 1, "scope": "local"}, {"compression": 1, "reduce": "max"}):
         with pytest.raises(UsageError):
@@ -248,7 +249,7 @@ def test_compress_reports_the_masked_control_beside_the_shrunk_model(tmp_path):
     assert {"model.onnx", "dense.onnx", "masked.onnx", "report.json"} <= {p.name for p in out.iterdir()}
     r = json.loads((out / "report.json").read_text())
     d, p, m = r["dense"], r["pruned"], r["masked"]
-    assert r["mode"] == "shrink" and m["compression"] == pytest.approx(default_compression(0.4))
+    assert r["mode"] == "shrink" and m["compression"] == pytest.approx(Sparsity(0.4).compression())
     assert m["weight_density"] == pytest.approx(0.36, rel=0.005)
     assert m["macs"] == d["macs"] and m["params"] == d["params"]  # zeros are stored and computed
     assert m["nonzero_params"] < 0.5 * d["params"] and m["flops"] < 0.6 * d["flops"]
@@ -302,7 +303,7 @@ def test_steps_keep_the_masked_control_on_the_dense_mask(tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--criterion", "snip", "--compression", "-1"], "--compression must be a finite number >= 0"),
+    (["--criterion", "snip", "--compression", "-1"], "--compression must be >= 0"),
     (["--criterion", "imp", "--imp-iterations", "0"], "--imp-iterations must be >= 1"),
     (["--criterion", "l1", "--mode", "masked"], "--mode masked needs a mask criterion"),
     (["--criterion", "snip", "--mask-scope", "local"], "invalid choice"),

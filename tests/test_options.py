@@ -1,15 +1,15 @@
-"""One definition per option: every CompressConfig field is a `compress` flag with help text and a valid
-sweep key, both generated from the field; parsing a field's default back gives the default."""
+"""One definition per option: every option of every group is a flag of each command that uses it (same
+default, help text present), a valid sweep key and a Python keyword, all generated from the field."""
 import dataclasses
 
 import pytest
 
-from filterprune.cli import TRAIN_OPTIONS, build_parser
-from filterprune.config import CompressConfig
-from filterprune.options import flag_of
+from filterprune.cli import TRAIN_KEYS, build_parser
+from filterprune.config import GROUPS, Bench, CompressConfig, all_keys
+from filterprune.options import flag_of, key_of, options
 from filterprune.sweep.grid import NOT_HASHED, load_sweep
 
-FIELDS = dataclasses.fields(CompressConfig)
+FIELDS = [f for g in GROUPS.values() for f in options(g)]
 
 
 def _actions(command: str) -> dict:
@@ -17,44 +17,82 @@ def _actions(command: str) -> dict:
     return {a.dest: a for a in sub._actions if a.dest != "help"}
 
 
-def test_every_field_is_a_compress_flag_with_help():
+def test_every_option_is_a_compress_flag_with_help_and_its_default_shown():
     actions = _actions("compress")
-    assert {f.name for f in FIELDS} == set(actions)
+    assert {key_of(f) for f in FIELDS} == set(actions)
     for f in FIELDS:
-        a = actions[f.name]
-        assert a.help and len(a.help) > 10, f.name
-        assert flag_of(f) in (a.option_strings or [a.dest]), (f.name, a.option_strings)
+        a = actions[key_of(f)]
+        assert a.help and len(a.help) > 10, key_of(f)
+        assert flag_of(f) in (a.option_strings or [a.dest]), (key_of(f), a.option_strings)
+        if f.default not in (dataclasses.MISSING, None, False, True, ()):
+            assert "default" in a.help, key_of(f)
+
+
+def test_every_key_belongs_to_one_group():
+    assert len(all_keys()) == len(FIELDS)
 
 
 def test_defaults_parse_back_to_themselves():
     args = build_parser().parse_args(["compress", "resnet20", "--criterion", "l1"])
     for f in FIELDS:
         if f.default is not dataclasses.MISSING:
-            assert getattr(args, f.name) == f.default, f.name
+            assert getattr(args, key_of(f)) == f.default, key_of(f)
 
 
-def test_train_takes_the_same_definitions():
-    actions, compress = _actions("train"), _actions("compress")
-    for name in TRAIN_OPTIONS:
-        assert actions[name].help == compress[name].help and actions[name].default == compress[name].default
+def test_compress_help_is_grouped_by_stage():
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["compress"]
+    titles = [g.title for g in sub._action_groups if g._group_actions]
+    assert {"model", "data", "baseline training", "finetuning", "pruning", "benchmark", "output"} <= set(titles)
+    crit = _actions("compress")["criterion"]
+    assert "l1" in crit.help or crit.choices is None  # listed by `filterprune list criteria`
+
+
+def test_train_and_bench_take_the_same_definitions():
+    compress = _actions("compress")
+    train = _actions("train")
+    for keys in TRAIN_KEYS.values():
+        for k in keys:
+            assert train[k].help == compress[k].help and train[k].default == compress[k].default, k
+    bench = _actions("bench")
+    for f in options(Bench):  # `filterprune bench --iters` is compress's --bench-iters
+        k = key_of(f)
+        assert bench[k].default == compress[k].default == f.default, k
+        assert "--" + f.name.replace("_", "-") in bench[k].option_strings
 
 
 TARGETS = {"sparsity": 0.3, "target_macs": 0.5, "target_speedup": 2.0, "target_latency": 5.0}  # exactly one is set
 
 
 @pytest.mark.parametrize("field", [f for f in FIELDS if f.default is not dataclasses.MISSING
-                                   and f.name not in NOT_HASHED], ids=lambda f: f.name)
-def test_every_field_is_a_sweep_key(tmp_path, field):
+                                   and key_of(f) not in NOT_HASHED], ids=key_of)
+def test_every_option_is_a_sweep_key_and_a_python_keyword(tmp_path, field):
     import yaml
 
-    value = TARGETS.get(field.name, list(field.default) if isinstance(field.default, tuple) else field.default)
-    base = {"model": "resnet20", "criterion": "l1", "dataset": "synthetic", field.name: value}
-    if field.name not in TARGETS:
+    key = key_of(field)
+    value = TARGETS.get(key, list(field.default) if isinstance(field.default, tuple) else field.default)
+    base = {"model": "resnet20", "criterion": "l1", "dataset": "synthetic", key: value}
+    if key not in TARGETS:
         base["sparsity"] = 0.4
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"base": base}))
     (run,) = load_sweep(path).runs
-    assert run.config[field.name] == value
+    assert run.config[key] == value
+    cfg = CompressConfig.of(**{k: tuple(v) if isinstance(v, list) else v for k, v in base.items()})
+    assert cfg.flat()[key] == (tuple(value) if isinstance(value, list) else value)
+
+
+def test_library_errors_name_the_keyword_and_the_cli_the_flag(capsys):
+    import filterprune
+    from filterprune.cli import main
+    from filterprune.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"^sparsity must be in \[0, 1\), got 2"):
+        CompressConfig.of(model="resnet20", criterion="l1", sparsity=2).validate()
+    with pytest.raises(UsageError, match="^layer_floor must"):
+        filterprune.prune(__import__("torch").nn.Conv2d(3, 4, 3), __import__("torch").randn(1, 3, 8, 8),
+                          layer_floor=0)
+    assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "2"]) == 2
+    assert "--sparsity must be in [0, 1), got 2" in capsys.readouterr().err
 
 
 def test_a_criterion_added_from_outside_the_package_runs_the_pipeline(tmp_path):

@@ -99,7 +99,7 @@ BAD = [  # (yaml, what the one-line error must say besides the file name)
     ("gird: {sparsity: [0.5]}", "unknown key 'gird' (did you mean 'grid'?)"),
     ("base: {critrion: l1}", "base: unknown key 'critrion' (did you mean 'criterion'?)"),
     ("grid: {criterion: [l1, l3]}", "grid.criterion[1]: unknown criterion 'l3'"),
-    ("grid: {sparsity: [0.5, 1.5]}", "grid.sparsity[1]: --sparsity must be in [0, 1)"),
+    ("grid: {sparsity: [0.5, 1.5]}", "grid.sparsity[1]: sparsity must be in [0, 1)"),
     ("grid: {sparsty: [0.5]}", "grid.sparsty: unknown key 'sparsty' (did you mean 'sparsity'?)"),
     ("grid: {task: [{criterion: l1}, {scope: glob}]}", "grid.task[1].scope: unknown scope 'glob'"),
     ("grid: {task: [{criterion: l1, modle: vgg16}]}", "grid.task[0]: unknown key 'modle'"),
@@ -110,8 +110,8 @@ BAD = [  # (yaml, what the one-line error must say besides the file name)
     ("grid: {seed: [0, 1], t: [{seed: 2}]}", "grid.t: 'seed' is already an axis value in grid.seed"),
     ("grid: {sparsity: 0.5}", "grid.sparsity: expected a non-empty list of values"),
     ("resources: {gpus: 1}", "resources: unknown key 'gpus'"),
-    ("grid: {mode: [masked]}", "run mode=masked: --mode masked needs a mask criterion"),
-    ("base: {sparsity_epochs: 2}", "run base: --sparsity-epochs trains a given --checkpoint"),
+    ("grid: {mode: [masked]}", "run mode=masked: mode masked needs a mask criterion"),
+    ("base: {sparsity_epochs: 2}", "run base: sparsity_epochs trains a given checkpoint"),
     ("grid: {criterion: [l1]\n", "not valid YAML"),
 ]
 
@@ -285,7 +285,7 @@ def test_seed_study_configs_have_the_seed_grids():
     assert len(lajic) == 3 * 2 * 3 and {c["sparsity"] for c in lajic} == {0.4}
     assert {(c["recipe"], c["distill"], c["val_fraction"]) for c in lajic} == {("lajic", "off", 0)}
     from filterprune.api import CompressConfig
-    finetunes = {(c["dataset"], CompressConfig(**c).finetune_config(100 if c["dataset"] == "cifar100" else 10))
+    finetunes = {(c["dataset"], CompressConfig.of(**c).finetune_config(100 if c["dataset"] == "cifar100" else 10))
                  for c in lajic}
     assert {(d, f.epochs, f.optimizer, f.lr, f.schedule, f.batch_size, f.crop, f.distill_alpha)
             for d, f in finetunes} == {("cifar10", 10, "sgd", 1e-3, "step", 32, False, 0.0),

@@ -48,7 +48,7 @@ def _accuracy_table():
 def _config(seed: int, a):
     from filterprune.api import CompressConfig
 
-    return CompressConfig(MODEL, "l1", 0.4, dataset="cifar10", data_root=a.data_root, epochs=a.baseline_epochs, seed=seed,
+    return CompressConfig.of(model=MODEL, criterion="l1", sparsity=0.4, dataset="cifar10", data_root=a.data_root, epochs=a.baseline_epochs, seed=seed,
                           finetune_epochs=a.finetune_epochs)
 
 

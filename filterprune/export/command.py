@@ -8,7 +8,6 @@ onnxruntime parity check pass (and pass again after ``--simplify``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -16,12 +15,12 @@ import onnx
 from .. import __version__, limits
 from .. import serialization as ckpt
 from ..bench.counting import Cost, count
+from ..config import Export
 from ..errors import RunError, UsageError
 from ..fileio import atomic_write_bytes
 from ..log import say
 from ..models import ModelSpec, build_model
 from .convert import (
-    DEFAULT_OPSET,
     PARITY_BATCHES,
     PARITY_TOL,
     check,
@@ -31,7 +30,6 @@ from .convert import (
 )
 
 FP16_TOL = 1e-2  # half precision keeps ~3 significant digits; judged against the fp32 PyTorch model
-OPSETS = range(9, 21)  # what torch's TorchScript exporter writes
 
 
 def _text(v) -> str:
@@ -58,30 +56,6 @@ def onnx_metadata(spec: ModelSpec, meta: dict, dense: Cost, pruned: Cost, batch:
     return md
 
 
-@dataclass
-class ExportConfig:
-    source: str  # a run folder, X.json or X.safetensors
-    out: str
-    opset: int = DEFAULT_OPSET
-    batch: int | None = None  # None: dynamic batch axis
-    fp16: bool = False
-    simplify: bool = False
-    overwrite: bool = False
-
-    def validate(self) -> None:
-        if not Path(self.source).exists():
-            raise UsageError(f"not found: {self.source}")
-        if self.opset not in OPSETS:
-            raise UsageError(f"--opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {self.opset}")
-        if self.batch is not None and self.batch < 1:
-            raise UsageError(f"--batch must be 'dynamic' or an integer >= 1, got {self.batch}")
-        out = Path(self.out)
-        if out.is_dir():
-            raise UsageError(f"--out {out} is a folder; give a file name such as model.onnx")
-        if out.exists() and not self.overwrite:
-            raise UsageError(f"{out} already exists (pass --overwrite to replace it)")
-
-
 def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
     """onnxslim's constant folding and operator fusion; metadata kept as it was."""
     import onnxslim
@@ -96,7 +70,7 @@ def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
     return slim
 
 
-def export(cfg: ExportConfig) -> dict:
+def export(cfg: Export) -> dict:
     """Load, export, check, prove parity (and again after simplifying), then write ``cfg.out`` atomically."""
     cfg.validate()
     doc = ckpt.read_meta(Path(cfg.source))
@@ -126,7 +100,7 @@ def export(cfg: ExportConfig) -> dict:
     return result
 
 
-def export_command(cfg: ExportConfig) -> dict:
+def export_command(cfg: Export) -> dict:
     """The CLI's verb: export and say what was proven."""
     r = export(cfg)
     p = r.get("simplified", r)["parity"]

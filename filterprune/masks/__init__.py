@@ -23,13 +23,6 @@ MASK_REDUCES = ("density", "sum")
 MODES = ("shrink", "masked")
 
 
-def default_compression(sparsity: float) -> float:
-    """The compression whose weight density equals what channel sparsity s keeps when every layer
-    loses a fraction s of its output *and* input channels: density (1-s)^2, c = -2 log10(1-s).
-    s=0.4 -> c=0.444 (density 0.36)."""
-    return -2 * math.log10(1 - sparsity) if sparsity < 1 else math.inf
-
-
 @dataclass(frozen=True)
 class MaskConfig:
     """How a mask-based criterion builds its mask: compression c (density 10^-c), where the density

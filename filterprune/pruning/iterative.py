@@ -20,18 +20,10 @@ from .target import layer_costs
 
 
 def step_plans(plan: PlanConfig, steps: int) -> list[PlanConfig]:
-    """The K intermediate targets, the last one equal to ``plan``."""
+    """The K intermediate targets (each target kind splits itself), the last one equal to ``plan``."""
     if steps < 1:
-        raise UsageError(f"--steps must be >= 1, got {steps}")
-    if plan.target_latency is not None and steps > 1:
-        raise UsageError("--target-latency is reached in one step; with --steps use --target-speedup")
-    if plan.target_speedup is not None:  # each step measured against the network as it is: X^(1/K) each
-        return [replace(plan, target_speedup=plan.target_speedup ** (1 / steps))] * steps
-    if plan.target_latency is not None:
-        return [plan]
-    if plan.target_macs is not None:
-        return [replace(plan, target_macs=1 - (1 - plan.target_macs) * i / steps) for i in range(1, steps + 1)]
-    return [replace(plan, sparsity=plan.sparsity * i / steps) for i in range(1, steps + 1)]
+        raise UsageError(f"steps must be >= 1, got {steps}", ("steps",))
+    return [replace(plan, target=t) for t in plan.target.steps(steps)]
 
 
 def prune_in_steps(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneContext, num_classes: int,

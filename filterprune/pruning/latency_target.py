@@ -37,7 +37,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import UsageError
+from ..errors import RunError, UsageError
+from ..targets import Latency
 from .align import ConvSite, LatencyTable, conv_sites, hardware_aware
 
 log = logging.getLogger("filterprune")
@@ -231,64 +232,60 @@ def _better(row: dict, best: dict, target: float) -> bool:
     return row["lost"] < best["lost"]
 
 
-def target_plan(model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor], totals: list[int],
-                build: Callable[[list[int]], nn.Module],
-                allocate_at: Callable[[float], list[int]] | None = None) -> tuple[list[int], dict]:
-    """Units kept per group for ``plan.target_speedup`` / ``plan.target_latency``, and the search record.
+class LatencySearch:
+    """The search for the widths that deliver a measured target: candidate plans from two families
+    (the latency-model solver, and the criterion's own allocations aligned as ``--round-to auto`` does),
+    each timed against the dense model, the knob bisected until the measured speedup lands in
+    [target, target x (1 + TOLERANCE)]. ``best`` is the plan kept; ``tried`` every timing, for the report."""
 
-    ``build(keep_units)`` returns the network pruned to those counts (a copy), to be timed.
-    ``allocate_at(sparsity)``: the criterion's own units per group at a sparsity. When no plan of the solver
-    reaches the target, those allocations (widths aligned as ``--round-to auto`` does) are searched too: at
-    batch 1 a whole-model timing is dominated by what the conv-sum model leaves out (per-op overheads and
-    layout reorders at narrow widths), where near-uniform aligned widths fare better than the solver's.
-    """
-    x = torch.randn(plan.target_batch, *ctx.example_inputs.shape[1:])
-    table = LatencyTable(plan.target_runtime, plan.target_batch, plan.threads)
-    if plan.target_runtime == "openvino":
-        from ..bench.runners import openvino_core
+    def __init__(self, model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor], totals: list[int],
+                 build: Callable[[list[int]], nn.Module], allocate_at: Callable[[float], list[int]] | None):
+        self.model, self.plan, self.groups, self.build, self.allocate_at = model, plan, groups, build, allocate_at
+        self.x = torch.randn(plan.target_batch, *ctx.example_inputs.shape[1:])
+        self.table = LatencyTable(plan.target_runtime, plan.target_batch, plan.threads)
+        self.sites = conv_sites(model, ctx.example_inputs, groups)
+        self.latency = ModelLatency(self.sites, self.table, len(groups))
+        self.channels = [cg.channels for cg in groups]
+        self.ch_groups = [cg.ch_groups for cg in groups]
+        self.floors = [max(cg.ch_groups, math.ceil(plan.layer_floor * t * cg.ch_groups - 1e-9))
+                       for cg, t in zip(groups, totals)]
+        self.importance = Importance(scores, self.channels, self.ch_groups, self.latency)
+        self.modelled_dense = self.latency.total(self.channels)
+        self.tried: list[dict] = []
+        self.measured: dict[tuple, dict] = {}
+        self.best: dict | None = None
+        self.target = 0.0
 
-        openvino_core()  # fail now, with the install hint, not after measuring
-    sites = conv_sites(model, ctx.example_inputs, groups)
-    latency = ModelLatency(sites, table, len(groups))
-    channels = [cg.channels for cg in groups]
-    ch_groups = [cg.ch_groups for cg in groups]
-    floors = [max(cg.ch_groups, math.ceil(plan.layer_floor * t * cg.ch_groups - 1e-9)) for cg, t in zip(groups, totals)]
-    importance = Importance(scores, channels, ch_groups, latency)
-    modelled_dense = latency.total(channels)
-    dense_ms = statistics.median(measure_samples({"dense": model}, x, plan.target_runtime, plan.threads)["dense"])
-    target = plan.target_speedup or dense_ms / plan.target_latency
-    if target <= 1:
-        raise UsageError(f"--target-latency {plan.target_latency:g} ms is not below the dense model's "
-                         f"{dense_ms:.3g} ms on {plan.target_runtime} at batch {plan.target_batch}")
-    units = lambda keep: [k // g for k, g in zip(keep, ch_groups)]  # noqa: E731
-    tried: list[dict] = []
-    measured: dict[tuple, dict] = {}
-    best = None
+    def units(self, keep: list[int]) -> list[int]:
+        return [k // g for k, g in zip(keep, self.ch_groups)]
 
-    def attempt(family: str, knob: float, keep: list[int]) -> dict:
-        nonlocal best
-        if tuple(keep) not in measured:
-            ms = measure_samples({"dense": model, "pruned": build(units(keep))}, x, plan.target_runtime,
-                                 plan.threads)
+    def _time(self, models: dict) -> dict[str, list[float]]:
+        return measure_samples(models, self.x, self.plan.target_runtime, self.plan.threads)
+
+    def attempt(self, family: str, knob: float, keep: list[int]) -> dict:
+        """Time one plan (once per distinct widths) and keep it if it is the best so far."""
+        if tuple(keep) not in self.measured:
+            ms = self._time({"dense": self.model, "pruned": self.build(self.units(keep))})
             median, low = assured_speedup(ms["dense"], ms["pruned"])
-            measured[tuple(keep)] = {"dense_ms": statistics.median(ms["dense"]),
-                                     "pruned_ms": statistics.median(ms["pruned"]), "median_speedup": median,
-                                     "speedup": low}
-        row = {"plan": family, "knob": knob, "modelled_ms": latency.total(keep), "lost": importance(keep),
-               **measured[tuple(keep)], "keep": keep}
-        tried.append(row)
+            self.measured[tuple(keep)] = {"dense_ms": statistics.median(ms["dense"]),
+                                          "pruned_ms": statistics.median(ms["pruned"]), "median_speedup": median,
+                                          "speedup": low}
+        row = {"plan": family, "knob": knob, "modelled_ms": self.latency.total(keep),
+               "lost": self.importance(keep), **self.measured[tuple(keep)], "keep": keep}
+        self.tried.append(row)
         log.info("target-speedup: %s plan at %.3f -> measured %.2fx (median %.2fx; target %.2fx)", family, knob,
-                 row["speedup"], row["median_speedup"], target)
-        if row["speedup"] >= target * (1 - TOLERANCE) and (best is None or _better(row, best, target)):
-            best = row
+                 row["speedup"], row["median_speedup"], self.target)
+        if row["speedup"] >= self.target * (1 - TOLERANCE) and (self.best is None
+                                                                 or _better(row, self.best, self.target)):
+            self.best = row
         return row
 
-    def search(family: str, plan_at: Callable[[float], list[int]], f: float, power: float) -> bool:
+    def search(self, family: str, plan_at: Callable[[float], list[int]], f: float, power: float) -> bool:
         """Bisect the family's knob f (1: dense, 0: the floors; latency ~ f^(1/power)) until a measured
         speedup is in [target, target x (1 + TOLERANCE)]; False if none is."""
-        lo, hi, tightest = 0.0, 1.0, plan_at(0.0)
+        lo, hi, tightest, target = 0.0, 1.0, plan_at(0.0), self.target
         for _ in range(ITERATIONS):
-            row = attempt(family, f, plan_at(f))
+            row = self.attempt(family, f, plan_at(f))
             if target <= row["speedup"] <= target * (1 + TOLERANCE):
                 return True  # at or just above the target: delivered, and little importance given away
             if row["speedup"] < target:
@@ -301,30 +298,68 @@ def target_plan(model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor],
             f = nxt if lo < nxt < hi else (lo + hi) / 2
         return False
 
-    def aligned_at(f: float) -> list[int]:
-        base = [u * g for u, g in zip(allocate_at(min(1 - f, 0.999)), ch_groups)]
-        return hardware_aware(base, channels, [g == 1 for g in ch_groups], sites, floors, table)
+    def solver_at(self, f: float) -> list[int]:
+        return solve(self.importance, self.floors, self.latency, f * self.modelled_dense)
 
-    families = [("solver", lambda f: solve(importance, floors, latency, f * modelled_dense), 1 / target, 1.0)]
-    if allocate_at is not None:  # latency ~ width^2: the keep fraction starts at 1/sqrt(target)
-        families.append(("aligned", aligned_at, target ** -0.5, 0.5))
-    for family, plan_at, f, power in families:
-        if search(family, plan_at, f, power) or (best is not None and best["speedup"] >= target):
-            break
-    if best is None:
-        reach = max(r["speedup"] for r in tried)
-        for family, plan_at, _, _ in families:  # the floors themselves, measured like every candidate
-            reach = max(reach, attempt(family, 0.0, plan_at(0.0))["speedup"])
-        raise UsageError(f"a measured speedup of {target:.2f}x on {plan.target_runtime} at batch {plan.target_batch} "
-                         f"is out of reach: the best the layer floors allow is {reach:.2f}x (lower the target or "
-                         f"--layer-floor)")
-    table.save()
-    record = {"asked_speedup": target, "asked_latency_ms": plan.target_latency, "runtime": plan.target_runtime,
-              "batch": plan.target_batch, "threads": plan.threads or torch.get_num_threads(),
-              "dense_ms": best["dense_ms"], "pruned_ms": best["pruned_ms"], "measured_speedup": best["speedup"],
-              "median_speedup": best["median_speedup"],
-              "plan": best["plan"], "modelled_dense_ms": modelled_dense, "modelled_pruned_ms": best["modelled_ms"],
-              "conv_latencies_measured": table.measured,
-              "iterations": [{k: v for k, v in r.items() if k != "keep"} for r in tried],
-              "widths": {cg.root_name: k for cg, k in zip(groups, best["keep"])}}
-    return units(best["keep"]), record
+    def aligned_at(self, f: float) -> list[int]:
+        base = [u * g for u, g in zip(self.allocate_at(min(1 - f, 0.999)), self.ch_groups)]
+        return hardware_aware(base, self.channels, [g == 1 for g in self.ch_groups], self.sites, self.floors,
+                              self.table)
+
+    def families(self) -> list[tuple[str, Callable[[float], list[int]], float, float]]:
+        families = [("solver", self.solver_at, 1 / self.target, 1.0)]
+        if self.allocate_at is not None:  # latency ~ width^2: the keep fraction starts at 1/sqrt(target)
+            families.append(("aligned", self.aligned_at, self.target ** -0.5, 0.5))
+        return families
+
+    def run(self) -> tuple[list[int], dict]:
+        plan = self.plan
+        dense_ms = statistics.median(self._time({"dense": self.model})["dense"])
+        asked_ms = plan.target.value if isinstance(plan.target, Latency) else None
+        self.target = dense_ms / asked_ms if asked_ms else plan.target.value
+        if self.target <= 1:
+            raise UsageError(f"target_latency {asked_ms:g} ms is not below the dense model's {dense_ms:.3g} ms on "
+                             f"{plan.target_runtime} at batch {plan.target_batch}", ("target_latency",))
+        for family, plan_at, f, power in self.families():
+            if self.search(family, plan_at, f, power) or (self.best is not None
+                                                          and self.best["speedup"] >= self.target):
+                break
+        if self.best is None:
+            reach = max(r["speedup"] for r in self.tried)
+            for family, plan_at, _, _ in self.families():  # the floors themselves, measured like every candidate
+                reach = max(reach, self.attempt(family, 0.0, plan_at(0.0))["speedup"])
+            raise RunError(f"a measured speedup of {self.target:.2f}x on {plan.target_runtime} at batch "
+                           f"{plan.target_batch} is out of reach: the best the layer floors allow is {reach:.2f}x "
+                           "(lower the target or --layer-floor)")
+        self.table.save()
+        return self.units(self.best["keep"]), self.record(asked_ms)
+
+    def record(self, asked_ms: float | None) -> dict:
+        best, plan = self.best, self.plan
+        return {"asked_speedup": self.target, "asked_latency_ms": asked_ms, "runtime": plan.target_runtime,
+                "batch": plan.target_batch, "threads": plan.threads or torch.get_num_threads(),
+                "dense_ms": best["dense_ms"], "pruned_ms": best["pruned_ms"], "measured_speedup": best["speedup"],
+                "median_speedup": best["median_speedup"], "plan": best["plan"],
+                "modelled_dense_ms": self.modelled_dense, "modelled_pruned_ms": best["modelled_ms"],
+                "conv_latencies_measured": self.table.measured,
+                "iterations": [{k: v for k, v in r.items() if k != "keep"} for r in self.tried],
+                "widths": {cg.root_name: k for cg, k in zip(self.groups, best["keep"])}}
+
+
+def target_plan(model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor], totals: list[int],
+                build: Callable[[list[int]], nn.Module],
+                allocate_at: Callable[[float], list[int]] | None = None) -> tuple[list[int], dict]:
+    """Units kept per group for a measured target (``Speedup`` / ``Latency``), and the search record.
+
+    ``build(keep_units)`` returns the network pruned to those counts (a copy), to be timed.
+    ``allocate_at(sparsity)``: the criterion's own units per group at a sparsity. When no plan of the solver
+    reaches the target, those allocations (widths aligned as ``--round-to auto`` does) are searched too: at
+    batch 1 a whole-model timing is dominated by what the conv-sum model leaves out (per-op overheads and
+    layout reorders at narrow widths), where near-uniform aligned widths fare better than the solver's.
+    """
+    if plan.target_runtime == "openvino":
+        from ..bench.runners import openvino_core  # imports openvino: only for this runtime
+
+        openvino_core()  # fail now, with the install hint, not after measuring
+    search = LatencySearch(model, ctx, plan, groups, scores, totals, build, allocate_at)
+    return search.run()

@@ -11,61 +11,42 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from ..config import check_value
 from ..errors import UsageError
-
-SCOPES = ("layerwise", "global")
+from ..targets import Sparsity, Target
 
 
 @dataclass(frozen=True)
 class PlanConfig:
-    sparsity: float
+    target: Target | float  # a float is a channel sparsity
     scope: str = "layerwise"
-    round_to: int | str = 1  # or "auto": hardware-aware widths measured on target_runtime (prune/align.py)
+    round_to: int | str = 1  # or "auto": hardware-aware widths measured on target_runtime (pruning/align.py)
     layer_floor: float = 0.1  # each layer keeps at least this fraction of its channels (and >= 1)
-    target_macs: float | None = None  # prune until MACs <= this fraction of dense (sparsity is then found)
-    target_runtime: str = "onnxruntime"  # for round_to="auto" and the latency targets: onnxruntime, openvino, torch, torch:cuda
+    target_runtime: str = "onnxruntime"  # for round_to="auto" and the measured targets
     target_batch: int = 64
-    target_speedup: float | None = None  # prune until the measured speedup on target_runtime is this (latency_target.py)
-    target_latency: float | None = None  # or until the measured latency (ms) is this
     threads: int | None = None  # threads of the target runtime's measurements (None: torch's)
 
-    @property
-    def latency_targeted(self) -> bool:
-        return self.target_speedup is not None or self.target_latency is not None
-
     def __post_init__(self):
-        if self.target_macs is not None and not (0.0 < self.target_macs <= 1.0):
-            raise UsageError(f"--target-macs must be in (0, 1], got {self.target_macs}")
-        if not (0.0 <= self.sparsity < 1.0):
-            raise UsageError(f"--sparsity must be in [0, 1), got {self.sparsity}")
-        if self.scope not in SCOPES:
-            raise UsageError(f"unknown scope {self.scope!r}; valid: {', '.join(SCOPES)}")
+        if not isinstance(self.target, Target):
+            object.__setattr__(self, "target", Sparsity(self.target))
+        for key in ("scope", "round_to", "layer_floor", "target_runtime", "target_batch", "threads"):
+            check_value(key, getattr(self, key))  # the options' own checks, defined once in config.py
         if self.round_to != "auto" and not (isinstance(self.round_to, int) and self.round_to >= 1):
-            raise UsageError(f"--round-to must be an integer >= 1 or 'auto', got {self.round_to!r}")
-        if self.target_runtime not in TARGET_RUNTIMES:
-            raise UsageError(f"unknown target runtime {self.target_runtime!r}; valid: {', '.join(TARGET_RUNTIMES)}")
-        if self.target_runtime == "openvino" and self.round_to == "auto" and not self.latency_targeted:
-            raise UsageError("--round-to auto measures onnxruntime, torch or torch:cuda; for OpenVINO use "
-                             "--target-speedup / --target-latency")
-        if self.target_runtime == "torch:cuda" and not torch.cuda.is_available():
-            raise UsageError("--target-runtime torch:cuda needs a CUDA GPU, and none is available")
-        if self.target_speedup is not None and not (self.target_speedup > 1 and math.isfinite(self.target_speedup)):
-            raise UsageError(f"--target-speedup must be > 1, got {self.target_speedup}")
-        if self.target_latency is not None and not (self.target_latency > 0 and math.isfinite(self.target_latency)):
-            raise UsageError(f"--target-latency must be > 0 ms, got {self.target_latency}")
-        if self.threads is not None and self.threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {self.threads}")
-        if self.target_batch < 1:
-            raise UsageError(f"--target-batch must be >= 1, got {self.target_batch}")
-        if not (0.0 < self.layer_floor <= 1.0):
-            raise UsageError(f"--layer-floor must be in (0, 1], got {self.layer_floor}")
+            raise UsageError(f"round_to must be an integer >= 1 or 'auto', got {self.round_to!r}", ("round_to",))
 
+    @property
+    def sparsity(self) -> float:
+        """The channel sparsity the allocation cuts at (a MAC or latency target is solved into one first)."""
+        if not isinstance(self.target, Sparsity):
+            raise TypeError(f"allocation needs a sparsity; {self.target.label()} is solved into one first")
+        return self.target.value
 
-TARGET_RUNTIMES = ("onnxruntime", "openvino", "torch", "torch:cuda")
+    def at(self, sparsity: float) -> PlanConfig:
+        return replace(self, target=Sparsity(sparsity))
 
 
 def _round(keep: int, units: int, k: int | str) -> int:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 
 from ..criteria import Criterion, PruneContext
 from ..errors import RunError, UsageError
+from ..targets import Macs
 from ..tracing import eval_mode
 from .graph import build_graph, channel_groups, execution_order, output_layers, resolve_ignored
 from .plan import PlanConfig, allocate
@@ -115,7 +116,7 @@ def _latency_targeted(model, ctx, plan: PlanConfig, scored, totals, num_classes:
     def allocate_at(sparsity: float) -> list[int]:
         with warnings.catch_warnings():  # the search's tight trials meet the floors; the floors are the point
             warnings.simplefilter("ignore")
-            return allocate([s for _, s in scored], replace(plan, sparsity=sparsity), totals)
+            return allocate([s for _, s in scored], plan.at(sparsity), totals)
 
     return target_plan(model, ctx, plan, [cg for cg, _ in scored], [s for _, s in scored], totals, build,
                        allocate_at)
@@ -161,11 +162,11 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
                 scored.append((cg, _unit_scores(cg, raw)))
     units = {cg.root_name: cg.units for cg, _ in scored}
     totals = [(dense_units or units).get(cg.root_name, cg.units) for cg, _ in scored]
-    if plan.target_macs is not None:
+    if isinstance(plan.target, Macs):  # solved into the sparsity whose allocation meets it
         cost = CostModel(model, ctx.example_inputs, scored)
-        plan = replace(plan, sparsity=solve_sparsity(cost, plan, totals, plan.target_macs * (dense_macs or cost.current)))
+        plan = plan.at(solve_sparsity(cost, plan, totals, plan.target.value * (dense_macs or cost.current)))
     target = None
-    if plan.latency_targeted:  # counts from measured latency; a sequential criterion then picks the channels
+    if plan.target.measured:  # counts from measured latency; a sequential criterion then picks the channels
         planned, target = _latency_targeted(model, ctx, plan, scored, totals, num_classes)
     keep = planned if target else allocate([s for _, s in scored], plan, totals)  # layerwise if sequential
     if plan.round_to == "auto" and not target:
@@ -181,7 +182,7 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
     layers = [{"name": n, "channels_before": c, "channels_after": after[n]} for n, c in before.items()]
     history = [[name, bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in DG.pruning_history()]
     if target:
-        plan = replace(plan, sparsity=1 - sum(after[n] for n in units) / max(1, sum(before[n] for n in units)))
+        plan = plan.at(1 - sum(after[n] for n in units) / max(1, sum(before[n] for n in units)))
     return PruneResult(history=history, layers=layers, skipped=skipped, sparsity=plan.sparsity, units=units,
                        unprunable={**opaque, **unprunable}, latency_target=target)
 

@@ -9,7 +9,7 @@ floors and rounding, so the bisection returns the smallest sparsity that meets t
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -76,14 +76,15 @@ def solve_sparsity(cost: CostModel, plan: PlanConfig, totals: list[int], limit: 
     def macs_at(s: float) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return cost.macs(allocate(scores, replace(plan, sparsity=s, target_macs=None), totals))
+            return cost.macs(allocate(scores, plan.at(s), totals))
 
     if macs_at(0.0) <= limit:
         return 0.0
     if macs_at(MAX_SPARSITY) > limit:
-        raise UsageError(f"--target-macs {plan.target_macs:g} is out of reach: the most this model can lose at "
-                         f"--layer-floor {plan.layer_floor:g} and --round-to {plan.round_to} still leaves "
-                         f"{macs_at(MAX_SPARSITY) / limit * plan.target_macs:.3f} of the dense MACs")
+        raise UsageError(f"target_macs {plan.target.value:g} is out of reach: the most this model can lose at "
+                         f"layer_floor {plan.layer_floor:g} and round_to {plan.round_to} still leaves "
+                         f"{macs_at(MAX_SPARSITY) / limit * plan.target.value:.3f} of the dense MACs",
+                         ("target_macs", "layer_floor", "round_to"))
     lo, hi = 0.0, MAX_SPARSITY
     while hi - lo > 1e-5:
         mid = (lo + hi) / 2

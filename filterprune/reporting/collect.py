@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import MISSING, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -175,8 +175,7 @@ def run_row(report: dict, run: Path, timing: Timing) -> dict:
 
 @functools.cache
 def _config_defaults() -> dict:
-    return {f.name: list(f.default) if isinstance(f.default, tuple) else f.default
-            for f in fields(CompressConfig) if f.default is not MISSING}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in CompressConfig.defaults().items()}
 
 
 def _machine(m) -> str:

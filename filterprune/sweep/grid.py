@@ -16,7 +16,6 @@ Every error names the file and the key (``base.lr``, ``grid.task[1].dataset``, `
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import hashlib
 import itertools
@@ -24,12 +23,13 @@ import json
 import math
 import types
 import typing
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from .. import limits, safeload
+from ..config import CompressConfig, check_value, key_hints
 from ..errors import FilterpruneError, UsageError
 
 TOP_KEYS = ("name", "base", "grid", "include", "resources")
@@ -80,8 +80,6 @@ def run_id(config: dict) -> str:
 # ---------------------------------------------------------------------------------------- loading
 def load_sweep(path: str | Path) -> Sweep:
     """Read, validate and expand a sweep file."""
-    from ..config import CompressConfig
-
     path = Path(path)
     where = str(path)
     if not path.is_file():
@@ -104,7 +102,7 @@ def load_sweep(path: str | Path) -> Sweep:
         if key not in TOP_KEYS:
                 raise UsageError(f"{where}: unknown key {_show(key)}{_did_you_mean(key, TOP_KEYS)}; valid: "
                              f"{', '.join(TOP_KEYS)}")
-    fields = _fields(CompressConfig)
+    fields = _fields()
     name = doc.get("name", path.stem)
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise UsageError(f"{where}: name: expected a plain name (no '/'), got {_show(name)}")
@@ -126,7 +124,7 @@ def load_sweep(path: str | Path) -> Sweep:
 
     runs, seen = [], set()
     for label, values in planned:
-        config = _resolve(CompressConfig, values, f"{where}: run {label}")
+        config = _resolve(values, f"{where}: run {label}")
         rid = run_id(config)
         if rid not in seen:  # a combination listed twice is one run
             seen.add(rid)
@@ -148,9 +146,8 @@ def _check_count(axis_lengths: list[int], includes: int, where: str) -> None:
                          "runs per sweep file (split it)")
 
 
-def _fields(cls) -> dict[str, object]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in SET_BY_SWEEP}
+def _fields() -> dict[str, object]:
+    return {k: h for k, h in key_hints().items() if k not in SET_BY_SWEEP}
 
 
 def _axes(grid, where: str, fields: dict) -> list[tuple[str, str, list[tuple[object, dict]]]]:
@@ -286,32 +283,20 @@ def _type_name(hint) -> str:
 
 def _check_alone(key: str, value, at: str) -> None:
     """Check one value on its own (an unknown criterion, a sparsity out of range), so the error names the
-    key it came from; checks that need other fields happen per run in ``_resolve``."""
-    from ..config import CompressConfig
-
-    if key == "sparsity_epochs":  # only meaningful together with checkpoint and sparsity_reg
-        return
-    probe = CompressConfig(model="mlp", criterion="mag", sparsity=0.4, epochs=0)  # valid with any single change
-    # (with another target than --sparsity, the probe's mask criterion needs an explicit compression)
-    other = {"sparsity": None, "compression": 1.0} if key in ("target_macs", "target_speedup", "target_latency") else {}
-    probe = replace(probe, **{key: _tuple(value)}, **other)
+    key it came from; checks that need other keys happen per run in ``_resolve``."""
     try:
-        probe.validate()
+        check_value(key, _tuple(value))
     except FilterpruneError as e:
         raise UsageError(f"{at}: {e}") from None
 
 
-def _resolve(cls, values: dict, at: str) -> dict:
+def _resolve(values: dict, at: str) -> dict:
     try:
-        cfg = cls(**{k: _tuple(v) for k, v in values.items()})
-    except TypeError as e:  # a required field (model, criterion) missing
-        missing = str(e).split("argument")[-1].strip(": ")
-        raise UsageError(f"{at}: missing {missing} (set it in base, grid or include)") from None
-    try:
+        cfg = CompressConfig.of(**{k: _tuple(v) for k, v in values.items()})
         cfg.validate()
     except FilterpruneError as e:
         raise UsageError(f"{at}: {e}") from None
-    return _jsonable({k: v for k, v in asdict(cfg).items() if k not in NOT_HASHED})
+    return _jsonable({k: v for k, v in cfg.flat().items() if k not in NOT_HASHED})
 
 
 def _tuple(v):

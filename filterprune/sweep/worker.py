@@ -19,8 +19,8 @@ PR_SET_PDEATHSIG = 1  # linux prctl: a signal for this process when its parent d
 def compress_config(config: dict, out: str | None = None, overwrite: bool = False):
     from ..config import CompressConfig
 
-    return CompressConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()},
-                          out=out, overwrite=overwrite)
+    return CompressConfig.of(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()},
+                             out=out, overwrite=overwrite)
 
 
 def run(job: dict) -> None:
@@ -39,16 +39,14 @@ def prepare_baseline(config: dict) -> None:
 
     cfg = compress_config(config)
     data, spec, _ = sources.prepare(cfg)  # the same data and spec as compress uses
-    train_baseline(spec, data, cfg.baseline_config(), resolve_device(cfg.device))
+    train_baseline(spec, data, cfg.baseline_config(), resolve_device(cfg.train.device))
 
 
 def baseline_group(config: dict) -> str | None:
     """Runs with equal groups start from the same cached baseline (None: no baseline is trained)."""
-    if config["checkpoint"] is not None or config["epochs"] == 0:
-        return None
     cfg = compress_config(config)
-    return json.dumps([cfg.model, cfg.dataset, cfg.data_root, cfg.device, cfg.baseline_config().to_dict()],
-                      sort_keys=True)
+    ident = cfg.baseline_identity()
+    return None if ident is None else json.dumps(ident, sort_keys=True)
 
 
 def _die_with_parent(parent: int) -> None:
