@@ -119,16 +119,16 @@ def vouch(doc: dict) -> None:
         named = src.get("name") if isinstance(src, dict) else None
         if not isinstance(named, str) or factory.canonical(named) != ref:
             raise UsageError(f"{jpath.name} names {ref} but {report} names "
-                             f"{named if isinstance(named, str) else 'no model factory'}: trust covers the code "
-                             "the run was made from, so neither is imported")
+                             f"{named if isinstance(named, str) else 'no model factory'}: trust covers the "
+                             "code the run was made from, so neither is imported")
         if src.get("code_sha256") is not None and not _is_sha256(src["code_sha256"]):
             raise UsageError(f"{report}: malformed model_source.code_sha256, so {ref} cannot be checked")
         hashes["report.json"] = src.get("code_sha256")
     known = {k: v for k, v in hashes.items() if v}
     if not known:
-        raise UsageError(f"{' and '.join(hashes)} of {jpath.parent} records no SHA-256 of {ref}'s code (written "
-                         "before runs recorded it), so nothing says it is the code the run was made from: hand "
-                         "over the dense module instead, filterprune.load(DIR, model=...)")
+        raise UsageError(f"{' and '.join(hashes)} of {jpath.parent} records no SHA-256 of {ref}'s code "
+                         "(written before runs recorded it), so nothing says it is the code the run was made "
+                         "from: hand over the dense module instead, filterprune.load(DIR, model=...)")
     if len(set(known.values())) > 1:
         raise UsageError(f"{jpath.name} and report.json disagree on the SHA-256 of {ref}'s code "
                          f"({' vs '.join(v[:16] + '...' for v in known.values())}): neither is trusted")

@@ -24,7 +24,8 @@ def shared_data() -> Path:
 # --------------------------------------------------------------------------------------- network guard
 # Nothing filterprune does may touch the network: a connection beyond loopback raises at once and fails
 # the test that made it, even when the code under test swallows the error. Loopback and AF_UNIX stay open
-# (DDP rendezvous, local worker processes). Subprocesses are watched by tests/test_offline.py instead.
+# (DDP rendezvous, local worker processes), and so does a UDP connect, which sends nothing (Ray finds the
+# host's own address with one). Subprocesses are watched by tests/test_offline.py instead.
 class NetworkBlocked(RuntimeError):
     pass
 
@@ -32,8 +33,9 @@ class NetworkBlocked(RuntimeError):
 _ATTEMPTS: list[str] = []
 
 
-def _is_local(family, address) -> bool:
-    if family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(address, tuple):
+def _is_local(family, address, kind=socket.SOCK_STREAM) -> bool:
+    if family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(address, tuple) \
+            or kind == socket.SOCK_DGRAM:
         return True  # AF_UNIX paths, netlink: not the network
     host = address[0].decode() if isinstance(address[0], bytes) else str(address[0])
     host = host.split("%")[0]  # an IPv6 scope
@@ -54,15 +56,16 @@ def _refuse(address) -> NetworkBlocked:
 
 @pytest.fixture(autouse=True, scope="session")
 def _network_guard():
-    connect, connect_ex, create_connection = socket.socket.connect, socket.socket.connect_ex, socket.create_connection
+    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+    create_connection = socket.create_connection
 
     def guarded_connect(self, address):
-        if not _is_local(self.family, address):
+        if not _is_local(self.family, address, self.type):
             raise _refuse(address)
         return connect(self, address)
 
     def guarded_connect_ex(self, address):
-        if not _is_local(self.family, address):
+        if not _is_local(self.family, address, self.type):
             raise _refuse(address)
         return connect_ex(self, address)
 

@@ -304,7 +304,7 @@ def test_run_onnx_escapes_what_the_file_says_and_bad_files_exit_2(tmp_path):
     assert p.returncode == 2 and "lower --batch or --size" in p.stderr, p.stderr
 
 
-# ------------------------------------------------------------------ trust means the code the run was made from
+# ---------------------------------------------------------------- trust means the code the run was made from
 _FACTORY = """
 import torch.nn as nn
 
@@ -437,11 +437,14 @@ def test_export_and_bench_refuse_a_run_that_names_another_file_in_one_line(tmp_p
     assert not marker.exists() and not (tmp_path / "x.onnx").exists() and not (tmp_path / "bench").exists()
 
 
-def test_bench_trust_code_reaches_the_memory_probe(tmp_path, capfd):
+def test_bench_trust_code_reaches_the_memory_probe(tmp_path, capfd, monkeypatch):
+    from filterprune.models import factory
+
+    monkeypatch.setattr(factory, "_TRUST_ALL", False)  # --trust-code below holds for this process: undone after
     run, _ = _factory_run(tmp_path)
     out = tmp_path / "bench"
-    assert main(["bench", str(run), "--runtime", "torch", "--device", "cpu", "--batch-sizes", "1", "--iters", "1",
-                 "--warmup", "0", "--out", str(out), "--trust-code"]) == 0
+    assert main(["bench", str(run), "--runtime", "torch", "--device", "cpu", "--batch-sizes", "1",
+                 "--iters", "1", "--warmup", "0", "--out", str(out), "--trust-code"]) == 0
     rows = json.loads((out / "bench.json").read_text())["rows"]
     assert {r["variant"] for r in rows} == {"dense", "pruned"}
     assert all(isinstance(r["cpu_peak_rss_mb"], float) and r["cpu_peak_rss_mb"] > 0 for r in rows), rows

@@ -142,7 +142,7 @@ def _run_dir_variants(run: Path, ckpt) -> list[Variant]:
 
     meta = ckpt.read_meta(run)
     spec = meta["spec"]
-    trusted = factory.grants([spec.name])  # a user factory checked here: the memory probe may import that code
+    trusted = factory.grants([spec.name])  # a user factory checked here: the probe may import that code
     shape = (spec.in_channels, spec.image_size, spec.image_size)
     torch.manual_seed(0)
     dense = build_model(spec).eval()  # same architecture; latency does not depend on the weight values
@@ -158,7 +158,8 @@ def _run_dir_variants(run: Path, ckpt) -> list[Variant]:
             _check_onnx_file(onnx_path)
         c = counting.count(model, shape)
         out.append(Variant(name, shape, c.params, c.macs, model, onnx_path if onnx_path.is_file() else None,
-                           {**source, "run": run.name, "trusted": trusted}, limits.activation_sizes(model, shape)[0]))
+                           {**source, "run": run.name, "trusted": trusted},
+                           limits.activation_sizes(model, shape)[0]))
     return out
 
 

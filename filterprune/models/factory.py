@@ -86,11 +86,12 @@ def admit(name: str, sha256: str, source: str) -> str:
     where = m["path"] if m else ref
     now = code_digest(ref)
     if now is None:
-        raise UsageError(f"the code of {ref} is not there ({where}), so it cannot be checked against {source}")
+        raise UsageError(f"the code of {ref} is not there ({where}), so it cannot be checked against "
+                         f"{source}")
     if now != sha256:
-        raise UsageError(f"{where} does not hold the code {source} was made from (another file, or changed "
-                         f"since): its SHA-256 is {now[:16]}..., the run records {sha256[:16]}...; trust covers "
-                         "that code only")
+        raise UsageError(f"{where} does not hold the code {source} was made from (another file, or "
+                         f"changed since): its SHA-256 is {now[:16]}..., the run records {sha256[:16]}...; "
+                         "trust covers that code only")
     _ADMITTED[ref] = sha256
     return ref
 
@@ -139,8 +140,8 @@ def resolve(name: str, trust_code: bool = False):
                          "build it: pass the dense module, filterprune.load(DIR, model=...)")
     if ref not in _TRUSTED and ref not in _ADMITTED:
         if trust_code or _TRUST_ALL:  # trust is for a run's own code: checked when its records are read
-            raise UsageError(f"{ref} was not checked against the records of a run (trust covers the code a run "
-                             "was made from): load the run with filterprune.load(DIR, trust_code=True)")
+            raise UsageError(f"{ref} was not checked against the records of a run (trust covers the code a "
+                             "run was made from): load the run with filterprune.load(DIR, trust_code=True)")
         raise _refuse_untrusted(ref)
     m = _FILE_REF.match(ref)
     if m:
@@ -181,7 +182,8 @@ def _import_file(path: Path, name: str, sha256: str | None = None):
         raise UsageError(f"cannot read {path}: {_first_line(e)}") from None
     digest = hashlib.sha256(source).hexdigest()
     if sha256 is not None and digest != sha256:
-        raise UsageError(f"{path} changed while being checked (SHA-256 {digest[:16]}..., recorded {sha256[:16]}...)")
+        raise UsageError(f"{path} changed while being checked (SHA-256 {digest[:16]}..., recorded "
+                         f"{sha256[:16]}...)")
     stem = re.sub(r"\W", "_", path.stem)
     mod_name = f"filterprune_user_{hashlib.sha256(key.encode()).hexdigest()[:12]}_{stem}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
@@ -191,7 +193,7 @@ def _import_file(path: Path, name: str, sha256: str | None = None):
     sys.modules[mod_name] = module  # dataclasses and pickling-free introspection expect it there
     sys.path.insert(0, str(path.parent))  # the file may import its neighbours
     try:
-        exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - the checked bytes, trusted
+        exec(compile(source, str(path), "exec"), module.__dict__)  # the bytes checked above, nothing re-read
     except Exception as e:
         sys.modules.pop(mod_name, None)
         raise UsageError(f"importing {path} failed: {_first_line(e)}") from None

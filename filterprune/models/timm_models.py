@@ -122,8 +122,10 @@ def cached_weights(cfg: dict) -> tuple[Path | None, list[str]]:
         folder = _hub_cache() / f"models--{repo.replace('/', '--')}"
         rev = rev or "main"
         ref = folder / "refs" / rev
-        commit = rev if re.fullmatch(r"[0-9a-f]{40}", rev) else ref.read_text().strip() if ref.is_file() else None
-        names = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else ["model.safetensors", "pytorch_model.bin"]
+        commit = rev if re.fullmatch(r"[0-9a-f]{40}", rev) else \
+            ref.read_text().strip() if ref.is_file() else None
+        names = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else \
+            ["model.safetensors", "pytorch_model.bin"]
         if commit:
             files += [folder / "snapshots" / commit / n for n in names]
         places.append(f"{folder}/snapshots/{commit or f'(refs/{rev})'}/{' or '.join(names)}")
@@ -145,8 +147,8 @@ def pretrained(spec) -> tuple[nn.Module, dict]:
     path, looked = cached_weights(cfg)
     if path is None:
         where = ", then ".join(looked) if looked else "its config names no weights"
-        raise UsageError(f"pretrained weights of timm:{name} are not in the local caches (nothing is downloaded): "
-                         f"looked for {where}; place the file there or pass --checkpoint FILE")
+        raise UsageError(f"pretrained weights of timm:{name} are not in the local caches (nothing is "
+                         f"downloaded): looked for {where}; place the file there or pass --checkpoint FILE")
     kwargs = {**(spec.args or {}), "num_classes": spec.num_classes, "in_chans": spec.in_channels}
     overlay = {"file": str(path), "url": None, "hf_hub_id": None, "hf_hub_filename": None, "source": None}
     try:
