@@ -3,7 +3,9 @@ history, preprocessing). Loading rebuilds the dense model, replays the pruning h
 dependency graph, then loads the weights strictly, so the result is exactly the saved network.
 
 A dense model is the same format with an empty history. Foreign ``.pt/.pth`` state dicts load with
-``torch.load(weights_only=True)``, which refuses to run pickled code.
+``torch.load(weights_only=True)``, which refuses to run pickled code. A model of the user's own factory
+records the SHA-256 of the factory's code (``code_sha256``): trusting a run (``trust_code``) imports
+that code only, checked against this record and the ``report.json`` beside it (``vouch``).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from . import limits
 from .errors import RunError, UsageError
 from .fileio import atomic_write_json, read_small_json, sha256_file, temp_path, umask
-from .models import ModelSpec, build_model
+from .models import ModelSpec, build_model, factory
 from .models.factory import is_factory_ref
 from .pruning.graph import build_graph
 
@@ -44,9 +46,12 @@ def save(model: nn.Module, path: Path, spec: ModelSpec, history: list | None = N
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    atomic_write_json(path.with_suffix(".json"), {"format": FORMAT, "model": spec.to_dict(),
-                                                   "history": history or [], "meta": meta or {},
-                                                   "weights_sha256": digest})
+    doc = {"format": FORMAT, "model": spec.to_dict(), "history": history or [], "meta": meta or {},
+           "weights_sha256": digest}
+    code = factory.code_digest(spec.name) if is_factory_ref(spec.name) else None
+    if code:  # the code the model was built from: what trust_code will import, and nothing else
+        doc["code_sha256"] = code
+    atomic_write_json(path.with_suffix(".json"), doc)
 
 
 def _find_json(path: Path) -> Path:
@@ -63,8 +68,9 @@ def _find_json(path: Path) -> Path:
     raise UsageError(f"not a filterprune checkpoint: {path} (expected a run folder, X.json or X.safetensors with X.json)")
 
 
-def read_meta(path: Path) -> dict:
-    """The validated JSON side of a checkpoint."""
+def read_meta(path: Path, trust_code: bool = False) -> dict:
+    """The validated JSON side of a checkpoint. With ``trust_code`` (or ``--trust-code`` for the process)
+    a user factory is checked against the run's records and admitted for import (``vouch``)."""
     jpath = _find_json(path)
     doc = read_small_json(jpath, "checkpoint description")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -76,6 +82,8 @@ def read_meta(path: Path) -> dict:
         raise RunError(f"{jpath}: malformed pruning history")
     if not isinstance(doc.get("meta", {}), dict) or not isinstance(doc.get("weights_sha256", ""), str):
         raise RunError(f"{jpath}: malformed meta or weights_sha256")
+    if "code_sha256" in doc and not _is_sha256(doc["code_sha256"]):
+        raise RunError(f"{jpath}: malformed code_sha256")
     try:
         doc["spec"] = ModelSpec.from_dict(doc["model"])
     except (KeyError, TypeError, ValueError, OverflowError) as e:
@@ -84,7 +92,47 @@ def read_meta(path: Path) -> dict:
     if not is_factory_ref(spec.name):  # user code is never imported to read a description: load() checks those
         _check_trace_size(spec, limits.activation_sizes_of(spec)[1], jpath)
     doc["path"] = jpath
+    if is_factory_ref(spec.name) and (trust_code or factory.trusting_runs()):
+        vouch(doc)
     return doc
+
+
+def _is_sha256(value) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def vouch(doc: dict) -> None:
+    """Trust covers the code a run was made from: the factory named in the checkpoint is admitted for
+    import only if the ``report.json`` beside it (when there is one) names the same reference, the two
+    records of its SHA-256 agree, and the file has that SHA-256 now. Otherwise one line says what differs
+    and nothing is imported. When neither records a hash (a checkpoint written before hashes were recorded,
+    with no report beside it) it is refused too: nothing says which code the run was made from."""
+    spec, jpath = doc["spec"], doc["path"]
+    ref = factory.canonical(spec.name)
+    if ref.startswith("object:") or factory.is_trusted(ref):  # handed over in this process: the user's word
+        return
+    hashes = {jpath.name: doc.get("code_sha256")}
+    report = jpath.parent / "report.json"
+    if report.is_file():
+        src = read_small_json(report, "run report")
+        src = src.get("model_source") if isinstance(src, dict) else None
+        named = src.get("name") if isinstance(src, dict) else None
+        if not isinstance(named, str) or factory.canonical(named) != ref:
+            raise UsageError(f"{jpath.name} names {ref} but {report} names "
+                             f"{named if isinstance(named, str) else 'no model factory'}: trust covers the "
+                             "code the run was made from, so neither is imported")
+        if src.get("code_sha256") is not None and not _is_sha256(src["code_sha256"]):
+            raise UsageError(f"{report}: malformed model_source.code_sha256, so {ref} cannot be checked")
+        hashes["report.json"] = src.get("code_sha256")
+    known = {k: v for k, v in hashes.items() if v}
+    if not known:
+        raise UsageError(f"{' and '.join(hashes)} of {jpath.parent} records no SHA-256 of {ref}'s code "
+                         "(written before runs recorded it), so nothing says it is the code the run was made "
+                         "from: hand over the dense module instead, filterprune.load(DIR, model=...)")
+    if len(set(known.values())) > 1:
+        raise UsageError(f"{jpath.name} and report.json disagree on the SHA-256 of {ref}'s code "
+                         f"({' vs '.join(v[:16] + '...' for v in known.values())}): neither is trusted")
+    factory.admit(ref, next(iter(known.values())), f"the run {jpath.parent}")
 
 
 def _check_trace_size(spec: ModelSpec, total: int, jpath) -> None:
@@ -100,7 +148,7 @@ def load(path: str | Path, trust_code: bool = False, model: nn.Module | None = N
     A model built by the user's own factory is rebuilt by importing that code only with ``trust_code``;
     or ``model`` hands over the dense module (pruned here in place and returned), which never imports.
     """
-    doc = read_meta(Path(path))
+    doc = read_meta(Path(path), trust_code=trust_code and model is None)
     spec: ModelSpec = doc["spec"]
     if model is not None and not isinstance(model, nn.Module):
         raise UsageError(f"model= must be the dense torch.nn.Module, got a {type(model).__name__}")

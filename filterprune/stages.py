@@ -227,7 +227,7 @@ def bench(run: Run, folder: Path) -> None:
         f"{cfg.iters} iterations")
     # how the memory probe's fresh process rebuilds each variant; the masked control has the dense
     # shapes (its zeros are stored), so its PyTorch memory is probed on the dense architecture
-    trusted = sorted(sources.user_factory.trusted())  # a user factory: the fresh process may import it
+    trusted = sources.user_factory.grants([run.spec.name])  # a user factory: the probe may import that code
     kinds = {"dense": "dense", "pruned": "checkpoint", "masked": "dense"}
     run.rows = run_bench([Variant(name, run.input_shape, run.costs.get(name, run.costs["dense"]).params,
                                   run.costs.get(name, run.costs["dense"]).macs, model, run.onnx_paths.get(name),

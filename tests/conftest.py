@@ -1,4 +1,6 @@
+import ipaddress
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -17,3 +19,76 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "cifar10_mini.npz").is_file():
         pytest.skip(f"real data not found at {SHARED_DATA} (see ../shared/data/README.md)")
     return SHARED_DATA
+
+
+# --------------------------------------------------------------------------------------- network guard
+# Nothing filterprune does may touch the network: a connection beyond loopback raises at once and fails
+# the test that made it, even when the code under test swallows the error. Loopback and AF_UNIX stay open
+# (DDP rendezvous, local worker processes), and so does a UDP connect, which sends nothing (Ray finds the
+# host's own address with one). Subprocesses are watched by tests/test_offline.py instead.
+class NetworkBlocked(RuntimeError):
+    pass
+
+
+_ATTEMPTS: list[str] = []
+
+
+def _is_local(family, address, kind=socket.SOCK_STREAM) -> bool:
+    if family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(address, tuple) \
+            or kind == socket.SOCK_DGRAM:
+        return True  # AF_UNIX paths, netlink: not the network
+    host = address[0].decode() if isinstance(address[0], bytes) else str(address[0])
+    host = host.split("%")[0]  # an IPv6 scope
+    if host in ("", "localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # another host name: would be resolved and reached
+    ip = getattr(ip, "ipv4_mapped", None) or ip
+    return ip.is_loopback or ip.is_unspecified
+
+
+def _refuse(address) -> NetworkBlocked:
+    _ATTEMPTS.append(repr(address))
+    return NetworkBlocked(f"a test tried to reach the network ({address!r}); tests must stay offline")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _network_guard():
+    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+    create_connection = socket.create_connection
+
+    def guarded_connect(self, address):
+        if not _is_local(self.family, address, self.type):
+            raise _refuse(address)
+        return connect(self, address)
+
+    def guarded_connect_ex(self, address):
+        if not _is_local(self.family, address, self.type):
+            raise _refuse(address)
+        return connect_ex(self, address)
+
+    def guarded_create_connection(address, *args, **kwargs):
+        if not _is_local(socket.AF_INET, address):
+            raise _refuse(address)
+        return create_connection(address, *args, **kwargs)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(socket.socket, "connect", guarded_connect)
+    mp.setattr(socket.socket, "connect_ex", guarded_connect_ex)
+    mp.setattr(socket, "create_connection", guarded_create_connection)
+    yield _ATTEMPTS
+    mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def network_guard(_network_guard):
+    """The attempts refused during this test; any left at its end fail it."""
+    _network_guard.clear()
+    yield _network_guard
+    if _network_guard:
+        made = list(_network_guard)
+        _network_guard.clear()
+        pytest.fail(f"the test tried to reach the network {len(made)} time(s), e.g. {made[0]}; "
+                    "tests must stay offline", pytrace=False)

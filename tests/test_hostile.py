@@ -302,3 +302,150 @@ def test_run_onnx_escapes_what_the_file_says_and_bad_files_exit_2(tmp_path):
     assert p.returncode == 2 and p.stderr.startswith("run_onnx: error:") and len(p.stderr.splitlines()) == 1, p.stderr
     p = _kit(path, "--size", "100000")
     assert p.returncode == 2 and "lower --batch or --size" in p.stderr, p.stderr
+
+
+# ---------------------------------------------------------------- trust means the code the run was made from
+_FACTORY = """
+import torch.nn as nn
+
+
+def build(num_classes=10):
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+"""
+
+
+def _factory_run(tmp_path: Path, hashed: bool = True, report: bool = True) -> tuple[Path, Path]:
+    """A run folder of a user factory, made without this process trusting the factory (as a folder received
+    from a run elsewhere): pruned.json/.safetensors and report.json's model_source, as compress writes them.
+    ``hashed=False``: a pruned.json written before it recorded the code's SHA-256."""
+    import runpy
+
+    from filterprune import sources
+    from filterprune.models import ModelSpec
+
+    code = tmp_path / "src" / "net.py"
+    code.parent.mkdir(parents=True)
+    code.write_text(_FACTORY)
+    spec = ModelSpec(f"{code}:build", 3, 3, 16)
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    run.mkdir()
+    ckpt.save(runpy.run_path(str(code))["build"](num_classes=3), run / "pruned", spec, [], {})
+    if not hashed:
+        doc = json.loads((run / "pruned.json").read_text())
+        doc.pop("code_sha256", None)
+        (run / "pruned.json").write_text(json.dumps(doc))
+    if report:
+        (run / "report.json").write_text(json.dumps({"model_source": sources.describe(spec, {}, None, None)}))
+    return run, code
+
+
+def _evil(tmp_path: Path) -> tuple[Path, Path]:
+    """Another model file that leaves a marker when imported."""
+    marker = tmp_path / "imported"
+    evil = tmp_path / "elsewhere" / "evil.py"
+    evil.parent.mkdir(parents=True)
+    evil.write_text(_FACTORY + f"\nopen({str(marker)!r}, 'w').close()\n")
+    return evil, marker
+
+
+def _edit(path: Path, edit) -> None:
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+def test_trust_code_loads_the_run_as_recorded(tmp_path):
+    import filterprune
+
+    run, code = _factory_run(tmp_path)
+    assert json.loads((run / "pruned.json").read_text())["code_sha256"] == fileio.sha256_file(code)
+    model = filterprune.load(run, trust_code=True)
+    assert model(torch.randn(1, 3, 16, 16)).shape == (1, 3)
+
+
+def _another_file(run, code, evil):
+    _edit(run / "pruned.json", lambda d: d["model"].update(name=f"{evil}:build"))
+
+
+def _another_file_in_both(run, code, evil):  # the report too, with the hash of the run's file
+    _another_file(run, code, evil)
+    _edit(run / "report.json", lambda d: d["model_source"].update(name=f"{evil}:build"))
+
+
+def _another_file_with_its_hash(run, code, evil):  # pruned.json names evil.py with evil.py's own hash
+    _another_file(run, code, evil)
+    _edit(run / "pruned.json", lambda d: d.update(code_sha256=fileio.sha256_file(evil)))
+
+
+def _code_changed(run, code, evil):
+    code.write_text(evil.read_text())
+
+
+def _records_disagree(run, code, evil):
+    _edit(run / "report.json", lambda d: d["model_source"].update(code_sha256="0" * 64))
+
+
+@pytest.mark.parametrize("tamper,said", [
+    (_another_file, "report.json names"), (_another_file_in_both, "evil.py"),
+    (_another_file_with_its_hash, "report.json names"), (_code_changed, "changed"),
+    (_records_disagree, "disagree"),
+])
+def test_trust_code_refuses_code_the_run_was_not_made_from_and_imports_nothing(tmp_path, tamper, said):
+    import filterprune
+    from filterprune.errors import UsageError
+
+    run, code = _factory_run(tmp_path)
+    evil, marker = _evil(tmp_path)
+    tamper(run, code, evil)
+    with pytest.raises(UsageError, match=said) as e:
+        filterprune.load(run, trust_code=True)
+    assert "\n" not in str(e.value) and not marker.exists()
+
+
+def test_a_checkpoint_without_a_code_hash_loads_by_its_report_and_without_either_is_refused(tmp_path):
+    import filterprune
+    from filterprune.errors import UsageError
+
+    run, _ = _factory_run(tmp_path / "a", hashed=False)  # written before pruned.json recorded the hash
+    assert filterprune.load(run, trust_code=True)(torch.randn(1, 3, 16, 16)).shape == (1, 3)
+    run, code = _factory_run(tmp_path / "b", hashed=False, report=False)
+    with pytest.raises(UsageError, match="records no SHA-256") as e:
+        filterprune.load(run, trust_code=True)
+    assert "model=" in str(e.value)
+    assert filterprune.load(run, model=_module_of(code))(torch.randn(1, 3, 16, 16)).shape == (1, 3)
+
+
+def _module_of(code: Path) -> nn.Module:
+    import runpy
+
+    return runpy.run_path(str(code))["build"](num_classes=3)
+
+
+@pytest.mark.parametrize("verb", ["export", "bench"])
+def test_export_and_bench_refuse_a_run_that_names_another_file_in_one_line(tmp_path, verb):
+    run, code = _factory_run(tmp_path)
+    evil, marker = _evil(tmp_path)
+    _another_file_in_both(run, code, evil)
+    args = ["--out", str(tmp_path / ("x.onnx" if verb == "export" else "bench"))]
+    p = subprocess.run([sys.executable, "-m", "filterprune", verb, str(run), *args, "--trust-code"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    lines = [line for line in p.stderr.splitlines() if not line.startswith("[filterprune] ")]
+    assert p.returncode == 2 and len(lines) == 1 and "evil.py" in lines[0], p.stderr
+    assert not marker.exists() and not (tmp_path / "x.onnx").exists() and not (tmp_path / "bench").exists()
+
+
+def test_bench_trust_code_reaches_the_memory_probe(tmp_path, capfd, monkeypatch):
+    from filterprune.models import factory
+
+    monkeypatch.setattr(factory, "_TRUST_ALL", False)  # --trust-code below holds for this process: undone after
+    run, _ = _factory_run(tmp_path)
+    out = tmp_path / "bench"
+    assert main(["bench", str(run), "--runtime", "torch", "--device", "cpu", "--batch-sizes", "1",
+                 "--iters", "1", "--warmup", "0", "--out", str(out), "--trust-code"]) == 0
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    assert {r["variant"] for r in rows} == {"dense", "pruned"}
+    assert all(isinstance(r["cpu_peak_rss_mb"], float) and r["cpu_peak_rss_mb"] > 0 for r in rows), rows
+    assert "memory probe" not in capfd.readouterr().err

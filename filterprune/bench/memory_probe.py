@@ -35,8 +35,8 @@ def probe(job: dict) -> float:
         from .. import serialization as ckpt
         from ..models import build_model, factory
 
-        for ref in source.get("trusted", ()):  # the user's factory, trusted by the run that started us
-            factory.trust(ref)
+        for ref, sha in (source.get("trusted") or {}).items():  # the user's factory, trusted by our parent
+            factory.admit(ref, sha, "the benchmarking process")  # for exactly the code it imported
         if source["kind"] == "dense":
             model = build_model(ckpt.read_meta(Path(source["path"]))["spec"])
         else:
@@ -53,4 +53,10 @@ def probe(job: dict) -> float:
 
 
 if __name__ == "__main__":
-    print(probe(json.loads(sys.stdin.read())))
+    from ..errors import FilterpruneError
+
+    try:
+        print(probe(json.loads(sys.stdin.read())))
+    except FilterpruneError as e:  # the parent records the last line: the whole message, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -138,10 +138,11 @@ def _unique_labels(variants: list[Variant]) -> None:
 
 
 def _run_dir_variants(run: Path, ckpt) -> list[Variant]:
-    from ..models import build_model
+    from ..models import build_model, factory
 
     meta = ckpt.read_meta(run)
     spec = meta["spec"]
+    trusted = factory.grants([spec.name])  # a user factory checked here: the probe may import that code
     shape = (spec.in_channels, spec.image_size, spec.image_size)
     torch.manual_seed(0)
     dense = build_model(spec).eval()  # same architecture; latency does not depend on the weight values
@@ -157,7 +158,8 @@ def _run_dir_variants(run: Path, ckpt) -> list[Variant]:
             _check_onnx_file(onnx_path)
         c = counting.count(model, shape)
         out.append(Variant(name, shape, c.params, c.macs, model, onnx_path if onnx_path.is_file() else None,
-                           {**source, "run": run.name}, limits.activation_sizes(model, shape)[0]))
+                           {**source, "run": run.name, "trusted": trusted},
+                           limits.activation_sizes(model, shape)[0]))
     return out
 
 
@@ -437,7 +439,7 @@ def _add_cpu_memory(rows: list[dict], variants: list[Variant], threads: int, log
             p = subprocess.run([sys.executable, "-m", "filterprune.bench.memory_probe"], input=json.dumps(job),
                                capture_output=True, text=True, timeout=300, env=env)
             res = float(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else \
-                (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1][:200]
+                limits.printable((p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1], 300)
         except (subprocess.TimeoutExpired, ValueError, IndexError) as e:
             res = f"probe failed ({type(e).__name__})"
         if isinstance(res, float):

@@ -5,7 +5,10 @@ The factory returns an ``nn.Module``; it is called with ``num_classes=N`` when i
 user's code, so it happens only for references the user handed over in this process (``trust``: the
 command line, a sweep file, ``compress(model="my_net.py:build")``) or when the caller of
 ``filterprune.load`` says ``trust_code=True``. A saved run records the reference with the file's
-absolute path; loading it elsewhere without trust is a one-line refusal, never an import.
+absolute path and SHA-256; loading it elsewhere without trust is a one-line refusal, never an import.
+Trust covers the code the run was made from, nothing else: ``admit`` lets a reference in only when its
+code has the SHA-256 the run records (``serialization`` compares the run's records), and the bytes so
+checked are the bytes executed. Files the factory itself imports are not hashed.
 """
 from __future__ import annotations
 
@@ -25,8 +28,10 @@ _FILE_REF = re.compile(r"^(?P<path>.+\.py):(?P<attr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w
 _MODULE_REF = re.compile(r"^(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
 _OBJECT_REF = re.compile(r"^object:[A-Za-z_][\w.<>]*$")  # a module handed over in Python: no recipe to rebuild it
 _TRUSTED: set[str] = set()  # references handed over by the user in this process
-_TRUST_ALL = False  # --trust-code / trust_code=True said for this whole process (export, bench of a run)
+_ADMITTED: dict[str, str] = {}  # references checked against a run's records -> the SHA-256 they must have
+_TRUST_ALL = False  # --trust-code said for this whole process (export, bench of a run): runs are checked
 _IMPORTED: dict[str, object] = {}  # absolute file path -> its module (imported once per process)
+_DIGESTS: dict[str, str] = {}  # absolute file path -> SHA-256 of the bytes imported
 
 
 def is_factory_ref(name: str) -> bool:
@@ -58,26 +63,61 @@ def trust(name: str) -> str:
 
 
 def trust_all() -> None:
-    """The user said so (``--trust-code``): every factory reference may be imported in this process."""
+    """The user said so (``--trust-code``): the factory of every run read in this process may be imported,
+    once checked against that run's records (``serialization.read_meta``)."""
     global _TRUST_ALL
     _TRUST_ALL = True
 
 
-def trusted() -> set[str]:
-    return set(_TRUSTED)
+def trusting_runs() -> bool:
+    return _TRUST_ALL
 
 
 def is_trusted(name: str) -> bool:
+    """Handed over by the user in this process (not merely admitted from a run's records)."""
     return canonical(name) in _TRUSTED
 
 
+def admit(name: str, sha256: str, source: str) -> str:
+    """Allow importing ``name`` as exactly the code whose SHA-256 ``source`` records; a file that is not
+    there or has other contents (another file, an edit since the run) is a one-line refusal."""
+    ref = canonical(name)
+    m = _FILE_REF.match(ref)
+    where = m["path"] if m else ref
+    now = code_digest(ref)
+    if now is None:
+        raise UsageError(f"the code of {ref} is not there ({where}), so it cannot be checked against "
+                         f"{source}")
+    if now != sha256:
+        raise UsageError(f"{where} does not hold the code {source} was made from (another file, or "
+                         f"changed since): its SHA-256 is {now[:16]}..., the run records {sha256[:16]}...; "
+                         "trust covers that code only")
+    _ADMITTED[ref] = sha256
+    return ref
+
+
+def grants(names) -> dict[str, str]:
+    """Which of ``names`` a fresh process may import on this one's word (the memory probe), each with the
+    SHA-256 of the code imported here: it is admitted there for exactly that code."""
+    out = {}
+    for name in names:
+        ref = canonical(name)
+        sha = _ADMITTED.get(ref) or (code_digest(ref) if ref in _TRUSTED else None)
+        if sha:
+            out[ref] = sha
+    return out
+
+
 def code_digest(name: str) -> str | None:
-    """SHA-256 of the factory's source file (None when not found): part of the baseline cache key, so an
-    edited model file is trained again, and recorded in the report."""
-    m = _FILE_REF.match(name)
-    path = Path(m["path"]) if m else None
+    """SHA-256 of the factory's source file (None when not found), of the bytes imported when this process
+    imported it: part of the baseline cache key, so an edited model file is trained again, and recorded
+    in the checkpoint and the report, which trust is checked against."""
     if _OBJECT_REF.match(name):
         return None
+    m = _FILE_REF.match(canonical(name))
+    path = Path(m["path"]) if m else None
+    if path is not None and str(path) in _DIGESTS:
+        return _DIGESTS[str(path)]
     if path is None:
         spec = importlib.util.find_spec(_MODULE_REF.match(name)["module"].split(".")[0]) if _MODULE_REF.match(name) else None
         path = Path(spec.origin) if spec and spec.origin else None
@@ -98,11 +138,14 @@ def resolve(name: str, trust_code: bool = False):
     if _OBJECT_REF.match(ref):
         raise UsageError(f"this model was handed over as a Python object ({ref[7:]}); nothing records how to "
                          "build it: pass the dense module, filterprune.load(DIR, model=...)")
-    if not (trust_code or _TRUST_ALL or ref in _TRUSTED):
+    if ref not in _TRUSTED and ref not in _ADMITTED:
+        if trust_code or _TRUST_ALL:  # trust is for a run's own code: checked when its records are read
+            raise UsageError(f"{ref} was not checked against the records of a run (trust covers the code a "
+                             "run was made from): load the run with filterprune.load(DIR, trust_code=True)")
         raise _refuse_untrusted(ref)
     m = _FILE_REF.match(ref)
     if m:
-        obj = _import_file(Path(m["path"]), name)
+        obj = _import_file(Path(m["path"]), name, None if ref in _TRUSTED else _ADMITTED[ref])
         where = m["path"]
     else:
         m = _MODULE_REF.match(ref)
@@ -123,12 +166,24 @@ def resolve(name: str, trust_code: bool = False):
     return obj
 
 
-def _import_file(path: Path, name: str):
+def _import_file(path: Path, name: str, sha256: str | None = None):
+    """Import the file once per process; with ``sha256``, only bytes of that digest are executed (read
+    once, checked, then run: no window for the file to change in between)."""
     if not path.is_file():
         raise UsageError(f"model file not found: {path} (from --model {name})")
     key = str(path)
     if key in _IMPORTED:
+        if sha256 is not None and _DIGESTS[key] != sha256:
+            raise UsageError(f"{path} was imported here with another SHA-256 than its run records")
         return _IMPORTED[key]
+    try:
+        source = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {_first_line(e)}") from None
+    digest = hashlib.sha256(source).hexdigest()
+    if sha256 is not None and digest != sha256:
+        raise UsageError(f"{path} changed while being checked (SHA-256 {digest[:16]}..., recorded "
+                         f"{sha256[:16]}...)")
     stem = re.sub(r"\W", "_", path.stem)
     mod_name = f"filterprune_user_{hashlib.sha256(key.encode()).hexdigest()[:12]}_{stem}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
@@ -138,13 +193,14 @@ def _import_file(path: Path, name: str):
     sys.modules[mod_name] = module  # dataclasses and pickling-free introspection expect it there
     sys.path.insert(0, str(path.parent))  # the file may import its neighbours
     try:
-        spec.loader.exec_module(module)
+        exec(compile(source, str(path), "exec"), module.__dict__)  # the bytes checked above, nothing re-read
     except Exception as e:
         sys.modules.pop(mod_name, None)
         raise UsageError(f"importing {path} failed: {_first_line(e)}") from None
     finally:
         sys.path.remove(str(path.parent))
     _IMPORTED[key] = module
+    _DIGESTS[key] = digest
     return module
 
 
