@@ -28,6 +28,7 @@ from .pruning import prune_in_steps
 from .pruning.graph import build_graph
 from .pruning.shrink import PruneResult
 from .reporting.run_report import write_report
+from .reporting.schema import SCHEMA_VERSION, Report
 from .train import NonFiniteLoss, TrainConfig, evaluate, train
 
 
@@ -236,11 +237,12 @@ def bench(run: Run, folder: Path) -> None:
                                      memory=cfg.bench_memory), log=say)
 
 
-def report(run: Run) -> dict:
+def report(run: Run) -> Report:
     """report.json (README: "What a run writes")."""
     cfg, data, result = run.cfg, run.data, run.result
     dense, pruned = run.costs["dense"], run.costs["pruned"]
     return {
+        "schema_version": SCHEMA_VERSION,
         "model": run.spec.name, "criterion": cfg.criterion, "sparsity": _sparsity(run), "scope": run.scope,
         "target_macs": cfg.target_macs, "steps": cfg.steps, "latency_target": result.latency_target,
         "round_to": cfg.round_to, "seed": cfg.seed, "device": run.device.type, "processes": distributed.world_size(),
