@@ -11,6 +11,7 @@ report may lack (reports from before the schema lack the ones marked so, later m
 ``NotRequired`` too), and only such keys are read with ``.get``. A key whose value may be null says
 ``| None``. Imports nothing heavy (no torch, no pandas), so any reader can afford it.
 """
+import functools
 import re
 import sys
 from pathlib import Path
@@ -239,7 +240,8 @@ def check(doc: Any, where: str | Path) -> Report:
     _check_version(doc.get("schema_version"), where)
     bad = _missing(doc, Report, "")
     if bad is None:
-        bad = ("model or criterion is not a name" if not all(isinstance(doc[k], str) for k in ("model", "criterion"))
+        bad = ("model or criterion is not a name" if not all(isinstance(doc[k], str) for k in ("model",
+                                                                                              "criterion"))
                else "seed is not an integer" if type(doc["seed"]) is not int
                else f"more than {MAX_ROWS:,} layers or latency rows" if any(
                    len(doc[k]) > MAX_ROWS for k in ("layers", "latency_rows", "latency"))
@@ -268,15 +270,22 @@ def _missing(doc: dict, schema: type, prefix: str) -> str | None:
     """Why ``doc`` does not fit ``schema`` (a TypedDict): its first missing required key, or a section that
     is not an object or list, with its dotted path; None when it fits. Scalars are left to the readers
     (a number that is not one reads as "not measured")."""
-    for key in schema.__required_keys__:  # type: ignore[attr-defined]
-        if key not in doc:
+    hints = _hints(schema)
+    for key in hints:
+        if key not in doc and key in schema.__required_keys__:  # type: ignore[attr-defined]
             return f"missing {prefix}{key}"
-    for key, kind in get_type_hints(schema).items():
+    for key, kind in hints.items():
         if key in doc:
             bad = _misfit(doc[key], kind, f"{prefix}{key}")
             if bad:
                 return bad
     return None
+
+
+@functools.cache
+def _hints(schema: type) -> dict[str, Any]:
+    """A TypedDict's keys and their types, in the order they are declared (and written)."""
+    return get_type_hints(schema)
 
 
 def _misfit(value: Any, kind: Any, where: str) -> str | None:
