@@ -314,6 +314,7 @@ def _edited(*remove, **changes):
     (_edited(schema_version="2.0"), 2,
      "report.json schema 2.0 is newer than this filterprune reads (1.x); upgrade filterprune"),
     (_edited(schema_version="one"), 1, "(schema_version 'one' is not MAJOR.MINOR)"),
+    (_edited(schema_version=None), 1, "(schema_version None is not MAJOR.MINOR)"),
 ])
 def test_a_corrupt_or_too_new_report_is_one_line_and_writes_nothing(tmp_path, capsys, damage, code, needle):
     root = write_runs(tmp_path / "s", hand_made_runs())

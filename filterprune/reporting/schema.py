@@ -4,7 +4,7 @@ renamed or misspelt key is a type checker's error or one clear line instead of a
 
 ``schema_version`` is MAJOR.MINOR. A minor version only adds keys (a 1.x reader reads any 1.y report); a
 major version renames or removes some (a reader refuses a newer major in one line). A report without
-``schema_version`` was written before the schema (filterprune 0.1.0) and still reads.
+``schema_version`` was written before the schema existed and still reads (tests/fixtures/report-0.1.0.json).
 
 Key rules: a required key is in every report this reader accepts; ``NotRequired`` marks a key that a
 report may lack (reports from before the schema lack the ones marked so, later minors' keys are
@@ -14,6 +14,7 @@ report may lack (reports from before the schema lack the ones marked so, later m
 import functools
 import re
 import sys
+import types
 from pathlib import Path
 from typing import Any, TypedDict, Union, cast, get_args, get_origin
 
@@ -237,33 +238,37 @@ def check(doc: Any, where: str | Path) -> Report:
     """``doc`` as a Report, or one line saying why it is not one (``where`` names it)."""
     if not isinstance(doc, dict):
         raise RunError(f"{where}: not a filterprune compress report (a {type(doc).__name__}, not an object)")
-    _check_version(doc.get("schema_version"), where)
-    bad = _missing(doc, Report, "")
-    if bad is None:
-        bad = ("model or criterion is not a name" if not all(isinstance(doc[k], str) for k in ("model",
-                                                                                              "criterion"))
-               else "seed is not an integer" if type(doc["seed"]) is not int
-               else f"more than {MAX_ROWS:,} layers or latency rows" if any(
-                   len(doc[k]) > MAX_ROWS for k in ("layers", "latency_rows", "latency"))
-               else "layers are not channel counts" if not all(
-                   isinstance(x["name"], str) and type(x["channels_before"]) is int
-                   and type(x["channels_after"]) is int for x in doc["layers"]) else None)
+    if "schema_version" in doc:  # else written before the schema
+        _check_version(doc["schema_version"], where)
+    bad = _missing(doc, Report, "") or _bad_value(doc)
     if bad:
         raise RunError(f"{where}: not a filterprune compress report ({bad})")
     return cast(Report, doc)
 
 
 def _check_version(version: Any, where: str | Path) -> None:
-    if version is None:
-        return  # written before the schema
     m = re.fullmatch(r"(\d{1,4})\.(\d{1,4})", version) if isinstance(version, str) else None
-    if m is None or int(m[1]) < 1:
+    if m is None:
         raise RunError(f"{where}: not a filterprune compress report (schema_version {show(version)} is not "
                        "MAJOR.MINOR)")
     major = int(SCHEMA_VERSION.split(".")[0])
     if int(m[1]) > major:
         raise UsageError(f"{where}: report.json schema {version} is newer than this filterprune reads "
                          f"({major}.x); upgrade filterprune")
+    if int(m[1]) < major:
+        raise RunError(f"{where}: not a filterprune compress report (schema {version}: the first is 1.0)")
+
+
+def _bad_value(doc: dict) -> str | None:
+    """The values the readers index by or count on (the rest reads as "not measured" when odd)."""
+    layers, names = doc["layers"], (doc["model"], doc["criterion"])
+    return ("model or criterion is not a name" if not all(isinstance(n, str) for n in names)
+            else "seed is not an integer" if type(doc["seed"]) is not int
+            else f"more than {MAX_ROWS:,} layers or latency rows" if any(
+                len(doc[k]) > MAX_ROWS for k in ("layers", "latency_rows", "latency"))
+            else "layers are not channel counts" if not all(
+                isinstance(x["name"], str) and type(x["channels_before"]) is int
+                and type(x["channels_after"]) is int for x in layers) else None)
 
 
 def _missing(doc: dict, schema: type, prefix: str) -> str | None:
@@ -292,7 +297,7 @@ def _misfit(value: Any, kind: Any, where: str) -> str | None:
     """Why ``value`` does not fit the annotation ``kind``; only sections (TypedDicts, lists of them, and
     objects) are looked into."""
     args = get_args(kind)
-    if get_origin(kind) in (Union, type(int | None)):
+    if get_origin(kind) in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         kind = next(a for a in args if a is not type(None))  # our unions hold one section at most
