@@ -48,6 +48,7 @@ from filterprune import serialization as ckpt  # noqa: E402
 from filterprune.api import CompressConfig, compress  # noqa: E402
 from filterprune.baseline import train_baseline  # noqa: E402
 from filterprune.bench import machine  # noqa: E402
+from filterprune.reporting.schema import read_report  # noqa: E402
 from filterprune.sources import load_data, spec_for  # noqa: E402
 from filterprune.train import evaluate, resolve_device  # noqa: E402
 
@@ -134,7 +135,7 @@ def run_one(arm: str, crit: str, seed: int, a, ckpt_path: Path, runs: Path) -> d
     if cfg.scratch:  # its prune + finetune half is the kd_anneal row: skip it, train the control alone (same result)
         cfg = cfg.with_values(epochs=cfg.scratch_config(10).epochs, finetune_epochs=0)
     compress(cfg)
-    r = json.loads((out / "report.json").read_text())
+    r = read_report(out)
     return {"arm": arm, "criterion": crit, "seed": str(seed),  # as read back from runs.csv
             "dense_top1": r["dense"]["accuracy"],
             "pruned_top1": "" if cfg.scratch else r["pruned"]["accuracy"],  # unfinetuned there: row (b) has it

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from filterprune.api import CompressConfig, compress
 from filterprune.bench import machine
+from filterprune.reporting.schema import read_report
 
 HERE = Path(__file__).resolve().parent / "criteria_table"
 CRITERIA = ["greedy", "l1", "magnitude", "slimming", "random"]
@@ -53,7 +54,7 @@ def main(argv=None) -> None:
                     model=a.model, criterion=crit, sparsity=a.sparsity, dataset="cifar10", data_root=a.data_root,
                     epochs=a.epochs, finetune_epochs=a.finetune_epochs, seed=seed, out=str(run), overwrite=True,
                     export=False, bench=False))
-            r = json.loads((run / "report.json").read_text())
+            r = read_report(run)
             rows.append({"criterion": crit, "seed": seed, "scope": r["scope"],
                          "dense_top1": r["dense"]["accuracy"], "pruned_top1": r["pruned"]["accuracy"],
                          "params": r["pruned"]["params"], "macs": r["pruned"]["macs"],

@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from filterprune.reporting.schema import read_report  # cheap: no torch in this process
+
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "benchmarks" / "ddp"
 DATA_ROOT = ROOT.parent / "shared" / "data"
@@ -58,7 +60,7 @@ def one(args, base: Path, seed: int, mode: str, work: Path, finetune_epochs: int
     else:
         wall = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                     str(args.nproc), *cmd, "--distributed"], 1)
-    r = json.loads((out / "report.json").read_text())
+    r = read_report(out)
     return {"model": args.model, "mode": mode, "processes": 1 if mode == "single" else args.nproc,
             "threads_per_process": args.single_threads if mode == "single" else 1, "seed": seed,
             "dense_top1": r["dense"]["accuracy"], "pruned_top1": r["pruned"]["accuracy"],

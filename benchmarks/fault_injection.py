@@ -138,8 +138,17 @@ def _run(ws: Path, argv: list[str], point: str | None = None, kill_after: float 
     return p.returncode, err, time.perf_counter() - t0
 
 
+def _read_report(run: Path) -> dict:
+    """The run's report.json, read as every reader reads it (filterprune imported only here and at the end:
+    the parent never holds what the children patch)."""
+    sys.path.insert(0, str(ROOT))
+    from filterprune.reporting.schema import read_report
+
+    return read_report(run)
+
+
 def _summary(run: Path) -> dict:
-    r = json.loads((run / "report.json").read_text())
+    r = _read_report(run)
     hist = json.loads((run / "pruned.json").read_text())["history"]
     return {"layers": r["layers"], "history": hist, "dense_acc": r["dense"]["accuracy"],
             "pruned_acc": r["pruned"]["accuracy"],
@@ -154,7 +163,7 @@ def _complete(run: Path) -> bool:
     import filterprune
 
     filterprune.load(run)  # digest-checked, pickle-free rebuild
-    json.loads((run / "report.json").read_text())
+    _read_report(run)
     return True
 
 

@@ -32,6 +32,7 @@ KEEP = ("report.json", "report.md")
 
 def run_one(method: str, c: float, fresh: bool, run_cfg: dict, folder: Path) -> dict:
     from filterprune.api import CompressConfig, compress
+    from filterprune.reporting.schema import read_report
 
     out = folder / "runs" / f"{method}-c{c:g}"
     if fresh or not (out / "report.json").is_file():
@@ -40,10 +41,9 @@ def run_one(method: str, c: float, fresh: bool, run_cfg: dict, folder: Path) -> 
         for p in out.iterdir():
             if p.name not in KEEP:
                 p.unlink()
-        r = json.loads((out / "report.json").read_text())
-        r["loadavg_before"], r["loadavg_after"] = load, os.getloadavg()
+        r = {**read_report(out), "loadavg_before": load, "loadavg_after": os.getloadavg()}
         (out / "report.json").write_text(json.dumps(r, indent=1))
-    return json.loads((out / "report.json").read_text())
+    return read_report(out)
 
 
 def row(r: dict) -> dict:

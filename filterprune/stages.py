@@ -28,6 +28,7 @@ from .pruning import prune_in_steps
 from .pruning.graph import build_graph
 from .pruning.shrink import PruneResult
 from .reporting.run_report import write_report
+from .reporting.schema import SCHEMA_VERSION, Report
 from .targets import Sparsity
 from .train import NonFiniteLoss, TrainConfig, evaluate, train
 
@@ -238,11 +239,12 @@ def bench(run: Run, folder: Path) -> None:
                                      memory=cfg.memory), log=say)
 
 
-def report(run: Run) -> dict:
+def report(run: Run) -> Report:
     """report.json (README: "What a run writes")."""
     cfg, p, data, result = run.cfg, run.cfg.prune, run.data, run.result
     dense, pruned = run.costs["dense"], run.costs["pruned"]
     return {
+        "schema_version": SCHEMA_VERSION,
         "model": run.spec.name, "criterion": p.criterion, "sparsity": _sparsity(run), "scope": run.scope,
         "target_macs": p.target_macs, "steps": p.steps, "latency_target": result.latency_target,
         "round_to": p.round_to, "seed": cfg.train.seed, "device": run.device.type, "processes": distributed.world_size(),

@@ -15,6 +15,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from reports import make_report
 from safetensors.torch import save_file
 
 from filterprune import serialization as ckpt
@@ -237,9 +238,7 @@ class BadFiles(dict):
 
     # -- report folders (one finished run each)
     def _report(self, p, raw=None, **changes):
-        doc = {"model": "resnet20", "criterion": "l1", "seed": 0, "config": {}, "layers": [],
-               "dense": {"params": 10, "macs": 10, "accuracy": 0.5}, "pruned": {"params": 5, "macs": 5, "accuracy": 0.4},
-               **changes}
+        doc = {**make_report(), **changes}
         (p / "run").mkdir(parents=True)
         (p / "run" / "report.json").write_text(raw(json.dumps(doc)) if raw else json.dumps(doc))
 

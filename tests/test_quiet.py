@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import torch
+from reports import make_report
 
 from filterprune.bench import quiet
 from filterprune.bench.suite import BenchConfig, Variant, markdown, run_bench
@@ -68,17 +69,12 @@ def test_a_quiet_run_carries_no_warning():
 def test_the_compress_report_carries_the_warning():
     from filterprune.reporting.run_report import markdown as report_md
 
-    row = {"runtime": "torch", "device": "cpu", "batch_size": 1, "dense_ms": 2.0, "pruned_ms": 1.0, "speedup": 2.0}
-    base = {"model": "m", "criterion": "l1", "sparsity": 0.4, "scope": "layerwise", "seed": 0, "device": "cpu",
-            "dataset": {"name": "d", "train": 1, "test": 1, "source": "s"},
-            "dense": {"params": 10, "macs": 10, "flops": 10, "accuracy": 0.5, "top5": 1.0},
-            "pruned": {"params": 5, "macs": 5, "flops": 5, "accuracy": 0.5, "top5": 1.0}, "theoretical_speedup": 2.0,
-            "channel_sparsity": 0.4, "latency": [row], "layers": [],
-            "machine": {"cpu": "c", "cores": 2, "torch_threads": 2, "gpu": None, "torch": "t", "onnxruntime": "o",
-                        "torch_pruning": "p"}, "timings_s": {}}
-    busy = report_md({**base, "latency_rows": [{"machine_busy": "other processes used 1.00 of 2 cores"}]})
+    base = make_report()
+    row = base["latency_rows"][0]
+    busy = report_md({**base, "latency_rows": [{**row,
+                                                "machine_busy": "other processes used 1.00 of 2 cores"}]})
     assert "not quiet" in busy
-    assert "not quiet" not in report_md({**base, "latency_rows": [{"machine_busy": ""}]})
+    assert "not quiet" not in report_md({**base, "latency_rows": [{**row, "machine_busy": ""}]})
 
 
 def test_openvino_runtime_rows_beside_onnxruntime(tmp_path):

@@ -2,36 +2,51 @@
 variable, figures from real compress runs, and one-line errors on bad folders."""
 import json
 import math
+import shutil
 import struct
+import subprocess
+import sys
+import typing
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from reports import BASE, MASKED, make_report
 
 from filterprune.cli import main
-from filterprune.reporting import collect, tables
+from filterprune.errors import UsageError
+from filterprune.reporting import collect, schema, tables
+from filterprune.reporting.schema import SCHEMA_VERSION, read_report
+
+BEFORE_SCHEMA = Path(__file__).parent / "fixtures" / "report-0.1.0.json"  # compress at 3e206b1 (0.1.0)
 
 
 def fake_report(criterion, sparsity, seed, acc, dense_acc, *, ms=None, dense_ms=None, rss=None, config=None,
                 compression=None, layers=None):
-    """A report.json as compress writes it, with only the numbers a test sets (structure from api.compress)."""
+    """A report.json as compress writes it (tests/reports.py), with only the numbers a test sets."""
     rows = []
     for variant, p50 in (("dense", dense_ms), ("pruned", ms)):
         if p50 is not None:
             rows.append({"variant": variant, "runtime": "onnxruntime", "device": "cpu", "batch_size": 32,
                          "p50_ms": p50, "p90_ms": p50, "cpu_peak_rss_mb": "" if rss is None else rss[variant],
                          "gpu_peak_allocated_mb": "", "gpu_peak_reserved_mb": ""})
+    latency = [{"runtime": "onnxruntime", "device": "cpu", "batch_size": 32, "dense_ms": dense_ms,
+                "pruned_ms": ms, "dense_p90_ms": dense_ms, "pruned_p90_ms": ms,
+                "speedup": dense_ms / ms}] if ms and dense_ms else []
     cfg = {"model": "vgg16", "criterion": criterion, "sparsity": sparsity, "seed": seed, "epochs": 10,
            "compression": compression, "target_macs": None, "out": f"runs/{criterion}-{sparsity}-{seed}",
            **(config or {})}
-    masked = {"compression": compression, "accuracy": acc - 0.01, "flop_fraction": 0.5} if compression else None
+    masked = {**MASKED, "compression": compression, "accuracy": acc - 0.01,
+              "flop_fraction": 0.5} if compression else None
     keep = 1 - (sparsity or 0.5)
-    return {"model": "vgg16", "criterion": criterion, "sparsity": sparsity, "scope": "layerwise", "seed": seed,
-            "device": "cpu", "mode": "shrink", "dataset": {"name": "cifar10", "train": 50, "test": 10},
-            "dense": {"params": 2_000_000, "macs": 300_000_000, "flops": 310_000_000, "accuracy": dense_acc},
-            "pruned": {"params": int(2e6 * keep ** 2), "macs": int(3e8 * keep ** 2), "flops": int(3.1e8 * keep ** 2),
-                       "accuracy": acc},
-            "masked": masked, "channel_sparsity": sparsity, "layers": layers or [], "latency_rows": rows,
-            "machine": {"cpu": "test cpu", "cores": 2, "gpu": None}, "config": cfg}
+    r = make_report(model="vgg16", criterion=criterion, sparsity=sparsity, seed=seed,
+                    dataset={"name": "cifar10"}, dense={"accuracy": dense_acc},
+                    pruned={"params": int(2e6 * keep ** 2), "macs": int(3e8 * keep ** 2),
+                            "flops": int(3.1e8 * keep ** 2), "accuracy": acc},
+                    masked=masked, channel_sparsity=sparsity, layers=layers or [], latency=latency,
+                    latency_rows=rows)
+    r["config"] = cfg
+    return r
 
 
 def write_runs(root, reports, sweep=True):
@@ -97,13 +112,10 @@ def test_test_time_speedup_and_memory_tables(tmp_path):
     assert (root / "report" / "tables" / "cpu_peak_rss_mb.csv").is_file()
 
 
-def test_different_settings_are_never_averaged_and_old_reports_are_read(tmp_path):
+def test_different_settings_are_never_averaged(tmp_path):
     runs = [fake_report("l1", 0.5, 0, 0.80, 0.9, ms=5.0, dense_ms=9.0),
             fake_report("l1", 0.5, 0, 0.60, 0.9, config={"epochs": 1}),
-            fake_report("snip", 0.5, 0, 0.70, 0.9)]
-    old = runs[2]
-    del old["latency_rows"], old["masked"], old["mode"], old["channel_sparsity"]  # an older compress report
-    old["latency"] = [{"runtime": "onnxruntime", "device": "cpu", "batch_size": 32, "dense_ms": 9.0, "pruned_ms": 3.0}]
+            fake_report("snip", 0.5, 0, 0.70, 0.9, ms=3.0, dense_ms=9.0)]
     root = write_runs(tmp_path / "plain", runs, sweep=False)
     df = collect.load_runs(root)
     assert sorted(df["setting"].unique()) == ["vgg16 on cifar10, epochs=1", "vgg16 on cifar10, epochs=10"]
@@ -144,6 +156,52 @@ def test_defaults_and_measurement_options_do_not_split_settings_and_macs_targets
     assert list(tables.pivot(df, tables.METRIC_BY_KEY["accuracy"]).index) == [0.3, 0.5]
 
 
+# ------------------------------------------------------------------------------------------ the schema
+def test_a_report_from_before_the_schema_still_reads(tmp_path, capsys):
+    """The previous release's report.json (mlp, l1 0.4, synthetic, --no-bench) has no schema_version."""
+    r = read_report(BEFORE_SCHEMA)
+    assert "schema_version" not in r and r["model"] == "mlp" and r["pruned"]["accuracy"] == 0.125
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    shutil.copy(BEFORE_SCHEMA, run / "report.json")
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    row = pd.read_csv(tmp_path / "out" / "runs.csv").iloc[0]
+    assert (row["criterion"], row["accuracy"], row["dense_params"]) == ("l1", 0.125, 348710)
+
+
+def test_a_newer_minor_reads_and_a_newer_major_is_refused(tmp_path):
+    (tmp_path / "report.json").write_text(json.dumps(make_report(schema_version="1.7", added_later={"x": 1})))
+    assert read_report(tmp_path)["added_later"] == {"x": 1}
+    (tmp_path / "report.json").write_text(json.dumps({**make_report(), "schema_version": "2.0"}))
+    with pytest.raises(UsageError, match=r"report.json schema 2.0 is newer than this filterprune reads "
+                                                r"\(1.x\); upgrade filterprune$"):
+        read_report(tmp_path / "report.json")
+
+
+def test_the_test_report_covers_the_schema():
+    """tests/reports.py has every key of report.json and no key the schema does not know, in every section."""
+    assert list(BASE) == list(typing.get_type_hints(schema.Report))  # also the order compress writes
+
+    def unknown(doc, kind, where):
+        hints = typing.get_type_hints(kind)
+        bad = [f"{where}{k}" for k in doc if k not in hints]
+        for k, v in doc.items():
+            kinds = (hints.get(k), *typing.get_args(hints.get(k)))  # a section, or a list or union of one
+            sub = next((a for a in kinds if typing.is_typeddict(a)), None)
+            items = v if isinstance(v, list) else [v] if isinstance(v, dict) else []
+            if sub is not None:
+                bad += [b for item in items for b in unknown(item, sub, f"{where}{k}.")]
+        return bad
+
+    assert unknown(BASE, schema.Report, "") == [] and unknown(MASKED, schema.Masked, "masked.") == []
+
+
+def test_the_schema_is_cheap_to_import():
+    code = ("import sys, filterprune.reporting.schema\n"
+            "print(sorted({'torch', 'pandas', 'numpy'} & set(sys.modules)))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+
+
 # ---------------------------------------------------------------------------------------- real runs
 @pytest.fixture(scope="module")
 def real_sweep(tmp_path_factory):
@@ -163,6 +221,12 @@ def _png_size(path):
     head = path.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n", path
     return struct.unpack(">II", head[16:24])
+
+
+def test_a_fresh_run_writes_the_schema_version_first(real_sweep):
+    path = real_sweep / "runs" / "l1-0.3-0" / "report.json"
+    assert next(iter(json.loads(path.read_text()))) == "schema_version"
+    assert read_report(path)["schema_version"] == SCHEMA_VERSION
 
 
 def test_report_of_real_runs(real_sweep, capsys):
@@ -228,17 +292,31 @@ def _one_error_line(capsys, needle):
     return err[0]
 
 
+def _edited(*remove, **changes):
+    """A damage: the report with ``changes`` and without the keys ``remove``."""
+    def damage(p):
+        doc = {k: v for k, v in json.loads(p.read_text()).items() if k not in remove}
+        p.write_text(json.dumps({**doc, **changes}))
+    return damage
+
+
 @pytest.mark.parametrize("damage,code,needle", [
     (lambda p: p.write_text('{"model": "vgg16", "crit'), 1, "unreadable or corrupt report"),
     (lambda p: p.write_text("[1, 2]"), 1, "not a filterprune compress report (a list"),
-    (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "pruned": {"params": 1, "macs": 2}})), 1,
-     "missing pruned.accuracy"),
+    (_edited(pruned={"params": 1, "macs": 2, "flops": 2, "top5": 1.0}), 1, "missing pruned.accuracy"),
+    (_edited("latency_rows"), 1, "not a filterprune compress report (missing latency_rows)"),
+    (_edited(dataset="cifar10"), 1, "(dataset is not an object)"),
     (lambda p: p.write_bytes(b"\xff\xfe\x00garbage"), 1, "unreadable or corrupt report"),
-    (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "layers": [{"name": "a"}]})), 1,
+    (_edited(layers=[{"name": "a"}]), 1, "missing layers[0].channels_before"),
+    (_edited(layers=[{"name": "a", "channels_before": 2, "channels_after": "1"}]), 1,
      "layers are not channel counts"),
-    (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "seed": "zero"})), 1, "seed is not an integer"),
+    (_edited(seed="zero"), 1, "seed is not an integer"),
+    (_edited(schema_version="2.0"), 2,
+     "report.json schema 2.0 is newer than this filterprune reads (1.x); upgrade filterprune"),
+    (_edited(schema_version="one"), 1, "(schema_version 'one' is not MAJOR.MINOR)"),
+    (_edited(schema_version=None), 1, "(schema_version None is not MAJOR.MINOR)"),
 ])
-def test_a_corrupt_report_is_one_line_and_writes_nothing(tmp_path, capsys, damage, code, needle):
+def test_a_corrupt_or_too_new_report_is_one_line_and_writes_nothing(tmp_path, capsys, damage, code, needle):
     root = write_runs(tmp_path / "s", hand_made_runs())
     damage(root / "runs" / "run03" / "report.json")
     assert main(["report", str(root)]) == code

@@ -9,11 +9,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from reports import MASKED, make_report
 
 from filterprune.cli import main
+from filterprune.errors import UsageError
 from filterprune.sweep import executors, load_sweep, run_id, sweep
 from filterprune.sweep.grid import digest
-from filterprune.sweep.store import SweepStore
+from filterprune.sweep.store import SweepStore, result_row
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"model": "mlp", "criterion": "l1", "dataset": "synthetic", "epochs": 0, "finetune_epochs": 0, "export": False, "bench": False}
@@ -185,6 +187,27 @@ def test_resume_skips_exactly_the_finished_runs(tmp_path, monkeypatch, capsys):
         assert run_id(report["config"]) == r.run_id  # the folder is named by its own config
         assert float(by_id[r.run_id]["sparsity"]) == r.config["sparsity"]
         assert by_id[r.run_id]["scope"] == report["scope"] == "layerwise"
+
+
+def test_a_report_of_a_newer_filterprune_stops_the_sweep_instead_of_being_redone(tmp_path):
+    store = SweepStore(tmp_path)
+    run = store.run_dir("abc")
+    run.mkdir(parents=True)
+    (run / "report.json").write_text(json.dumps({**make_report(), "schema_version": "2.0"}))
+    with pytest.raises(UsageError, match="schema 2.0 is newer than this filterprune reads"):
+        store.finished("abc")
+    (run / "report.json").write_text("{")  # damaged: a run to redo
+    assert not store.finished("abc")
+    (run / "report.json").write_text(json.dumps(make_report()))
+    assert store.finished("abc")
+
+
+def test_results_row_from_a_report():
+    row = result_row(make_report(masked=MASKED, config={"epochs": 3}), ["model", "epochs", "steps"])
+    assert (row["model"], row["epochs"], row["steps"]) == ("mlp", 3, "")  # a config key it lacks: empty
+    assert (row["pruned_accuracy"], row["masked_accuracy"], row["masked_flop_fraction"]) == (0.8, 0.85, 0.5)
+    assert (row["onnxruntime_cpu_b32_speedup"], row["seconds"], row["compression"]) == (2.0, 6.6, 0.3)
+    assert result_row(make_report(), [])["masked_accuracy"] == ""
 
 
 def test_another_sweep_or_a_foreign_folder_is_refused(tmp_path, monkeypatch, capsys):

@@ -3,7 +3,8 @@
 Accepts a sweep folder (``DIR/runs/<id>/report.json``) or a plain folder of compress output folders
 (``DIR/<run>/report.json``). A run is finished iff its ``report.json`` exists; hidden folders (a
 compress still staging its output, ``.NAME.partial-PID``) are never read. Everything comes from
-report.json, so a reader needs nothing else; fields that older reports lack become NaN.
+report.json, read through the schema (``schema.read_report``); a measurement that is not a number
+(not measured, or a key that older reports lack) becomes NaN.
 """
 from __future__ import annotations
 
@@ -16,11 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import CompressConfig
-from ..errors import RunError, UsageError
-from ..fileio import read_small_json
-
-REPORT = "report.json"
-MAX_ROWS = 2_000  # layers or latency rows in one report (networks have hundreds of layers at most)
+from ..errors import UsageError
+from .schema import FILE as REPORT
+from .schema import Machine, Report, read_report
 
 # config fields that are not the experiment (where outputs go, how long latency is sampled) or are the
 # tables' own axes: runs are never split into settings by them
@@ -68,38 +67,6 @@ def find_runs(folder: Path) -> list[Path]:
     return runs
 
 
-def read_report(path: Path) -> dict:
-    """A compress report.json, checked for the fields the report needs (RunError naming the file)."""
-    doc = read_small_json(path, "or corrupt report")
-    if not isinstance(doc, dict):
-        raise RunError(f"{path}: not a filterprune compress report (a {type(doc).__name__}, not an object)")
-    for section, keys in (("", ("model", "criterion", "seed", "config")),
-                          ("dense", ("params", "macs", "accuracy")), ("pruned", ("params", "macs", "accuracy"))):
-        holder = doc.get(section) if section else doc
-        missing = [k for k in keys if not isinstance(holder, dict) or k not in holder]
-        if missing:
-            where = f"{section}." if section else ""
-            raise RunError(f"{path}: not a filterprune compress report (missing {where}{missing[0]})")
-    bad = ("config is not an object" if not isinstance(doc["config"], dict) else
-           "model or criterion is not a name" if not all(isinstance(doc[k], str) for k in ("model", "criterion")) else
-           "seed is not an integer" if type(doc["seed"]) is not int else
-           f"more than {MAX_ROWS:,} layers or latency rows" if any(
-               len(_list(doc.get(k))) > MAX_ROWS for k in ("layers", "latency_rows", "latency")) else
-           "layers are not channel counts" if not all(
-               isinstance(x, dict) and isinstance(x.get("name"), str) and type(x.get("channels_before")) is int
-               and type(x.get("channels_after")) is int for x in _list(doc.get("layers"))) else
-           "latency rows are not objects" if not all(
-               isinstance(x, dict) for x in _list(doc.get("latency_rows")) + _list(doc.get("latency"))) else None)
-    if bad:
-        raise RunError(f"{path}: not a filterprune compress report ({bad})")
-    return doc
-
-
-def _list(x) -> list:
-    """A list field; anything else (null, a number) is not a list of the right things: [None]."""
-    return x if isinstance(x, list) else [] if x is None else [None]
-
-
 def _num(x) -> float:
     """A number from report.json; "" (not measured), None and anything else non-numeric are NaN."""
     if isinstance(x, bool) or not isinstance(x, (int, float)):
@@ -107,18 +74,14 @@ def _num(x) -> float:
     return float(x)
 
 
-def _latency(report: dict, timing: Timing) -> dict:
+def _latency(report: Report, timing: Timing) -> dict:
     """p50 per variant at the chosen runtime/device/batch; CPU peak RSS at that runtime on the CPU;
     GPU allocator peaks from PyTorch on CUDA (the only runtime that measures them), same batch."""
-    rows = report.get("latency_rows") or []
-    if not rows:  # a report from before latency_rows: its compact view has the medians
-        rows = [{"variant": v, "runtime": r.get("runtime"), "device": r.get("device"),
-                 "batch_size": r.get("batch_size"), "p50_ms": r.get(f"{v}_ms")}
-                for r in report.get("latency") or [] for v in ("dense", "pruned", "masked") if f"{v}_ms" in r]
+    rows = report["latency_rows"]
 
     def pick(runtime, device, variant, field):
         for r in rows:
-            if (r.get("runtime"), r.get("device"), r.get("batch_size"), r.get("variant")) == \
+            if (r["runtime"], r["device"], r["batch_size"], r["variant"]) == \
                     (runtime, device, timing.batch_size, variant):
                 return _num(r.get(field))
         return math.nan
@@ -134,39 +97,38 @@ def _latency(report: dict, timing: Timing) -> dict:
     return out
 
 
-def timings_present(report: dict) -> set[tuple[str, str, int]]:
-    rows = (report.get("latency_rows") or []) + (report.get("latency") or [])
-    return {(r.get("runtime"), r.get("device"), r.get("batch_size")) for r in rows if isinstance(r, dict)}
+def timings_present(report: Report) -> set[tuple[str, str, int]]:
+    rows = [*report["latency_rows"], *report["latency"]]
+    return {(r["runtime"], r["device"], r["batch_size"]) for r in rows}
 
 
-def run_row(report: dict, run: Path, timing: Timing) -> dict:
+def run_row(report: Report, run: Path, timing: Timing) -> dict:
     """One tidy row: what the run asked for (config), what it got (report), where it lives."""
-    cfg, d, p = report["config"], report["dense"], report["pruned"]
-    m = report.get("masked") or {}
-    ds = report.get("dataset")
+    cfg, d, p, m = report["config"], report["dense"], report["pruned"], report["masked"]
     row = {
         "run": run.name, "path": str(run), "model": report["model"],
-        "dataset": ds.get("name") if isinstance(ds, dict) else ds, "criterion": report["criterion"],
-        "mode": report.get("mode", "shrink"), "scope": report.get("scope"), "seed": report["seed"],
+        "dataset": report["dataset"]["name"], "criterion": report["criterion"],
+        "mode": report["mode"], "scope": report["scope"], "seed": report["seed"],
         # what was asked: a --target-macs run has no sparsity (the one it found is its channel_sparsity)
         "sparsity": _num(cfg.get("sparsity")),
-        "compression": _num(m.get("compression", cfg.get("compression"))),
+        "compression": _num(m["compression"] if m else cfg.get("compression")),
         "target_macs": _num(cfg.get("target_macs")),
-        "channel_sparsity": _num(report.get("channel_sparsity")),
-        "device": report.get("device"),
+        "channel_sparsity": _num(report["channel_sparsity"]),
+        "device": report["device"],
         "dense_accuracy": _num(d["accuracy"]), "accuracy": _num(p["accuracy"]),
-        "dense_top5": _num(d.get("top5")), "top5": _num(p.get("top5")),
+        "dense_top5": _num(d["top5"]), "top5": _num(p["top5"]),
         "dense_params": _num(d["params"]), "params": _num(p["params"]),
         "dense_macs": _num(d["macs"]), "macs": _num(p["macs"]),
-        "dense_flops": _num(d.get("flops")), "flops": _num(p.get("flops")),
+        "dense_flops": _num(d["flops"]), "flops": _num(p["flops"]),
         "theoretical_speedup": _num(d["macs"]) / _num(p["macs"]) if _num(p["macs"]) else math.nan,
-        "masked_accuracy": _num(m.get("accuracy")), "masked_flop_fraction": _num(m.get("flop_fraction")),
-        "masked_weight_density": _num(m.get("weight_density")),
+        "masked_accuracy": _num(m["accuracy"] if m else None),
+        "masked_flop_fraction": _num(m["flop_fraction"] if m else None),
+        "masked_weight_density": _num(m["weight_density"] if m else None),
     }
     row["flop_fraction"] = row["flops"] / row["dense_flops"] if row["dense_flops"] else math.nan
     row.update(_latency(report, timing))
-    row["layers"] = report.get("layers") or []
-    row["machine"] = _machine(report.get("machine"))
+    row["layers"] = report["layers"]
+    row["machine"] = _machine(report["machine"])
     # a field an older report lacks ran with what is the default now
     row.update({f"config.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v
                 for k, v in {**_config_defaults(), **cfg}.items()})
@@ -178,11 +140,9 @@ def _config_defaults() -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in CompressConfig.defaults().items()}
 
 
-def _machine(m) -> str:
-    if not isinstance(m, dict):
-        return ""
-    gpu = f"GPU {m['gpu']}" if m.get("gpu") else "no GPU"
-    return f"{m.get('cpu')} ({m.get('cores')} cores), {gpu}; torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}"
+def _machine(m: Machine) -> str:
+    gpu = f"GPU {m['gpu']}" if m["gpu"] else "no GPU"
+    return f"{m['cpu']} ({m['cores']} cores), {gpu}; torch {m['torch']}, onnxruntime {m['onnxruntime']}"
 
 
 def load_runs(folder: Path, timing: Timing = Timing()) -> pd.DataFrame:

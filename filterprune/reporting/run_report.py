@@ -5,6 +5,7 @@ from pathlib import Path
 
 from ..bench import quiet
 from ..fileio import atomic_write_bytes, atomic_write_json
+from .schema import FILE, Report
 
 
 def _fmt_int(n: int) -> str:
@@ -15,7 +16,7 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def markdown(r: dict) -> str:
+def markdown(r: Report) -> str:
     d, p = r["dense"], r["pruned"]
     lines = [
         f"# {r['model']} · {r['criterion']} · sparsity {r['sparsity']:g} ({r['scope']})", "",
@@ -24,18 +25,18 @@ def markdown(r: dict) -> str:
         f"{r['dataset']['source']}). Device: {r['device']}. Seed: {r['seed']}.", "",
         "| | params | MACs | FLOPs (seed conv.) | top-1 | top-5 |", "|---|---:|---:|---:|---:|---:|",
     ]
-    rows = (("dense", d), ("pruned", p)) + ((("masked (zeros kept)", r["masked"]),) if r.get("masked") else ())
+    rows = (("dense", d), ("pruned", p)) + ((("masked (zeros kept)", r["masked"]),) if r["masked"] else ())
     for name, c in rows:
         lines.append(f"| {name} | {_fmt_int(c['params'])} | {_fmt_int(c['macs'])} | {_fmt_int(c['flops'])} | "
                      f"{100 * c['accuracy']:.2f}% | {100 * c['top5']:.2f}% |")
-    if r.get("masked"):
-        mk = r["masked"]
+    mk = r["masked"]
+    if mk:
         lines += ["", f"Mask ({r['criterion']}, {mk['scope']}): compression {mk['compression']:.3g}, weight density "
                       f"{mk['weight_density']:.4f}, {_fmt_int(mk['nonzero_params'])} non-zero params; FLOP fraction "
-                      f"(seed convention, of {d['flops']:,}) {mk['flop_fraction']:.4f}. Mode: {r.get('mode')}."]
+                      f"(seed convention, of {d['flops']:,}) {mk['flop_fraction']:.4f}. Mode: {r['mode']}."]
     lines += ["", f"Theoretical speedup (dense MACs / pruned MACs): **{r['theoretical_speedup']:.2f}x**. "
                   f"Channel sparsity achieved: {r['channel_sparsity']:.3f}.", ""]
-    t = r.get("latency_target")
+    t = r.get("latency_target") or {}
     for i, step in enumerate(t.get("steps", [t]) if t else [], 1):
         head = f"Latency target (step {i})" if "steps" in t else "Latency target"
         asked = f"{step['asked_speedup']:.2f}x" + (f" ({step['asked_latency_ms']:g} ms)" if step["asked_latency_ms"] else "")
@@ -44,14 +45,14 @@ def markdown(r: dict) -> str:
                   f"{step['dense_ms']:.2f} → {step['pruned_ms']:.2f} ms) "
                   f"after {len(step['iterations'])} candidate(s); {step['conv_latencies_measured']} conv latencies "
                   "measured. Widths per group: " + ", ".join(f"{k} {v}" for k, v in step["widths"].items()) + ".", ""]
-    if r.get("onnx"):
-        o = r["onnx"]
+    o = r["onnx"]
+    if o:
         lines += [f"ONNX: `{o['path']}`, dynamic batch; onnxruntime parity at batches {o['batches']}: "
                   f"max abs diff {o['max_abs_diff']:.2e} (relative {o['max_rel_diff']:.2e}).", ""]
-    if r.get("latency"):
+    if r["latency"]:
         has_masked = "masked_ms" in r["latency"][0]
         mcols = (" masked ms | masked speedup |", "---:|---:|") if has_masked else ("", "")
-        busy = next((row.get("machine_busy") for row in r.get("latency_rows") or [] if row.get("machine_busy")), "")
+        busy = next((row.get("machine_busy") for row in r["latency_rows"] if row.get("machine_busy")), "")
         lines += ["## Latency (median of interleaved runs)", ""] + ([quiet.warning({"busy": True, "why": busy}), ""]
                                                                   if busy else []) + [
                   f"| runtime | device | batch | dense ms | pruned ms | speedup | efficiency |{mcols[0]}",
@@ -62,12 +63,12 @@ def markdown(r: dict) -> str:
             lines.append(f"| {row['runtime']} | {row['device']} | {row['batch_size']} | {row['dense_ms']:.2f} | "
                          f"{row['pruned_ms']:.2f} | {row['speedup']:.2f}x | {eff:.2f} |{extra}")
         lines.append("")
-    ft = r.get("finetune") or {}
-    if ft.get("history"):
+    ft, sc = r["finetune"], r.get("scratch")
+    if ft["history"]:
         lines += [f"Finetune: recipe {ft.get('recipe')}, distillation {ft.get('distill')}, {_n(len(ft['history']), 'epoch')}; "
                   f"kept epoch {ft.get('kept_epoch')} (best validation top-1)." + (
-                      f" From-scratch control ({r['scratch']['epochs']} epochs): top-1 "
-                      f"{100 * r['scratch']['accuracy']:.2f}%." if r.get("scratch") else ""), ""]
+                      f" From-scratch control ({sc['epochs']} epochs): top-1 "
+                      f"{100 * sc['accuracy']:.2f}%." if sc else ""), ""]
     lines += ["## Layers", "", "| layer | channels before | after |", "|---|---:|---:|"]
     lines += [f"| {x['name']} | {x['channels_before']} | {x['channels_after']} |" for x in r["layers"]]
     m = r["machine"]
@@ -77,6 +78,6 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict, folder: Path) -> None:
-    atomic_write_json(Path(folder) / "report.json", report)
+def write_report(report: Report, folder: Path) -> None:
+    atomic_write_json(Path(folder) / FILE, report)
     atomic_write_bytes(Path(folder) / "report.md", markdown(report).encode())

@@ -15,11 +15,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .. import __version__, limits, outputs
-from ..errors import FilterpruneError, UsageError
+from ..errors import FilterpruneError, RunError, UsageError
 from ..fileio import atomic_write_bytes, atomic_write_json, read_small_json
+from ..reporting.schema import FILE as REPORT
+from ..reporting.schema import Report, read_report
 from .grid import Sweep
 
 # always in results.csv (with any other field that varies across the sweep), then the metrics
@@ -103,22 +107,21 @@ class SweepStore:
 
     def finished(self, rid: str) -> bool:
         """A run is finished iff its report.json is there and reads as a report; a damaged one (cut short,
-        edited, over the bounds) is a run to redo, never a result."""
-        if not (self.run_dir(rid) / "report.json").is_file():
+        edited, over the bounds) is a run to redo, never a result. One that a newer filterprune wrote is
+        neither: its UsageError stops the sweep rather than replace a result this version cannot read."""
+        if not (self.run_dir(rid) / REPORT).is_file():
             return False
         try:
             self.report(rid)
-        except FilterpruneError:
+        except RunError:
             return False
         return True
 
     def finished_ids(self, sweep: Sweep) -> set[str]:
         return {r.run_id for r in sweep.runs if self.finished(r.run_id)}
 
-    def report(self, rid: str) -> dict:
-        from ..reporting.collect import read_report
-
-        return read_report(self.run_dir(rid) / "report.json")
+    def report(self, rid: str) -> Report:
+        return read_report(self.run_dir(rid))
 
     # ------------------------------------------------------------------------------- results
     def write_results(self, sweep: Sweep) -> Path:
@@ -143,37 +146,34 @@ METRIC_COLUMNS = ("dense_accuracy", "pruned_accuracy", "masked_accuracy", "dense
                   "masked_top5", "dense_params", "pruned_params", "masked_nonzero_params", "dense_macs",
                   "pruned_macs", "dense_flops", "pruned_flops", "masked_flops", "masked_flop_fraction",
                   "masked_weight_density", "channel_sparsity", "theoretical_speedup", "seconds")
+COST_KEYS = ("accuracy", "top5", "params", "macs", "flops")
+MASKED_KEYS = ("accuracy", "top5", "nonzero_params", "flops", "flop_fraction", "weight_density")
 
 
-def result_row(report: dict, config_cols) -> dict:
-    """The flat row of one run's report.json: what it was (from its config) and what it measured. A field
-    the report lacks (or holds as the wrong type) is an empty cell."""
-    cfg, masked = report["config"], _dict(report.get("masked"))
+def result_row(report: Report, config_cols) -> dict:
+    """The flat row of one run's report.json: what it was (from its config) and what it measured. A config
+    field the report lacks is an empty cell."""
+    cfg, masked = report["config"], report["masked"]
     row = {k: _cell(cfg.get(k)) for k in config_cols}
-    row["sparsity"] = _cell(report.get("sparsity"))  # as asked, or as found for target_macs
-    row["scope"] = _cell(report.get("scope"))  # as given, or the criterion's default
+    row["sparsity"] = _cell(report["sparsity"])  # as asked, or as found for target_macs
+    row["scope"] = _cell(report["scope"])  # as given, or the criterion's default
     if masked:
-        row["compression"] = _cell(masked.get("compression"))
-    for part in ("dense", "pruned"):
-        for k in ("accuracy", "top5", "params", "macs", "flops"):
-            row[f"{part}_{k}"] = _cell(_dict(report.get(part)).get(k))
-    for k in ("accuracy", "top5", "nonzero_params", "flops", "flop_fraction", "weight_density"):
-        row[f"masked_{k}"] = _cell(masked.get(k))
-    row["channel_sparsity"] = _cell(report.get("channel_sparsity"))
-    row["theoretical_speedup"] = _cell(report.get("theoretical_speedup"))
-    times = [v for v in _dict(report.get("timings_s")).values() if type(v) in (int, float)]
+        row["compression"] = _cell(masked["compression"])
+    parts: tuple[tuple[str, Mapping[str, Any] | None, tuple[str, ...]], ...] = (
+        ("dense", report["dense"], COST_KEYS), ("pruned", report["pruned"], COST_KEYS),
+        ("masked", masked, MASKED_KEYS))
+    for part, section, keys in parts:
+        for k in keys:
+            row[f"{part}_{k}"] = _cell(section[k]) if section else ""
+    row["channel_sparsity"] = _cell(report["channel_sparsity"])
+    row["theoretical_speedup"] = _cell(report["theoretical_speedup"])
+    times = [v for v in report["timings_s"].values() if type(v) in (int, float)]
     row["seconds"] = round(sum(times), 1)
-    for lat in report.get("latency") or []:
-        if not isinstance(lat, dict):
-            continue
-        key = f"{lat.get('runtime')}_{lat.get('device')}_b{lat.get('batch_size')}"
-        row[f"{key}_dense_ms"], row[f"{key}_pruned_ms"] = _cell(lat.get("dense_ms")), _cell(lat.get("pruned_ms"))
-        row[f"{key}_speedup"] = _cell(lat.get("speedup"))
+    for lat in report["latency"]:
+        key = f"{lat['runtime']}_{lat['device']}_b{lat['batch_size']}"
+        row[f"{key}_dense_ms"], row[f"{key}_pruned_ms"] = _cell(lat["dense_ms"]), _cell(lat["pruned_ms"])
+        row[f"{key}_speedup"] = _cell(lat["speedup"])
     return row
-
-
-def _dict(x) -> dict:
-    return x if isinstance(x, dict) else {}
 
 
 def _cell(value):
