@@ -52,7 +52,7 @@ POINTS = {
     "pruned-checkpoint-torn": ("filterprune.serialization.save_file", 1, "torn", True, []),
     "onnx-export": ("torch.onnx.export", 1, "after", True, []),
     "onnx-parity": ("filterprune.export.convert.session", 1, "before", True, []),
-    "bench": ("filterprune.bench.suite.interleaved", 1, "before", True, []),
+    "bench": ("filterprune.bench.timing.interleaved", 1, "before", True, []),
     "report-md": ("filterprune.reporting.run_report.atomic_write_bytes", 1, "before", True, []),
     "publish": ("filterprune.outputs.publish", 1, "before", True, []),
     "overwrite-between-renames": ("os.replace", -1, "overwrite", True, ["--overwrite"]),

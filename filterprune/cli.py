@@ -128,7 +128,8 @@ def _train(a) -> None:
 def _bench(a) -> None:
     from pathlib import Path
 
-    from .bench.suite import BenchConfig, bench
+    from .bench.command import bench
+    from .bench.config import BenchConfig
 
     _trust(a)
     cfg = BenchConfig(runtimes=a.runtime, devices=a.device, providers=a.provider, batch_sizes=a.batch_sizes,

@@ -7,7 +7,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from filterprune.bench.suite import COLUMNS, BenchConfig, Variant, _add_speedups, run_bench
+from filterprune.bench.config import BenchConfig
+from filterprune.bench.targets import Variant
+from filterprune.bench.timing import COLUMNS, _add_speedups, run_bench
 from filterprune.cli import main
 from filterprune.errors import UsageError
 

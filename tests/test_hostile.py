@@ -22,8 +22,9 @@ import torch.nn as nn
 
 from filterprune import fileio
 from filterprune import serialization as ckpt
-from filterprune.bench import suite
-from filterprune.bench.suite import BenchConfig, Variant, run_bench
+from filterprune.bench.config import BenchConfig
+from filterprune.bench.targets import Variant, variants_from
+from filterprune.bench.timing import run_bench
 from filterprune.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +113,7 @@ def test_a_batch_over_the_memory_budget_is_a_row_error_and_nothing_is_allocated(
     monkeypatch.setenv("FILTERPRUNE_MEMORY_GB", "0.001")  # 1 MiB: batch 4 of 16x16x16 activations is over
     made = []
     real = torch.randn
-    monkeypatch.setattr(suite.torch, "randn", lambda *a, **k: made.append(a) or real(*a, **k))
+    monkeypatch.setattr(torch, "randn", lambda *a, **k: made.append(a) or real(*a, **k))
     model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.Flatten(), nn.Linear(16 * 16 * 16, 3))
     rows = run_bench([Variant("dense", (3, 16, 16), 0, 1, model)],
                      BenchConfig(runtimes=("torch",), devices=("cpu",), batch_sizes=(1, 400), warmup=0, iters=1,
@@ -153,7 +154,8 @@ def test_bench_output_is_staged_refused_when_taken_and_replaced_with_overwrite(t
     def broken_plot(df, folder):
         raise OSError(28, "No space left on device", str(folder / "latency_vs_batch.png"))
 
-    monkeypatch.setattr(suite, "plot", broken_plot)  # the disk fills after bench.csv/json/md were written
+    # the disk fills after bench.csv/json/md were written
+    monkeypatch.setattr("filterprune.bench.files.plot", broken_plot)
     assert main(argv) == 1
     assert "No space left on device" in capfd.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".bench*"))  # complete or absent
@@ -175,7 +177,7 @@ def test_onnx_metadata_that_is_not_a_number_is_ignored(tmp_path):
     entry = proto.metadata_props.add()
     entry.key, entry.value = "pruned_macs", "lots"
     onnx.save(proto, str(path))
-    (v,) = suite.variants_from([path])
+    (v,) = variants_from([path])
     assert v.macs == 48 * 3  # from the graph instead (Linear 48 -> 3)
 
 

@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from filterprune.bench import quiet
-from filterprune.bench.suite import BenchConfig, Variant, markdown, run_bench
+from filterprune.bench.config import BenchConfig
+from filterprune.bench.files import markdown
+from filterprune.bench.targets import Variant
+from filterprune.bench.timing import run_bench
 from filterprune.models import ModelSpec, build_model
 
 

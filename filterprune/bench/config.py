@@ -1,0 +1,65 @@
+"""What `filterprune bench` (and `compress`'s bench stage) times: runtimes, devices, providers, batch sizes,
+iterations. Checked when built, so a bad value is a usage error before any model is loaded."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import UsageError
+from .runners import PROVIDERS, available_providers, openvino_core
+
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+DEFAULT_RUNTIMES = ("torch", "onnxruntime")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
+    devices: tuple[str, ...] = ("auto",)
+    providers: tuple[str, ...] = ("auto",)
+    batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
+    warmup: int = 5
+    iters: int = 30
+    threads: int | None = None
+    fp16: bool = False
+    compile: bool = False
+    memory: bool = True
+
+    def __post_init__(self):
+        for flag, given in (("--runtime", self.runtimes), ("--device", self.devices),
+                            ("--provider", self.providers)):
+            if not given:
+                raise UsageError(f"{flag} needs at least one value")
+        for r in self.runtimes:
+            if r not in RUNTIMES:
+                raise UsageError(f"unknown runtime {r!r}; valid: {', '.join(RUNTIMES)}")
+            if r == "openvino":
+                openvino_core()  # installed, or the install hint
+        for d in self.devices:
+            if d not in (*DEVICES, "auto"):
+                raise UsageError(f"unknown device {d!r}; valid: auto, {', '.join(DEVICES)}")
+            if d == "cuda" and not torch.cuda.is_available():
+                raise UsageError("--device cuda requested but no CUDA GPU is available")
+        for p in self.providers:
+            if p not in (*PROVIDERS, "auto"):
+                raise UsageError(f"unknown provider {p!r}; valid: auto, {', '.join(PROVIDERS)}")
+            if p != "auto" and p not in available_providers():
+                raise UsageError(f"onnxruntime provider {p!r} is not available here (have: "
+                                 f"{', '.join(available_providers())}; the GPU build is "
+                                 "`pip install filterprune[gpu]`)")
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise UsageError(f"batch sizes must be >= 1, got {list(self.batch_sizes)}")
+        if self.iters < 1 or self.warmup < 0:
+            raise UsageError("--iters must be >= 1 and --warmup >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {self.threads}")
+
+    def torch_devices(self) -> list[str]:
+        if "auto" in self.devices:
+            return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        return list(self.devices)
+
+    def ort_providers(self) -> list[str]:
+        return available_providers() if "auto" in self.providers else list(self.providers)
