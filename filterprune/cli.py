@@ -5,11 +5,10 @@ Every failure a user can cause ends in one line on stderr and exit 2 (usage) or 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .config import CompressConfig
 from .errors import UsageError
-from .guard import guarded, one_line
+from .guard import guarded
 from .options import add_flags, int_list, str_list, values
 
 
@@ -135,8 +134,7 @@ def _bench(a) -> None:
     cfg = BenchConfig(runtimes=a.runtime, devices=a.device, providers=a.provider, batch_sizes=a.batch_sizes,
                       warmup=a.warmup, iters=a.iters, threads=a.threads, fp16=a.fp16, compile=a.compile,
                       memory=not a.no_memory)
-    bench([Path(t) for t in a.targets], cfg, Path(a.out), log=lambda m: print(f"[filterprune] {one_line(m)}", file=sys.stderr),
-          overwrite=a.overwrite)
+    bench([Path(t) for t in a.targets], cfg, Path(a.out), overwrite=a.overwrite)
     print(Path(a.out) / "bench.csv")
 
 

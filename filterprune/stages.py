@@ -235,7 +235,7 @@ def bench(run: Run, folder: Path) -> None:
                           for name, model in variants.items()],
                          BenchConfig(devices=("cuda",) if run.device.type == "cuda" else ("cpu",), providers=("cpu",),
                                      batch_sizes=cfg.bench_batch_sizes, warmup=cfg.bench_warmup, iters=cfg.bench_iters,
-                                     memory=cfg.bench_memory), log=say)
+                                     memory=cfg.bench_memory))
 
 
 def report(run: Run) -> dict:

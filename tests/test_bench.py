@@ -1,5 +1,6 @@
 """`filterprune bench`: the CSV contract, honest speedups, and bad input."""
 import csv
+import logging
 import subprocess
 import sys
 
@@ -66,14 +67,16 @@ class _Hungry(nn.Module):
         return x.flatten(1)[:, :10]
 
 
-def test_out_of_memory_is_recorded_and_the_run_continues():
+def test_out_of_memory_is_recorded_and_the_run_continues(caplog):
     small = nn.Sequential(nn.Flatten(), nn.Linear(12, 10))
     vs = [Variant("dense", (3, 2, 2), 0, 10, small), Variant("hungry", (3, 2, 2), 0, 5, _Hungry())]
-    rows = run_bench(vs, BenchConfig(runtimes=("torch",), batch_sizes=(1, 4), iters=3, warmup=1, memory=False),
-                     log=lambda m: None)
+    with caplog.at_level(logging.INFO, logger="filterprune"):  # the library speaks through logging only
+        rows = run_bench(vs, BenchConfig(runtimes=("torch",), batch_sizes=(1, 4), iters=3, warmup=1, memory=False))
     by = {(r["variant"], r["batch_size"]): r for r in rows}
     assert by[("hungry", 4)]["error"] == "out of memory" and by[("hungry", 4)]["p50_ms"] == ""
     assert by[("dense", 4)]["p50_ms"] != "" and by[("hungry", 1)]["speedup"] != ""
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("torch/cpu batch 4:")]
+    assert len(said) == 1 and said[0].endswith("errors: {'hungry': 'out of memory'}"), said
 
 
 @pytest.mark.parametrize("kw,needle", [

@@ -103,7 +103,7 @@ def test_a_failing_row_is_recorded_and_the_run_goes_on(message, kind, recorded):
     vs = [Variant("dense", (3, 2, 2), 39, 36, nn.Sequential(nn.Flatten(), nn.Linear(12, 3))),
           Variant("pruned", (3, 2, 2), 39, 36, _Fails(message, kind))]
     rows = run_bench(vs, BenchConfig(runtimes=("torch",), devices=("cpu",), batch_sizes=(1, 4), warmup=0, iters=2,
-                                     memory=False), log=lambda m: None)
+                                     memory=False))
     by = {(r["variant"], r["batch_size"]): r for r in rows}
     assert by[("pruned", 4)]["error"] == recorded and by[("pruned", 4)]["p50_ms"] == ""
     assert all(by[k]["error"] == "" and by[k]["p50_ms"] > 0 for k in (("dense", 1), ("dense", 4), ("pruned", 1)))
@@ -117,7 +117,7 @@ def test_a_batch_over_the_memory_budget_is_a_row_error_and_nothing_is_allocated(
     model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.Flatten(), nn.Linear(16 * 16 * 16, 3))
     rows = run_bench([Variant("dense", (3, 16, 16), 0, 1, model)],
                      BenchConfig(runtimes=("torch",), devices=("cpu",), batch_sizes=(1, 400), warmup=0, iters=1,
-                                 memory=False), log=lambda m: None)
+                                 memory=False))
     assert rows[0]["error"] == "" and rows[0]["p50_ms"] > 0
     assert "a forward at batch 400 (4,096 values per sample" in rows[1]["error"]
     assert "FILTERPRUNE_MEMORY_GB" in rows[1]["error"] and rows[1]["p50_ms"] == ""

@@ -12,13 +12,13 @@ from .targets import variants_from
 from .timing import run_bench
 
 
-def bench(targets: list[Path], cfg: BenchConfig, out: Path, log=print, overwrite: bool = False) -> list[dict]:
+def bench(targets: list[Path], cfg: BenchConfig, out: Path, overwrite: bool = False) -> list[dict]:
     """Time ``targets`` and write ``out`` like ``compress`` does: staged and renamed into place (complete
     or absent), an existing non-empty folder refused unless ``overwrite``."""
     out = Path(out)
     outputs.check_target(out, overwrite)
     variants = variants_from(targets)
-    rows = run_bench(variants, cfg, log)
+    rows = run_bench(variants, cfg)
     info = machine.describe()
     outputs.write_folder(out, lambda d: write_outputs(rows, d, info), overwrite)
     return rows

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import limits
+from ..log import say
 from . import quiet
 from .config import BenchConfig
 from .latency import interleaved
@@ -34,34 +35,34 @@ OOM_MESSAGES = ("out of memory", "can't allocate memory", "failed to allocate me
                 "cannot allocate memory")
 
 
-def run_bench(variants: list[Variant], cfg: BenchConfig, log=print) -> list[dict]:
+def run_bench(variants: list[Variant], cfg: BenchConfig) -> list[dict]:
     """Every (runtime, device, batch) row; each records ``machine_busy`` (why the timing may be wrong,
     '' on a quiet machine). Without ``cfg.threads`` the thread count fits the cores others leave free."""
     with quiet.Watch() as watch:
         threads = cfg.threads or quiet.free_threads(torch.get_num_threads())
         if threads < torch.get_num_threads() and not cfg.threads:
-            log(f"notice: other processes are using the CPU; timing with {threads} thread(s) instead of "
+            say(f"notice: other processes are using the CPU; timing with {threads} thread(s) instead of "
                 f"{torch.get_num_threads()} so as not to oversubscribe the free cores")
-        rows = _run_rows(variants, cfg, threads, log)
+        rows = _run_rows(variants, cfg, threads)
     spreads = [(r["p90_ms"] - r["p50_ms"]) / r["p50_ms"] for r in rows if r.get("p50_ms")]
     verdict = watch.verdict(spreads)
     if verdict["busy"]:
-        log(f"warning: the machine was not quiet while timing ({verdict['why']}); latencies may be wrong")
+        say(f"warning: the machine was not quiet while timing ({verdict['why']}); latencies may be wrong")
     for r in rows:
         r["machine_busy"] = verdict["why"]
     if cfg.memory:
-        _add_cpu_memory(rows, variants, threads, log)
+        _add_cpu_memory(rows, variants, threads)
     return [{c: r.get(c, "") for c in COLUMNS} for r in rows]
 
 
-def _run_rows(variants: list[Variant], cfg: BenchConfig, threads: int, log) -> list[dict]:
+def _run_rows(variants: list[Variant], cfg: BenchConfig, threads: int) -> list[dict]:
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)  # one stream for every input, in the same order each run
     combos = [("torch", d) for d in cfg.torch_devices() if "torch" in cfg.runtimes]
     combos += [("onnxruntime", p) for p in cfg.ort_providers() if "onnxruntime" in cfg.runtimes]
     combos += [("openvino", "cpu")] if "openvino" in cfg.runtimes else []
     if "auto" in cfg.devices and not torch.cuda.is_available():
-        log("notice: no CUDA GPU here; GPU rows skipped")
+        say("notice: no CUDA GPU here; GPU rows skipped")
     for v in variants:  # what each batch would need is known before anything is allocated
         if not v.largest and v.model is not None:
             v.largest = limits.activation_sizes(v.model, v.input_shape)[0]
@@ -69,13 +70,13 @@ def _run_rows(variants: list[Variant], cfg: BenchConfig, threads: int, log) -> l
     for runtime, dev in combos:
         vs = [v for v in variants if (v.model is not None if runtime == "torch" else v.onnx is not None)]
         for b in cfg.batch_sizes if vs else ():
-            rows += _batch_rows(vs, runtime, dev, b, cfg, threads, gen, log)
+            rows += _batch_rows(vs, runtime, dev, b, cfg, threads, gen)
     _add_speedups(rows, variants)
     return rows
 
 
 def _batch_rows(vs: list[Variant], runtime: str, dev: str, b: int, cfg: BenchConfig, threads: int,
-                gen: torch.Generator, log) -> list[dict]:
+                gen: torch.Generator) -> list[dict]:
     """One (runtime, device, batch): the variants that can run are timed together; every row says why
     one could not."""
     runners, errors, inputs = {}, {}, {}
@@ -92,7 +93,7 @@ def _batch_rows(vs: list[Variant], runtime: str, dev: str, b: int, cfg: BenchCon
             errors[v.name] = _why(e)
     times = _time_surviving(runners, errors, cfg)
     medians = ", ".join(f"{k} {statistics.median(t):.2f} ms" for k, t in times.items())
-    log(f"{runtime}/{dev} batch {b}: {medians}" + (f" errors: {errors}" if errors else ""))
+    say(f"{runtime}/{dev} batch {b}: {medians}" + (f" errors: {errors}" if errors else ""))
     rows = []
     for v in vs:
         row = {"variant": v.name, "runtime": runtime, "device": dev, "batch_size": b, "params": v.params,
@@ -213,7 +214,7 @@ def dense_vs_pruned(rows: list[dict], extra: tuple[str, ...] = ("masked",)) -> l
     return out
 
 
-def _add_cpu_memory(rows: list[dict], variants: list[Variant], threads: int, log) -> None:
+def _add_cpu_memory(rows: list[dict], variants: list[Variant], threads: int) -> None:
     """Peak RSS per CPU row, each from a fresh interpreter (a plain subprocess: no multiprocessing
     machinery in the benchmarking process) running only that variant."""
     if sys.platform != "linux":
@@ -238,4 +239,4 @@ def _add_cpu_memory(rows: list[dict], variants: list[Variant], threads: int, log
         if isinstance(res, float):
             r["cpu_peak_rss_mb"] = round(res, 1)
         else:
-            log(f"memory probe {r['variant']}/{r['runtime']}/{r['batch_size']}: {res}")
+            say(f"memory probe {r['variant']}/{r['runtime']}/{r['batch_size']}: {res}")
