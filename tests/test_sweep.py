@@ -263,7 +263,9 @@ def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, monkeypatch, c
 def test_dry_run_lists_runs_and_writes_nothing(tmp_path, capsys):
     cfg, out = tiny(tmp_path), tmp_path / "sw"
     assert main(["sweep", str(cfg), "--out", str(out), "--dry-run"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    captured = capsys.readouterr()
+    assert captured.err.startswith("[filterprune] sweep: tiny ("), captured.err  # the library's one channel
+    lines = captured.out.strip().splitlines()
     assert [ln.split()[0] for ln in lines] == [r.run_id for r in load_sweep(cfg).runs]
     assert all("to run" in ln for ln in lines) and not out.exists()
 
