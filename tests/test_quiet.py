@@ -1,4 +1,5 @@
-"""Timings a busy machine cannot fool: a CPU hog beside a benchmark is seen and said; a quiet run says nothing."""
+"""Timings a busy machine cannot fool: a CPU hog beside a benchmark is seen and said; a quiet run says
+nothing."""
 import subprocess
 import sys
 
@@ -33,8 +34,8 @@ def hog():
 
     pids = []
     for _ in range(max(1, quiet.cores() - 1)):
-        out = subprocess.run(["sh", "-c", f"'{sys.executable}' -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
-                             capture_output=True, text=True, check=True).stdout
+        hog = f"'{sys.executable}' -c 'while True: pass' >/dev/null 2>&1 & echo $!"
+        out = subprocess.run(["sh", "-c", hog], capture_output=True, text=True, check=True).stdout
         pids.append(int(out.strip()))
     time.sleep(0.5)
     yield pids
@@ -62,7 +63,8 @@ def test_a_quiet_run_carries_no_warning():
 
     load = quiet.other_load(1.0)
     if load > quiet.BUSY_CORES / 2:
-        pytest.skip(f"this machine is busy ({load:.2f} cores used by other processes): cannot show a quiet run")
+        pytest.skip(f"this machine is busy ({load:.2f} cores used by other processes): cannot show a quiet "
+                    "run")
     rows = run_bench(_variants(), CFG)
     assert all(r["machine_busy"] == "" for r in rows), rows[0]["machine_busy"]
     assert "not quiet" not in markdown(pd.DataFrame(rows), {"cpu": "test"})
@@ -71,14 +73,15 @@ def test_a_quiet_run_carries_no_warning():
 def test_the_compress_report_carries_the_warning():
     from filterprune.reporting.run_report import markdown as report_md
 
-    row = {"runtime": "torch", "device": "cpu", "batch_size": 1, "dense_ms": 2.0, "pruned_ms": 1.0, "speedup": 2.0}
-    base = {"model": "m", "criterion": "l1", "sparsity": 0.4, "scope": "layerwise", "seed": 0, "device": "cpu",
-            "dataset": {"name": "d", "train": 1, "test": 1, "source": "s"},
+    row = {"runtime": "torch", "device": "cpu", "batch_size": 1, "dense_ms": 2.0, "pruned_ms": 1.0,
+           "speedup": 2.0}
+    base = {"model": "m", "criterion": "l1", "sparsity": 0.4, "scope": "layerwise", "seed": 0,
+            "device": "cpu", "dataset": {"name": "d", "train": 1, "test": 1, "source": "s"},
             "dense": {"params": 10, "macs": 10, "flops": 10, "accuracy": 0.5, "top5": 1.0},
-            "pruned": {"params": 5, "macs": 5, "flops": 5, "accuracy": 0.5, "top5": 1.0}, "theoretical_speedup": 2.0,
-            "channel_sparsity": 0.4, "latency": [row], "layers": [],
-            "machine": {"cpu": "c", "cores": 2, "torch_threads": 2, "gpu": None, "torch": "t", "onnxruntime": "o",
-                        "torch_pruning": "p"}, "timings_s": {}}
+            "pruned": {"params": 5, "macs": 5, "flops": 5, "accuracy": 0.5, "top5": 1.0},
+            "theoretical_speedup": 2.0, "channel_sparsity": 0.4, "latency": [row], "layers": [],
+            "machine": {"cpu": "c", "cores": 2, "torch_threads": 2, "gpu": None, "torch": "t",
+                        "onnxruntime": "o", "torch_pruning": "p"}, "timings_s": {}}
     busy = report_md({**base, "latency_rows": [{"machine_busy": "other processes used 1.00 of 2 cores"}]})
     assert "not quiet" in busy
     assert "not quiet" not in report_md({**base, "latency_rows": [{"machine_busy": ""}]})
@@ -98,8 +101,8 @@ def test_openvino_runtime_rows_beside_onnxruntime(tmp_path):
     files = [export_onnx(v.model, tmp_path / f"{v.name}.onnx", v.input_shape) for v in _variants()]
     out = tmp_path / "bench"
     p = subprocess.run([sys.executable, "-m", "filterprune", "bench", *map(str, files), "--runtime",
-                        "onnxruntime,openvino", "--batch-sizes", "2", "--warmup", "1", "--iters", "3", "--no-memory",
-                        "--out", str(out)], capture_output=True, text=True, timeout=600)
+                        "onnxruntime,openvino", "--batch-sizes", "2", "--warmup", "1", "--iters", "3",
+                        "--no-memory", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     rows = list(csv.DictReader((out / "bench.csv").open()))
     assert {(r["runtime"], r["variant"]) for r in rows} == {(rt, v) for rt in ("onnxruntime", "openvino")
