@@ -32,7 +32,6 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 # CPU kernels at AVX2, before torch loads: the committed rows came from AVX2 hosts, and AVX-512 kernels

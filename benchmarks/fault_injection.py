@@ -52,7 +52,7 @@ POINTS = {
     "pruned-checkpoint-torn": ("filterprune.serialization.save_file", 1, "torn", True, []),
     "onnx-export": ("torch.onnx.export", 1, "after", True, []),
     "onnx-parity": ("filterprune.export.convert.session", 1, "before", True, []),
-    "bench": ("filterprune.bench.suite.interleaved", 1, "before", True, []),
+    "bench": ("filterprune.bench.timing.interleaved", 1, "before", True, []),
     "report-md": ("filterprune.reporting.run_report.atomic_write_bytes", 1, "before", True, []),
     "publish": ("filterprune.outputs.publish", 1, "before", True, []),
     "overwrite-between-renames": ("os.replace", -1, "overwrite", True, ["--overwrite"]),
@@ -128,7 +128,8 @@ def _run(ws: Path, argv: list[str], point: str | None = None, kill_after: float 
         [sys.executable, "-m", "filterprune"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FILTERPRUNE_CACHE": str(ws / "cache")}
     t0 = time.perf_counter()
-    p = subprocess.Popen([*cmd, *argv], cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([*cmd, *argv], cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
     if kill_after is not None:
         try:
             p.wait(kill_after)
@@ -175,10 +176,12 @@ def make_data(path: Path) -> str:
         source = "CIFAR-10 subset"
     else:
         rng = np.random.default_rng(0)
-        xtr, xte = rng.integers(0, 256, (128, 3, 32, 32), np.uint8), rng.integers(0, 256, (64, 3, 32, 32), np.uint8)
+        xtr = rng.integers(0, 256, (128, 3, 32, 32), np.uint8)
+        xte = rng.integers(0, 256, (64, 3, 32, 32), np.uint8)
         ytr, yte, source = rng.integers(0, 10, 128), rng.integers(0, 10, 64), "random pixels"
     pool = lambda x: x.reshape(len(x), 3, 16, 2, 16, 2).mean((3, 5)).round().astype(np.uint8)  # noqa: E731
-    np.savez(path, x_train=pool(xtr), y_train=ytr.astype(np.int64), x_test=pool(xte), y_test=yte.astype(np.int64))
+    np.savez(path, x_train=pool(xtr), y_train=ytr.astype(np.int64), x_test=pool(xte),
+             y_test=yte.astype(np.int64))
     return source
 
 
@@ -205,7 +208,8 @@ def main() -> int:
     rc, err, clean_s = _run(ref_ws, argv)
     assert rc == 0, err
     reference = _summary(ref_ws / "runs" / "target")
-    seed0_entries = set(os.listdir(ref_ws / "cache" / "baselines")) - set(os.listdir(tpl / "cache" / "baselines"))
+    seed0_entries = (set(os.listdir(ref_ws / "cache" / "baselines"))
+                     - set(os.listdir(tpl / "cache" / "baselines")))
 
     cases = [p for p in a.points.split(",") if p] + ["random"] * a.random
     results = []
@@ -220,9 +224,10 @@ def main() -> int:
             if cached:
                 for key in seed0_entries:
                     shutil.copytree(ref_ws / "cache" / "baselines" / key, ws / "cache" / "baselines" / key)
-            if extra == ["--overwrite"]:  # an earlier result under the same name, which the user asked to replace
+            if extra == ["--overwrite"]:  # an earlier result of that name, which the user asked to replace
                 shutil.copytree(ref_ws / "runs" / "target", ws / "runs" / "target")
-            before = {"previous": _digest(ws / "runs" / "previous"), "cache": _digest(ws / "cache" / "baselines")}
+            before = {"previous": _digest(ws / "runs" / "previous"),
+                      "cache": _digest(ws / "cache" / "baselines")}
             delay = rng.uniform(1.0, upper) if point == "random" else None
             rc, err, killed_s = _run(ws, [*argv, *extra], None if point == "random" else point,
                                      kill_after=delay)
@@ -237,7 +242,8 @@ def main() -> int:
             "previous_intact": _digest(ws / "runs" / "previous") == before["previous"],
             "cache_entries_intact": all(_digest(ws / "cache" / "baselines").get(k) == v
                                         for k, v in before["cache"].items()),
-            "output_absent_or_complete": (not target.exists()) or extra == ["--overwrite"] or _complete(target),
+            "output_absent_or_complete": (not target.exists()) or extra == ["--overwrite"]
+                                         or _complete(target),
         }
         # killed after the folder was published: the result is complete, and a rerun must refuse to touch it
         published = target.exists() and extra != ["--overwrite"]
@@ -251,8 +257,9 @@ def main() -> int:
                "previous_intact_after_rerun": _digest(ws / "runs" / "previous") == before["previous"],
                "leftovers_after_rerun": _leftovers(ws), "traceback_seen": "Traceback" in err + err2,
                "rerun_s": round(rerun_s, 1)}
-        row["survived"] = (row["previous_intact"] and row["cache_entries_intact"] and row["output_absent_or_complete"]
-                           and ok2 and same and row["previous_intact_after_rerun"]
+        row["survived"] = (row["previous_intact"] and row["cache_entries_intact"]
+                           and row["output_absent_or_complete"] and ok2 and same
+                           and row["previous_intact_after_rerun"]
                            and not row["leftovers_after_rerun"] and not row["traceback_seen"])
         results.append(row)
         print(json.dumps(row), flush=True)
@@ -270,16 +277,19 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [f"# Fault injection: {summary['survived']}/{summary['injected']} survived", "",
-             f"`python benchmarks/fault_injection.py {' '.join(sys.argv[1:])}`; workload `{summary['command']}` "
-             f"on {source}; uninterrupted run {clean_s:.0f} s; load average {summary['load_average'][0]:.1f}.", "",
-             "| point | killed | last stage seen | output absent/complete | earlier results intact | rerun = uninterrupted | leftovers | survived |",
+             f"`python benchmarks/fault_injection.py {' '.join(sys.argv[1:])}`; workload "
+             f"`{summary['command']}` on {source}; uninterrupted run {clean_s:.0f} s; load average "
+             f"{summary['load_average'][0]:.1f}.", "",
+             "| point | killed | last stage seen | output absent/complete | earlier results intact "
+             "| rerun = uninterrupted | leftovers | survived |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         name = r["point"] + (f" @ {r['delay_s']} s" if r["delay_s"] else "")
+        intact = r["previous_intact"] and r["cache_entries_intact"] and r["previous_intact_after_rerun"]
         lines.append(f"| {name} | {'SIGKILL' if r['killed'] else 'no (rc ' + str(r['killed_rc']) + ')'} | "
-                     f"{r['last_stage']} | {r['output_absent_or_complete']} | "
-                     f"{r['previous_intact'] and r['cache_entries_intact'] and r['previous_intact_after_rerun']} | "
-                     f"{r['rerun_equals_uninterrupted']} | {len(r['leftovers_after_rerun'])} | {r['survived']} |")
+                     f"{r['last_stage']} | {r['output_absent_or_complete']} | {intact} | "
+                     f"{r['rerun_equals_uninterrupted']} | {len(r['leftovers_after_rerun'])} | "
+                     f"{r['survived']} |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     shutil.rmtree(base, ignore_errors=True)
     print(f"{summary['survived']}/{summary['injected']} survived; {summary['killed_by_sigkill']} SIGKILLed; "

@@ -5,11 +5,10 @@ Every failure a user can cause ends in one line on stderr and exit 2 (usage) or 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .config import GROUPS, TITLES, Bench, CompressConfig, Export, all_keys
 from .errors import UsageError
-from .guard import guarded, one_line
+from .guard import guarded
 from .options import add_flags, flag_words, from_flat, str_list, values
 
 
@@ -108,7 +107,8 @@ def _train(a) -> None:
 def _bench(a) -> None:
     from pathlib import Path
 
-    from .bench.suite import BenchConfig, bench
+    from .bench.command import bench
+    from .bench.config import BenchConfig
 
     _trust(a)
     timing = from_flat(Bench, values(Bench, a))
@@ -116,8 +116,7 @@ def _bench(a) -> None:
     cfg = BenchConfig(runtimes=a.runtime, devices=a.device, providers=a.provider, batch_sizes=timing.batch_sizes,
                       warmup=timing.warmup, iters=timing.iters, threads=a.threads, fp16=a.fp16, compile=a.compile,
                       memory=timing.memory)
-    bench([Path(t) for t in a.targets], cfg, Path(a.out), log=lambda m: print(f"[filterprune] {one_line(m)}", file=sys.stderr),
-          overwrite=a.overwrite)
+    bench([Path(t) for t in a.targets], cfg, Path(a.out), overwrite=a.overwrite)
     print(Path(a.out) / "bench.csv")
 
 

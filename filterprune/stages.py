@@ -16,7 +16,9 @@ from . import __version__, distributed, outputs, sources
 from . import serialization as ckpt
 from .baseline import dense_model, last_good_folder
 from .bench import counting, machine
-from .bench.suite import BenchConfig, Variant, dense_vs_pruned, run_bench
+from .bench.config import BenchConfig
+from .bench.targets import Variant
+from .bench.timing import dense_vs_pruned, run_bench
 from .config import CompressConfig, Prune
 from .criteria import PruneContext, make_criterion
 from .export.command import onnx_metadata
@@ -236,7 +238,7 @@ def bench(run: Run, folder: Path) -> None:
                           for name, model in variants.items()],
                          BenchConfig(devices=("cuda",) if run.device.type == "cuda" else ("cpu",), providers=("cpu",),
                                      batch_sizes=cfg.batch_sizes, warmup=cfg.warmup, iters=cfg.iters,
-                                     memory=cfg.memory), log=say)
+                                     memory=cfg.memory))
 
 
 def report(run: Run) -> Report:

@@ -1,5 +1,6 @@
 """`filterprune bench`: the CSV contract, honest speedups, and bad input."""
 import csv
+import logging
 import subprocess
 import sys
 
@@ -7,7 +8,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from filterprune.bench.suite import COLUMNS, BenchConfig, Variant, _add_speedups, run_bench
+from filterprune.bench.config import BenchConfig
+from filterprune.bench.targets import Variant
+from filterprune.bench.timing import COLUMNS, _add_speedups, run_bench
 from filterprune.cli import main
 from filterprune.errors import UsageError
 
@@ -40,14 +43,11 @@ def test_bench_writes_the_csv_contract(run_dir, tmp_path, capsys):
 
 
 def test_speedup_compares_same_runtime_device_and_batch():
-    rows = [
-        {"variant": "dense", "runtime": "torch", "device": "cpu", "batch_size": 1, "p50_ms": 10.0, "macs": 100},
-        {"variant": "dense", "runtime": "onnxruntime", "device": "cpu", "batch_size": 1, "p50_ms": 4.0, "macs": 100},
-        {"variant": "dense", "runtime": "torch", "device": "cpu", "batch_size": 8, "p50_ms": 60.0, "macs": 100},
-        {"variant": "pruned", "runtime": "torch", "device": "cpu", "batch_size": 1, "p50_ms": 5.0, "macs": 40},
-        {"variant": "pruned", "runtime": "onnxruntime", "device": "cpu", "batch_size": 1, "p50_ms": 2.0, "macs": 40},
-        {"variant": "pruned", "runtime": "torch", "device": "cpu", "batch_size": 8, "p50_ms": 30.0, "macs": 40},
-    ]
+    timed = [("dense", "torch", 1, 10.0, 100), ("dense", "onnxruntime", 1, 4.0, 100),
+             ("dense", "torch", 8, 60.0, 100), ("pruned", "torch", 1, 5.0, 40),
+             ("pruned", "onnxruntime", 1, 2.0, 40), ("pruned", "torch", 8, 30.0, 40)]
+    rows = [{"variant": v, "runtime": rt, "device": "cpu", "batch_size": b, "p50_ms": ms, "macs": macs}
+            for v, rt, b, ms, macs in timed]
     vs = [Variant("dense", (3, 8, 8), 0, 100), Variant("pruned", (3, 8, 8), 0, 40)]
     _add_speedups(rows, vs)
     pruned = [r for r in rows if r["variant"] == "pruned"]
@@ -64,18 +64,21 @@ class _Hungry(nn.Module):
         return x.flatten(1)[:, :10]
 
 
-def test_out_of_memory_is_recorded_and_the_run_continues():
+def test_out_of_memory_is_recorded_and_the_run_continues(caplog):
     small = nn.Sequential(nn.Flatten(), nn.Linear(12, 10))
     vs = [Variant("dense", (3, 2, 2), 0, 10, small), Variant("hungry", (3, 2, 2), 0, 5, _Hungry())]
-    rows = run_bench(vs, BenchConfig(runtimes=("torch",), batch_sizes=(1, 4), iters=3, warmup=1, memory=False),
-                     log=lambda m: None)
+    with caplog.at_level(logging.INFO, logger="filterprune"):  # the library speaks through logging only
+        rows = run_bench(vs, BenchConfig(runtimes=("torch",), batch_sizes=(1, 4), iters=3, warmup=1,
+                                         memory=False))
     by = {(r["variant"], r["batch_size"]): r for r in rows}
     assert by[("hungry", 4)]["error"] == "out of memory" and by[("hungry", 4)]["p50_ms"] == ""
     assert by[("dense", 4)]["p50_ms"] != "" and by[("hungry", 1)]["speedup"] != ""
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("torch/cpu batch 4:")]
+    assert len(said) == 1 and said[0].endswith("errors: {'hungry': 'out of memory'}"), said
 
 
 @pytest.mark.parametrize("kw,needle", [
-    ({"batch_sizes": (0,)}, "batch sizes must be >= 1"),
+    ({"batch_sizes": (0,)}, "bench_batch_sizes must be integers >= 1"),
     ({"providers": ("openvino",)}, "unknown provider"),
     ({"runtimes": ("tvm",)}, "unknown runtime"),
 ])
@@ -92,8 +95,8 @@ def test_bad_config(kw, needle):
     (["--provider", "bogus"], "unknown provider"),
 ])
 def test_bad_cli_input_exits_2(run_dir, tmp_path, args, needle):
-    p = subprocess.run([sys.executable, "-m", "filterprune", "bench", str(run_dir), *args, "--out", str(tmp_path / "b")],
-                       capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "filterprune", "bench", str(run_dir), *args,
+                        "--out", str(tmp_path / "b")], capture_output=True, text=True)
     assert p.returncode == 2 and needle in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert not (tmp_path / "b").exists()
 

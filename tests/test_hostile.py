@@ -22,16 +22,18 @@ import torch.nn as nn
 
 from filterprune import fileio
 from filterprune import serialization as ckpt
-from filterprune.bench import suite
-from filterprune.bench.suite import BenchConfig, Variant, run_bench
+from filterprune.bench.config import BenchConfig
+from filterprune.bench.targets import Variant, variants_from
+from filterprune.bench.timing import run_bench
 from filterprune.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_LIMIT_MB = 2048  # issue 16: no input file under 1 MB and no single flag value may exceed 2 GB
 TIME_LIMIT_S = 60
-BOMBS = ["sweep-name-alias-bomb", "sweep-grid-alias-bomb", "sweep-grid-of-ten-million-runs", "report-json-huge-string",
-         "report-json-huge-integer", "report-json-too-many-layers", "checkpoint-json-huge-image-size",
-         "export-batch-hundred-thousand", "bench-onnx-huge-declared-input", "bench-onnx-external-data-outside"]
+BOMBS = ["sweep-name-alias-bomb", "sweep-grid-alias-bomb", "sweep-grid-of-ten-million-runs",
+         "report-json-huge-string", "report-json-huge-integer", "report-json-too-many-layers",
+         "checkpoint-json-huge-image-size", "export-batch-hundred-thousand", "bench-onnx-huge-declared-input",
+         "bench-onnx-external-data-outside"]
 
 # runs each row's argv with filterprune's main() and reports exit code, error line, seconds and peak RSS
 _MEASURE = r"""
@@ -64,8 +66,8 @@ def test_bombs_stay_within_the_memory_and_time_bounds(tmp_path):
     rows = {c[0]: c for c in CATALOGUE}
     jobs = [(name, [a.format_map(files) for a in rows[name][1]]) for name in BOMBS]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-c", _MEASURE], input=json.dumps(jobs), capture_output=True, text=True,
-                       cwd=tmp_path, env=env, timeout=600, preexec_fn=_cap_memory)
+    p = subprocess.run([sys.executable, "-c", _MEASURE], input=json.dumps(jobs), capture_output=True,
+                       text=True, cwd=tmp_path, env=env, timeout=600, preexec_fn=_cap_memory)
     assert "Traceback" not in p.stderr and "internal error" not in p.stderr, p.stderr
     results = json.loads(p.stdout.split("RESULTS ", 1)[1])
     for r in results:
@@ -90,10 +92,10 @@ class _Fails(nn.Module):
 
 
 @pytest.mark.parametrize("message,kind,recorded", [
-    ("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate "
-     "98304000000 bytes. Error code 12 (Cannot allocate memory)", RuntimeError, "out of memory"),
-    ("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer of size 123",
-     RuntimeError, "out of memory"),
+    ("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to "
+     "allocate 98304000000 bytes. Error code 12 (Cannot allocate memory)", RuntimeError, "out of memory"),
+    ("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer of size "
+     "123", RuntimeError, "out of memory"),
     ("", MemoryError, "out of memory"),
     ("mat1 and mat2 shapes cannot be multiplied (4x12 and 13x3)", ValueError,
      "ValueError: mat1 and mat2 shapes cannot be multiplied (4x12 and 13x3)"),
@@ -101,22 +103,23 @@ class _Fails(nn.Module):
 def test_a_failing_row_is_recorded_and_the_run_goes_on(message, kind, recorded):
     vs = [Variant("dense", (3, 2, 2), 39, 36, nn.Sequential(nn.Flatten(), nn.Linear(12, 3))),
           Variant("pruned", (3, 2, 2), 39, 36, _Fails(message, kind))]
-    rows = run_bench(vs, BenchConfig(runtimes=("torch",), devices=("cpu",), batch_sizes=(1, 4), warmup=0, iters=2,
-                                     memory=False), log=lambda m: None)
+    rows = run_bench(vs, BenchConfig(runtimes=("torch",), devices=("cpu",), batch_sizes=(1, 4), warmup=0,
+                                     iters=2, memory=False))
     by = {(r["variant"], r["batch_size"]): r for r in rows}
     assert by[("pruned", 4)]["error"] == recorded and by[("pruned", 4)]["p50_ms"] == ""
-    assert all(by[k]["error"] == "" and by[k]["p50_ms"] > 0 for k in (("dense", 1), ("dense", 4), ("pruned", 1)))
+    timed = (("dense", 1), ("dense", 4), ("pruned", 1))
+    assert all(by[k]["error"] == "" and by[k]["p50_ms"] > 0 for k in timed)
 
 
 def test_a_batch_over_the_memory_budget_is_a_row_error_and_nothing_is_allocated(monkeypatch):
     monkeypatch.setenv("FILTERPRUNE_MEMORY_GB", "0.001")  # 1 MiB: batch 4 of 16x16x16 activations is over
     made = []
     real = torch.randn
-    monkeypatch.setattr(suite.torch, "randn", lambda *a, **k: made.append(a) or real(*a, **k))
+    monkeypatch.setattr(torch, "randn", lambda *a, **k: made.append(a) or real(*a, **k))
     model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.Flatten(), nn.Linear(16 * 16 * 16, 3))
     rows = run_bench([Variant("dense", (3, 16, 16), 0, 1, model)],
-                     BenchConfig(runtimes=("torch",), devices=("cpu",), batch_sizes=(1, 400), warmup=0, iters=1,
-                                 memory=False), log=lambda m: None)
+                     BenchConfig(runtimes=("torch",), devices=("cpu",), batch_sizes=(1, 400), warmup=0,
+                                 iters=1, memory=False))
     assert rows[0]["error"] == "" and rows[0]["p50_ms"] > 0
     assert "a forward at batch 400 (4,096 values per sample" in rows[1]["error"]
     assert "FILTERPRUNE_MEMORY_GB" in rows[1]["error"] and rows[1]["p50_ms"] == ""
@@ -134,8 +137,8 @@ def _tiny_onnx(path: Path, side: int) -> Path:
 def test_onnx_files_of_one_name_get_unique_labels_and_other_shapes_their_own_input(tmp_path, capfd):
     a, b, c = (_tiny_onnx(tmp_path / d / "model.onnx", s) for d, s in (("a", 4), ("b", 4), ("c", 6)))
     out = tmp_path / "bench"
-    assert main(["bench", str(a), str(b), str(c), "--runtime", "onnxruntime", "--batch-sizes", "1,2", "--iters", "3",
-                 "--warmup", "0", "--no-memory", "--out", str(out)]) == 0
+    assert main(["bench", str(a), str(b), str(c), "--runtime", "onnxruntime", "--batch-sizes", "1,2",
+                 "--iters", "3", "--warmup", "0", "--no-memory", "--out", str(out)]) == 0
     rows = json.loads((out / "bench.json").read_text())["rows"]
     assert sorted({r["variant"] for r in rows}) == ["a/dense", "b/model", "c/model"]
     assert len(rows) == 6 and all(r["error"] == "" and r["p50_ms"] > 0 for r in rows)  # all three timed
@@ -147,13 +150,14 @@ def test_onnx_files_of_one_name_get_unique_labels_and_other_shapes_their_own_inp
 def test_bench_output_is_staged_refused_when_taken_and_replaced_with_overwrite(tmp_path, monkeypatch, capfd):
     onnx_file = _tiny_onnx(tmp_path / "m" / "model.onnx", 4)
     out = tmp_path / "bench"
-    argv = ["bench", str(onnx_file), "--runtime", "onnxruntime", "--batch-sizes", "1", "--iters", "2", "--warmup", "0",
-            "--no-memory", "--out", str(out)]
+    argv = ["bench", str(onnx_file), "--runtime", "onnxruntime", "--batch-sizes", "1", "--iters", "2",
+            "--warmup", "0", "--no-memory", "--out", str(out)]
 
     def broken_plot(df, folder):
         raise OSError(28, "No space left on device", str(folder / "latency_vs_batch.png"))
 
-    monkeypatch.setattr(suite, "plot", broken_plot)  # the disk fills after bench.csv/json/md were written
+    # the disk fills after bench.csv/json/md were written
+    monkeypatch.setattr("filterprune.bench.files.plot", broken_plot)
     assert main(argv) == 1
     assert "No space left on device" in capfd.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".bench*"))  # complete or absent
@@ -175,16 +179,16 @@ def test_onnx_metadata_that_is_not_a_number_is_ignored(tmp_path):
     entry = proto.metadata_props.add()
     entry.key, entry.value = "pruned_macs", "lots"
     onnx.save(proto, str(path))
-    (v,) = suite.variants_from([path])
+    (v,) = variants_from([path])
     assert v.macs == 48 * 3  # from the graph instead (Linear 48 -> 3)
 
 
 # ------------------------------------------------------------------------------- compress
 def test_compress_keeps_its_run_when_a_bench_batch_is_far_too_large(tmp_path, capfd):
     out = tmp_path / "run\nwith newline"
-    assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic", "--epochs",
-                 "0", "--finetune-epochs", "0", "--no-export", "--bench-batch-sizes", "1,100000", "--bench-iters", "2",
-                 "--out", str(out)]) == 0
+    assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic",
+                 "--epochs", "0", "--finetune-epochs", "0", "--no-export", "--bench-batch-sizes", "1,100000",
+                 "--bench-iters", "2", "--out", str(out)]) == 0
     rows = json.loads((out / "report.json").read_text())["latency_rows"]
     big = [r for r in rows if r["batch_size"] == 100000]
     assert big and all(" GiB limit" in r["error"] for r in big)
@@ -197,8 +201,8 @@ def test_compress_keeps_its_run_when_a_bench_batch_is_far_too_large(tmp_path, ca
 def test_an_unwritable_cache_is_named_before_training(tmp_path, monkeypatch, capfd):
     (tmp_path / "a_file").write_text("")
     monkeypatch.setenv("FILTERPRUNE_CACHE", str(tmp_path / "a_file" / "cache"))
-    assert main(["compress", "mlp", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic", "--epochs", "1",
-                 "--out", str(tmp_path / "out")]) == 2
+    assert main(["compress", "mlp", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic",
+                 "--epochs", "1", "--out", str(tmp_path / "out")]) == 2
     err = capfd.readouterr().err
     assert "cache folder" in err and "set FILTERPRUNE_CACHE" in err and "baseline: training" not in err
     assert not (tmp_path / "out").exists()
@@ -219,7 +223,8 @@ def test_round_to_wider_than_layers_is_said():
 def test_safetensors_are_written_with_the_same_mode_as_other_files(tmp_path):
     old = os.umask(0o022)
     try:
-        ckpt.save(nn.Linear(2, 2), tmp_path / "m", __import__("filterprune.models", fromlist=["ModelSpec"]).ModelSpec("mlp"))
+        ckpt.save(nn.Linear(2, 2), tmp_path / "m",
+                  __import__("filterprune.models", fromlist=["ModelSpec"]).ModelSpec("mlp"))
     finally:
         os.umask(old)
     assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o644
@@ -235,15 +240,17 @@ def test_a_full_disk_while_saving_weights_is_one_line(tmp_path, monkeypatch, cap
 
     monkeypatch.setattr(ckpt, "save_file", full)
     out = tmp_path / "out"
-    assert main(["compress", "mlp", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic", "--epochs", "0",
-                 "--finetune-epochs", "0", "--no-export", "--no-bench", "--out", str(out)]) == 1
+    assert main(["compress", "mlp", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic",
+                 "--epochs", "0", "--finetune-epochs", "0", "--no-export", "--no-bench",
+                 "--out", str(out)]) == 1
     err = capfd.readouterr().err.strip().splitlines()
     assert err[-1].startswith("filterprune: error: cannot write ") and "No space left on device" in err[-1]
     assert "internal error" not in err[-1] and not out.exists() and not list(tmp_path.glob(".*"))
 
 
 def test_temporaries_of_killed_writers_are_swept(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True)
     stale = tmp_path / f".model.onnx.{int(dead.stdout)}.k2j4.tmp"  # a SIGKILLed export's temporary
     live = tmp_path / f".model.onnx.{os.getppid()}.x9q1.tmp"  # another process still writing
     stale.write_bytes(b"x" * 1000)
@@ -273,7 +280,8 @@ def test_sweep_resume_redoes_a_run_whose_report_is_damaged(tmp_path, monkeypatch
 # ---------------------------------------------------------------------------- run_onnx.py
 def _kit(*args):
     return subprocess.run([sys.executable, str(ROOT / "export" / "run_onnx.py"), *map(str, args)],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def test_run_onnx_escapes_what_the_file_says_and_bad_files_exit_2(tmp_path):
@@ -299,7 +307,8 @@ def test_run_onnx_escapes_what_the_file_says_and_bad_files_exit_2(tmp_path):
     entry.key, entry.value = "mean", json.dumps(["a", "b", "c"])
     onnx.save(proto, str(tmp_path / "bad" / "model.onnx"))
     p = _kit(tmp_path / "bad" / "model.onnx", "--iters", "1")
-    assert p.returncode == 2 and p.stderr.startswith("run_onnx: error:") and len(p.stderr.splitlines()) == 1, p.stderr
+    assert p.returncode == 2 and p.stderr.startswith("run_onnx: error:"), p.stderr
+    assert len(p.stderr.splitlines()) == 1, p.stderr
     p = _kit(path, "--size", "100000")
     assert p.returncode == 2 and "lower --batch or --size" in p.stderr, p.stderr
 

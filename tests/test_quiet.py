@@ -7,7 +7,10 @@ import torch
 from reports import make_report
 
 from filterprune.bench import quiet
-from filterprune.bench.suite import BenchConfig, Variant, markdown, run_bench
+from filterprune.bench.config import BenchConfig
+from filterprune.bench.files import markdown
+from filterprune.bench.targets import Variant
+from filterprune.bench.timing import run_bench
 from filterprune.models import ModelSpec, build_model
 
 
@@ -49,7 +52,7 @@ def test_a_cpu_hog_beside_the_benchmark_is_reported(hog):
     assert quiet.other_load(0.5) > quiet.BUSY_CORES
     if quiet.cores() >= 2:
         assert quiet.free_threads(quiet.cores()) <= quiet.cores() - len(hog)
-    rows = run_bench(_variants(), CFG, log=lambda m: None)
+    rows = run_bench(_variants(), CFG)
     assert rows and all("other processes used" in r["machine_busy"] for r in rows)
     md = markdown(pd.DataFrame(rows), {"cpu": "test"})
     assert "not quiet" in md and "other processes used" in md
@@ -61,7 +64,7 @@ def test_a_quiet_run_carries_no_warning():
     load = quiet.other_load(1.0)
     if load > quiet.BUSY_CORES / 2:
         pytest.skip(f"this machine is busy ({load:.2f} cores used by other processes): cannot show a quiet run")
-    rows = run_bench(_variants(), CFG, log=lambda m: None)
+    rows = run_bench(_variants(), CFG)
     assert all(r["machine_busy"] == "" for r in rows), rows[0]["machine_busy"]
     assert "not quiet" not in markdown(pd.DataFrame(rows), {"cpu": "test"})
 

@@ -18,7 +18,8 @@ from filterprune.sweep.grid import digest
 from filterprune.sweep.store import SweepStore, result_row
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"model": "mlp", "criterion": "l1", "dataset": "synthetic", "epochs": 0, "finetune_epochs": 0, "export": False, "bench": False}
+TINY = {"model": "mlp", "criterion": "l1", "dataset": "synthetic", "epochs": 0, "finetune_epochs": 0,
+        "export": False, "bench": False}
 
 
 def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
@@ -27,7 +28,8 @@ def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
     return p
 
 
-def tiny(tmp_path: Path, grid: str = "criterion: [l1, random]\n  sparsity: [0.25, 0.5]", name="s.yaml") -> Path:
+def tiny(tmp_path: Path, grid: str = "criterion: [l1, random]\n  sparsity: [0.25, 0.5]",
+         name="s.yaml") -> Path:
     return write(tmp_path, f"name: tiny\nbase: {json.dumps(TINY)}\ngrid:\n  {grid}\n", name)
 
 
@@ -63,8 +65,9 @@ def test_grid_expands_product_linked_axes_and_include_in_order(tmp_path):
           - {criterion: imp, imp_iterations: 3, compression: 1}
           - {criterion: mag, compression: 0.5, seed: 0}     # already in the grid: one run
         """))
-    assert [r.label for r in s.runs] == [f"criterion={c}, compression={x}, seed={i}" for c, x in (("mag", 0.5), (
-        "snip", 1.0)) for i in (0, 1, 2)] + ["include[0]: criterion=imp, imp_iterations=3, compression=1.0"]
+    assert [r.label for r in s.runs] == [f"criterion={c}, compression={x}, seed={i}"
+                                         for c, x in (("mag", 0.5), ("snip", 1.0)) for i in (0, 1, 2)] + [
+        "include[0]: criterion=imp, imp_iterations=3, compression=1.0"]
     cfgs = [r.config for r in s.runs]
     assert [(c["criterion"], c["compression"], c["seed"]) for c in cfgs[:4]] == [
         ("mag", 0.5, 0), ("mag", 0.5, 1), ("mag", 0.5, 2), ("snip", 1.0, 0)]
@@ -180,7 +183,8 @@ def test_resume_skips_exactly_the_finished_runs(tmp_path, monkeypatch, capsys):
     assert [r["run_id"] for r in meta["config"]["runs"]] == ids and meta["filterprune_version"]
     rows = (out / "results.csv").read_text().splitlines()
     header = rows[0].split(",")
-    assert len(rows) == 5 and {"run_id", "criterion", "sparsity", "pruned_accuracy", "pruned_macs"} <= set(header)
+    assert len(rows) == 5
+    assert {"run_id", "criterion", "sparsity", "pruned_accuracy", "pruned_macs"} <= set(header)
     by_id = {r.split(",")[0]: dict(zip(header, r.split(","))) for r in rows[1:]}
     for r in s.runs:
         report = json.loads((out / "runs" / r.run_id / "report.json").read_text())
@@ -286,7 +290,9 @@ def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, monkeypatch, c
 def test_dry_run_lists_runs_and_writes_nothing(tmp_path, capsys):
     cfg, out = tiny(tmp_path), tmp_path / "sw"
     assert main(["sweep", str(cfg), "--out", str(out), "--dry-run"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    captured = capsys.readouterr()
+    assert captured.err.startswith("[filterprune] sweep: tiny ("), captured.err  # the library's one channel
+    lines = captured.out.strip().splitlines()
     assert [ln.split()[0] for ln in lines] == [r.run_id for r in load_sweep(cfg).runs]
     assert all("to run" in ln for ln in lines) and not out.exists()
 
@@ -308,7 +314,8 @@ def test_seed_study_configs_have_the_seed_grids():
     assert len(lajic) == 3 * 2 * 3 and {c["sparsity"] for c in lajic} == {0.4}
     assert {(c["recipe"], c["distill"], c["val_fraction"]) for c in lajic} == {("lajic", "off", 0)}
     from filterprune.api import CompressConfig
-    finetunes = {(c["dataset"], CompressConfig.of(**c).finetune_config(100 if c["dataset"] == "cifar100" else 10))
+    finetunes = {(c["dataset"],
+                  CompressConfig.of(**c).finetune_config(100 if c["dataset"] == "cifar100" else 10))
                  for c in lajic}
     assert {(d, f.epochs, f.optimizer, f.lr, f.schedule, f.batch_size, f.crop, f.distill_alpha)
             for d, f in finetunes} == {("cifar10", 10, "sgd", 1e-3, "step", 32, False, 0.0),
@@ -323,7 +330,8 @@ def test_seed_study_configs_have_the_seed_grids():
         ("vgg16-lottery", "cifar10"), ("vgg16-lottery", "cifar100"), ("mlp", "mnist")}
     shrink = runs("shrinkbench")
     assert {c["seed"] for c in shrink} == {0, 1, 2}
-    assert {(c["scope"], c["mask_scope"]) for c in shrink} == {("global", "global"), ("layerwise", "layerwise")}
+    assert {(c["scope"], c["mask_scope"]) for c in shrink} == {("global", "global"),
+                                                               ("layerwise", "layerwise")}
 
 
 # ----------------------------------------------------------------------------------------- ray

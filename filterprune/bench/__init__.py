@@ -1,1 +1,3 @@
-"""Measuring models: MACs/params/seed FLOPs (counting) and latency (latency)."""
+"""Measuring models: MACs/params/seed FLOPs (counting), interleaved timing (latency, runners, quiet) and
+`filterprune bench` (command): its targets (targets, onnx_cost), its rows (timing, memory_probe) and
+its files (files), under its options (config)."""

@@ -1,6 +1,6 @@
 """CPU peak memory of one benchmark variant, measured in a fresh interpreter that runs only it:
 ``python -m filterprune.bench.memory_probe`` reads the job (JSON) on stdin and prints the peak RSS in MB
-(``bench.suite._add_cpu_memory`` starts it once per row)."""
+(``bench.timing._add_cpu_memory`` starts it once per row)."""
 from __future__ import annotations
 
 import json
@@ -22,8 +22,8 @@ def peak_rss_mb() -> float:
 
 
 def probe(job: dict) -> float:
-    """Build one variant, run it 3 times, return peak RSS (MB) during inference: the resident runtime, weights and
-    activations (imports included, loading transients excluded)."""
+    """Build one variant, run it 3 times, return peak RSS (MB) during inference: the resident runtime,
+    weights and activations (imports included, loading transients excluded)."""
     source, runtime, threads = job["source"], job["runtime"], job["threads"]
     torch.set_num_threads(threads)
     x = torch.randn(job["batch"], *job["shape"])

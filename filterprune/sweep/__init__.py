@@ -9,11 +9,11 @@ refuses a folder that holds another sweep.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from .. import limits
 from ..errors import RunError, UsageError
+from ..log import say
 from .executors import CHECKS, EXECUTORS, Job, Outcome
 from .grid import Sweep, load_sweep, run_id
 from .store import SweepStore
@@ -21,12 +21,8 @@ from .store import SweepStore
 __all__ = ["Sweep", "SweepStore", "load_sweep", "run_id", "sweep"]
 
 
-def say(msg: str) -> None:
-    print(f"[sweep] {limits.printable(msg)}", file=sys.stderr, flush=True)
-
-
-def sweep(config_file: str | Path, executor: str = "local", resume: bool = False, out: str | Path | None = None,
-          dry_run: bool = False) -> Path:
+def sweep(config_file: str | Path, executor: str = "local", resume: bool = False,
+          out: str | Path | None = None, dry_run: bool = False) -> Path:
     """Run every unfinished run of the sweep; returns the sweep folder. Exit-1 error if any run failed
     (the others are kept; ``resume`` retries the failed ones)."""
     if executor not in EXECUTORS:
@@ -41,8 +37,8 @@ def sweep(config_file: str | Path, executor: str = "local", resume: bool = False
         finished = store.finished_ids(s)
         jobs = [Job(r.run_id, r.label, r.config, store.run_dir(r.run_id), store.log_path(r.run_id),
                     overwrite=store.run_dir(r.run_id).exists()) for r in s.runs if r.run_id not in finished]
-        say(f"{s.name} ({s.sweep_id}): {len(s.runs)} runs, {len(finished)} already finished, {len(jobs)} to run "
-            f"({executor}) in {store.root}/")
+        say(f"sweep: {s.name} ({s.sweep_id}): {len(s.runs)} runs, {len(finished)} already finished, "
+            f"{len(jobs)} to run ({executor}) in {store.root}/")
         failed: list[Outcome] = []
         count = iter(range(1, len(jobs) + 1))
 
@@ -50,13 +46,13 @@ def sweep(config_file: str | Path, executor: str = "local", resume: bool = False
             i = next(count)
             if o.exit_code == 0 and store.finished(o.job.run_id):
                 r = store.report(o.job.run_id)
-                say(f"{i}/{len(jobs)} {o.job.run_id} ({o.job.label}): finished in {o.seconds:.0f}s, top-1 "
-                    f"{100 * r['dense']['accuracy']:.1f}% -> {100 * r['pruned']['accuracy']:.1f}%")
+                say(f"sweep: {i}/{len(jobs)} {o.job.run_id} ({o.job.label}): finished in {o.seconds:.0f}s, "
+                    f"top-1 {100 * r['dense']['accuracy']:.1f}% -> {100 * r['pruned']['accuracy']:.1f}%")
                 store.write_results(s)
             else:
                 failed.append(o)
-                say(f"{i}/{len(jobs)} {o.job.run_id} ({o.job.label}): FAILED (exit {o.exit_code}): {o.error} "
-                    f"[{o.job.log}]")
+                say(f"sweep: {i}/{len(jobs)} {o.job.run_id} ({o.job.label}): FAILED (exit {o.exit_code}): "
+                    f"{o.error} [{o.job.log}]")
 
         if jobs:
             EXECUTORS[executor](jobs, s.resources, done)
@@ -64,9 +60,10 @@ def sweep(config_file: str | Path, executor: str = "local", resume: bool = False
     finally:
         store.close()
     if failed:
-        raise RunError(f"{len(failed)} of {len(jobs)} runs failed ({', '.join(o.job.run_id for o in failed)}); "
-                       f"logs in {store.logs}/; the others are in {store.runs}/ (--resume retries the failed ones)")
-    say(f"all {len(s.runs)} runs finished; table: {results}")
+        ids = ", ".join(o.job.run_id for o in failed)
+        raise RunError(f"{len(failed)} of {len(jobs)} runs failed ({ids}); logs in {store.logs}/; the others "
+                       f"are in {store.runs}/ (--resume retries the failed ones)")
+    say(f"sweep: all {len(s.runs)} runs finished; table: {results}")
     print(results)
     return store.root
 
@@ -76,9 +73,10 @@ def _plan(s: Sweep, store: SweepStore) -> Path:
     found = store.existing_id()
     same = found == s.sweep_id
     if found is not None and not same:
-        say(f"note: {store.root} holds another sweep ({found}); running this config there would be refused")
+        say(f"sweep: note: {store.root} holds another sweep ({found}); running this config there would be "
+            "refused")
     for r in s.runs:
         state = "finished" if same and store.finished(r.run_id) else "to run"
         print(f"{r.run_id}  {state:8s}  {limits.printable(r.label)}")
-    say(f"{s.name} ({s.sweep_id}): {len(s.runs)} runs -> {store.root}/")
+    say(f"sweep: {s.name} ({s.sweep_id}): {len(s.runs)} runs -> {store.root}/")
     return store.root

@@ -1,0 +1,70 @@
+"""What `filterprune bench` writes into its folder: bench.csv (one row per variant, runtime, device and
+batch), bench.json (the rows and the machine), bench.md (the table, with a warning when the machine was
+busy) and two plots."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..fileio import atomic_write_bytes, atomic_write_json
+from . import quiet
+from .timing import COLUMNS
+
+
+def write_outputs(rows: list[dict], out: Path, info: dict) -> None:
+    import pandas as pd  # heavy: loaded only when a folder is written
+
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    atomic_write_bytes(out / "bench.csv", df.to_csv(index=False).encode())
+    atomic_write_json(out / "bench.json", {"machine": info, "rows": rows})
+    atomic_write_bytes(out / "bench.md", markdown(df, info).encode())
+    plot(df, out)
+
+
+def markdown(df, info: dict) -> str:
+    cols = ["variant", "runtime", "device", "batch_size", "p50_ms", "p90_ms", "p99_ms", "throughput",
+            "cpu_peak_rss_mb", "gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "speedup",
+            "theoretical_speedup", "speedup_efficiency", "error"]
+    view = df[cols].copy()
+    for c in ("p50_ms", "p90_ms", "p99_ms", "throughput", "speedup", "theoretical_speedup",
+              "speedup_efficiency"):
+        view[c] = [f"{v:.2f}" if isinstance(v, float) else v for v in view[c]]
+    head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
+    body = "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in view.itertuples(index=False))
+    mach = ", ".join(f"{k} {v}" for k, v in info.items())
+    busy = next((r for r in df["machine_busy"] if r), "") if "machine_busy" in df else ""
+    warn = quiet.warning({"busy": True, "why": busy}) + "\n\n" if busy else ""
+    return f"# Benchmark\n\n{warn}Machine: {mach}.\n\n{head}{body}"
+
+
+def plot(df, out: Path) -> None:
+    import matplotlib  # heavy: loaded only when a folder is written
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = df[df["p50_ms"] != ""].copy()
+    if ok.empty:
+        return
+    ok["p50_ms"] = ok["p50_ms"].astype(float)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (v, rt, dev), g in ok.groupby(["variant", "runtime", "device"]):
+        ax.plot(g["batch_size"], g["p50_ms"], marker="o", label=f"{v} {rt}/{dev}")
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="median latency (ms)",
+           title="Latency vs batch size")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "latency_vs_batch.png", dpi=120)
+    plt.close(fig)
+    sp = ok[ok["speedup"] != ""]
+    if sp.empty:
+        return
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for (rt, dev), g in sp.groupby(["runtime", "device"]):
+        ax.scatter(g["theoretical_speedup"].astype(float), g["speedup"].astype(float), label=f"{rt}/{dev}")
+    hi = max(sp["theoretical_speedup"].astype(float).max(), sp["speedup"].astype(float).max()) * 1.1
+    ax.plot([0, hi], [0, hi], "k--", lw=1, label="efficiency 1.0")
+    ax.set(xlabel="theoretical speedup (MACs)", ylabel="measured speedup", title="Measured vs theoretical")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "speedup_measured_vs_theoretical.png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,242 @@
+"""Dense vs pruned (vs masked ...) latency, throughput and memory, side by side: one row per (variant,
+runtime, device, batch).
+
+Variants are timed interleaved (A B A B ...) in one process per (runtime, device, batch) after warm-up.
+Peak memory is measured apart from timing, one fresh process per (variant, runtime, batch), because a
+process's peak RSS cannot be split between variants that share it. GPU peaks use the CUDA allocator's
+own counters, reset before each variant. A failure such as out-of-memory at a large batch is recorded in
+the row and the run goes on.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import limits
+from ..log import say
+from . import quiet
+from .config import BenchConfig
+from .latency import interleaved
+from .runners import ort_runner, ov_runner, torch_runner
+from .targets import Variant
+
+COLUMNS = ["variant", "runtime", "device", "batch_size", "p50_ms", "p90_ms", "p99_ms", "throughput",
+           "cpu_peak_rss_mb", "gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "params", "macs", "speedup",
+           "theoretical_speedup", "speedup_efficiency", "iters", "threads", "machine_busy", "error"]
+OOM_MESSAGES = ("out of memory", "can't allocate memory", "failed to allocate memory", "bad_alloc",
+                "cannot allocate memory")
+
+
+def run_bench(variants: list[Variant], cfg: BenchConfig) -> list[dict]:
+    """Every (runtime, device, batch) row; each records ``machine_busy`` (why the timing may be wrong,
+    '' on a quiet machine). Without ``cfg.threads`` the thread count fits the cores others leave free."""
+    with quiet.Watch() as watch:
+        threads = cfg.threads or quiet.free_threads(torch.get_num_threads())
+        if threads < torch.get_num_threads() and not cfg.threads:
+            say(f"notice: other processes are using the CPU; timing with {threads} thread(s) instead of "
+                f"{torch.get_num_threads()} so as not to oversubscribe the free cores")
+        rows = _run_rows(variants, cfg, threads)
+    spreads = [(r["p90_ms"] - r["p50_ms"]) / r["p50_ms"] for r in rows if r.get("p50_ms")]
+    verdict = watch.verdict(spreads)
+    if verdict["busy"]:
+        say(f"warning: the machine was not quiet while timing ({verdict['why']}); latencies may be wrong")
+    for r in rows:
+        r["machine_busy"] = verdict["why"]
+    if cfg.memory:
+        _add_cpu_memory(rows, variants, threads)
+    return [{c: r.get(c, "") for c in COLUMNS} for r in rows]
+
+
+def _run_rows(variants: list[Variant], cfg: BenchConfig, threads: int) -> list[dict]:
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)  # one stream for every input, in the same order each run
+    combos = [("torch", d) for d in cfg.torch_devices() if "torch" in cfg.runtimes]
+    combos += [("onnxruntime", p) for p in cfg.ort_providers() if "onnxruntime" in cfg.runtimes]
+    combos += [("openvino", "cpu")] if "openvino" in cfg.runtimes else []
+    if "auto" in cfg.devices and not torch.cuda.is_available():
+        say("notice: no CUDA GPU here; GPU rows skipped")
+    for v in variants:  # what each batch would need is known before anything is allocated
+        if not v.largest and v.model is not None:
+            v.largest = limits.activation_sizes(v.model, v.input_shape)[0]
+    rows: list[dict] = []
+    for runtime, dev in combos:
+        vs = [v for v in variants if (v.model is not None if runtime == "torch" else v.onnx is not None)]
+        for b in cfg.batch_sizes if vs else ():
+            rows += _batch_rows(vs, runtime, dev, b, cfg, threads, gen)
+    _add_speedups(rows, variants)
+    return rows
+
+
+def _batch_rows(vs: list[Variant], runtime: str, dev: str, b: int, cfg: BenchConfig, threads: int,
+                gen: torch.Generator) -> list[dict]:
+    """One (runtime, device, batch): the variants that can run are timed together; every row says why
+    one could not."""
+    runners, errors, inputs = {}, {}, {}
+    for v in vs:
+        why = limits.over_budget(v.per_sample(), b)  # checked before anything is allocated
+        if why:
+            errors[v.name] = why
+            continue
+        try:
+            if v.input_shape not in inputs:  # one input per shape, random (never zeros)
+                inputs[v.input_shape] = torch.randn(b, *v.input_shape, generator=gen)
+            runners[v.name] = _runner(v, inputs[v.input_shape], runtime, dev, cfg, threads)
+        except Exception as e:  # noqa: BLE001 - a model that cannot run here is a row, not a crash
+            errors[v.name] = _why(e)
+    times = _time_surviving(runners, errors, cfg)
+    medians = ", ".join(f"{k} {statistics.median(t):.2f} ms" for k, t in times.items())
+    say(f"{runtime}/{dev} batch {b}: {medians}" + (f" errors: {errors}" if errors else ""))
+    rows = []
+    for v in vs:
+        row = {"variant": v.name, "runtime": runtime, "device": dev, "batch_size": b, "params": v.params,
+               "macs": v.macs, "iters": cfg.iters, "threads": threads, "error": errors.get(v.name, "")}
+        if v.name in times and v.name not in errors:
+            row.update(_percentiles(times[v.name]))
+            row["throughput"] = b / (row["p50_ms"] / 1e3)
+            if runtime == "torch" and dev == "cuda":
+                _add_gpu_peaks(row, v, inputs[v.input_shape], cfg)
+        rows.append(row)
+    return rows
+
+
+def _runner(v: Variant, x: torch.Tensor, runtime: str, dev: str, cfg: BenchConfig,
+            threads: int) -> Callable[[], None]:
+    if runtime == "torch":
+        return torch_runner(v.model, x, torch.device(dev), cfg.fp16, cfg.compile)
+    if runtime == "openvino":
+        return ov_runner(v.onnx, x, threads)
+    return ort_runner(v.onnx, x, dev, threads, cfg.fp16)
+
+
+def _is_oom(e: BaseException) -> bool:
+    """Out of memory as each library says it: torch CPU "can't allocate memory", CUDA "out of memory",
+    onnxruntime "Failed to allocate memory", C++ "bad_alloc", Python's MemoryError."""
+    oom = (MemoryError, getattr(torch.cuda, "OutOfMemoryError", MemoryError))
+    return isinstance(e, oom) or any(m in str(e).lower() for m in OOM_MESSAGES)
+
+
+def _why(e: BaseException) -> str:
+    """A row's ``error``: "out of memory", or the exception's type and first line, short."""
+    if _is_oom(e):
+        return "out of memory"
+    first = str(e).splitlines()[0] if str(e) else ""
+    return limits.printable(f"{type(e).__name__}: {first}", 160)
+
+
+def _time_surviving(runners: dict, errors: dict, cfg: BenchConfig) -> dict[str, list[float]]:
+    """Interleaved timing; a variant that fails (out of memory, or any other error of its own) is
+    dropped, its row records why, and the others are timed again without it."""
+    runners = dict(runners)
+    while runners:
+        try:
+            return interleaved(runners, cfg.warmup, cfg.iters)
+        except Exception as e:  # noqa: BLE001 - find who failed: each alone
+            alone = False
+            for name, run in list(runners.items()):
+                try:
+                    run()
+                except Exception as e2:  # noqa: BLE001
+                    errors[name] = _why(e2)
+                    del runners[name]
+                    alone = True
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if not alone:  # each runs alone, not together (memory): every row says why
+                errors.update({name: _why(e) for name in runners})
+                break
+    return {}
+
+
+def _percentiles(ts: list[float]) -> dict:
+    a = np.asarray(ts)
+    p50 = statistics.median(ts)
+    return {"p50_ms": p50, "p90_ms": float(np.percentile(a, 90)), "p99_ms": float(np.percentile(a, 99))}
+
+
+def _add_gpu_peaks(row: dict, v: Variant, x: torch.Tensor, cfg: BenchConfig) -> None:
+    """The CUDA allocator's peaks over one call of a fresh runner (counters reset first)."""
+    try:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        torch_runner(v.model, x, torch.device("cuda"), cfg.fp16)()
+        peaks = torch.cuda.max_memory_allocated() / 2**20, torch.cuda.max_memory_reserved() / 2**20
+    except Exception as e:  # noqa: BLE001
+        row["error"] = f"memory probe: {type(e).__name__}"
+        return
+    row["gpu_peak_allocated_mb"], row["gpu_peak_reserved_mb"] = peaks
+
+
+def _add_speedups(rows: list[dict], variants: list[Variant]) -> None:
+    """speedup vs the baseline variant of the SAME runtime, device and batch; efficiency = measured / MACs
+    ratio."""
+    base = variants[0].name
+    ref = {(r["runtime"], r["device"], r["batch_size"]): r
+           for r in rows if r["variant"] == base and "p50_ms" in r}
+    base_macs = variants[0].macs
+    shape = {v.name: v.input_shape for v in variants}
+    for r in rows:
+        if shape.get(r["variant"], variants[0].input_shape) != variants[0].input_shape:
+            continue  # another input size: no speedup against the baseline
+        r["theoretical_speedup"] = base_macs / r["macs"] if r["macs"] else ""
+        b = ref.get((r["runtime"], r["device"], r["batch_size"]))
+        if b is not None and "p50_ms" in r:
+            r["speedup"] = b["p50_ms"] / r["p50_ms"]
+            if r["theoretical_speedup"]:
+                r["speedup_efficiency"] = r["speedup"] / r["theoretical_speedup"]
+
+
+def dense_vs_pruned(rows: list[dict], extra: tuple[str, ...] = ("masked",)) -> list[dict]:
+    """report.json's compact view: one row per (runtime, device, batch) with dense and pruned medians and the
+    speedup; each ``extra`` variant timed in the same run (the masked control) adds <v>_ms and <v>_speedup."""
+    keyed = {(r["runtime"], r["device"], r["batch_size"], r["variant"]): r
+             for r in rows if r.get("p50_ms") != ""}
+    out = []
+    for (rt, dev, b, v), r in keyed.items():
+        o = keyed.get((rt, dev, b, "pruned"))
+        if v != "dense" or o is None:
+            continue
+        row = {"runtime": rt, "device": dev, "batch_size": b, "dense_ms": r["p50_ms"],
+               "pruned_ms": o["p50_ms"], "dense_p90_ms": r["p90_ms"], "pruned_p90_ms": o["p90_ms"],
+               "speedup": o["speedup"], "speedup_efficiency": o["speedup_efficiency"]}
+        for x in extra:
+            if (rt, dev, b, x) in keyed:
+                e = keyed[(rt, dev, b, x)]
+                row.update({f"{x}_ms": e["p50_ms"], f"{x}_p90_ms": e["p90_ms"], f"{x}_speedup": e["speedup"]})
+        out.append(row)
+    return out
+
+
+def _add_cpu_memory(rows: list[dict], variants: list[Variant], threads: int) -> None:
+    """Peak RSS per CPU row, each from a fresh interpreter (a plain subprocess: no multiprocessing
+    machinery in the benchmarking process) running only that variant."""
+    if sys.platform != "linux":
+        return
+    by_name = {v.name: v for v in variants}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    for r in rows:
+        v = by_name[r["variant"]]
+        rebuilt = v.source.get("kind") != "onnx" if r["runtime"] == "torch" else v.onnx is not None
+        if r["device"] != "cpu" or r.get("error") or not rebuilt:  # the probe could not rebuild it
+            continue
+        job = {"source": {**v.source, "onnx": str(v.onnx) if v.onnx else None}, "runtime": r["runtime"],
+               "batch": r["batch_size"], "shape": list(v.input_shape), "threads": threads}
+        try:
+            p = subprocess.run([sys.executable, "-m", "filterprune.bench.memory_probe"],
+                               input=json.dumps(job), capture_output=True, text=True, timeout=300, env=env)
+            res = float(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else \
+                limits.printable((p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1], 300)
+        except (subprocess.TimeoutExpired, ValueError, IndexError) as e:
+            res = f"probe failed ({type(e).__name__})"
+        if isinstance(res, float):
+            r["cpu_peak_rss_mb"] = round(res, 1)
+        else:
+            say(f"memory probe {r['variant']}/{r['runtime']}/{r['batch_size']}: {res}")
