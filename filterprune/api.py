@@ -29,6 +29,7 @@ from .config import CompressConfig
 from .errors import UsageError
 from .models import ModelSpec
 from .models.factory import object_ref
+from .pipeline import Compressed, run
 from .tracing import eval_mode
 
 _D = CompressConfig.defaults()  # the options' one default each
@@ -171,8 +172,10 @@ def load(path: str | Path, trust_code: bool = False, model: nn.Module | None = N
 
 
 def compress(cfg=None, *, model=None, train=None, test=None, num_classes: int | None = None,
-             example_inputs=None, **fields) -> Path:
-    """The whole pipeline on the user's objects; returns the output folder.
+             example_inputs=None, **fields) -> Compressed | None:
+    """The whole pipeline on the user's objects; returns a ``Compressed``: the output folder (``.out``; the
+    result itself is path-like) and the run's report (``.report``, with ``.dense_accuracy``,
+    ``.pruned_accuracy``, ``.theoretical_speedup``, ``.latency``).
 
     ``model``: an ``nn.Module`` in hand (it is the dense baseline: ``epochs`` defaults to 0 here, more
     trains it further) or a model name (registered, ``tv:``, ``timm:``, ``file.py:fn``). ``train``/``test``:
@@ -182,7 +185,6 @@ def compress(cfg=None, *, model=None, train=None, test=None, num_classes: int | 
     pass a ready ``CompressConfig``.
     """
     from .data.stream import LoaderData
-    from .pipeline import run
     from .sources import Given
 
     if cfg is not None and (model is not None or fields):

@@ -3,6 +3,7 @@
 output folder is either complete or absent. The Python surface over them is ``api``."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,38 +14,78 @@ from .baseline import train_baseline
 from .config import CompressConfig, Data, Model, Output, Train
 from .fileio import cache_dir
 from .log import say
+from .reporting.run_report import write_report
+from .reporting.schema import Report
 from .sources import spec_for
 from .train import TrainConfig, evaluate, resolve_device
 
 
-def run(cfg: CompressConfig, given: sources.Given | None = None) -> Path:
-    """Run the whole pipeline; returns the output folder (see README for what it holds). ``given``: the
-    user's own module and/or DataLoaders (``filterprune.compress(model=net, train=..., test=...)``)."""
+@dataclass(frozen=True)
+class Compressed:
+    """What ``compress`` made: its output folder (``os.fspath(result)`` is the folder, so
+    ``filterprune.load(result)`` works) and the run's report (report.json, typed)."""
+    out: Path
+    report: Report
+
+    def __fspath__(self) -> str:
+        return str(self.out)
+
+    @property
+    def dense_accuracy(self) -> float:
+        return self.report["dense"]["accuracy"]
+
+    @property
+    def pruned_accuracy(self) -> float:
+        return self.report["pruned"]["accuracy"]
+
+    @property
+    def theoretical_speedup(self) -> float:
+        return self.report["theoretical_speedup"]
+
+    @property
+    def latency(self) -> list[dict]:
+        """Dense vs pruned per runtime, device and batch (``speedup`` measured, interleaved)."""
+        return self.report["latency"]
+
+
+def run(cfg: CompressConfig, given: sources.Given | None = None) -> Compressed | None:
+    """Run the whole pipeline (README: what a run writes). ``given``: the user's own module and/or
+    DataLoaders (``filterprune.compress(model=net, train=..., test=...)``). None on the ranks of a
+    ``--distributed`` run that do not write."""
     cfg.validate()
     t = cfg.train
     with distributed.session(t.distributed, resolve_device(t.device), t.batch_size) as device:
         return _compress(cfg, device, given)
 
 
-def _compress(cfg: CompressConfig, device: torch.device, given: sources.Given | None) -> Path:
-    run = stages.setup(cfg, device, given)
-    with run.stage("baseline"):
-        stages.baseline(run)
-    with run.stage("prune"):
-        stages.prune(run)
-    with run.stage("finetune"):
-        stages.finetune(run)
+def _compress(cfg: CompressConfig, device: torch.device, given: sources.Given | None) -> Compressed | None:
+    timings: dict[str, float] = {}
+    s = stages.setup(cfg, device, given)
+    with stages.timed(timings, "baseline"):
+        b = stages.baseline(s)
+    with stages.timed(timings, "prune"):
+        p = stages.prune(s, b)
+    with stages.timed(timings, "finetune"):
+        f = stages.finetune(s, b, p)
+    scratch = None
     if cfg.finetune.scratch:
-        with run.stage("scratch"):
-            stages.scratch(run)
+        with stages.timed(timings, "scratch"):
+            scratch = stages.scratch(s, p)
     if not distributed.is_main():  # --distributed: rank 0 alone exports, benchmarks and writes the outputs
-        return run.out
-    out = outputs.write_folder(run.out, lambda folder: stages.write_outputs(run, folder), cfg.output.overwrite)
-    dense, pruned = run.costs["dense"], run.costs["pruned"]
-    say(f"done: dense top-1 {100 * run.dense_acc['top1']:.2f}% -> pruned {100 * run.pruned_acc['top1']:.2f}%, "
-        f"MACs {dense.macs / 1e6:.1f}M -> {pruned.macs / 1e6:.1f}M ({dense.macs / pruned.macs:.2f}x); "
-        f"outputs in {out}/")
-    return out
+        return None
+    written: dict = {}
+
+    def fill(folder: Path) -> None:
+        artifacts = stages.write_outputs(s, b, p, f, folder, timings)
+        written["report"] = stages.report(s, b, p, f, scratch, artifacts, timings)
+        write_report(written["report"], folder)
+
+    out = outputs.write_folder(s.out, fill, cfg.output.overwrite)
+    r = written["report"]
+    say(f"done: dense top-1 {100 * r['dense']['accuracy']:.2f}% -> pruned {100 * r['pruned']['accuracy']:.2f}%, "
+        f"MACs {r['dense']['macs'] / 1e6:.1f}M -> {r['pruned']['macs'] / 1e6:.1f}M "
+        f"({r['theoretical_speedup']:.2f}x); outputs in {out}/")
+    return Compressed(Path(out), r)
 
 
 def train_command(model: Model, data: Data, train: Train, output: Output) -> Path | None:

@@ -195,3 +195,17 @@ def test_the_guard_fails_a_connection_beyond_loopback_and_lets_loopback_through(
     finally:
         server.close()
     assert network_guard == []
+
+
+def test_a_missing_benchmark_dataset_is_one_line_and_never_downloaded(tmp_path, monkeypatch):
+    """cifar10 absent under --data-root: no download is tried (the guard would fail the test), one line
+    says what to put where, and no folder is left behind."""
+    import filterprune.data.torchvision_sets as tvs
+    from filterprune.data import load_dataset
+    from filterprune.errors import UsageError
+
+    root = tmp_path / "nothing-here"
+    with pytest.raises(UsageError, match=r"cifar10 not found under .* \(nothing is downloaded\): put "):
+        load_dataset("cifar10", str(root))
+    assert not root.exists()
+    assert "download=True" not in open(tvs.__file__).read()

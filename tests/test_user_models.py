@@ -133,14 +133,16 @@ def test_compress_with_the_users_module_and_loaders(tmp_path):
     train, test = DataLoader(ds, batch_size=16, shuffle=True), DataLoader(ds, batch_size=16)
     out = filterprune.compress(model=net, train=train, test=test, criterion="l1", sparsity=0.4,
                                finetune_epochs=1, bench=False, out=str(tmp_path / "run"))
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out.out / "report.json").read_text())
+    assert report == json.loads(json.dumps(out.report))  # the typed result is what report.json holds
+    assert 0 <= out.pruned_accuracy <= 1 and out.theoretical_speedup > 1
     assert report["model"].startswith("object:") and report["dataset"]["train"] == 48
     assert report["pruned"]["macs"] < report["dense"]["macs"]
     pruned = filterprune.load(out, model=mod.build(num_classes=4))
     import onnxruntime as ort
 
     x = np.random.default_rng(1).standard_normal((3, 3, 32, 32)).astype(np.float32)
-    y = ort.InferenceSession(str(out / "model.onnx")).run(None, {"input": x})[0]
+    y = ort.InferenceSession(str(out.out / "model.onnx")).run(None, {"input": x})[0]
     assert np.abs(y - pruned(torch.from_numpy(x)).detach().numpy()).max() < 1e-4
 
 
@@ -190,7 +192,7 @@ def test_new_user_end_to_end_from_the_command_line(user_net, tmp_path):
     import onnxruntime as ort
 
     x = np.random.default_rng(0).standard_normal((5, 3, 48, 48)).astype(np.float32)
-    y = ort.InferenceSession(str(out / "model.onnx")).run(None, {"input": x})[0]
+    y = ort.InferenceSession(str(out.out / "model.onnx")).run(None, {"input": x})[0]
     assert np.abs(y - pruned(torch.from_numpy(x)).detach().numpy()).max() < 1e-4
     # export of the folder needs the same consent: without it one line, exit 2 (this process trusts the
     # file now, so ask a fresh one)
@@ -302,7 +304,7 @@ def test_compress_a_module_in_hand_on_an_image_folder(tmp_path):
     out = filterprune.compress(model=mod.build(num_classes=2), dataset=f"imagefolder:{folder}", image_size=40,
                                workers=0, criterion="greedy", sparsity=0.3, finetune_epochs=1, batch_size=4,
                                calib_batches=2, bench=False, out=str(tmp_path / "run"))
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out.out / "report.json").read_text())
     assert report["model_source"]["input_shape"] == [3, 40, 40] and report["dataset"]["test"] == 4
     assert report["pruned"]["macs"] < report["dense"]["macs"] and report["onnx"]["max_abs_diff"] < 1e-4
     with pytest.raises(UsageError, match="scratch= retrains"):

@@ -1,12 +1,11 @@
 """The standard benchmarks, read from ``--data-root``.
 
 Each is found, in order, as the torchvision layout (e.g. ``cifar-10-batches-py/``) or as an npz file
-(``cifar10.npz`` / ``cifar10_mini.npz``, the arrays of ``npz:``); failing both, torchvision downloads it
-when the network allows. Offline, the error says what to put where.
+(``cifar10.npz`` / ``cifar10_mini.npz``, the arrays of ``npz:``); failing both, the error says what to put
+where. Nothing is downloaded: filterprune never opens a network connection.
 """
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,6 @@ _SOURCES = {
     "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw", ("fashion-mnist", "fashion_mnist"), True),
     "svhn": ("SVHN", "train_32x32.mat", ("svhn",), False),
 }
-DOWNLOAD_TIMEOUT_S = 20
 
 
 def find_local(name: str, root: Path) -> Path | None:
@@ -37,13 +35,13 @@ def find_local(name: str, root: Path) -> Path | None:
     return None
 
 
-def _from_torchvision(name: str, root: Path, download: bool) -> ImageData:
+def _from_torchvision(name: str, root: Path) -> ImageData:
     import torchvision.datasets as tvd
 
     cls_name, _, _, flip = _SOURCES[name]
     cls = getattr(tvd, cls_name)
     kw = ({"split": "train"}, {"split": "test"}) if name == "svhn" else ({"train": True}, {"train": False})
-    train, test = cls(str(root), download=download, **kw[0]), cls(str(root), download=download, **kw[1])
+    train, test = cls(str(root), download=False, **kw[0]), cls(str(root), download=False, **kw[1])
 
     def arrays(ds):
         x = ds.data if isinstance(ds.data, np.ndarray) else ds.data.numpy()
@@ -67,25 +65,12 @@ def _load(name: str, root: Path) -> ImageData:
         return data
     if found is not None:
         try:
-            return _from_torchvision(name, root, download=False)
+            return _from_torchvision(name, root)
         except (OSError, RuntimeError, ValueError) as e:  # torchvision checks md5 sums before unpickling
             raise UsageError(f"{found}: {name} files are incomplete or corrupted "
                              f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    created = not root.exists()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        return _from_torchvision(name, root, download=True)
-    except (OSError, RuntimeError) as e:
-        if created and not any(root.iterdir()):
-            root.rmdir()  # leave nothing behind for a failed request
-        raise UsageError(
-            f"{name} not found under {root}/ and the download failed ({type(e).__name__}); put "
-            f"{_SOURCES[name][1]} or {_SOURCES[name][2][0]}.npz there, pass --data-root, or use "
-            f"--dataset digits (embedded, offline)") from None
-    finally:
-        socket.setdefaulttimeout(old)
+    raise UsageError(f"{name} not found under {root}/ (nothing is downloaded): put {_SOURCES[name][1]} or "
+                     f"{_SOURCES[name][2][0]}.npz there, pass --data-root, or use --dataset digits (embedded)")
 
 
 def _register(name):
