@@ -93,8 +93,8 @@ def baseline(model: str, seed: int, epochs: int, data_root: str, device: str = "
     folder = HERE / "baselines" / f"{model}-e{epochs}-seed{seed}"
     if (folder / "model.json").is_file():
         return folder / "model.json"
-    cfg = CompressConfig.of(model, "l1", 0.4, dataset="cifar10", data_root=data_root, epochs=epochs, seed=seed)
-    data = load_data("cifar10", data_root, cfg.val_fraction, seed)
+    cfg = CompressConfig.of(model=model, criterion="l1", sparsity=0.4, dataset="cifar10", data_root=data_root, epochs=epochs, seed=seed)
+    data = load_data("cifar10", data_root, cfg.data.val_fraction, seed)
     spec = spec_for(model, data)
     dev = resolve_device(device)
     net, info = train_baseline(spec, data, cfg.baseline_config(), dev)
@@ -131,13 +131,13 @@ def run_one(arm: str, crit: str, seed: int, a, ckpt_path: Path, runs: Path) -> d
     cfg = CompressConfig.of(model=a.model, criterion=crit, sparsity=a.sparsity, dataset="cifar10", data_root=a.data_root,
                          checkpoint=str(ckpt_path), epochs=a.epochs, seed=seed, out=str(out), overwrite=True,
                          export=False, bench=False, device=a.device, **ARMS[arm])
-    if cfg.scratch:  # its prune + finetune half is the kd_anneal row: skip it, train the control alone (same result)
+    if cfg.finetune.scratch:  # its prune + finetune half is the kd_anneal row: skip it, train the control alone (same result)
         cfg = cfg.with_values(epochs=cfg.scratch_config(10).epochs, finetune_epochs=0)
     compress(cfg)
     r = read_report(out)
     return {"arm": arm, "criterion": crit, "seed": str(seed),  # as read back from runs.csv
             "dense_top1": r["dense"]["accuracy"],
-            "pruned_top1": "" if cfg.scratch else r["pruned"]["accuracy"],  # unfinetuned there: row (b) has it
+            "pruned_top1": "" if cfg.finetune.scratch else r["pruned"]["accuracy"],  # unfinetuned there: row (b) has it
             "scratch_top1": (r.get("scratch") or {}).get("accuracy", ""),
             "kept_epoch": r["finetune"]["kept_epoch"], "finetune_epochs": r["finetune"]["config"]["epochs"],
             "params": r["pruned"]["params"], "macs": r["pruned"]["macs"], "dense_macs": r["dense"]["macs"],

@@ -179,32 +179,9 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
     # inference_mode, so it never gets a gradient
     with eval_mode(teacher) if teacher is not None else contextlib.nullcontext():
         for epoch in range(1, cfg.epochs + 1):
-            total, correct, loss_sum = 0, 0, 0.0
-            distributed.set_epoch(loader, epoch)
-            bar = tqdm(loader, desc=f"{desc} {epoch}/{cfg.epochs}", leave=False, file=sys.stderr,
-                       dynamic_ncols=True, disable=None if distributed.is_main() else True)
-            for x, y in bar:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                out = net(x)
-                with torch.inference_mode():
-                    soft = teacher(x) if teacher is not None else None
-                loss = distill_loss(out, soft.clone() if soft is not None else None, y,
-                                    _alpha(cfg, step, steps), cfg.distill_temperature, cfg.label_smoothing)
-                step += 1
-                (seen,) = distributed.summed(loss.item())  # every rank stops if any rank's loss is not finite
-                if not math.isfinite(seen):
-                    model.load_state_dict(last_good)
-                    raise NonFiniteLoss(desc, seen, epoch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.sparsity_reg:
-                    add_slimming_subgradient(model, cfg.sparsity_reg)
-                opt.step()
-                sched.step()
-                total += len(y)
-                correct += (out.argmax(1) == y).sum().item()
-                loss_sum += loss.item() * len(y)
-                bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{100 * correct / total:.1f}%")
+            loop = _Epoch(model, net, teacher, opt, sched, cfg, device, desc, last_good)
+            total, correct, loss_sum = loop.run(loader, epoch, step, steps)
+            step += len(loader)
             total, correct, loss_sum = distributed.summed(total, correct, loss_sum)  # over all ranks' shares
             row = {"epoch": epoch, "loss": loss_sum / total, "train_top1": correct / total}
             val = ""
@@ -224,6 +201,45 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
         history[best[1] - 1]["kept"] = True
     distributed.sync_buffers(model)
     return history
+
+
+class _Epoch:
+    """One pass over the training batches: forward (and the frozen teacher's), the distillation loss,
+    a stop on a non-finite loss (restoring ``last_good``), backward, the slimming subgradient, the step."""
+
+    def __init__(self, model, net, teacher, opt, sched, cfg: TrainConfig, device, desc: str, last_good: dict):
+        self.model, self.net, self.teacher, self.opt, self.sched = model, net, teacher, opt, sched
+        self.cfg, self.device, self.desc, self.last_good = cfg, device, desc, last_good
+
+    def run(self, loader, epoch: int, step: int, steps: int) -> tuple[int, int, float]:
+        cfg, device = self.cfg, self.device
+        total, correct, loss_sum = 0, 0, 0.0
+        distributed.set_epoch(loader, epoch)
+        bar = tqdm(loader, desc=f"{self.desc} {epoch}/{cfg.epochs}", leave=False, file=sys.stderr,
+                   dynamic_ncols=True, disable=None if distributed.is_main() else True)
+        for x, y in bar:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            out = self.net(x)
+            with torch.inference_mode():
+                soft = self.teacher(x) if self.teacher is not None else None
+            loss = distill_loss(out, soft.clone() if soft is not None else None, y,
+                                _alpha(cfg, step, steps), cfg.distill_temperature, cfg.label_smoothing)
+            step += 1
+            (seen,) = distributed.summed(loss.item())  # every rank stops if any rank's loss is not finite
+            if not math.isfinite(seen):
+                self.model.load_state_dict(self.last_good)
+                raise NonFiniteLoss(self.desc, seen, epoch)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.sparsity_reg:
+                add_slimming_subgradient(self.model, cfg.sparsity_reg)
+            self.opt.step()
+            self.sched.step()
+            total += len(y)
+            correct += (out.argmax(1) == y).sum().item()
+            loss_sum += loss.item() * len(y)
+            bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{100 * correct / total:.1f}%")
+        return total, correct, loss_sum
 
 
 def _val_top1(model: nn.Module, data: ImageData, device: torch.device) -> float:

@@ -453,7 +453,7 @@ def test_bench_trust_code_reaches_the_memory_probe(tmp_path, capfd, monkeypatch)
     run, _ = _factory_run(tmp_path)
     out = tmp_path / "bench"
     assert main(["bench", str(run), "--runtime", "torch", "--device", "cpu", "--batch-sizes", "1",
-                 "--iters", "1", "--warmup", "0", "--out", str(out), "--trust-code"]) == 0
+                 "--iters", "1", "--warmup", "0", "--memory", "--out", str(out), "--trust-code"]) == 0
     rows = json.loads((out / "bench.json").read_text())["rows"]
     assert {r["variant"] for r in rows} == {"dense", "pruned"}
     assert all(isinstance(r["cpu_peak_rss_mb"], float) and r["cpu_peak_rss_mb"] > 0 for r in rows), rows

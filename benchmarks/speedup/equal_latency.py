@@ -148,7 +148,7 @@ def finetune(a) -> None:
     cpu = torch.device("cpu")
     for seed in a.seeds:
         cfg = _config(seed, a)
-        data = load_data("cifar10", a.data_root, cfg.val_fraction, seed)
+        data = load_data("cifar10", a.data_root, cfg.data.val_fraction, seed)
         dense = ckpt.load(acc.baseline(MODEL, seed, a.baseline_epochs, a.data_root)).eval()
         dense_top1 = evaluate(dense, data, cpu)["top1"]
         for name in ("target", "mac"):

@@ -179,67 +179,83 @@ def hardware_aware(keep: list[int], channels: list[int], movable: list[bool], si
     another a step narrower: what trades MACs from a slow layer to a fast one within the budget), that
     raises modelled MACs/ms; it stops when none does.
     """
-    touching = [[i for i, s in enumerate(sites) if g in (s.in_group, s.out_group)] for g in range(len(keep))]
+    search = _WidthSearch(keep, channels, movable, sites, floors, table)
+    for _ in range(ROUNDS):
+        if not search.round():
+            break
+    table.save()
+    if log:
+        log(f"round-to auto: {table.measured} conv latencies measured ({table.runtime}, batch {table.batch}); "
+            f"kept {sum(search.cur)} of {sum(channels)} channels, modelled {search.best_eff:.0f} MACs/ms")
+    return search.cur
 
-    def site_cost(k, i):
-        return table(sites[i], *sites[i].widths(k))
 
-    budget = sum(s.macs(keep) for s in sites)  # remove at least what the plain plan removes
-    cands = [candidates(c, k, f) if mv else [k] for c, k, f, mv in zip(channels, keep, floors, movable)]
-    cur = [max([c for c in cs if c <= k] or [min(cs)]) for cs, k in zip(cands, keep)]
-    times = [site_cost(cur, i) for i in range(len(sites))]
-    macs = [s.macs(cur) for s in sites]
+class _WidthSearch:
+    """The state of ``hardware_aware``'s local search: the current widths and each conv site's modelled
+    MACs and milliseconds at them."""
 
-    def evaluate(moves: dict[int, int], total_macs: int, total_ms: float):
+    def __init__(self, keep, channels, movable, sites, floors, table):
+        self.sites, self.table, self.channels = sites, table, channels
+        self.touching = [[i for i, s in enumerate(sites) if g in (s.in_group, s.out_group)] for g in range(len(keep))]
+        self.budget = sum(s.macs(keep) for s in sites)  # remove at least what the plain plan removes
+        self.cands = [candidates(c, k, f) if mv else [k] for c, k, f, mv in zip(channels, keep, floors, movable)]
+        self.cur = [max([c for c in cs if c <= k] or [min(cs)]) for cs, k in zip(self.cands, keep)]
+        self.times = [self.site_cost(self.cur, i) for i in range(len(sites))]
+        self.macs = [s.macs(self.cur) for s in sites]
+        self.best_eff = sum(self.macs) / sum(self.times)
+        self.movable = [g for g, cs in enumerate(self.cands) if len(cs) > 1]
+        self.units = self._units()
+
+    def site_cost(self, k, i):
+        return self.table(self.sites[i], *self.sites[i].widths(k))
+
+    def _units(self) -> list[list[int]]:
+        """What moves together: each group alone, and each set of look-alike groups (same width, same conv
+        shapes, e.g. the inner convs of one ResNet stage), so a stage can change width in one move."""
+        alike: dict = {}
+        for g in self.movable:
+            shape = sorted((self.sites[i].hw_in, tuple(self.sites[i].module.kernel_size), self.sites[i].out_group == g)
+                           for i in self.touching[g])
+            alike.setdefault((self.channels[g], tuple(self.cands[g]), str(shape)), []).append(g)
+        return [[g] for g in self.movable] + [gs for gs in alike.values() if len(gs) > 1]
+
+    def evaluate(self, moves: dict[int, int], total_macs: int, total_ms: float):
         """(MACs, ms) after the moves, recomputing only the sites they touch."""
-        trial = list(cur)
+        trial = list(self.cur)
         for g, c in moves.items():
             trial[g] = c
-        idx = {i for g in moves for i in touching[g]}
-        m = total_macs + sum(sites[i].macs(trial) - macs[i] for i in idx)
-        t = total_ms + sum(site_cost(trial, i) - times[i] for i in idx)
+        idx = {i for g in moves for i in self.touching[g]}
+        m = total_macs + sum(self.sites[i].macs(trial) - self.macs[i] for i in idx)
+        t = total_ms + sum(self.site_cost(trial, i) - self.times[i] for i in idx)
         return m, t
 
-    best_eff = sum(macs) / sum(times)
-    movable_groups = [g for g, cs in enumerate(cands) if len(cs) > 1]
-    # "units" move together: each group alone, and each set of look-alike groups (same width, same conv
-    # shapes, e.g. the inner convs of one ResNet stage), so a stage can change width in one move
-    alike: dict = {}
-    for g in movable_groups:
-        shape = sorted((sites[i].hw_in, tuple(sites[i].module.kernel_size), sites[i].out_group == g) for i in touching[g])
-        alike.setdefault((channels[g], tuple(cands[g]), str(shape)), []).append(g)
-    units = [[g] for g in movable_groups] + [gs for gs in alike.values() if len(gs) > 1]
-
-    def step(unit, sign):
+    def step(self, unit, sign):
         """The unit's members one candidate up (+1) or down (-1), if all can move; else None."""
         moves = {}
         for g in unit:
-            nxt = [c for c in cands[g] if (c - cur[g]) * sign > 0]
+            nxt = [c for c in self.cands[g] if (c - self.cur[g]) * sign > 0]
             if not nxt:
                 return None
             moves[g] = min(nxt) if sign > 0 else max(nxt)
         return moves
 
-    for _ in range(ROUNDS):
+    def round(self) -> bool:
+        """Apply the best move of this round; False when no move raises the modelled MACs/ms."""
         best = None
-        singles = [{g: c} for g in movable_groups for c in cands[g] if c != cur[g]]
-        ups = [m for u in units if (m := step(u, +1))]
-        downs = [m for u in units if (m := step(u, -1))]
+        singles = [{g: c} for g in self.movable for c in self.cands[g] if c != self.cur[g]]
+        ups = [m for u in self.units if (m := self.step(u, +1))]
+        downs = [m for u in self.units if (m := self.step(u, -1))]
         singles += [m for m in ups + downs if len(m) > 1]
         pairs = [{**a, **b} for a in ups for b in downs if not a.keys() & b.keys()]
-        total_macs, total_ms = sum(macs), sum(times)
+        total_macs, total_ms = sum(self.macs), sum(self.times)
         for moves in singles + pairs:
-            m, t = evaluate(moves, total_macs, total_ms)
-            if m <= budget and m / t > best_eff * (1 + 1e-3):
-                best_eff, best = m / t, moves
+            m, t = self.evaluate(moves, total_macs, total_ms)
+            if m <= self.budget and m / t > self.best_eff * (1 + 1e-3):
+                self.best_eff, best = m / t, moves
         if best is None:
-            break
+            return False
         for g, c in best.items():
-            cur[g] = c
-        for i in {i for g in best for i in touching[g]}:
-            times[i], macs[i] = site_cost(cur, i), sites[i].macs(cur)
-    table.save()
-    if log:
-        log(f"round-to auto: {table.measured} conv latencies measured ({table.runtime}, batch {table.batch}); "
-            f"kept {sum(cur)} of {sum(channels)} channels, modelled {best_eff:.0f} MACs/ms")
-    return cur
+            self.cur[g] = c
+        for i in {i for g in best for i in self.touching[g]}:
+            self.times[i], self.macs[i] = self.site_cost(self.cur, i), self.sites[i].macs(self.cur)
+        return True

@@ -146,20 +146,7 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
                          "scores are not comparable across layers: use --scope layerwise")
     with torch.enable_grad():
         criterion.prepare(model, ctx)
-    skipped, unprunable = [], {}
-    if criterion.sequential:
-        order = execution_order(model, ctx.example_inputs)
-        groups.sort(key=lambda cg: min(order.get(id(d.target.module), len(order)) for d, _ in cg.group
-                                       if d.handler.__name__ == "prune_out_channels"))
-        scored = [(cg, torch.zeros(cg.units)) for cg in groups]  # layerwise counts do not depend on scores
-    else:
-        scored = []
-        for cg in groups:
-            raw = criterion.score(cg.group)
-            if raw is None:
-                skipped.append(cg.root_name)
-            else:
-                scored.append((cg, _unit_scores(cg, raw)))
+    scored, skipped = _scored(model, criterion, groups, ctx)
     units = {cg.root_name: cg.units for cg, _ in scored}
     totals = [(dense_units or units).get(cg.root_name, cg.units) for cg, _ in scored]
     if isinstance(plan.target, Macs):  # solved into the sparsity whose allocation meets it
@@ -185,6 +172,24 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
         plan = plan.at(1 - sum(after[n] for n in units) / max(1, sum(before[n] for n in units)))
     return PruneResult(history=history, layers=layers, skipped=skipped, sparsity=plan.sparsity, units=units,
                        unprunable={**opaque, **unprunable}, latency_target=target)
+
+
+def _scored(model: nn.Module, criterion: Criterion, groups: list, ctx: PruneContext) -> tuple[list, list[str]]:
+    """(group, per-unit scores) for every group the criterion scores, and the names of those it skips. A
+    sequential criterion scores later, in the network pruned so far: its groups come in execution order."""
+    if criterion.sequential:
+        order = execution_order(model, ctx.example_inputs)
+        groups = sorted(groups, key=lambda cg: min(order.get(id(d.target.module), len(order)) for d, _ in cg.group
+                                                   if d.handler.__name__ == "prune_out_channels"))
+        return [(cg, torch.zeros(cg.units)) for cg in groups], []  # layerwise counts do not depend on scores
+    scored, skipped = [], []
+    for cg in groups:
+        raw = criterion.score(cg.group)
+        if raw is None:
+            skipped.append(cg.root_name)
+        else:
+            scored.append((cg, _unit_scores(cg, raw)))
+    return scored, skipped
 
 
 def _apply_safely(DG, model: nn.Module, pristine: nn.Module, decisions: dict, ctx, out_shape):
