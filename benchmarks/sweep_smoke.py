@@ -50,6 +50,7 @@ def attempts(log: Path) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="configs/smoke-grid.yaml")
+    ap.add_argument("--data-root", default="../shared/data", help="where the config's dataset is")
     ap.add_argument("--kill-after", type=int, default=6, help="finished runs before the kill")
     ap.add_argument("--kill-delay", type=float, default=15.0, help="seconds into the next run")
     args = ap.parse_args()
@@ -68,7 +69,8 @@ def main() -> int:
 
     note(f"machine: {json.dumps(describe())}")
     note(f"load average at start: {os.getloadavg()}")
-    cmd = [sys.executable, "-m", "filterprune", "sweep", args.config, "--out", str(out)]
+    cmd = [sys.executable, "-m", "filterprune", "sweep", args.config, "--out", str(out), "--set",
+           f"data_root={args.data_root}"]
     note(f"$ {' '.join(cmd[1:])}")
     t0 = time.perf_counter()
     first_out = (HERE / ".first.out").open("w+")
@@ -110,7 +112,8 @@ def main() -> int:
     note(f"after the kill: {len(before)} finished runs; hidden leftovers in runs/: {left or 'none'}")
 
     note(f"load average before resume: {os.getloadavg()}")
-    cmd = [sys.executable, "-m", "filterprune", "sweep", args.config, "--out", str(out), "--resume"]
+    cmd = [sys.executable, "-m", "filterprune", "sweep", args.config, "--out", str(out), "--resume", "--set",
+           f"data_root={args.data_root}"]
     note(f"$ {' '.join(cmd[1:])}")
     t1 = time.perf_counter()
     second = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

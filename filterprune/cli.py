@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--resume", action="store_true", help="continue the sweep in --out: skip finished runs")
     sw.add_argument("--out", default=None, help="sweep folder (default: sweeps/<name>)")
     sw.add_argument("--dry-run", action="store_true", help="list the runs and their ids; run nothing")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                    help="replace a base key of the sweep file (repeatable), e.g. --set data_root=../data")
 
     r = sub.add_parser("report", help="tables (mean ± std over seeds) and figures of many compress runs")
     r.add_argument("folder", help="a sweep folder (DIR/runs/*/report.json) or a folder of compress output folders")
@@ -122,8 +124,9 @@ def _bench(a) -> None:
 
 def _sweep(a) -> None:
     from .sweep import sweep
+    from .sweep.grid import parse_set
 
-    sweep(a.config, a.executor, a.resume, a.out, a.dry_run)
+    sweep(a.config, a.executor, a.resume, a.out, a.dry_run, parse_set(a.overrides))
 
 
 def _report(a) -> None:

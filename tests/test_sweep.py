@@ -302,8 +302,7 @@ def test_dry_run_lists_runs_and_writes_nothing(tmp_path, capsys):
 def test_every_shipped_config_expands_and_validates(path):
     s = load_sweep(path)
     assert s.runs and len({r.run_id for r in s.runs}) == len(s.runs)
-    if path.name.startswith("smoke-"):  # the smoke versions run on the real CIFAR-10 subset here
-        assert {r.config["data_root"] for r in s.runs} <= {"../shared/data"}
+    assert {r.config["data_root"] for r in s.runs} <= {"data"}  # found as compress finds it; --set moves it
 
 
 def test_seed_study_configs_have_the_seed_grids():
@@ -355,3 +354,47 @@ def test_ray_executor_runs_a_two_run_sweep_on_a_local_cluster(tmp_path, monkeypa
     assert len((out / "results.csv").read_text().splitlines()) == 3
     reports = [store.report(r.run_id) for r in s.runs]
     assert [r["config"]["sparsity"] for r in reports] == [0.25, 0.5]
+
+
+# ------------------------------------------------------------------------------- --set, data, takeover
+def test_set_overrides_base_keys_and_refuses_grid_axes(tmp_path, capsys):
+    cfg = tiny(tmp_path)
+    base = load_sweep(cfg)
+    over = load_sweep(cfg, {"layer_floor": 0.2, "bench_batch_sizes": [1, 8]})
+    assert {r.config["layer_floor"] for r in over.runs} == {0.2} and over.sweep_id != base.sweep_id
+    assert {tuple(r.config["bench_batch_sizes"]) for r in over.runs} == {(1, 8)}
+    with pytest.raises(UsageError, match=r"--set 'sparsity': .* varies it along a grid axis"):
+        load_sweep(cfg, {"sparsity": 0.1})
+    with pytest.raises(UsageError, match=r"--set: unknown key 'layer_flor' \(did you mean 'layer_floor'"):
+        load_sweep(cfg, {"layer_flor": 0.2})
+    assert main(["sweep", str(cfg), "--dry-run", "--set", "layer_floor=0.2", "--out", str(tmp_path / "o")]) == 0
+    assert main(["sweep", str(cfg), "--dry-run", "--set", "layer_floor", "--out", str(tmp_path / "o")]) == 2
+    assert "--set expects key=value" in capsys.readouterr().err
+
+
+def test_dry_run_checks_that_the_data_is_there(tmp_path, capsys):
+    cfg = write(tmp_path, f"base: {json.dumps({**TINY, 'dataset': 'cifar10', 'data_root': str(tmp_path / 'no'), 'sparsity': 0.4})}\n")
+    assert main(["sweep", str(cfg), "--dry-run", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cifar10 not found under" in err[0] and "--set data_root=DIR" in err[0]
+    folder = write(tmp_path, f"base: {json.dumps({**TINY, 'dataset': 'imagefolder:' + str(tmp_path / 'x'), 'sparsity': 0.4})}\n",
+                   "f.yaml")
+    assert main(["sweep", str(folder), "--dry-run", "--out", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_resume_takes_over_a_folder_where_nothing_finished(tmp_path, monkeypatch):
+    """A sweep whose every run failed (e.g. a wrong data path), fixed and resumed into the same folder: its
+    config changed, so it is another sweep id, but nothing of the old one is lost by starting over."""
+    out = tmp_path / "out"
+    first = tiny(tmp_path, "sparsity: [0.5]")
+    store = SweepStore(out)
+    store.open(load_sweep(first), resume=False)
+    store.close()
+    fixed = load_sweep(first, {"layer_floor": 0.2})
+    calls: list = []
+    monkeypatch.setitem(executors.EXECUTORS, "local", in_process(calls))
+    assert sweep(first, out=out, resume=True, overrides={"layer_floor": 0.2}) == out
+    assert json.loads((out / "sweep.json").read_text())["sweep_id"] == fixed.sweep_id and len(calls) == 1
+    with pytest.raises(UsageError, match="holds another sweep"):  # now a run finished there: refused
+        sweep(first, out=out, resume=True)

@@ -25,6 +25,14 @@ _SOURCES = {
 }
 
 
+def missing(name: str, root: Path) -> str | None:
+    """Why ``name`` cannot be read under ``root`` without loading it (None: it is there, or is not a
+    benchmark set read from ``--data-root``): what a sweep's dry run checks before any run starts."""
+    if name not in _SOURCES or find_local(name, root) is not None:
+        return None
+    return f"{name} not found under {root}/ (put {_SOURCES[name][1]} or {_SOURCES[name][2][0]}.npz there)"
+
+
 def find_local(name: str, root: Path) -> Path | None:
     _, folder, stems, _ = _SOURCES[name]
     if (root / folder).exists():

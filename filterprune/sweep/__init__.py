@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import limits
+from ..data.torchvision_sets import missing
 from ..errors import RunError, UsageError
 from ..log import say
 from .executors import CHECKS, EXECUTORS, Job, Outcome
@@ -22,12 +23,14 @@ __all__ = ["Sweep", "SweepStore", "load_sweep", "run_id", "sweep"]
 
 
 def sweep(config_file: str | Path, executor: str = "local", resume: bool = False,
-          out: str | Path | None = None, dry_run: bool = False) -> Path:
+          out: str | Path | None = None, dry_run: bool = False, overrides: dict | None = None) -> Path:
     """Run every unfinished run of the sweep; returns the sweep folder. Exit-1 error if any run failed
-    (the others are kept; ``resume`` retries the failed ones)."""
+    (the others are kept; ``resume`` retries the failed ones). ``overrides``: base keys replaced
+    (``--set key=value``)."""
     if executor not in EXECUTORS:
         raise UsageError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
-    s = load_sweep(config_file)
+    s = load_sweep(config_file, overrides)
+    check_data(s)
     CHECKS.get(executor, lambda: None)()
     store = SweepStore(out if out is not None else Path("sweeps") / s.name)
     if dry_run:
@@ -66,6 +69,19 @@ def sweep(config_file: str | Path, executor: str = "local", resume: bool = False
     say(f"sweep: all {len(s.runs)} runs finished; table: {results}")
     print(results)
     return store.root
+
+
+def check_data(s: Sweep) -> None:
+    """Every run's data can be found, checked before any run starts (each would fail the same way)."""
+    for key in sorted({(r.config.get("dataset"), r.config.get("data_root")) for r in s.runs}, key=str):
+        dataset, root = key
+        if dataset is None:
+            continue
+        kind, _, path = dataset.partition(":")
+        why = (f"{dataset}: {path} not found" if kind in ("imagefolder", "npz") and path and not Path(path).exists()
+               else missing(dataset, Path(root or ".")))
+        if why:
+            raise UsageError(f"{s.file}: {why}; set data_root in the file or pass --set data_root=DIR")
 
 
 def _plan(s: Sweep, store: SweepStore) -> Path:

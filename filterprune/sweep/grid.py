@@ -78,8 +78,8 @@ def run_id(config: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------- loading
-def load_sweep(path: str | Path) -> Sweep:
-    """Read, validate and expand a sweep file."""
+def load_sweep(path: str | Path, overrides: dict | None = None) -> Sweep:
+    """Read, validate and expand a sweep file; ``overrides`` (``--set key=value``) replace ``base`` keys."""
     path = Path(path)
     where = str(path)
     if not path.is_file():
@@ -108,6 +108,7 @@ def load_sweep(path: str | Path) -> Sweep:
         raise UsageError(f"{where}: name: expected a plain name (no '/'), got {_show(name)}")
     base = _fields_mapping(doc.get("base") or {}, "base", where, fields)
     axes = _axes(doc.get("grid") or {}, where, fields)
+    base = {**base, **_overrides(overrides or {}, axes, where, fields)}
     include = doc.get("include") or []
     if not isinstance(include, list):
         raise UsageError(f"{where}: include: expected a list of mappings (one run each)")
@@ -132,6 +133,30 @@ def load_sweep(path: str | Path) -> Sweep:
     spec = {"base": base, "grid": {axis: [v if kind == "field" else a for v, a in values] for axis, kind, values in axes},
             "include": include}
     return Sweep(name, str(path), _jsonable(spec), tuple(runs), resources)
+
+
+def parse_set(items: list[str]) -> dict:
+    """``--set key=value`` (repeatable): the value read as YAML, so ``0.3``, ``true``, ``[1, 32]`` and
+    ``null`` mean what they mean in the sweep file."""
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set expects key=value, got {_show(item)}")
+        try:
+            out[key.strip()] = safeload.load_yaml(text) if text.strip() else None
+        except (ValueError, yaml.YAMLError):
+            raise UsageError(f"--set {_show(key)}: not a YAML value: {_show(text)}") from None
+    return out
+
+
+def _overrides(values: dict, axes, where: str, fields: dict) -> dict:
+    """``--set`` keys over ``base``; a key that is a grid axis varies by design and is refused."""
+    varied = {k for _, _, entries in axes for _, assign in entries for k in assign}
+    for key in values:
+        if key in varied:
+            raise UsageError(f"--set {_show(key)}: {where} varies it along a grid axis; --set replaces base keys")
+    return _fields_mapping(values, "--set", where, fields)
 
 
 def _check_count(axis_lengths: list[int], includes: int, where: str) -> None:

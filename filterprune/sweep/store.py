@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 from .. import __version__, limits, outputs
 from ..errors import FilterpruneError, RunError, UsageError
 from ..fileio import atomic_write_bytes, atomic_write_json, read_small_json
+from ..log import say
 from ..reporting.schema import FILE as REPORT
 from ..reporting.schema import Report, read_report
 from .grid import Sweep
@@ -60,7 +62,8 @@ class SweepStore:
     def open(self, sweep: Sweep, resume: bool) -> None:
         """Start the sweep in this folder, or (``resume``) continue the same sweep; refuse anything else."""
         found = self.existing_id()
-        if found is not None and found != sweep.sweep_id:
+        takeover = found is not None and found != sweep.sweep_id and resume and not self._any_finished()
+        if found is not None and found != sweep.sweep_id and not takeover:
             other = limits.show(read_small_json(self.root / "sweep.json", "sweep description").get("config_file", "?"))
             raise UsageError(f"{self.root} holds another sweep ({found}, from {other}); {sweep.file} is sweep "
                              f"{sweep.sweep_id}: refusing to mix their results (choose another --out)")
@@ -70,6 +73,10 @@ class SweepStore:
                              "pass --resume to continue it")
         self.root.mkdir(parents=True, exist_ok=True)
         self._take_lock()
+        if takeover:  # under the lock: no other sweep is running there
+            say(f"sweep: note: nothing of sweep {found} finished in {self.root}; resuming there as {sweep.sweep_id}")
+            self._clear()
+            found = None
         if found is None:
             atomic_write_json(self.root / "sweep.json", {
                 "sweep_id": sweep.sweep_id, "config_file": sweep.file, "config": sweep.resolved(),
@@ -77,6 +84,16 @@ class SweepStore:
         self.runs.mkdir(exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         self.remove_leftovers(sweep)
+
+    def _any_finished(self) -> bool:
+        return self.runs.is_dir() and any((d / "report.json").is_file() for d in self.runs.iterdir())
+
+    def _clear(self) -> None:
+        """A folder where nothing finished (every run failed, e.g. on a wrong data path) is taken over."""
+        for sub in (self.runs, self.logs):
+            if sub.is_dir():
+                shutil.rmtree(sub)
+        (self.root / "sweep.json").unlink(missing_ok=True)
 
     def _take_lock(self) -> None:
         import fcntl
