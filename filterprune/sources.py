@@ -26,7 +26,7 @@ from .tracing import eval_mode
 
 log = logging.getLogger(__name__)
 
-IN_MEMORY_SIZE_HINT = "image_size applies to imagefolder: datasets (in-memory sets keep their own size)"
+IN_MEMORY_SIZE_HINT = "image_size applies to imagefolder: and synthetic (other in-memory sets keep their own size)"
 
 
 def model_ref(name: str) -> str:

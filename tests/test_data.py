@@ -71,3 +71,16 @@ def test_imagefolder(tmp_path):
     assert d.class_names == ["cat", "dog"] and len(d.y_train) == 6 and d.image_size == 32
     x, y = next(iter(make_loader(d, "test", 4)))
     assert x.shape == (4, 3, 32, 32) and y.tolist() == [0, 0, 0, 1]
+
+
+def test_synthetic_data_comes_at_the_models_input_size_or_image_size():
+    """Structure-only runs at a model's real size: the native input by default, --image-size honoured."""
+    from filterprune.config import CompressConfig
+    from filterprune.sources import prepare
+
+    data, spec, _ = prepare(CompressConfig.of(model="tv:mobilenet_v3_small", criterion="l1", sparsity=0.3,
+                                              dataset="synthetic", epochs=0))
+    assert data.image_size == spec.image_size == 224 and tuple(data.x_train.shape[1:]) == (3, 224, 224)
+    data, spec, _ = prepare(CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.3, dataset="synthetic",
+                                              image_size=48, epochs=0))
+    assert data.image_size == spec.image_size == 48

@@ -6,6 +6,7 @@ Parameterised names: ``npz:PATH`` and ``imagefolder:PATH``. The offline default 
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -109,6 +110,8 @@ def load_dataset(name: str, data_root: str | Path = DEFAULT_DATA_ROOT, **options
     root = Path(data_root)
     if arg is not None and name.startswith("imagefolder:"):
         return loader(Path(arg), **options)
+    if "image_size" in inspect.signature(loader).parameters:  # made at the size asked (synthetic)
+        return loader(root, image_size=options.get("image_size"))
     return loader(Path(arg)) if arg is not None else loader(root)
 
 

@@ -1,11 +1,15 @@
-"""Random images with random labels: shapes only, for structure and speed checks (accuracy means nothing)."""
+"""Random images with random labels: shapes only, for structure and speed checks (accuracy means nothing).
+At the model's native input size (224 for ImageNet tv/timm models) or ``--image-size``, so any model can be
+pruned, exported and timed without images."""
 import torch
 
 from . import DATASETS, ImageData
 
 
-@DATASETS.register("synthetic", help="random 3x32x32 images, 10 classes (shapes only; no learnable signal)")
-def synthetic(root, n_train=512, n_test=128, size=32, classes=10) -> ImageData:
+@DATASETS.register("synthetic", help="random 3xNxN images at the model's input size, 10 classes (shapes only; "
+                                     "no learnable signal)")
+def synthetic(root, image_size: int | None = None, n_train=512, n_test=128, classes=10) -> ImageData:
+    size = image_size or 32
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (n_train + n_test, 3, size, size), generator=g, dtype=torch.uint8)
     y = torch.randint(0, classes, (n_train + n_test,), generator=g)
