@@ -192,8 +192,13 @@ def test_new_user_end_to_end_from_the_command_line(user_net, tmp_path):
     import onnxruntime as ort
 
     x = np.random.default_rng(0).standard_normal((5, 3, 48, 48)).astype(np.float32)
-    y = ort.InferenceSession(str(out.out / "model.onnx")).run(None, {"input": x})[0]
+    sess = ort.InferenceSession(str(out / "model.onnx"))
+    y = sess.run(None, {"input": x})[0]
     assert np.abs(y - pruned(torch.from_numpy(x)).detach().numpy()).max() < 1e-4
+    md = sess.get_modelmeta().custom_metadata_map  # the deployed file names the model without a local path
+    assert md["model"].endswith("my_net.py:build") and "/" not in md["model"] and str(tmp_path) not in str(md)
+    assert md["model_sha256"] == report["model_source"]["code_sha256"]
+    assert "Input: 3x48x48." in (out / "report.md").read_text()
     # export of the folder needs the same consent: without it one line, exit 2 (this process trusts the
     # file now, so ask a fresh one)
     cli = [sys.executable, "-m", "filterprune", "export", str(out), "--out", str(tmp_path / "again.onnx")]

@@ -19,7 +19,7 @@ from ..config import Export
 from ..errors import RunError, UsageError
 from ..fileio import atomic_write_bytes
 from ..log import say
-from ..models import ModelSpec, build_model
+from ..models import ModelSpec, build_model, factory
 from .convert import (
     PARITY_BATCHES,
     PARITY_TOL,
@@ -41,15 +41,20 @@ def onnx_metadata(spec: ModelSpec, meta: dict, dense: Cost, pruned: Cost, batch:
 
     Values are strings (JSON for lists and numbers); ``input_shape`` has -1 for a dynamic batch.
     """
-    md = {"model": spec.name,
+    md = {"model": factory.portable(spec.name),
           "input_shape": json.dumps([batch or -1, spec.in_channels, spec.image_size, spec.image_size]),
           "preprocessing": "resize to HxW of input_shape, scale pixels to [0, 1], (x - mean) / std, NCHW"}
     if meta.get("resize_size"):  # image folders: the evaluation transform, resize the short side + center crop
         md["preprocessing"] = ("resize the shorter side to resize_size, center-crop to HxW of input_shape, scale "
                                "pixels to [0, 1], (x - mean) / std, NCHW")
+    if (digest := factory.code_digest(spec.name)) is not None:  # which code, without saying where it lives
+        md["model_sha256"] = digest
     for key in ("mean", "std", "class_names", "dataset", "criterion", "sparsity", "scope", "resize_size"):
         if key in meta:
             md[key] = _text(meta[key])
+    kind, sep, path = md.get("dataset", "").partition(":")
+    if sep and kind in ("imagefolder", "npz"):  # the data's folder or file by its name, not where it lives here
+        md["dataset"] = f"{kind}:{Path(path).name}"
     md.update({"dense_macs": str(dense.macs), "pruned_macs": str(pruned.macs),
                "dense_params": str(dense.params), "pruned_params": str(pruned.params),
                "filterprune_version": __version__})

@@ -47,6 +47,15 @@ def object_ref(model: nn.Module) -> str:
     return f"object:{cls.__module__}.{cls.__qualname__}"
 
 
+def portable(name: str) -> str:
+    """The model's name as a deployed file may carry it: a factory file by its file name
+    (``my_net.py:build``), never the user's local absolute path; other names as they are."""
+    if not is_factory_ref(name):
+        return name
+    path, _, attr = name.rpartition(":")
+    return f"{Path(path).name}:{attr}" if path.endswith(".py") else name
+
+
 def canonical(name: str) -> str:
     """The reference as recorded: a file's path made absolute (so the run says exactly what it imported)."""
     m = _FILE_REF.match(name)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from ..bench import quiet
 from ..fileio import atomic_write_bytes, atomic_write_json
+from ..models.factory import portable
 from .schema import FILE, Report
 
 
@@ -16,13 +17,18 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
+def _input(r: Report) -> str:
+    shape = (r.get("model_source") or {}).get("input_shape")
+    return "x".join(map(str, shape)) if shape else "as the model's"
+
+
 def markdown(r: Report) -> str:
     d, p = r["dense"], r["pruned"]
     lines = [
-        f"# {r['model']} · {r['criterion']} · sparsity {r['sparsity']:g} ({r['scope']})", "",
+        f"# {portable(r['model'])} · {r['criterion']} · sparsity {r['sparsity']:g} ({r['scope']})", "",
         f"Data: {r['dataset']['name']} ({r['dataset']['train']} train / {r['dataset'].get('val', 0)} validation / "
         f"{r['dataset']['test']} test; "
-        f"{r['dataset']['source']}). Device: {r['device']}. Seed: {r['seed']}.", "",
+        f"{r['dataset']['source']}). Input: {_input(r)}. Device: {r['device']}. Seed: {r['seed']}.", "",
         "| | params | MACs | FLOPs (seed conv.) | top-1 | top-5 |", "|---|---:|---:|---:|---:|---:|",
     ]
     rows = (("dense", d), ("pruned", p)) + ((("masked (zeros kept)", r["masked"]),) if r["masked"] else ())
