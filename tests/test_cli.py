@@ -21,7 +21,8 @@ def test_compress_end_to_end_writes_everything(tmp_path, capsys):
     assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.4", "--dataset", "digits",
                  "--out", str(out), *FAST]) == 0
     assert {p.name for p in out.iterdir()} >= {"model.onnx", "dense.onnx", "pruned.safetensors", "pruned.json",
-                                                "report.json", "report.md"}
+                                                "report.json", "report.md", "kept_channels.png",
+                                                "latency_vs_batch.png", "speedup_measured_vs_theoretical.png"}
     r = json.loads((out / "report.json").read_text())
     for key in ("model", "criterion", "sparsity", "dataset", "dense", "pruned", "layers", "onnx", "latency",
                 "theoretical_speedup"):

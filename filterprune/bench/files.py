@@ -41,6 +41,7 @@ def plot(df, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (matplotlib.ticker below)
 
     ok = df[df["p50_ms"] != ""].copy()
     if ok.empty:
@@ -51,6 +52,9 @@ def plot(df, out: Path) -> None:
         ax.plot(g["batch_size"], g["p50_ms"], marker="o", label=f"{v} {rt}/{dev}")
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="median latency (ms)",
            title="Latency vs batch size")
+    ax.set_xticks(sorted(int(b) for b in ok["batch_size"].unique()))  # the batches timed, as plain numbers
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "latency_vs_batch.png", dpi=120)
@@ -60,7 +64,10 @@ def plot(df, out: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(5, 4))
     for (rt, dev), g in sp.groupby(["runtime", "device"]):
-        ax.scatter(g["theoretical_speedup"].astype(float), g["speedup"].astype(float), label=f"{rt}/{dev}")
+        xs, ys = g["theoretical_speedup"].astype(float), g["speedup"].astype(float)
+        ax.scatter(xs, ys, label=f"{rt}/{dev}")
+        for x, y, b, v in zip(xs, ys, g["batch_size"], g["variant"]):  # which batch (and variant) each point is
+            ax.annotate(f"{v} b{b}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=6)
     hi = max(sp["theoretical_speedup"].astype(float).max(), sp["speedup"].astype(float).max()) * 1.1
     ax.plot([0, hi], [0, hi], "k--", lw=1, label="efficiency 1.0")
     ax.set(xlabel="theoretical speedup (MACs)", ylabel="measured speedup", title="Measured vs theoretical")

@@ -85,5 +85,39 @@ def markdown(r: Report) -> str:
 
 
 def write_report(report: Report, folder: Path) -> None:
+    """report.json, report.md and the run's figures: kept channels per layer, and (when timed) latency vs
+    batch size and measured vs theoretical speedup, as ``filterprune bench`` draws them."""
     atomic_write_json(Path(folder) / FILE, report)
     atomic_write_bytes(Path(folder) / "report.md", markdown(report).encode())
+    kept_channels_figure(report, Path(folder) / "kept_channels.png")
+    if report["latency_rows"]:
+        import pandas as pd  # heavy: only for the figures
+
+        from ..bench.files import plot
+        from ..bench.timing import COLUMNS
+
+        plot(pd.DataFrame(report["latency_rows"], columns=COLUMNS), Path(folder))
+
+
+def kept_channels_figure(report: Report, path: Path) -> None:
+    """Dense widths as grey bars, the pruned model's as a line, one point per pruned layer."""
+    import matplotlib  # heavy: only for the figure
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = report["layers"]
+    if not layers:
+        return
+    fig, ax = plt.subplots(figsize=(min(max(6.4, 0.22 * len(layers) + 2), 40), 3.6))
+    xs = range(len(layers))
+    ax.bar(xs, [r["channels_before"] for r in layers], color="lightgray", label="dense")
+    ax.plot(xs, [r["channels_after"] for r in layers], marker="o", markersize=3, label="pruned")
+    if len(layers) <= 180:  # beyond that the names overlap anyway
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels([r["name"] for r in layers], rotation=90, fontsize=6)
+    ax.set(ylabel="output channels", title=f"Kept channels: {portable(report['model'])}, {report['criterion']}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
