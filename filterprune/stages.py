@@ -273,9 +273,16 @@ def bench(s: Setup, variants: dict[str, nn.Module], costs: dict[str, Cost], path
                               costs.get(name, costs["dense"]).macs, model, paths.get(name),
                               {"kind": kinds[name], "path": str(folder), "trusted": trusted})
                       for name, model in variants.items()],
-                     BenchConfig(devices=("cuda",) if s.device.type == "cuda" else ("cpu",), providers=("cpu",),
-                                 batch_sizes=cfg.batch_sizes, warmup=cfg.warmup, iters=cfg.iters,
+                     BenchConfig(runtimes=_runtimes(s), devices=("cuda",) if s.device.type == "cuda" else ("cpu",),
+                                 providers=("cpu",), batch_sizes=cfg.batch_sizes, warmup=cfg.warmup, iters=cfg.iters,
                                  memory=cfg.memory))
+
+
+def _runtimes(s: Setup) -> tuple[str, ...]:
+    """PyTorch and onnxruntime, and the runtime a measured target was planned on (OpenVINO), so the
+    report checks the target where it was asked."""
+    p = s.cfg.prune
+    return ("torch", "onnxruntime") + (("openvino",) if p.target.measured and p.target_runtime == "openvino" else ())
 
 
 def report(s: Setup, b: Baseline, p: Pruned, f: Finetuned, scratch: Scratch | None, a: Artifacts,

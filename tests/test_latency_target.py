@@ -134,6 +134,18 @@ def test_compress_with_target_speedup_reports_asked_vs_measured(clock, tmp_path)
     assert "latency target" in (out / "report.md").read_text().lower()
 
 
+def test_an_openvino_target_is_checked_on_openvino(clock, tmp_path):
+    """The run's own benchmark times the runtime its target was planned on, so one command checks it."""
+    pytest.importorskip("openvino")
+    out = tmp_path / "run"
+    assert main(["compress", "resnet20", "--criterion", "l1", "--target-speedup", "1.5", "--dataset", "synthetic",
+                 "--epochs", "0", "--finetune-epochs", "0", "--target-runtime", "openvino", "--target-batch", "2",
+                 "--bench-batch-sizes", "2", "--bench-iters", "1", "--bench-warmup", "0", "--out", str(out)]) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert r["latency_target"]["runtime"] == "openvino"
+    assert {row["runtime"] for row in r["latency"]} == {"torch", "onnxruntime", "openvino"}
+
+
 @pytest.mark.parametrize("flags, needle", [
     (["--target-speedup", "1"], "--target-speedup must be > 1"),
     (["--target-speedup", "0.5"], "--target-speedup must be > 1"),

@@ -348,3 +348,16 @@ def test_bad_folders_and_flags(tmp_path, capsys):
         assert main(["report", str(root), "--out", str(target), "--overwrite"]) == 2
         _one_error_line(capsys, "would replace the runs it reports on")
     assert len(list((root / "runs").iterdir())) == 9
+
+
+def test_the_aggregate_report_keeps_the_runs_busy_machine_warnings(tmp_path):
+    runs = hand_made_runs()
+    runs[2]["latency_rows"][0]["machine_busy"] = "other processes used 1.4 of 2 cores"
+    root = write_runs(tmp_path / "sweep", runs)
+    assert main(["report", str(root)]) == 0
+    head = (root / "report" / "report.md").read_text().split("## Tables")[0]
+    assert "1 of 8 runs were timed while the machine was not quiet" in head
+    assert "run02: other processes used 1.4 of 2 cores" in head
+    quiet_root = write_runs(tmp_path / "quiet", hand_made_runs())
+    assert main(["report", str(quiet_root)]) == 0
+    assert "not quiet" not in (quiet_root / "report" / "report.md").read_text()

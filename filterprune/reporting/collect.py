@@ -129,6 +129,7 @@ def run_row(report: Report, run: Path, timing: Timing) -> dict:
     row.update(_latency(report, timing))
     row["layers"] = report["layers"]
     row["machine"] = _machine(report["machine"])
+    row["machine_busy"] = next((r.get("machine_busy") for r in report["latency_rows"] if r.get("machine_busy")), "")
     # a field an older report lacks ran with what is the default now
     row.update({f"config.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v
                 for k, v in {**_config_defaults(), **cfg}.items()})

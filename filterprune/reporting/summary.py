@@ -108,6 +108,10 @@ def _markdown(df, source: Path, timing: Timing, sections, missing, figures, out:
              "Settings (runs are only averaged within one):", ""]
     lines += [f"- {s} ({n} runs)" for s, n in df["setting"].value_counts(sort=False).items()]
     lines += ["", f"Test time: {timing.label()}.", "", "Machines: " + "; ".join(sorted(set(df["machine"]))) + ".", ""]
+    busy = df[df["machine_busy"] != ""] if "machine_busy" in df else df.iloc[:0]
+    if len(busy):  # a run timed on a busy machine says so here too, not only in its own report
+        lines += [f"**Warning: {len(busy)} of {len(df)} runs were timed while the machine was not quiet; their "
+                  "latencies may be wrong:**", ""] + [f"- {r.run}: {r.machine_busy}" for r in busy.itertuples()] + [""]
     if missing:
         lines += ["Not measured in these runs:", ""] + [f"- {m}" for m in missing] + [""]
     lines += ["## Tables", "", *sections, "## Figures", ""]
