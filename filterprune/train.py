@@ -11,6 +11,7 @@ import contextlib
 import copy
 import math
 import sys
+import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -178,6 +179,7 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
     # frozen teacher: eval mode (given back as it was, also when training stops on a NaN), forward under
     # inference_mode, so it never gets a gradient
     with eval_mode(teacher) if teacher is not None else contextlib.nullcontext():
+        started = time.perf_counter()
         for epoch in range(1, cfg.epochs + 1):
             loop = _Epoch(model, net, teacher, opt, sched, cfg, device, desc, last_good)
             total, correct, loss_sum = loop.run(loader, epoch, step, steps)
@@ -194,13 +196,24 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
                 val = f", val top-1 {100 * row['val_top1']:.1f}%"
             history.append(row)
             say(f"{desc} epoch {epoch}/{cfg.epochs}: loss {row['loss']:.4f}, train top-1 "
-                f"{100 * row['train_top1']:.1f}%{val}")
+                f"{100 * row['train_top1']:.1f}%{val}{_eta(started, epoch, cfg.epochs)}")
             last_good = copy.deepcopy(model.state_dict())
     if best is not None:
         model.load_state_dict(best[2])
         history[best[1] - 1]["kept"] = True
     distributed.sync_buffers(model)
     return history
+
+
+def _eta(started: float, done: int, total: int) -> str:
+    """`` (12 s; 1 min left)``: the time so far and, from the mean epoch, what remains."""
+    spent = time.perf_counter() - started
+    left = spent / done * (total - done)
+    return f" ({_duration(spent)}" + (f"; {_duration(left)} left)" if total > done else ")")
+
+
+def _duration(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
 
 
 class _Epoch:

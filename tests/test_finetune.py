@@ -268,3 +268,20 @@ def test_prepared_gpu_benchmark_dry_runs_on_cpu(tmp_path):
     assert all(r["p50_ms"] > 0 and not r["error"] for r in timed)
     assert all(r["theoretical_speedup"] > 2 for r in timed if r["variant"] != "dense")
     assert "| resnet56 |" in (tmp_path / "section.md").read_text()
+
+
+def test_each_epoch_line_says_the_time_so_far_and_what_is_left(caplog):
+    import logging
+
+    import torch
+
+    from filterprune.data import load_dataset
+    from filterprune.models import ModelSpec, build_model
+    from filterprune.train import TrainConfig, train
+
+    data = load_dataset("synthetic")
+    model = build_model(ModelSpec("mlp", 10, 3, 32))
+    with caplog.at_level(logging.INFO, logger="filterprune"):
+        train(model, data, TrainConfig(epochs=2, batch_size=256), torch.device("cpu"), desc="t")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("t epoch")]
+    assert len(lines) == 2 and "left)" in lines[0] and lines[1].endswith(" s)") and "left" not in lines[1]

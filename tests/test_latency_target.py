@@ -134,6 +134,19 @@ def test_compress_with_target_speedup_reports_asked_vs_measured(clock, tmp_path)
     assert "latency target" in (out / "report.md").read_text().lower()
 
 
+def test_the_latency_table_says_what_it_is_timing(clock, caplog, monkeypatch):
+    import logging
+
+    from filterprune.pruning import align
+
+    monkeypatch.setattr(align, "PROGRESS_EVERY", 5)
+    with caplog.at_level(logging.INFO, logger="filterprune"):
+        _prune("resnet20", PlanConfig(Speedup(2.0), target_batch=4))
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("latency table:")]
+    assert said[0].startswith("latency table: timing single convs on onnxruntime at batch 4")
+    assert any(" convs timed (" in s for s in said[1:])
+
+
 def test_an_openvino_target_is_checked_on_openvino(clock, tmp_path):
     """The run's own benchmark times the runtime its target was planned on, so one command checks it."""
     pytest.importorskip("openvino")

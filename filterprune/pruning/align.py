@@ -25,6 +25,7 @@ import torch.nn as nn
 from .. import limits
 from ..errors import UsageError
 from ..fileio import cache_dir
+from ..log import say
 from ..tracing import layer_macs, profile
 
 STEP = 8  # candidate widths are multiples of this
@@ -77,6 +78,9 @@ def conv_sites(model: nn.Module, example_inputs: torch.Tensor, groups) -> list[C
     return sites
 
 
+PROGRESS_EVERY = 25  # a progress line per this many conv timings
+
+
 class LatencyTable:
     """Measured single-conv latencies (ms), cached on disk per machine and runtime."""
 
@@ -108,8 +112,14 @@ class LatencyTable:
     def __call__(self, site: ConvSite, cin: int, cout: int) -> float:
         key = site.key(cin, cout, self.batch, self.runtime)
         if key not in self.table:
+            if self.measured == 0:
+                self._started = time.perf_counter()
+                say(f"latency table: timing single convs on {self.runtime} at batch {self.batch}, {self.threads} "
+                    f"thread(s) ({len(self.table)} cached in {self.path.parent})")
             self.table[key] = self._measure(site, cin, cout)
             self.measured += 1
+            if self.measured % PROGRESS_EVERY == 0:  # a long table is not silence
+                say(f"latency table: {self.measured} convs timed ({time.perf_counter() - self._started:.0f} s)")
         return self.table[key]
 
     def _measure(self, site: ConvSite, cin: int, cout: int) -> float:
