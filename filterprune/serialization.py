@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from . import limits
 from .errors import RunError, UsageError
 from .fileio import atomic_write_json, read_small_json, sha256_file, temp_path, umask
-from .models import ModelSpec, build_model, factory
+from .models import ModelSpec, activation_sizes_of, build_model, factory
 from .models.factory import is_factory_ref
 from .pruning.graph import build_graph
 
@@ -90,7 +90,7 @@ def read_meta(path: Path, trust_code: bool = False) -> dict:
         raise RunError(f"{jpath}: malformed model description ({e})") from None
     spec = doc["spec"]  # the description lies outside the weights' digest: its input size is checked too
     if not is_factory_ref(spec.name):  # user code is never imported to read a description: load() checks those
-        _check_trace_size(spec, limits.activation_sizes_of(spec)[1], jpath)
+        _check_trace_size(spec, activation_sizes_of(spec)[1], jpath)
     doc["path"] = jpath
     if is_factory_ref(spec.name) and (trust_code or factory.trusting_runs()):
         vouch(doc)

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torchvision
 
 from ..errors import UsageError
-from . import MODELS
+from .registry import MODELS
 
 _NO_AUX = {"googlenet", "inception_v3"}
 _TRANSFORM_INPUT = {"googlenet", "inception_v3"}  # their pretrained weights expect transform_input=True

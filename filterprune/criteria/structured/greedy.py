@@ -27,7 +27,7 @@ import torch.nn as nn
 
 from ...errors import UsageError
 from ...tracing import eval_mode
-from .. import CRITERIA, Criterion
+from ..base import CRITERIA, Criterion
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
