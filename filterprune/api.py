@@ -185,7 +185,7 @@ def compress(cfg=None, *, model=None, train=None, test=None, num_classes: int | 
     pass a ready ``CompressConfig``.
     """
     from .data.stream import LoaderData
-    from .sources import Given
+    from .inputs import Given
 
     if cfg is not None and (model is not None or fields):
         raise UsageError("give either a CompressConfig or keyword fields, not both")

@@ -75,10 +75,10 @@ class Model:
                                             parse=str_list, metavar="NAME,...")
 
     def validate(self) -> None:
-        from . import sources
+        from .models.refs import validate_model  # imports torch: the config stays torch-free until checked
 
         opt.check_fields(self)
-        sources.validate_model(self)
+        validate_model(self)
 
 
 @dataclass(frozen=True)

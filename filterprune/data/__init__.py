@@ -1,5 +1,6 @@
-"""Dataset registry. Every source is loaded into the same in-memory form (uint8 NCHW tensors + labels),
-so training, calibration and evaluation code never cares where images came from.
+"""Datasets by name. Every source is loaded into the same in-memory form (``images.ImageData``: uint8
+NCHW tensors + labels), so training, calibration and evaluation code never cares where images came
+from; ``registry.DATASETS`` is the table every dataset file registers in, ``loader.make_loader`` batches.
 
 Parameterised names: ``npz:PATH`` and ``imagefolder:PATH``. The offline default is ``digits``
 (scikit-learn's bundled handwritten digits), which needs no file and no network.
@@ -10,12 +11,14 @@ import inspect
 from pathlib import Path
 
 from ..config import DEFAULT_DATA_ROOT  # defined once, with the option
+from ..log import say
 from . import embedded, files, synthetic, torchvision_sets  # noqa: F401  (registration)
 from .images import ImageData
 from .loader import make_loader
 from .registry import DATASETS
 
-__all__ = ["DATASETS", "ImageData", "load_dataset", "make_loader", "resolve_default_dataset"]
+__all__ = ["DATASETS", "ImageData", "load_data", "load_dataset", "make_loader",
+           "resolve_default_dataset"]
 
 
 def load_dataset(name: str, data_root: str | Path = DEFAULT_DATA_ROOT, **options) -> ImageData:
@@ -38,3 +41,16 @@ def resolve_default_dataset(data_root: str | Path) -> tuple[str, str | None]:
     return "digits", (f"no CIFAR-10 under {data_root!s}/ (cifar-10-batches-py or cifar10*.npz); using the "
                       "embedded scikit-learn digits dataset instead (pass --dataset/--data-root to choose)")
 
+
+def load_data(dataset: str | None, data_root: str, val_fraction: float = 0.0, seed: int = 0,
+              **options) -> ImageData:
+    """Load the named dataset, or the default one with a notice saying which it is; ``val_fraction`` of
+    the training images (drawn with ``seed``) become the validation split that chooses kept epochs.
+    ``options`` reach streamed datasets (image size, preprocessing: see ``inputs.prepare``)."""
+    if dataset is None:
+        dataset, notice = resolve_default_dataset(data_root)
+        if notice:
+            say(f"notice: {notice}")
+    data = load_dataset(dataset, data_root, seed=seed, **options).carve_val(val_fraction, seed)
+    say(f"data: {data.describe()}")
+    return data

@@ -33,12 +33,12 @@ def run(job: dict) -> None:
 def prepare_baseline(config: dict) -> None:
     """Train (or find) the cached dense baseline a run starts from, so parallel runs that share it
     neither train it twice nor start from two different ones."""
-    from .. import sources
+    from .. import inputs
     from ..baseline import train_baseline
     from ..train import resolve_device
 
     cfg = compress_config(config)
-    data, spec, _ = sources.prepare(cfg)  # the same data and spec as compress uses
+    data, spec, _ = inputs.prepare(cfg)  # the same data and spec as compress uses
     train_baseline(spec, data, cfg.baseline_config(), resolve_device(cfg.train.device))
 
 
