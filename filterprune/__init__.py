@@ -15,7 +15,7 @@ __all__ = ["CompressConfig", "compress", "load", "prune", "save"]
 
 def __getattr__(name):
     if name in __all__:
-        from . import api
+        from . import api  # on first use: `import filterprune` and the CLI's parsing stay torch-free
 
         return getattr(api, name)
     raise AttributeError(f"module 'filterprune' has no attribute {name!r}")

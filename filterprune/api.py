@@ -25,12 +25,20 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from . import outputs
+from . import serialization as ckpt
+from .bench import counting
 from .config import CompressConfig
+from .criteria import PruneContext, make_criterion
+from .data.stream import LoaderData
 from .errors import UsageError
+from .inputs import Given
 from .models import ModelSpec
 from .models.factory import object_ref
 from .pipeline import Compressed, run
+from .pruning.shrink import prune as shrink
 from .tracing import eval_mode
+from .train import resolve_device
 
 _D = CompressConfig.defaults()  # the options' one default each
 
@@ -88,12 +96,6 @@ def prune(model: nn.Module, example_inputs, criterion: str = "l1", sparsity: flo
     names) kept whole besides the layers producing the output, which are always kept whole. Other
     arguments mean what the ``compress`` options of the same names mean.
     """
-    from .bench import counting
-    from .criteria import PruneContext, make_criterion
-    from .data.stream import LoaderData
-    from .pruning.shrink import prune as shrink
-    from .train import resolve_device
-
     if not isinstance(model, nn.Module):
         raise UsageError(f"prune() needs a torch.nn.Module, got a {type(model).__name__}")
     x = _example(example_inputs)
@@ -141,9 +143,6 @@ def save(model: nn.Module, folder: str | Path, example_inputs=None, meta: dict |
     A module pruned by ``prune`` or loaded by ``load`` knows its history and input shape; any other module
     is saved as dense and needs ``example_inputs`` for its input shape. ``load(folder, model=<dense
     module>)`` rebuilds it (and a registered, tv: or timm: model also without ``model=``)."""
-    from . import outputs
-    from . import serialization as ckpt
-
     if not isinstance(model, nn.Module):
         raise UsageError(f"save() needs a torch.nn.Module, got a {type(model).__name__}")
     record = _RECORDS.get(model)
@@ -163,8 +162,6 @@ def load(path: str | Path, trust_code: bool = False, model: nn.Module | None = N
     """Rebuild a saved model exactly (see ``prune.checkpoint.load``): registered, tv: and timm: models from
     the folder alone; a user factory's only with ``trust_code=True`` (it imports the user's code) or from the
     dense module handed over as ``model=``; a module saved from Python only from ``model=``."""
-    from . import serialization as ckpt
-
     net = ckpt.load(path, trust_code=trust_code, model=model)
     doc = ckpt.read_meta(Path(path))
     _RECORDS[net] = {"spec": doc["spec"], "history": list(doc["history"])}
@@ -184,9 +181,6 @@ def compress(cfg=None, *, model=None, train=None, test=None, num_classes: int | 
     ``options of ``compress`` (criterion, sparsity, finetune_epochs, out, ...: the flags' names with '_'); or
     pass a ready ``CompressConfig``.
     """
-    from .data.stream import LoaderData
-    from .sources import Given
-
     if cfg is not None and (model is not None or fields):
         raise UsageError("give either a CompressConfig or keyword fields, not both")
     if test is not None and train is None:

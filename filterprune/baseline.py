@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 import warnings
@@ -13,14 +14,19 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import distributed, outputs, sources
+from . import distributed, outputs
 from . import serialization as ckpt
 from .data import ImageData
 from .errors import FilterpruneError, UsageError
 from .fileio import cache_dir
+from .inputs import Given
 from .log import say
-from .models import ModelSpec, build_model, initial_model
+from .models import ModelSpec, build_model, factory, initial_model
+from .pruning.graph import build_graph, output_layers
+from .state_dict import load_weights, read_state_dict
 from .train import NonFiniteLoss, TrainConfig, train
+
+log = logging.getLogger(__name__)
 
 
 def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig) -> str:
@@ -32,7 +38,7 @@ def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig) -> str:
             hashlib.sha256(data.x_val.numpy().tobytes()).hexdigest()[:16]
     if distributed.active():  # DDP trains another (equally valid) model than one process does
         ident["world_size"] = distributed.world_size()
-    if (digest := sources.user_factory.code_digest(spec.name)) is not None:  # an edited model file trains anew
+    if (digest := factory.code_digest(spec.name)) is not None:  # an edited model file trains anew
         ident["code_sha256"] = digest
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -70,12 +76,12 @@ def train_baseline(spec: ModelSpec, data: ImageData, cfg: TrainConfig, device: t
 
 
 def dense_model(cfg, spec: ModelSpec, data: ImageData, device: torch.device,
-                given: sources.Given | None) -> tuple[nn.Module, dict]:
+                given: Given | None) -> tuple[nn.Module, dict]:
     """The run's dense model and what the report says about it: the module in hand (``compress(model=)``;
     ``epochs`` train it further), the user's ``--checkpoint`` (``--sparsity-epochs`` of BN sparsity
     training first), or the cached trained baseline."""
     if given is not None and given.model is not None:
-        return sources.given_baseline(given.model, data, cfg.baseline_config(), device, train)
+        return given_baseline(given.model, data, cfg.baseline_config(), device, train)
     checkpoint, t = cfg.model.checkpoint, cfg.train
     if not checkpoint:
         return train_baseline(spec, data, cfg.baseline_config(), device)
@@ -87,6 +93,15 @@ def dense_model(cfg, spec: ModelSpec, data: ImageData, device: torch.device,
         info["sparsity_training"] = {"config": sparsity_cfg.to_dict(), "history": train(
             dense.to(device), data, sparsity_cfg, device, desc="sparsity")}
     return dense, info
+
+
+def given_baseline(model: nn.Module, data, cfg, device, train_fn) -> tuple[nn.Module, dict]:
+    """The module in hand as the dense baseline; ``cfg.epochs`` > 0 trains it further first (in place)."""
+    info = {"given": f"{type(model).__module__}.{type(model).__qualname__} handed to compress(model=...)"}
+    if cfg.epochs:
+        info["history"] = train_fn(model.to(device), data, cfg, device, desc="train given model")
+        info["train"] = cfg.to_dict()
+    return model, info
 
 
 def last_good_folder(stage: str, spec: ModelSpec) -> Path:
@@ -109,9 +124,29 @@ def load_checkpoint_into(spec: ModelSpec, path: str) -> nn.Module:
                              "--sparsity, or --steps K)")
         return model
     model = build_model(spec)
-    replaced = sources.load_checkpoint_weights(model, ckpt.read_state_dict(p), spec, str(p))
+    replaced = load_checkpoint_weights(model, read_state_dict(p), spec, str(p))
     if replaced:
         say(f"checkpoint: classifier head {', '.join(replaced['head_replaced'])} replaced (another class count); "
             "it is trained with the rest")
         model.filterprune_loaded = replaced  # noqa: B010  (read by the report's model_source)
     return model
+
+
+def load_checkpoint_weights(model: nn.Module, state: dict, spec: ModelSpec, source: str) -> dict:
+    """Weights of a user's checkpoint into ``model``; for tv:/timm: models a checkpoint with another
+    class count (ImageNet's 1000) keeps everything but the output layers, which stay fresh (and are
+    trained). Returns what was replaced."""
+    own = model.state_dict()
+    mismatched = {k for k in own if k in state and state[k].shape != own[k].shape}
+    if spec.name.startswith(("tv:", "timm:")) and mismatched and set(state) == set(own):
+        DG = build_graph(model, torch.randn(1, spec.in_channels, spec.image_size, spec.image_size))
+        names = {id(m): n for n, m in model.named_modules()}
+        heads = {f"{names[id(m)]}.{p}" for m in output_layers(DG)
+                 for p, _ in m.named_parameters(recurse=False)}
+        if mismatched <= heads:
+            load_weights(model, {**state, **{k: own[k] for k in mismatched}}, source)
+            log.info("checkpoint %s: classifier head %s replaced (another class count)", source,
+                     sorted(mismatched))
+            return {"head_replaced": sorted(mismatched)}
+    load_weights(model, state, source)
+    return {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from . import reporting  # cheap: its report (pandas, torch) loads on first use
 from .config import GROUPS, TITLES, Bench, CompressConfig, Export, all_keys
 from .errors import UsageError
 from .guard import guarded
@@ -80,27 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _compress(a) -> None:
-    from .pipeline import run
+    from .pipeline import run  # torch, onnx: parsing, --help and errors in flags never import them
 
     run(CompressConfig.of(**{k: getattr(a, k) for k in all_keys()}))
 
 
 def _trust(a) -> None:
     if getattr(a, "trust_code", False):
-        from .models import factory
+        from .models import factory  # imports torch (see _compress)
 
         factory.trust_all()
 
 
 def _export(a) -> None:
-    from .export.command import export_command
+    from .export.command import export_command  # torch, onnx (see _compress)
 
     _trust(a)
     export_command(Export(**values(Export, a)))
 
 
 def _train(a) -> None:
-    from .pipeline import train_command
+    from .pipeline import train_command  # torch, onnx (see _compress)
 
     groups = {name: from_flat(GROUPS[name], values(GROUPS[name], a), strict=False) for name in TRAIN_KEYS}
     train_command(groups["model"], groups["data"], groups["train"], groups["output"])
@@ -109,8 +110,8 @@ def _train(a) -> None:
 def _bench(a) -> None:
     from pathlib import Path
 
-    from .bench.command import bench
-    from .bench.config import BenchConfig
+    from .bench.command import bench  # torch, onnx (see _compress)
+    from .bench.config import BenchConfig  # imports torch (see _compress)
 
     _trust(a)
     timing = from_flat(Bench, values(Bench, a))
@@ -123,24 +124,20 @@ def _bench(a) -> None:
 
 
 def _sweep(a) -> None:
-    from .sweep import sweep
-    from .sweep.grid import parse_set
+    from .sweep import sweep  # imports torch (see _compress)
+    from .sweep.grid import parse_set  # the sweep package: torch (see _compress)
 
     sweep(a.config, a.executor, a.resume, a.out, a.dry_run, parse_set(a.overrides))
 
 
 def _report(a) -> None:
-    from .reporting import report
-
-    print(report(a.folder, a.out, a.runtime, a.batch_size, a.overwrite) / "report.md")
+    print(reporting.report(a.folder, a.out, a.runtime, a.batch_size, a.overwrite) / "report.md")
 
 
 def _list(a) -> None:
-    from .criteria import CRITERIA
-    from .data import DATASETS
-    from .models import MODELS
+    from . import criteria, data, models  # the registries import torch: only `list` pays for them
 
-    reg = {"models": MODELS, "criteria": CRITERIA, "datasets": DATASETS}[a.what]
+    reg = {"models": models.MODELS, "criteria": criteria.CRITERIA, "datasets": data.DATASETS}[a.what]
     for name in reg.names():
         print(f"{name:20s} {reg.help(name)}")
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from . import options as opt
 from .errors import UsageError
+from .masks import MaskConfig
 from .options import all_at_least, in_range, int_list, option, round_to, str_list
+from .recipes import RECIPES
 from .targets import KINDS, Target, target_of
 
 DEFAULT_DATA_ROOT = "data"
@@ -25,20 +27,23 @@ TARGET_RUNTIMES = ("onnxruntime", "openvino", "torch", "torch:cuda")
 OPSETS = range(9, 21)  # what torch's TorchScript exporter writes
 
 
+def _criteria():
+    """The criteria package, imported when a criterion is checked."""
+    from . import criteria  # imports torch: the config stays torch-free until a value is checked
+
+    return criteria
+
+
 def _registered(registry: str):
     """A check that the value names an entry of a registry (imported only when checked)."""
     def check(key: str, value) -> None:  # the registries import torch: only when a value is checked
         if registry == "recipes":
-            from .recipes import RECIPES
-
             if value not in RECIPES:
                 raise UsageError(f"unknown {key} {value!r}; valid: {', '.join(RECIPES)}", (key,))
         elif registry == "criteria":
-            from .criteria import CRITERIA
-
-            CRITERIA.get(value)
+            _criteria().CRITERIA.get(value)
         else:
-            from .data import DATASETS
+            from .data import DATASETS  # imports torch (see _criteria)
 
             DATASETS.get(value)
     return check
@@ -75,10 +80,10 @@ class Model:
                                             parse=str_list, metavar="NAME,...")
 
     def validate(self) -> None:
-        from . import sources
+        from .models.refs import validate_model  # imports torch (see _criteria)
 
         opt.check_fields(self)
-        sources.validate_model(self)
+        validate_model(self)
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ class Train:
 
     def train_config(self):
         """The training loop's settings for the baseline."""
-        from .train import TrainConfig
+        from .train import TrainConfig  # imports torch (see _criteria)
 
         return TrainConfig(epochs=self.epochs, optimizer=self.optimizer, lr=self.lr, schedule=self.schedule,
                            batch_size=self.batch_size, sparsity_reg=self.sparsity_reg, seed=self.seed)
@@ -207,16 +212,14 @@ class Prune:
                                  ("target_runtime",))
         target.steps(self.steps)  # a latency target refuses steps > 1
         if self.mode == "masked":
-            from .criteria import CRITERIA
-            from .criteria.mask import MaskCriterion
-
-            if not issubclass(CRITERIA.get(self.criterion), MaskCriterion):
+            criteria = _criteria()
+            if not issubclass(criteria.CRITERIA.get(self.criterion), criteria.MaskCriterion):
                 raise UsageError(f"mode masked needs a mask criterion (grasp, imp, mag, rand, snip, synflow), "
                                  f"not {self.criterion!r}", ("mode",))
 
     def plan(self, scope: str):
         """The allocation's settings (``scope``: the given one, or the criterion's own)."""
-        from .pruning.plan import PlanConfig
+        from .pruning.plan import PlanConfig  # imports torch (see _criteria)
 
         return PlanConfig(self.target, scope, self.round_to, self.layer_floor, target_runtime=self.target_runtime,
                           target_batch=self.target_batch, threads=self.threads)
@@ -370,8 +373,6 @@ class CompressConfig:
 
     def finetune_config(self, num_classes: int = 10):
         """The recipe's finetune settings, with the options that were given taking precedence."""
-        from .recipes import RECIPES
-
         f = self.finetune
         r, base = RECIPES[f.recipe], self.baseline_config()
         lr = f.lr if f.lr is not None else r.lr if r.lr is not None else r.lr_factor * base.learning_rate
@@ -389,8 +390,6 @@ class CompressConfig:
         return replace(self.baseline_config(), epochs=self.train.epochs + ft.epochs * self.prune.steps)
 
     def mask_config(self, num_classes: int = 10):
-        from .masks import MaskConfig
-
         m, ft = self.mask, self.finetune_config(num_classes)  # IMP trains the seed's way: no teacher
         imp_train = replace(ft, epochs=ft.epochs if m.imp_epochs is None else m.imp_epochs, distill_alpha=0.0)
         c = m.compression if m.compression is not None else self.target.compression()

@@ -9,6 +9,7 @@ import sys
 import warnings
 
 from .errors import FilterpruneError
+from .limits import printable
 from .log import to_stderr
 
 
@@ -19,8 +20,6 @@ def _print_warning(message, category, filename, lineno, file=None, line=None):
 def one_line(message: str) -> str:
     """User-supplied values (a path, a flag) may hold newlines or control characters: escape them (and cut
     a message that quotes a huge value)."""
-    from .limits import printable
-
     return printable(message, 4000).strip()
 
 

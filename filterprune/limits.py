@@ -105,14 +105,3 @@ def activation_sizes(model, input_shape: tuple[int, ...]) -> tuple[int, int]:
             h.remove()
     return largest, total
 
-
-def activation_sizes_of(spec) -> tuple[int, int]:
-    """:func:`activation_sizes` of the dense architecture ``spec`` describes, built on the meta device (so
-    a description that asks for a huge model costs nothing to check)."""
-    import torch
-
-    from .models import build_model
-
-    with torch.device("meta"):
-        model = build_model(spec)
-    return activation_sizes(model, (spec.in_channels, spec.image_size, spec.image_size))

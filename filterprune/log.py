@@ -7,11 +7,13 @@ import logging
 import sys
 from contextlib import contextmanager
 
+from . import limits
+
 log = logging.getLogger("filterprune")
 
 
 def say(msg: str) -> None:
-    from . import distributed, limits
+    from . import distributed  # imports torch: logging stays cheap for the CLI and the torch-free config
 
     if distributed.is_main():  # --distributed: rank 0 speaks for all; a path's newlines stay escaped
         log.info(limits.printable(msg))

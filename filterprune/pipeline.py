@@ -8,15 +8,17 @@ from pathlib import Path
 
 import torch
 
-from . import distributed, outputs, sources, stages
+from . import distributed, outputs, stages
 from . import serialization as ckpt
 from .baseline import train_baseline
 from .config import CompressConfig, Data, Model, Output, Train
+from .data import load_data
 from .fileio import cache_dir
+from .inputs import Given
 from .log import say
+from .models.refs import model_ref, spec_for
 from .reporting.run_report import write_report
 from .reporting.schema import Report
-from .sources import spec_for
 from .train import TrainConfig, evaluate, resolve_device
 
 
@@ -48,7 +50,7 @@ class Compressed:
         return self.report["latency"]
 
 
-def run(cfg: CompressConfig, given: sources.Given | None = None) -> Compressed | None:
+def run(cfg: CompressConfig, given: Given | None = None) -> Compressed | None:
     """Run the whole pipeline (README: what a run writes). ``given``: the user's own module and/or
     DataLoaders (``filterprune.compress(model=net, train=..., test=...)``). None on the ranks of a
     ``--distributed`` run that do not write."""
@@ -58,7 +60,7 @@ def run(cfg: CompressConfig, given: sources.Given | None = None) -> Compressed |
         return _compress(cfg, device, given)
 
 
-def _compress(cfg: CompressConfig, device: torch.device, given: sources.Given | None) -> Compressed | None:
+def _compress(cfg: CompressConfig, device: torch.device, given: Given | None) -> Compressed | None:
     timings: dict[str, float] = {}
     s = stages.setup(cfg, device, given)
     with stages.timed(timings, "baseline"):
@@ -104,8 +106,8 @@ def _train_command(model: Model, d: Data, cfg: TrainConfig, device: torch.device
         outputs.check_target(target, output.overwrite)
     if cfg.epochs:
         outputs.check_cache(cache_dir())
-    data = sources.load_data(d.dataset, d.data_root, d.val_fraction, cfg.seed)
-    spec = spec_for(sources.model_ref(model.name), data)
+    data = load_data(d.dataset, d.data_root, d.val_fraction, cfg.seed)
+    spec = spec_for(model_ref(model.name), data)
     net, info = train_baseline(spec, data, cfg, device)
     if not distributed.is_main():  # --distributed: rank 0 alone evaluates and writes
         return None

@@ -10,20 +10,20 @@ that code only, checked against this record and the ``report.json`` beside it (`
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from . import limits
 from .errors import RunError, UsageError
 from .fileio import atomic_write_json, read_small_json, sha256_file, temp_path, umask
-from .models import ModelSpec, build_model, factory
+from .models import ModelSpec, activation_sizes_of, build_model, factory
 from .models.factory import is_factory_ref
 from .pruning.graph import build_graph
+from .state_dict import load_weights, read_state_dict
 
 FORMAT = "filterprune/1"
 
@@ -90,7 +90,7 @@ def read_meta(path: Path, trust_code: bool = False) -> dict:
         raise RunError(f"{jpath}: malformed model description ({e})") from None
     spec = doc["spec"]  # the description lies outside the weights' digest: its input size is checked too
     if not is_factory_ref(spec.name):  # user code is never imported to read a description: load() checks those
-        _check_trace_size(spec, limits.activation_sizes_of(spec)[1], jpath)
+        _check_trace_size(spec, activation_sizes_of(spec)[1], jpath)
     doc["path"] = jpath
     if is_factory_ref(spec.name) and (trust_code or factory.trusting_runs()):
         vouch(doc)
@@ -180,46 +180,3 @@ def rebuild(spec: ModelSpec, history: list, source: str = "history", trust_code:
             msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
             raise RunError(f"{source}: pruning history does not fit {spec.name} ({msg})") from None
     return model
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors from .safetensors, or from .pt/.pth via torch.load(weights_only=True) (no code runs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"checkpoint not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            return load_file(str(path))
-        with warnings.catch_warnings():  # e.g. "pickle protocol 4": the refusal below says enough
-            warnings.simplefilter("ignore")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise RunError(f"{path}: unreadable or unsafe checkpoint ({msg[:200]})") from None
-    except Exception as e:  # unpickling refused by weights_only, truncated zip, ...
-        raise RunError(f"{path}: unreadable or unsafe checkpoint ({type(e).__name__})") from None
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise RunError(f"{path}: does not hold a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Strict load with a message that names the differing keys or shapes (architecture mismatch)."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    extra = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-              if k in state and state[k].shape != own[k].shape]
-    if missing or extra or shapes:
-        parts = []
-        for label, items in (("missing", missing), ("unexpected", extra), ("shape", shapes)):
-            if items:
-                parts.append(f"{len(items)} {label} (e.g. {', '.join(items[:3])})")
-        raise UsageError(f"{source} does not match the {type(model).__name__} architecture: {'; '.join(parts)}")
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise RunError(f"{source}: {len(bad)} tensor(s) hold NaN or inf (e.g. {', '.join(bad[:3])})")
-    model.load_state_dict(state, strict=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import __version__, distributed, outputs, sources
+from . import __version__, distributed, inputs, outputs
 from . import serialization as ckpt
 from .baseline import dense_model, last_good_folder
 from .bench import counting, machine
@@ -30,7 +30,7 @@ from .export.convert import check_parity, export_onnx
 from .fileio import cache_dir
 from .log import say
 from .masks import control
-from .models import ModelSpec
+from .models import ModelSpec, factory, refs
 from .pruning import prune_in_steps
 from .pruning.graph import build_graph
 from .pruning.plan import PlanConfig
@@ -45,7 +45,7 @@ class Setup:
     """What a run is, fixed before any training: its options, where it writes, the criterion, data and spec."""
     cfg: CompressConfig
     device: torch.device
-    given: sources.Given | None
+    given: inputs.Given | None
     out: Path
     criterion: Criterion
     scope: str
@@ -108,7 +108,7 @@ class Artifacts:
     rows: list[dict]  # benchmark rows
 
 
-def setup(cfg: CompressConfig, device: torch.device, given: sources.Given | None) -> Setup:
+def setup(cfg: CompressConfig, device: torch.device, given: inputs.Given | None) -> Setup:
     """Everything that can fail before training fails here: the output folder, the cache, the data, and a
     probe model that the criterion, the architecture checks and the dependency graph must accept."""
     out = default_out(cfg) if cfg.output.out is None else Path(cfg.output.out)
@@ -116,11 +116,11 @@ def setup(cfg: CompressConfig, device: torch.device, given: sources.Given | None
     if not cfg.model.checkpoint and cfg.train.epochs:
         outputs.check_cache(cache_dir())  # the baseline goes there: say so now, not after training
     criterion = make_criterion(cfg.prune.criterion)
-    data, spec, native = sources.prepare(cfg, given)
+    data, spec, native = inputs.prepare(cfg, given)
     scope = cfg.prune.scope or criterion.default_scope
     s = Setup(cfg, device, given, out, criterion, scope, data, spec, native, cfg.prune.plan(scope))
-    probe = sources.probe_model(spec, given)
-    sources.check_probe(probe, spec, cfg.model.ignore_layers)
+    probe = inputs.probe_model(spec, given)
+    inputs.check_probe(probe, spec, cfg.model.ignore_layers)
     criterion.check(probe)
     build_graph(probe, torch.randn(1, *s.input_shape))
     return s
@@ -267,7 +267,7 @@ def bench(s: Setup, variants: dict[str, nn.Module], costs: dict[str, Cost], path
         f"{cfg.iters} iterations")
     # how the memory probe's fresh process rebuilds each variant; the masked control has the dense
     # shapes (its zeros are stored), so its PyTorch memory is probed on the dense architecture
-    trusted = sources.user_factory.grants([s.spec.name])  # a user factory: the probe may import that code
+    trusted = factory.grants([s.spec.name])  # a user factory: the probe may import that code
     kinds = {"dense": "dense", "pruned": "checkpoint", "masked": "dense"}
     return run_bench([Variant(name, s.input_shape, costs.get(name, costs["dense"]).params,
                               costs.get(name, costs["dense"]).macs, model, paths.get(name),
@@ -313,7 +313,7 @@ def report(s: Setup, b: Baseline, p: Pruned, f: Finetuned, scratch: Scratch | No
                      "between_steps": p.step_histories},
         "scratch": scratch.to_dict() if scratch else None,
         "timings_s": timings, "machine": machine.describe(), "version": __version__,
-        "model_source": sources.describe(s.spec, s.native, b.info.get("pretrained") or getattr(
+        "model_source": refs.describe(s.spec, s.native, b.info.get("pretrained") or getattr(
             b.model, "filterprune_loaded", None), cfg.model.checkpoint),
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.flat().items()},
     }
@@ -326,7 +326,7 @@ def target_text(p: Prune) -> str:
 
 def default_out(cfg: CompressConfig) -> Path:
     """``runs/<model>-<criterion>-<target>``, numbered when taken."""
-    stem = Path("runs") / f"{sources.short_name(cfg.model.name)}-{cfg.prune.criterion}-{cfg.target.tag()}"
+    stem = Path("runs") / f"{refs.short_name(cfg.model.name)}-{cfg.prune.criterion}-{cfg.target.tag()}"
     out, i = stem, 2
     while out.exists():
         out, i = stem.with_name(f"{stem.name}-{i}"), i + 1

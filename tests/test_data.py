@@ -76,7 +76,7 @@ def test_imagefolder(tmp_path):
 def test_synthetic_data_comes_at_the_models_input_size_or_image_size():
     """Structure-only runs at a model's real size: the native input by default, --image-size honoured."""
     from filterprune.config import CompressConfig
-    from filterprune.sources import prepare
+    from filterprune.inputs import prepare
 
     data, spec, _ = prepare(CompressConfig.of(model="tv:mobilenet_v3_small", criterion="l1", sparsity=0.3,
                                               dataset="synthetic", epochs=0))

@@ -18,7 +18,7 @@ from filterprune import outputs
 from filterprune.baseline import baseline_key, cache_dir, train_baseline
 from filterprune.data import load_dataset
 from filterprune.errors import UsageError
-from filterprune.sources import spec_for
+from filterprune.models.refs import spec_for
 from filterprune.train import NonFiniteLoss, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]

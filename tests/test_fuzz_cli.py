@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from filterprune import sources
+from filterprune import inputs, pipeline
 from filterprune.cli import main
 from filterprune.errors import FilterpruneError
 
@@ -67,7 +67,8 @@ def in_tmp(tmp_path, monkeypatch):
 @settings(max_examples=N or 300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(argv=ARGV)
 def test_shallow_fuzz_never_shows_a_traceback(argv, in_tmp, monkeypatch):
-    monkeypatch.setattr(sources, "load_data", _stop)
+    monkeypatch.setattr(inputs, "load_data", _stop)  # compress
+    monkeypatch.setattr(pipeline, "load_data", _stop)  # train
     _check(argv)
     assert not [p for p in in_tmp.iterdir() if p.name not in ("cache",)]  # nothing written before the data
 

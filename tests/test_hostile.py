@@ -330,8 +330,7 @@ def _factory_run(tmp_path: Path, hashed: bool = True, report: bool = True) -> tu
     ``hashed=False``: a pruned.json written before it recorded the code's SHA-256."""
     import runpy
 
-    from filterprune import sources
-    from filterprune.models import ModelSpec
+    from filterprune.models import ModelSpec, refs
 
     code = tmp_path / "src" / "net.py"
     code.parent.mkdir(parents=True)
@@ -346,7 +345,7 @@ def _factory_run(tmp_path: Path, hashed: bool = True, report: bool = True) -> tu
         doc.pop("code_sha256", None)
         (run / "pruned.json").write_text(json.dumps(doc))
     if report:
-        (run / "report.json").write_text(json.dumps({"model_source": sources.describe(spec, {}, None, None)}))
+        (run / "report.json").write_text(json.dumps({"model_source": refs.describe(spec, {}, None, None)}))
     return run, code
 
 

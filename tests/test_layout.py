@@ -1,8 +1,12 @@
-"""The layout holds: every module imports on its own in a fresh interpreter (no import-order cycles), and
-no library module imports the command line."""
+"""The layout holds: no import cycle among the package's modules, few imports inside functions (each with
+its reason), every module imports on its own in a fresh interpreter, and no library module imports the
+command line."""
+import ast
+import io
 import pkgutil
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,99 @@ import filterprune
 ROOT = Path(filterprune.__file__).parent
 MODULES = sorted(m.name for m in pkgutil.walk_packages([str(ROOT)], prefix="filterprune.")
                  if m.name != "filterprune.__main__")  # __main__ runs the CLI when imported
+
+
+MAX_FUNCTION_IMPORTS = 30  # imports of filterprune modules inside functions: fewer than this
+
+
+def _modules() -> dict[str, tuple[Path, bool]]:
+    """Dotted name -> (file, is a package) of every module of the package."""
+    mods = {}
+    for p in ROOT.rglob("*.py"):
+        parts = list(p.relative_to(ROOT.parent).with_suffix("").parts)
+        is_pkg = parts[-1] == "__init__"
+        mods[".".join(parts[:-1] if is_pkg else parts)] = (p, is_pkg)
+    return mods
+
+
+def _imports(mods: dict) -> list[tuple[str, int, bool, set[str]]]:
+    """(module, line, at module level, filterprune modules it imports) for every import statement that
+    imports a filterprune module. ``from a import b`` imports ``a.b`` when that is a module, else ``a``."""
+    found = []
+    for mod, (path, is_pkg) in mods.items():
+        tree = ast.parse(path.read_text(), str(path))
+        top = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = mod.split(".")[:len(mod.split(".")) - node.level + is_pkg]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                names = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+            else:
+                continue
+            targets = set()
+            for name in names:
+                while name not in mods and "." in name:
+                    name = name.rsplit(".", 1)[0]
+                if name in mods and name.split(".")[0] == "filterprune" and name != mod:
+                    targets.add(name)
+            if targets:
+                found.append((mod, node.lineno, id(node) in top, targets))
+    return found
+
+
+def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle (its modules in import order, the first repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(m):
+        state[m] = 1
+        path.append(m)
+        for n in sorted(edges.get(m, ())):
+            if state.get(n) == 1:
+                return path[path.index(n):] + [n]
+            if n not in state and (found := visit(n)):
+                return found
+        state[m] = 2
+        path.pop()
+        return None
+
+    for m in sorted(edges):
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_no_import_cycle():
+    """Module-level imports of filterprune modules form no cycle (a registry package imports its entries,
+    which import the registry's own module, never the package back)."""
+    edges: dict[str, set[str]] = {}
+    for mod, _, top, targets in _imports(_modules()):
+        if top:
+            edges.setdefault(mod, set()).update(targets)
+    cycle = _cycle(edges)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_few_imports_inside_functions_each_with_its_reason():
+    """An import inside a function hides a dependency; one is kept only where a cheap path (``import
+    filterprune``, the CLI's parsing, the torch-free config) must not pay for torch, onnx or pandas, or for
+    an optional dependency, and its line says why in a comment."""
+    mods = _modules()
+    inner = [(mod, line) for mod, line, top, _ in _imports(mods) if not top]
+    comments: dict[str, set[int]] = {}
+    for mod, _ in inner:
+        if mod not in comments:
+            tokens = tokenize.generate_tokens(io.StringIO(mods[mod][0].read_text()).readline)
+            comments[mod] = {t.start[0] for t in tokens if t.type == tokenize.COMMENT}
+    assert len(inner) < MAX_FUNCTION_IMPORTS, f"{len(inner)} filterprune imports in functions: {inner}"
+    silent = [f"{mods[mod][0].relative_to(ROOT.parent)}:{line}" for mod, line in inner
+              if line not in comments[mod]]
+    assert silent == [], f"imports inside functions without a '# reason' on their line: {silent}"
 
 
 @pytest.mark.slow  # ~80 fresh interpreters, 2-5 min

@@ -109,7 +109,8 @@ def test_synflow_by_hand_and_without_data(monkeypatch):
     net = Lin()
     with torch.no_grad():
         net.fc1.bias.copy_(torch.tensor([-1.0, 0.5, -2.0]))  # signs must not matter: |b| enters R
-    monkeypatch.setattr("filterprune.data.make_loader", lambda *a, **k: pytest.fail("synflow loaded data"))
+    monkeypatch.setattr("filterprune.masks.schedule.make_loader",  # where the mask criteria get batches
+                        lambda *a, **k: pytest.fail("synflow loaded data"))
     crit = make_criterion("synflow")
     crit.prepare(net, PruneContext(torch.randn(1, 4), data=DataFree(), mask=MaskConfig(compression=0.2,
                                                                                        synflow_rounds=1)))

@@ -35,12 +35,12 @@ def tiny(tmp_path: Path, grid: str = "criterion: [l1, random]\n  sparsity: [0.25
 
 def in_process(calls: list):
     """An executor that runs each job in this process (no interpreter start per run) and records it."""
-    from filterprune.sweep import worker
+    from filterprune.sweep import runs
 
     def run(jobs, resources, done):
         for job in jobs:
             calls.append(job.run_id)
-            worker.run(job.to_dict())
+            runs.run(job.to_dict())
             done(executors.Outcome(job, 0, "", 0.0))
     return run
 

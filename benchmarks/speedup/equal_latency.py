@@ -140,7 +140,7 @@ def plan(a) -> None:
 
 def finetune(a) -> None:
     from filterprune import serialization as ckpt
-    from filterprune.sources import load_data
+    from filterprune.data import load_data
     from filterprune.train import evaluate, train
 
     acc = _accuracy_table()

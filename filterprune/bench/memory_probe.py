@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import FilterpruneError
 from .runners import ort_runner, ov_runner, torch_runner
 
 
@@ -32,8 +33,8 @@ def probe(job: dict) -> float:
     elif runtime == "openvino":
         run = ov_runner(Path(source["onnx"]), x, threads)
     else:
-        from .. import serialization as ckpt
-        from ..models import build_model, factory
+        from .. import serialization as ckpt  # torch_pruning, safetensors: not in the ONNX rows' peak RSS
+        from ..models import build_model, factory  # torchvision: likewise
 
         for ref, sha in (source.get("trusted") or {}).items():  # the user's factory, trusted by our parent
             factory.admit(ref, sha, "the benchmarking process")  # for exactly the code it imported
@@ -53,8 +54,6 @@ def probe(job: dict) -> float:
 
 
 if __name__ == "__main__":
-    from ..errors import FilterpruneError
-
     try:
         print(probe(json.loads(sys.stdin.read())))
     except FilterpruneError as e:  # the parent records the last line: the whole message, not a traceback

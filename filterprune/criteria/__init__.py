@@ -2,62 +2,14 @@
 
 Two families: ``structured/`` scores whole channels directly; ``mask/`` builds an unstructured mask
 (SNIP, GraSP, SynFlow, IMP, magnitude, random) and reduces it to channel saliency. A criterion is one
-file in either that subclasses ``Criterion`` (or ``mask.MaskCriterion``) and registers itself in ``CRITERIA``; the
-pruning pipeline only calls ``prepare`` once and then ``score`` per group, so adding one never
-touches the pipeline.
+file in either that subclasses ``Criterion`` (or ``MaskCriterion``, from ``mask/base.py``) and registers
+itself in ``CRITERIA`` (both from ``base.py``, which is what such a file imports); the pruning pipeline
+only calls ``prepare`` once and then ``score`` per group, so adding one never touches the pipeline.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from . import mask, structured  # noqa: F401  (registration: every criterion file is imported)
+from .base import CRITERIA, Criterion, PruneContext, make_criterion, root_of
+from .mask.base import MaskCriterion
 
-import torch
-import torch.nn as nn
-
-from ..registry import Registry
-
-CRITERIA: Registry = Registry("criterion")
-
-
-@dataclass
-class PruneContext:
-    """What a criterion may use besides the model: data for data-driven scores, a seed for random ones."""
-
-    example_inputs: torch.Tensor
-    data: object | None = None  # filterprune.data.ImageData
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    seed: int = 0
-    batch_size: int = 64
-    calib_batches: int = 8
-    mask: object | None = None  # filterprune.masks.MaskConfig: compression, scope, reduce, IMP (mask criteria)
-    ignored_layers: tuple = ()  # layer names or modules kept whole besides the output layers (--ignore-layers)
-
-
-class Criterion:
-    """Base class. ``score(group)`` returns one score per root output channel, or None to leave the
-    group unpruned. ``default_scope`` is the allocation the method's paper uses. A ``sequential`` criterion
-    measures the network as pruned so far: groups are scored and pruned one by one in execution order."""
-
-    name = ""
-    default_scope = "layerwise"
-    sequential = False
-
-    def check(self, model: nn.Module) -> None:
-        """Raise UsageError if this criterion cannot apply to the architecture (called before training)."""
-
-    def prepare(self, model: nn.Module, ctx: PruneContext) -> None:
-        """Gather statistics (data-driven criteria) before any group is scored."""
-
-    def score(self, group) -> torch.Tensor | None:
-        raise NotImplementedError
-
-
-def root_of(group):
-    """(module, output-channel indices) of the layer whose filters the group removes."""
-    return group[0].dep.target.module, group[0].idxs
-
-
-def make_criterion(name: str) -> Criterion:
-    return CRITERIA.get(name)()
-
-
-from . import mask, structured  # noqa: E402,F401  (registration: structured/ scores channels, mask/ converts masks)
+__all__ = ["CRITERIA", "Criterion", "MaskCriterion", "PruneContext", "make_criterion", "root_of"]

@@ -1,5 +1,6 @@
-"""Dataset registry. Every source is loaded into the same in-memory form (uint8 NCHW tensors + labels),
-so training, calibration and evaluation code never cares where images came from.
+"""Datasets by name. Every source is loaded into the same in-memory form (``images.ImageData``: uint8
+NCHW tensors + labels), so training, calibration and evaluation code never cares where images came
+from; ``registry.DATASETS`` is the table every dataset file registers in, ``loader.make_loader`` batches.
 
 Parameterised names: ``npz:PATH`` and ``imagefolder:PATH``. The offline default is ``digits``
 (scikit-learn's bundled handwritten digits), which needs no file and no network.
@@ -7,99 +8,17 @@ Parameterised names: ``npz:PATH`` and ``imagefolder:PATH``. The offline default 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import torch
+from ..config import DEFAULT_DATA_ROOT  # defined once, with the option
+from ..log import say
+from . import embedded, files, synthetic, torchvision_sets  # noqa: F401  (registration)
+from .images import ImageData
+from .loader import make_loader
+from .registry import DATASETS
 
-from ..config import DEFAULT_DATA_ROOT  # noqa: F401  (defined once, with the option)
-from ..errors import UsageError
-from ..registry import Registry
-
-DATASETS: Registry = Registry("dataset", prefixes=("npz:", "imagefolder:"))
-
-
-@dataclass
-class ImageData:
-    """A train/test split held in memory: x uint8 (N, C, H, W), y int64 (N,)."""
-
-    name: str
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    class_names: list[str]
-    source: str  # where the images came from, told to the user
-    flip: bool = True  # horizontal flip is a valid augmentation (not for digits)
-    mean: tuple[float, ...] = field(default=())
-    std: tuple[float, ...] = field(default=())
-    x_val: torch.Tensor | None = None  # carved from the training images by ``carve_val``; never the test split
-    y_val: torch.Tensor | None = None
-
-    def __post_init__(self):
-        if self.x_train.dtype != torch.uint8 or self.x_train.ndim != 4:
-            raise UsageError(f"{self.name}: images must be uint8 (N, C, H, W), got "
-                             f"{self.x_train.dtype} {tuple(self.x_train.shape)}")
-        if len(self.x_train) != len(self.y_train) or len(self.x_test) != len(self.y_test):
-            raise UsageError(f"{self.name}: image and label counts differ")
-        if len(self.y_train) == 0 or len(self.y_test) == 0:
-            raise UsageError(f"{self.name}: the train and test splits must both hold images "
-                             f"(got {len(self.y_train)} and {len(self.y_test)})")
-        self.y_train, self.y_test = self.y_train.long(), self.y_test.long()
-        lo, hi = min(self.y_train.min(), self.y_test.min()).item(), max(self.y_train.max(), self.y_test.max()).item()
-        if lo < 0 or hi >= len(self.class_names):
-            raise UsageError(f"{self.name}: labels must lie in [0, {len(self.class_names)}), got {lo}..{hi}")
-        if not self.mean:  # per-channel statistics of the training split
-            x = self.x_train.float().div_(255)
-            self.mean = tuple(x.mean(dim=(0, 2, 3)).tolist())
-            self.std = tuple(x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
-
-    def carve_val(self, fraction: float, seed: int) -> ImageData:
-        """A copy whose validation split is ``fraction`` of the training images (stratified per class,
-        drawn with ``seed``), removed from training. The test split is untouched and never seen before the
-        kept epoch is chosen; mean/std stay those of the whole training split, so every model of a seed is
-        normalised alike."""
-        if not 0 <= fraction <= 0.5:
-            raise UsageError(f"--val-fraction must be in [0, 0.5], got {fraction}")
-        if fraction == 0 or self.x_val is not None:
-            return self
-        gen = torch.Generator().manual_seed(seed)
-        val = []
-        for c in range(self.num_classes):
-            idx = (self.y_train == c).nonzero().flatten()
-            val.append(idx[torch.randperm(len(idx), generator=gen)[:round(fraction * len(idx))]])
-        val = torch.cat(val).sort().values
-        keep = torch.ones(len(self.y_train), dtype=torch.bool)
-        keep[val] = False
-        if not len(val) or not keep.any():
-            return self
-        return replace(self, x_train=self.x_train[keep], y_train=self.y_train[keep], x_val=self.x_train[val],
-                       y_val=self.y_train[val], mean=self.mean, std=self.std)
-
-    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images and labels of 'train', 'val' or 'test'."""
-        if name == "val" and self.x_val is None:
-            raise ValueError(f"{self.name} has no validation split (carve_val)")
-        return {"train": (self.x_train, self.y_train), "val": (self.x_val, self.y_val),
-                "test": (self.x_test, self.y_test)}[name]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def in_channels(self) -> int:
-        return self.x_train.shape[1]
-
-    @property
-    def image_size(self) -> int:
-        return self.x_train.shape[-1]
-
-    def describe(self) -> str:
-        val = f" / {len(self.y_val)} validation" if self.y_val is not None else ""
-        return (f"{self.name}: {len(self.x_train)} train{val} / {len(self.x_test)} test images, "
-                f"{self.in_channels}x{self.image_size}x{self.image_size}, {self.num_classes} classes "
-                f"({self.source})")
+__all__ = ["DATASETS", "ImageData", "load_data", "load_dataset", "make_loader",
+           "resolve_default_dataset"]
 
 
 def load_dataset(name: str, data_root: str | Path = DEFAULT_DATA_ROOT, **options) -> ImageData:
@@ -117,13 +36,21 @@ def load_dataset(name: str, data_root: str | Path = DEFAULT_DATA_ROOT, **options
 
 def resolve_default_dataset(data_root: str | Path) -> tuple[str, str | None]:
     """The dataset used when none is named: CIFAR-10 if it is under the data root, else the embedded one."""
-    from .torchvision_sets import find_local
-
-    if find_local("cifar10", Path(data_root)) is not None:
+    if torchvision_sets.find_local("cifar10", Path(data_root)) is not None:
         return "cifar10", None
     return "digits", (f"no CIFAR-10 under {data_root!s}/ (cifar-10-batches-py or cifar10*.npz); using the "
                       "embedded scikit-learn digits dataset instead (pass --dataset/--data-root to choose)")
 
 
-from . import embedded, files, synthetic, torchvision_sets  # noqa: E402,F401  (registration)
-from .loader import make_loader  # noqa: E402,F401
+def load_data(dataset: str | None, data_root: str, val_fraction: float = 0.0, seed: int = 0,
+              **options) -> ImageData:
+    """Load the named dataset, or the default one with a notice saying which it is; ``val_fraction`` of
+    the training images (drawn with ``seed``) become the validation split that chooses kept epochs.
+    ``options`` reach streamed datasets (image size, preprocessing: see ``inputs.prepare``)."""
+    if dataset is None:
+        dataset, notice = resolve_default_dataset(data_root)
+        if notice:
+            say(f"notice: {notice}")
+    data = load_dataset(dataset, data_root, seed=seed, **options).carve_val(val_fraction, seed)
+    say(f"data: {data.describe()}")
+    return data

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import DATASETS, ImageData
+from .images import ImageData
+from .registry import DATASETS
 
 SIZE = 32
 TEST_FRACTION = 0.2

@@ -7,7 +7,9 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from . import DATASETS, ImageData
+from .images import ImageData
+from .registry import DATASETS
+from .stream import FolderData
 
 NPZ_TEST_FRACTION = 0.2
 MAX_CLASSES = 100_000
@@ -71,6 +73,4 @@ def imagefolder(path: Path, image_size: int = 32, resize_size: int | None = None
                 train_subset: int | None = None, workers: int | None = None, seed: int = 0):
     """Streamed lazily (``data.stream.FolderData``); ``compress`` passes the model's input size and, with
     pretrained weights, their preprocessing."""
-    from .stream import FolderData
-
     return FolderData(path, image_size, resize_size, mean, std, train_subset, workers, seed)

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from . import ImageData
+from .images import ImageData
 
 ROTATION_DEGREES = 15
 

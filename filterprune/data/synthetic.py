@@ -3,7 +3,8 @@ At the model's native input size (224 for ImageNet tv/timm models) or ``--image-
 pruned, exported and timed without images."""
 import torch
 
-from . import DATASETS, ImageData
+from .images import ImageData
+from .registry import DATASETS
 
 
 @DATASETS.register("synthetic", help="random 3xNxN images at the model's input size, 10 classes (shapes only; "

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from . import DATASETS, ImageData
 from .files import read_npz
+from .images import ImageData
+from .registry import DATASETS
 
 # name -> (torchvision class, its folder under root, npz stems, horizontal flip allowed)
 _SOURCES = {

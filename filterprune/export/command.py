@@ -19,7 +19,7 @@ from ..config import Export
 from ..errors import RunError, UsageError
 from ..fileio import atomic_write_bytes
 from ..log import say
-from ..models import ModelSpec, build_model, factory
+from ..models import ModelSpec, activation_sizes_of, build_model, factory
 from .convert import (
     PARITY_BATCHES,
     PARITY_TOL,
@@ -81,7 +81,7 @@ def export(cfg: Export) -> dict:
     doc = ckpt.read_meta(Path(cfg.source))
     spec: ModelSpec = doc["spec"]
     batches = (cfg.batch,) if cfg.batch else PARITY_BATCHES
-    too_big = limits.over_budget(limits.activation_sizes_of(spec)[0], max(batches))  # before tracing at that size
+    too_big = limits.over_budget(activation_sizes_of(spec)[0], max(batches))  # before tracing at that size
     if too_big:
         if cfg.batch:
             raise UsageError(f"--batch {cfg.batch}: {too_big}")

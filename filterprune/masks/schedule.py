@@ -13,7 +13,9 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import prune as torch_prune
 
+from ..data import make_loader
 from ..errors import UsageError
+from ..train import train
 from .weights import Masks, apply_masks, full_masks, mask_at, prunable
 
 Scorer = Callable[[nn.Module, dict, object], dict]  # (scratch model, {name: layer}, ctx) -> {name: scores}
@@ -23,8 +25,6 @@ def calibration_batches(ctx, method: str) -> Iterator[tuple[torch.Tensor, torch.
     """``ctx.calib_batches`` training batches (no augmentation, seeded shuffle) on ``ctx.device``."""
     if ctx.data is None:
         raise UsageError(f"criterion {method!r} scores weights on data; none was given")
-    from ..data import make_loader
-
     loader = make_loader(ctx.data, "train", ctx.batch_size, augment=False, shuffle=True, seed=ctx.seed)
     for i, (x, y) in enumerate(loader):
         if i == ctx.calib_batches:
@@ -54,8 +54,6 @@ def imp(model: nn.Module, dens: float, scope: str, iterations: int, train_cfg, c
     The starting point is the model handed in (the dense model the pipeline prunes: the random
     initialisation with ``--epochs 0``, else the trained baseline). Scores are |w * m|, so a weight once
     pruned stays pruned (the reference scores the raw, unmasked |w| and can revive weights)."""
-    from ..train import train
-
     train_fn = train_fn or train
     if ctx.data is None:
         raise UsageError("criterion 'imp' trains between pruning rounds and needs data; none was given")

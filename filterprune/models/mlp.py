@@ -2,7 +2,7 @@
 which the seed study (Butler) uses for its MNIST runs."""
 import torch.nn as nn
 
-from . import MODELS
+from .registry import MODELS
 
 
 @MODELS.register("mlp", help="fully-connected 784-100x5-10 (SynFlow's fc, L=6, N=100) for MNIST")

@@ -6,7 +6,7 @@ not a module, so a dependency graph cannot follow it.
 import torch.nn as nn
 import torchvision
 
-from . import MODELS
+from .registry import MODELS
 
 
 class BasicBlock(nn.Module):

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import torch.nn as nn
 
 from ..errors import UsageError
-from . import MODELS
+from .registry import MODELS
 
 LIST_HINT = "list them with: python -c \"import timm; print(timm.list_models())\" (a pattern: timm.list_models('*resnet*'))"
 

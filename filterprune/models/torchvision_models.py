@@ -22,7 +22,8 @@ import torch.nn as nn
 import torchvision
 
 from ..errors import UsageError
-from . import MODELS
+from ..state_dict import read_state_dict
+from .registry import MODELS
 
 _NO_AUX = {"googlenet", "inception_v3"}
 _TRANSFORM_INPUT = {"googlenet", "inception_v3"}  # their pretrained weights expect transform_input=True
@@ -99,8 +100,6 @@ def _from_cache_only(path: Path):
     """torchvision's own loading path (key fixes such as DenseNet's), reading ``path`` with
     ``weights_only=True`` instead of downloading or unpickling."""
     from torchvision.models import _api
-
-    from ..serialization import read_state_dict
 
     original = _api.load_state_dict_from_url
     _api.load_state_dict_from_url = lambda *a, **k: read_state_dict(path)

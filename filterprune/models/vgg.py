@@ -6,7 +6,7 @@
 """
 import torch.nn as nn
 
-from . import MODELS
+from .registry import MODELS
 
 CFGS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],

@@ -23,8 +23,10 @@ import torch
 import torch.nn as nn
 
 from .. import limits
-from ..errors import UsageError
-from ..fileio import cache_dir
+from ..bench.machine import describe
+from ..bench.runners import ort_session, ov_runner, torch_runner
+from ..errors import RunError, UsageError
+from ..fileio import atomic_write_json, cache_dir, read_small_json
 from ..log import say
 from ..tracing import layer_macs, profile
 
@@ -85,8 +87,6 @@ class LatencyTable:
     """Measured single-conv latencies (ms), cached on disk per machine and runtime."""
 
     def __init__(self, runtime: str = "onnxruntime", batch: int = 64, threads: int | None = None):
-        from ..bench.machine import describe
-
         self.runtime, self.batch = runtime, batch
         self.threads = threads or torch.get_num_threads()
         info = describe()
@@ -97,9 +97,6 @@ class LatencyTable:
 
     def _load(self) -> dict[str, float]:
         """The cached table; a damaged one is dropped (it is only a cache: entries are measured again)."""
-        from ..errors import RunError
-        from ..fileio import read_small_json
-
         if not self.path.is_file():
             return {}
         try:
@@ -132,8 +129,6 @@ class LatencyTable:
             raise UsageError(f"--target-batch {self.batch}: {too_big}")
         x = torch.randn(self.batch, cin, *site.hw_in)
         if self.runtime in ("onnxruntime", "openvino"):
-            from ..bench.runners import ort_session
-
             buf = io.BytesIO()
             torch.onnx.export(layer, (x[:1],), buf, dynamo=False, input_names=["x"],
                               dynamic_axes={"x": {0: "batch"}}, opset_version=17)
@@ -141,8 +136,6 @@ class LatencyTable:
             tmp.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(buf.getvalue())
             if self.runtime == "openvino":
-                from ..bench.runners import ov_runner
-
                 run = ov_runner(tmp, x, self.threads)
                 tmp.unlink()
             else:
@@ -151,8 +144,6 @@ class LatencyTable:
                 feed = {"x": x.numpy()}
                 run = lambda: sess.run(None, feed)  # noqa: E731
         else:
-            from ..bench.runners import torch_runner
-
             run = torch_runner(layer, x, torch.device(self.runtime.split(":")[1] if ":" in self.runtime else "cpu"))
         run()
         best = math.inf
@@ -163,8 +154,6 @@ class LatencyTable:
         return best * 1e3
 
     def save(self) -> None:
-        from ..fileio import atomic_write_json
-
         if self.measured:
             atomic_write_json(self.path, self.table)
 

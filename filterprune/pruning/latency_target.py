@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..bench.runners import openvino_core, ort_session, ov_runner, torch_runner
 from ..errors import RunError, UsageError
 from ..targets import Latency
 from .align import ConvSite, LatencyTable, conv_sites, hardware_aware
@@ -167,8 +168,6 @@ def runner(model: nn.Module, x: torch.Tensor, runtime: str, threads: int | None)
     """One inference of ``model`` on ``x`` in the target runtime (the ONNX runtimes from an in-memory export)."""
     model = model.eval()
     if runtime.startswith("torch"):
-        from ..bench.runners import torch_runner
-
         return torch_runner(model, x, torch.device("cuda" if runtime == "torch:cuda" else "cpu"))
     buf = io.BytesIO()
     with torch.no_grad():
@@ -178,8 +177,6 @@ def runner(model: nn.Module, x: torch.Tensor, runtime: str, threads: int | None)
     try:
         os.write(fd, buf.getvalue())
         os.close(fd)
-        from ..bench.runners import ort_session, ov_runner
-
         if runtime == "openvino":
             return ov_runner(Path(tmp), x, threads)
 
@@ -358,8 +355,6 @@ def target_plan(model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor],
     layout reorders at narrow widths), where near-uniform aligned widths fare better than the solver's.
     """
     if plan.target_runtime == "openvino":
-        from ..bench.runners import openvino_core  # imports openvino: only for this runtime
-
         openvino_core()  # fail now, with the install hint, not after measuring
     search = LatencySearch(model, ctx, plan, groups, scores, totals, build, allocate_at)
     return search.run()

@@ -15,9 +15,12 @@ import torch.nn as nn
 
 from ..criteria import Criterion, PruneContext
 from ..errors import RunError, UsageError
+from ..log import say
 from ..targets import Macs
 from ..tracing import eval_mode
+from . import align
 from .graph import build_graph, channel_groups, execution_order, output_layers, resolve_ignored
+from .latency_target import target_plan
 from .plan import PlanConfig, allocate
 from .safety import breaking_groups, forward_failure, restore
 from .target import CostModel, solve_sparsity
@@ -83,23 +86,18 @@ def _sequential_decisions(DG, criterion: Criterion, groups: list, keep: list[int
 def _hardware_aware(model, ctx, plan: PlanConfig, groups, keep: list[int]) -> list[int]:
     import math
 
-    from ..log import say
-    from .align import LatencyTable, conv_sites, hardware_aware
-
-    sites = conv_sites(model, ctx.example_inputs, groups)
-    table = LatencyTable(plan.target_runtime, plan.target_batch)
+    sites = align.conv_sites(model, ctx.example_inputs, groups)
+    table = align.LatencyTable(plan.target_runtime, plan.target_batch)
     channels = [cg.channels for cg in groups]
     floors = [max(1, math.ceil(plan.layer_floor * c - 1e-9)) for c in channels]
-    kept = hardware_aware([k * cg.ch_groups for k, cg in zip(keep, groups)], channels,
-                          [cg.ch_groups == 1 for cg in groups], sites, floors, table,
-                          log=say)
+    kept = align.hardware_aware([k * cg.ch_groups for k, cg in zip(keep, groups)], channels,
+                                [cg.ch_groups == 1 for cg in groups], sites, floors, table,
+                                log=say)
     return [k // cg.ch_groups for k, cg in zip(kept, groups)]
 
 
 def _latency_targeted(model, ctx, plan: PlanConfig, scored, totals, num_classes: int):
     """Kept units per group from measured latencies on the target runtime (prune/latency_target.py)."""
-    from .latency_target import target_plan
-
     names = [cg.root_name for cg, _ in scored]
     scores = {cg.root_name: s for cg, s in scored}
     pristine = copy.deepcopy(model)

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import torch.nn as nn
 
+from ..models import build_model, factory
+from ..serialization import load, read_meta
 from .tables import over_seeds
 
 DPI = 120
@@ -150,9 +152,6 @@ def _rebuildable(run: Path) -> bool:
     """A run of the user's own factory is rebuilt only by importing its code: left out (with a warning)."""
     import warnings
 
-    from ..models import factory
-    from ..serialization import read_meta
-
     name = read_meta(run)["spec"].name
     if factory.is_factory_ref(name) and not factory.is_trusted(name):
         warnings.warn(f"{run.name}: weight histograms left out: its model is built by user code ({name}), "
@@ -166,12 +165,8 @@ def weight_histograms(df: pd.DataFrame, folder: Path, title: str, suffix: str = 
     weight frequency normalised to sum 1 within the layer (the seed figure's z axis, seen from above).
     Only non-zero weights are counted (a masked model's zeros would drown the rest); each layer's label
     says how many of its dense weights remain. Weights come from the run's pruned.safetensors via
-    filterprune.load (no pickle); the lowest seed of each criterion stands for it. Runs without
+    serialization.load (no pickle); the lowest seed of each criterion stands for it. Runs without
     weights are left out; damaged weights are an error (RunError naming the file)."""
-    from .. import load
-    from ..models import build_model
-    from ..serialization import read_meta
-
     plt = _plt()
     row = df["row_key"].iloc[0]
     written = []

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..bench import quiet
+from ..bench.files import plot
+from ..bench.timing import COLUMNS
 from ..fileio import atomic_write_bytes, atomic_write_json
 from ..models.factory import portable
 from .schema import FILE, Report
@@ -92,9 +94,6 @@ def write_report(report: Report, folder: Path) -> None:
     kept_channels_figure(report, Path(folder) / "kept_channels.png")
     if report["latency_rows"]:
         import pandas as pd  # heavy: only for the figures
-
-        from ..bench.files import plot
-        from ..bench.timing import COLUMNS
 
         plot(pd.DataFrame(report["latency_rows"], columns=COLUMNS), Path(folder))
 

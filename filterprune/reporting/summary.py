@@ -14,6 +14,7 @@ import pandas as pd
 from .. import limits, outputs
 from ..errors import FilterpruneError, UsageError
 from ..fileio import atomic_write_bytes, read_small_json
+from ..log import say
 from . import plots, tables
 from .collect import REPORT, Timing, load_runs
 
@@ -23,12 +24,6 @@ UNMEASURED_HINT = {
     "gpu_peak_allocated_mb": "measured only when compress runs on a CUDA GPU",
     "gpu_peak_reserved_mb": "measured only when compress runs on a CUDA GPU",
 }
-
-
-def _say(msg: str) -> None:
-    from ..log import say
-
-    say(msg)
 
 
 def _is_report(folder: Path) -> bool:
@@ -45,7 +40,7 @@ def _check_out(out: Path, source: Path, overwrite: bool) -> None:
 
 
 def report(folder: str | Path, out: str | Path | None = None, runtime: str = "onnxruntime", batch_size: int | None = None,
-           overwrite: bool = False, log=_say) -> Path:
+           overwrite: bool = False, log=say) -> Path:
     """Write the tables and figures for the runs under ``folder`` into ``out`` (default ``folder/report``);
     returns where they went."""
     folder = Path(folder)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import RunError, UsageError
 from ..guard import guarded
+from . import runs
 
 
 @dataclass(frozen=True)
@@ -92,15 +93,13 @@ def _import_ray():
 
 def _ray_run(job: dict, cwd: str, env: dict, baseline_ready=None) -> tuple[int, str]:
     """A Ray task: one run, its output into its log; returns (exit code, error line)."""
-    from . import worker
-
     os.chdir(cwd)  # relative paths in the config mean what they mean to the sweep
     os.environ.update(env)
     with open(job["log"], "a") as log:
         stdout, stderr = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = log
         try:  # the CLI's own guard: the same one-line errors and exit codes as a local run
-            code = guarded(lambda: worker.run(job))
+            code = guarded(lambda: runs.run(job))
         finally:
             sys.stdout, sys.stderr = stdout, stderr
     return code, _last_line(Path(job["log"])) if code else ""
@@ -108,12 +107,10 @@ def _ray_run(job: dict, cwd: str, env: dict, baseline_ready=None) -> tuple[int, 
 
 def _ray_baseline(config: dict, cwd: str, env: dict) -> str:
     """A Ray task: the shared baseline; a failure here is left for the runs to meet (and log)."""
-    from . import worker
-
     os.chdir(cwd)
     os.environ.update(env)
     try:
-        worker.prepare_baseline(config)
+        runs.prepare_baseline(config)
         return ""
     except Exception as e:
         return f"{type(e).__name__}: {e}"
@@ -124,8 +121,6 @@ def check_ray() -> None:
 
 
 def run_ray(jobs: list[Job], resources: dict, done: Done) -> None:
-    from . import worker
-
     ray = _import_ray()
     started = not ray.is_initialized()
     if started:  # workers import the same filterprune as this process, whatever is installed
@@ -150,14 +145,14 @@ def run_ray(jobs: list[Job], resources: dict, done: Done) -> None:
         baseline_task = ray.remote(max_calls=1)(_ray_baseline).options(**opts)
         baselines = {}
         for job in jobs:
-            group = worker.baseline_group(job.config)
+            group = runs.baseline_group(job.config)
             if group is not None and group not in baselines:
                 baselines[group] = baseline_task.remote(job.config, cwd, env)
         starts = {}
         for job in jobs:
             _header(job, "ray task")
             ref = run_task.remote({**job.to_dict(), "log": str(job.log)}, cwd, env,
-                                  baselines.get(worker.baseline_group(job.config)))
+                                  baselines.get(runs.baseline_group(job.config)))
             refs[ref], starts[ref] = job, time.perf_counter()
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from ...masks.schedule import calibration_batches
-from .. import CRITERIA
-from . import MaskCriterion
+from ..base import CRITERIA
+from .base import MaskCriterion
 
 TEMPERATURE = 200
 EPS = 1e-10

@@ -2,8 +2,8 @@
 ``--imp-iterations`` times (2-4 in the seed study); see ``masks.schedule.imp`` for the details."""
 from ...errors import UsageError
 from ...masks.schedule import imp
-from .. import CRITERIA
-from . import MaskCriterion
+from ..base import CRITERIA
+from .base import MaskCriterion
 
 
 @CRITERIA.register("imp", help="Iterative Magnitude Pruning with rewinding (--imp-iterations) -> channel saliency")

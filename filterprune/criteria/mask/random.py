@@ -2,8 +2,8 @@
 structured ``random`` the channel choice goes through a mask, so filters differ only by chance in kept density."""
 import torch
 
-from .. import CRITERIA
-from . import MaskCriterion
+from ..base import CRITERIA
+from .base import MaskCriterion
 
 
 @CRITERIA.register("rand", help="random unstructured mask at compression c -> channel saliency")

@@ -4,8 +4,8 @@ buffer replaced by its absolute value, R = sum of the network's output on one al
 float64 (the reference's float32 can overflow on deep nets; the ranking is otherwise the same)."""
 import torch
 
-from .. import CRITERIA
-from . import MaskCriterion
+from ..base import CRITERIA
+from .base import MaskCriterion
 
 
 @CRITERIA.register("synflow", help="SynFlow data-free iterative mask (100 rounds) -> channel saliency (Tanaka et al. 2020)")

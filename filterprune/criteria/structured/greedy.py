@@ -25,9 +25,10 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from ...data import make_loader
 from ...errors import UsageError
 from ...tracing import eval_mode
-from .. import CRITERIA, Criterion
+from ..base import CRITERIA, Criterion
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
@@ -172,8 +173,6 @@ class Greedy(Criterion):
     def prepare(self, model, ctx):
         if ctx.data is None:
             raise UsageError("criterion 'greedy' needs calibration data")
-        from ...data import make_loader
-
         loader = make_loader(ctx.data, "train", ctx.batch_size, augment=False, shuffle=True, seed=ctx.seed)
         device = next(model.parameters()).device
         batches = []

@@ -1,7 +1,7 @@
 """``l1`` — Li et al. 2017: the L1 norm of each filter of the pruned conv itself (its own weights only)."""
 import torch
 
-from .. import CRITERIA, Criterion, root_of
+from ..base import CRITERIA, Criterion, root_of
 
 
 @CRITERIA.register("l1", help="L1 norm of the conv's own filter (Li et al. 2017)")

@@ -4,7 +4,7 @@ group's layers. Unlike ``l1`` it sees what removing the channel removes everywhe
 import torch
 import torch.nn as nn
 
-from .. import CRITERIA, Criterion
+from ..base import CRITERIA, Criterion
 
 
 def _slices(module: nn.Module, idxs, out: bool):

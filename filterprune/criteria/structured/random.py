@@ -1,7 +1,7 @@
 """``random`` — uniformly random channels: the control every comparison needs."""
 import torch
 
-from .. import CRITERIA, Criterion
+from ..base import CRITERIA, Criterion
 
 
 @CRITERIA.register("random", help="uniformly random channels (the baseline every study needs)")

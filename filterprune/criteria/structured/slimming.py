@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from ...errors import UsageError
-from .. import CRITERIA, Criterion
+from ..base import CRITERIA, Criterion
 
 
 @CRITERIA.register("slimming", help="|gamma| of the following BatchNorm, global threshold (Liu et al. 2017)")

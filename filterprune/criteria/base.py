@@ -1,0 +1,55 @@
+"""What every channel criterion is made of: the ``CRITERIA`` table it registers in, the ``Criterion`` base
+class, the ``PruneContext`` it may use, and ``root_of`` (the layer whose filters a group removes)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from ..registry import Registry
+
+CRITERIA: Registry = Registry("criterion")
+
+
+@dataclass
+class PruneContext:
+    """What a criterion may use besides the model: data for data-driven scores, a seed for random ones."""
+
+    example_inputs: torch.Tensor
+    data: object | None = None  # filterprune.data.ImageData
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    batch_size: int = 64
+    calib_batches: int = 8
+    mask: object | None = None  # masks.MaskConfig: compression, scope, reduce, IMP (mask criteria)
+    ignored_layers: tuple = ()  # names or modules kept whole besides the output layers (--ignore-layers)
+
+
+class Criterion:
+    """Base class. ``score(group)`` returns one score per root output channel, or None to leave the
+    group unpruned. ``default_scope`` is the allocation the method's paper uses. A ``sequential`` criterion
+    measures the network as pruned so far: groups are scored and pruned one by one in execution order."""
+
+    name = ""
+    default_scope = "layerwise"
+    sequential = False
+
+    def check(self, model: nn.Module) -> None:
+        """Raise UsageError if this criterion cannot apply to the architecture (called before training)."""
+
+    def prepare(self, model: nn.Module, ctx: PruneContext) -> None:
+        """Gather statistics (data-driven criteria) before any group is scored."""
+
+    def score(self, group) -> torch.Tensor | None:
+        raise NotImplementedError
+
+
+def root_of(group):
+    """(module, output-channel indices) of the layer whose filters the group removes."""
+    return group[0].dep.target.module, group[0].idxs
+
+
+def make_criterion(name: str) -> Criterion:
+    return CRITERIA.get(name)()
+

@@ -1,0 +1,122 @@
+"""A run's inputs: the data and the ``ModelSpec`` that the options name, or that
+``filterprune.compress(model=..., train=..., test=...)`` hands over (``Given``), resolved together, and
+the probe checks that prove them compatible before any training.
+
+The model decides the input size (its native one, 224 for ImageNet torchvision/timm models, 32 for the
+CIFAR ones, unless ``--image-size``), and pretrained weights decide the preprocessing (resize, crop,
+mean/std). ``prepare`` turns the config's ``model``/``model_args``/``weights``/``image_size``/``dataset``
+into the data and the spec of the run; ``check_probe`` proves on a freshly built model (``probe_model``),
+before any training, that it accepts the input and gives one output per class.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from .data import load_data
+from .errors import UsageError
+from .models import ModelSpec, build_model, native_input
+from .models.factory import is_factory_ref
+from .models.refs import model_ref
+from .options import json_object
+from .pruning.graph import resolve_ignored
+from .tracing import eval_mode
+
+IN_MEMORY_SIZE_HINT = ("image_size applies to imagefolder: and synthetic (other in-memory sets keep their own "
+                       "size)")
+
+
+class Given:
+    """What ``filterprune.compress(model=..., train=..., test=...)`` was handed: a dense module (the
+    baseline), and/or DataLoaders (``data.stream.LoaderData``)."""
+
+    def __init__(self, model: nn.Module | None = None, data=None, example_inputs: torch.Tensor | None = None):
+        if model is not None and not isinstance(model, nn.Module):
+            raise UsageError("model= must be a torch.nn.Module or a model name, got a "
+                             f"{type(model).__name__}")
+        self.model, self.data, self.example_inputs = model, data, example_inputs
+
+
+def prepare(cfg, given: Given | None = None) -> tuple[object, ModelSpec, dict]:
+    """(data, spec, info) of a ``CompressConfig``: the data at the model's input size and the run's ModelSpec.
+
+    ``info`` holds what the model's native input and weights said. ``given`` DataLoaders are the data
+    as they are; a given module names the spec ``object:<class>``."""
+    m, d = cfg.model, cfg.data
+    ref = model_ref(m.name)
+    if given is not None and given.data is not None:
+        data = given.data
+        if given.model is None and not data.class_names:
+            raise UsageError("with your own DataLoaders and a model name, pass num_classes= (or give the "
+                             "dataset a `classes` list)")
+        return data, _given_spec(given, data, ref, json_object(m.model_args)), {}
+    native = native_input(ref, m.weights)
+    size = d.image_size or native["image_size"]
+    if size < native.get("min_size", 1):
+        raise UsageError(f"image_size {size} is below the minimum input of {m.name} "
+                         f"({native['min_size']} px)", ("image_size",))
+    resize = native.get("resize_size")
+    if resize and size != native["image_size"]:
+        resize = round(size * resize / native["image_size"])
+    options = {"image_size": size, "resize_size": resize, "train_subset": d.train_subset,
+               "workers": d.workers}
+    if "mean" in native:
+        options.update(mean=native["mean"], std=native["std"])
+    data = load_data(d.dataset, d.data_root, d.val_fraction, cfg.train.seed, **options)
+    if d.image_size and data.image_size != d.image_size:
+        raise UsageError(f"{IN_MEMORY_SIZE_HINT}; {data.name} is {data.image_size}x{data.image_size}",
+                         ("image_size",))
+    if "mean" in native and not hasattr(data, "make_loader"):  # in memory: normalise as the weights expect
+        data.mean, data.std = tuple(native["mean"]), tuple(native["std"])
+    if given is not None and given.model is not None:
+        return data, _given_spec(given, data, ref, {}), native
+    spec = ModelSpec(ref, data.num_classes, data.in_channels, data.image_size, json_object(m.model_args),
+                     _weights_name(native, m.weights))
+    return data, spec, native
+
+
+def _weights_name(native: dict, weights: str | None) -> str | None:
+    return native.get("weights", weights) if weights is not None else None
+
+
+@torch.no_grad()
+def check_probe(model: nn.Module, spec: ModelSpec, ignore_layers=()) -> None:
+    """Before any training: the model runs on the data's input shape, gives one logit per class, and
+    every ``--ignore-layers`` name exists."""
+    shape = (1, spec.in_channels, spec.image_size, spec.image_size)
+    try:
+        with eval_mode(model):
+            out = model(torch.randn(*shape))
+    except Exception as e:
+        raise UsageError(f"{spec.name} does not run on {shape[1]}x{shape[2]}x{shape[3]} inputs "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
+                         "choose another --image-size or dataset") from None
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != spec.num_classes:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        hint = (" (its factory takes no num_classes argument: give it one, or set the width with "
+                "--model-args)" if is_factory_ref(spec.name) else "")
+        raise UsageError(f"{spec.name} outputs {got} for one image, but the data has {spec.num_classes} "
+                         f"classes{hint}")
+    resolve_ignored(model, ignore_layers)
+
+
+def probe_model(spec: ModelSpec, given: Given | None) -> nn.Module:
+    """A fresh model for the checks before training: built from the spec, or a copy of the module in hand."""
+    if given is not None and given.model is not None:
+        return copy.deepcopy(given.model).cpu()
+    return build_model(spec)
+
+
+def _given_spec(given: Given, data, ref: str, args: dict) -> ModelSpec:
+    if given.model is not None:
+        shape = given.example_inputs.shape if given.example_inputs is not None else \
+            (1, data.in_channels, data.image_size, data.image_size)
+        with torch.no_grad(), eval_mode(given.model.cpu()):
+            out = given.model(torch.randn(1, *shape[1:]))
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        if hasattr(data, "set_num_classes"):
+            data.set_num_classes(int(out.shape[-1]))
+    return ModelSpec(ref, data.num_classes, data.in_channels, data.image_size, args, None)
