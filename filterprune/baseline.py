@@ -34,8 +34,7 @@ def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig) -> str:
     ident = {"spec": spec.to_dict(), "data": [data.name, data.source, len(data.y_train), len(data.y_test)],
              "train": cfg.to_dict(), "version": 2}
     if data.y_val is not None:  # which images were held out (the split's seed decides them)
-        ident["val"] = data.val_digest() if hasattr(data, "val_digest") else \
-            hashlib.sha256(data.x_val.numpy().tobytes()).hexdigest()[:16]
+        ident["val"] = data.val_digest()
     if distributed.active():  # DDP trains another (equally valid) model than one process does
         ident["world_size"] = distributed.world_size()
     if (digest := factory.code_digest(spec.name)) is not None:  # an edited model file trains anew

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from .data import load_data
+from .data.stream import LoaderData
 from .errors import UsageError
 from .models import ModelSpec, build_model, native_input
 from .models.factory import is_factory_ref
@@ -68,7 +69,7 @@ def prepare(cfg, given: Given | None = None) -> tuple[object, ModelSpec, dict]:
     if d.image_size and data.image_size != d.image_size:
         raise UsageError(f"{IN_MEMORY_SIZE_HINT}; {data.name} is {data.image_size}x{data.image_size}",
                          ("image_size",))
-    if "mean" in native and not hasattr(data, "make_loader"):  # in memory: normalise as the weights expect
+    if "mean" in native and not data.streamed:  # in memory: normalise as the weights expect
         data.mean, data.std = tuple(native["mean"]), tuple(native["std"])
     if given is not None and given.model is not None:
         return data, _given_spec(given, data, ref, {}), native
@@ -117,6 +118,6 @@ def _given_spec(given: Given, data, ref: str, args: dict) -> ModelSpec:
         with torch.no_grad(), eval_mode(given.model.cpu()):
             out = given.model(torch.randn(1, *shape[1:]))
         out = out[0] if isinstance(out, (tuple, list)) else out
-        if hasattr(data, "set_num_classes"):
+        if isinstance(data, LoaderData):  # the user's loaders: the class count is the model's
             data.set_num_classes(int(out.shape[-1]))
     return ModelSpec(ref, data.num_classes, data.in_channels, data.image_size, args, None)

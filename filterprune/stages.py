@@ -24,7 +24,7 @@ from .bench.targets import Variant
 from .bench.timing import dense_vs_pruned, run_bench
 from .config import CompressConfig, Prune
 from .criteria import Criterion, PruneContext, make_criterion
-from .data import ImageData
+from .data.source import DataSource
 from .export.command import onnx_metadata
 from .export.convert import check_parity, export_onnx
 from .fileio import cache_dir
@@ -49,7 +49,7 @@ class Setup:
     out: Path
     criterion: Criterion
     scope: str
-    data: ImageData  # or a streamed set with the same attributes (data.stream)
+    data: DataSource
     spec: ModelSpec
     native: dict
     plan: PlanConfig

@@ -2,11 +2,14 @@
 dataset loads into, with the validation split carved from its training images."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import torch
 
 from ..errors import UsageError
+from .loader import memory_loader
 
 
 @dataclass
@@ -25,6 +28,7 @@ class ImageData:
     std: tuple[float, ...] = field(default=())
     x_val: torch.Tensor | None = None  # carved from training images (``carve_val``), never from test
     y_val: torch.Tensor | None = None
+    streamed: ClassVar[bool] = False
 
     def __post_init__(self):
         if self.x_train.dtype != torch.uint8 or self.x_train.ndim != 4:
@@ -77,6 +81,13 @@ class ImageData:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def make_loader(self, split: str, batch_size: int, augment: bool = False, shuffle: bool | None = None,
+                    seed: int = 0, limit: int | None = None, crop: bool = True):
+        return memory_loader(self, split, batch_size, augment, shuffle, seed, limit, crop)
+
+    def val_digest(self) -> str:
+        return hashlib.sha256(self.x_val.numpy().tobytes()).hexdigest()[:16] if self.x_val is not None else ""
 
     @property
     def in_channels(self) -> int:

@@ -2,11 +2,16 @@
 (random crop with 4-pixel padding, horizontal flip where it makes sense, small random rotation)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from .images import ImageData
+from .source import DataSource
+
+if TYPE_CHECKING:
+    from .images import ImageData  # annotations only: images.py makes its batches here
 
 ROTATION_DEGREES = 15
 
@@ -30,15 +35,18 @@ class _Split(Dataset):
         return self.transform(self.x[i]), self.y[i]
 
 
-def make_loader(data: ImageData, split: str, batch_size: int, augment: bool = False,
+def make_loader(data: DataSource, split: str, batch_size: int, augment: bool = False,
                 shuffle: bool | None = None, seed: int = 0, limit: int | None = None,
                 crop: bool = True) -> DataLoader:
     """A DataLoader over ``split`` ('train', 'val' or 'test'); ``limit`` keeps the first N images;
-    ``crop=False`` drops the random crop from the augmentations (the seed recipe: rotation + flip). Data
-    that is not held in memory (streamed folders, the user's loaders: ``data.stream``) makes its own."""
-    if hasattr(data, "make_loader"):
-        return data.make_loader(split, batch_size, augment=augment, shuffle=shuffle, seed=seed, limit=limit,
-                                crop=crop)
+    ``crop=False`` drops the random crop from the augmentations (the seed recipe: rotation + flip). Each
+    kind of data makes its own (``DataSource.make_loader``)."""
+    return data.make_loader(split, batch_size, augment=augment, shuffle=shuffle, seed=seed, limit=limit, crop=crop)
+
+
+def memory_loader(data: ImageData, split: str, batch_size: int, augment: bool, shuffle: bool | None, seed: int,
+                  limit: int | None, crop: bool) -> DataLoader:
+    """Batches of images held in memory, with the seed study's augmentations when training."""
     x, y = data.split(split)
     if limit is not None:
         x, y = x[:limit], y[:limit]

@@ -99,6 +99,8 @@ def default_workers() -> int:
 class FolderData:
     """``imagefolder:PATH`` (``train/<class>/*`` and ``test/`` or ``val/``) streamed from disk."""
 
+    streamed = True
+
     def __init__(self, root: Path, image_size: int = 224, resize_size: int | None = None, mean=None, std=None,
                  train_subset: int | None = None, workers: int | None = None, seed: int = 0):
         root = Path(root)
@@ -227,6 +229,8 @@ class LoaderData:
     ``(images, labels)``: batches are used as they come (the loaders own batch size, augmentation and
     normalisation). Shapes come from the first batch; ``num_classes`` from the caller or the model."""
 
+    streamed = True
+
     def __init__(self, train, test=None, num_classes: int | None = None, class_names: list[str] | None = None):
         if train is None:
             raise UsageError("a training DataLoader is needed (train=...)")
@@ -246,6 +250,9 @@ class LoaderData:
 
     def carve_val(self, fraction: float, seed: int) -> LoaderData:
         return self
+
+    def val_digest(self) -> str:
+        return ""  # no validation split is carved from the user's loaders
 
     def set_num_classes(self, n: int) -> None:
         if not self.class_names:
