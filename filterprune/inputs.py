@@ -11,13 +11,15 @@ before any training, that it accepts the input and gives one output per class.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from .data import load_data
-from .data.stream import LoaderData
+from .data.stream import LoaderData, typical_side
 from .errors import UsageError
+from .log import say
 from .models import ModelSpec, build_model, native_input
 from .models.factory import is_factory_ref
 from .models.refs import model_ref
@@ -54,7 +56,7 @@ def prepare(cfg, given: Given | None = None) -> tuple[object, ModelSpec, dict]:
                              "dataset a `classes` list)")
         return data, _given_spec(given, data, ref, json_object(m.model_args)), {}
     native = native_input(ref, m.weights)
-    size = d.image_size or native["image_size"]
+    size = d.image_size or _folder_size(d.dataset, native, m.weights) or native["image_size"]
     if size < native.get("min_size", 1):
         raise UsageError(f"image_size {size} is below the minimum input of {m.name} "
                          f"({native['min_size']} px)", ("image_size",))
@@ -109,6 +111,24 @@ def probe_model(spec: ModelSpec, given: Given | None) -> nn.Module:
     if given is not None and given.model is not None:
         return copy.deepcopy(given.model).cpu()
     return build_model(spec)
+
+
+def _folder_size(dataset: str | None, native: dict, weights: str | None) -> int | None:
+    """An image folder of pictures smaller than the model's native input trains at their size (no
+    upsampling of 64-px photos to 224) unless pretrained weights expect the native size; either way the
+    user is told, with the option that chooses."""
+    if not dataset or not dataset.startswith("imagefolder:"):
+        return None
+    side = typical_side(Path(dataset.split(":", 1)[1]))
+    if side is None or side >= native["image_size"]:
+        return None
+    if weights is not None:
+        say(f"note: the images are about {side} px, upsampled to {native['image_size']} as the pretrained weights "
+            f"expect (--image-size {side} trains at their size)")
+        return None
+    say(f"note: the images are about {side} px: training at {side} instead of the model's native "
+        f"{native['image_size']} (--image-size to choose)")
+    return max(side, native.get("min_size", 1))
 
 
 def _given_spec(given: Given, data, ref: str, args: dict) -> ModelSpec:

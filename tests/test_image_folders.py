@@ -137,3 +137,21 @@ def test_validation_split_is_carved_from_training_files(tmp_path):
     assert not {p for p, _ in carved.val} & {p for p, _ in carved.train} and len(data.train) == 20
     assert carved.val_digest() == data.carve_val(0.2, seed=0).val_digest() != data.carve_val(0.2, seed=1).val_digest()
     assert sum(len(y) for _, y in make_loader(carved, "val", 3)) == 4
+
+
+def test_small_photos_train_at_their_size_unless_pretrained_weights_expect_the_native_one(tmp_path, caplog):
+    """A new user's 40x56 photos with an ImageNet-sized model: not upsampled to 224 behind their back."""
+    import logging
+
+    from filterprune.config import CompressConfig
+    from filterprune.inputs import prepare
+
+    root = _folder(tmp_path / "imgs")
+    base = {"model": "tv:resnet18", "criterion": "l1", "sparsity": 0.3, "dataset": f"imagefolder:{root}",
+            "workers": 0}
+    with caplog.at_level(logging.INFO, logger="filterprune"):
+        data, spec, _ = prepare(CompressConfig.of(**base))
+    assert data.image_size == spec.image_size == 40
+    assert any("the images are about 40 px: training at 40" in r.getMessage() for r in caplog.records)
+    data, spec, _ = prepare(CompressConfig.of(**base, image_size=64))  # asked: honoured, nothing said
+    assert data.image_size == spec.image_size == 64

@@ -292,3 +292,21 @@ def _count(loader) -> int:
         return len(loader.dataset)
     except (AttributeError, TypeError):
         return sum(len(y) for _, y, *_ in loader)
+
+
+def typical_side(root: Path, n: int = 32) -> int | None:
+    """The median shorter side of up to ``n`` training images of an image folder (headers only: PIL reads
+    the size without decoding); None when none can be read."""
+    from PIL import Image  # PIL: only to read image folders
+
+    train = root / "train"
+    files = sorted(f for c in sorted(train.iterdir()) if c.is_dir() for f in sorted(c.iterdir())[:n]) \
+        if train.is_dir() else []
+    sides = []
+    for f in files[:: max(1, len(files) // n)][:n]:
+        try:
+            with Image.open(f) as im:
+                sides.append(min(im.size))
+        except (OSError, ValueError):
+            continue
+    return sorted(sides)[len(sides) // 2] if sides else None
