@@ -21,11 +21,11 @@ def write_outputs(rows: list[dict], out: Path, info: dict) -> None:
 
 
 def markdown(df, info: dict) -> str:
-    cols = ["variant", "runtime", "device", "batch_size", "p50_ms", "p90_ms", "p99_ms", "throughput",
-            "cpu_peak_rss_mb", "gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "speedup",
+    cols = ["variant", "runtime", "device", "precision", "batch_size", "p50_ms", "p90_ms", "p99_ms", "throughput",
+            "cpu_peak_rss_mb", "gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "speedup", "speedup_vs_dense_fp32",
             "theoretical_speedup", "speedup_efficiency", "error"]
     view = df[cols].copy()
-    for c in ("p50_ms", "p90_ms", "p99_ms", "throughput", "speedup", "theoretical_speedup",
+    for c in ("p50_ms", "p90_ms", "p99_ms", "throughput", "speedup", "speedup_vs_dense_fp32", "theoretical_speedup",
               "speedup_efficiency"):
         view[c] = [f"{v:.2f}" if isinstance(v, float) else v for v in view[c]]
     head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
@@ -33,7 +33,10 @@ def markdown(df, info: dict) -> str:
     mach = ", ".join(f"{k} {v}" for k, v in info.items())
     busy = next((r for r in df["machine_busy"] if r), "") if "machine_busy" in df else ""
     warn = quiet.warning({"busy": True, "why": busy}) + "\n\n" if busy else ""
-    return f"# Benchmark\n\n{warn}Machine: {mach}.\n\n{head}{body}"
+    note = ("Precision: what the runtime computed in (fp32; int8: the quantized file's integer kernels; bf16: "
+            "OpenVINO computing the fp32 file in bfloat16; fp16: half precision). `speedup` is against dense at the "
+            "same precision, `speedup_vs_dense_fp32` against dense fp32 on the same runtime.\n\n")
+    return f"# Benchmark\n\n{warn}Machine: {mach}.\n\n{note}{head}{body}"
 
 
 def plot(df, out: Path) -> None:
@@ -47,8 +50,8 @@ def plot(df, out: Path) -> None:
         return
     ok["p50_ms"] = ok["p50_ms"].astype(float)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for (v, rt, dev), g in ok.groupby(["variant", "runtime", "device"]):
-        ax.plot(g["batch_size"], g["p50_ms"], marker="o", label=f"{v} {rt}/{dev}")
+    for (v, rt, dev, p), g in ok.groupby(["variant", "runtime", "device", "precision"]):
+        ax.plot(g["batch_size"], g["p50_ms"], marker="o", label=f"{v} {rt}/{dev} {p}")
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="median latency (ms)",
            title="Latency vs batch size")
     ax.legend(fontsize=7)
@@ -59,8 +62,8 @@ def plot(df, out: Path) -> None:
     if sp.empty:
         return
     fig, ax = plt.subplots(figsize=(5, 4))
-    for (rt, dev), g in sp.groupby(["runtime", "device"]):
-        ax.scatter(g["theoretical_speedup"].astype(float), g["speedup"].astype(float), label=f"{rt}/{dev}")
+    for (rt, dev, p), g in sp.groupby(["runtime", "device", "precision"]):
+        ax.scatter(g["theoretical_speedup"].astype(float), g["speedup"].astype(float), label=f"{rt}/{dev} {p}")
     hi = max(sp["theoretical_speedup"].astype(float).max(), sp["speedup"].astype(float).max()) * 1.1
     ax.plot([0, hi], [0, hi], "k--", lw=1, label="efficiency 1.0")
     ax.set(xlabel="theoretical speedup (MACs)", ylabel="measured speedup", title="Measured vs theoretical")

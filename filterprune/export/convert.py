@@ -22,6 +22,7 @@ from ..fileio import atomic_write_bytes
 DEFAULT_OPSET = 17
 PARITY_BATCHES = (1, 7)
 PARITY_TOL = 1e-4
+EXPORTER = "torchscript"  # torch.onnx.export(dynamo=False); recorded in every file's metadata
 
 
 def to_proto(model: nn.Module, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSET,
@@ -44,7 +45,7 @@ def to_proto(model: nn.Module, input_shape: tuple[int, ...], opset: int = DEFAUL
         except Exception as e:
             raise RunError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     proto = onnx.load_from_string(buf.getvalue())
-    set_metadata(proto, metadata or {})
+    set_metadata(proto, {**(metadata or {}), "exporter": EXPORTER})
     check(proto)
     return proto
 
