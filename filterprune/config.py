@@ -67,8 +67,9 @@ def _precisions(key: str, values) -> None:
     bad = [p for p in values if p not in PRECISIONS]
     if bad:
         raise UsageError(f"unknown {key} {bad[0]!r}; valid: {', '.join(PRECISIONS)}", (key,))
-    if len(set(values)) != len(values):
-        raise UsageError(f"{key} names a precision twice: {','.join(values)}", (key,))
+    twice = next((p for p in values if values.count(p) > 1), None)
+    if twice:
+        raise UsageError(f"{key} lists {twice} twice", (key,))
 
 
 @dataclass(frozen=True)

@@ -109,8 +109,8 @@ def _int8_variants(run: Path, fp32: list[Variant]) -> list[Variant]:
             continue
         path = run / INT8_FILES[v.name]
         if not path.is_file():
-            raise UsageError(f"{run} has no {INT8_FILES[v.name]}: compress it with --precision fp32,int8, or "
-                             f"`filterprune export {run} --out {run}/model.onnx --precision int8 --overwrite`")
+            raise UsageError(f"{run} has no {INT8_FILES[v.name]}: INT8 files are written by `filterprune compress "
+                             "... --precision fp32,int8`")
         _check_onnx_file(path)
         out.append(Variant(v.name, v.input_shape, v.params, v.macs, None, path, {**v.source, "kind": "onnx",
                            "path": str(path)}, v.largest, "int8"))

@@ -101,7 +101,7 @@ def _batch_rows(jobs: list[tuple[Variant, str]], runtime: str, dev: str, b: int,
     row says why one could not."""
     runners, errors, inputs = {}, {}, {}
     for v, p in jobs:
-        key = f"{v.name} {p}"
+        key = _label(v, p)
         why = limits.over_budget(v.per_sample(), b)  # checked before anything is allocated
         if why:
             errors[key] = why
@@ -117,7 +117,7 @@ def _batch_rows(jobs: list[tuple[Variant, str]], runtime: str, dev: str, b: int,
     say(f"{runtime}/{dev} batch {b}: {medians}" + (f" errors: {errors}" if errors else ""))
     rows = []
     for v, p in jobs:
-        key = f"{v.name} {p}"
+        key = _label(v, p)
         row = {"variant": v.name, "runtime": runtime, "device": dev, "precision": p, "batch_size": b,
                "params": v.params, "macs": v.macs, "iters": cfg.iters, "threads": threads,
                "error": errors.get(key, "")}
@@ -128,6 +128,10 @@ def _batch_rows(jobs: list[tuple[Variant, str]], runtime: str, dev: str, b: int,
                 _add_gpu_peaks(row, v, inputs[v.input_shape], cfg)
         rows.append(row)
     return rows
+
+
+def _label(v: Variant, precision: str) -> str:
+    return v.name if precision == "fp32" else f"{v.name} {precision}"
 
 
 def _runner(v: Variant, precision: str, x: torch.Tensor, runtime: str, dev: str, cfg: BenchConfig,
