@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
               only=[k for k in all_keys() if all_keys()[k] == "bench" and k not in QUANT_KEYS[1:]])
     b.add_argument("--no-memory", action="store_true", help=argparse.SUPPRESS)  # the default now; still accepted
     b.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
-    b.add_argument("--fp16", action="store_true", help="fp16 autocast on CUDA (bf16 on the CPU) / TensorRT fp16")
+    b.add_argument("--fp16", action="store_true",
+                   help="fp16 autocast on CUDA (bf16 on the CPU) / TensorRT fp16")
     b.add_argument("--compile", action="store_true", help="torch.compile the PyTorch models")
     b.add_argument("--out", default="bench", help="folder for bench.csv, bench.md, bench.json and plots")
     b.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")

@@ -260,11 +260,11 @@ class Bench:
     warmup: int = option(3, 'untimed calls before timing', key="bench_warmup", check=_nonneg)
     memory: bool = option(False, 'also record CPU peak RSS per variant (a fresh process per row, a few seconds '
                                  'each)', key="bench_memory")
-    precision: tuple[str, ...] = option(("fp32",), 'precisions of the deployed files and timings, comma-separated: '
-                                                   'fp32, int8 (model.int8.onnx and dense.int8.onnx: onnxruntime '
-                                                   'static quantization), bf16 (OpenVINO computing the fp32 files in '
-                                                   'bfloat16, where the CPU has it)', parse=str_list,
-                                        metavar="P,...", check=_precisions)
+    precision: tuple[str, ...] = option(
+        ("fp32",), 'precisions of the deployed files and timings, comma-separated: fp32, int8 '
+                   '(model.int8.onnx and dense.int8.onnx: onnxruntime static quantization), bf16 (OpenVINO '
+                   'computing the fp32 files in bfloat16, where the CPU has it)', parse=str_list,
+        metavar="P,...", check=_precisions)
     calib_images: int = option(256, 'int8: calibration images, a seeded random draw from the training split',
                                metavar="N", check=_positive)
     max_int8_drop: float = option(1.0, 'int8: warn when an INT8 file loses more than this many top-1 points '
@@ -290,7 +290,8 @@ class Export:
     """``filterprune export``'s options."""
     source: str = option(help="run folder (from compress), X.json or X.safetensors", positional=True)
     out: str = option(help="the .onnx file to write")
-    opset: int = option(17, "ONNX opset", metavar="N")
+    opset: int = option(18, "ONNX opset (18+: torch's torch.export-based exporter where onnxscript is "
+                            "installed, else its TorchScript exporter)", metavar="N")
     batch: int | None = option(None, "'dynamic' (default) or a fixed batch size", parse=opt.batch_or_dynamic)
     fp16: bool = option(False, "half-precision weights, inputs and outputs")
     simplify: bool = option(False, "simplify with onnxslim (parity re-checked)")
@@ -377,11 +378,12 @@ class CompressConfig:
             raise UsageError("give either weights or checkpoint, not both", ("weights", "checkpoint"))
         precision = self.bench.precision
         if "bf16" in precision:
-            raise UsageError("precision bf16 is OpenVINO's (compress times PyTorch and onnxruntime): time the run "
-                             "with `filterprune bench RUN --runtime openvino --precision fp32,bf16`", ("precision",))
+            raise UsageError("precision bf16 is OpenVINO's (compress times PyTorch and onnxruntime): time "
+                             "the run with `filterprune bench RUN --runtime openvino --precision fp32,bf16`",
+                             ("precision",))
         if "int8" in precision and not self.output.export:
-            raise UsageError("precision int8 quantizes the exported ONNX files, and this run skips the export "
-                             "(--no-export / export=False)", ("precision",))
+            raise UsageError("precision int8 quantizes the exported ONNX files, and this run skips the "
+                             "export (--no-export / export=False)", ("precision",))
 
     def baseline_config(self):
         return self.train.train_config()

@@ -27,7 +27,7 @@ from .criteria import Criterion, PruneContext, make_criterion
 from .data import ImageData
 from .export import quantize
 from .export.command import onnx_metadata
-from .export.convert import EXPORTER, check_parity, export_onnx
+from .export.convert import check_parity, export_onnx, exporter_of
 from .fileio import cache_dir
 from .log import say
 from .masks import control
@@ -271,20 +271,22 @@ def export(s: Setup, variants: dict[str, nn.Module], costs: dict[str, Cost], met
         md = onnx_metadata(s.spec, meta, costs["dense"], costs["pruned"], variant=name)
         paths[name] = export_onnx(variants[name], folder / f"{'model' if name == 'pruned' else name}.onnx",
                                   s.input_shape, metadata=md)
-    onnx = {"path": "model.onnx", "exporter": EXPORTER,
+    onnx = {"path": "model.onnx", **exporter_of(paths["pruned"]),
             **check_parity(variants["pruned"], paths["pruned"], s.input_shape)}
     int8_paths, calibration = _quantize(s, paths, folder) if "int8" in s.cfg.bench.precision else ({}, None)
     return Exported(onnx, paths, int8_paths, deployed_accuracy(s, paths, int8_paths, calibration, folder))
 
 
 def _quantize(s: Setup, paths: dict[str, Path], folder: Path) -> tuple[dict[str, Path], dict]:
-    """dense.int8.onnx and model.int8.onnx, calibrated on ``calib_images`` training images drawn with the seed."""
+    """dense.int8.onnx and model.int8.onnx, calibrated on ``calib_images`` training images drawn with the
+    seed."""
     import onnx
 
     from .fileio import atomic_write_bytes
 
     n, seed = s.cfg.bench.calib_images, s.cfg.train.seed
-    calibration = {"images": n, "seed": seed, "source": f"{s.data.name} training split", "method": quantize.METHOD}
+    calibration = {"images": n, "seed": seed, "source": f"{s.data.name} training split",
+                   "method": quantize.METHOD}
     say(f"int8: {quantize.METHOD}; {n} calibration images ({calibration['source']}, seed {seed})")
     images = quantize.calibration_images(s.data, n, seed)
     out = {}
@@ -314,8 +316,8 @@ def deployed_accuracy(s: Setup, paths: dict[str, Path], int8_paths: dict[str, Pa
             else:
                 row["top1_drop_points"] = round(100 * (fp32[name] - acc["top1"]), 3)
                 if row["top1_drop_points"] > limit:
-                    warnings.append(f"{row['path']} loses {row['top1_drop_points']:.2f} top-1 points against the "
-                                    f"fp32 file (more than max_int8_drop {limit:g})")
+                    warnings.append(f"{row['path']} loses {row['top1_drop_points']:.2f} top-1 points against "
+                                    f"the fp32 file (more than max_int8_drop {limit:g})")
                     say(f"warning: {warnings[-1]}")
             files.append(row)
     say("deployed: " + ", ".join(f"{r['path']} top-1 {100 * r['top1']:.2f}%" for r in files))
@@ -333,8 +335,9 @@ def bench(s: Setup, variants: dict[str, nn.Module], costs: dict[str, Cost], expo
     # shapes (its zeros are stored), so its PyTorch memory is probed on the dense architecture
     trusted = sources.user_factory.grants([s.spec.name])  # a user factory: the probe may import that code
     kinds = {"dense": "dense", "pruned": "checkpoint", "masked": "dense"}
-    found = [Variant(name, s.input_shape, costs.get(name, costs["dense"]).params, costs.get(name, costs["dense"]).macs,
-                     model, paths.get(name), {"kind": kinds[name], "path": str(folder), "trusted": trusted})
+    cost = {name: costs.get(name, costs["dense"]) for name in variants}
+    found = [Variant(name, s.input_shape, cost[name].params, cost[name].macs, model, paths.get(name),
+                     {"kind": kinds[name], "path": str(folder), "trusted": trusted})
              for name, model in variants.items()]
     found += [Variant(name, s.input_shape, costs[name].params, costs[name].macs, None, path,
                       {"kind": "onnx", "path": str(path)}, precision="int8")

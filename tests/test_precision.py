@@ -1,8 +1,9 @@
-"""Precision as a dimension: INT8 files (quantized, calibrated on the run's data), every latency row naming its
-precision, OpenVINO at an explicit precision matching onnxruntime at fp32, the accuracy of each deployed file,
-and bad input."""
+"""Precision as a dimension: INT8 files (quantized, calibrated on the run's data), every latency row naming
+its precision, OpenVINO at an explicit precision matching onnxruntime at fp32, the accuracy of each deployed
+file, both of torch's exporters, and bad input."""
 import csv
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -50,8 +51,10 @@ def test_compress_writes_int8_files_with_precision_and_calibration(run_dir):
     for fp32, int8 in (("model.onnx", "model.int8.onnx"), ("dense.onnx", "dense.int8.onnx")):
         assert (run_dir / int8).is_file()
         m32, m8 = _meta(run_dir / fp32), _meta(run_dir / int8)
-        assert m32["precision"] == "fp32" and m32["exporter"] == "torchscript"
-        assert m8["precision"] == "int8" and "QDQ" in m8["quantization"] and "per-channel" in m8["quantization"]
+        assert m32["precision"] == "fp32" and m32["exporter"] in ("dynamo", "torchscript")
+        assert (m32["exporter"] == "torchscript") == ("exporter_fallback" in m32)  # the fallback says why
+        assert m8["precision"] == "int8"
+        assert "QDQ" in m8["quantization"] and "per-channel" in m8["quantization"]
         cal = json.loads(m8["calibration"])
         assert cal == {"images": N_CALIB, "seed": 0, "source": "digits training split"}
         assert m8["model"] == "resnet20" and m8["macs"] == m32["macs"]  # the fp32 file's record is kept
@@ -74,7 +77,8 @@ def test_report_has_the_accuracy_of_each_deployed_file(run_dir):
     dep = r["deployed"]
     files = {(f["variant"], f["precision"]): f for f in dep["files"]}
     assert set(files) == {(v, p) for v in ("dense", "pruned") for p in ("fp32", "int8")}
-    assert {f["path"] for f in dep["files"]} == {"dense.onnx", "model.onnx", "dense.int8.onnx", "model.int8.onnx"}
+    assert {f["path"] for f in dep["files"]} == {
+        "dense.onnx", "model.onnx", "dense.int8.onnx", "model.int8.onnx"}
     for v in ("dense", "pruned"):  # the fp32 file computes what PyTorch computes
         assert files[(v, "fp32")]["top1"] == pytest.approx(r[v]["accuracy"], abs=1.5 / r["dataset"]["test"])
         assert files[(v, "fp32")]["images"] == r["dataset"]["test"]
@@ -105,11 +109,13 @@ def test_bench_times_int8_files_on_onnxruntime_and_openvino(run_dir, tmp_path):
 
     extra = ",bf16" if ov_has_bf16() else ""
     out = tmp_path / "b"
-    assert main(["bench", str(run_dir), "--runtime", "onnxruntime,openvino", "--precision", "fp32,int8" + extra,
-                 "--batch-sizes", "2", "--iters", "2", "--warmup", "0", "--out", str(out)]) == 0
+    assert main(["bench", str(run_dir), "--runtime", "onnxruntime,openvino",
+                 "--precision", "fp32,int8" + extra, "--batch-sizes", "2", "--iters", "2", "--warmup", "0",
+                 "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out / "bench.csv")))
     got = {(r["variant"], r["runtime"], r["precision"]) for r in rows}
-    want = {(v, rt, p) for v in ("dense", "pruned") for rt in ("onnxruntime", "openvino") for p in ("fp32", "int8")}
+    want = {(v, rt, p) for v in ("dense", "pruned") for rt in ("onnxruntime", "openvino")
+            for p in ("fp32", "int8")}
     want |= {(v, "openvino", "bf16") for v in ("dense", "pruned")} if extra else set()
     assert got == want
     assert all(r["error"] == "" and float(r["p50_ms"]) > 0 for r in rows)
@@ -137,15 +143,16 @@ def test_row_precisions_say_what_each_runtime_computes():
     assert row_precisions(fp32, "torch", "cpu", cfg) == ["fp32"]
     assert row_precisions(int8, "torch", "cpu", cfg) == []
     assert row_precisions(int8, "openvino", "cpu", cfg) == ["int8"]
-    assert row_precisions(fp32, "openvino", "cpu", SimpleNamespace(precisions=("fp32", "bf16"), fp16=False)) == \
-        ["fp32", "bf16"]
+    both = SimpleNamespace(precisions=("fp32", "bf16"), fp16=False)
+    assert row_precisions(fp32, "openvino", "cpu", both) == ["fp32", "bf16"]
     assert row_precisions(int8, "onnxruntime", "cpu", SimpleNamespace(precisions=("fp32",), fp16=False)) == []
-    assert row_precisions(named, "onnxruntime", "cpu", SimpleNamespace(precisions=("fp32",), fp16=False)) == ["int8"]
+    only_fp32 = SimpleNamespace(precisions=("fp32",), fp16=False)
+    assert row_precisions(named, "onnxruntime", "cpu", only_fp32) == ["int8"]
     assert row_precisions(fp32, "torch", "cpu", SimpleNamespace(precisions=("fp32",), fp16=True)) == ["bf16"]
     assert row_precisions(fp32, "torch", "cuda", SimpleNamespace(precisions=("fp32",), fp16=True)) == ["fp16"]
 
 
-def test_an_int8_file_that_loses_too_much_is_a_warning(monkeypatch, tmp_path, capsys):
+def test_an_int8_file_that_loses_too_much_is_a_warning(monkeypatch, tmp_path, caplog):
     from filterprune import stages
 
     top1 = {"model.onnx": 0.90, "model.int8.onnx": 0.85, "dense.onnx": 0.95, "dense.int8.onnx": 0.948}
@@ -154,14 +161,16 @@ def test_an_int8_file_that_loses_too_much_is_a_warning(monkeypatch, tmp_path, ca
     s = SimpleNamespace(cfg=SimpleNamespace(bench=Bench(max_int8_drop=1.0)), data=None)
     paths = {"dense": tmp_path / "dense.onnx", "pruned": tmp_path / "model.onnx"}
     int8 = {"dense": tmp_path / "dense.int8.onnx", "pruned": tmp_path / "model.int8.onnx"}
-    dep = stages.deployed_accuracy(s, paths, int8, {"images": 8}, tmp_path)
+    with caplog.at_level(logging.INFO, logger="filterprune"):
+        dep = stages.deployed_accuracy(s, paths, int8, {"images": 8}, tmp_path)
     assert len(dep["warnings"]) == 1 and "model.int8.onnx loses 5.00 top-1 points" in dep["warnings"][0]
-    assert "warning: model.int8.onnx loses 5.00" in capsys.readouterr().err
+    assert "warning: model.int8.onnx loses 5.00" in caplog.text
 
 
 def test_export_writes_the_int8_file_beside_the_fp32_one(run_dir, tmp_path, capsys):
     out = tmp_path / "m.onnx"
-    assert main(["export", str(run_dir), "--out", str(out), "--precision", "fp32,int8", "--calib-images", "32"]) == 0
+    assert main(["export", str(run_dir), "--out", str(out), "--precision", "fp32,int8",
+                 "--calib-images", "32"]) == 0
     printed = capsys.readouterr().out.split()
     assert printed == [str(out), str(tmp_path / "m.int8.onnx")]
     md = _meta(tmp_path / "m.int8.onnx")
@@ -169,6 +178,42 @@ def test_export_writes_the_int8_file_beside_the_fp32_one(run_dir, tmp_path, caps
     assert _meta(out)["precision"] == "fp32"
     assert main(["export", str(run_dir), "--out", str(tmp_path / "o.onnx"), "--precision", "int8"]) == 0
     assert (tmp_path / "o.int8.onnx").is_file() and not (tmp_path / "o.onnx").exists()
+
+
+@pytest.mark.parametrize("name", ["resnet20", "vgg16", "mlp"])
+def test_both_exporters_prove_parity(name, monkeypatch):
+    """torch's torch.export-based exporter (with onnxscript) and the TorchScript fallback, each checked
+    against PyTorch; the file names the path taken."""
+    from filterprune.criteria import PruneContext, make_criterion
+    from filterprune.export import convert
+    from filterprune.models import ModelSpec, build_model
+    from filterprune.pruning import PlanConfig, prune
+
+    torch.manual_seed(0)
+    spec = ModelSpec(name, 10, 1, 28) if name == "mlp" else ModelSpec(name)
+    shape = (spec.in_channels, spec.image_size, spec.image_size)
+    model = build_model(spec).eval()
+    prune(model, make_criterion("l1"), PlanConfig(0.4), PruneContext(torch.randn(1, *shape)), 10)
+    paths = ["torchscript"]
+    try:
+        import onnxscript  # noqa: F401
+
+        paths.append("dynamo")
+    except ImportError:
+        pass
+    for path in paths:
+        if path == "torchscript":
+            monkeypatch.setattr(convert, "_dynamo", lambda *a: (None, "asked for the fallback"))
+        else:
+            monkeypatch.undo()
+        proto = convert.to_proto(model, shape)
+        md = {p.key: p.value for p in proto.metadata_props}
+        assert md["exporter"] == path and proto.opset_import[0].version == 18
+        assert convert.check_parity(model, proto.SerializeToString(), shape)["max_rel_diff"] <= 1e-4
+    monkeypatch.undo()
+    if len(paths) == 1:
+        md = {p.key: p.value for p in convert.to_proto(model, shape).metadata_props}
+        assert md["exporter"] == "torchscript" and "onnxscript is not installed" in md["exporter_fallback"]
 
 
 def test_the_deploy_kit_runs_int8_files(run_dir):
@@ -181,7 +226,8 @@ def test_the_deploy_kit_runs_int8_files(run_dir):
 # ------------------------------------------------------------------------------------------- bad input
 def _errors(capsys) -> list[str]:
     """stderr less the progress messages: what the failure says."""
-    return [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("[filterprune]")]
+    lines = capsys.readouterr().err.strip().splitlines()
+    return [line for line in lines if not line.startswith("[filterprune]")]
 
 
 FAST = ["--epochs", "0", "--finetune-epochs", "0", "--no-bench", "--dataset", "digits"]
@@ -213,15 +259,16 @@ def test_quantization_that_fails_after_training_exits_1_and_writes_nothing(tmp_p
 
     monkeypatch.setattr(onnxruntime.quantization, "quantize_static", broken)
     out = tmp_path / "o"
-    assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.3", *FAST, "--precision", "fp32,int8",
-                 "--calib-images", "8", "--out", str(out)]) == 1
+    assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.3", *FAST,
+                 "--precision", "fp32,int8", "--calib-images", "8", "--out", str(out)]) == 1
     err = _errors(capsys)
     assert len(err) == 1 and "INT8 quantization failed: ValueError: unsupported op" in err[0]
     assert not out.exists()
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["bench", "{run}", "--runtime", "torch", "--precision", "int8"], "--precision int8 runs on onnxruntime or"),
+    (["bench", "{run}", "--runtime", "torch", "--precision", "int8"],
+     "--precision int8 runs on onnxruntime or"),
     (["bench", "{run}", "--precision", "fp32,bf16"], "--precision bf16 is OpenVINO's"),
     (["bench", "{run}", "--precision", "int4"], "unknown --precision 'int4'"),
     (["bench", "{bare}", "--precision", "int8"], "has no dense.int8.onnx: INT8 files are written by"),

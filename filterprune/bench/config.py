@@ -68,8 +68,8 @@ class BenchConfig:
             if "openvino" not in self.runtimes:
                 raise UsageError("--precision bf16 is OpenVINO's: add --runtime openvino")
             if not ov_has_bf16():
-                raise UsageError("--precision bf16: this CPU has no bfloat16 support in OpenVINO (AVX-512 BF16 "
-                                 "or AMX)")
+                raise UsageError("--precision bf16: this CPU has no bfloat16 support in OpenVINO "
+                                 "(AVX-512 BF16 or AMX)")
 
     def torch_devices(self) -> list[str]:
         if "auto" in self.devices:

@@ -21,21 +21,22 @@ def write_outputs(rows: list[dict], out: Path, info: dict) -> None:
 
 
 def markdown(df, info: dict) -> str:
-    cols = ["variant", "runtime", "device", "precision", "batch_size", "p50_ms", "p90_ms", "p99_ms", "throughput",
-            "cpu_peak_rss_mb", "gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "speedup", "speedup_vs_dense_fp32",
-            "theoretical_speedup", "speedup_efficiency", "error"]
+    cols = ["variant", "runtime", "device", "precision", "batch_size", "p50_ms", "p90_ms", "p99_ms",
+            "throughput", "cpu_peak_rss_mb", "gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "speedup",
+            "speedup_vs_dense_fp32", "theoretical_speedup", "speedup_efficiency", "error"]
     view = df[cols].copy()
-    for c in ("p50_ms", "p90_ms", "p99_ms", "throughput", "speedup", "speedup_vs_dense_fp32", "theoretical_speedup",
-              "speedup_efficiency"):
+    for c in ("p50_ms", "p90_ms", "p99_ms", "throughput", "speedup", "speedup_vs_dense_fp32",
+              "theoretical_speedup", "speedup_efficiency"):
         view[c] = [f"{v:.2f}" if isinstance(v, float) else v for v in view[c]]
     head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
     body = "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in view.itertuples(index=False))
     mach = ", ".join(f"{k} {v}" for k, v in info.items())
     busy = next((r for r in df["machine_busy"] if r), "") if "machine_busy" in df else ""
     warn = quiet.warning({"busy": True, "why": busy}) + "\n\n" if busy else ""
-    note = ("Precision: what the runtime computed in (fp32; int8: the quantized file's integer kernels; bf16: "
-            "OpenVINO computing the fp32 file in bfloat16; fp16: half precision). `speedup` is against dense at the "
-            "same precision, `speedup_vs_dense_fp32` against dense fp32 on the same runtime.\n\n")
+    note = ("Precision: what the runtime computed in (fp32; int8: the quantized file's integer kernels; "
+            "bf16: OpenVINO computing the fp32 file in bfloat16; fp16: half precision). `speedup` is "
+            "against dense at the same precision, `speedup_vs_dense_fp32` against dense fp32 on the same "
+            "runtime.\n\n")
     return f"# Benchmark\n\n{warn}Machine: {mach}.\n\n{note}{head}{body}"
 
 
@@ -63,7 +64,8 @@ def plot(df, out: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(5, 4))
     for (rt, dev, p), g in sp.groupby(["runtime", "device", "precision"]):
-        ax.scatter(g["theoretical_speedup"].astype(float), g["speedup"].astype(float), label=f"{rt}/{dev} {p}")
+        ax.scatter(g["theoretical_speedup"].astype(float), g["speedup"].astype(float),
+                   label=f"{rt}/{dev} {p}")
     hi = max(sp["theoretical_speedup"].astype(float).max(), sp["speedup"].astype(float).max()) * 1.1
     ax.plot([0, hi], [0, hi], "k--", lw=1, label="efficiency 1.0")
     ax.set(xlabel="theoretical speedup (MACs)", ylabel="measured speedup", title="Measured vs theoretical")

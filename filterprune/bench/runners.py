@@ -96,7 +96,8 @@ def ov_compiled(path: Path, threads: int | None = None, precision: str = "fp32")
     return openvino_core().compile_model(str(path), "CPU", cfg)
 
 
-def ov_runner(path: Path, x: torch.Tensor, threads: int | None = None, precision: str = "fp32") -> Callable[[], None]:
+def ov_runner(path: Path, x: torch.Tensor, threads: int | None = None,
+              precision: str = "fp32") -> Callable[[], None]:
     """OpenVINO on the CPU, compiled from the same ONNX file onnxruntime runs, at ``precision``."""
     req = ov_compiled(path, threads, precision).create_infer_request()
     feed = x.numpy()
@@ -122,7 +123,8 @@ def ort_runner(path: Path, x: torch.Tensor, provider: str, threads: int, fp16: b
     return run
 
 
-def openvino_parity(path: Path, x: torch.Tensor, threads: int | None = None, tol: float | None = None) -> dict:
+def openvino_parity(path: Path, x: torch.Tensor, threads: int | None = None,
+                    tol: float | None = None) -> dict:
     """OpenVINO at fp32 against onnxruntime on the same file and inputs, judged as export judges PyTorch
     against onnxruntime (max|ov - ort| / max(1, max|ort|) <= tol); a RunError when they differ."""
     import numpy as np
@@ -137,6 +139,6 @@ def openvino_parity(path: Path, x: torch.Tensor, threads: int | None = None, tol
     diff = float(np.abs(out - ref).max()) if out.shape == ref.shape else float("inf")
     rel = diff / max(1.0, float(np.abs(ref).max()))
     if not rel <= tol:
-        raise RunError(f"OpenVINO fp32 differs from onnxruntime on {Path(path).name}: max difference {diff:.3g} "
-                       f"(relative {rel:.3g} > {tol})")
+        raise RunError(f"OpenVINO fp32 differs from onnxruntime on {Path(path).name}: max difference "
+                       f"{diff:.3g} (relative {rel:.3g} > {tol})")
     return {"max_abs_diff": diff, "max_rel_diff": rel, "tolerance": tol}

@@ -102,15 +102,16 @@ def _run_dir_variants(run: Path) -> list[Variant]:
 
 
 def _int8_variants(run: Path, fp32: list[Variant]) -> list[Variant]:
-    """The run's INT8 files (dense.int8.onnx, model.int8.onnx), costed as their fp32 models; ONNX runtimes only."""
+    """The run's INT8 files (dense.int8.onnx, model.int8.onnx), costed as their fp32 models (ONNX runtimes
+    only)."""
     out = []
     for v in fp32:
         if v.name not in INT8_FILES:
             continue
         path = run / INT8_FILES[v.name]
         if not path.is_file():
-            raise UsageError(f"{run} has no {INT8_FILES[v.name]}: INT8 files are written by `filterprune compress "
-                             "... --precision fp32,int8`")
+            raise UsageError(f"{run} has no {INT8_FILES[v.name]}: INT8 files are written by "
+                             "`filterprune compress ... --precision fp32,int8`")
         _check_onnx_file(path)
         out.append(Variant(v.name, v.input_shape, v.params, v.macs, None, path, {**v.source, "kind": "onnx",
                            "path": str(path)}, v.largest, "int8"))

@@ -28,10 +28,10 @@ from .latency import interleaved
 from .runners import openvino_parity, ort_runner, ov_runner, torch_runner
 from .targets import Variant
 
-COLUMNS = ["variant", "runtime", "device", "precision", "batch_size", "p50_ms", "p90_ms", "p99_ms", "throughput",
-           "cpu_peak_rss_mb", "gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "params", "macs", "speedup",
-           "speedup_vs_dense_fp32", "theoretical_speedup", "speedup_efficiency", "iters", "threads", "machine_busy",
-           "error"]
+COLUMNS = ["variant", "runtime", "device", "precision", "batch_size", "p50_ms", "p90_ms", "p99_ms",
+           "throughput", "cpu_peak_rss_mb", "gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "params", "macs",
+           "speedup", "speedup_vs_dense_fp32", "theoretical_speedup", "speedup_efficiency", "iters",
+           "threads", "machine_busy", "error"]
 OOM_MESSAGES = ("out of memory", "can't allocate memory", "failed to allocate memory", "bad_alloc",
                 "cannot allocate memory")
 
@@ -77,10 +77,10 @@ def _run_rows(variants: list[Variant], cfg: BenchConfig, threads: int) -> list[d
 
 
 def row_precisions(v: Variant, runtime: str, dev: str, cfg: BenchConfig) -> list[str]:
-    """The precisions ``v`` is timed at on ``runtime``/``dev``: PyTorch runs the fp32 model (fp16 autocast with
-    ``--fp16`` on CUDA, bf16 on the CPU); onnxruntime a file at its own precision (TensorRT's fp16 engine with
-    ``--fp16``); OpenVINO an fp32 file at fp32 and/or bf16, an int8 file at int8. A run folder's files are timed
-    at the precisions asked; an ONNX file given by name always at its own."""
+    """The precisions ``v`` is timed at on ``runtime``/``dev``: PyTorch runs the fp32 model (fp16 autocast
+    with ``--fp16`` on CUDA, bf16 on the CPU); onnxruntime a file at its own precision (TensorRT's fp16
+    engine with ``--fp16``); OpenVINO an fp32 file at fp32 and/or bf16, an int8 file at int8. A run folder's
+    files are timed at the precisions asked; an ONNX file given by name always at its own."""
     asked, named = cfg.precisions, bool(v.source.get("named"))
     if runtime == "torch":
         if v.model is None or v.precision != "fp32" or "fp32" not in asked:
@@ -95,8 +95,8 @@ def row_precisions(v: Variant, runtime: str, dev: str, cfg: BenchConfig) -> list
     return ["fp16"] if dev == "tensorrt" and cfg.fp16 and v.precision == "fp32" else [v.precision]
 
 
-def _batch_rows(jobs: list[tuple[Variant, str]], runtime: str, dev: str, b: int, cfg: BenchConfig, threads: int,
-                gen: torch.Generator) -> list[dict]:
+def _batch_rows(jobs: list[tuple[Variant, str]], runtime: str, dev: str, b: int, cfg: BenchConfig,
+                threads: int, gen: torch.Generator) -> list[dict]:
     """One (runtime, device, batch): the (variant, precision) pairs that can run are timed together; every
     row says why one could not."""
     runners, errors, inputs = {}, {}, {}
@@ -226,8 +226,9 @@ def _add_speedups(rows: list[dict], variants: list[Variant]) -> None:
 
 
 def dense_vs_pruned(rows: list[dict], extra: tuple[str, ...] = ("masked",)) -> list[dict]:
-    """report.json's compact view: one row per (runtime, device, precision, batch) with dense and pruned medians
-    and the speedup; each ``extra`` variant timed in the same run (the masked control) adds <v>_ms and <v>_speedup."""
+    """report.json's compact view: one row per (runtime, device, precision, batch) with dense and pruned
+    medians and the speedup; each ``extra`` variant timed in the same run (the masked control) adds <v>_ms
+    and <v>_speedup."""
     keyed = {(r["runtime"], r["device"], r.get("precision", "fp32"), r["batch_size"], r["variant"]): r
              for r in rows if r.get("p50_ms") != ""}
     out = []

@@ -54,7 +54,8 @@ def onnx_metadata(spec: ModelSpec, meta: dict, dense: Cost, pruned: Cost, batch:
             md[key] = _text(meta[key])
     md.update({"dense_macs": str(dense.macs), "pruned_macs": str(pruned.macs),
                "dense_params": str(dense.params), "pruned_params": str(pruned.params),
-               "macs": str((pruned if variant == "pruned" else dense).macs), "filterprune_version": __version__})
+               "macs": str((pruned if variant == "pruned" else dense).macs),
+               "filterprune_version": __version__})
     return md
 
 
@@ -81,8 +82,9 @@ def int8_path(path: Path) -> Path:
 def _check_precision(cfg: Export, deploy: Bench) -> None:
     deploy.validate()
     if "bf16" in deploy.precision:
-        raise UsageError("precision bf16 is how OpenVINO computes an fp32 file, not a file of its own: time it "
-                         "with `filterprune bench FILE --runtime openvino --precision bf16`", ("precision",))
+        raise UsageError("precision bf16 is how OpenVINO computes an fp32 file, not a file of its own: time "
+                         "it with `filterprune bench FILE --runtime openvino --precision bf16`",
+                         ("precision",))
     if "int8" in deploy.precision:
         if cfg.fp16:
             raise UsageError("precision int8 quantizes the fp32 model: leave out fp16", ("precision", "fp16"))
@@ -100,8 +102,8 @@ def run_data(source: Path):
 
     folder = source if source.is_dir() else source.parent
     if not (folder / "report.json").is_file():
-        raise UsageError(f"precision int8 calibrates on the run's own training images, and {source} is not in a "
-                         "compress run folder (no report.json beside it)", ("precision",))
+        raise UsageError(f"precision int8 calibrates on the run's own training images, and {source} is not "
+                         "in a compress run folder (no report.json beside it)", ("precision",))
     r = read_report(folder)
     keys = all_keys()
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in r["config"].items() if k in keys}
@@ -186,7 +188,8 @@ def export_command(cfg: Export, deploy: Bench | None = None) -> dict:
         q, a = r["int8"], r["int8"]["agreement"]
         say(f"int8: {q['calibration']['images']} calibration images ({q['calibration']['source']}, seed "
             f"{q['calibration']['seed']}); on {a['images']} test images the INT8 file agrees with the fp32 "
-            f"one on {100 * a['top1_agreement']:.1f}% of top-1 classes (max relative diff {a['max_rel_diff']:.3g})")
+            f"one on {100 * a['top1_agreement']:.1f}% of top-1 classes (max relative diff "
+            f"{a['max_rel_diff']:.3g})")
     for path in r["files"]:
         print(path)
     return r

@@ -18,7 +18,8 @@ from ..errors import RunError, UsageError
 from .convert import session, set_metadata
 
 CALIB_BATCH = 32
-METHOD = "onnxruntime static quantization, QDQ, per-channel int8 weights, uint8 activations, MinMax calibration"
+METHOD = ("onnxruntime static quantization, QDQ, per-channel int8 weights, uint8 activations, MinMax "
+          "calibration")
 
 
 def train_size(data) -> int:
@@ -33,7 +34,8 @@ def check_calib_images(data, n: int) -> None:
 
 
 def calibration_images(data, n: int, seed: int) -> np.ndarray:
-    """``n`` training images, preprocessed as for evaluation (no augmentation), drawn at random with ``seed``."""
+    """``n`` training images, preprocessed as for evaluation (no augmentation), drawn at random with
+    ``seed``."""
     from ..data.loader import make_loader
 
     check_calib_images(data, n)

@@ -49,7 +49,8 @@ def markdown(r: Report) -> str:
     if o:
         lines += [f"ONNX: `{o['path']}`, dynamic batch; onnxruntime parity at batches {o['batches']}: "
                   f"max abs diff {o['max_abs_diff']:.2e} (relative {o['max_rel_diff']:.2e})"
-                  + (f"; exported by torch's {o['exporter']} exporter." if o.get("exporter") else "."), ""]
+                  + (f"; exported by torch's {o['exporter']} exporter" if o.get("exporter") else "")
+                  + (f" ({o['exporter_fallback']})." if o.get("exporter_fallback") else "."), ""]
     lines += _deployed(r)
     if r["latency"]:
         lines += _latency(r)
@@ -79,13 +80,14 @@ def _deployed(r: Report) -> list[str]:
              "|---|---|---|---|---:|---:|---:|---:|"]
     for f in dep["files"]:
         drop = f"{f['top1_drop_points']:.2f}" if "top1_drop_points" in f else ""
-        lines.append(f"| `{f['path']}` | {f['variant']} | {f['precision']} | {f['runtime']} | {100 * f['top1']:.2f}% | "
-                     f"{100 * f['top5']:.2f}% | {100 * torch_top1.get(f['variant'], float('nan')):.2f}% | {drop} |")
+        ref = 100 * torch_top1.get(f["variant"], float("nan"))
+        lines.append(f"| `{f['path']}` | {f['variant']} | {f['precision']} | {f['runtime']} | "
+                     f"{100 * f['top1']:.2f}% | {100 * f['top5']:.2f}% | {ref:.2f}% | {drop} |")
     cal = dep.get("calibration")
     if cal:
-        lines += ["", f"INT8: {cal.get('method')}; {cal.get('images')} calibration images ({cal.get('source')}, seed "
-                      f"{cal.get('seed')}). An INT8 file losing more than {dep['max_int8_drop']:g} top-1 points "
-                      "against its fp32 file is flagged."]
+        lines += ["", f"INT8: {cal.get('method')}; {cal.get('images')} calibration images "
+                      f"({cal.get('source')}, seed {cal.get('seed')}). An INT8 file losing more than "
+                      f"{dep['max_int8_drop']:g} top-1 points against its fp32 file is flagged."]
     lines += [""] + [f"**Warning:** {w}." for w in dep["warnings"]] + ([""] if dep["warnings"] else [])
     return lines
 
@@ -96,18 +98,18 @@ def _latency(r: Report) -> list[str]:
     busy = next((row.get("machine_busy") for row in r["latency_rows"] if row.get("machine_busy")), "")
     lines = ["## Latency (median of interleaved runs)", ""] + (
         [quiet.warning({"busy": True, "why": busy}), ""] if busy else []) + [
-        "Precision: what the runtime computed in (int8: the quantized files); speedup against dense at the same "
-        "precision, and against dense fp32 on the same runtime.", "",
-        f"| runtime | device | precision | batch | dense ms | pruned ms | speedup | vs dense fp32 | efficiency |"
-        f"{mcols[0]}", f"|---|---|---|---:|---:|---:|---:|---:|---:|{mcols[1]}"]
+        "Precision: what the runtime computed in (int8: the quantized files); speedup against dense at the "
+        "same precision, and against dense fp32 on the same runtime.", "",
+        "| runtime | device | precision | batch | dense ms | pruned ms | speedup | vs dense fp32 | "
+        f"efficiency |{mcols[0]}", f"|---|---|---|---:|---:|---:|---:|---:|---:|{mcols[1]}"]
     for row in r["latency"]:
         eff = row["speedup"] / r["theoretical_speedup"]
         vs = row.get("speedup_vs_dense_fp32")
         vs_text = f"{vs:.2f}x" if isinstance(vs, (int, float)) else ""
         extra = f" {row['masked_ms']:.2f} | {row['masked_speedup']:.2f}x |" if has_masked else ""
-        lines.append(f"| {row['runtime']} | {row['device']} | {row.get('precision', 'fp32')} | {row['batch_size']} | "
-                     f"{row['dense_ms']:.2f} | {row['pruned_ms']:.2f} | {row['speedup']:.2f}x | {vs_text} | {eff:.2f} |"
-                     f"{extra}")
+        lines.append(f"| {row['runtime']} | {row['device']} | {row.get('precision', 'fp32')} | "
+                     f"{row['batch_size']} | {row['dense_ms']:.2f} | {row['pruned_ms']:.2f} | "
+                     f"{row['speedup']:.2f}x | {vs_text} | {eff:.2f} |{extra}")
     return lines + [""]
 
 

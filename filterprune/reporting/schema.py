@@ -82,7 +82,8 @@ class Onnx(TypedDict):
     output_scale: NotRequired[float]  # absent in some reports from before the schema
     batches: list[int]
     tolerance: float
-    exporter: NotRequired[str]  # torch's exporter that wrote it (absent before 1.1)
+    exporter: NotRequired[str]  # torch's exporter that wrote it: dynamo or torchscript (absent before 1.1)
+    exporter_fallback: NotRequired[str]  # torchscript: why the torch.export-based exporter was not used
 
 
 class DeployedFile(TypedDict):
@@ -129,7 +130,7 @@ class LatencyRow(TypedDict):
     variant: str  # dense, pruned or masked
     runtime: str
     device: str
-    precision: NotRequired[str]  # what the runtime computed in: fp32, fp16, bf16, int8 (absent before 1.1: fp32)
+    precision: NotRequired[str]  # what the runtime computed in: fp32, fp16, bf16, int8 (before 1.1: fp32)
     batch_size: int
     params: NotRequired[int]
     macs: NotRequired[int]

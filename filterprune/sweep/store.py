@@ -171,7 +171,8 @@ def result_row(report: Report, config_cols) -> dict:
     row["seconds"] = round(sum(times), 1)
     for lat in report["latency"]:
         precision = lat.get("precision", "fp32")
-        key = f"{lat['runtime']}_{lat['device']}_b{lat['batch_size']}" + ("" if precision == "fp32" else f"_{precision}")
+        key = f"{lat['runtime']}_{lat['device']}_b{lat['batch_size']}"
+        key += "" if precision == "fp32" else f"_{precision}"
         row[f"{key}_dense_ms"], row[f"{key}_pruned_ms"] = _cell(lat["dense_ms"]), _cell(lat["pruned_ms"])
         row[f"{key}_speedup"] = _cell(lat["speedup"])
     return row
