@@ -199,6 +199,11 @@ def describe(md: dict, shape, dtype, provider) -> str:
     dense, pruned = _count(md.get("dense_macs")), _count(md.get("pruned_macs"))
     if dense is not None and pruned is not None:
         parts.append(f"MACs {dense / 1e6:.1f}M -> {pruned / 1e6:.1f}M")
+    if md.get("precision") == "int8":  # a quantized file: float input and output, integer kernels inside
+        cal = md.get("calibration") if isinstance(md.get("calibration"), dict) else {}
+        parts.append(f"precision int8 ({clean(cal.get('images', '?'), 20)} calibration images)")
+    elif "precision" in md:
+        parts.append(f"precision {clean(md['precision'], 10)}")
     dims = "x".join("N" if d < 0 else str(d) for d in shape)
     return f"{'; '.join(parts)}; input {dims} {np.dtype(dtype).name}; provider {provider}"
 

@@ -21,6 +21,7 @@ class _Parser(argparse.ArgumentParser):
 TRAIN_KEYS = {"model": ("model",), "data": ("dataset", "data_root", "val_fraction"), "output": ("out", "overwrite"),
               "train": ("epochs", "batch_size", "optimizer", "lr", "schedule", "sparsity_reg", "device", "seed",
                         "distributed")}  # the options `filterprune train` takes, by group
+QUANT_KEYS = ("precision", "calib_images", "max_int8_drop")  # the Bench group's deployment options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="a run folder or checkpoint -> checked ONNX file with metadata and parity")
     add_flags(e, Export)
+    add_flags(e, Bench, only=QUANT_KEYS[:2])  # compress's --precision and --calib-images, same defaults
     e.add_argument("--trust-code", action="store_true",
                    help="a run of your own model factory: allow importing its code to rebuild it")
 
@@ -47,10 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", type=str_list, default=("auto",), help="torch devices: auto, cpu, cuda")
     b.add_argument("--provider", type=str_list, default=("auto",),
                    help="onnxruntime providers: auto (all present), cpu, cuda, tensorrt")
-    add_flags(b, Bench, title=TITLES["bench"], keyed=False)  # compress's --bench-* options, same defaults
+    add_flags(b, Bench, title=TITLES["bench"], keyed=False,  # compress's --bench-* options, same defaults
+              only=[k for k in all_keys() if all_keys()[k] == "bench" and k not in QUANT_KEYS[1:]])
     b.add_argument("--no-memory", action="store_true", help=argparse.SUPPRESS)  # the default now; still accepted
     b.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
-    b.add_argument("--fp16", action="store_true", help="fp16 autocast on CUDA / TensorRT fp16")
+    b.add_argument("--fp16", action="store_true",
+                   help="fp16 autocast on CUDA (bf16 on the CPU) / TensorRT fp16")
     b.add_argument("--compile", action="store_true", help="torch.compile the PyTorch models")
     b.add_argument("--out", default="bench", help="folder for bench.csv, bench.md, bench.json and plots")
     b.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
@@ -97,7 +101,7 @@ def _export(a) -> None:
     from .export.command import export_command  # torch, onnx (see _compress)
 
     _trust(a)
-    export_command(Export(**values(Export, a)))
+    export_command(Export(**values(Export, a)), from_flat(Bench, values(Bench, a)))
 
 
 def _train(a) -> None:
@@ -118,7 +122,7 @@ def _bench(a) -> None:
     timing.validate()
     cfg = BenchConfig(runtimes=a.runtime, devices=a.device, providers=a.provider, batch_sizes=timing.batch_sizes,
                       warmup=timing.warmup, iters=timing.iters, threads=a.threads, fp16=a.fp16, compile=a.compile,
-                      memory=timing.memory)
+                      memory=timing.memory, precisions=timing.precision)
     bench([Path(t) for t in a.targets], cfg, Path(a.out), overwrite=a.overwrite)
     print(Path(a.out) / "bench.csv")
 

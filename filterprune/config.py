@@ -25,6 +25,7 @@ DISTILL = ("anneal", "kd", "off")
 SCOPES = ("layerwise", "global")
 TARGET_RUNTIMES = ("onnxruntime", "openvino", "torch", "torch:cuda")
 OPSETS = range(9, 21)  # what torch's TorchScript exporter writes
+PRECISIONS = ("fp32", "bf16", "int8")  # fp32/int8: ONNX files; bf16: OpenVINO computing an fp32 file in bf16
 
 
 def _criteria():
@@ -63,6 +64,17 @@ def _nonneg(key, v):
 
 def _positive(key, v):
     in_range(1, integer=True)(key, v)
+
+
+def _precisions(key: str, values) -> None:
+    if not values:
+        raise UsageError(f"{key} needs at least one of {', '.join(PRECISIONS)}", (key,))
+    bad = [p for p in values if p not in PRECISIONS]
+    if bad:
+        raise UsageError(f"unknown {key} {bad[0]!r}; valid: {', '.join(PRECISIONS)}", (key,))
+    twice = next((p for p in values if values.count(p) > 1), None)
+    if twice:
+        raise UsageError(f"{key} lists {twice} twice", (key,))
 
 
 @dataclass(frozen=True)
@@ -251,6 +263,15 @@ class Bench:
     warmup: int = option(3, 'untimed calls before timing', key="bench_warmup", check=_nonneg)
     memory: bool = option(False, 'also record CPU peak RSS per variant (a fresh process per row, a few seconds '
                                  'each)', key="bench_memory")
+    precision: tuple[str, ...] = option(
+        ("fp32",), 'precisions of the deployed files and timings, comma-separated: fp32, int8 '
+                   '(model.int8.onnx and dense.int8.onnx: onnxruntime static quantization), bf16 (OpenVINO '
+                   'computing the fp32 files in bfloat16, where the CPU has it)', parse=str_list,
+        metavar="P,...", check=_precisions)
+    calib_images: int = option(256, 'int8: calibration images, a seeded random draw from the training split',
+                               metavar="N", check=_positive)
+    max_int8_drop: float = option(1.0, 'int8: warn when an INT8 file loses more than this many top-1 points '
+                                       'against its FP32 file', metavar="POINTS", check=in_range(0))
 
     def validate(self) -> None:
         opt.check_fields(self)
@@ -272,7 +293,8 @@ class Export:
     """``filterprune export``'s options."""
     source: str = option(help="run folder (from compress), X.json or X.safetensors", positional=True)
     out: str = option(help="the .onnx file to write")
-    opset: int = option(17, "ONNX opset", metavar="N")
+    opset: int = option(18, "ONNX opset (18+: torch's torch.export-based exporter where onnxscript is "
+                            "installed, else its TorchScript exporter)", metavar="N")
     batch: int | None = option(None, "'dynamic' (default) or a fixed batch size", parse=opt.batch_or_dynamic)
     fp16: bool = option(False, "half-precision weights, inputs and outputs")
     simplify: bool = option(False, "simplify with onnxslim (parity re-checked)")
@@ -357,6 +379,14 @@ class CompressConfig:
                              "given model before pruning)", ("sparsity_reg", "checkpoint", "sparsity_epochs"))
         if m.weights is not None and m.checkpoint is not None:
             raise UsageError("give either weights or checkpoint, not both", ("weights", "checkpoint"))
+        precision = self.bench.precision
+        if "bf16" in precision:
+            raise UsageError("precision bf16 is OpenVINO's (compress times PyTorch and onnxruntime): time "
+                             "the run with `filterprune bench RUN --runtime openvino --precision fp32,bf16`",
+                             ("precision",))
+        if "int8" in precision and not self.output.export:
+            raise UsageError("precision int8 quantizes the exported ONNX files, and this run skips the "
+                             "export (--no-export / export=False)", ("precision",))
 
     def baseline_config(self):
         return self.train.train_config()

@@ -25,9 +25,10 @@ from .bench.timing import dense_vs_pruned, run_bench
 from .config import CompressConfig, Prune
 from .criteria import Criterion, PruneContext, make_criterion
 from .data.source import DataSource
+from .export import quantize
 from .export.command import onnx_metadata
-from .export.convert import check_parity, export_onnx
-from .fileio import cache_dir
+from .export.convert import check_parity, export_onnx, exporter_of
+from .fileio import atomic_write_bytes, cache_dir
 from .log import say
 from .masks import control
 from .models import ModelSpec, factory, refs
@@ -101,11 +102,22 @@ class Scratch:
 
 
 @dataclass(frozen=True)
+class Exported:
+    onnx: dict  # the pruned file's path and parity
+    paths: dict[str, Path]  # variant -> its fp32 file
+    int8_paths: dict[str, Path]  # variant -> its INT8 file (precision int8)
+    deployed: dict  # report.json's ``deployed``: each file's own accuracy
+
+
+@dataclass(frozen=True)
 class Artifacts:
     costs: dict[str, Cost]  # variant -> params, MACs
-    onnx: dict | None  # the pruned file's path and parity
-    onnx_paths: dict[str, Path]
+    exported: Exported | None  # None: --no-export
     rows: list[dict]  # benchmark rows
+
+    @property
+    def onnx(self) -> dict | None:
+        return self.exported.onnx if self.exported else None
 
 
 def setup(cfg: CompressConfig, device: torch.device, given: inputs.Given | None) -> Setup:
@@ -119,6 +131,8 @@ def setup(cfg: CompressConfig, device: torch.device, given: inputs.Given | None)
     data, spec, native = inputs.prepare(cfg, given)
     scope = cfg.prune.scope or criterion.default_scope
     s = Setup(cfg, device, given, out, criterion, scope, data, spec, native, cfg.prune.plan(scope))
+    if "int8" in cfg.bench.precision:  # the calibration images come from the training split
+        quantize.check_calib_images(data, cfg.bench.calib_images)
     probe = inputs.probe_model(spec, given)
     inputs.check_probe(probe, spec, cfg.model.ignore_layers)
     criterion.check(probe)
@@ -208,14 +222,14 @@ def write_outputs(s: Setup, b: Baseline, p: Pruned, f: Finetuned, folder: Path, 
     ckpt.save(f.model, folder / "pruned", s.spec, p.result.history, meta)
     if "masked" in variants:  # the masked control's weights, so `filterprune bench RUN_DIR` times it too
         ckpt.save(f.masked.model, folder / "masked", s.spec, [], {**meta, "masked": True})
-    onnx, paths, rows = None, {}, []
+    exported, rows = None, []
     if s.cfg.output.export:
         with timed(timings, "export"):
-            onnx, paths = export(s, variants, costs, meta, folder)
+            exported = export(s, variants, costs, meta, folder)
     if s.cfg.output.bench:
         with timed(timings, "bench"):
-            rows = bench(s, variants, costs, paths, folder)
-    return Artifacts(costs, onnx, paths, rows)
+            rows = bench(s, variants, costs, exported, folder)
+    return Artifacts(costs, exported, rows)
 
 
 @contextmanager
@@ -248,34 +262,89 @@ def _checkpoint_meta(s: Setup, p: Pruned) -> dict:
 
 
 def export(s: Setup, variants: dict[str, nn.Module], costs: dict[str, Cost], meta: dict,
-           folder: Path) -> tuple[dict, dict[str, Path]]:
+           folder: Path) -> Exported:
+    """The fp32 ONNX files (model.onnx with its parity proof, dense.onnx, masked.onnx), their INT8 files with
+    precision int8, and the accuracy of each file run in onnxruntime over the test split."""
     say("export: ONNX with dynamic batch, checker, onnxruntime parity at batch 1 and 7")
-    md = onnx_metadata(s.spec, meta, costs["dense"], costs["pruned"])
-    paths = {"pruned": export_onnx(variants["pruned"], folder / "model.onnx", s.input_shape, metadata=md)}
-    onnx = {"path": "model.onnx", **check_parity(variants["pruned"], paths["pruned"], s.input_shape)}
-    for name, model in variants.items():
-        if name != "pruned":
-            paths[name] = export_onnx(model, folder / f"{name}.onnx", s.input_shape)
-    return onnx, paths
+    paths: dict[str, Path] = {}
+    for name in ("pruned", *(n for n in variants if n != "pruned")):
+        md = onnx_metadata(s.spec, meta, costs["dense"], costs["pruned"], variant=name)
+        paths[name] = export_onnx(variants[name], folder / f"{'model' if name == 'pruned' else name}.onnx",
+                                  s.input_shape, metadata=md)
+    onnx = {"path": "model.onnx", **exporter_of(paths["pruned"]),
+            **check_parity(variants["pruned"], paths["pruned"], s.input_shape)}
+    int8_paths, calibration = _quantize(s, paths, folder) if "int8" in s.cfg.bench.precision else ({}, None)
+    return Exported(onnx, paths, int8_paths, deployed_accuracy(s, paths, int8_paths, calibration, folder))
 
 
-def bench(s: Setup, variants: dict[str, nn.Module], costs: dict[str, Cost], paths: dict[str, Path],
+def _quantize(s: Setup, paths: dict[str, Path], folder: Path) -> tuple[dict[str, Path], dict]:
+    """dense.int8.onnx and model.int8.onnx, calibrated on ``calib_images`` training images drawn with the
+    seed."""
+    import onnx
+
+
+    n, seed = s.cfg.bench.calib_images, s.cfg.train.seed
+    calibration = {"images": n, "seed": seed, "source": f"{s.data.name} training split",
+                   "method": quantize.METHOD}
+    say(f"int8: {quantize.METHOD}; {n} calibration images ({calibration['source']}, seed {seed})")
+    images = quantize.calibration_images(s.data, n, seed)
+    out = {}
+    for name in ("dense", "pruned"):
+        proto = quantize.quantize(onnx.load(str(paths[name])), images,
+                                  {k: v for k, v in calibration.items() if k != "method"})
+        out[name] = folder / ("model.int8.onnx" if name == "pruned" else "dense.int8.onnx")
+        atomic_write_bytes(out[name], proto.SerializeToString())
+    return out, calibration
+
+
+def deployed_accuracy(s: Setup, paths: dict[str, Path], int8_paths: dict[str, Path], calibration: dict | None,
+                      folder: Path) -> dict:
+    """report.json's ``deployed``: top-1/top-5 of each dense and pruned file, run by onnxruntime over the test
+    split; an INT8 file losing more than ``max_int8_drop`` points against its fp32 file is a warning."""
+    limit = s.cfg.bench.max_int8_drop
+    files, warnings, fp32 = [], [], {}
+    for precision, found in (("fp32", paths), ("int8", int8_paths)):
+        for name in ("dense", "pruned"):
+            if name not in found:
+                continue
+            acc = quantize.onnx_accuracy(found[name], s.data)
+            row = {"variant": name, "precision": precision, "runtime": "onnxruntime",
+                   "path": str(found[name].relative_to(folder)), **acc}
+            if precision == "fp32":
+                fp32[name] = acc["top1"]
+            else:
+                row["top1_drop_points"] = round(100 * (fp32[name] - acc["top1"]), 3)
+                if row["top1_drop_points"] > limit:
+                    warnings.append(f"{row['path']} loses {row['top1_drop_points']:.2f} top-1 points against "
+                                    f"the fp32 file (more than max_int8_drop {limit:g})")
+                    say(f"warning: {warnings[-1]}")
+            files.append(row)
+    say("deployed: " + ", ".join(f"{r['path']} top-1 {100 * r['top1']:.2f}%" for r in files))
+    return {"files": files, "max_int8_drop": limit, "calibration": calibration, "warnings": warnings}
+
+
+def bench(s: Setup, variants: dict[str, nn.Module], costs: dict[str, Cost], exported: Exported | None,
           folder: Path) -> list[dict]:
-    """Dense vs pruned (vs masked), interleaved, on PyTorch and onnxruntime."""
+    """Dense vs pruned (vs masked), interleaved, on PyTorch and onnxruntime, at each precision asked."""
     cfg = s.cfg.bench
+    paths = exported.paths if exported else {}
     say(f"bench: {' vs '.join(variants)}, interleaved, batch sizes {list(cfg.batch_sizes)}, "
         f"{cfg.iters} iterations")
     # how the memory probe's fresh process rebuilds each variant; the masked control has the dense
     # shapes (its zeros are stored), so its PyTorch memory is probed on the dense architecture
     trusted = factory.grants([s.spec.name])  # a user factory: the probe may import that code
     kinds = {"dense": "dense", "pruned": "checkpoint", "masked": "dense"}
-    return run_bench([Variant(name, s.input_shape, costs.get(name, costs["dense"]).params,
-                              costs.get(name, costs["dense"]).macs, model, paths.get(name),
-                              {"kind": kinds[name], "path": str(folder), "trusted": trusted})
-                      for name, model in variants.items()],
-                     BenchConfig(runtimes=_runtimes(s), devices=("cuda",) if s.device.type == "cuda" else ("cpu",),
-                                 providers=("cpu",), batch_sizes=cfg.batch_sizes, warmup=cfg.warmup, iters=cfg.iters,
-                                 memory=cfg.memory))
+    cost = {name: costs.get(name, costs["dense"]) for name in variants}
+    found = [Variant(name, s.input_shape, cost[name].params, cost[name].macs, model, paths.get(name),
+                     {"kind": kinds[name], "path": str(folder), "trusted": trusted})
+             for name, model in variants.items()]
+    found += [Variant(name, s.input_shape, costs[name].params, costs[name].macs, None, path,
+                      {"kind": "onnx", "path": str(path)}, precision="int8")
+              for name, path in (exported.int8_paths if exported else {}).items()]
+    return run_bench(found, BenchConfig(runtimes=_runtimes(s), devices=("cuda",) if s.device.type == "cuda" else
+                                        ("cpu",), providers=("cpu",), batch_sizes=cfg.batch_sizes,
+                                        warmup=cfg.warmup, iters=cfg.iters, memory=cfg.memory,
+                                        precisions=tuple(cfg.precision)))
 
 
 def _runtimes(s: Setup) -> tuple[str, ...]:
@@ -306,6 +375,7 @@ def report(s: Setup, b: Baseline, p: Pruned, f: Finetuned, scratch: Scratch | No
         "channel_sparsity": channel_sparsity(result.layers),
         "layers": result.layers, "skipped_groups": result.skipped, "unprunable_groups": result.unprunable,
         "onnx": a.onnx,
+        "deployed": a.exported.deployed if a.exported else None,
         "latency": dense_vs_pruned(a.rows), "latency_rows": a.rows,
         "baseline": b.info,
         "finetune": {"config": s.finetune_config.to_dict(), "recipe": cfg.finetune.recipe,

@@ -1,4 +1,4 @@
-"""One valid report.json (schema 1.0) for tests that need a report without running compress: every key the
+"""One valid report.json (schema 1.1) for tests that need a report without running compress: every key the
 schema has, with plausible values (an mlp pruned at 0.5 on synthetic data, timed on onnxruntime at batch
 32). ``test_reporting.test_the_test_report_covers_the_schema`` keeps it complete when the schema grows."""
 import copy
@@ -7,10 +7,10 @@ from filterprune.reporting.schema import SCHEMA_VERSION, Report, check
 
 _COSTS = {"params": 2_000_000, "macs": 300_000_000, "flops": 310_000_000, "accuracy": 0.9, "top5": 0.99}
 _TRAIN = {"epochs": 10, "optimizer": "sgd", "lr": 0.02, "schedule": "cosine", "batch_size": 64}
-_ROW = {"variant": "dense", "runtime": "onnxruntime", "device": "cpu", "batch_size": 32,
+_ROW = {"variant": "dense", "runtime": "onnxruntime", "device": "cpu", "precision": "fp32", "batch_size": 32,
         "params": 2_000_000, "macs": 300_000_000, "iters": 20, "threads": 1, "error": "",
         "p50_ms": 10.0, "p90_ms": 11.0, "p99_ms": 12.0, "throughput": 3200.0, "theoretical_speedup": 1.0,
-        "speedup": 1.0, "speedup_efficiency": 1.0,
+        "speedup": 1.0, "speedup_vs_dense_fp32": 1.0, "speedup_efficiency": 1.0,
         "cpu_peak_rss_mb": "", "gpu_peak_allocated_mb": "", "gpu_peak_reserved_mb": "", "machine_busy": ""}
 
 BASE = {
@@ -24,13 +24,24 @@ BASE = {
     "layers": [{"name": "1", "channels_before": 100, "channels_after": 50}],
     "skipped_groups": [], "unprunable_groups": {},
     "onnx": {"path": "model.onnx", "max_abs_diff": 1e-7, "max_rel_diff": 1e-7, "output_scale": 1.0,
-             "batches": [1, 7], "tolerance": 1e-4},
-    "latency": [{"runtime": "onnxruntime", "device": "cpu", "batch_size": 32, "dense_ms": 10.0,
-                 "pruned_ms": 5.0, "dense_p90_ms": 11.0, "pruned_p90_ms": 5.5, "speedup": 2.0,
-                 "speedup_efficiency": 0.5}],
+             "batches": [1, 7], "tolerance": 1e-4, "exporter": "torchscript",
+             "exporter_fallback": "onnxscript is not installed (the torch.export-based exporter needs it)"},
+    "deployed": {"files": [{"variant": "pruned", "precision": "fp32", "runtime": "onnxruntime",
+                            "path": "model.onnx", "top1": 0.8, "top5": 0.98, "images": 128},
+                           {"variant": "pruned", "precision": "int8", "runtime": "onnxruntime",
+                            "path": "model.int8.onnx", "top1": 0.79, "top5": 0.98, "images": 128,
+                            "top1_drop_points": 1.0}],
+                 "max_int8_drop": 1.0,
+                 "calibration": {"images": 256, "seed": 0, "source": "synthetic training split"},
+                 "warnings": []},
+    "latency": [{"runtime": "onnxruntime", "device": "cpu", "precision": "fp32", "batch_size": 32,
+                 "dense_ms": 10.0, "pruned_ms": 5.0, "dense_p90_ms": 11.0, "pruned_p90_ms": 5.5,
+                 "speedup": 2.0,
+                 "speedup_efficiency": 0.5, "speedup_vs_dense_fp32": 2.0}],
     "latency_rows": [_ROW, {**_ROW, "variant": "pruned", "params": 500_000, "macs": 75_000_000,
                             "p50_ms": 5.0, "p90_ms": 5.5, "p99_ms": 6.0, "throughput": 6400.0,
-                            "theoretical_speedup": 4.0, "speedup": 2.0, "speedup_efficiency": 0.5}],
+                            "theoretical_speedup": 4.0, "speedup": 2.0, "speedup_vs_dense_fp32": 2.0,
+                            "speedup_efficiency": 0.5}],
     "baseline": {"epochs": 10, "train": _TRAIN, "cache_key": "0123456789abcdef", "history": []},
     "finetune": {"config": {**_TRAIN, "lr": 0.01}, "recipe": "default", "distill": "anneal", "kept_epoch": 1,
                  "history": [{"epoch": 1, "loss": 1.0, "train_top1": 0.8, "val_top1": 0.8, "kept": True}],

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from filterprune.cli import TRAIN_KEYS, build_parser
+from filterprune.cli import QUANT_KEYS, TRAIN_KEYS, build_parser
 from filterprune.config import GROUPS, Bench, CompressConfig, all_keys
 from filterprune.options import flag_of, key_of, options
 from filterprune.sweep.grid import NOT_HASHED, load_sweep
@@ -47,6 +47,12 @@ def test_compress_help_is_grouped_by_stage():
     assert "l1" in crit.help or crit.choices is None  # listed by `filterprune list criteria`
 
 
+def test_export_takes_compress_precision_and_calibration():
+    export, compress = _actions("export"), _actions("compress")
+    for k in QUANT_KEYS[:2]:
+        assert export[k].default == compress[k].default and export[k].help == compress[k].help, k
+
+
 def test_train_and_bench_take_the_same_definitions():
     compress = _actions("compress")
     train = _actions("train")
@@ -56,6 +62,9 @@ def test_train_and_bench_take_the_same_definitions():
     bench = _actions("bench")
     for f in options(Bench):  # `filterprune bench --iters` is compress's --bench-iters
         k = key_of(f)
+        if k in QUANT_KEYS[1:]:  # calibration and the int8 accuracy check: not bench's
+            assert k not in bench and compress[k].default == f.default, k
+            continue
         assert bench[k].default == compress[k].default == f.default, k
         assert "--" + f.name.replace("_", "-") in bench[k].option_strings
 

@@ -17,7 +17,7 @@ def bench(targets: list[Path], cfg: BenchConfig, out: Path, overwrite: bool = Fa
     or absent), an existing non-empty folder refused unless ``overwrite``."""
     out = Path(out)
     outputs.check_target(out, overwrite)
-    variants = variants_from(targets)
+    variants = variants_from(targets, cfg.precisions)
     rows = run_bench(variants, cfg)
     info = machine.describe()
     outputs.write_folder(out, lambda d: write_outputs(rows, d, info), overwrite)

@@ -8,7 +8,7 @@ import torch
 
 from ..config import Bench
 from ..errors import UsageError
-from .runners import PROVIDERS, available_providers, openvino_core
+from .runners import PROVIDERS, available_providers, openvino_core, ov_has_bf16
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 DEFAULT_RUNTIMES = ("torch", "onnxruntime")
@@ -28,6 +28,7 @@ class BenchConfig:
     fp16: bool = False
     compile: bool = False
     memory: bool = _TIMING.memory
+    precisions: tuple[str, ...] = _TIMING.precision
 
     def __post_init__(self):
         for flag, given in (("--runtime", self.runtimes), ("--device", self.devices),
@@ -51,9 +52,24 @@ class BenchConfig:
                 raise UsageError(f"onnxruntime provider {p!r} is not available here (have: "
                                  f"{', '.join(available_providers())}; the GPU build is "
                                  "`pip install filterprune[gpu]`)")
-        Bench(tuple(self.batch_sizes), self.iters, self.warmup, self.memory).validate()  # the options' own checks
+        Bench(tuple(self.batch_sizes), self.iters, self.warmup, self.memory,  # the options' own checks
+              tuple(self.precisions)).validate()
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"--threads must be >= 1, got {self.threads}")
+        self._check_precisions()
+
+    def _check_precisions(self) -> None:
+        """Each precision asked must run on a runtime asked: int8 on onnxruntime or OpenVINO, bf16 on OpenVINO
+        where the CPU has it."""
+        if "int8" in self.precisions and not {"onnxruntime", "openvino"} & set(self.runtimes):
+            raise UsageError("--precision int8 runs on onnxruntime or OpenVINO, not PyTorch: add --runtime "
+                             "onnxruntime or openvino")
+        if "bf16" in self.precisions:
+            if "openvino" not in self.runtimes:
+                raise UsageError("--precision bf16 is OpenVINO's: add --runtime openvino")
+            if not ov_has_bf16():
+                raise UsageError("--precision bf16: this CPU has no bfloat16 support in OpenVINO "
+                                 "(AVX-512 BF16 or AMX)")
 
     def torch_devices(self) -> list[str]:
         if "auto" in self.devices:

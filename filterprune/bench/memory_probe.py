@@ -31,7 +31,7 @@ def probe(job: dict) -> float:
     if runtime == "onnxruntime":
         run = ort_runner(Path(source["onnx"]), x, "cpu", threads)
     elif runtime == "openvino":
-        run = ov_runner(Path(source["onnx"]), x, threads)
+        run = ov_runner(Path(source["onnx"]), x, threads, job.get("precision", "fp32"))
     else:
         from .. import serialization as ckpt  # torch_pruning, safetensors: not in the ONNX rows' peak RSS
         from ..models import build_model, factory  # torchvision: likewise

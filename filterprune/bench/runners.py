@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import UsageError
+from ..errors import RunError, UsageError
+from ..export.convert import PARITY_TOL
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -79,10 +80,27 @@ def openvino_core():
     return openvino.Core()
 
 
-def ov_runner(path: Path, x: torch.Tensor, threads: int | None = None) -> Callable[[], None]:
-    """OpenVINO on the CPU, compiled from the same ONNX file onnxruntime runs (latency hint)."""
-    cfg = {"PERFORMANCE_HINT": "LATENCY", **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
-    req = openvino_core().compile_model(str(path), "CPU", cfg).create_infer_request()
+# OpenVINO's CPU plugin computes in bf16 by default where the CPU has AVX-512 BF16 / AMX: the precision is
+# always set, never left to the plugin. An int8 (QDQ) file runs its quantized ops in int8, the rest in f32.
+OV_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+
+
+def ov_has_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin can compute in bfloat16 on this CPU."""
+    return "BF16" in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def ov_compiled(path: Path, threads: int | None = None, precision: str = "fp32"):
+    """The ONNX file compiled for OpenVINO's CPU plugin (latency hint) at ``precision`` (fp32, bf16, int8)."""
+    cfg = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": OV_HINTS[precision],
+           **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
+    return openvino_core().compile_model(str(path), "CPU", cfg)
+
+
+def ov_runner(path: Path, x: torch.Tensor, threads: int | None = None,
+              precision: str = "fp32") -> Callable[[], None]:
+    """OpenVINO on the CPU, compiled from the same ONNX file onnxruntime runs, at ``precision``."""
+    req = ov_compiled(path, threads, precision).create_infer_request()
     feed = x.numpy()
     return lambda: req.infer({0: feed})
 
@@ -104,3 +122,22 @@ def ort_runner(path: Path, x: torch.Tensor, provider: str, threads: int, fp16: b
         binding.synchronize_outputs()
 
     return run
+
+
+def openvino_parity(path: Path, x: torch.Tensor, threads: int | None = None,
+                    tol: float | None = None) -> dict:
+    """OpenVINO at fp32 against onnxruntime on the same file and inputs, judged as export judges PyTorch
+    against onnxruntime (max|ov - ort| / max(1, max|ort|) <= tol); a RunError when they differ."""
+    import numpy as np
+
+
+    tol = PARITY_TOL if tol is None else tol
+    sess = ort_session(Path(path), "cpu", threads or 1)
+    ref = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    out = np.asarray(ov_compiled(path, threads, "fp32")({0: x.numpy()})[0])
+    diff = float(np.abs(out - ref).max()) if out.shape == ref.shape else float("inf")
+    rel = diff / max(1.0, float(np.abs(ref).max()))
+    if not rel <= tol:
+        raise RunError(f"OpenVINO fp32 differs from onnxruntime on {Path(path).name}: max difference "
+                       f"{diff:.3g} (relative {rel:.3g} > {tol})")
+    return {"max_abs_diff": diff, "max_rel_diff": rel, "tolerance": tol}

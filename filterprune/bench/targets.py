@@ -31,20 +31,26 @@ class Variant:
     onnx: Path | None = None
     source: dict = field(default_factory=dict)
     largest: int = 0  # values in one sample's largest activation (0: not known, the input's size is used)
+    precision: str = "fp32"  # of the file (or model): fp32, fp16 or int8
 
     def per_sample(self) -> int:
         return max(self.largest, math.prod(self.input_shape))
 
 
-def variants_from(targets: list[Path]) -> list[Variant]:
-    """RUN_DIRs (dense + pruned, + masked when saved) or ONNX files (the first is the baseline)."""
+INT8_FILES = {"dense": "dense.int8.onnx", "pruned": "model.int8.onnx"}
+
+
+def variants_from(targets: list[Path], precisions: tuple[str, ...] = ("fp32",)) -> list[Variant]:
+    """RUN_DIRs (dense + pruned, + masked when saved; their INT8 files when ``precisions`` has int8) or ONNX
+    files (the first is the baseline; each at the precision its metadata or graph says)."""
     out: list[Variant] = []
     for t in targets:
         t = Path(t)
         if not t.exists():
             raise UsageError(f"not found: {t}")
         if t.is_dir():
-            out += _run_dir_variants(t)
+            found = _run_dir_variants(t)
+            out += found + (_int8_variants(t, found) if "int8" in precisions else [])
         elif t.suffix == ".onnx":
             out.append(_onnx_variant(t, first=not out))
         else:
@@ -56,18 +62,19 @@ def variants_from(targets: list[Path]) -> list[Variant]:
 def _unique_labels(variants: list[Variant]) -> None:
     """Rows and timings are keyed by a variant's label, so no two may share one: with several run
     folders or ONNX files of one name the label gets the folder's name, then a #2, #3 if still taken."""
-    if len({v.name for v in variants}) == len(variants):
+    if len({(v.name, v.precision) for v in variants}) == len(variants):
         return
     for v in variants:
         where = Path(v.source.get("path", v.name))
         home = where.absolute().parent if v.source.get("kind") == "onnx" else where
         folder = v.source.get("run") or home.name
         v.name = f"{folder}/{v.name}"
-    seen: dict[str, int] = {}
+    seen: dict[tuple[str, str], int] = {}
     for v in variants:
-        seen[v.name] = seen.get(v.name, 0) + 1
-        if seen[v.name] > 1:
-            v.name = f"{v.name}#{seen[v.name]}"
+        key = (v.name, v.precision)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > 1:
+            v.name = f"{v.name}#{seen[key]}"
 
 
 def _run_dir_variants(run: Path) -> list[Variant]:
@@ -92,6 +99,36 @@ def _run_dir_variants(run: Path) -> list[Variant]:
                            {**source, "run": run.name, "trusted": trusted},
                            limits.activation_sizes(model, shape)[0]))
     return out
+
+
+def _int8_variants(run: Path, fp32: list[Variant]) -> list[Variant]:
+    """The run's INT8 files (dense.int8.onnx, model.int8.onnx), costed as their fp32 models (ONNX runtimes
+    only)."""
+    out = []
+    for v in fp32:
+        if v.name not in INT8_FILES:
+            continue
+        path = run / INT8_FILES[v.name]
+        if not path.is_file():
+            raise UsageError(f"{run} has no {INT8_FILES[v.name]}: INT8 files are written by "
+                             "`filterprune compress ... --precision fp32,int8`")
+        _check_onnx_file(path)
+        out.append(Variant(v.name, v.input_shape, v.params, v.macs, None, path, {**v.source, "kind": "onnx",
+                           "path": str(path)}, v.largest, "int8"))
+    return out
+
+
+def file_precision(proto: onnx.ModelProto) -> str:
+    """What an ONNX file computes in: its metadata's ``precision``, else int8 when it holds quantized ops,
+    fp16 when its input is half, else fp32."""
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if meta.get("precision") in ("fp32", "fp16", "int8"):
+        return meta["precision"]
+    ops = {n.op_type for n in proto.graph.node}
+    if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}:
+        return "int8"
+    first = proto.graph.input[0].type.tensor_type.elem_type if proto.graph.input else 0
+    return "fp16" if first == onnx.TensorProto.FLOAT16 else "fp32"
 
 
 def _check_onnx_file(path: Path) -> onnx.ModelProto:
@@ -121,9 +158,10 @@ def _onnx_variant(path: Path, first: bool) -> Variant:
                          f"({'x'.join(map(str, shape))}): {limits.over_budget(math.prod(shape), 1)}")
     meta = {p.key: p.value for p in proto.metadata_props}
     params = sum(math.prod(t.dims) for t in proto.graph.initializer)
-    macs = _count(meta.get("pruned_macs")) or onnx_cost.macs(proto)
+    macs = _count(meta.get("macs")) or _count(meta.get("pruned_macs")) or onnx_cost.macs(proto)
     return Variant("dense" if first else path.stem, shape, params, macs, None, path,
-                   {"kind": "onnx", "path": str(path)}, onnx_cost.largest_activation(proto))
+                   {"kind": "onnx", "path": str(path), "named": True}, onnx_cost.largest_activation(proto),
+                   file_precision(proto))
 
 
 def _count(text) -> int:

@@ -25,12 +25,13 @@ from ..log import say
 from . import quiet
 from .config import BenchConfig
 from .latency import interleaved
-from .runners import ort_runner, ov_runner, torch_runner
+from .runners import openvino_parity, ort_runner, ov_runner, torch_runner
 from .targets import Variant
 
-COLUMNS = ["variant", "runtime", "device", "batch_size", "p50_ms", "p90_ms", "p99_ms", "throughput",
-           "cpu_peak_rss_mb", "gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "params", "macs", "speedup",
-           "theoretical_speedup", "speedup_efficiency", "iters", "threads", "machine_busy", "error"]
+COLUMNS = ["variant", "runtime", "device", "precision", "batch_size", "p50_ms", "p90_ms", "p99_ms",
+           "throughput", "cpu_peak_rss_mb", "gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "params", "macs",
+           "speedup", "speedup_vs_dense_fp32", "theoretical_speedup", "speedup_efficiency", "iters",
+           "threads", "machine_busy", "error"]
 OOM_MESSAGES = ("out of memory", "can't allocate memory", "failed to allocate memory", "bad_alloc",
                 "cannot allocate memory")
 
@@ -68,38 +69,60 @@ def _run_rows(variants: list[Variant], cfg: BenchConfig, threads: int) -> list[d
             v.largest = limits.activation_sizes(v.model, v.input_shape)[0]
     rows: list[dict] = []
     for runtime, dev in combos:
-        vs = [v for v in variants if (v.model is not None if runtime == "torch" else v.onnx is not None)]
-        for b in cfg.batch_sizes if vs else ():
-            rows += _batch_rows(vs, runtime, dev, b, cfg, threads, gen)
+        jobs = [(v, p) for v in variants for p in row_precisions(v, runtime, dev, cfg)]
+        for b in cfg.batch_sizes if jobs else ():
+            rows += _batch_rows(jobs, runtime, dev, b, cfg, threads, gen)
     _add_speedups(rows, variants)
     return rows
 
 
-def _batch_rows(vs: list[Variant], runtime: str, dev: str, b: int, cfg: BenchConfig, threads: int,
-                gen: torch.Generator) -> list[dict]:
-    """One (runtime, device, batch): the variants that can run are timed together; every row says why
-    one could not."""
+def row_precisions(v: Variant, runtime: str, dev: str, cfg: BenchConfig) -> list[str]:
+    """The precisions ``v`` is timed at on ``runtime``/``dev``: PyTorch runs the fp32 model (fp16 autocast
+    with ``--fp16`` on CUDA, bf16 on the CPU); onnxruntime a file at its own precision (TensorRT's fp16
+    engine with ``--fp16``); OpenVINO an fp32 file at fp32 and/or bf16, an int8 file at int8. A run folder's
+    files are timed at the precisions asked; an ONNX file given by name always at its own."""
+    asked, named = cfg.precisions, bool(v.source.get("named"))
+    if runtime == "torch":
+        if v.model is None or v.precision != "fp32" or "fp32" not in asked:
+            return []
+        return [("fp16" if dev == "cuda" else "bf16") if cfg.fp16 else "fp32"]
+    if v.onnx is None:
+        return []
+    if runtime == "openvino" and v.precision == "fp32":
+        return [p for p in ("fp32", "bf16") if p in asked] or (["fp32"] if named else [])
+    if v.precision not in asked and not named:
+        return []
+    return ["fp16"] if dev == "tensorrt" and cfg.fp16 and v.precision == "fp32" else [v.precision]
+
+
+def _batch_rows(jobs: list[tuple[Variant, str]], runtime: str, dev: str, b: int, cfg: BenchConfig,
+                threads: int, gen: torch.Generator) -> list[dict]:
+    """One (runtime, device, batch): the (variant, precision) pairs that can run are timed together; every
+    row says why one could not."""
     runners, errors, inputs = {}, {}, {}
-    for v in vs:
+    for v, p in jobs:
+        key = _label(v, p)
         why = limits.over_budget(v.per_sample(), b)  # checked before anything is allocated
         if why:
-            errors[v.name] = why
+            errors[key] = why
             continue
         try:
             if v.input_shape not in inputs:  # one input per shape, random (never zeros)
                 inputs[v.input_shape] = torch.randn(b, *v.input_shape, generator=gen)
-            runners[v.name] = _runner(v, inputs[v.input_shape], runtime, dev, cfg, threads)
+            runners[key] = _runner(v, p, inputs[v.input_shape], runtime, dev, cfg, threads)
         except Exception as e:  # noqa: BLE001 - a model that cannot run here is a row, not a crash
-            errors[v.name] = _why(e)
+            errors[key] = _why(e)
     times = _time_surviving(runners, errors, cfg)
     medians = ", ".join(f"{k} {statistics.median(t):.2f} ms" for k, t in times.items())
     say(f"{runtime}/{dev} batch {b}: {medians}" + (f" errors: {errors}" if errors else ""))
     rows = []
-    for v in vs:
-        row = {"variant": v.name, "runtime": runtime, "device": dev, "batch_size": b, "params": v.params,
-               "macs": v.macs, "iters": cfg.iters, "threads": threads, "error": errors.get(v.name, "")}
-        if v.name in times and v.name not in errors:
-            row.update(_percentiles(times[v.name]))
+    for v, p in jobs:
+        key = _label(v, p)
+        row = {"variant": v.name, "runtime": runtime, "device": dev, "precision": p, "batch_size": b,
+               "params": v.params, "macs": v.macs, "iters": cfg.iters, "threads": threads,
+               "error": errors.get(key, "")}
+        if key in times and key not in errors:
+            row.update(_percentiles(times[key]))
             row["throughput"] = b / (row["p50_ms"] / 1e3)
             if runtime == "torch" and dev == "cuda":
                 _add_gpu_peaks(row, v, inputs[v.input_shape], cfg)
@@ -107,12 +130,18 @@ def _batch_rows(vs: list[Variant], runtime: str, dev: str, b: int, cfg: BenchCon
     return rows
 
 
-def _runner(v: Variant, x: torch.Tensor, runtime: str, dev: str, cfg: BenchConfig,
+def _label(v: Variant, precision: str) -> str:
+    return v.name if precision == "fp32" else f"{v.name} {precision}"
+
+
+def _runner(v: Variant, precision: str, x: torch.Tensor, runtime: str, dev: str, cfg: BenchConfig,
             threads: int) -> Callable[[], None]:
     if runtime == "torch":
         return torch_runner(v.model, x, torch.device(dev), cfg.fp16, cfg.compile)
     if runtime == "openvino":
-        return ov_runner(v.onnx, x, threads)
+        if precision == "fp32":  # what an fp32 row claims: OpenVINO computes what onnxruntime computes
+            openvino_parity(v.onnx, x[:2], threads)
+        return ov_runner(v.onnx, x, threads, precision)
     return ort_runner(v.onnx, x, dev, threads, cfg.fp16)
 
 
@@ -175,10 +204,10 @@ def _add_gpu_peaks(row: dict, v: Variant, x: torch.Tensor, cfg: BenchConfig) -> 
 
 
 def _add_speedups(rows: list[dict], variants: list[Variant]) -> None:
-    """speedup vs the baseline variant of the SAME runtime, device and batch; efficiency = measured / MACs
-    ratio."""
+    """speedup vs the baseline variant of the SAME runtime, device, precision and batch (and vs its fp32
+    row: ``speedup_vs_dense_fp32``); efficiency = measured / MACs ratio."""
     base = variants[0].name
-    ref = {(r["runtime"], r["device"], r["batch_size"]): r
+    ref = {(r["runtime"], r["device"], r.get("precision", "fp32"), r["batch_size"]): r
            for r in rows if r["variant"] == base and "p50_ms" in r}
     base_macs = variants[0].macs
     shape = {v.name: v.input_shape for v in variants}
@@ -186,29 +215,34 @@ def _add_speedups(rows: list[dict], variants: list[Variant]) -> None:
         if shape.get(r["variant"], variants[0].input_shape) != variants[0].input_shape:
             continue  # another input size: no speedup against the baseline
         r["theoretical_speedup"] = base_macs / r["macs"] if r["macs"] else ""
-        b = ref.get((r["runtime"], r["device"], r["batch_size"]))
+        b = ref.get((r["runtime"], r["device"], r.get("precision", "fp32"), r["batch_size"]))
         if b is not None and "p50_ms" in r:
             r["speedup"] = b["p50_ms"] / r["p50_ms"]
             if r["theoretical_speedup"]:
                 r["speedup_efficiency"] = r["speedup"] / r["theoretical_speedup"]
+        f = ref.get((r["runtime"], r["device"], "fp32", r["batch_size"]))
+        if f is not None and "p50_ms" in r:
+            r["speedup_vs_dense_fp32"] = f["p50_ms"] / r["p50_ms"]
 
 
 def dense_vs_pruned(rows: list[dict], extra: tuple[str, ...] = ("masked",)) -> list[dict]:
-    """report.json's compact view: one row per (runtime, device, batch) with dense and pruned medians and the
-    speedup; each ``extra`` variant timed in the same run (the masked control) adds <v>_ms and <v>_speedup."""
-    keyed = {(r["runtime"], r["device"], r["batch_size"], r["variant"]): r
+    """report.json's compact view: one row per (runtime, device, precision, batch) with dense and pruned
+    medians and the speedup; each ``extra`` variant timed in the same run (the masked control) adds <v>_ms
+    and <v>_speedup."""
+    keyed = {(r["runtime"], r["device"], r.get("precision", "fp32"), r["batch_size"], r["variant"]): r
              for r in rows if r.get("p50_ms") != ""}
     out = []
-    for (rt, dev, b, v), r in keyed.items():
-        o = keyed.get((rt, dev, b, "pruned"))
+    for (rt, dev, p, b, v), r in keyed.items():
+        o = keyed.get((rt, dev, p, b, "pruned"))
         if v != "dense" or o is None:
             continue
-        row = {"runtime": rt, "device": dev, "batch_size": b, "dense_ms": r["p50_ms"],
+        row = {"runtime": rt, "device": dev, "precision": p, "batch_size": b, "dense_ms": r["p50_ms"],
                "pruned_ms": o["p50_ms"], "dense_p90_ms": r["p90_ms"], "pruned_p90_ms": o["p90_ms"],
-               "speedup": o["speedup"], "speedup_efficiency": o["speedup_efficiency"]}
+               "speedup": o["speedup"], "speedup_efficiency": o["speedup_efficiency"],
+               "speedup_vs_dense_fp32": o.get("speedup_vs_dense_fp32", "")}
         for x in extra:
-            if (rt, dev, b, x) in keyed:
-                e = keyed[(rt, dev, b, x)]
+            if (rt, dev, p, b, x) in keyed:
+                e = keyed[(rt, dev, p, b, x)]
                 row.update({f"{x}_ms": e["p50_ms"], f"{x}_p90_ms": e["p90_ms"], f"{x}_speedup": e["speedup"]})
         out.append(row)
     return out
@@ -219,15 +253,16 @@ def _add_cpu_memory(rows: list[dict], variants: list[Variant], threads: int) -> 
     machinery in the benchmarking process) running only that variant."""
     if sys.platform != "linux":
         return
-    by_name = {v.name: v for v in variants}
+    by_name = {(v.name, v.precision): v for v in variants}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
                                                                       os.environ.get("PYTHONPATH")]))}
     for r in rows:
-        v = by_name[r["variant"]]
+        v = by_name.get((r["variant"], r["precision"])) or by_name[(r["variant"], "fp32")]
         rebuilt = v.source.get("kind") != "onnx" if r["runtime"] == "torch" else v.onnx is not None
         if r["device"] != "cpu" or r.get("error") or not rebuilt:  # the probe could not rebuild it
             continue
         job = {"source": {**v.source, "onnx": str(v.onnx) if v.onnx else None}, "runtime": r["runtime"],
+               "precision": r["precision"],
                "batch": r["batch_size"], "shape": list(v.input_shape), "threads": threads}
         try:
             p = subprocess.run([sys.executable, "-m", "filterprune.bench.memory_probe"],

@@ -5,6 +5,7 @@ broadcast wrongly) and judged relative to the output scale: max|ort - torch| / m
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import warnings
@@ -19,9 +20,11 @@ import torch.nn as nn
 from ..errors import RunError, UsageError
 from ..fileio import atomic_write_bytes
 
-DEFAULT_OPSET = 17
+DEFAULT_OPSET = 18
+DYNAMO_OPSET = 18  # the torch.export-based exporter writes opset 18 and later only
 PARITY_BATCHES = (1, 7)
 PARITY_TOL = 1e-4
+EXPORTER = "torchscript"  # the fallback: torch.onnx.export(dynamo=False), deprecated since torch 2.9
 
 
 def to_proto(model: nn.Module, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSET,
@@ -33,20 +36,62 @@ def to_proto(model: nn.Module, input_shape: tuple[int, ...], opset: int = DEFAUL
     dtype = torch.float16 if fp16 else torch.float32
     if fp16:
         model = copy.deepcopy(model).half()
+    md = dict(metadata or {})
+    proto, why = _dynamo(model, input_shape, opset, batch, dtype)
+    if proto is None:
+        proto = _torchscript(model, input_shape, opset, batch, dtype)
+        md.update(exporter=EXPORTER, exporter_fallback=why)
+    else:
+        md["exporter"] = "dynamo"
+    set_metadata(proto, md)
+    check(proto)
+    return proto
+
+
+def _export_args(input_shape, batch, dtype, example_batch: int) -> dict:
     dynamic = {"input": {0: "batch"}, "logits": {0: "batch"}} if batch is None else None
+    return {"args": (torch.randn(batch or example_batch, *input_shape, dtype=dtype),),
+            "input_names": ["input"], "output_names": ["logits"], "dynamic_axes": dynamic}
+
+
+def _dynamo(model, input_shape, opset, batch, dtype) -> tuple[onnx.ModelProto | None, str]:
+    """torch's current, torch.export-based exporter (needs onnxscript), or None and why it was not used."""
+    if opset < DYNAMO_OPSET:
+        return None, f"opset {opset} (the torch.export-based exporter writes {DYNAMO_OPSET}+)"
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return None, "onnxscript is not installed (the torch.export-based exporter needs it)"
+    buf = io.BytesIO()
+    try:  # it reports its progress on stdout: a library call stays quiet
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            a = _export_args(input_shape, batch, dtype, 2)  # batch 1 would be specialised by torch.export
+            torch.onnx.export(model, a.pop("args"), buf, dynamo=True, opset_version=opset, verbose=False, **a)
+        proto = onnx.load_from_string(buf.getvalue())
+        check(proto)
+    except Exception as e:  # noqa: BLE001 - whatever it cannot export, the TorchScript exporter may
+        first = (str(e).splitlines() or [""])[0][:160]
+        return None, f"torch.export-based exporter failed: {type(e).__name__}: {first}"
+    return proto, ""
+
+
+def _torchscript(model, input_shape, opset, batch, dtype) -> onnx.ModelProto:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(model, (torch.randn(batch or 1, *input_shape, dtype=dtype),), buf, dynamo=False,
-                              opset_version=opset, input_names=["input"], output_names=["logits"],
-                              dynamic_axes=dynamic)
+            a = _export_args(input_shape, batch, dtype, 1)
+            torch.onnx.export(model, a.pop("args"), buf, dynamo=False, opset_version=opset, **a)
         except Exception as e:
             raise RunError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
-    proto = onnx.load_from_string(buf.getvalue())
-    set_metadata(proto, metadata or {})
-    check(proto)
-    return proto
+    return onnx.load_from_string(buf.getvalue())
+
+
+def exporter_of(path: Path) -> dict:
+    """Which of torch's exporters wrote the file, and why the fallback was taken (from its metadata)."""
+    md = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return {k: md[k] for k in ("exporter", "exporter_fallback") if k in md}
 
 
 def set_metadata(proto: onnx.ModelProto, metadata: dict[str, str]) -> None:

@@ -80,9 +80,9 @@ def _latency(report: Report, timing: Timing) -> dict:
     rows = report["latency_rows"]
 
     def pick(runtime, device, variant, field):
-        for r in rows:
-            if (r["runtime"], r["device"], r["batch_size"], r["variant"]) == \
-                    (runtime, device, timing.batch_size, variant):
+        for r in rows:  # test time is the fp32 files' (rows before precisions existed are fp32)
+            if (r["runtime"], r["device"], r["batch_size"], r["variant"], r.get("precision", "fp32")) == \
+                    (runtime, device, timing.batch_size, variant, "fp32"):
                 return _num(r.get(field))
         return math.nan
 

@@ -56,21 +56,12 @@ def markdown(r: Report) -> str:
     o = r["onnx"]
     if o:
         lines += [f"ONNX: `{o['path']}`, dynamic batch; onnxruntime parity at batches {o['batches']}: "
-                  f"max abs diff {o['max_abs_diff']:.2e} (relative {o['max_rel_diff']:.2e}).", ""]
+                  f"max abs diff {o['max_abs_diff']:.2e} (relative {o['max_rel_diff']:.2e})"
+                  + (f"; exported by torch's {o['exporter']} exporter" if o.get("exporter") else "")
+                  + (f" ({o['exporter_fallback']})." if o.get("exporter_fallback") else "."), ""]
+    lines += _deployed(r)
     if r["latency"]:
-        has_masked = "masked_ms" in r["latency"][0]
-        mcols = (" masked ms | masked speedup |", "---:|---:|") if has_masked else ("", "")
-        busy = next((row.get("machine_busy") for row in r["latency_rows"] if row.get("machine_busy")), "")
-        lines += ["## Latency (median of interleaved runs)", ""] + ([quiet.warning({"busy": True, "why": busy}), ""]
-                                                                  if busy else []) + [
-                  f"| runtime | device | batch | dense ms | pruned ms | speedup | efficiency |{mcols[0]}",
-                  f"|---|---|---:|---:|---:|---:|---:|{mcols[1]}"]
-        for row in r["latency"]:
-            eff = row["speedup"] / r["theoretical_speedup"]
-            extra = f" {row['masked_ms']:.2f} | {row['masked_speedup']:.2f}x |" if has_masked else ""
-            lines.append(f"| {row['runtime']} | {row['device']} | {row['batch_size']} | {row['dense_ms']:.2f} | "
-                         f"{row['pruned_ms']:.2f} | {row['speedup']:.2f}x | {eff:.2f} |{extra}")
-        lines.append("")
+        lines += _latency(r)
     ft, sc = r["finetune"], r.get("scratch")
     if ft["history"]:
         lines += [f"Finetune: recipe {ft.get('recipe')}, distillation {ft.get('distill')}, {_n(len(ft['history']), 'epoch')}; "
@@ -84,6 +75,50 @@ def markdown(r: Report) -> str:
                   f"torch {m['torch']}, onnxruntime {m['onnxruntime']}, torch-pruning {m['torch_pruning']}.",
               f"Stage times (s): {', '.join(f'{k} {v:.1f}' for k, v in r['timings_s'].items())}.", ""]
     return "\n".join(lines)
+
+
+def _deployed(r: Report) -> list[str]:
+    """The accuracy of each ONNX file, run by its runtime over the test split, beside PyTorch's."""
+    dep = r.get("deployed")
+    if not dep:
+        return []
+    torch_top1 = {"dense": r["dense"]["accuracy"], "pruned": r["pruned"]["accuracy"]}
+    lines = ["## Accuracy of the deployed files (each file run over the test split)", "",
+             "| file | variant | precision | runtime | top-1 | top-5 | PyTorch top-1 | int8 loss (points) |",
+             "|---|---|---|---|---:|---:|---:|---:|"]
+    for f in dep["files"]:
+        drop = f"{f['top1_drop_points']:.2f}" if "top1_drop_points" in f else ""
+        ref = 100 * torch_top1.get(f["variant"], float("nan"))
+        lines.append(f"| `{f['path']}` | {f['variant']} | {f['precision']} | {f['runtime']} | "
+                     f"{100 * f['top1']:.2f}% | {100 * f['top5']:.2f}% | {ref:.2f}% | {drop} |")
+    cal = dep.get("calibration")
+    if cal:
+        lines += ["", f"INT8: {cal.get('method')}; {cal.get('images')} calibration images "
+                      f"({cal.get('source')}, seed {cal.get('seed')}). An INT8 file losing more than "
+                      f"{dep['max_int8_drop']:g} top-1 points against its fp32 file is flagged."]
+    lines += [""] + [f"**Warning:** {w}." for w in dep["warnings"]] + ([""] if dep["warnings"] else [])
+    return lines
+
+
+def _latency(r: Report) -> list[str]:
+    has_masked = "masked_ms" in r["latency"][0]
+    mcols = (" masked ms | masked speedup |", "---:|---:|") if has_masked else ("", "")
+    busy = next((row.get("machine_busy") for row in r["latency_rows"] if row.get("machine_busy")), "")
+    lines = ["## Latency (median of interleaved runs)", ""] + (
+        [quiet.warning({"busy": True, "why": busy}), ""] if busy else []) + [
+        "Precision: what the runtime computed in (int8: the quantized files); speedup against dense at the "
+        "same precision, and against dense fp32 on the same runtime.", "",
+        "| runtime | device | precision | batch | dense ms | pruned ms | speedup | vs dense fp32 | "
+        f"efficiency |{mcols[0]}", f"|---|---|---|---:|---:|---:|---:|---:|---:|{mcols[1]}"]
+    for row in r["latency"]:
+        eff = row["speedup"] / r["theoretical_speedup"]
+        vs = row.get("speedup_vs_dense_fp32")
+        vs_text = f"{vs:.2f}x" if isinstance(vs, (int, float)) else ""
+        extra = f" {row['masked_ms']:.2f} | {row['masked_speedup']:.2f}x |" if has_masked else ""
+        lines.append(f"| {row['runtime']} | {row['device']} | {row.get('precision', 'fp32')} | "
+                     f"{row['batch_size']} | {row['dense_ms']:.2f} | {row['pruned_ms']:.2f} | "
+                     f"{row['speedup']:.2f}x | {vs_text} | {eff:.2f} |{extra}")
+    return lines + [""]
 
 
 def write_report(report: Report, folder: Path) -> None:

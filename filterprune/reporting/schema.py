@@ -27,7 +27,7 @@ if sys.version_info >= (3, 11):
 else:  # typing's TypedDict learnt NotRequired in 3.11
     from typing_extensions import NotRequired, TypedDict, get_type_hints, is_typeddict  # noqa: F811
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: deployed, latency precision, onnx exporter
 FILE = "report.json"
 MAX_ROWS = 2_000  # layers or latency rows in one report (networks have hundreds of layers at most)
 
@@ -82,12 +82,35 @@ class Onnx(TypedDict):
     output_scale: NotRequired[float]  # absent in some reports from before the schema
     batches: list[int]
     tolerance: float
+    exporter: NotRequired[str]  # torch's exporter that wrote it: dynamo or torchscript (absent before 1.1)
+    exporter_fallback: NotRequired[str]  # torchscript: why the torch.export-based exporter was not used
+
+
+class DeployedFile(TypedDict):
+    """One ONNX file's own accuracy: the file run by ``runtime`` over the test split."""
+    variant: str  # dense or pruned
+    precision: str  # fp32 or int8
+    runtime: str
+    path: str  # relative to the run folder
+    top1: float  # 0..1
+    top5: float
+    images: int
+    top1_drop_points: NotRequired[float]  # int8: the fp32 file's top-1 less this one's, in points
+
+
+class Deployed(TypedDict):
+    """The accuracy of what is deployed (1.1), beside the PyTorch accuracy of ``dense`` and ``pruned``."""
+    files: list[DeployedFile]
+    max_int8_drop: float  # points; a larger INT8 loss is in ``warnings``
+    calibration: dict[str, Any] | None  # int8: images, seed, source, method; None without int8
+    warnings: list[str]
 
 
 class Latency(TypedDict):
-    """The compact latency view: one row per runtime, device and batch size."""
+    """The compact latency view: one row per runtime, device, precision and batch size."""
     runtime: str
     device: str
+    precision: NotRequired[str]  # fp32, fp16, bf16 or int8 (absent before 1.1: fp32)
     batch_size: int
     dense_ms: float  # medians
     pruned_ms: float
@@ -95,6 +118,7 @@ class Latency(TypedDict):
     pruned_p90_ms: float
     speedup: float  # dense_ms / pruned_ms
     speedup_efficiency: NotRequired[float]  # speedup / theoretical speedup (absent in some older reports)
+    speedup_vs_dense_fp32: NotRequired[float | str]  # dense fp32 ms / pruned ms ("" without an fp32 row)
     masked_ms: NotRequired[float]  # mask criteria only: the masked control timed in the same run
     masked_p90_ms: NotRequired[float]
     masked_speedup: NotRequired[float]
@@ -106,6 +130,7 @@ class LatencyRow(TypedDict):
     variant: str  # dense, pruned or masked
     runtime: str
     device: str
+    precision: NotRequired[str]  # what the runtime computed in: fp32, fp16, bf16, int8 (before 1.1: fp32)
     batch_size: int
     params: NotRequired[int]
     macs: NotRequired[int]
@@ -117,7 +142,8 @@ class LatencyRow(TypedDict):
     p99_ms: NotRequired[float]
     throughput: NotRequired[float]
     theoretical_speedup: NotRequired[float | str]
-    speedup: NotRequired[float]
+    speedup: NotRequired[float]  # against dense at the same precision
+    speedup_vs_dense_fp32: NotRequired[float | str]
     speedup_efficiency: NotRequired[float]
     cpu_peak_rss_mb: NotRequired[float | str]
     gpu_peak_allocated_mb: NotRequired[float | str]
@@ -213,6 +239,7 @@ class Report(TypedDict):
     skipped_groups: list[str]  # groups the criterion declined to score
     unprunable_groups: NotRequired[dict[str, str]]  # group -> why it was left whole; absent in older reports
     onnx: Onnx | None  # None: --no-export
+    deployed: NotRequired[Deployed | None]  # None: --no-export; absent before 1.1
     latency: list[Latency]  # empty: --no-bench
     latency_rows: list[LatencyRow]
     baseline: Baseline

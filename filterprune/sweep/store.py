@@ -187,7 +187,9 @@ def result_row(report: Report, config_cols) -> dict:
     times = [v for v in report["timings_s"].values() if type(v) in (int, float)]
     row["seconds"] = round(sum(times), 1)
     for lat in report["latency"]:
+        precision = lat.get("precision", "fp32")
         key = f"{lat['runtime']}_{lat['device']}_b{lat['batch_size']}"
+        key += "" if precision == "fp32" else f"_{precision}"
         row[f"{key}_dense_ms"], row[f"{key}_pruned_ms"] = _cell(lat["dense_ms"]), _cell(lat["pruned_ms"])
         row[f"{key}_speedup"] = _cell(lat["speedup"])
     return row
