@@ -10,6 +10,7 @@ from . import reporting  # cheap: its report (pandas, torch) loads on first use
 from .config import GROUPS, TITLES, Bench, CompressConfig, Export, all_keys
 from .errors import UsageError
 from .guard import guarded
+from .log import quiet
 from .options import add_flags, flag_words, from_flat, str_list, values
 
 
@@ -26,6 +27,8 @@ QUANT_KEYS = ("precision", "calib_images", "max_int8_drop")  # the Bench group's
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="filterprune", description="Structured filter pruning with real speedup.")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="only warnings and errors on stderr (no progress bars or stage lines)")
     parser.add_argument("--version", action="version", version=f"filterprune {__import__('filterprune').__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -160,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     def dispatch():
         parser = build_parser()
         args = parser.parse_args(argv)
+        if args.quiet:
+            quiet()
         try:
             COMMANDS[args.command](args)
         except UsageError as e:  # the library names options by key; the command line by the flags typed

@@ -19,6 +19,16 @@ def say(msg: str) -> None:
         log.info(limits.printable(msg))
 
 
+def quiet() -> None:
+    """``filterprune --quiet``: only warnings and errors on stderr, no progress bars."""
+    log.setLevel(logging.WARNING)
+
+
+def progress_bars() -> bool | None:
+    """tqdm's ``disable``: None shows bars on a terminal only; True hides them under ``--quiet``."""
+    return True if log.level == logging.WARNING else None
+
+
 @contextmanager
 def to_stderr():
     """For the duration of a command: INFO records of ``filterprune.*`` on stderr, one line each."""

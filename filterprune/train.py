@@ -22,7 +22,7 @@ from tqdm import tqdm
 from . import distributed
 from .data import ImageData, make_loader
 from .errors import RunError, UsageError
-from .log import say
+from .log import progress_bars, say
 from .tracing import eval_mode
 
 DEFAULT_LR = {"sgd": 0.02, "adam": 1e-3}
@@ -229,7 +229,7 @@ class _Epoch:
         total, correct, loss_sum = 0, 0, 0.0
         distributed.set_epoch(loader, epoch)
         bar = tqdm(loader, desc=f"{self.desc} {epoch}/{cfg.epochs}", leave=False, file=sys.stderr,
-                   dynamic_ncols=True, disable=None if distributed.is_main() else True)
+                   dynamic_ncols=True, disable=progress_bars() if distributed.is_main() else True)
         for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             out = self.net(x)

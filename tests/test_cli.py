@@ -119,3 +119,14 @@ def test_list_commands():
     for what, needle in (("models", "vgg16-lottery"), ("criteria", "slimming"), ("datasets", "digits")):
         p = run_cli("list", what)
         assert p.returncode == 0 and needle in p.stdout
+
+
+def test_quiet_prints_only_warnings_and_errors(tmp_path, capsys):
+    args = ["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.4", "--dataset", "synthetic",
+            "--epochs", "1", "--finetune-epochs", "0", "--no-bench", "--no-export"]
+    assert main(["--quiet", *args, "--out", str(tmp_path / "q")]) == 0
+    assert capsys.readouterr().err == ""
+    assert main([*args, "--out", str(tmp_path / "loud")]) == 0
+    assert "[filterprune] done:" in capsys.readouterr().err
+    assert main(["-q", *args, "--sparsity", "2", "--out", str(tmp_path / "bad")]) == 2
+    assert "--sparsity must be in [0, 1)" in capsys.readouterr().err  # errors still say why
