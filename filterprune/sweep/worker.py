@@ -13,6 +13,8 @@ import os
 import signal
 import sys
 
+from ..guard import Terminated, finish, guarded
+
 PR_SET_PDEATHSIG = 1  # linux prctl: a signal for this process when its parent dies
 
 
@@ -56,19 +58,17 @@ def _die_with_parent(parent: int) -> None:
     except (OSError, AttributeError):  # not Linux: the run finishes on its own
         return
     if os.getppid() != parent:  # the parent died before the line above
-        raise SystemExit(128 + signal.SIGTERM)
+        raise Terminated(128 + signal.SIGTERM)
 
 
 def main() -> int:
-    from ..guard import guarded
-
     job = json.loads(sys.stdin.read())
 
     def action():
         _die_with_parent(job["parent_pid"])  # after guarded() installed the SIGTERM handler
         run(job)
 
-    return guarded(action, sigterm=True)  # the same one-line errors and exit codes as the CLI
+    return finish(guarded(action, sigterm=True))  # the same one-line errors and exit codes as the CLI
 
 
 if __name__ == "__main__":
