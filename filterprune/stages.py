@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import __version__, distributed, outputs, sources
+from . import __version__, distributed, limits, outputs, sources
 from . import serialization as ckpt
 from .baseline import dense_model, last_good_folder
 from .bench import counting, machine
@@ -28,10 +28,11 @@ from .data import ImageData
 from .export.command import onnx_metadata
 from .export.convert import check_parity, export_onnx
 from .fileio import cache_dir
+from .handed import check_untied
 from .log import say
 from .masks import control
 from .models import ModelSpec
-from .pruning import prune_in_steps
+from .pruning import align, prune_in_steps
 from .pruning.graph import build_graph
 from .pruning.plan import PlanConfig
 from .pruning.shrink import PruneResult
@@ -119,9 +120,19 @@ def setup(cfg: CompressConfig, device: torch.device, given: sources.Given | None
     data, spec, native = sources.prepare(cfg, given)
     scope = cfg.prune.scope or criterion.default_scope
     s = Setup(cfg, device, given, out, criterion, scope, data, spec, native, cfg.prune.plan(scope))
+    p = cfg.prune
+    measure = p.target_batch if p.target.measured or p.round_to == "auto" else None
+    sizes = limits.sizes_on_meta(spec) if given is None or given.model is None else None
+    if sizes:  # bounded before anything is built for real
+        limits.check_sizes(*sizes, measure)
     probe = sources.probe_model(spec, given)
+    if sizes is None:  # built for real (a module in hand, or no meta build): counted right after
+        limits.check_sizes(sum(t.numel() for t in probe.parameters()),
+                           *limits.activation_sizes(probe, s.input_shape), measure)
     sources.check_probe(probe, spec, cfg.model.ignore_layers)
     criterion.check(probe)
+    check_untied(probe)
+    align.check_auto(probe, cfg.prune.round_to)
     build_graph(probe, torch.randn(1, *s.input_shape))
     return s
 
