@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import outputs
+from . import handed, outputs
 from . import serialization as ckpt
 from .bench import counting
 from .config import CompressConfig
@@ -37,7 +37,6 @@ from .models import ModelSpec
 from .models.factory import object_ref
 from .pipeline import Compressed, run
 from .pruning.shrink import prune as shrink
-from .tracing import eval_mode
 from .train import resolve_device
 
 _D = CompressConfig.defaults()  # the options' one default each
@@ -66,18 +65,20 @@ class Pruned:
 
 
 def _example(example_inputs) -> torch.Tensor:
+    if isinstance(example_inputs, (tuple, list)) and len(example_inputs) != 1:
+        raise UsageError(f"example_inputs must be one square image batch (N, C, H, W), got {len(example_inputs)} "
+                         "inputs: filterprune prunes models called as model(images)", ("example_inputs",))
     x = example_inputs[0] if isinstance(example_inputs, (tuple, list)) else example_inputs
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[-1] != x.shape[-2]:
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise UsageError(f"example_inputs must be one square image batch (N, C, H, W), got {got}")
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[-1] != x.shape[-2] or x.is_meta:
+        got = (f"{tuple(x.shape)}{' on the meta device' if x.is_meta else ''}" if isinstance(x, torch.Tensor)
+               else type(x).__name__)
+        raise UsageError(f"example_inputs must be one square image batch (N, C, H, W), got {got}",
+                         ("example_inputs",))
     return x[:1].detach().cpu().float()
 
 
 def _out_width(model: nn.Module, x: torch.Tensor) -> int:
-    with torch.no_grad(), eval_mode(model):
-        out = model(x)
-    out = out[0] if isinstance(out, (tuple, list)) else out
-    return int(out.shape[-1])
+    return int(handed.logits(model, x, "example_inputs").shape[-1])
 
 
 def prune(model: nn.Module, example_inputs, criterion: str = "l1", sparsity: float | None = None, *,
@@ -98,6 +99,7 @@ def prune(model: nn.Module, example_inputs, criterion: str = "l1", sparsity: flo
     """
     if not isinstance(model, nn.Module):
         raise UsageError(f"prune() needs a torch.nn.Module, got a {type(model).__name__}")
+    handed.check_module(model)
     x = _example(example_inputs)
     if not inplace:  # module instances of the original map onto the copy by their names
         names = {id(m): n for n, m in model.named_modules()}
@@ -116,9 +118,13 @@ def prune(model: nn.Module, example_inputs, criterion: str = "l1", sparsity: flo
     crit = make_criterion(criterion)
     plan = cfg.prune.plan(scope or crit.default_scope)
     width = _out_width(model, x)
-    data = LoaderData(calib, calib, num_classes=width) if calib is not None else None
+    data = LoaderData(calib, calib, num_classes=width, names=("calib", "calib")) if calib is not None else None
     if data is not None:
         data.set_num_classes(width)
+        if (data.in_channels, data.image_size) != tuple(x.shape[1:3]):
+            raise UsageError(f"calib yields {data.in_channels}x{data.image_size}x{data.image_size} images, but "
+                             f"example_inputs are {'x'.join(map(str, x.shape[1:]))}: give both in the model's "
+                             "input shape", ("calib", "example_inputs"))
     ctx = PruneContext(example_inputs=x, data=data, device=resolve_device(device), seed=seed,
                        batch_size=getattr(calib, "batch_size", None) or 64, calib_batches=calib_batches,
                        mask=cfg.mask_config(), ignored_layers=tuple(ignored_layers))

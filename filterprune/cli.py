@@ -5,11 +5,13 @@ Every failure a user can cause ends in one line on stderr and exit 2 (usage) or 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from . import reporting  # cheap: its report (pandas, torch) loads on first use
 from .config import GROUPS, TITLES, Bench, CompressConfig, Export, all_keys
 from .errors import UsageError
-from .guard import guarded
+from .guard import Exit, finish, guarded
+from .limits import cap_threads
 from .log import quiet
 from .options import add_flags, flag_words, from_flat, str_list, values
 
@@ -17,6 +19,11 @@ from .options import add_flags, flag_words, from_flat, str_list, values
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, no usage dump
         raise UsageError(f"{self.prog}: {message}")
+
+    def exit(self, status=0, message=None):  # --help, --version: told apart from a sys.exit in user code
+        if message:
+            self._print_message(message, sys.stderr)
+        raise Exit(status)
 
 
 TRAIN_KEYS = {"model": ("model",), "data": ("dataset", "data_root", "val_fraction"), "output": ("out", "overwrite"),
@@ -124,8 +131,8 @@ def _bench(a) -> None:
     timing = from_flat(Bench, values(Bench, a))
     timing.validate()
     cfg = BenchConfig(runtimes=a.runtime, devices=a.device, providers=a.provider, batch_sizes=timing.batch_sizes,
-                      warmup=timing.warmup, iters=timing.iters, threads=a.threads, fp16=a.fp16, compile=a.compile,
-                      memory=timing.memory, precisions=timing.precision)
+                      warmup=timing.warmup, iters=timing.iters, threads=cap_threads(a.threads), fp16=a.fp16,
+                      compile=a.compile, memory=timing.memory, precisions=timing.precision)
     bench([Path(t) for t in a.targets], cfg, Path(a.out), overwrite=a.overwrite)
     print(Path(a.out) / "bench.csv")
 
@@ -172,4 +179,6 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             raise UsageError(flag_words(str(e), e.params, _flags(parser, args.command))) from None
 
-    return guarded(dispatch, sigterm=argv is None)  # a library call keeps its own SIGTERM handling
+    if argv is not None:  # a library call keeps its own SIGTERM handling, and its process
+        return guarded(dispatch)
+    return finish(guarded(dispatch, sigterm=True))

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import limits, safeload
 from . import options as opt
 from .errors import UsageError
 from .masks import MaskConfig
@@ -58,6 +59,19 @@ def _existing_path(key: str, value) -> None:
         raise UsageError(f"{key} is not a regular file or folder: {value}", (key,))
 
 
+def _model_args(key: str, value) -> None:
+    """Keyword arguments that the run's report and checkpoint can hold and our readers take back: a JSON
+    object within ``safeload``'s bounds (refused here, before training, not by a reader afterwards)."""
+    args = opt.json_object(value) if isinstance(value, str) else value
+    if not isinstance(args, dict):
+        raise UsageError(f"{key} must be a JSON object (a dict of keyword arguments), got a "
+                         f"{type(args).__name__}", (key,))
+    try:
+        safeload.check_writable(args, safeload.MAX_ARGS_BYTES)
+    except ValueError as e:
+        raise UsageError(f"{key} refused: {e}", (key,)) from None
+
+
 def _nonneg(key, v):
     in_range(0, integer=True)(key, v)
 
@@ -82,7 +96,7 @@ class Model:
     name: str = option(help='model: a registered name (`filterprune list models`), tv:<name>, timm:<name>, or your '
                             'own factory path/to/file.py:fn or package.module:fn', key="model", positional=True)
     model_args: dict | None = option(None, "keyword arguments for the model's factory or builder, a JSON object",
-                                     parse=opt.json_arg, metavar="JSON")
+                                     parse=opt.json_arg, metavar="JSON", check=_model_args)
     weights: str | None = option(None, 'tv:/timm: pretrained weights, DEFAULT or an enum name (e.g. IMAGENET1K_V1), '
                                        'read from the local torch hub / timm cache (nothing is downloaded)',
                                  metavar="NAME")
@@ -234,7 +248,7 @@ class Prune:
         from .pruning.plan import PlanConfig  # imports torch (see _criteria)
 
         return PlanConfig(self.target, scope, self.round_to, self.layer_floor, target_runtime=self.target_runtime,
-                          target_batch=self.target_batch, threads=self.threads)
+                          target_batch=self.target_batch, threads=limits.cap_threads(self.threads))
 
 
 @dataclass(frozen=True)

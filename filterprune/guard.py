@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import warnings
 
 from .errors import FilterpruneError
@@ -23,8 +24,46 @@ def one_line(message: str) -> str:
     return printable(message, 4000).strip()
 
 
-def _terminated(signum, frame):  # SIGTERM unwinds like Ctrl-C, so staging folders are cleaned up
-    raise SystemExit(128 + signum)
+class Terminated(SystemExit):
+    """SIGTERM (or the sweep's parent gone): unwinds like Ctrl-C, so staging folders are cleaned up."""
+
+
+class Exit(SystemExit):
+    """An exit filterprune itself asks for (``--help``, ``--version``). Any other ``SystemExit`` comes
+    from user code (a factory, a model's forward) and is a failure like any other."""
+
+
+def _terminated(signum, frame):
+    raise Terminated(128 + signum)
+
+
+def ended(e: BaseException) -> str:
+    """How user code ended, in words: "called sys.exit(3)", "raised ValueError: ..."."""
+    if isinstance(e, SystemExit):
+        if e.code is None or isinstance(e.code, int):
+            return f"called sys.exit({'' if e.code is None else e.code})"
+        return f"called sys.exit({one_line(str(e.code))[:200]!r})"
+    text = (str(e).splitlines() or [""])[0][:200]
+    return f"raised {type(e).__name__}: {text}" if text else f"raised {type(e).__name__}"
+
+
+def stray_threads() -> list[threading.Thread]:
+    """Non-daemon threads still running besides the main one (started by user code: they would keep the
+    process alive after its work is done)."""
+    return [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+
+
+def finish(code: int) -> int:
+    """The exit status of a command-line process; when user code left non-daemon threads running, the
+    process ends here anyway (with a warning), instead of hanging after "done"."""
+    left = stray_threads()
+    if not left:
+        return code
+    print(f"[filterprune] warning: stopped {len(left)} thread(s) that the model's code left running "
+          f"(e.g. {one_line(left[0].name)[:80]})", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def guarded(action, sigterm: bool = False) -> int:
@@ -52,10 +91,13 @@ def _guarded(action) -> int:
     except KeyboardInterrupt:
         print("filterprune: interrupted", file=sys.stderr)
         return 130
-    except SystemExit as e:  # --help / --version, SIGTERM
-        if isinstance(e.code, int) and e.code > 128:
+    except (Exit, Terminated) as e:  # --help / --version, SIGTERM
+        if isinstance(e, Terminated):
             print("filterprune: terminated", file=sys.stderr)
         return int(e.code or 0) if isinstance(e.code, int) or e.code is None else 1
+    except SystemExit as e:  # user code (a model's forward) called sys.exit: a failure, whatever the code
+        print(f"filterprune: error: the model's code {ended(e)}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `filterprune list models | head -1`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -72,4 +114,9 @@ def _guarded(action) -> int:
         first = one_line(str(e))[:300]
         print(f"filterprune: internal error: {type(e).__name__}: {first} (set FILTERPRUNE_DEBUG=1 for the "
               "traceback)", file=sys.stderr)
+        return 1
+    except BaseException as e:  # noqa: BLE001 - not an Exception: raised by user code, never by filterprune
+        if os.environ.get("FILTERPRUNE_DEBUG"):
+            raise
+        print(f"filterprune: error: the model's code {ended(e)}", file=sys.stderr)
         return 1

@@ -16,12 +16,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from . import handed, limits
 from .data import load_data
 from .data.stream import LoaderData, typical_side
 from .errors import UsageError
 from .log import say
-from .models import ModelSpec, build_model, native_input
-from .models.factory import is_factory_ref
+from .models import MAX_IMAGE_SIZE, ModelSpec, build_model, native_input
+from .models.factory import is_factory_ref, resolve, takes_num_classes
 from .models.refs import model_ref
 from .options import json_object
 from .pruning.graph import resolve_ignored
@@ -39,6 +40,8 @@ class Given:
         if model is not None and not isinstance(model, nn.Module):
             raise UsageError("model= must be a torch.nn.Module or a model name, got a "
                              f"{type(model).__name__}")
+        if model is not None:
+            handed.check_module(model)
         self.model, self.data, self.example_inputs = model, data, example_inputs
 
 
@@ -54,7 +57,9 @@ def prepare(cfg, given: Given | None = None) -> tuple[object, ModelSpec, dict]:
         if given.model is None and not data.class_names:
             raise UsageError("with your own DataLoaders and a model name, pass num_classes= (or give the "
                              "dataset a `classes` list)")
-        return data, _given_spec(given, data, ref, json_object(m.model_args)), {}
+        spec = _given_spec(given, data, ref, json_object(m.model_args))
+        _check_class_arg(spec)
+        return data, spec, {}
     native = native_input(ref, m.weights)
     size = d.image_size or _folder_size(d.dataset, native, m.weights) or native["image_size"]
     if size < native.get("min_size", 1):
@@ -63,6 +68,7 @@ def prepare(cfg, given: Given | None = None) -> tuple[object, ModelSpec, dict]:
     resize = native.get("resize_size")
     if resize and size != native["image_size"]:
         resize = round(size * resize / native["image_size"])
+    _check_image_size(size)
     options = {"image_size": size, "resize_size": resize, "train_subset": d.train_subset,
                "workers": d.workers}
     if "mean" in native:
@@ -77,7 +83,29 @@ def prepare(cfg, given: Given | None = None) -> tuple[object, ModelSpec, dict]:
         return data, _given_spec(given, data, ref, {}), native
     spec = ModelSpec(ref, data.num_classes, data.in_channels, data.image_size, json_object(m.model_args),
                      _weights_name(native, m.weights))
+    _check_class_arg(spec)
     return data, spec, native
+
+
+def _check_class_arg(spec: ModelSpec) -> None:
+    """The class count comes from the data; a model_args ``num_classes`` that says otherwise is refused
+    (it would be overridden, or build a model with the wrong number of outputs)."""
+    asked = spec.args.get("num_classes", spec.num_classes)
+    if asked != spec.num_classes:
+        raise UsageError(f"model_args sets num_classes={limits.show(asked)}, but the data has {spec.num_classes} "
+                         "classes; filterprune passes the data's class count: leave num_classes out of model_args",
+                         ("model_args",))
+
+
+def _check_image_size(size: int) -> None:
+    """Before any image is decoded at ``size``: within what a saved run may describe, and one RGB input
+    within the memory budget (the model's own activations are bounded once it is known)."""
+    if size > MAX_IMAGE_SIZE:
+        raise UsageError(f"image_size {size} is over {MAX_IMAGE_SIZE}, the largest input a saved run may describe",
+                         ("image_size",))
+    why = limits.over_trace_budget(3 * size * size)
+    if why:
+        raise UsageError(f"image_size {size} is too large: {why}", ("image_size",))
 
 
 def _weights_name(native: dict, weights: str | None) -> str | None:
@@ -93,14 +121,18 @@ def check_probe(model: nn.Module, spec: ModelSpec, ignore_layers=()) -> None:
         with eval_mode(model):
             out = model(torch.randn(*shape))
     except Exception as e:
-        raise UsageError(f"{spec.name} does not run on {shape[1]}x{shape[2]}x{shape[3]} inputs "
-                         f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
-                         "choose another --image-size or dataset") from None
+        why = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+        if spec.args:  # the arguments may be at fault as much as the size: name both
+            raise UsageError(f"{spec.name} built with model_args {limits.show(spec.args, 120)} does not run on "
+                             f"{shape[1]}x{shape[2]}x{shape[3]} inputs ({why}); check model_args, or choose another "
+                             "image_size or dataset", ("model_args", "image_size")) from None
+        raise UsageError(f"{spec.name} does not run on {shape[1]}x{shape[2]}x{shape[3]} inputs ({why}); choose "
+                         "another image_size or dataset", ("image_size",)) from None
     out = out[0] if isinstance(out, (tuple, list)) else out
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != spec.num_classes:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         hint = (" (its factory takes no num_classes argument: give it one, or set the width with "
-                "--model-args)" if is_factory_ref(spec.name) else "")
+                "--model-args)" if is_factory_ref(spec.name) and not takes_num_classes(resolve(spec.name)) else "")
         raise UsageError(f"{spec.name} outputs {got} for one image, but the data has {spec.num_classes} "
                          f"classes{hint}")
     resolve_ignored(model, ignore_layers)
@@ -135,9 +167,8 @@ def _given_spec(given: Given, data, ref: str, args: dict) -> ModelSpec:
     if given.model is not None:
         shape = given.example_inputs.shape if given.example_inputs is not None else \
             (1, data.in_channels, data.image_size, data.image_size)
-        with torch.no_grad(), eval_mode(given.model.cpu()):
-            out = given.model(torch.randn(1, *shape[1:]))
-        out = out[0] if isinstance(out, (tuple, list)) else out
+        what = "example_inputs" if given.example_inputs is not None else getattr(data, "names", ("train",))[0]
+        out = handed.logits(given.model.cpu(), torch.randn(1, *shape[1:]), what)
         if isinstance(data, LoaderData):  # the user's loaders: the class count is the model's
             data.set_num_classes(int(out.shape[-1]))
     return ModelSpec(ref, data.num_classes, data.in_channels, data.image_size, args, None)

@@ -13,10 +13,13 @@ import math
 import os
 import reprlib
 
+from .errors import UsageError
+
 MAX_GRID_RUNS = 10_000  # a sweep file's grid x include; refused with the count before it is expanded
 MIN_MEMORY_GB = 2.0
 BYTES_PER_VALUE = 4  # float32
 LIVE_TENSORS = 3  # a forward holds about this many of its largest activations at once (input, output, skip)
+PARAM_COPIES = 2  # training holds at least each weight and its gradient
 
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
@@ -105,3 +108,30 @@ def activation_sizes(model, input_shape: tuple[int, ...]) -> tuple[int, int]:
             h.remove()
     return largest, total
 
+
+def over_param_budget(params: int) -> str | None:
+    """Why a model of ``params`` parameters is refused (None: it fits): training holds each weight and
+    its gradient at least."""
+    return _refusal(PARAM_COPIES * BYTES_PER_VALUE * params,
+                    f"a model of {params:,} parameters (its weights and their gradients)")
+
+
+def cap_threads(threads: int | None) -> int | None:
+    """A thread count for a runtime, at most the machine's cores (1,000 threads on 16 cores only thrash)."""
+    return None if threads is None else max(1, min(threads, os.cpu_count() or 1))
+
+
+def check_sizes(params: int, largest: int, total: int, measure_batch: int | None = None) -> None:
+    """Refuse (UsageError naming the option) a run whose model, traced activations or latency-measurement
+    batch would exceed the memory budget; what a reader of the run (``load``) would refuse too."""
+    why = over_param_budget(params)
+    if why:
+        raise UsageError(f"the model is too large: {why}; check model_args", ("model_args",))
+    why = over_trace_budget(total)
+    if why:
+        raise UsageError(f"the input is too large for this model: {why}; choose a smaller image_size",
+                         ("image_size",))
+    why = over_budget(largest, measure_batch) if measure_batch else None
+    if why:
+        raise UsageError(f"target_batch {measure_batch} is too large for measuring latencies: {why}",
+                         ("target_batch",))

@@ -2,9 +2,11 @@
 checkpoint descriptions, latency tables).
 
 A few hundred bytes of YAML can stand for billions of nodes (anchors and aliases, the "billion laughs"),
-and a JSON file can hold a 50 MB string, 200,000 list entries or an integer with 400 digits. Each of
-those is refused here, before it is built or handed on, with a ``ValueError`` saying which bound it
-broke; callers turn that into their one-line error naming the file.
+and a JSON file can hold a 50 MB string, 200,000 list entries, an integer with 400 digits or lists
+nested 5,000 deep. Each of those is refused here, before it is built or handed on, with a ``ValueError``
+saying which bound it broke; callers turn that into their one-line error naming the file.
+``check_writable`` applies the same bounds to what filterprune is about to write (``model_args``), so
+nothing is written that these readers would refuse.
 """
 from __future__ import annotations
 
@@ -15,24 +17,32 @@ import yaml
 MAX_YAML_BYTES = 1 << 20  # sweep files are a few KB
 MAX_YAML_ALIASES = 100  # references to an anchor (*name) in one file
 MAX_YAML_NODES = 100_000  # nodes once every alias is expanded
+MAX_DEPTH = 100  # lists/mappings nested in one another (ours are a few levels deep; Python's parsers recurse)
 MAX_JSON_DIGITS = 30  # an integer longer than this is no count or size filterprune writes
 MAX_JSON_STRING = 100_000  # characters in one string (paths, class names, messages)
 MAX_JSON_ITEMS = 100_000  # entries in one list or object
 MAX_JSON_NODES = 2_000_000  # values in the whole document
+MAX_ARGS_BYTES = 64 << 10  # model_args (--model-args) are a few keyword arguments, never a payload
 
 
 class _BoundedLoader(yaml.SafeLoader):
     """PyYAML's safe loader that counts aliases while it composes the node graph (aliases share their
     node there, so composing a bomb is cheap; building Python objects from it is not)."""
 
-    aliases = 0
+    aliases = depth = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             self.aliases += 1
             if self.aliases > MAX_YAML_ALIASES:
                 raise ValueError(f"more than {MAX_YAML_ALIASES} aliases (*name); write the values out")
-        return super().compose_node(parent, index)
+        self.depth += 1  # the composer recurses once per level: bounded long before Python's stack is
+        try:
+            if self.depth > MAX_DEPTH:
+                raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _children(node) -> list:
@@ -92,21 +102,52 @@ def _bounded_int(digits: str) -> int:
 
 
 def check_tree(obj) -> None:
-    """Refuse a parsed JSON value with an over-long string, list or object, or too many values."""
-    stack, nodes = [obj], 0
+    """Refuse a JSON value with an over-long string, list or object, an integer of more than
+    ``MAX_JSON_DIGITS`` digits, nesting deeper than ``MAX_DEPTH``, or too many values (iteratively: a
+    value nested 100,000 deep is refused, not recursed into)."""
+    stack, nodes = [(obj, 0)], 0
     while stack:
-        x = stack.pop()
+        x, depth = stack.pop()
         nodes += 1
         if nodes > MAX_JSON_NODES:
             raise ValueError(f"more than {MAX_JSON_NODES:,} values")
         if isinstance(x, str):
             if len(x) > MAX_JSON_STRING:
                 raise ValueError(f"a string of {len(x):,} characters (at most {MAX_JSON_STRING:,})")
-        elif isinstance(x, (list, dict)):
+        elif isinstance(x, int) and not isinstance(x, bool):
+            if abs(x) >= 10 ** MAX_JSON_DIGITS:
+                raise ValueError(f"an integer of more than {MAX_JSON_DIGITS} digits")
+        elif isinstance(x, (list, tuple, dict)):
+            if depth >= MAX_DEPTH:
+                raise ValueError(f"lists or objects nested more than {MAX_DEPTH} levels deep")
             if len(x) > MAX_JSON_ITEMS:
-                kind = "a list" if isinstance(x, list) else "an object"
+                kind = "an object" if isinstance(x, dict) else "a list"
                 raise ValueError(f"{kind} of {len(x):,} entries (at most {MAX_JSON_ITEMS:,})")
-            stack += [*x.keys(), *x.values()] if isinstance(x, dict) else x
+            stack += [(c, depth + 1) for c in ([*x.keys(), *x.values()] if isinstance(x, dict) else x)]
+
+
+_JSON_TYPES = (dict, list, tuple, str, int, float, bool, type(None))
+
+
+def check_writable(obj, max_bytes: int) -> str:
+    """The JSON text of ``obj`` if :func:`load_json` would read it back and it fits ``max_bytes``; else
+    ``ValueError`` saying why (a value that is not JSON, a bound of ``check_tree``, the size)."""
+    stack, seen = [obj], 0
+    while stack and seen <= max_bytes:  # JSON types only (every value takes at least a byte of JSON)
+        x, seen = stack.pop(), seen + 1
+        if not isinstance(x, _JSON_TYPES):
+            raise ValueError(f"a {type(x).__name__} value: only JSON values (numbers, strings, lists, objects)")
+        if isinstance(x, dict):
+            if not all(isinstance(k, str) for k in x):
+                raise ValueError("an object key that is not a string")
+            stack += x.values()
+        elif isinstance(x, (list, tuple)):
+            stack += x
+    check_tree(obj)
+    text = json.dumps(obj)
+    if len(text) > max_bytes:
+        raise ValueError(f"{len(text):,} bytes of JSON (at most {max_bytes:,})")
+    return text
 
 
 def load_json(text: str | bytes):

@@ -9,6 +9,7 @@ that code only, checked against this record and the ``report.json`` beside it (`
 """
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from .fileio import atomic_write_json, read_small_json, sha256_file, temp_path, 
 from .models import ModelSpec, activation_sizes_of, build_model, factory
 from .models.factory import is_factory_ref
 from .pruning.graph import build_graph
+from .pruning.safety import restore
 from .state_dict import load_weights, read_state_dict
 
 FORMAT = "filterprune/1"
@@ -146,12 +148,24 @@ def load(path: str | Path, trust_code: bool = False, model: nn.Module | None = N
     """Rebuild a saved (pruned or dense) model exactly: a run folder, X.json or X.safetensors.
 
     A model built by the user's own factory is rebuilt by importing that code only with ``trust_code``;
-    or ``model`` hands over the dense module (pruned here in place and returned), which never imports.
+    or ``model`` hands over the dense module (pruned here in place and returned), which never imports;
+    when that fails (a module of another width, say) it is left as it was handed over.
     """
     doc = read_meta(Path(path), trust_code=trust_code and model is None)
-    spec: ModelSpec = doc["spec"]
     if model is not None and not isinstance(model, nn.Module):
         raise UsageError(f"model= must be the dense torch.nn.Module, got a {type(model).__name__}")
+    if model is None:
+        return _load(doc, trust_code, None)
+    pristine = copy.deepcopy(model)  # the caller's module is pruned in place: as it was if that fails
+    try:
+        return _load(doc, trust_code, model)
+    except BaseException:
+        restore(model, pristine)
+        raise
+
+
+def _load(doc: dict, trust_code: bool, model: nn.Module | None) -> nn.Module:
+    spec: ModelSpec = doc["spec"]
     if is_factory_ref(spec.name):  # the user's code (trusted) or module: its trace size is checked on it
         model = build_model(spec, trust_code=trust_code) if model is None else model
         _check_trace_size(spec, limits.activation_sizes(model, (spec.in_channels, spec.image_size, spec.image_size))[1],

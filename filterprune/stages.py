@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import __version__, distributed, inputs, outputs
+from . import __version__, distributed, inputs, limits, outputs
 from . import serialization as ckpt
 from .baseline import dense_model, last_good_folder
 from .bench import counting, machine
@@ -29,10 +29,11 @@ from .export import quantize
 from .export.command import onnx_metadata
 from .export.convert import check_parity, export_onnx, exporter_of
 from .fileio import atomic_write_bytes, cache_dir
+from .handed import check_untied
 from .log import say
 from .masks import control
-from .models import ModelSpec, factory, refs
-from .pruning import prune_in_steps
+from .models import ModelSpec, factory, refs, sizes_on_meta
+from .pruning import align, prune_in_steps
 from .pruning.graph import build_graph
 from .pruning.plan import PlanConfig
 from .pruning.shrink import PruneResult
@@ -133,9 +134,19 @@ def setup(cfg: CompressConfig, device: torch.device, given: inputs.Given | None)
     s = Setup(cfg, device, given, out, criterion, scope, data, spec, native, cfg.prune.plan(scope))
     if "int8" in cfg.bench.precision:  # the calibration images come from the training split
         quantize.check_calib_images(data, cfg.bench.calib_images)
+    p = cfg.prune
+    measure = p.target_batch if p.target.measured or p.round_to == "auto" else None
+    sizes = sizes_on_meta(spec) if given is None or given.model is None else None
+    if sizes:  # bounded before anything is built for real
+        limits.check_sizes(*sizes, measure)
     probe = inputs.probe_model(spec, given)
+    if sizes is None:  # built for real (a module in hand, or no meta build): counted right after
+        limits.check_sizes(sum(t.numel() for t in probe.parameters()),
+                           *limits.activation_sizes(probe, s.input_shape), measure)
     inputs.check_probe(probe, spec, cfg.model.ignore_layers)
     criterion.check(probe)
+    check_untied(probe)
+    align.check_auto(probe, cfg.prune.round_to)
     build_graph(probe, torch.randn(1, *s.input_shape))
     return s
 

@@ -53,7 +53,13 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
                 parts.append(f"{len(items)} {label} (e.g. {', '.join(items[:3])})")
         raise UsageError(f"{source} does not match the {type(model).__name__} architecture: "
                          f"{'; '.join(parts)}")
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    check_finite(state, source)
+    model.load_state_dict(state, strict=True)
+
+
+def check_finite(state: dict, source: str) -> None:
+    """Weights that hold NaN or inf are refused where they are read (not when a criterion or the loss
+    meets them later)."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
     if bad:
         raise RunError(f"{source}: {len(bad)} tensor(s) hold NaN or inf (e.g. {', '.join(bad[:3])})")
-    model.load_state_dict(state, strict=True)

@@ -164,11 +164,66 @@ CATALOGUE = [
     ("image-size-zero", [*C, "--image-size", "0"], 2, "--image-size must be >= 1"),
     ("train-subset-zero", [*C, "--train-subset", "0"], 2, "--train-subset must be >= 1"),
     ("ignore-layers-unknown", [*C, "--ignore-layers", "conv1,layer9"], 2, "--ignore-layers: no layer named 'layer9'"),
+    # --- issue 27: user code under the guard, bad input that was an internal error, bounds at the door
+    ("factory-sys-exit", [*C[:1], "{net_py}:exits", *C[2:]], 2, r"model factory .*net\.py:exits called sys\.exit\(\)$"),
+    ("factory-sys-exit-code", [*C[:1], "{net_py}:exits", *C[2:], "--model-args", '{{"code": 3}}'], 2,
+     r"net\.py:exits called sys\.exit\(3\)$"),
+    ("factory-sys-exit-message", [*C[:1], "{net_py}:exits", *C[2:], "--model-args", '{{"code": "no GPU here"}}'], 2,
+     r"net\.py:exits called sys\.exit\('no GPU here'\)$"),
+    ("factory-base-exception", [*C[:1], "{net_py}:base_exception", *C[2:]], 2, r"net\.py:base_exception raised Boom: deep"),
+    ("factory-import-sys-exit", [*C[:1], "{import_exits_py}:build", *C[2:]], 2,
+     r"importing .*import_exits\.py failed: called sys\.exit\(1\)"),
+    ("factory-path-too-long", [*C[:1], "{empty_dir}/" + "a" * 5000 + ".py:build", *C[2:]], 2,
+     r"model file .*aaa\.\.\. \(\d+ more characters\): File name too long"),
+    ("model-args-nested-deep", [*C[:1], "{net_py}:anything", *C[2:], "--model-args",
+                                '{{"a": ' + "[" * 900 + "]" * 900 + "}}"], 2,
+     "--model-args refused: lists or objects nested more than 100 levels deep"),
+    ("sweep-model-args-nested-deep", ["sweep", "{sweep_deep_yaml}", "--dry-run"], 2,
+     "refused: nested more than 100 levels deep"),
+    ("model-args-string-too-long", [*C[:1], "{net_py}:anything", *C[2:], "--model-args",
+                                    '{{"a": "' + "x" * 120_000 + '"}}'], 2,
+     r"--model-args refused: a string of 120,000 characters \(at most 100,000\)"),
+    ("tv-model-args-value-error", [*C[:1], "tv:resnet18", *C[2:], "--model-args", '{{"width_per_group": "x"}}'], 2,
+     r"tv:resnet18 does not take these --model-args \(ValueError"),
+    ("workers-not-a-number", [*C, "--dataset", "imagefolder:{imagefolder_ok}"], 2,
+     "FILTERPRUNE_WORKERS must be a whole number of DataLoader workers in \\[0, 256\\], got 'abc'"),
+    ("round-to-auto-without-convs", [*C[:1], "{net_py}:no_conv", *C[2:], "--round-to", "auto"], 2,
+     r"--round-to 'auto' .* no 2-D conv layer .*give --round-to an integer"),
+    ("imagefolder-all-truncated", [*C, "--dataset", "imagefolder:{imagefolder_truncated}"], 2,
+     r"consecutive images could not be decoded \(the last: .*image file is truncated\)"),
+    ("image-size-hundred-thousand", [*C, "--dataset", "imagefolder:{imagefolder_ok}", "--image-size", "100000"], 2,
+     "--image-size 100000 is over 4096"),
+    ("image-size-over-budget", [*C, "--dataset", "imagefolder:{imagefolder_ok}", "--image-size", "2000"], 2,
+     r"the input is too large for this model: tracing .* over the 1 GiB limit .*choose a smaller --image-size"),
+    ("target-batch-hundred-thousand", [*C[:1], "{net_py}:build", *C[2:4], "--target-speedup", "1.5", *C[6:],
+                                       "--dataset", "imagefolder:{imagefolder_ok}", "--image-size", "224",
+                                       "--target-batch", "100000"], 2,
+     r"--target-batch 100000 is too large for measuring latencies: a forward at batch 100000 .* GiB limit"),
+    ("factory-too-many-parameters", [*C[:1], "{net_py}:anything", *C[2:], "--model-args", '{{"width": 20000}}'], 2,
+     r"the model is too large: a model of [\d,]+ parameters .* over the 1 GiB limit .*check --model-args"),
+    ("tv-model-args-too-many-parameters", [*C[:1], "tv:mobilenet_v2", *C[2:], "--model-args", '{{"width_mult": 30}}'], 2,
+     r"the model is too large: a model of 1,9\d\d,\d+,\d+ parameters"),
+    ("model-args-num-classes-against-data", [*C[:1], "{net_py}:build", *C[2:], "--model-args", '{{"num_classes": 5}}'],
+     2, r"--model-args sets num_classes=5, but the data has 10 classes"),
+    ("model-args-break-the-forward", [*C[:1], "{net_py}:sized", *C[2:], "--model-args", '{{"side": 7}}'], 2,
+     r"built with --model-args \{'side': 7\} does not run on 3x32x32 inputs .*check --model-args"),
+    ("imagefolder-empty-class", [*C, "--dataset", "imagefolder:{imagefolder_empty_class}"], 2,
+     r"train: class folder\(s\) dog hold no readable images"),
+    ("imagefolder-class-linked-to-train", [*C, "--dataset", "imagefolder:{imagefolder_link_class}"], 2,
+     r"train: class folder\(s\) loop hold no readable images"),
+    ("imagefolder-test-class-not-in-train", [*C, "--dataset", "imagefolder:{imagefolder_extra_test_class}"], 2,
+     r"test: class folder\(s\) dog are not in train/"),
+    ("tv-unknown-weights-listed-once", [*C[:1], "tv:resnet18", *C[2:], "--weights", "IMAGENET9K_V9"], 2,
+     r"valid: DEFAULT, IMAGENET1K_V1$"),
     ("finetune-loss-diverges", [*C[:-4], "--finetune-epochs", "1", "--no-export", "--no-bench", "--checkpoint",
                                 "{r20_huge_weights_safetensors}"], 1,
      r"finetune: loss became (nan|inf) in epoch 1; stopped and kept the weights of epoch 0, "
      r"saved in .*last-good/finetune-resnet20-.*/ \(lower --lr\?\)"),
 ]
+
+
+BUDGET_ROWS = {"image-size-over-budget", "target-batch-hundred-thousand", "factory-too-many-parameters",
+               "tv-model-args-too-many-parameters"}
 
 
 @pytest.fixture(scope="module")
@@ -325,6 +380,44 @@ class BadFiles(dict):
     def imagefolder_no_test(self, p):
         (p / "train" / "cat").mkdir(parents=True)
 
+    def _folder(self, p, classes, test_classes=None, truncate=False):
+        from PIL import Image
+
+        rng = np.random.default_rng(0)
+        for split, names in (("train", classes), ("test", test_classes or classes)):
+            for c in names:
+                (p / split / c).mkdir(parents=True)
+                for i in range(2):
+                    Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(p / split / c / f"{i}.png")
+                    if truncate:
+                        blob = (p / split / c / f"{i}.png").read_bytes()
+                        (p / split / c / f"{i}.png").write_bytes(blob[: len(blob) // 2])
+
+    def imagefolder_ok(self, p):
+        self._folder(p, ["cat", "dog"])
+
+    def imagefolder_truncated(self, p):  # headers read, pixels do not
+        self._folder(p, ["cat", "dog"], truncate=True)
+
+    def imagefolder_empty_class(self, p):
+        self._folder(p, ["cat", "cow"])
+        (p / "train" / "dog").mkdir()
+
+    def imagefolder_link_class(self, p):
+        self._folder(p, ["cat", "dog"])
+        (p / "train" / "loop").symlink_to("../train")
+
+    def imagefolder_extra_test_class(self, p):
+        self._folder(p, ["cat", "cow"], ["cat", "cow", "dog"])
+
+    def sweep_deep_yaml(self, p):
+        deep = "{a: " + "[" * 1100 + "]" * 1100 + "}"
+        p.write_text("base: {model: mlp, criterion: l1, sparsity: 0.4, epochs: 0, dataset: synthetic}\n"
+                     f"grid:\n  model_args: [{deep}]\n")
+
+    def import_exits_py(self, p):
+        p.write_text("import sys\nsys.exit(1)\n")
+
     def imagefolder_no_images(self, p):
         for split in ("train", "test"):
             (p / split / "cat").mkdir(parents=True)
@@ -342,7 +435,16 @@ class BadFiles(dict):
                      "                         nn.Linear(width, num_classes))\n\n"
                      "def not_a_module(num_classes=10):\n    return {'model': None}\n\n"
                      "def broken(num_classes=10):\n    raise ValueError('no GPU')\n\n"
-                     "def three_outputs():\n    return build(3)\n")
+                     "def three_outputs():\n    return build(3)\n\n"
+                     "def exits(num_classes=10, code=None):\n    import sys\n    sys.exit(code)\n\n"
+                     "class Boom(BaseException):\n    pass\n\n"
+                     "def base_exception(num_classes=10):\n    raise Boom('deep')\n\n"
+                     "def anything(num_classes=10, width=4, **kwargs):\n"
+                     "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, width), nn.Linear(width, width),\n"
+                     "                         nn.Linear(width, num_classes))\n\n"
+                     "def no_conv(num_classes=10):\n    return anything(num_classes, 16)\n\n"
+                     "def sized(num_classes=10, side=30):\n"
+                     "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * side * side, num_classes))\n")
 
     def import_fails_py(self, p):
         p.write_text("x = 1 / 0\n")
@@ -469,6 +571,9 @@ def test_catalogue(case, tmp_path, r20_state, capfd, monkeypatch):
     name, argv, code, pattern = case
     if name == "cuda-without-gpu" and torch.cuda.is_available():
         pytest.skip("a GPU is present")
+    monkeypatch.setenv("FILTERPRUNE_WORKERS", "abc" if name == "workers-not-a-number" else "0")
+    if name in BUDGET_ROWS:  # what the row asks for is refused on any machine, and a regression stays small
+        monkeypatch.setenv("FILTERPRUNE_MEMORY_GB", "1")
     monkeypatch.chdir(tmp_path)  # `pwned` would appear here; default outputs too
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # an empty hub cache
     files = BadFiles(tmp_path, r20_state)

@@ -20,7 +20,7 @@ CPU = torch.device("cpu")
 
 def _tiny_data():
     from filterprune.data.synthetic import synthetic
-    return synthetic(None, n_train=160, n_test=40, size=8)
+    return synthetic(None, n_train=160, n_test=40, image_size=8)
 
 
 def _tiny_net():

@@ -134,11 +134,12 @@ def test_compress_with_target_speedup_reports_asked_vs_measured(clock, tmp_path)
     assert "latency target" in (out / "report.md").read_text().lower()
 
 
-def test_the_latency_table_says_what_it_is_timing(clock, caplog, monkeypatch):
+def test_the_latency_table_says_what_it_is_timing(clock, caplog, monkeypatch, tmp_path):
     import logging
 
     from filterprune.pruning import align
 
+    monkeypatch.setenv("FILTERPRUNE_CACHE", str(tmp_path / "cache"))  # an empty table: every conv is timed
     monkeypatch.setattr(align, "PROGRESS_EVERY", 5)
     with caplog.at_level(logging.INFO, logger="filterprune"):
         _prune("resnet20", PlanConfig(Speedup(2.0), target_batch=4))

@@ -26,6 +26,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..errors import UsageError
+from ..handed import check_batch
+from ..limits import printable
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ MAX_PIXELS = 8192 * 8192  # 64 Mpx: any photo; a bomb declares far more
 STATS_SAMPLE = 256  # images decoded to estimate mean/std when no pretrained weights give them
 CROP_PCT = 0.875  # resize = size / 0.875 before the center crop (torchvision's 256 for 224)
 EVAL_PIXELS = 64 * 224 * 224  # evaluation batches hold at most this many pixels (memory at large sizes)
+MAX_WORKERS = 256
+DECODE_TRIES = 16  # consecutive undecodable files before a split is given up
 
 
 def open_image(path: Path):
@@ -65,6 +69,16 @@ def _header_ok(path: Path) -> str | None:
     return None
 
 
+class Undecodable(UsageError):
+    """Image files whose headers read but whose pixels do not decode (truncated, damaged). Raised in a
+    DataLoader worker, torch re-raises it in the main process with the worker's traceback as its text:
+    only the message itself is kept, so it stays one line."""
+
+    def __init__(self, message: str = ""):
+        marker = f"{type(self).__name__}: "
+        super().__init__(message.rsplit(marker, 1)[-1].strip() if "Original Traceback" in message else message)
+
+
 class _Files(Dataset):
     """(path, label) pairs decoded on access; a file that fails to decode is replaced by the next one."""
 
@@ -75,13 +89,16 @@ class _Files(Dataset):
         return len(self.samples)
 
     def __getitem__(self, i):
-        for k in range(min(len(self.samples), 16)):
+        why = ""
+        for k in range(min(len(self.samples), DECODE_TRIES)):
             path, label = self.samples[(i + k) % len(self.samples)]
             try:
                 return self.transform(open_image(Path(path))), label
             except Exception as e:  # truncated or damaged after the header: serve the next image
-                warnings.warn(f"skipping unreadable image {path} ({type(e).__name__}: {str(e)[:120]})", stacklevel=2)
-        raise RuntimeError("16 consecutive images could not be decoded")
+                why = f"{printable(path, 200)}: {type(e).__name__}: {printable(str(e), 120)}"
+                warnings.warn(f"skipping unreadable image {why}", stacklevel=2)
+        raise Undecodable(f"{min(len(self.samples), DECODE_TRIES)} consecutive images could not be decoded "
+                          f"(the last: {why}); remove or repair the damaged files")
 
 
 def transforms(size: int, resize: int, mean, std, train: bool, flip: bool = True):
@@ -93,7 +110,14 @@ def transforms(size: int, resize: int, mean, std, train: bool, flip: bool = True
 
 
 def default_workers() -> int:
-    return int(os.environ.get("FILTERPRUNE_WORKERS", min(4, os.cpu_count() or 1)))
+    """``FILTERPRUNE_WORKERS``, else min(4, CPUs)."""
+    raw = os.environ.get("FILTERPRUNE_WORKERS", "").strip()
+    if not raw:
+        return min(4, os.cpu_count() or 1)
+    if not raw.isdigit() or int(raw) > MAX_WORKERS:
+        raise UsageError(f"FILTERPRUNE_WORKERS must be a whole number of DataLoader workers in [0, {MAX_WORKERS}], "
+                         f"got {printable(raw, 40)!r}")
+    return int(raw)
 
 
 class FolderData:
@@ -122,6 +146,7 @@ class FolderData:
         self.workers = default_workers() if workers is None else workers
         self.train = self._scan(root / "train")
         self.test = self._scan(test_dir)
+        self._check_classes(root, test_dir)
         if train_subset is not None and train_subset < len(self.train):
             g = torch.Generator().manual_seed(seed)
             pick = sorted(torch.randperm(len(self.train), generator=g)[:train_subset].tolist())
@@ -187,6 +212,23 @@ class FolderData:
             raise UsageError(f"{split_dir}: no readable images")
         return samples
 
+    def _check_classes(self, root: Path, test_dir: Path) -> None:
+        """Every class folder of train/ holds training images (an empty one, or a link to a folder of
+        folders such as train/ itself, is no class), and test/ has no class that train/ lacks (its images
+        would be dropped); the first images of each split decode."""
+        counts = torch.bincount(torch.tensor([y for _, y in self.train]), minlength=self.num_classes)
+        empty = [self.class_names[i] for i in (counts == 0).nonzero().flatten().tolist()]
+        if empty:
+            raise UsageError(f"{root}/train: class folder(s) {', '.join(printable(n, 60) for n in empty[:5])} hold "
+                             "no readable images; every class needs training images (remove the folder or link)")
+        extra = sorted(d.name for d in test_dir.iterdir() if d.is_dir() and d.name not in set(self.class_names))
+        if extra:
+            raise UsageError(f"{test_dir}: class folder(s) {', '.join(printable(n, 60) for n in extra[:5])} are "
+                             "not in train/, so no model trained on it can predict them (add their training "
+                             f"images, or remove them from {test_dir.name}/)")
+        for samples in (self.train, self.test):
+            _Files(samples, lambda img: None)[0]  # raises Undecodable when none of the first files decodes
+
     def _estimate_stats(self, seed: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(self.train), generator=g)[:STATS_SAMPLE].tolist()
@@ -231,13 +273,16 @@ class LoaderData:
 
     streamed = True
 
-    def __init__(self, train, test=None, num_classes: int | None = None, class_names: list[str] | None = None):
+    def __init__(self, train, test=None, num_classes: int | None = None, class_names: list[str] | None = None,
+                 names: tuple[str, str] = ("train", "test")):
         if train is None:
-            raise UsageError("a training DataLoader is needed (train=...)")
+            raise UsageError(f"a training DataLoader is needed ({names[0]}=...)", (names[0],))
         self.train, self.test = train, test if test is not None else train
-        x, _ = _first_batch(self.train, "train")
-        if x.ndim != 4 or x.shape[-1] != x.shape[-2]:
-            raise UsageError(f"train loader: images must be square (N, C, H, W) tensors, got {tuple(x.shape)}")
+        self.names = names  # the Python parameters the loaders were handed over as, for the messages
+        x, _ = _first_batch(self.train, names[0])
+        if x.shape[-1] != x.shape[-2]:
+            raise UsageError(f"{names[0]}: images must be square (N, C, H, W) tensors, got {tuple(x.shape)}",
+                             (names[0],))
         self.in_channels, self.image_size = int(x.shape[1]), int(x.shape[-1])
         names = class_names or list(getattr(getattr(train, "dataset", None), "classes", []) or [])
         n = num_classes or len(names)
@@ -268,23 +313,40 @@ class LoaderData:
             raise ValueError("DataLoaders given in Python have no validation split")
         loader = self.train if split == "train" else self.test
         if limit is not None and getattr(loader, "dataset", None) is not None and hasattr(loader.dataset, "__len__"):
-            return DataLoader(Subset(loader.dataset, range(min(limit, len(loader.dataset)))),
-                              batch_size=loader.batch_size or batch_size, collate_fn=loader.collate_fn)
-        return loader
+            loader = DataLoader(Subset(loader.dataset, range(min(limit, len(loader.dataset)))),
+                                batch_size=loader.batch_size or batch_size, collate_fn=loader.collate_fn)
+        return _Checked(loader, self.names[split != "train"], (self.in_channels, self.image_size, self.image_size),
+                        self.num_classes or None)
 
     def describe(self) -> str:
         return (f"{self.name}: {len(self.y_train)} train / {len(self.y_test)} test images, "
                 f"{self.in_channels}x{self.image_size}x{self.image_size}, {self.num_classes} classes ({self.source})")
 
 
+class _Checked:
+    """The user's loader as filterprune iterates it: each batch checked (``handed.check_batch``) before a
+    criterion or the training loop meets it; everything else is the loader's own."""
+
+    def __init__(self, loader, param: str, shape: tuple[int, ...], num_classes: int | None):
+        self.loader, self.param, self.shape, self.num_classes = loader, param, shape, num_classes
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield check_batch(batch, self.param, self.shape, self.num_classes)
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+
 def _first_batch(loader, what: str):
     try:
         batch = next(iter(loader))
     except StopIteration:
-        raise UsageError(f"{what} loader yields no batches") from None
-    if not (isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[0], torch.Tensor)):
-        raise UsageError(f"{what} loader must yield (images, labels) pairs of tensors, got {type(batch).__name__}")
-    return batch[0], batch[1]
+        raise UsageError(f"{what} yields no batches", (what,)) from None
+    return check_batch(batch, what)
 
 
 def _count(loader) -> int:

@@ -19,10 +19,10 @@ from .. import limits
 from ..errors import UsageError
 from . import mlp, resnet_cifar, timm_models, torchvision_models, vgg  # noqa: F401  (registration)
 from .factory import build_factory, is_factory_ref, resolve
-from .registry import MODELS, ModelSpec, is_model_ref
+from .registry import MAX_IMAGE_SIZE, MODELS, ModelSpec, is_model_ref
 
-__all__ = ["MODELS", "ModelSpec", "activation_sizes_of", "build_model", "check_model_ref", "initial_model",
-           "is_model_ref", "native_input"]
+__all__ = ["MAX_IMAGE_SIZE", "MODELS", "ModelSpec", "activation_sizes_of", "build_model", "check_finite",
+           "check_model_ref", "initial_model", "is_model_ref", "native_input", "sizes_on_meta"]
 
 
 def check_model_ref(name: str, args: dict | None = None) -> None:
@@ -77,3 +77,17 @@ def activation_sizes_of(spec: ModelSpec) -> tuple[int, int]:
     with torch.device("meta"):
         model = build_model(spec)
     return limits.activation_sizes(model, (spec.in_channels, spec.image_size, spec.image_size))
+
+
+def sizes_on_meta(spec: ModelSpec) -> tuple[int, int, int] | None:
+    """(parameters, largest, total activation values per sample) of the dense architecture ``spec``
+    describes, built on the meta device: nothing is allocated, whatever the sizes. None when the model
+    cannot be built there (a factory that computes with its tensors while it builds)."""
+    try:
+        with torch.device("meta"):
+            model = build_model(spec)
+    except Exception:  # noqa: BLE001 - no meta kernel, or a bad build: the real build says which, then counts
+        return None
+    params = sum(p.numel() for p in model.parameters())
+    return (params, *limits.activation_sizes(model, (spec.in_channels, spec.image_size, spec.image_size)))
+

@@ -23,6 +23,8 @@ from pathlib import Path
 import torch.nn as nn
 
 from ..errors import UsageError
+from ..guard import Terminated, ended
+from ..limits import printable
 
 _FILE_REF = re.compile(r"^(?P<path>.+\.py):(?P<attr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
 _MODULE_REF = re.compile(r"^(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
@@ -130,9 +132,10 @@ def code_digest(name: str) -> str | None:
     if path is None:
         spec = importlib.util.find_spec(_MODULE_REF.match(name)["module"].split(".")[0]) if _MODULE_REF.match(name) else None
         path = Path(spec.origin) if spec and spec.origin else None
-    if path is None or not path.is_file():
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None and path.is_file() else None
+    except OSError:  # not readable (a name too long, a loop of links): nothing to hash
         return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _refuse_untrusted(ref: str) -> UsageError:
@@ -163,7 +166,9 @@ def resolve(name: str, trust_code: bool = False):
             obj = importlib.import_module(m["module"])
         except ModuleNotFoundError as e:
             raise UsageError(f"model module {m['module']!r} not found ({e}); is it installed or on PYTHONPATH?") from None
-        except Exception as e:
+        except (KeyboardInterrupt, Terminated):
+            raise
+        except BaseException as e:  # noqa: BLE001 - user code: a sys.exit or BaseException is its failure too
             raise UsageError(f"importing model module {m['module']!r} failed: {_first_line(e)}") from None
     for part in m["attr"].split("."):
         if not hasattr(obj, part):
@@ -178,7 +183,12 @@ def resolve(name: str, trust_code: bool = False):
 def _import_file(path: Path, name: str, sha256: str | None = None):
     """Import the file once per process; with ``sha256``, only bytes of that digest are executed (read
     once, checked, then run: no window for the file to change in between)."""
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as e:  # a name too long for the file system, a loop of links: no such model file either
+        raise UsageError(f"model file {printable(str(path), 200)}: {e.strerror or type(e).__name__} (from --model "
+                         f"{printable(name, 200)})") from None
+    if not found:
         raise UsageError(f"model file not found: {path} (from --model {name})")
     key = str(path)
     if key in _IMPORTED:
@@ -203,7 +213,10 @@ def _import_file(path: Path, name: str, sha256: str | None = None):
     sys.path.insert(0, str(path.parent))  # the file may import its neighbours
     try:
         exec(compile(source, str(path), "exec"), module.__dict__)  # the bytes checked above, nothing re-read
-    except Exception as e:
+    except (KeyboardInterrupt, Terminated):
+        sys.modules.pop(mod_name, None)
+        raise
+    except BaseException as e:  # noqa: BLE001 - user code: a sys.exit or BaseException is its failure too
         sys.modules.pop(mod_name, None)
         raise UsageError(f"importing {path} failed: {_first_line(e)}") from None
     finally:
@@ -228,13 +241,14 @@ def build_factory(spec, trust_code: bool = False) -> nn.Module:
         kwargs.setdefault("num_classes", spec.num_classes)
     try:
         model = fn(**kwargs)
-    except Exception as e:
-        raise UsageError(f"model factory {spec.name} raised {_first_line(e)}") from None
+    except (KeyboardInterrupt, Terminated):
+        raise
+    except BaseException as e:  # noqa: BLE001 - user code: a sys.exit or BaseException ends the build too
+        raise UsageError(f"model factory {spec.name} {ended(e)}") from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"model factory {spec.name} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).splitlines()[0][:200] if str(e) else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return ended(e).removeprefix("raised ")

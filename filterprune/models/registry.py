@@ -2,14 +2,14 @@
 data it is built for. Every model file registers here; ``models/__init__.py`` builds from it."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 
 from ..registry import Registry
+from ..safeload import MAX_ARGS_BYTES, check_writable
 from .factory import is_factory_ref
 
 MODELS: Registry = Registry("model", prefixes=("tv:", "timm:"))
-MAX_ARGS_BYTES = 64 << 10  # --model-args are a few keyword arguments, never a payload
+MAX_IMAGE_SIZE = 4096  # the largest input side a saved model description may state
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,16 @@ class ModelSpec:
                    image_size=d["image_size"], args=d.get("args") or {}, weights=d.get("weights"))
         if not isinstance(spec.name, str) or not is_model_ref(spec.name):
             raise ValueError(f"unknown model {spec.name!r}")
-        for name, hi in (("num_classes", 100_000), ("in_channels", 64), ("image_size", 4096)):
+        for name, hi in (("num_classes", 100_000), ("in_channels", 64), ("image_size", MAX_IMAGE_SIZE)):
             v = getattr(spec, name)
             if type(v) is not int or not 1 <= v <= hi:
                 raise ValueError(f"{name} must be an integer in [1, {hi}], got {v!r}")
-        if not isinstance(spec.args, dict) or len(json.dumps(spec.args)) > MAX_ARGS_BYTES:
+        if not isinstance(spec.args, dict):
             raise ValueError("args must be a small JSON object")
+        try:
+            check_writable(spec.args, MAX_ARGS_BYTES)
+        except ValueError as e:
+            raise ValueError(f"args must be a small JSON object ({e})") from None
         if spec.weights is not None and not (isinstance(spec.weights, str) and spec.weights.isidentifier()):
             raise ValueError(f"weights must be a weights name, got {spec.weights!r}")
         return spec

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import torch.nn as nn
 
 from ..errors import UsageError
+from ..state_dict import check_finite
 from .registry import MODELS
 
 LIST_HINT = "list them with: python -c \"import timm; print(timm.list_models())\" (a pattern: timm.list_models('*resnet*'))"
@@ -77,8 +78,9 @@ def timm_model(name, num_classes, in_channels, image_size, args=None, weights=No
     try:
         with hub_offline():
             return timm.create_model(name, pretrained=False, **kwargs)
-    except TypeError as e:
-        raise UsageError(f"timm:{name} does not take these --model-args ({str(e)[:200]})") from None
+    except (TypeError, ValueError) as e:  # an unknown keyword; a value the builder refuses
+        raise UsageError(f"timm:{name} does not take these model_args ({type(e).__name__}: "
+                         f"{(str(e).splitlines() or [''])[0][:200]})", ("model_args",)) from None
 
 
 def native_input(name: str, weights: str | None) -> dict:
@@ -160,4 +162,5 @@ def pretrained(spec) -> tuple[nn.Module, dict]:
         first = (str(e).splitlines() or [""])[0][:200]
         raise UsageError(f"{path} does not hold the weights of timm:{name} ({type(e).__name__}: {first}); "
                          "pass --checkpoint FILE instead") from None
+    check_finite(model.state_dict(), str(path))
     return model, {"weights": "DEFAULT", "weights_file": str(path), "head_replaced": []}

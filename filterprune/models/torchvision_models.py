@@ -22,7 +22,7 @@ import torch.nn as nn
 import torchvision
 
 from ..errors import UsageError
-from ..state_dict import read_state_dict
+from ..state_dict import check_finite, read_state_dict
 from .registry import MODELS
 
 _NO_AUX = {"googlenet", "inception_v3"}
@@ -47,7 +47,8 @@ def weights_enum(name: str, weights: str):
     if member == "DEFAULT":
         return enum.DEFAULT
     if member not in enum.__members__:
-        raise UsageError(f"unknown weights {weights!r} for tv:{name}; valid: DEFAULT, {', '.join(enum.__members__)}")
+        names = [m for m in enum.__members__ if m != "DEFAULT"]  # DEFAULT is an alias among the members
+        raise UsageError(f"unknown weights {weights!r} for tv:{name}; valid: DEFAULT, {', '.join(names)}")
     return enum[member]
 
 
@@ -65,8 +66,10 @@ def torchvision_model(name, num_classes, in_channels, image_size, args=None, wei
             kwargs["transform_input"] = True
     try:
         model = torchvision.models.get_model(name, **kwargs)
-    except TypeError as e:
-        raise UsageError(f"tv:{name} does not take these --model-args ({e})") from None
+    except (TypeError, ValueError) as e:  # an unknown keyword; a value the builder refuses
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise UsageError(f"tv:{name} does not take these model_args ({type(e).__name__}: {first})",
+                         ("model_args",)) from None
     if in_channels != 3:
         _adapt_first_conv(model, in_channels)
     return model
@@ -126,6 +129,7 @@ def pretrained(spec) -> tuple[nn.Module, dict]:
             source = torchvision.models.get_model(name, **kwargs)
         except (RuntimeError, KeyError, ValueError) as e:  # a file of another architecture
             raise UsageError(f"{path} does not hold the weights of tv:{name}: {str(e).splitlines()[0][:200]}") from None
+    check_finite(source.state_dict(), str(path))
     model = torchvision_model(name, spec.num_classes, spec.in_channels, spec.image_size, spec.args, spec.weights)
     replaced = transplant(source.state_dict(), model)
     info = {"weights": w.name, "weights_file": str(path), "categories": len(w.meta.get("categories") or []),

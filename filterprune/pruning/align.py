@@ -158,6 +158,18 @@ class LatencyTable:
             atomic_write_json(self.path, self.table)
 
 
+def no_convs() -> UsageError:
+    return UsageError("round_to 'auto' chooses the widths of conv layers from their measured latencies, and this "
+                      "model has no 2-D conv layer whose width it can choose: give round_to an integer (e.g. 1)",
+                      ("round_to",))
+
+
+def check_auto(model: nn.Module, round_to) -> None:
+    """Before any training: ``round_to='auto'`` needs a conv layer to measure."""
+    if round_to == "auto" and not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        raise no_convs()
+
+
 def candidates(channels: int, keep: int, floor: int) -> list[int]:
     """Multiples of STEP within BAND (as a fraction of the layer, but at least one STEP) of the planned
     keep count, so a narrow layer can still reach the aligned widths on either side of its plan."""
@@ -178,6 +190,8 @@ def hardware_aware(keep: list[int], channels: list[int], movable: list[bool], si
     another a step narrower: what trades MACs from a slow layer to a fast one within the budget), that
     raises modelled MACs/ms; it stops when none does.
     """
+    if not sites:
+        raise no_convs()
     search = _WidthSearch(keep, channels, movable, sites, floors, table)
     for _ in range(ROUNDS):
         if not search.round():

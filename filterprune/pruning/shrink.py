@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from .. import limits
 from ..criteria import Criterion, PruneContext
 from ..errors import RunError, UsageError
+from ..handed import check_untied
 from ..log import say
 from ..targets import Macs
 from ..tracing import eval_mode
@@ -130,6 +132,10 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
     Groups whose removal leaves a model that no longer runs (see ``safety``) are left whole and listed
     in ``unprunable`` with the reason; if the rest still fails, RunError names the failing layer.
     """
+    check_untied(model)  # before anything is cut
+    if plan.target.measured or plan.round_to == "auto":  # latencies are measured at target_batch
+        largest, _ = limits.activation_sizes(model, tuple(ctx.example_inputs.shape[1:]))
+        limits.check_sizes(0, largest, 0, plan.target_batch)
     before = layer_widths(model)
     pristine = copy.deepcopy(model)
     with eval_mode(model):

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 
-from ..guard import guarded
+from ..guard import Terminated, finish, guarded
 from .runs import run
 
 PR_SET_PDEATHSIG = 1  # linux prctl: a signal for this process when its parent dies
@@ -24,7 +24,7 @@ def _die_with_parent(parent: int) -> None:
     except (OSError, AttributeError):  # not Linux: the run finishes on its own
         return
     if os.getppid() != parent:  # the parent died before the line above
-        raise SystemExit(128 + signal.SIGTERM)
+        raise Terminated(128 + signal.SIGTERM)
 
 
 def main() -> int:
@@ -34,7 +34,7 @@ def main() -> int:
         _die_with_parent(job["parent_pid"])  # after guarded() installed the SIGTERM handler
         run(job)
 
-    return guarded(action, sigterm=True)  # the same one-line errors and exit codes as the CLI
+    return finish(guarded(action, sigterm=True))  # the same one-line errors and exit codes as the CLI
 
 
 if __name__ == "__main__":
