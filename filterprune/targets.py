@@ -33,18 +33,20 @@ class Target:
                 and math.isfinite(self.value) and self.ok(self.value)):
             raise UsageError(f"{self.key} must be {self.valid}, got {self.value!r}", (self.key,))
 
-    valid: ClassVar[str] = ""
+    valid: ClassVar[str] = ""  # the values it takes, for the error message
+    text: ClassVar[str] = ""  # how it reads in a log line, ``{:g}`` the value
+    prefix: ClassVar[str] = ""  # the value's prefix in a default output folder name
 
     @staticmethod
     def ok(v: float) -> bool:
         return True
 
     def label(self) -> str:
-        raise NotImplementedError
+        return self.text.format(self.value)
 
     def tag(self) -> str:
         """The target in a default output folder name: ``s0.4``, ``m0.5``, ``x2``, ``ms10``."""
-        raise NotImplementedError
+        return f"{self.prefix}{self.value:g}"
 
     def compression(self) -> float:
         """The mask compression c (density 10^-c) that the mask criteria aim at for this target."""
@@ -63,16 +65,12 @@ class Target:
 class Sparsity(Target):
     key: ClassVar[str] = "sparsity"
     valid: ClassVar[str] = "in [0, 1)"
+    text: ClassVar[str] = "sparsity {:g}"
+    prefix: ClassVar[str] = "s"
 
     @staticmethod
     def ok(v: float) -> bool:
         return 0 <= v < 1
-
-    def label(self) -> str:
-        return f"sparsity {self.value:g}"
-
-    def tag(self) -> str:
-        return f"s{self.value:g}"
 
     def compression(self) -> float:  # density (1-s)^2: the fraction of a conv's weights that s leaves
         return -2 * math.log10(1 - self.value) if self.value > 0 else 0.0
@@ -83,16 +81,12 @@ class Sparsity(Target):
 class Macs(Target):
     key: ClassVar[str] = "target_macs"
     valid: ClassVar[str] = "in (0, 1]"
+    text: ClassVar[str] = "MACs <= {:g} x dense"
+    prefix: ClassVar[str] = "m"
 
     @staticmethod
     def ok(v: float) -> bool:
         return 0 < v <= 1
-
-    def label(self) -> str:
-        return f"MACs <= {self.value:g} x dense"
-
-    def tag(self) -> str:
-        return f"m{self.value:g}"
 
     def compression(self) -> float:  # the MAC fraction itself as the weight density
         return -math.log10(self.value)
@@ -107,16 +101,12 @@ class Speedup(Target):
     key: ClassVar[str] = "target_speedup"
     measured: ClassVar[bool] = True
     valid: ClassVar[str] = "> 1"
+    text: ClassVar[str] = "measured speedup {:g}x"
+    prefix: ClassVar[str] = "x"
 
     @staticmethod
     def ok(v: float) -> bool:
         return v > 1
-
-    def label(self) -> str:
-        return f"measured speedup {self.value:g}x"
-
-    def tag(self) -> str:
-        return f"x{self.value:g}"
 
     def compression(self) -> float:  # the density 1/X
         return math.log10(self.value)
@@ -131,16 +121,12 @@ class Latency(Target):
     key: ClassVar[str] = "target_latency"
     measured: ClassVar[bool] = True
     valid: ClassVar[str] = "> 0 ms"
+    text: ClassVar[str] = "measured latency {:g} ms"
+    prefix: ClassVar[str] = "ms"
 
     @staticmethod
     def ok(v: float) -> bool:
         return v > 0
-
-    def label(self) -> str:
-        return f"measured latency {self.value:g} ms"
-
-    def tag(self) -> str:
-        return f"ms{self.value:g}"
 
     def compression(self) -> float:  # unknown before measuring: the density of a 2x speedup
         return math.log10(2.0)
