@@ -9,6 +9,7 @@ under --runs are reused):
 
 (one thread: on a shared 2-core machine, two OpenMP threads per process stall each other.)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,16 +51,38 @@ def main(argv=None) -> None:
         for crit in criteria:
             run = runs / f"{a.model}-{crit}-s{a.sparsity:g}-seed{seed}"
             if not (run / "report.json").is_file():
-                compress(CompressConfig.of(
-                    model=a.model, criterion=crit, sparsity=a.sparsity, dataset="cifar10", data_root=a.data_root,
-                    epochs=a.epochs, finetune_epochs=a.finetune_epochs, seed=seed, out=str(run), overwrite=True,
-                    export=False, bench=False))
+                compress(
+                    CompressConfig.of(
+                        model=a.model,
+                        criterion=crit,
+                        sparsity=a.sparsity,
+                        dataset="cifar10",
+                        data_root=a.data_root,
+                        epochs=a.epochs,
+                        finetune_epochs=a.finetune_epochs,
+                        seed=seed,
+                        out=str(run),
+                        overwrite=True,
+                        export=False,
+                        bench=False,
+                    )
+                )
             r = read_report(run)
-            rows.append({"criterion": crit, "seed": seed, "scope": r["scope"],
-                         "dense_top1": r["dense"]["accuracy"], "pruned_top1": r["pruned"]["accuracy"],
-                         "params": r["pruned"]["params"], "macs": r["pruned"]["macs"],
-                         "dense_params": r["dense"]["params"], "dense_macs": r["dense"]["macs"],
-                         "channel_sparsity": r["channel_sparsity"], "prune_s": r["timings_s"]["prune"]})
+            rows.append(
+                {
+                    "criterion": crit,
+                    "seed": seed,
+                    "scope": r["scope"],
+                    "dense_top1": r["dense"]["accuracy"],
+                    "pruned_top1": r["pruned"]["accuracy"],
+                    "params": r["pruned"]["params"],
+                    "macs": r["pruned"]["macs"],
+                    "dense_params": r["dense"]["params"],
+                    "dense_macs": r["dense"]["macs"],
+                    "channel_sparsity": r["channel_sparsity"],
+                    "prune_s": r["timings_s"]["prune"],
+                }
+            )
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "table.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -72,35 +95,63 @@ def main(argv=None) -> None:
         return f"{100 * m:.2f} ± {100 * s:.2f}"
 
     dense = [r for r in rows if r["criterion"] == criteria[0]]
-    lines = [f"| method | scope | top-1 % (mean ± std, {len(seeds)} seeds) | params | MACs | prune s (median) |",
-             "|---|---|---:|---:|---:|---:|",
-             f"| pre-pruning | — | {pm([r['dense_top1'] for r in dense])} | {dense[0]['dense_params']:,} | "
-             f"{dense[0]['dense_macs']:,} | — |"]
+    lines = [
+        f"| method | scope | top-1 % (mean ± std, {len(seeds)} seeds) | params | MACs | prune s (median) |",
+        "|---|---|---:|---:|---:|---:|",
+        f"| pre-pruning | — | {pm([r['dense_top1'] for r in dense])} | {dense[0]['dense_params']:,} | "
+        f"{dense[0]['dense_macs']:,} | — |",
+    ]
     for crit in criteria:
         rs = [r for r in rows if r["criterion"] == crit]
         params = [r["params"] for r in rs]  # in seed order; one value when every seed agrees
         macs = [r["macs"] for r in rs]
-        params, macs = (params[:1] if len(set(params)) == 1 else params), (macs[:1] if len(set(macs)) == 1 else macs)
-        lines.append(f"| {crit} | {rs[0]['scope']} | {pm([r['pruned_top1'] for r in rs])} | "
-                     f"{' / '.join(f'{v:,}' for v in params)} | {' / '.join(f'{v:,}' for v in macs)} | "
-                     f"{statistics.median(r['prune_s'] for r in rs):.2f} |")
+        params, macs = (
+            (params[:1] if len(set(params)) == 1 else params),
+            (macs[:1] if len(set(macs)) == 1 else macs),
+        )
+        lines.append(
+            f"| {crit} | {rs[0]['scope']} | {pm([r['pruned_top1'] for r in rs])} | "
+            f"{' / '.join(f'{v:,}' for v in params)} | {' / '.join(f'{v:,}' for v in macs)} | "
+            f"{statistics.median(r['prune_s'] for r in rs):.2f} |"
+        )
     threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
-    command = f"{threads}PYTHONPATH=$PWD python benchmarks/criteria_table.py " + " ".join(argv or sys.argv[1:])
-    config = {"command": command, "model": a.model, "dataset": "cifar10 (cifar10_mini.npz, 5,085/1,017 real images)",
-              "sparsity": a.sparsity, "seeds": seeds, "baseline_epochs": a.epochs,
-              "finetune_epochs": a.finetune_epochs, "criteria": criteria, "export": False, "bench": False,
-              "wall_s": round(time.perf_counter() - t0, 1), "loadavg_before": load_before,
-              "loadavg_after": os.getloadavg(), "machine": machine.describe()}
+    command = f"{threads}PYTHONPATH=$PWD python benchmarks/criteria_table.py " + " ".join(
+        argv or sys.argv[1:]
+    )
+    config = {
+        "command": command,
+        "model": a.model,
+        "dataset": "cifar10 (cifar10_mini.npz, 5,085/1,017 real images)",
+        "sparsity": a.sparsity,
+        "seeds": seeds,
+        "baseline_epochs": a.epochs,
+        "finetune_epochs": a.finetune_epochs,
+        "criteria": criteria,
+        "export": False,
+        "bench": False,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "machine": machine.describe(),
+    }
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    md = [f"# {a.model} on real CIFAR-10 (subset), channel sparsity {a.sparsity:g}", "",
-          f"Command: `{command}`", "",
-          f"Same cached baseline per seed ({a.epochs} epochs, SGD cosine), then prune and {a.finetune_epochs} "
-          "finetune epochs at a tenth of the baseline lr, for every criterion. Params/MACs of the pruned "
-          "network (one value per seed, in seed order, where they differ). Slimming uses its paper's global threshold "
-          "without sparsity training (as the seed study does); the others are layerwise.", "",
-          *lines, "", f"Machine: {config['machine']['cpu']} ({config['machine']['cores']} cores), torch "
-          f"{config['machine']['torch']}; load average before/after {load_before[0]:.2f}/{config['loadavg_after'][0]:.2f}; "
-          f"wall {config['wall_s']:.0f} s (runs reused from earlier invocations are not re-timed).", ""]
+    md = [
+        f"# {a.model} on real CIFAR-10 (subset), channel sparsity {a.sparsity:g}",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Same cached baseline per seed ({a.epochs} epochs, SGD cosine), then prune and {a.finetune_epochs} "
+        "finetune epochs at a tenth of the baseline lr, for every criterion. Params/MACs of the pruned "
+        "network (one value per seed, in seed order, where they differ). Slimming uses its paper's global threshold "
+        "without sparsity training (as the seed study does); the others are layerwise.",
+        "",
+        *lines,
+        "",
+        f"Machine: {config['machine']['cpu']} ({config['machine']['cores']} cores), torch "
+        f"{config['machine']['torch']}; load average before/after {load_before[0]:.2f}/{config['loadavg_after'][0]:.2f}; "
+        f"wall {config['wall_s']:.0f} s (runs reused from earlier invocations are not re-timed).",
+        "",
+    ]
     (out / "table.md").write_text("\n".join(md))
     print("\n".join(md))
 

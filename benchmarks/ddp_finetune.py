@@ -14,6 +14,7 @@ moves the launch. The seed spread of the single-process runs is the noise the DD
 
 Writes benchmarks/ddp/<model>/{results.csv,results.md,config.json}; run folders go to a temporary folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,11 +46,36 @@ def run(cmd: list[str], threads: int) -> float:
 
 
 def compress_cmd(args, base: Path, seed: int, out: Path, finetune_epochs: int) -> list[str]:
-    return ["-m", "filterprune", "compress", args.model, "--dataset", "cifar10", "--data-root", args.data_root,
-            "--checkpoint", str(base), "--criterion", args.criterion, "--sparsity", str(args.sparsity),
-            "--finetune-epochs", str(finetune_epochs), "--finetune-lr", str(args.finetune_lr),
-            "--batch-size", str(args.batch_size), "--seed", str(seed), "--no-export", "--no-bench",
-            "--device", "cpu", "--out", str(out)]
+    return [
+        "-m",
+        "filterprune",
+        "compress",
+        args.model,
+        "--dataset",
+        "cifar10",
+        "--data-root",
+        args.data_root,
+        "--checkpoint",
+        str(base),
+        "--criterion",
+        args.criterion,
+        "--sparsity",
+        str(args.sparsity),
+        "--finetune-epochs",
+        str(finetune_epochs),
+        "--finetune-lr",
+        str(args.finetune_lr),
+        "--batch-size",
+        str(args.batch_size),
+        "--seed",
+        str(seed),
+        "--no-export",
+        "--no-bench",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
 
 
 def one(args, base: Path, seed: int, mode: str, work: Path, finetune_epochs: int) -> dict:
@@ -58,13 +84,32 @@ def one(args, base: Path, seed: int, mode: str, work: Path, finetune_epochs: int
     if mode == "single":
         wall = run([sys.executable, *cmd], args.single_threads)
     else:
-        wall = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                    str(args.nproc), *cmd, "--distributed"], 1)
+        wall = run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                str(args.nproc),
+                *cmd,
+                "--distributed",
+            ],
+            1,
+        )
     r = read_report(out)
-    return {"model": args.model, "mode": mode, "processes": 1 if mode == "single" else args.nproc,
-            "threads_per_process": args.single_threads if mode == "single" else 1, "seed": seed,
-            "dense_top1": r["dense"]["accuracy"], "pruned_top1": r["pruned"]["accuracy"],
-            "finetune_s": r["timings_s"]["finetune"], "wall_s": round(wall, 2), "loadavg_1m": os.getloadavg()[0]}
+    return {
+        "model": args.model,
+        "mode": mode,
+        "processes": 1 if mode == "single" else args.nproc,
+        "threads_per_process": args.single_threads if mode == "single" else 1,
+        "seed": seed,
+        "dense_top1": r["dense"]["accuracy"],
+        "pruned_top1": r["pruned"]["accuracy"],
+        "finetune_s": r["timings_s"]["finetune"],
+        "wall_s": round(wall, 2),
+        "loadavg_1m": os.getloadavg()[0],
+    }
 
 
 def spread(values: list[float], scale: float = 1.0, unit: str = "") -> str:
@@ -76,20 +121,29 @@ def markdown(rows: list[dict], no_ft: float, cfg: dict, machine: dict) -> str:
     single = [r for r in rows if r["mode"] == "single"]
     ddp = [r for r in rows if r["mode"] != "single"]
     pairs = [d["pruned_top1"] - s["pruned_top1"] for s, d in zip(single, ddp)]
-    lines = ["| launch | runs | pruned top-1 %, median [min, max] | finetune stage s | whole command s |",
-             "|---|---:|---:|---:|---:|"]
-    for name, rs in ((f"1 process x {cfg['single_threads']} thread(s)", single),
-                     (f"torchrun {cfg['nproc']} processes x 1 thread (gloo)", ddp)):
-        lines.append(f"| {name} | {len(rs)} | {spread([r['pruned_top1'] for r in rs], 100)} | "
-                     f"{spread([r['finetune_s'] for r in rs])} | {spread([r['wall_s'] for r in rs])} |")
+    lines = [
+        "| launch | runs | pruned top-1 %, median [min, max] | finetune stage s | whole command s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, rs in (
+        (f"1 process x {cfg['single_threads']} thread(s)", single),
+        (f"torchrun {cfg['nproc']} processes x 1 thread (gloo)", ddp),
+    ):
+        lines.append(
+            f"| {name} | {len(rs)} | {spread([r['pruned_top1'] for r in rs], 100)} | "
+            f"{spread([r['finetune_s'] for r in rs])} | {spread([r['wall_s'] for r in rs])} |"
+        )
     sd = statistics.stdev([r["pruned_top1"] for r in single]) * 100 if len(single) > 1 else float("nan")
-    lines += ["",
-              f"Dense baseline top-1 {100 * rows[0]['dense_top1']:.2f}%; pruned before finetuning "
-              f"{100 * no_ft:.2f}%. Same seed, DDP minus single: median {100 * statistics.median(pairs):+.2f} "
-              f"points, largest |difference| {100 * max(map(abs, pairs)):.2f}; seed-to-seed standard deviation "
-              f"of the single-process runs {sd:.2f} points.",
-              "Load average (1 min) after each run: " + ", ".join(f"{r['loadavg_1m']:.1f}" for r in rows) + ".",
-              f"Config: {json.dumps(cfg)}.", f"Machine: {json.dumps(machine)}."]
+    lines += [
+        "",
+        f"Dense baseline top-1 {100 * rows[0]['dense_top1']:.2f}%; pruned before finetuning "
+        f"{100 * no_ft:.2f}%. Same seed, DDP minus single: median {100 * statistics.median(pairs):+.2f} "
+        f"points, largest |difference| {100 * max(map(abs, pairs)):.2f}; seed-to-seed standard deviation "
+        f"of the single-process runs {sd:.2f} points.",
+        "Load average (1 min) after each run: " + ", ".join(f"{r['loadavg_1m']:.1f}" for r in rows) + ".",
+        f"Config: {json.dumps(cfg)}.",
+        f"Machine: {json.dumps(machine)}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -106,7 +160,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sparsity", type=float, default=0.5)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--nproc", type=int, default=2)
-    ap.add_argument("--single-threads", type=int, default=None, help="threads of the single process (default --nproc)")
+    ap.add_argument(
+        "--single-threads", type=int, default=None, help="threads of the single process (default --nproc)"
+    )
     ap.add_argument("--baseline-epochs", type=int, default=4)
     ap.add_argument("--finetune-epochs", type=int, default=3)
     ap.add_argument("--finetune-lr", type=float, default=0.02)
@@ -121,16 +177,39 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="ddp-bench-") as tmp:
         work = Path(tmp)
         base = work / "baseline"
-        run([sys.executable, "-m", "filterprune", "train", args.model, "--dataset", "cifar10", "--data-root",
-             args.data_root, "--epochs", str(args.baseline_epochs), "--batch-size", str(args.batch_size),
-             "--device", "cpu", "--out", str(base)], args.single_threads)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "filterprune",
+                "train",
+                args.model,
+                "--dataset",
+                "cifar10",
+                "--data-root",
+                args.data_root,
+                "--epochs",
+                str(args.baseline_epochs),
+                "--batch-size",
+                str(args.batch_size),
+                "--device",
+                "cpu",
+                "--out",
+                str(base),
+            ],
+            args.single_threads,
+        )
         no_ft = one(args, base, 0, "single", work, 0)["pruned_top1"]
         rows = []
         for seed in range(args.seeds):
             for mode in ("single", "ddp"):
                 rows.append(one(args, base, seed, mode, work, args.finetune_epochs))
-                print(f"[bench] seed {seed} {mode}: top-1 {100 * rows[-1]['pruned_top1']:.2f}%, finetune "
-                      f"{rows[-1]['finetune_s']:.1f}s ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
+                print(
+                    f"[bench] seed {seed} {mode}: top-1 {100 * rows[-1]['pruned_top1']:.2f}%, finetune "
+                    f"{rows[-1]['finetune_s']:.1f}s ({time.perf_counter() - t0:.0f}s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
     cfg["wall_s"] = round(time.perf_counter() - t0, 1)
     folder = HERE / args.model
     folder.mkdir(parents=True, exist_ok=True)

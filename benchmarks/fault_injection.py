@@ -18,6 +18,7 @@ folder is published, between the two renames of ``--overwrite``. Random kills co
     python benchmarks/fault_injection.py                 # all points + 6 random kills -> benchmarks/faults/
     python benchmarks/fault_injection.py --random 0 --points prune,publish   # a subset (the slow test)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,28 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "cifar10_mini.npz"
-ARGS = ["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.4", "--dataset", "npz:{data}",
-        "--epochs", "2", "--finetune-epochs", "1", "--bench-iters", "3", "--bench-batch-sizes", "1,4",
-        "--seed", "0", "--out", "runs/target"]
+ARGS = [
+    "compress",
+    "resnet20",
+    "--criterion",
+    "l1",
+    "--sparsity",
+    "0.4",
+    "--dataset",
+    "npz:{data}",
+    "--epochs",
+    "2",
+    "--finetune-epochs",
+    "1",
+    "--bench-iters",
+    "3",
+    "--bench-batch-sizes",
+    "1,4",
+    "--seed",
+    "0",
+    "--out",
+    "runs/target",
+]
 
 # name -> (dotted function to wrap, which call kills, how, baseline already cached, extra flags)
 # how: "before" kills on entry; "after" once the call returned; "torn" writes half of the file first.
@@ -106,6 +126,7 @@ def child(point: str, argv: list[str]) -> None:
     if point in ("onnx-export",):
         import torch.onnx  # noqa: F401  (make sure the attribute exists before wrapping)
     import filterprune.api  # noqa: F401  (everything imported, so the wrapper replaces the real thing)
+
     _install(target, nth, how)
     from filterprune.cli import main
 
@@ -114,22 +135,36 @@ def child(point: str, argv: list[str]) -> None:
 
 # ----------------------------------------------------------------------------------- driver side
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()} if folder.exists() else {}
+    return (
+        {
+            str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
+        if folder.exists()
+        else {}
+    )
 
 
 def _leftovers(ws: Path) -> list[str]:
-    return sorted(str(p.relative_to(ws)) for p in ws.rglob("*")
-                  if ".partial-" in p.name or ".replaced-" in p.name or p.name.endswith(".tmp"))
+    return sorted(
+        str(p.relative_to(ws))
+        for p in ws.rglob("*")
+        if ".partial-" in p.name or ".replaced-" in p.name or p.name.endswith(".tmp")
+    )
 
 
 def _run(ws: Path, argv: list[str], point: str | None = None, kill_after: float | None = None):
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", point, "--"] if point else \
-        [sys.executable, "-m", "filterprune"]
+    cmd = (
+        [sys.executable, str(Path(__file__).resolve()), "--child", point, "--"]
+        if point
+        else [sys.executable, "-m", "filterprune"]
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FILTERPRUNE_CACHE": str(ws / "cache")}
     t0 = time.perf_counter()
-    p = subprocess.Popen([*cmd, *argv], cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen(
+        [*cmd, *argv], cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     if kill_after is not None:
         try:
             p.wait(kill_after)
@@ -151,9 +186,13 @@ def _read_report(run: Path) -> dict:
 def _summary(run: Path) -> dict:
     r = _read_report(run)
     hist = json.loads((run / "pruned.json").read_text())["history"]
-    return {"layers": r["layers"], "history": hist, "dense_acc": r["dense"]["accuracy"],
-            "pruned_acc": r["pruned"]["accuracy"],
-            "weights": hashlib.sha256((run / "pruned.safetensors").read_bytes()).hexdigest()}
+    return {
+        "layers": r["layers"],
+        "history": hist,
+        "dense_acc": r["dense"]["accuracy"],
+        "pruned_acc": r["pruned"]["accuracy"],
+        "weights": hashlib.sha256((run / "pruned.safetensors").read_bytes()).hexdigest(),
+    }
 
 
 def _complete(run: Path) -> bool:
@@ -180,8 +219,9 @@ def make_data(path: Path) -> str:
         xte = rng.integers(0, 256, (64, 3, 32, 32), np.uint8)
         ytr, yte, source = rng.integers(0, 10, 128), rng.integers(0, 10, 64), "random pixels"
     pool = lambda x: x.reshape(len(x), 3, 16, 2, 16, 2).mean((3, 5)).round().astype(np.uint8)  # noqa: E731
-    np.savez(path, x_train=pool(xtr), y_train=ytr.astype(np.int64), x_test=pool(xte),
-             y_test=yte.astype(np.int64))
+    np.savez(
+        path, x_train=pool(xtr), y_train=ytr.astype(np.int64), x_test=pool(xte), y_test=yte.astype(np.int64)
+    )
     return source
 
 
@@ -208,8 +248,9 @@ def main() -> int:
     rc, err, clean_s = _run(ref_ws, argv)
     assert rc == 0, err
     reference = _summary(ref_ws / "runs" / "target")
-    seed0_entries = (set(os.listdir(ref_ws / "cache" / "baselines"))
-                     - set(os.listdir(tpl / "cache" / "baselines")))
+    seed0_entries = set(os.listdir(ref_ws / "cache" / "baselines")) - set(
+        os.listdir(tpl / "cache" / "baselines")
+    )
 
     cases = [p for p in a.points.split(",") if p] + ["random"] * a.random
     results = []
@@ -226,41 +267,68 @@ def main() -> int:
                     shutil.copytree(ref_ws / "cache" / "baselines" / key, ws / "cache" / "baselines" / key)
             if extra == ["--overwrite"]:  # an earlier result of that name, which the user asked to replace
                 shutil.copytree(ref_ws / "runs" / "target", ws / "runs" / "target")
-            before = {"previous": _digest(ws / "runs" / "previous"),
-                      "cache": _digest(ws / "cache" / "baselines")}
+            before = {
+                "previous": _digest(ws / "runs" / "previous"),
+                "cache": _digest(ws / "cache" / "baselines"),
+            }
             delay = rng.uniform(1.0, upper) if point == "random" else None
-            rc, err, killed_s = _run(ws, [*argv, *extra], None if point == "random" else point,
-                                     kill_after=delay)
+            rc, err, killed_s = _run(
+                ws, [*argv, *extra], None if point == "random" else point, kill_after=delay
+            )
             if point != "random" or rc == -signal.SIGKILL:
                 break
             upper = 0.9 * killed_s  # it finished first: aim inside the time it took
-        stage = next((ln.split("]")[1].split(":")[0].strip() for ln in reversed(err.splitlines())
-                      if ln.startswith("[filterprune]") and ":" in ln), "start")
+        stage = next(
+            (
+                ln.split("]")[1].split(":")[0].strip()
+                for ln in reversed(err.splitlines())
+                if ln.startswith("[filterprune]") and ":" in ln
+            ),
+            "start",
+        )
         killed = rc == -signal.SIGKILL
         target = ws / "runs" / "target"
         after_kill = {
             "previous_intact": _digest(ws / "runs" / "previous") == before["previous"],
-            "cache_entries_intact": all(_digest(ws / "cache" / "baselines").get(k) == v
-                                        for k, v in before["cache"].items()),
-            "output_absent_or_complete": (not target.exists()) or extra == ["--overwrite"]
-                                         or _complete(target),
+            "cache_entries_intact": all(
+                _digest(ws / "cache" / "baselines").get(k) == v for k, v in before["cache"].items()
+            ),
+            "output_absent_or_complete": (not target.exists())
+            or extra == ["--overwrite"]
+            or _complete(target),
         }
         # killed after the folder was published: the result is complete, and a rerun must refuse to touch it
         published = target.exists() and extra != ["--overwrite"]
         rc2, err2, rerun_s = _run(ws, [*argv, *extra])
         ok2 = (rc2 == 2 and "exists" in err2 if published else rc2 == 0) and _complete(target)
         same = ok2 and _summary(target) == reference
-        row = {"point": point, "delay_s": round(delay, 2) if delay else None, "killed": killed,
-               "killed_rc": rc, "last_stage": stage, "killed_after_s": round(killed_s, 1), **after_kill,
-               "published_before_kill": published,
-               "rerun_rc": rc2, "rerun_complete": ok2, "rerun_equals_uninterrupted": same,
-               "previous_intact_after_rerun": _digest(ws / "runs" / "previous") == before["previous"],
-               "leftovers_after_rerun": _leftovers(ws), "traceback_seen": "Traceback" in err + err2,
-               "rerun_s": round(rerun_s, 1)}
-        row["survived"] = (row["previous_intact"] and row["cache_entries_intact"]
-                           and row["output_absent_or_complete"] and ok2 and same
-                           and row["previous_intact_after_rerun"]
-                           and not row["leftovers_after_rerun"] and not row["traceback_seen"])
+        row = {
+            "point": point,
+            "delay_s": round(delay, 2) if delay else None,
+            "killed": killed,
+            "killed_rc": rc,
+            "last_stage": stage,
+            "killed_after_s": round(killed_s, 1),
+            **after_kill,
+            "published_before_kill": published,
+            "rerun_rc": rc2,
+            "rerun_complete": ok2,
+            "rerun_equals_uninterrupted": same,
+            "previous_intact_after_rerun": _digest(ws / "runs" / "previous") == before["previous"],
+            "leftovers_after_rerun": _leftovers(ws),
+            "traceback_seen": "Traceback" in err + err2,
+            "rerun_s": round(rerun_s, 1),
+        }
+        row["survived"] = (
+            row["previous_intact"]
+            and row["cache_entries_intact"]
+            and row["output_absent_or_complete"]
+            and ok2
+            and same
+            and row["previous_intact_after_rerun"]
+            and not row["leftovers_after_rerun"]
+            and not row["traceback_seen"]
+        )
         results.append(row)
         print(json.dumps(row), flush=True)
         shutil.rmtree(ws)
@@ -268,32 +336,47 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from filterprune.bench.machine import describe
 
-    summary = {"command": "filterprune " + " ".join(ARGS), "data": source, "clean_run_s": round(clean_s, 1),
-               "injected": len(results), "killed_by_sigkill": sum(r["killed"] for r in results),
-               "survived": sum(r["survived"] for r in results),
-               "tracebacks_seen": sum(r["traceback_seen"] for r in results),
-               "load_average": os.getloadavg(), "machine": describe(), "cases": results}
+    summary = {
+        "command": "filterprune " + " ".join(ARGS),
+        "data": source,
+        "clean_run_s": round(clean_s, 1),
+        "injected": len(results),
+        "killed_by_sigkill": sum(r["killed"] for r in results),
+        "survived": sum(r["survived"] for r in results),
+        "tracebacks_seen": sum(r["traceback_seen"] for r in results),
+        "load_average": os.getloadavg(),
+        "machine": describe(),
+        "cases": results,
+    }
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    lines = [f"# Fault injection: {summary['survived']}/{summary['injected']} survived", "",
-             f"`python benchmarks/fault_injection.py {' '.join(sys.argv[1:])}`; workload "
-             f"`{summary['command']}` on {source}; uninterrupted run {clean_s:.0f} s; load average "
-             f"{summary['load_average'][0]:.1f}.", "",
-             "| point | killed | last stage seen | output absent/complete | earlier results intact "
-             "| rerun = uninterrupted | leftovers | survived |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Fault injection: {summary['survived']}/{summary['injected']} survived",
+        "",
+        f"`python benchmarks/fault_injection.py {' '.join(sys.argv[1:])}`; workload "
+        f"`{summary['command']}` on {source}; uninterrupted run {clean_s:.0f} s; load average "
+        f"{summary['load_average'][0]:.1f}.",
+        "",
+        "| point | killed | last stage seen | output absent/complete | earlier results intact "
+        "| rerun = uninterrupted | leftovers | survived |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         name = r["point"] + (f" @ {r['delay_s']} s" if r["delay_s"] else "")
         intact = r["previous_intact"] and r["cache_entries_intact"] and r["previous_intact_after_rerun"]
-        lines.append(f"| {name} | {'SIGKILL' if r['killed'] else 'no (rc ' + str(r['killed_rc']) + ')'} | "
-                     f"{r['last_stage']} | {r['output_absent_or_complete']} | {intact} | "
-                     f"{r['rerun_equals_uninterrupted']} | {len(r['leftovers_after_rerun'])} | "
-                     f"{r['survived']} |")
+        lines.append(
+            f"| {name} | {'SIGKILL' if r['killed'] else 'no (rc ' + str(r['killed_rc']) + ')'} | "
+            f"{r['last_stage']} | {r['output_absent_or_complete']} | {intact} | "
+            f"{r['rerun_equals_uninterrupted']} | {len(r['leftovers_after_rerun'])} | "
+            f"{r['survived']} |"
+        )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     shutil.rmtree(base, ignore_errors=True)
-    print(f"{summary['survived']}/{summary['injected']} survived; {summary['killed_by_sigkill']} SIGKILLed; "
-          f"tracebacks seen: {summary['tracebacks_seen']}")
+    print(
+        f"{summary['survived']}/{summary['injected']} survived; {summary['killed_by_sigkill']} SIGKILLed; "
+        f"tracebacks seen: {summary['tracebacks_seen']}"
+    )
     return 0 if summary["survived"] == summary["injected"] else 1
 
 

@@ -14,6 +14,7 @@ RSS (counts pages the forked workers share with their parent once per process) a
 shared page split among its sharers: the memory the tree really holds). Decoded at
 256x256x3 bytes, the folder would be N x 192 KiB (3.9 GB for 20,000). Not a timing benchmark.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,9 +79,29 @@ def main() -> int:
     make_folder(root, a.images)
     made_s = time.perf_counter() - t
     out = root.parent / (root.name + "-out")
-    cmd = [sys.executable, "-m", "filterprune", "compress", "tv:resnet18", "--criterion", "l1", "--sparsity", "0.4",
-           "--dataset", f"imagefolder:{root}", "--epochs", "0", "--finetune-epochs", "0", "--no-bench",
-           "--workers", str(a.workers), "--out", str(out), "--overwrite"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "filterprune",
+        "compress",
+        "tv:resnet18",
+        "--criterion",
+        "l1",
+        "--sparsity",
+        "0.4",
+        "--dataset",
+        f"imagefolder:{root}",
+        "--epochs",
+        "0",
+        "--finetune-epochs",
+        "0",
+        "--no-bench",
+        "--workers",
+        str(a.workers),
+        "--out",
+        str(out),
+        "--overwrite",
+    ]
     t = time.perf_counter()
     p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     peak_rss_sum = peak_pss_sum = 0.0
@@ -94,12 +115,22 @@ def main() -> int:
     from filterprune.bench.machine import describe
 
     du = sum(f.stat().st_size for f in root.rglob("*.jpg"))
-    result = {"images": a.images, "side": 256, "decoded_gb": round(a.images * 256 * 256 * 3 / 1e9, 2),
-              "jpeg_bytes_gb": round(du / 1e9, 3), "exit": p.returncode, "wall_s": round(wall, 1),
-              "folder_made_s": round(made_s, 1), "peak_rss_mb_compress_process": round(child_peak_mb, 1),
-              "peak_rss_mb_tree_sum": round(peak_rss_sum, 1),
-              "peak_pss_mb_tree_sum": round(peak_pss_sum, 1), "workers": a.workers, "command": " ".join(cmd[1:]),
-              "stderr_tail": err.strip().splitlines()[-4:], "machine": describe()}
+    result = {
+        "images": a.images,
+        "side": 256,
+        "decoded_gb": round(a.images * 256 * 256 * 3 / 1e9, 2),
+        "jpeg_bytes_gb": round(du / 1e9, 3),
+        "exit": p.returncode,
+        "wall_s": round(wall, 1),
+        "folder_made_s": round(made_s, 1),
+        "peak_rss_mb_compress_process": round(child_peak_mb, 1),
+        "peak_rss_mb_tree_sum": round(peak_rss_sum, 1),
+        "peak_pss_mb_tree_sum": round(peak_pss_sum, 1),
+        "workers": a.workers,
+        "command": " ".join(cmd[1:]),
+        "stderr_tail": err.strip().splitlines()[-4:],
+        "machine": describe(),
+    }
     HERE.mkdir(exist_ok=True)
     (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))

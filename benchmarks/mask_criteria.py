@@ -11,6 +11,7 @@ Writes benchmarks/mask_criteria/<model>/{results.csv,results.md} and one report 
 benchmarks/mask_criteria/<model>/runs/ (report.json + report.md kept; ONNX files and weights removed;
 git-ignored). Every run compresses the same cached baseline (``FILTERPRUNE_CACHE`` decides where).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,16 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "mask_criteria"
 METHODS = ("rand", "mag", "snip", "grasp", "synflow", "imp")
-CONFIG = dict(dataset="cifar10", data_root=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
-              sparsity=0.4, batch_size=64, imp_iterations=2, bench_batch_sizes=(1, 32), bench_iters=30, seed=0)
+CONFIG = dict(
+    dataset="cifar10",
+    data_root=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+    sparsity=0.4,
+    batch_size=64,
+    imp_iterations=2,
+    bench_batch_sizes=(1, 32),
+    bench_iters=30,
+    seed=0,
+)
 COMPRESSIONS = (0.5, 1.0, 2.0)
 KEEP = ("report.json", "report.md")
 
@@ -49,11 +58,19 @@ def run_one(method: str, c: float, fresh: bool, run_cfg: dict, folder: Path) -> 
 def row(r: dict) -> dict:
     d, p, m = r["dense"], r["pruned"], r["masked"]
     lat = {(x["runtime"], x["batch_size"]): x for x in r["latency"]}
-    out = {"method": r["criterion"], "compression": m["compression"], "weight_density": m["weight_density"],
-           "dense_acc": d["accuracy"], "masked_acc": m["accuracy"], "shrunk_acc": p["accuracy"],
-           "masked_flop_fraction": m["flop_fraction"], "shrunk_flop_fraction": p["flops"] / d["flops"],
-           "masked_mac_fraction": m["macs"] / d["macs"], "shrunk_mac_fraction": p["macs"] / d["macs"],
-           "channel_sparsity": r["channel_sparsity"]}
+    out = {
+        "method": r["criterion"],
+        "compression": m["compression"],
+        "weight_density": m["weight_density"],
+        "dense_acc": d["accuracy"],
+        "masked_acc": m["accuracy"],
+        "shrunk_acc": p["accuracy"],
+        "masked_flop_fraction": m["flop_fraction"],
+        "shrunk_flop_fraction": p["flops"] / d["flops"],
+        "masked_mac_fraction": m["macs"] / d["macs"],
+        "shrunk_mac_fraction": p["macs"] / d["macs"],
+        "channel_sparsity": r["channel_sparsity"],
+    }
     for (rt, b), x in sorted(lat.items()):
         out[f"{rt}_b{b}_dense_ms"] = x["dense_ms"]
         out[f"{rt}_b{b}_masked_speedup"] = x.get("masked_speedup")
@@ -63,22 +80,29 @@ def row(r: dict) -> dict:
 
 
 def markdown(rows: list[dict], machine: dict, run_cfg: dict) -> str:
-    head = ("| method | c | weight density | masked top-1 | shrunk top-1 | masked FLOP frac. | shrunk FLOP frac. | "
-            "shrunk MAC frac. | masked speedup ort b32 | shrunk speedup ort b32 | masked speedup torch b32 | "
-            "shrunk speedup torch b32 |")
+    head = (
+        "| method | c | weight density | masked top-1 | shrunk top-1 | masked FLOP frac. | shrunk FLOP frac. | "
+        "shrunk MAC frac. | masked speedup ort b32 | shrunk speedup ort b32 | masked speedup torch b32 | "
+        "shrunk speedup torch b32 |"
+    )
     lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for x in rows:
-        lines.append(f"| {x['method']} | {x['compression']:g} | {x['weight_density']:.4f} | {100 * x['masked_acc']:.2f}% | "
-                     f"{100 * x['shrunk_acc']:.2f}% | {x['masked_flop_fraction']:.4f} | {x['shrunk_flop_fraction']:.4f} | "
-                     f"{x['shrunk_mac_fraction']:.4f} | {x['onnxruntime_b32_masked_speedup']:.2f}x | "
-                     f"{x['onnxruntime_b32_shrunk_speedup']:.2f}x | {x['torch_b32_masked_speedup']:.2f}x | "
-                     f"{x['torch_b32_shrunk_speedup']:.2f}x |")
+        lines.append(
+            f"| {x['method']} | {x['compression']:g} | {x['weight_density']:.4f} | {100 * x['masked_acc']:.2f}% | "
+            f"{100 * x['shrunk_acc']:.2f}% | {x['masked_flop_fraction']:.4f} | {x['shrunk_flop_fraction']:.4f} | "
+            f"{x['shrunk_mac_fraction']:.4f} | {x['onnxruntime_b32_masked_speedup']:.2f}x | "
+            f"{x['onnxruntime_b32_shrunk_speedup']:.2f}x | {x['torch_b32_masked_speedup']:.2f}x | "
+            f"{x['torch_b32_shrunk_speedup']:.2f}x |"
+        )
     dense = rows[0]["dense_acc"] if rows else float("nan")
     loads = ", ".join(f"{x['loadavg_1m']:.1f}" for x in rows if x["loadavg_1m"] is not None)
-    lines += ["", f"Dense baseline top-1: {100 * dense:.2f}%. Config: {json.dumps(run_cfg)}; compressions "
-                  f"{sorted({x['compression'] for x in rows})} ({len(rows)} runs); 1-minute load average after each "
-                  f"run: {loads}.",
-              f"Machine: {json.dumps(machine)}."]
+    lines += [
+        "",
+        f"Dense baseline top-1: {100 * dense:.2f}%. Config: {json.dumps(run_cfg)}; compressions "
+        f"{sorted({x['compression'] for x in rows})} ({len(rows)} runs); 1-minute load average after each "
+        f"run: {loads}.",
+        f"Machine: {json.dumps(machine)}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -89,11 +113,18 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--model", default="vgg16")
     ap.add_argument("--epochs", type=int, default=10, help="baseline epochs (shared, cached)")
-    ap.add_argument("--finetune-epochs", type=int, default=1, help="for the shrunk and the masked model alike")
+    ap.add_argument(
+        "--finetune-epochs", type=int, default=1, help="for the shrunk and the masked model alike"
+    )
     ap.add_argument("--imp-epochs", type=int, default=1, help="training epochs per IMP cycle")
     args = ap.parse_args(argv)
-    run_cfg = {**CONFIG, "model": args.model, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
-               "imp_epochs": args.imp_epochs}
+    run_cfg = {
+        **CONFIG,
+        "model": args.model,
+        "epochs": args.epochs,
+        "finetune_epochs": args.finetune_epochs,
+        "imp_epochs": args.imp_epochs,
+    }
     folder = HERE / args.model
     from filterprune.bench import machine
 
@@ -104,7 +135,11 @@ def main(argv=None) -> int:
             if args.report_only and not (folder / "runs" / f"{method}-c{c:g}" / "report.json").is_file():
                 continue
             rows.append(row(run_one(method, c, args.fresh and not args.report_only, run_cfg, folder)))
-            print(f"[bench] {method} c={c:g} done ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
+            print(
+                f"[bench] {method} c={c:g} done ({time.perf_counter() - t0:.0f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
     if not rows:
         print("no finished runs", file=sys.stderr)
         return 1

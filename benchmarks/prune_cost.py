@@ -5,6 +5,7 @@ results.json} with one command:
 
     PYTHONPATH=$PWD python benchmarks/prune_cost.py --data-root ../shared/data
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,13 @@ def timed(name: str, fn, repeats: int) -> dict:
         fn(model)
         times.append(time.perf_counter() - t)
         loads.append(os.getloadavg()[0])
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-            "runs_s": [round(v, 3) for v in times], "loadavg_1min": loads}
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "max_s": max(times),
+        "runs_s": [round(v, 3) for v in times],
+        "loadavg_1min": loads,
+    }
 
 
 def main(argv=None) -> None:
@@ -60,7 +66,10 @@ def main(argv=None) -> None:
         prune(model, make_criterion("l1"), PlanConfig(0.4), PruneContext(x), 10)
 
     results = {
-        "greedy vgg16, 1,024 calibration images (16 x 64), sparsity 0.4": {"goal_s": 60, **timed("vgg16", greedy, a.repeats)},
+        "greedy vgg16, 1,024 calibration images (16 x 64), sparsity 0.4": {
+            "goal_s": 60,
+            **timed("vgg16", greedy, a.repeats),
+        },
         "resnet50 graph build + l1 prune, sparsity 0.4": {"goal_s": 2, **timed("resnet50", l1, a.repeats)},
     }
     threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
@@ -69,13 +78,24 @@ def main(argv=None) -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(info, indent=2) + "\n")
-    md = ["# Cost of pruning", "", f"Command: `{command}` (data: {data.name}; a fresh model per run, "
-          "its construction not timed; the calibration batches are loaded inside the greedy time)", "",
-          "| task | goal | median s | min–max s | 1-min load average during runs |", "|---|---:|---:|---:|---|",
-          *[f"| {k} | ≤ {v['goal_s']} s | {v['median_s']:.2f} | {v['min_s']:.2f}–{v['max_s']:.2f} | "
-            f"{', '.join(f'{v2:.1f}' for v2 in v['loadavg_1min'])} |" for k, v in results.items()], "",
-          f"Machine: {info['machine']['cpu']} ({info['machine']['cores']} cores), torch {info['machine']['torch']}, "
-          f"{info['machine']['torch_threads']} thread(s).", ""]
+    md = [
+        "# Cost of pruning",
+        "",
+        f"Command: `{command}` (data: {data.name}; a fresh model per run, "
+        "its construction not timed; the calibration batches are loaded inside the greedy time)",
+        "",
+        "| task | goal | median s | min–max s | 1-min load average during runs |",
+        "|---|---:|---:|---:|---|",
+        *[
+            f"| {k} | ≤ {v['goal_s']} s | {v['median_s']:.2f} | {v['min_s']:.2f}–{v['max_s']:.2f} | "
+            f"{', '.join(f'{v2:.1f}' for v2 in v['loadavg_1min'])} |"
+            for k, v in results.items()
+        ],
+        "",
+        f"Machine: {info['machine']['cpu']} ({info['machine']['cores']} cores), torch {info['machine']['torch']}, "
+        f"{info['machine']['torch_threads']} thread(s).",
+        "",
+    ]
     (out / "results.md").write_text("\n".join(md))
     print("\n".join(md))
 

@@ -8,6 +8,7 @@ runs.csv, report.md, run_info.json) with one command; finished runs under --runs
 The run folders (weights, ONNX files) stay under --runs, outside the repository. Until `filterprune
 sweep` exists this script is the grid; its folder has the sweep layout (DIR/runs/<run>/).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,18 +46,39 @@ def main(argv=None) -> None:
                 run = runs / "runs" / f"{a.model}-{crit}-s{s:g}-seed{seed}"
                 if (run / "report.json").is_file():
                     continue
-                compress(CompressConfig.of(
-                    model=a.model, criterion=crit, sparsity=s, dataset="cifar10", data_root=a.data_root,
-                    epochs=a.epochs, finetune_epochs=a.finetune_epochs, seed=seed, out=str(run), overwrite=True,
-                    bench_batch_sizes=(a.batch_size,), bench_iters=20, bench_memory=True))
+                compress(
+                    CompressConfig.of(
+                        model=a.model,
+                        criterion=crit,
+                        sparsity=s,
+                        dataset="cifar10",
+                        data_root=a.data_root,
+                        epochs=a.epochs,
+                        finetune_epochs=a.finetune_epochs,
+                        seed=seed,
+                        out=str(run),
+                        overwrite=True,
+                        bench_batch_sizes=(a.batch_size,),
+                        bench_iters=20,
+                        bench_memory=True,
+                    )
+                )
     runs_s = time.perf_counter() - t0
     load_mid = os.getloadavg()
     out = report(runs, a.out, "onnxruntime", a.batch_size)
-    atomic_write_json(out / "run_info.json", {
-        "command": "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/report_demo.py " + " ".join(
-            sys.argv[1:] if argv is None else argv),
-        "args": vars(a), "machine": machine.describe(), "runs_wall_s (0 when all were reused)": round(runs_s, 1),
-        "load_avg_before": load_before, "load_avg_after_runs": load_mid, "load_avg_after_report": os.getloadavg()})
+    atomic_write_json(
+        out / "run_info.json",
+        {
+            "command": "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/report_demo.py "
+            + " ".join(sys.argv[1:] if argv is None else argv),
+            "args": vars(a),
+            "machine": machine.describe(),
+            "runs_wall_s (0 when all were reused)": round(runs_s, 1),
+            "load_avg_before": load_before,
+            "load_avg_after_runs": load_mid,
+            "load_avg_after_report": os.getloadavg(),
+        },
+    )
     print(out / "report.md")
 
 

@@ -14,6 +14,7 @@
 Writes benchmarks/sweep_smoke/{log.txt,result.json} and leaves the sweep folder in
 benchmarks/sweep_smoke/sweep/ (``filterprune report`` reads it). Exit 1 if a check fails.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,13 +35,19 @@ HERE = ROOT / "benchmarks" / "sweep_smoke"
 
 
 def digests(run_dir: Path) -> dict:
-    return {p.name: [hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns]
-            for p in sorted(run_dir.iterdir()) if p.is_file()}
+    return {
+        p.name: [hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns]
+        for p in sorted(run_dir.iterdir())
+        if p.is_file()
+    }
 
 
 def finished(runs: Path) -> dict:
-    return {p.name: digests(p) for p in sorted(runs.iterdir())
-            if not p.name.startswith(".") and (p / "report.json").is_file()}
+    return {
+        p.name: digests(p)
+        for p in sorted(runs.iterdir())
+        if not p.name.startswith(".") and (p / "report.json").is_file()
+    }
 
 
 def attempts(log: Path) -> int:
@@ -69,8 +76,17 @@ def main() -> int:
 
     note(f"machine: {json.dumps(describe())}")
     note(f"load average at start: {os.getloadavg()}")
-    cmd = [sys.executable, "-m", "filterprune", "sweep", args.config, "--out", str(out), "--set",
-           f"data_root={args.data_root}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "filterprune",
+        "sweep",
+        args.config,
+        "--out",
+        str(out),
+        "--set",
+        f"data_root={args.data_root}",
+    ]
     note(f"$ {' '.join(cmd[1:])}")
     t0 = time.perf_counter()
     first_out = (HERE / ".first.out").open("w+")
@@ -90,9 +106,11 @@ def main() -> int:
                 staging = [p.name for p in runs.iterdir() if p.name.startswith(".")]
                 first.send_signal(signal.SIGKILL)
                 first.wait()
-                note(f"SIGKILL to the sweep (pid {first.pid}) {time.perf_counter() - t0:.0f}s in, {len(done)} runs "
-                     f"finished, run {in_flight} {time.perf_counter() - since:.0f}s in; its worker(s) {workers}; "
-                     f"staging folders then: {staging or 'none'}")
+                note(
+                    f"SIGKILL to the sweep (pid {first.pid}) {time.perf_counter() - t0:.0f}s in, {len(done)} runs "
+                    f"finished, run {in_flight} {time.perf_counter() - since:.0f}s in; its worker(s) {workers}; "
+                    f"staging folders then: {staging or 'none'}"
+                )
                 break
     first_out.seek(0)
     lines += ["  | " + ln.rstrip() for ln in first_out.read().splitlines()]
@@ -102,18 +120,32 @@ def main() -> int:
         note("the sweep ended before the kill point: lower --kill-after")
         return 1
     deadline = time.time() + 20
-    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in workers) \
-            and time.time() < deadline:
+    while (
+        any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in workers)
+        and time.time() < deadline
+    ):
         time.sleep(0.5)
-    orphans = [p for p in workers if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    orphans = [
+        p for p in workers if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ]
     note(f"workers still alive 20s after the kill: {orphans or 'none'}")
     before = finished(out / "runs")
     left = [p.name for p in (out / "runs").iterdir() if p.name.startswith(".")]
     note(f"after the kill: {len(before)} finished runs; hidden leftovers in runs/: {left or 'none'}")
 
     note(f"load average before resume: {os.getloadavg()}")
-    cmd = [sys.executable, "-m", "filterprune", "sweep", args.config, "--out", str(out), "--resume", "--set",
-           f"data_root={args.data_root}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "filterprune",
+        "sweep",
+        args.config,
+        "--out",
+        str(out),
+        "--resume",
+        "--set",
+        f"data_root={args.data_root}",
+    ]
     note(f"$ {' '.join(cmd[1:])}")
     t1 = time.perf_counter()
     second = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -125,12 +157,15 @@ def main() -> int:
     rows = (out / "results.csv").read_text().splitlines()[1:]
     checks = {
         "resume exit 0": second.returncode == 0,
-        "resume skipped exactly the runs finished before the kill":
-            f"{len(before)} already finished, {len(ids) - len(before)} to run" in second.stdout,
+        "resume skipped exactly the runs finished before the kill": f"{len(before)} already finished, {len(ids) - len(before)} to run"
+        in second.stdout,
         "every run finished": sorted(after) == sorted(ids),
-        "runs finished before the kill unchanged (sha256 and mtime of every file)":
-            all(after[k] == v for k, v in before.items()),
-        "runs finished before the kill attempted once": all(attempts(out / "logs" / f"{k}.log") == 1 for k in before),
+        "runs finished before the kill unchanged (sha256 and mtime of every file)": all(
+            after[k] == v for k, v in before.items()
+        ),
+        "runs finished before the kill attempted once": all(
+            attempts(out / "logs" / f"{k}.log") == 1 for k in before
+        ),
         "the killed run attempted twice": attempts(out / "logs" / f"{in_flight}.log") == 2,
         "the killed run is complete": in_flight in after,
         "its worker died with the sweep": not orphans,
@@ -140,9 +175,16 @@ def main() -> int:
     for name, ok in checks.items():
         note(f"{'PASS' if ok else 'FAIL'}  {name}")
     note(f"load average at end: {os.getloadavg()}")
-    result = {"config": args.config, "runs": len(ids), "finished_before_kill": sorted(before),
-              "killed_run": in_flight, "checks": checks, "wall_s": round(time.perf_counter() - t0, 1),
-              "machine": describe(), "command": "PYTHONPATH=$PWD python benchmarks/sweep_smoke.py"}
+    result = {
+        "config": args.config,
+        "runs": len(ids),
+        "finished_before_kill": sorted(before),
+        "killed_run": in_flight,
+        "checks": checks,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "machine": describe(),
+        "command": "PYTHONPATH=$PWD python benchmarks/sweep_smoke.py",
+    }
     (HERE / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     (HERE / "log.txt").write_text("\n".join(lines) + "\n")
     return 0 if all(checks.values()) else 1

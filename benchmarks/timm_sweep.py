@@ -10,6 +10,7 @@ redrawn so parity does not compare zeros with zeros. Input side 64 (a ViT-style 
 ``timm_models/results.jsonl`` (a rerun continues; ``--fresh`` starts over); ``timm_models/timm_sweep.md`` is rewritten
 after every model. Not a timing benchmark: run it with OMP_NUM_THREADS=1 beside other work.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,21 +27,69 @@ SPARSITY, CRITERION, NUM_CLASSES, SIDE = 0.4, "l1", 1000, 64
 # >= 50 architectures across families, the small member of each
 MODELS = [
     # ResNet / ResNeXt and relatives
-    "resnet18", "resnet50", "resnet26d", "resnext26ts", "seresnext26d_32x4d", "resnetv2_50", "skresnet18",
-    "res2net50_14w_8s", "resnest14d", "cspresnet50", "cspdarknet53", "dpn68", "repvgg_a0", "selecsls42b",
-    "gernet_s", "ese_vovnet19b_dw",
+    "resnet18",
+    "resnet50",
+    "resnet26d",
+    "resnext26ts",
+    "seresnext26d_32x4d",
+    "resnetv2_50",
+    "skresnet18",
+    "res2net50_14w_8s",
+    "resnest14d",
+    "cspresnet50",
+    "cspdarknet53",
+    "dpn68",
+    "repvgg_a0",
+    "selecsls42b",
+    "gernet_s",
+    "ese_vovnet19b_dw",
     # EfficientNet / MobileNet / NAS families
-    "efficientnet_b0", "efficientnet_lite0", "tf_efficientnet_b0", "efficientnetv2_rw_t", "mobilenetv2_100",
-    "mobilenetv3_large_100", "mobilenetv3_small_100", "mobilenetv4_conv_small", "mnasnet_100", "fbnetc_100",
-    "spnasnet_100", "mixnet_s", "tinynet_a", "lcnet_050", "hardcorenas_a",
+    "efficientnet_b0",
+    "efficientnet_lite0",
+    "tf_efficientnet_b0",
+    "efficientnetv2_rw_t",
+    "mobilenetv2_100",
+    "mobilenetv3_large_100",
+    "mobilenetv3_small_100",
+    "mobilenetv4_conv_small",
+    "mnasnet_100",
+    "fbnetc_100",
+    "spnasnet_100",
+    "mixnet_s",
+    "tinynet_a",
+    "lcnet_050",
+    "hardcorenas_a",
     # RegNet, ConvNeXt, GhostNet, ReXNet, DenseNet, DLA, HRNet, Inception
-    "regnetx_002", "regnety_002", "regnetz_b16", "convnext_atto", "convnextv2_atto", "ghostnet_100",
-    "ghostnetv2_100", "repghostnet_050", "rexnet_100", "densenet121", "dla34", "dla46_c", "hrnet_w18_small",
+    "regnetx_002",
+    "regnety_002",
+    "regnetz_b16",
+    "convnext_atto",
+    "convnextv2_atto",
+    "ghostnet_100",
+    "ghostnetv2_100",
+    "repghostnet_050",
+    "rexnet_100",
+    "densenet121",
+    "dla34",
+    "dla46_c",
+    "hrnet_w18_small",
     "inception_v3",
     # attention, MLP and hybrid models
-    "vit_tiny_patch16_224", "vit_small_patch16_224", "deit_tiny_patch16_224", "deit_small_patch16_224",
-    "mobilevit_xxs", "edgenext_xx_small", "poolformer_s12", "levit_128s", "pit_ti_224", "fastvit_t8",
-    "swin_tiny_patch4_window7_224", "resmlp_12_224", "mixer_s16_224", "efficientformer_l1", "coat_lite_tiny",
+    "vit_tiny_patch16_224",
+    "vit_small_patch16_224",
+    "deit_tiny_patch16_224",
+    "deit_small_patch16_224",
+    "mobilevit_xxs",
+    "edgenext_xx_small",
+    "poolformer_s12",
+    "levit_128s",
+    "pit_ti_224",
+    "fastvit_t8",
+    "swin_tiny_patch4_window7_224",
+    "resmlp_12_224",
+    "mixer_s16_224",
+    "efficientformer_l1",
+    "coat_lite_tiny",
 ]
 
 
@@ -50,7 +99,9 @@ def _build(name: str, side: int, img_size: bool):
 
     from filterprune.models import ModelSpec, build_model
 
-    model = build_model(ModelSpec(f"timm:{name}", NUM_CLASSES, 3, side, {"img_size": side} if img_size else {})).eval()
+    model = build_model(
+        ModelSpec(f"timm:{name}", NUM_CLASSES, 3, side, {"img_size": side} if img_size else {})
+    ).eval()
     with torch.no_grad():
         model(torch.randn(1, 3, side, side))
     return model
@@ -92,8 +143,13 @@ def run_one(name: str) -> dict:
     shape = (3, side, side)
     dense = count(model, shape)
     stage("prune (building the dependency graph, scoring, removing channels)")
-    result = prune(model, make_criterion(CRITERION), PlanConfig(SPARSITY), PruneContext(torch.randn(1, *shape)),
-                   NUM_CLASSES)
+    result = prune(
+        model,
+        make_criterion(CRITERION),
+        PlanConfig(SPARSITY),
+        PruneContext(torch.randn(1, *shape)),
+        NUM_CLASSES,
+    )
     pruned = count(model, shape)
     stage("ONNX export and checker")
     proto = to_proto(model, shape)
@@ -102,9 +158,16 @@ def run_one(name: str) -> dict:
         path = Path(tmp) / "m.onnx"
         path.write_bytes(proto.SerializeToString())
         parity = check_parity(model, path, shape)
-    return {"input": how, "dense_macs": dense.macs, "pruned_macs": pruned.macs, "dense_params": dense.params,
-            "pruned_params": pruned.params, "max_abs_diff": parity["max_abs_diff"],
-            "output_scale": parity["output_scale"], "unprunable": result.unprunable}
+    return {
+        "input": how,
+        "dense_macs": dense.macs,
+        "pruned_macs": pruned.macs,
+        "dense_params": dense.params,
+        "pruned_params": pruned.params,
+        "max_abs_diff": parity["max_abs_diff"],
+        "output_scale": parity["output_scale"],
+        "unprunable": result.unprunable,
+    }
 
 
 def child_main(name: str) -> int:
@@ -118,10 +181,19 @@ def child_main(name: str) -> int:
 
 def sweep_one(name: str, timeout: int) -> dict:
     t = time.perf_counter()
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = {
+        **os.environ,
+        "PYTHONWARNINGS": "ignore",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }
     try:
-        p = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True,
-                           timeout=timeout, env=env)
+        p = subprocess.run(
+            [sys.executable, __file__, "--one", name],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
         if lines:
             row = json.loads(lines[-1])
@@ -131,7 +203,10 @@ def sweep_one(name: str, timeout: int) -> dict:
     except subprocess.TimeoutExpired as e:
         err = (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
         stages = [ln[7:] for ln in err.splitlines() if ln.startswith("stage: ")]
-        row = {"status": "failed", "reason": f"timed out after {timeout} s during {stages[-1] if stages else 'start-up'}"}
+        row = {
+            "status": "failed",
+            "reason": f"timed out after {timeout} s during {stages[-1] if stages else 'start-up'}",
+        }
     return {"model": name, **row, "seconds": round(time.perf_counter() - t, 1)}
 
 
@@ -142,17 +217,24 @@ def write_table(rows: list[dict], args_line: str, missing: list[str]) -> None:
 
     ok = [r for r in rows if r["status"] == "ok"]
     m = lambda x: f"{x / 1e6:,.1f}M" if isinstance(x, (int, float)) else ""  # noqa: E731
-    lines = [f"# timm models: prune (l1, channel sparsity 0.4, random weights) -> ONNX -> parity (timm {timm.__version__})",
-             "", f"Command: `{args_line}`", "",
-             f"**{len(ok)} of {len(rows)} pass ({100 * len(ok) / max(1, len(rows)):.1f}%)**: pruned, exported (opset 17, "
-             "dynamic batch, full checker) and equal to PyTorch in onnxruntime at batch 1 and 7 "
-             "(max|diff| / max(1, max|y|) <= 1e-4). Every failure is named with its reason.", "",
-             "'left whole' counts channel groups left dense (opaque reshapes, or removal broke the forward); "
-             "they are named in results.jsonl.", "",
-             "'diff / scale' is max|diff| / max|y|: random weights make some models' logits tiny or huge "
-             "(Inception-v3's reach 6e7), where the absolute difference alone would mislead.", "",
-             "| model | input | result | MACs dense | MACs pruned | x | max abs diff | output scale | diff / scale | left whole | s | reason |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"# timm models: prune (l1, channel sparsity 0.4, random weights) -> ONNX -> parity (timm {timm.__version__})",
+        "",
+        f"Command: `{args_line}`",
+        "",
+        f"**{len(ok)} of {len(rows)} pass ({100 * len(ok) / max(1, len(rows)):.1f}%)**: pruned, exported (opset 17, "
+        "dynamic batch, full checker) and equal to PyTorch in onnxruntime at batch 1 and 7 "
+        "(max|diff| / max(1, max|y|) <= 1e-4). Every failure is named with its reason.",
+        "",
+        "'left whole' counts channel groups left dense (opaque reshapes, or removal broke the forward); "
+        "they are named in results.jsonl.",
+        "",
+        "'diff / scale' is max|diff| / max|y|: random weights make some models' logits tiny or huge "
+        "(Inception-v3's reach 6e7), where the absolute difference alone would mislead.",
+        "",
+        "| model | input | result | MACs dense | MACs pruned | x | max abs diff | output scale | diff / scale | left whole | s | reason |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         good = r["status"] == "ok"
         x = f"{r['dense_macs'] / r['pruned_macs']:.2f}" if good else ""
@@ -161,8 +243,10 @@ def write_table(rows: list[dict], args_line: str, missing: list[str]) -> None:
         ratio = f"{r['max_abs_diff'] / r['output_scale']:.1e}" if good and r["output_scale"] else ""
         whole = len(r.get("unprunable", {})) if good else ""
         reason = r.get("reason", "").replace("|", "\\|")
-        lines.append(f"| {r['model']} | {r.get('input', '')} | {r['status']} | {m(r.get('dense_macs'))} | "
-                     f"{m(r.get('pruned_macs'))} | {x} | {diff} | {scale} | {ratio} | {whole} | {r['seconds']} | {reason} |")
+        lines.append(
+            f"| {r['model']} | {r.get('input', '')} | {r['status']} | {m(r.get('dense_macs'))} | "
+            f"{m(r.get('pruned_macs'))} | {x} | {diff} | {scale} | {ratio} | {whole} | {r['seconds']} | {reason} |"
+        )
     if missing:
         lines += ["", f"**Not run yet ({len(missing)})**: {', '.join(missing)}. The same command continues."]
     lines += ["", f"Machine: `{json.dumps(describe())}`", ""]
@@ -178,7 +262,9 @@ def main() -> int:
     ap.add_argument("--models", default=None, help="comma-separated subset (default: the list in this file)")
     ap.add_argument("--fresh", action="store_true", help="forget earlier rows")
     ap.add_argument("--redo-failed", action="store_true", help="run the failed rows again")
-    ap.add_argument("--table-only", action="store_true", help="rewrite timm_sweep.md from results.jsonl, run nothing")
+    ap.add_argument(
+        "--table-only", action="store_true", help="rewrite timm_sweep.md from results.jsonl, run nothing"
+    )
     a = ap.parse_args()
     if a.one:
         return child_main(a.one)
@@ -194,8 +280,10 @@ def main() -> int:
             done[r["model"]] = r
     args_line = "PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/timm_sweep.py " + " ".join(sys.argv[1:])
     if a.table_only:
-        args_line = ("PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/timm_sweep.py --timeout 180, then the same "
-                     "with --redo-failed --timeout 600")
+        args_line = (
+            "PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/timm_sweep.py --timeout 180, then the same "
+            "with --redo-failed --timeout 600"
+        )
     for name in names if not a.table_only else []:
         if name in done:
             continue

@@ -10,6 +10,7 @@ given images (or on random inputs when none are given) through IOBinding, with i
 provider's device, so host<->device copies are not timed. Bad input ends with one line on stderr and
 exit status 2; a failure while running ends with exit status 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,15 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
-             "tensorrt": "TensorrtExecutionProvider", "openvino": "OpenVINOExecutionProvider",
-             "rocm": "ROCMExecutionProvider", "dml": "DmlExecutionProvider", "coreml": "CoreMLExecutionProvider"}
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+}
 ON_CUDA = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
 MAX_INPUT_VALUES = 1 << 26  # one input batch (256 MiB of float32): a file or a flag cannot ask for more
 
@@ -50,8 +57,10 @@ def provider_name(name: str) -> str:
     if full not in PROVIDERS.values() and full not in ort.get_all_providers():
         raise Usage(f"unknown provider {name!r}; valid: {', '.join(PROVIDERS)} or a full onnxruntime name")
     if full not in ort.get_available_providers():
-        raise Usage(f"provider {full} is not available in this onnxruntime build "
-                    f"(available: {', '.join(ort.get_available_providers())}); see export/README.md")
+        raise Usage(
+            f"provider {full} is not available in this onnxruntime build "
+            f"(available: {', '.join(ort.get_available_providers())}); see export/README.md"
+        )
     return full
 
 
@@ -59,9 +68,14 @@ def provider_options(full: str, shape: list[int], trt_fp16: bool, cache: str) ->
     if full != "TensorrtExecutionProvider":
         return {}
     dims = "x".join(str(d) for d in shape)
-    return {"trt_fp16_enable": trt_fp16, "trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
-            "trt_profile_min_shapes": f"input:{dims}", "trt_profile_opt_shapes": f"input:{dims}",
-            "trt_profile_max_shapes": f"input:{dims}"}
+    return {
+        "trt_fp16_enable": trt_fp16,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": cache,
+        "trt_profile_min_shapes": f"input:{dims}",
+        "trt_profile_opt_shapes": f"input:{dims}",
+        "trt_profile_max_shapes": f"input:{dims}",
+    }
 
 
 def open_session(path: str, provider: str, options: dict, threads: int | None) -> ort.InferenceSession:
@@ -71,7 +85,9 @@ def open_session(path: str, provider: str, options: dict, threads: int | None) -
     so.log_severity_level = 3
     if threads:
         so.intra_op_num_threads = threads
-    providers = [(provider, options)] + ([] if provider == "CPUExecutionProvider" else ["CPUExecutionProvider"])
+    providers = [(provider, options)] + (
+        [] if provider == "CPUExecutionProvider" else ["CPUExecutionProvider"]
+    )
     try:
         return ort.InferenceSession(path, so, providers=providers)
     except Exception as e:
@@ -115,7 +131,9 @@ FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 MAX_PIXELS = 8192 * 8192
 
 
-def load_images(paths: list[str], shape: list[int], mean, std, dtype, resize: int | None = None) -> np.ndarray:
+def load_images(
+    paths: list[str], shape: list[int], mean, std, dtype, resize: int | None = None
+) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     mode = "L" if shape[1] == 1 else "RGB"
@@ -124,14 +142,20 @@ def load_images(paths: list[str], shape: list[int], mean, std, dtype, resize: in
         if not os.path.isfile(p):
             raise Usage(f"image not found: {p}")
         try:
-            with Image.open(p, formats=FORMATS) as img:  # never another decoder (an EPS named .png: Ghostscript)
+            with Image.open(
+                p, formats=FORMATS
+            ) as img:  # never another decoder (an EPS named .png: Ghostscript)
                 if img.width * img.height > MAX_PIXELS:
-                    raise Usage(f"{p}: {img.width}x{img.height} pixels is more than {MAX_PIXELS} (a decompression bomb?)")
+                    raise Usage(
+                        f"{p}: {img.width}x{img.height} pixels is more than {MAX_PIXELS} (a decompression bomb?)"
+                    )
                 img = img.convert(mode)
                 if resize:  # as filterprune evaluated it: shorter side to `resize`, then the center crop
                     scale = resize / min(img.width, img.height)
-                    img = img.resize((max(shape[3], round(img.width * scale)), max(shape[2], round(img.height * scale))),
-                                     Image.BILINEAR)
+                    img = img.resize(
+                        (max(shape[3], round(img.width * scale)), max(shape[2], round(img.height * scale))),
+                        Image.BILINEAR,
+                    )
                     left, top = (img.width - shape[3]) // 2, (img.height - shape[2]) // 2
                     img = img.crop((left, top, left + shape[3], top + shape[2]))
                 else:
@@ -160,8 +184,10 @@ def run(sess, x: np.ndarray, fixed: int) -> np.ndarray:
     name = sess.get_inputs()[0].name
     if fixed <= 0:
         return sess.run(None, {name: x})[0]
-    outs = [sess.run(None, {name: fit_batch(x[i:i + fixed], fixed)})[0][:len(x[i:i + fixed])]
-            for i in range(0, len(x), fixed)]
+    outs = [
+        sess.run(None, {name: fit_batch(x[i : i + fixed], fixed)})[0][: len(x[i : i + fixed])]
+        for i in range(0, len(x), fixed)
+    ]
     return np.concatenate(outs)
 
 
@@ -195,7 +221,9 @@ def _count(value) -> float | None:
 def describe(md: dict, shape, dtype, provider) -> str:
     parts = [clean(md.get("model", "model"), 80)]
     if "criterion" in md:
-        parts.append(f"pruned with {clean(md['criterion'], 40)} at channel sparsity {clean(md.get('sparsity'), 40)}")
+        parts.append(
+            f"pruned with {clean(md['criterion'], 40)} at channel sparsity {clean(md.get('sparsity'), 40)}"
+        )
     dense, pruned = _count(md.get("dense_macs")), _count(md.get("pruned_macs"))
     if dense is not None and pruned is not None:
         parts.append(f"MACs {dense / 1e6:.1f}M -> {pruned / 1e6:.1f}M")
@@ -216,10 +244,14 @@ def main(argv=None) -> int:
     ap.add_argument("--top", type=int, default=5)
     ap.add_argument("--batch", type=int, default=1, help="batch size for timing (default 1)")
     ap.add_argument("--iters", type=int, default=50, help="timed calls")
-    ap.add_argument("--warmup", type=int, default=10, help="untimed calls first (TensorRT builds its engine here)")
+    ap.add_argument(
+        "--warmup", type=int, default=10, help="untimed calls first (TensorRT builds its engine here)"
+    )
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: onnxruntime's)")
     ap.add_argument("--size", type=int, default=None, help="input side, for files without metadata")
-    ap.add_argument("--mean", type=float, nargs="+", default=None, help="per-channel mean (default: metadata)")
+    ap.add_argument(
+        "--mean", type=float, nargs="+", default=None, help="per-channel mean (default: metadata)"
+    )
     ap.add_argument("--std", type=float, nargs="+", default=None, help="per-channel std (default: metadata)")
     ap.add_argument("--trt-fp16", action="store_true", help="TensorRT: build an fp16 engine")
     ap.add_argument("--trt-cache", default="trt_cache", help="TensorRT: engine cache folder")
@@ -235,18 +267,29 @@ def main(argv=None) -> int:
         except Usage:
             raise
         except Exception as e:
-            raise Usage(f"{a.model}: unusable input description ({type(e).__name__}: {str(e)[:200]})") from None
+            raise Usage(
+                f"{a.model}: unusable input description ({type(e).__name__}: {str(e)[:200]})"
+            ) from None
         fixed = shape[0]
         if fixed > 0 and a.batch != fixed:
             a.batch = fixed  # a fixed-batch file only takes its own batch size
         if not all(type(d) is int and d > 0 for d in shape[1:]):
-            raise Usage(f"{clean(a.model)}: input shape {clean(shape, 80)} is not a positive NCHW size (pass --size)")
+            raise Usage(
+                f"{clean(a.model)}: input shape {clean(shape, 80)} is not a positive NCHW size (pass --size)"
+            )
         if a.batch * int(np.prod(shape[1:], dtype=np.float64)) > MAX_INPUT_VALUES:
-            raise Usage(f"batch {a.batch} of {'x'.join(map(str, shape[1:]))} inputs is more than "
-                        f"{MAX_INPUT_VALUES:,} values; lower --batch or --size")
+            raise Usage(
+                f"batch {a.batch} of {'x'.join(map(str, shape[1:]))} inputs is more than "
+                f"{MAX_INPUT_VALUES:,} values; lower --batch or --size"
+            )
         profile = [a.batch, *shape[1:]]
-        sess = probe if provider == "CPUExecutionProvider" else open_session(
-            a.model, provider, provider_options(provider, profile, a.trt_fp16, a.trt_cache), a.threads)
+        sess = (
+            probe
+            if provider == "CPUExecutionProvider"
+            else open_session(
+                a.model, provider, provider_options(provider, profile, a.trt_fp16, a.trt_cache), a.threads
+            )
+        )
         try:
             x = load_images(a.images, shape, mean, std, dtype, _resize(md, a)) if a.images else None
         except Usage:
@@ -259,17 +302,24 @@ def main(argv=None) -> int:
             probs = softmax(run(sess, x, fixed))
             for path, p in zip(a.images, probs):
                 print(clean(path, 4096))
-                for rank, c in enumerate(np.argsort(-p)[:a.top], 1):
-                    label = clean(names[c], 60) if isinstance(names, list) and c < len(names) else f"class {c}"
+                for rank, c in enumerate(np.argsort(-p)[: a.top], 1):
+                    label = (
+                        clean(names[c], 60) if isinstance(names, list) and c < len(names) else f"class {c}"
+                    )
                     print(f"  {rank}. {label:<20} {p[c]:.4f}")
         rng = np.random.default_rng(0)
-        timed = fit_batch(x, a.batch) if x is not None else \
-            ((rng.random((a.batch, *shape[1:]), dtype=np.float32) - mean) / std).astype(dtype)
+        timed = (
+            fit_batch(x, a.batch)
+            if x is not None
+            else ((rng.random((a.batch, *shape[1:]), dtype=np.float32) - mean) / std).astype(dtype)
+        )
         device = "cuda" if sess.get_providers()[0] in ON_CUDA else "cpu"
         ms = time_model(sess, np.ascontiguousarray(timed), device, a.warmup, a.iters)
-        print(f"latency: batch {a.batch}, {sess.get_providers()[0]}, {a.iters} calls after {a.warmup} warm-up: "
-              f"median {np.median(ms):.3f} ms, p90 {np.percentile(ms, 90):.3f} ms, min {ms.min():.3f} ms "
-              f"({1e3 * a.batch / np.median(ms):.1f} images/s)")
+        print(
+            f"latency: batch {a.batch}, {sess.get_providers()[0]}, {a.iters} calls after {a.warmup} warm-up: "
+            f"median {np.median(ms):.3f} ms, p90 {np.percentile(ms, 90):.3f} ms, min {ms.min():.3f} ms "
+            f"({1e3 * a.batch / np.median(ms):.1f} images/s)"
+        )
         return 0
     except Usage as e:
         print(f"run_onnx: error: {clean(e, 2000)}", file=sys.stderr)
@@ -277,7 +327,10 @@ def main(argv=None) -> int:
     except SystemExit as e:  # --help
         return int(e.code or 0)
     except Exception as e:
-        print(f"run_onnx: failed: {type(e).__name__}: {clean((str(e).splitlines() or [''])[0], 300)}", file=sys.stderr)
+        print(
+            f"run_onnx: failed: {type(e).__name__}: {clean((str(e).splitlines() or [''])[0], 300)}",
+            file=sys.stderr,
+        )
         return 1
 
 

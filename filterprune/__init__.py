@@ -8,6 +8,7 @@ and DataLoaders); ``save(model, DIR)`` / ``load(DIR, trust_code=False, model=Non
 The names are resolved on first use, so ``import filterprune`` (and the command line's ``list``)
 does not import torch.
 """
+
 __version__ = "0.1.0"
 
 __all__ = ["CompressConfig", "compress", "load", "prune", "save"]

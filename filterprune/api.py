@@ -15,6 +15,7 @@ layers kept whole); ``compress`` the whole line (finetune, ONNX with parity, ben
 user's objects. Nothing here pickles: ``save`` writes safetensors + JSON (the pruning history), and a
 module handed over in Python is rebuilt only from the dense module the caller hands back to ``load``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -66,14 +67,21 @@ class Pruned:
 
 def _example(example_inputs) -> torch.Tensor:
     if isinstance(example_inputs, (tuple, list)) and len(example_inputs) != 1:
-        raise UsageError(f"example_inputs must be one square image batch (N, C, H, W), got {len(example_inputs)} "
-                         "inputs: filterprune prunes models called as model(images)", ("example_inputs",))
+        raise UsageError(
+            f"example_inputs must be one square image batch (N, C, H, W), got {len(example_inputs)} "
+            "inputs: filterprune prunes models called as model(images)",
+            ("example_inputs",),
+        )
     x = example_inputs[0] if isinstance(example_inputs, (tuple, list)) else example_inputs
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[-1] != x.shape[-2] or x.is_meta:
-        got = (f"{tuple(x.shape)}{' on the meta device' if x.is_meta else ''}" if isinstance(x, torch.Tensor)
-               else type(x).__name__)
-        raise UsageError(f"example_inputs must be one square image batch (N, C, H, W), got {got}",
-                         ("example_inputs",))
+        got = (
+            f"{tuple(x.shape)}{' on the meta device' if x.is_meta else ''}"
+            if isinstance(x, torch.Tensor)
+            else type(x).__name__
+        )
+        raise UsageError(
+            f"example_inputs must be one square image batch (N, C, H, W), got {got}", ("example_inputs",)
+        )
     return x[:1].detach().cpu().float()
 
 
@@ -81,13 +89,29 @@ def _out_width(model: nn.Module, x: torch.Tensor) -> int:
     return int(handed.logits(model, x, "example_inputs").shape[-1])
 
 
-def prune(model: nn.Module, example_inputs, criterion: str = "l1", sparsity: float | None = None, *,
-          target_macs: float | None = None, target_speedup: float | None = None,
-          target_latency: float | None = None, calib=None, ignored_layers=(), scope: str | None = None,
-          round_to: int | str = _D["round_to"], layer_floor: float = _D["layer_floor"],
-          calib_batches: int = _D["calib_batches"], compression: float | None = None, seed: int = _D["seed"],
-          target_runtime: str = _D["target_runtime"], target_batch: int = _D["target_batch"],
-          threads: int | None = None, device: str = "cpu", inplace: bool = True) -> Pruned:
+def prune(
+    model: nn.Module,
+    example_inputs,
+    criterion: str = "l1",
+    sparsity: float | None = None,
+    *,
+    target_macs: float | None = None,
+    target_speedup: float | None = None,
+    target_latency: float | None = None,
+    calib=None,
+    ignored_layers=(),
+    scope: str | None = None,
+    round_to: int | str = _D["round_to"],
+    layer_floor: float = _D["layer_floor"],
+    calib_batches: int = _D["calib_batches"],
+    compression: float | None = None,
+    seed: int = _D["seed"],
+    target_runtime: str = _D["target_runtime"],
+    target_batch: int = _D["target_batch"],
+    threads: int | None = None,
+    device: str = "cpu",
+    inplace: bool = True,
+) -> Pruned:
     """Prune ``model`` (in place, or a deep copy with ``inplace=False``) and return what was done.
 
     The target is one of ``sparsity`` (a fraction of channels; 0.4 when no target is given),
@@ -106,44 +130,91 @@ def prune(model: nn.Module, example_inputs, criterion: str = "l1", sparsity: flo
         ignored_layers = [names.get(id(m), m) if isinstance(m, nn.Module) else m for m in ignored_layers]
         model = copy.deepcopy(model)
     model.cpu()
-    targets = {"sparsity": sparsity, "target_macs": target_macs, "target_speedup": target_speedup,
-               "target_latency": target_latency}
+    targets = {
+        "sparsity": sparsity,
+        "target_macs": target_macs,
+        "target_speedup": target_speedup,
+        "target_latency": target_latency,
+    }
     if all(v is None for v in targets.values()):
         targets["sparsity"] = 0.4
-    cfg = CompressConfig.of(model=object_ref(model), criterion=criterion, **targets, scope=scope, round_to=round_to,
-                            layer_floor=layer_floor, calib_batches=calib_batches, compression=compression, seed=seed,
-                            target_runtime=target_runtime, target_batch=target_batch, threads=threads)
+    cfg = CompressConfig.of(
+        model=object_ref(model),
+        criterion=criterion,
+        **targets,
+        scope=scope,
+        round_to=round_to,
+        layer_floor=layer_floor,
+        calib_batches=calib_batches,
+        compression=compression,
+        seed=seed,
+        target_runtime=target_runtime,
+        target_batch=target_batch,
+        threads=threads,
+    )
     cfg.prune.validate()
     cfg.mask.validate()
     crit = make_criterion(criterion)
     plan = cfg.prune.plan(scope or crit.default_scope)
     width = _out_width(model, x)
-    data = LoaderData(calib, calib, num_classes=width, names=("calib", "calib")) if calib is not None else None
+    data = (
+        LoaderData(calib, calib, num_classes=width, names=("calib", "calib")) if calib is not None else None
+    )
     if data is not None:
         data.set_num_classes(width)
         if (data.in_channels, data.image_size) != tuple(x.shape[1:3]):
-            raise UsageError(f"calib yields {data.in_channels}x{data.image_size}x{data.image_size} images, but "
-                             f"example_inputs are {'x'.join(map(str, x.shape[1:]))}: give both in the model's "
-                             "input shape", ("calib", "example_inputs"))
-    ctx = PruneContext(example_inputs=x, data=data, device=resolve_device(device), seed=seed,
-                       batch_size=getattr(calib, "batch_size", None) or 64, calib_batches=calib_batches,
-                       mask=cfg.mask_config(), ignored_layers=tuple(ignored_layers))
+            raise UsageError(
+                f"calib yields {data.in_channels}x{data.image_size}x{data.image_size} images, but "
+                f"example_inputs are {'x'.join(map(str, x.shape[1:]))}: give both in the model's "
+                "input shape",
+                ("calib", "example_inputs"),
+            )
+    ctx = PruneContext(
+        example_inputs=x,
+        data=data,
+        device=resolve_device(device),
+        seed=seed,
+        batch_size=getattr(calib, "batch_size", None) or 64,
+        calib_batches=calib_batches,
+        mask=cfg.mask_config(),
+        ignored_layers=tuple(ignored_layers),
+    )
     shape = tuple(x.shape[1:])
     before = counting.count(model, shape)
     crit.check(model)
     result = shrink(model, crit, plan, ctx, width)
     after = counting.count(model, shape)
-    record = _RECORDS.get(model) or {"spec": ModelSpec(object_ref(model), width, shape[0], shape[1]), "history": []}
+    record = _RECORDS.get(model) or {
+        "spec": ModelSpec(object_ref(model), width, shape[0], shape[1]),
+        "history": [],
+    }
     record["history"] = record["history"] + result.history
     _RECORDS[model] = record
-    removed = {r["name"]: r["channels_before"] - r["channels_after"] for r in result.layers
-               if r["channels_after"] < r["channels_before"]}
-    return Pruned(model.eval(), criterion, result.sparsity, result.history, result.layers, removed, result.unprunable,
-                  {"params": before.params, "macs": before.macs}, {"params": after.params, "macs": after.macs})
+    removed = {
+        r["name"]: r["channels_before"] - r["channels_after"]
+        for r in result.layers
+        if r["channels_after"] < r["channels_before"]
+    }
+    return Pruned(
+        model.eval(),
+        criterion,
+        result.sparsity,
+        result.history,
+        result.layers,
+        removed,
+        result.unprunable,
+        {"params": before.params, "macs": before.macs},
+        {"params": after.params, "macs": after.macs},
+    )
 
 
-def save(model: nn.Module, folder: str | Path, example_inputs=None, meta: dict | None = None,
-         overwrite: bool = False) -> Path:
+def save(
+    model: nn.Module,
+    folder: str | Path,
+    example_inputs=None,
+    meta: dict | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write ``folder/pruned.safetensors`` + ``pruned.json`` (weights and the pruning history; no pickle).
 
     A module pruned by ``prune`` or loaded by ``load`` knows its history and input shape; any other module
@@ -154,14 +225,22 @@ def save(model: nn.Module, folder: str | Path, example_inputs=None, meta: dict |
     record = _RECORDS.get(model)
     if record is None:
         if example_inputs is None:
-            raise UsageError("save(): this module was not pruned by filterprune.prune; pass example_inputs= "
-                             "so the saved model records its input shape")
+            raise UsageError(
+                "save(): this module was not pruned by filterprune.prune; pass example_inputs= "
+                "so the saved model records its input shape"
+            )
         x = _example(example_inputs)
-        record = {"spec": ModelSpec(object_ref(model), _out_width(model, x), x.shape[1], x.shape[2]), "history": []}
+        record = {
+            "spec": ModelSpec(object_ref(model), _out_width(model, x), x.shape[1], x.shape[2]),
+            "history": [],
+        }
     folder = Path(folder)
     outputs.check_target(folder, overwrite)
-    return outputs.write_folder(folder, lambda d: ckpt.save(model.cpu(), d / "pruned", record["spec"],
-                                                            record["history"], meta or {}), overwrite)
+    return outputs.write_folder(
+        folder,
+        lambda d: ckpt.save(model.cpu(), d / "pruned", record["spec"], record["history"], meta or {}),
+        overwrite,
+    )
 
 
 def load(path: str | Path, trust_code: bool = False, model: nn.Module | None = None) -> nn.Module:
@@ -174,8 +253,16 @@ def load(path: str | Path, trust_code: bool = False, model: nn.Module | None = N
     return net
 
 
-def compress(cfg=None, *, model=None, train=None, test=None, num_classes: int | None = None,
-             example_inputs=None, **fields) -> Compressed | None:
+def compress(
+    cfg=None,
+    *,
+    model=None,
+    train=None,
+    test=None,
+    num_classes: int | None = None,
+    example_inputs=None,
+    **fields,
+) -> Compressed | None:
     """The whole pipeline on the user's objects; returns a ``Compressed``: the output folder (``.out``; the
     result itself is path-like) and the run's report (``.report``, with ``.dense_accuracy``,
     ``.pruned_accuracy``, ``.theoretical_speedup``, ``.latency``).
@@ -198,18 +285,27 @@ def compress(cfg=None, *, model=None, train=None, test=None, num_classes: int | 
         if module is not None:
             fields.setdefault("epochs", 0)
             if fields.get("bench_memory"):
-                raise UsageError("bench_memory rebuilds each model in a fresh process, which a module handed "
-                                 "over in Python cannot be: leave it off")
+                raise UsageError(
+                    "bench_memory rebuilds each model in a fresh process, which a module handed "
+                    "over in Python cannot be: leave it off"
+                )
             if fields.get("scratch"):
-                raise UsageError("scratch= retrains the pruned architecture from a fresh initialisation, which a "
-                                 "module in hand does not define: give the model by name")
+                raise UsageError(
+                    "scratch= retrains the pruned architecture from a fresh initialisation, which a "
+                    "module in hand does not define: give the model by name"
+                )
             for key in ("checkpoint", "weights", "model_args"):
                 if fields.get(key) is not None:
-                    raise UsageError(f"{key}= applies to a model name; a module in hand already has its weights")
+                    raise UsageError(
+                        f"{key}= applies to a model name; a module in hand already has its weights"
+                    )
         cfg = CompressConfig.of(model=object_ref(module) if module is not None else model, **fields)
     if train is not None and cfg.data.dataset is not None:
         raise UsageError("give either DataLoaders (train=, test=) or dataset=, not both")
     data = LoaderData(train, test, num_classes=num_classes) if train is not None else None
-    given = Given(module, data, _example(example_inputs) if example_inputs is not None else None) \
-        if (module is not None or data is not None) else None
+    given = (
+        Given(module, data, _example(example_inputs) if example_inputs is not None else None)
+        if (module is not None or data is not None)
+        else None
+    )
     return run(cfg, given)

@@ -1,5 +1,6 @@
 """The dense model a run starts from: the module in hand, the user's checkpoint, or a baseline trained
 once per (model, data, recipe) and cached, so that every criterion of a seed prunes the same network."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,12 @@ log = logging.getLogger(__name__)
 
 def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig) -> str:
     """Hash of everything that determines the trained baseline, so every criterion starts from it."""
-    ident = {"spec": spec.to_dict(), "data": [data.name, data.source, len(data.y_train), len(data.y_test)],
-             "train": cfg.to_dict(), "version": 2}
+    ident = {
+        "spec": spec.to_dict(),
+        "data": [data.name, data.source, len(data.y_train), len(data.y_test)],
+        "train": cfg.to_dict(),
+        "version": 2,
+    }
     if data.y_val is not None:  # which images were held out (the split's seed decides them)
         ident["val"] = data.val_digest()
     if distributed.active():  # DDP trains another (equally valid) model than one process does
@@ -42,15 +47,18 @@ def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def train_baseline(spec: ModelSpec, data: ImageData, cfg: TrainConfig, device: torch.device,
-                   use_cache: bool = True) -> tuple[nn.Module, dict]:
+def train_baseline(
+    spec: ModelSpec, data: ImageData, cfg: TrainConfig, device: torch.device, use_cache: bool = True
+) -> tuple[nn.Module, dict]:
     """A trained (or, with 0 epochs, freshly initialised) dense model, from the cache when present."""
     torch.manual_seed(cfg.seed)
     model, loaded = initial_model(spec)  # pretrained weights (tv --weights) when the spec names some
     info = {"epochs": cfg.epochs, "train": cfg.to_dict(), **({"pretrained": loaded} if loaded else {})}
     for key in loaded.get("head_replaced", []) if loaded else []:
-        say(f"pretrained: {key} replaced ({loaded.get('categories')} classes in the weights, {spec.num_classes} "
-            "in the data): trained from scratch with the rest")
+        say(
+            f"pretrained: {key} replaced ({loaded.get('categories')} classes in the weights, {spec.num_classes} "
+            "in the data): trained from scratch with the rest"
+        )
     if cfg.epochs == 0:
         return model, info
     key = baseline_key(spec, data, cfg)
@@ -69,13 +77,19 @@ def train_baseline(spec: ModelSpec, data: ImageData, cfg: TrainConfig, device: t
     except NonFiniteLoss as e:
         raise outputs.keep_last_good(model, last_good_folder("baseline", spec), spec, e) from None
     if use_cache and distributed.is_main():  # the entry folder appears complete or not at all
-        outputs.write_folder(path.parent, lambda d: ckpt.save(model, d / path.name, spec, meta={
-            "dataset": data.name, "train": cfg.to_dict()}), overwrite=True)
+        outputs.write_folder(
+            path.parent,
+            lambda d: ckpt.save(
+                model, d / path.name, spec, meta={"dataset": data.name, "train": cfg.to_dict()}
+            ),
+            overwrite=True,
+        )
     return model, info
 
 
-def dense_model(cfg, spec: ModelSpec, data: ImageData, device: torch.device,
-                given: Given | None) -> tuple[nn.Module, dict]:
+def dense_model(
+    cfg, spec: ModelSpec, data: ImageData, device: torch.device, given: Given | None
+) -> tuple[nn.Module, dict]:
     """The run's dense model and what the report says about it: the module in hand (``compress(model=)``;
     ``epochs`` train it further), the user's ``--checkpoint`` (``--sparsity-epochs`` of BN sparsity
     training first), or the cached trained baseline."""
@@ -89,8 +103,10 @@ def dense_model(cfg, spec: ModelSpec, data: ImageData, device: torch.device,
     if t.sparsity_epochs:
         sparsity_cfg = replace(cfg.baseline_config(), epochs=t.sparsity_epochs)
         say(f"sparsity training: {t.sparsity_epochs} epochs, lambda {t.sparsity_reg:g} on BN scales")
-        info["sparsity_training"] = {"config": sparsity_cfg.to_dict(), "history": train(
-            dense.to(device), data, sparsity_cfg, device, desc="sparsity")}
+        info["sparsity_training"] = {
+            "config": sparsity_cfg.to_dict(),
+            "history": train(dense.to(device), data, sparsity_cfg, device, desc="sparsity"),
+        }
     return dense, info
 
 
@@ -118,15 +134,19 @@ def load_checkpoint_into(spec: ModelSpec, path: str) -> nn.Module:
             raise UsageError(f"{path} holds a {meta['spec'].name}, not a {spec.name}")
         model = ckpt.load(p)
         if meta["history"]:  # its pruning would be lost: the new run records only its own
-            raise UsageError(f"{path} holds an already pruned {spec.name} ({len(meta['history'])} pruning "
-                             "steps); --checkpoint takes dense weights (prune the dense model with a higher "
-                             "--sparsity, or --steps K)")
+            raise UsageError(
+                f"{path} holds an already pruned {spec.name} ({len(meta['history'])} pruning "
+                "steps); --checkpoint takes dense weights (prune the dense model with a higher "
+                "--sparsity, or --steps K)"
+            )
         return model
     model = build_model(spec)
     replaced = load_checkpoint_weights(model, read_state_dict(p), spec, str(p))
     if replaced:
-        say(f"checkpoint: classifier head {', '.join(replaced['head_replaced'])} replaced (another class count); "
-            "it is trained with the rest")
+        say(
+            f"checkpoint: classifier head {', '.join(replaced['head_replaced'])} replaced (another class count); "
+            "it is trained with the rest"
+        )
         model.filterprune_loaded = replaced  # noqa: B010  (read by the report's model_source)
     return model
 
@@ -140,12 +160,14 @@ def load_checkpoint_weights(model: nn.Module, state: dict, spec: ModelSpec, sour
     if spec.name.startswith(("tv:", "timm:")) and mismatched and set(state) == set(own):
         DG = build_graph(model, torch.randn(1, spec.in_channels, spec.image_size, spec.image_size))
         names = {id(m): n for n, m in model.named_modules()}
-        heads = {f"{names[id(m)]}.{p}" for m in output_layers(DG)
-                 for p, _ in m.named_parameters(recurse=False)}
+        heads = {
+            f"{names[id(m)]}.{p}" for m in output_layers(DG) for p, _ in m.named_parameters(recurse=False)
+        }
         if mismatched <= heads:
             load_weights(model, {**state, **{k: own[k] for k in mismatched}}, source)
-            log.info("checkpoint %s: classifier head %s replaced (another class count)", source,
-                     sorted(mismatched))
+            log.info(
+                "checkpoint %s: classifier head %s replaced (another class count)", source, sorted(mismatched)
+            )
             return {"head_replaced": sorted(mismatched)}
     load_weights(model, state, source)
     return {}

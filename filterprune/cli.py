@@ -2,6 +2,7 @@
 
 Every failure a user can cause ends in one line on stderr and exit 2 (usage) or 1 (runtime).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,67 +27,136 @@ class _Parser(argparse.ArgumentParser):
         raise Exit(status)
 
 
-TRAIN_KEYS = {"model": ("model",), "data": ("dataset", "data_root", "val_fraction"), "output": ("out", "overwrite"),
-              "train": ("epochs", "batch_size", "optimizer", "lr", "schedule", "sparsity_reg", "device", "seed",
-                        "distributed")}  # the options `filterprune train` takes, by group
+TRAIN_KEYS = {
+    "model": ("model",),
+    "data": ("dataset", "data_root", "val_fraction"),
+    "output": ("out", "overwrite"),
+    "train": (
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "lr",
+        "schedule",
+        "sparsity_reg",
+        "device",
+        "seed",
+        "distributed",
+    ),
+}  # the options `filterprune train` takes, by group
 QUANT_KEYS = ("precision", "calib_images", "max_int8_drop")  # the Bench group's deployment options
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="filterprune", description="Structured filter pruning with real speedup.")
-    parser.add_argument("--quiet", "-q", action="store_true",
-                        help="only warnings and errors on stderr (no progress bars or stage lines)")
-    parser.add_argument("--version", action="version", version=f"filterprune {__import__('filterprune').__version__}")
+    parser.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="only warnings and errors on stderr (no progress bars or stage lines)",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"filterprune {__import__('filterprune').__version__}"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     c = sub.add_parser("compress", help="train/load -> prune -> finetune -> ONNX -> benchmark -> report")
-    for name, group in GROUPS.items():  # one flag per option, grouped by stage, from the field's help and type
+    for (
+        name,
+        group,
+    ) in GROUPS.items():  # one flag per option, grouped by stage, from the field's help and type
         add_flags(c, group, title=TITLES[name])
 
-    e = sub.add_parser("export", help="a run folder or checkpoint -> checked ONNX file with metadata and parity")
+    e = sub.add_parser(
+        "export", help="a run folder or checkpoint -> checked ONNX file with metadata and parity"
+    )
     add_flags(e, Export)
     add_flags(e, Bench, only=QUANT_KEYS[:2])  # compress's --precision and --calib-images, same defaults
-    e.add_argument("--trust-code", action="store_true",
-                   help="a run of your own model factory: allow importing its code to rebuild it")
+    e.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="a run of your own model factory: allow importing its code to rebuild it",
+    )
 
     t = sub.add_parser("train", help="train a dense baseline (cached by its config) and evaluate top-1/top-5")
     for name, keys in TRAIN_KEYS.items():
         add_flags(t, GROUPS[name], title=TITLES[name], only=keys)
 
-    b = sub.add_parser("bench", help="latency, throughput and memory of dense vs pruned (vs masked), side by side")
-    b.add_argument("targets", nargs="+", help="compress output folders and/or .onnx files (the first is the baseline)")
-    b.add_argument("--runtime", type=str_list, default=("torch", "onnxruntime"), help="torch,onnxruntime (default), openvino (pip install 'filterprune[openvino]'; from the same ONNX files)")
+    b = sub.add_parser(
+        "bench", help="latency, throughput and memory of dense vs pruned (vs masked), side by side"
+    )
+    b.add_argument(
+        "targets", nargs="+", help="compress output folders and/or .onnx files (the first is the baseline)"
+    )
+    b.add_argument(
+        "--runtime",
+        type=str_list,
+        default=("torch", "onnxruntime"),
+        help="torch,onnxruntime (default), openvino (pip install 'filterprune[openvino]'; from the same ONNX files)",
+    )
     b.add_argument("--device", type=str_list, default=("auto",), help="torch devices: auto, cpu, cuda")
-    b.add_argument("--provider", type=str_list, default=("auto",),
-                   help="onnxruntime providers: auto (all present), cpu, cuda, tensorrt")
-    add_flags(b, Bench, title=TITLES["bench"], keyed=False,  # compress's --bench-* options, same defaults
-              only=[k for k in all_keys() if all_keys()[k] == "bench" and k not in QUANT_KEYS[1:]])
-    b.add_argument("--no-memory", action="store_true", help=argparse.SUPPRESS)  # the default now; still accepted
+    b.add_argument(
+        "--provider",
+        type=str_list,
+        default=("auto",),
+        help="onnxruntime providers: auto (all present), cpu, cuda, tensorrt",
+    )
+    add_flags(
+        b,
+        Bench,
+        title=TITLES["bench"],
+        keyed=False,  # compress's --bench-* options, same defaults
+        only=[k for k in all_keys() if all_keys()[k] == "bench" and k not in QUANT_KEYS[1:]],
+    )
+    b.add_argument(
+        "--no-memory", action="store_true", help=argparse.SUPPRESS
+    )  # the default now; still accepted
     b.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
-    b.add_argument("--fp16", action="store_true",
-                   help="fp16 autocast on CUDA (bf16 on the CPU) / TensorRT fp16")
+    b.add_argument(
+        "--fp16", action="store_true", help="fp16 autocast on CUDA (bf16 on the CPU) / TensorRT fp16"
+    )
     b.add_argument("--compile", action="store_true", help="torch.compile the PyTorch models")
     b.add_argument("--out", default="bench", help="folder for bench.csv, bench.md, bench.json and plots")
     b.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
-    b.add_argument("--trust-code", action="store_true",
-                   help="runs of your own model factory: allow importing its code to rebuild them")
+    b.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="runs of your own model factory: allow importing its code to rebuild them",
+    )
 
     sw = sub.add_parser("sweep", help="run a YAML grid of compress runs into one folder, resumably")
     sw.add_argument("config", help="sweep file (see configs/ and README: Sweeps)")
-    sw.add_argument("--executor", choices=["local", "ray"], default="local",
-                    help="local: one run at a time, each in its own process; ray: each run a Ray task")
+    sw.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: one run at a time, each in its own process; ray: each run a Ray task",
+    )
     sw.add_argument("--resume", action="store_true", help="continue the sweep in --out: skip finished runs")
     sw.add_argument("--out", default=None, help="sweep folder (default: sweeps/<name>)")
     sw.add_argument("--dry-run", action="store_true", help="list the runs and their ids; run nothing")
-    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                    help="replace a base key of the sweep file (repeatable), e.g. --set data_root=../data")
+    sw.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="replace a base key of the sweep file (repeatable), e.g. --set data_root=../data",
+    )
 
     r = sub.add_parser("report", help="tables (mean ± std over seeds) and figures of many compress runs")
-    r.add_argument("folder", help="a sweep folder (DIR/runs/*/report.json) or a folder of compress output folders")
-    r.add_argument("--out", default=None, help="output folder (default: FOLDER/report; a previous report is replaced)")
+    r.add_argument(
+        "folder", help="a sweep folder (DIR/runs/*/report.json) or a folder of compress output folders"
+    )
+    r.add_argument(
+        "--out", default=None, help="output folder (default: FOLDER/report; a previous report is replaced)"
+    )
     r.add_argument("--runtime", default="onnxruntime", help="test time from: onnxruntime, torch, torch:cuda")
-    r.add_argument("--batch-size", type=int, default=None,
-                   help="test time at this benchmark batch size (default: the largest the runs were timed at)")
+    r.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="test time at this benchmark batch size (default: the largest the runs were timed at)",
+    )
     r.add_argument("--overwrite", action="store_true", help="replace an existing --out that is not a report")
 
     ls = sub.add_parser("list", help="list registered models, criteria or datasets")
@@ -130,9 +200,19 @@ def _bench(a) -> None:
     _trust(a)
     timing = from_flat(Bench, values(Bench, a))
     timing.validate()
-    cfg = BenchConfig(runtimes=a.runtime, devices=a.device, providers=a.provider, batch_sizes=timing.batch_sizes,
-                      warmup=timing.warmup, iters=timing.iters, threads=cap_threads(a.threads), fp16=a.fp16,
-                      compile=a.compile, memory=timing.memory, precisions=timing.precision)
+    cfg = BenchConfig(
+        runtimes=a.runtime,
+        devices=a.device,
+        providers=a.provider,
+        batch_sizes=timing.batch_sizes,
+        warmup=timing.warmup,
+        iters=timing.iters,
+        threads=cap_threads(a.threads),
+        fp16=a.fp16,
+        compile=a.compile,
+        memory=timing.memory,
+        precisions=timing.precision,
+    )
     bench([Path(t) for t in a.targets], cfg, Path(a.out), overwrite=a.overwrite)
     print(Path(a.out) / "bench.csv")
 
@@ -156,8 +236,15 @@ def _list(a) -> None:
         print(f"{name:20s} {reg.help(name)}")
 
 
-COMMANDS = {"compress": _compress, "export": _export, "train": _train, "bench": _bench, "sweep": _sweep,
-            "report": _report, "list": _list}
+COMMANDS = {
+    "compress": _compress,
+    "export": _export,
+    "train": _train,
+    "bench": _bench,
+    "sweep": _sweep,
+    "report": _report,
+    "list": _list,
+}
 
 
 def _flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:

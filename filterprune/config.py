@@ -7,6 +7,7 @@ files' keys and the Python keywords are generated from these fields (``options.p
 name and one default everywhere. A new option is one field here. Importing this module is cheap (no
 torch); checks that need a registry import it when they run.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,6 +39,7 @@ def _criteria():
 
 def _registered(registry: str):
     """A check that the value names an entry of a registry (imported only when checked)."""
+
     def check(key: str, value) -> None:  # the registries import torch: only when a value is checked
         if registry == "recipes":
             if value not in RECIPES:
@@ -48,6 +50,7 @@ def _registered(registry: str):
             from .data import DATASETS  # imports torch (see _criteria)
 
             DATASETS.get(value)
+
     return check
 
 
@@ -64,8 +67,9 @@ def _model_args(key: str, value) -> None:
     object within ``safeload``'s bounds (refused here, before training, not by a reader afterwards)."""
     args = opt.json_object(value) if isinstance(value, str) else value
     if not isinstance(args, dict):
-        raise UsageError(f"{key} must be a JSON object (a dict of keyword arguments), got a "
-                         f"{type(args).__name__}", (key,))
+        raise UsageError(
+            f"{key} must be a JSON object (a dict of keyword arguments), got a {type(args).__name__}", (key,)
+        )
     try:
         safeload.check_writable(args, safeload.MAX_ARGS_BYTES)
     except ValueError as e:
@@ -93,17 +97,37 @@ def _precisions(key: str, values) -> None:
 
 @dataclass(frozen=True)
 class Model:
-    name: str = option(help='model: a registered name (`filterprune list models`), tv:<name>, timm:<name>, or your '
-                            'own factory path/to/file.py:fn or package.module:fn', key="model", positional=True)
-    model_args: dict | None = option(None, "keyword arguments for the model's factory or builder, a JSON object",
-                                     parse=opt.json_arg, metavar="JSON", check=_model_args)
-    weights: str | None = option(None, 'tv:/timm: pretrained weights, DEFAULT or an enum name (e.g. IMAGENET1K_V1), '
-                                       'read from the local torch hub / timm cache (nothing is downloaded)',
-                                 metavar="NAME")
-    checkpoint: str | None = option(None, 'dense weights to prune instead of training a baseline (filterprune '
-                                          'checkpoint, .safetensors, .pt/.pth)', check=_existing_path)
-    ignore_layers: tuple[str, ...] = option((), 'layers (module names) to keep whole besides the output layers',
-                                            parse=str_list, metavar="NAME,...")
+    name: str = option(
+        help="model: a registered name (`filterprune list models`), tv:<name>, timm:<name>, or your "
+        "own factory path/to/file.py:fn or package.module:fn",
+        key="model",
+        positional=True,
+    )
+    model_args: dict | None = option(
+        None,
+        "keyword arguments for the model's factory or builder, a JSON object",
+        parse=opt.json_arg,
+        metavar="JSON",
+        check=_model_args,
+    )
+    weights: str | None = option(
+        None,
+        "tv:/timm: pretrained weights, DEFAULT or an enum name (e.g. IMAGENET1K_V1), "
+        "read from the local torch hub / timm cache (nothing is downloaded)",
+        metavar="NAME",
+    )
+    checkpoint: str | None = option(
+        None,
+        "dense weights to prune instead of training a baseline (filterprune "
+        "checkpoint, .safetensors, .pt/.pth)",
+        check=_existing_path,
+    )
+    ignore_layers: tuple[str, ...] = option(
+        (),
+        "layers (module names) to keep whole besides the output layers",
+        parse=str_list,
+        metavar="NAME,...",
+    )
 
     def validate(self) -> None:
         from .models.refs import validate_model  # imports torch (see _criteria)
@@ -114,19 +138,31 @@ class Model:
 
 @dataclass(frozen=True)
 class Data:
-    dataset: str | None = option(None, 'dataset name (default: cifar10 if found under --data-root, else the '
-                                       'embedded digits)', check=_registered("datasets"))
-    data_root: str = option(DEFAULT_DATA_ROOT, 'folder holding datasets')
-    image_size: int | None = option(None, "imagefolder: input side (default: the model's native input, 224 for "
-                                          "ImageNet tv/timm models, 32 for the CIFAR ones)", metavar="N",
-                                    check=_positive)
-    train_subset: int | None = option(None, 'imagefolder: train on a seeded random subset of N images',
-                                      metavar="N", check=_positive)
-    workers: int | None = option(None, 'imagefolder: DataLoader worker processes (default: min(4, CPUs))',
-                                 metavar="N", check=_nonneg)
-    val_fraction: float = option(0.1, 'fraction of the training images held out (per class, drawn with --seed) to '
-                                      'choose the kept epoch; never the test split; 0 = keep the last epoch',
-                                 check=in_range(0, 0.5))
+    dataset: str | None = option(
+        None,
+        "dataset name (default: cifar10 if found under --data-root, else the embedded digits)",
+        check=_registered("datasets"),
+    )
+    data_root: str = option(DEFAULT_DATA_ROOT, "folder holding datasets")
+    image_size: int | None = option(
+        None,
+        "imagefolder: input side (default: the model's native input, 224 for "
+        "ImageNet tv/timm models, 32 for the CIFAR ones)",
+        metavar="N",
+        check=_positive,
+    )
+    train_subset: int | None = option(
+        None, "imagefolder: train on a seeded random subset of N images", metavar="N", check=_positive
+    )
+    workers: int | None = option(
+        None, "imagefolder: DataLoader worker processes (default: min(4, CPUs))", metavar="N", check=_nonneg
+    )
+    val_fraction: float = option(
+        0.1,
+        "fraction of the training images held out (per class, drawn with --seed) to "
+        "choose the kept epoch; never the test split; 0 = keep the last epoch",
+        check=in_range(0, 0.5),
+    )
 
     def validate(self) -> None:
         opt.check_fields(self)
@@ -135,22 +171,37 @@ class Data:
 @dataclass(frozen=True)
 class Train:
     """The dense baseline's training (and the seed of the whole run)."""
-    epochs: int = option(8, 'baseline training epochs (0 = untrained model); also the default finetune budget',
-                         check=_nonneg)
-    batch_size: int = option(64, 'training batch size (the global batch under --distributed)', check=_positive)
-    optimizer: str = option("sgd", 'baseline optimizer', choices=("sgd", "adam"))
-    lr: float | None = option(None, 'baseline learning rate (default: 0.02 sgd, 1e-3 adam)',
-                              check=in_range(0, 10, lo_open=True, hi_open=True))
-    schedule: str = option("cosine", 'learning-rate schedule', choices=("step", "cosine"))
-    sparsity_reg: float = option(0.0, 'network-slimming L1 strength on BN scales during baseline training',
-                                 check=in_range(0))
-    sparsity_epochs: int = option(0, 'sparsity-train the --checkpoint for N epochs with --sparsity-reg before '
-                                     'pruning', check=_nonneg)
-    device: str = option("auto", 'auto, cpu or cuda')
-    seed: int = option(0, 'seed of the baseline, the validation split, random criteria and augmentations',
-                       check=in_range(-(2**63), 2**63 - 1, integer=True))
-    distributed: bool = option(False, 'DDP training under torchrun (--batch-size is then the global batch): '
-                                      'torchrun --nproc_per_node N -m filterprune ... --distributed')
+
+    epochs: int = option(
+        8, "baseline training epochs (0 = untrained model); also the default finetune budget", check=_nonneg
+    )
+    batch_size: int = option(
+        64, "training batch size (the global batch under --distributed)", check=_positive
+    )
+    optimizer: str = option("sgd", "baseline optimizer", choices=("sgd", "adam"))
+    lr: float | None = option(
+        None,
+        "baseline learning rate (default: 0.02 sgd, 1e-3 adam)",
+        check=in_range(0, 10, lo_open=True, hi_open=True),
+    )
+    schedule: str = option("cosine", "learning-rate schedule", choices=("step", "cosine"))
+    sparsity_reg: float = option(
+        0.0, "network-slimming L1 strength on BN scales during baseline training", check=in_range(0)
+    )
+    sparsity_epochs: int = option(
+        0, "sparsity-train the --checkpoint for N epochs with --sparsity-reg before pruning", check=_nonneg
+    )
+    device: str = option("auto", "auto, cpu or cuda")
+    seed: int = option(
+        0,
+        "seed of the baseline, the validation split, random criteria and augmentations",
+        check=in_range(-(2**63), 2**63 - 1, integer=True),
+    )
+    distributed: bool = option(
+        False,
+        "DDP training under torchrun (--batch-size is then the global batch): "
+        "torchrun --nproc_per_node N -m filterprune ... --distributed",
+    )
 
     def validate(self) -> None:
         opt.check_fields(self)
@@ -159,28 +210,53 @@ class Train:
         """The training loop's settings for the baseline."""
         from .train import TrainConfig  # imports torch (see _criteria)
 
-        return TrainConfig(epochs=self.epochs, optimizer=self.optimizer, lr=self.lr, schedule=self.schedule,
-                           batch_size=self.batch_size, sparsity_reg=self.sparsity_reg, seed=self.seed)
+        return TrainConfig(
+            epochs=self.epochs,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            schedule=self.schedule,
+            batch_size=self.batch_size,
+            sparsity_reg=self.sparsity_reg,
+            seed=self.seed,
+        )
 
 
 @dataclass(frozen=True)
 class Finetune:
-    recipe: str = option("default", "finetune preset: default (the baseline's optimizer and schedule at half its lr, "
-                                    "warm-up, as many epochs as --epochs, at least 8), lajic (the seed study's: SGD "
-                                    "1e-3 -> 1e-4 -> 1e-5, batch 32, rotation + flip, 10 epochs / 20 for 100 "
-                                    "classes) or plain (a tenth of the baseline lr, 3 epochs)",
-                         check=_registered("recipes"))
-    epochs: int | None = option(None, "default: the recipe's (default: as many as --epochs, at least 8; lajic: 10)",
-                                key="finetune_epochs", check=_nonneg)
-    lr: float | None = option(None, "default: the recipe's (half the baseline lr; lajic: 1e-3)", key="finetune_lr",
-                              check=in_range(0, 10, lo_open=True, hi_open=True))
-    distill: str = option("anneal", "finetuning distills from the dense model: anneal (default): the teacher's "
-                                    "weight falls linearly from --distill-alpha to 0 over the finetune; kd: constant "
-                                    "weight; off: plain cross-entropy", choices=DISTILL)
-    distill_alpha: float = option(0.7, "weight of the dense model's soft targets in [0, 1]", check=in_range(0, 1))
-    distill_temperature: float = option(4.0, 'softmax temperature > 0', check=in_range(0, lo_open=True))
-    scratch: bool = option(False, 'control: also train the pruned architecture from a fresh init for the same total '
-                                  'epochs')
+    recipe: str = option(
+        "default",
+        "finetune preset: default (the baseline's optimizer and schedule at half its lr, "
+        "warm-up, as many epochs as --epochs, at least 8), lajic (the seed study's: SGD "
+        "1e-3 -> 1e-4 -> 1e-5, batch 32, rotation + flip, 10 epochs / 20 for 100 "
+        "classes) or plain (a tenth of the baseline lr, 3 epochs)",
+        check=_registered("recipes"),
+    )
+    epochs: int | None = option(
+        None,
+        "default: the recipe's (default: as many as --epochs, at least 8; lajic: 10)",
+        key="finetune_epochs",
+        check=_nonneg,
+    )
+    lr: float | None = option(
+        None,
+        "default: the recipe's (half the baseline lr; lajic: 1e-3)",
+        key="finetune_lr",
+        check=in_range(0, 10, lo_open=True, hi_open=True),
+    )
+    distill: str = option(
+        "anneal",
+        "finetuning distills from the dense model: anneal (default): the teacher's "
+        "weight falls linearly from --distill-alpha to 0 over the finetune; kd: constant "
+        "weight; off: plain cross-entropy",
+        choices=DISTILL,
+    )
+    distill_alpha: float = option(
+        0.7, "weight of the dense model's soft targets in [0, 1]", check=in_range(0, 1)
+    )
+    distill_temperature: float = option(4.0, "softmax temperature > 0", check=in_range(0, lo_open=True))
+    scratch: bool = option(
+        False, "control: also train the pruned architecture from a fresh init for the same total epochs"
+    )
 
     def validate(self) -> None:
         opt.check_fields(self)
@@ -188,34 +264,64 @@ class Finetune:
 
 @dataclass(frozen=True)
 class Prune:
-    criterion: str = option(help='channel criterion (see `filterprune list criteria`)',
-                            check=_registered("criteria"))
-    sparsity: float | None = option(None, 'fraction of channels to remove, in [0, 1) (or one of --target-macs, '
-                                          '--target-speedup, --target-latency)')
-    target_macs: float | None = option(None, 'prune until MACs <= F x dense, F in (0, 1] (instead of --sparsity)',
-                                       metavar="F")
-    target_speedup: float | None = option(None, 'instead of --sparsity: prune until the pruned model runs X times '
-                                                'faster than the dense one, measured on --target-runtime at '
-                                                '--target-batch', metavar="X")
-    target_latency: float | None = option(None, 'instead of --sparsity: prune until one call takes MS milliseconds '
-                                                'on --target-runtime', metavar="MS")
-    scope: str | None = option(None, "allocation (default: the criterion's own: slimming and the mask criteria "
-                                     "global, others layerwise)", choices=SCOPES)
-    round_to: int | str = option(1, "round kept channels to a multiple of K, or 'auto': widths chosen from latencies "
-                                     "measured on --target-runtime at --target-batch", parse=round_to, metavar="K|auto")
-    layer_floor: float = option(0.1, 'each layer keeps at least this fraction of its channels',
-                                check=in_range(0, 1, lo_open=True))
-    steps: int = option(1, 'reach the target in K prune -> finetune cycles', metavar="K", check=_positive)
-    calib_batches: int = option(8, 'training batches for data-driven criteria (greedy, snip, grasp)',
-                                check=_positive)
-    mode: str = option("shrink", 'shrink: remove channels (and time the masked model as a control); masked: only '
-                                 'zero weights (mask criteria)', choices=("shrink", "masked"))
-    target_runtime: str = option("onnxruntime", 'where --target-speedup/--target-latency and --round-to auto measure: '
-                                                'onnxruntime, openvino (latency targets), torch, torch:cuda',
-                                 choices=TARGET_RUNTIMES)
-    target_batch: int = option(64, 'batch size of those measurements', check=_positive)
-    threads: int | None = option(None, "threads of those measurements (default: torch's, i.e. the cores)",
-                                 check=_positive)
+    criterion: str = option(
+        help="channel criterion (see `filterprune list criteria`)", check=_registered("criteria")
+    )
+    sparsity: float | None = option(
+        None,
+        "fraction of channels to remove, in [0, 1) (or one of --target-macs, "
+        "--target-speedup, --target-latency)",
+    )
+    target_macs: float | None = option(
+        None, "prune until MACs <= F x dense, F in (0, 1] (instead of --sparsity)", metavar="F"
+    )
+    target_speedup: float | None = option(
+        None,
+        "instead of --sparsity: prune until the pruned model runs X times "
+        "faster than the dense one, measured on --target-runtime at "
+        "--target-batch",
+        metavar="X",
+    )
+    target_latency: float | None = option(
+        None,
+        "instead of --sparsity: prune until one call takes MS milliseconds on --target-runtime",
+        metavar="MS",
+    )
+    scope: str | None = option(
+        None,
+        "allocation (default: the criterion's own: slimming and the mask criteria global, others layerwise)",
+        choices=SCOPES,
+    )
+    round_to: int | str = option(
+        1,
+        "round kept channels to a multiple of K, or 'auto': widths chosen from latencies "
+        "measured on --target-runtime at --target-batch",
+        parse=round_to,
+        metavar="K|auto",
+    )
+    layer_floor: float = option(
+        0.1, "each layer keeps at least this fraction of its channels", check=in_range(0, 1, lo_open=True)
+    )
+    steps: int = option(1, "reach the target in K prune -> finetune cycles", metavar="K", check=_positive)
+    calib_batches: int = option(
+        8, "training batches for data-driven criteria (greedy, snip, grasp)", check=_positive
+    )
+    mode: str = option(
+        "shrink",
+        "shrink: remove channels (and time the masked model as a control); masked: only "
+        "zero weights (mask criteria)",
+        choices=("shrink", "masked"),
+    )
+    target_runtime: str = option(
+        "onnxruntime",
+        "where --target-speedup/--target-latency and --round-to auto measure: "
+        "onnxruntime, openvino (latency targets), torch, torch:cuda",
+        choices=TARGET_RUNTIMES,
+    )
+    target_batch: int = option(64, "batch size of those measurements", check=_positive)
+    threads: int | None = option(
+        None, "threads of those measurements (default: torch's, i.e. the cores)", check=_positive
+    )
 
     @property
     def target(self) -> Target:
@@ -224,44 +330,69 @@ class Prune:
     def validate(self) -> None:
         opt.check_fields(self)
         target = self.target
-        if self.round_to != "auto" and not (isinstance(self.round_to, int) and not isinstance(self.round_to, bool)
-                                            and self.round_to >= 1):
-            raise UsageError(f"round_to must be an integer >= 1 or 'auto', got {self.round_to!r}", ("round_to",))
+        if self.round_to != "auto" and not (
+            isinstance(self.round_to, int) and not isinstance(self.round_to, bool) and self.round_to >= 1
+        ):
+            raise UsageError(
+                f"round_to must be an integer >= 1 or 'auto', got {self.round_to!r}", ("round_to",)
+            )
         if self.target_runtime == "openvino" and self.round_to == "auto" and not target.measured:
-            raise UsageError("round_to auto measures onnxruntime, torch or torch:cuda; for OpenVINO use "
-                             "target_speedup / target_latency", ("round_to", "target_speedup", "target_latency"))
+            raise UsageError(
+                "round_to auto measures onnxruntime, torch or torch:cuda; for OpenVINO use "
+                "target_speedup / target_latency",
+                ("round_to", "target_speedup", "target_latency"),
+            )
         if self.target_runtime == "torch:cuda":
             import torch  # only this choice needs it
 
             if not torch.cuda.is_available():
-                raise UsageError("target_runtime torch:cuda needs a CUDA GPU, and none is available",
-                                 ("target_runtime",))
+                raise UsageError(
+                    "target_runtime torch:cuda needs a CUDA GPU, and none is available", ("target_runtime",)
+                )
         target.steps(self.steps)  # a latency target refuses steps > 1
         if self.mode == "masked":
             criteria = _criteria()
             if not issubclass(criteria.CRITERIA.get(self.criterion), criteria.MaskCriterion):
-                raise UsageError(f"mode masked needs a mask criterion (grasp, imp, mag, rand, snip, synflow), "
-                                 f"not {self.criterion!r}", ("mode",))
+                raise UsageError(
+                    f"mode masked needs a mask criterion (grasp, imp, mag, rand, snip, synflow), "
+                    f"not {self.criterion!r}",
+                    ("mode",),
+                )
 
     def plan(self, scope: str):
         """The allocation's settings (``scope``: the given one, or the criterion's own)."""
         from .pruning.plan import PlanConfig  # imports torch (see _criteria)
 
-        return PlanConfig(self.target, scope, self.round_to, self.layer_floor, target_runtime=self.target_runtime,
-                          target_batch=self.target_batch, threads=limits.cap_threads(self.threads))
+        return PlanConfig(
+            self.target,
+            scope,
+            self.round_to,
+            self.layer_floor,
+            target_runtime=self.target_runtime,
+            target_batch=self.target_batch,
+            threads=limits.cap_threads(self.threads),
+        )
 
 
 @dataclass(frozen=True)
 class MaskOptions:
     """The mask criteria's own options (snip, grasp, synflow, mag, rand, imp); others ignore them."""
-    compression: float | None = option(None, 'mask keeps 10^-c of the weights (default: tied to the target: '
-                                             '-2*log10(1-sparsity), 0.444 at s=0.4)', check=in_range(0))
-    mask_scope: str = option("global", 'one mask threshold network-wide, or per layer', choices=SCOPES[::-1])
-    mask_reduce: str = option("density", 'channel saliency: fraction of the filter the mask keeps, or its kept score '
-                                         'sum', choices=("density", "sum"))
-    imp_iterations: int = option(2, 'IMP train-prune-rewind cycles', check=_positive)
-    imp_epochs: int | None = option(None, 'training epochs per IMP cycle (default: the finetune epochs)',
-                                    check=_nonneg)
+
+    compression: float | None = option(
+        None,
+        "mask keeps 10^-c of the weights (default: tied to the target: -2*log10(1-sparsity), 0.444 at s=0.4)",
+        check=in_range(0),
+    )
+    mask_scope: str = option("global", "one mask threshold network-wide, or per layer", choices=SCOPES[::-1])
+    mask_reduce: str = option(
+        "density",
+        "channel saliency: fraction of the filter the mask keeps, or its kept score sum",
+        choices=("density", "sum"),
+    )
+    imp_iterations: int = option(2, "IMP train-prune-rewind cycles", check=_positive)
+    imp_epochs: int | None = option(
+        None, "training epochs per IMP cycle (default: the finetune epochs)", check=_nonneg
+    )
 
     def validate(self) -> None:
         opt.check_fields(self)
@@ -270,22 +401,43 @@ class MaskOptions:
 @dataclass(frozen=True)
 class Bench:
     """The latency benchmark: the same defaults for ``compress`` and ``filterprune bench``."""
-    batch_sizes: tuple[int, ...] = option((1, 32), 'batch sizes of the benchmark, comma-separated',
-                                          key="bench_batch_sizes", parse=int_list, metavar="B,...",
-                                          check=all_at_least(1))
-    iters: int = option(20, 'timed calls per variant and batch size', key="bench_iters", check=_positive)
-    warmup: int = option(3, 'untimed calls before timing', key="bench_warmup", check=_nonneg)
-    memory: bool = option(False, 'also record CPU peak RSS per variant (a fresh process per row, a few seconds '
-                                 'each)', key="bench_memory")
+
+    batch_sizes: tuple[int, ...] = option(
+        (1, 32),
+        "batch sizes of the benchmark, comma-separated",
+        key="bench_batch_sizes",
+        parse=int_list,
+        metavar="B,...",
+        check=all_at_least(1),
+    )
+    iters: int = option(20, "timed calls per variant and batch size", key="bench_iters", check=_positive)
+    warmup: int = option(3, "untimed calls before timing", key="bench_warmup", check=_nonneg)
+    memory: bool = option(
+        False,
+        "also record CPU peak RSS per variant (a fresh process per row, a few seconds each)",
+        key="bench_memory",
+    )
     precision: tuple[str, ...] = option(
-        ("fp32",), 'precisions of the deployed files and timings, comma-separated: fp32, int8 '
-                   '(model.int8.onnx and dense.int8.onnx: onnxruntime static quantization), bf16 (OpenVINO '
-                   'computing the fp32 files in bfloat16, where the CPU has it)', parse=str_list,
-        metavar="P,...", check=_precisions)
-    calib_images: int = option(256, 'int8: calibration images, a seeded random draw from the training split',
-                               metavar="N", check=_positive)
-    max_int8_drop: float = option(1.0, 'int8: warn when an INT8 file loses more than this many top-1 points '
-                                       'against its FP32 file', metavar="POINTS", check=in_range(0))
+        ("fp32",),
+        "precisions of the deployed files and timings, comma-separated: fp32, int8 "
+        "(model.int8.onnx and dense.int8.onnx: onnxruntime static quantization), bf16 (OpenVINO "
+        "computing the fp32 files in bfloat16, where the CPU has it)",
+        parse=str_list,
+        metavar="P,...",
+        check=_precisions,
+    )
+    calib_images: int = option(
+        256,
+        "int8: calibration images, a seeded random draw from the training split",
+        metavar="N",
+        check=_positive,
+    )
+    max_int8_drop: float = option(
+        1.0,
+        "int8: warn when an INT8 file loses more than this many top-1 points against its FP32 file",
+        metavar="POINTS",
+        check=in_range(0),
+    )
 
     def validate(self) -> None:
         opt.check_fields(self)
@@ -293,10 +445,10 @@ class Bench:
 
 @dataclass(frozen=True)
 class Output:
-    out: str | None = option(None, 'output folder (default: a new folder under runs/ named after the run)')
-    overwrite: bool = option(False, 'replace an existing, non-empty --out')
-    export: bool = option(True, 'skip ONNX export (and onnxruntime timing)', negate="--no-export")
-    bench: bool = option(True, 'skip the latency benchmark', negate="--no-bench")
+    out: str | None = option(None, "output folder (default: a new folder under runs/ named after the run)")
+    overwrite: bool = option(False, "replace an existing, non-empty --out")
+    export: bool = option(True, "skip ONNX export (and onnxruntime timing)", negate="--no-export")
+    bench: bool = option(True, "skip the latency benchmark", negate="--no-bench")
 
     def validate(self) -> None:
         opt.check_fields(self)
@@ -305,10 +457,15 @@ class Output:
 @dataclass(frozen=True)
 class Export:
     """``filterprune export``'s options."""
+
     source: str = option(help="run folder (from compress), X.json or X.safetensors", positional=True)
     out: str = option(help="the .onnx file to write")
-    opset: int = option(18, "ONNX opset (18+: torch's torch.export-based exporter where onnxscript is "
-                            "installed, else its TorchScript exporter)", metavar="N")
+    opset: int = option(
+        18,
+        "ONNX opset (18+: torch's torch.export-based exporter where onnxscript is "
+        "installed, else its TorchScript exporter)",
+        metavar="N",
+    )
     batch: int | None = option(None, "'dynamic' (default) or a fixed batch size", parse=opt.batch_or_dynamic)
     fp16: bool = option(False, "half-precision weights, inputs and outputs")
     simplify: bool = option(False, "simplify with onnxslim (parity re-checked)")
@@ -319,7 +476,9 @@ class Export:
         if not Path(self.source).exists():
             raise UsageError(f"not found: {self.source}")
         if self.opset not in OPSETS:
-            raise UsageError(f"opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {self.opset}", ("opset",))
+            raise UsageError(
+                f"opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {self.opset}", ("opset",)
+            )
         if self.batch is not None and self.batch < 1:
             raise UsageError(f"batch must be 'dynamic' or an integer >= 1, got {self.batch}", ("batch",))
         out = Path(self.out)
@@ -329,16 +488,32 @@ class Export:
             raise UsageError(f"{out} already exists (pass overwrite to replace it)", ("overwrite",))
 
 
-GROUPS = {"model": Model, "data": Data, "train": Train, "finetune": Finetune, "prune": Prune, "mask": MaskOptions,
-          "bench": Bench, "output": Output}
-TITLES = {"model": "model", "data": "data", "train": "baseline training", "finetune": "finetuning",
-          "prune": "pruning", "mask": "mask criteria (snip, grasp, synflow, mag, rand, imp)",
-          "bench": "benchmark", "output": "output"}
+GROUPS = {
+    "model": Model,
+    "data": Data,
+    "train": Train,
+    "finetune": Finetune,
+    "prune": Prune,
+    "mask": MaskOptions,
+    "bench": Bench,
+    "output": Output,
+}
+TITLES = {
+    "model": "model",
+    "data": "data",
+    "train": "baseline training",
+    "finetune": "finetuning",
+    "prune": "pruning",
+    "mask": "mask criteria (snip, grasp, synflow, mag, rand, imp)",
+    "bench": "benchmark",
+    "output": "output",
+}
 
 
 @dataclass(frozen=True)
 class CompressConfig:
     """``filterprune compress``: one field per group. Build it from keys with ``CompressConfig.of(...)``."""
+
     model: Model
     prune: Prune
     data: Data = field(default_factory=Data)
@@ -358,14 +533,22 @@ class CompressConfig:
         missing = [k for k in ("model", "criterion") if values.get(k) is None]
         if missing:
             raise UsageError(f"missing {missing[0]}", (missing[0],))
-        return cls(**{name: opt.from_flat(group, {k: v for k, v in values.items() if keys[k] == name})
-                      for name, group in GROUPS.items()})
+        return cls(
+            **{
+                name: opt.from_flat(group, {k: v for k, v in values.items() if keys[k] == name})
+                for name, group in GROUPS.items()
+            }
+        )
 
     @classmethod
     def defaults(cls) -> dict:
         """key -> default of every option that has one."""
-        return {opt.key_of(f): f.default for g in GROUPS.values() for f in opt.options(g)
-                if f.default is not dataclasses.MISSING}
+        return {
+            opt.key_of(f): f.default
+            for g in GROUPS.values()
+            for f in opt.options(g)
+            if f.default is not dataclasses.MISSING
+        }
 
     def flat(self) -> dict:
         """key -> value (what report.json's ``config`` and a sweep's run records hold)."""
@@ -385,22 +568,32 @@ class CompressConfig:
             getattr(self, name).validate()
         t, m = self.train, self.model
         if t.sparsity_epochs and (m.checkpoint is None or not t.sparsity_reg):
-            raise UsageError("sparsity_epochs trains a given checkpoint with sparsity_reg > 0 (without checkpoint, "
-                             "sparsity_reg already acts while the baseline trains)",
-                             ("sparsity_epochs", "checkpoint", "sparsity_reg"))
+            raise UsageError(
+                "sparsity_epochs trains a given checkpoint with sparsity_reg > 0 (without checkpoint, "
+                "sparsity_reg already acts while the baseline trains)",
+                ("sparsity_epochs", "checkpoint", "sparsity_reg"),
+            )
         if m.checkpoint is not None and t.sparsity_reg and not t.sparsity_epochs:
-            raise UsageError("sparsity_reg with checkpoint needs sparsity_epochs N (the sparsity training of the "
-                             "given model before pruning)", ("sparsity_reg", "checkpoint", "sparsity_epochs"))
+            raise UsageError(
+                "sparsity_reg with checkpoint needs sparsity_epochs N (the sparsity training of the "
+                "given model before pruning)",
+                ("sparsity_reg", "checkpoint", "sparsity_epochs"),
+            )
         if m.weights is not None and m.checkpoint is not None:
             raise UsageError("give either weights or checkpoint, not both", ("weights", "checkpoint"))
         precision = self.bench.precision
         if "bf16" in precision:
-            raise UsageError("precision bf16 is OpenVINO's (compress times PyTorch and onnxruntime): time "
-                             "the run with `filterprune bench RUN --runtime openvino --precision fp32,bf16`",
-                             ("precision",))
+            raise UsageError(
+                "precision bf16 is OpenVINO's (compress times PyTorch and onnxruntime): time "
+                "the run with `filterprune bench RUN --runtime openvino --precision fp32,bf16`",
+                ("precision",),
+            )
         if "int8" in precision and not self.output.export:
-            raise UsageError("precision int8 quantizes the exported ONNX files, and this run skips the "
-                             "export (--no-export / export=False)", ("precision",))
+            raise UsageError(
+                "precision int8 quantizes the exported ONNX files, and this run skips the "
+                "export (--no-export / export=False)",
+                ("precision",),
+            )
 
     def baseline_config(self):
         return self.train.train_config()
@@ -411,9 +604,18 @@ class CompressConfig:
         m, d = self.model, self.data
         if m.checkpoint is not None or self.train.epochs == 0:
             return None
-        return {"model": m.name, "model_args": m.model_args, "weights": m.weights, "dataset": d.dataset,
-                "data_root": d.data_root, "image_size": d.image_size, "train_subset": d.train_subset,
-                "val_fraction": d.val_fraction, "device": self.train.device, "train": self.baseline_config().to_dict()}
+        return {
+            "model": m.name,
+            "model_args": m.model_args,
+            "weights": m.weights,
+            "dataset": d.dataset,
+            "data_root": d.data_root,
+            "image_size": d.image_size,
+            "train_subset": d.train_subset,
+            "val_fraction": d.val_fraction,
+            "device": self.train.device,
+            "train": self.baseline_config().to_dict(),
+        }
 
     def finetune_config(self, num_classes: int = 10):
         """The recipe's finetune settings, with the options that were given taking precedence."""
@@ -421,12 +623,22 @@ class CompressConfig:
         r, base = RECIPES[f.recipe], self.baseline_config()
         lr = f.lr if f.lr is not None else r.lr if r.lr is not None else r.lr_factor * base.learning_rate
         epochs = f.epochs if f.epochs is not None else r.finetune_epochs(num_classes, self.train.epochs)
-        return replace(base, epochs=epochs, lr=lr, optimizer=r.optimizer or base.optimizer,
-                       schedule=r.schedule or base.schedule,
-                       batch_size=r.batch_size or base.batch_size, crop=r.crop, weight_decay=r.weight_decay,
-                       warmup_epochs=min(r.warmup_epochs, epochs), label_smoothing=r.label_smoothing,
-                       sparsity_reg=0.0, distill_alpha=f.distill_alpha if f.distill != "off" else 0.0,
-                       distill_temperature=f.distill_temperature, distill_anneal=f.distill == "anneal")
+        return replace(
+            base,
+            epochs=epochs,
+            lr=lr,
+            optimizer=r.optimizer or base.optimizer,
+            schedule=r.schedule or base.schedule,
+            batch_size=r.batch_size or base.batch_size,
+            crop=r.crop,
+            weight_decay=r.weight_decay,
+            warmup_epochs=min(r.warmup_epochs, epochs),
+            label_smoothing=r.label_smoothing,
+            sparsity_reg=0.0,
+            distill_alpha=f.distill_alpha if f.distill != "off" else 0.0,
+            distill_temperature=f.distill_temperature,
+            distill_anneal=f.distill == "anneal",
+        )
 
     def scratch_config(self, num_classes: int):
         """Liu et al.'s control: the baseline's recipe for the run's total epochs (baseline + finetuning)."""

@@ -14,6 +14,7 @@ barrier and exit 0.
 Outside a distributed session every function here is a no-op (rank 0 of 1), so ``train.py`` and
 ``api.py`` call them unconditionally.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -62,22 +63,29 @@ def start(device: torch.device, batch_size: int) -> torch.device:
     global _session, _owned
     missing = [k for k in TORCHRUN_ENV if k not in os.environ]
     if missing:
-        raise UsageError(f"--distributed needs the environment torchrun sets ({', '.join(missing)} missing): "
-                         f"launch with `{LAUNCH}`")
+        raise UsageError(
+            f"--distributed needs the environment torchrun sets ({', '.join(missing)} missing): "
+            f"launch with `{LAUNCH}`"
+        )
     try:
         world, local = int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
     except ValueError:
         world = local = -1
     if world < 1 or local < 0:
-        raise UsageError(f"--distributed: malformed torchrun environment (WORLD_SIZE={os.environ['WORLD_SIZE']!r}, "
-                         f"LOCAL_RANK={os.environ['LOCAL_RANK']!r})")
+        raise UsageError(
+            f"--distributed: malformed torchrun environment (WORLD_SIZE={os.environ['WORLD_SIZE']!r}, "
+            f"LOCAL_RANK={os.environ['LOCAL_RANK']!r})"
+        )
     if batch_size % world:
-        raise UsageError(f"--batch-size is the global batch and must divide among the {world} processes, "
-                         f"got {batch_size}")
+        raise UsageError(
+            f"--batch-size is the global batch and must divide among the {world} processes, got {batch_size}"
+        )
     if device.type == "cuda":
         if local >= torch.cuda.device_count():
-            raise UsageError(f"--distributed: local rank {local} has no GPU ({torch.cuda.device_count()} visible); "
-                             "start at most one process per GPU (or use --device cpu)")
+            raise UsageError(
+                f"--distributed: local rank {local} has no GPU ({torch.cuda.device_count()} visible); "
+                "start at most one process per GPU (or use --device cpu)"
+            )
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
     _owned = not dist.is_initialized()
@@ -120,7 +128,11 @@ def session(enabled: bool, device: torch.device, batch_size: int) -> Iterator[to
 
 def _tensor(values) -> torch.Tensor:
     """Collectives run on the backend's device: CPU for gloo, this rank's GPU for nccl."""
-    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    on = (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
     return torch.tensor(values, dtype=torch.float64, device=on)
 
 
@@ -141,8 +153,10 @@ def shard(loader: DataLoader, seed: int) -> DataLoader:
         return loader
     world = world_size()
     if loader.batch_size % world:
-        raise UsageError(f"--batch-size is the global batch and must divide among the {world} processes, "
-                         f"got {loader.batch_size}")
+        raise UsageError(
+            f"--batch-size is the global batch and must divide among the {world} processes, "
+            f"got {loader.batch_size}"
+        )
     sampler = DistributedSampler(loader.dataset, num_replicas=world, rank=rank(), shuffle=True, seed=seed)
     return DataLoader(loader.dataset, batch_size=loader.batch_size // world, sampler=sampler, num_workers=0)
 
@@ -168,8 +182,10 @@ def check_same_network(model: nn.Module) -> None:
     dist.all_gather(gathered, _tensor([float(mine)]))
     differ = [r for r, t in enumerate(gathered) if int(t.item()) != int(gathered[0].item())]
     if differ:
-        raise RunError(f"--distributed: rank(s) {', '.join(map(str, differ))} pruned to other channel counts than "
-                       "rank 0; every rank must prune identically (same --seed, same data and checkpoint)")
+        raise RunError(
+            f"--distributed: rank(s) {', '.join(map(str, differ))} pruned to other channel counts than "
+            "rank 0; every rank must prune identically (same --seed, same data and checkpoint)"
+        )
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
@@ -177,7 +193,11 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     if not _session:
         return model
     check_same_network(model)
-    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    ids = (
+        [device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda"
+        else None
+    )
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 

@@ -1,5 +1,6 @@
 """File helpers every output goes through: write-then-rename (a killed run never leaves a torn file),
 temporaries that the next writer sweeps, bounded reading of small JSON files, and the cache folder."""
+
 from __future__ import annotations
 
 import hashlib
@@ -60,7 +61,12 @@ def sweep_temporaries(folder: Path) -> list[Path]:
         return gone
     for e in entries:
         m = _TEMP.match(e.name)
-        if m and int(m["pid"]) != os.getpid() and not alive(int(m["pid"])) and e.is_file(follow_symlinks=False):
+        if (
+            m
+            and int(m["pid"]) != os.getpid()
+            and not alive(int(m["pid"]))
+            and e.is_file(follow_symlinks=False)
+        ):
             Path(e.path).unlink(missing_ok=True)
             gone.append(Path(e.path))
     return gone

@@ -1,6 +1,7 @@
 """The command-line contract, shared by the CLI and every sweep executor: each warning one line, every
 failure one line on stderr and an exit code (2 usage, 1 runtime, 130 interrupted, 143 terminated), never a
 traceback (``FILTERPRUNE_DEBUG=1`` shows one), messages of the ``filterprune`` logger on stderr."""
+
 from __future__ import annotations
 
 import os
@@ -50,7 +51,9 @@ def ended(e: BaseException) -> str:
 def stray_threads() -> list[threading.Thread]:
     """Non-daemon threads still running besides the main one (started by user code: they would keep the
     process alive after its work is done)."""
-    return [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    return [
+        t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
 
 
 def finish(code: int) -> int:
@@ -59,8 +62,11 @@ def finish(code: int) -> int:
     left = stray_threads()
     if not left:
         return code
-    print(f"[filterprune] warning: stopped {len(left)} thread(s) that the model's code left running "
-          f"(e.g. {one_line(left[0].name)[:80]})", file=sys.stderr)
+    print(
+        f"[filterprune] warning: stopped {len(left)} thread(s) that the model's code left running "
+        f"(e.g. {one_line(left[0].name)[:80]})",
+        file=sys.stderr,
+    )
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
@@ -102,18 +108,26 @@ def _guarded(action) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except MemoryError:
-        print("filterprune: error: out of memory (lower --batch-size, or use a smaller model)", file=sys.stderr)
+        print(
+            "filterprune: error: out of memory (lower --batch-size, or use a smaller model)", file=sys.stderr
+        )
         return 1
     except OSError as e:  # disk full, permission denied, ...: the environment, not a bug
         where = f": {e.filename}" if e.filename else ""
-        print(f"filterprune: error: {one_line(f'{e.strerror or str(e) or type(e).__name__}{where}')}", file=sys.stderr)
+        print(
+            f"filterprune: error: {one_line(f'{e.strerror or str(e) or type(e).__name__}{where}')}",
+            file=sys.stderr,
+        )
         return 1
     except Exception as e:  # a bug: still one line, the traceback only on request
         if os.environ.get("FILTERPRUNE_DEBUG"):
             raise
         first = one_line(str(e))[:300]
-        print(f"filterprune: internal error: {type(e).__name__}: {first} (set FILTERPRUNE_DEBUG=1 for the "
-              "traceback)", file=sys.stderr)
+        print(
+            f"filterprune: internal error: {type(e).__name__}: {first} (set FILTERPRUNE_DEBUG=1 for the "
+            "traceback)",
+            file=sys.stderr,
+        )
         return 1
     except BaseException as e:  # noqa: BLE001 - not an Exception: raised by user code, never by filterprune
         if os.environ.get("FILTERPRUNE_DEBUG"):

@@ -3,6 +3,7 @@ so that a wrong object is one ``UsageError`` saying what was wrong and what is e
 the Python parameters (``example_inputs``, ``calib``, ``train``), never a raw torch error from deep
 inside a criterion or the training loop.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,8 +26,11 @@ def check_module(model, param: str = "model") -> None:
         raise UsageError(f"{param} must be a torch.nn.Module, got a {type(model).__name__}", (param,))
     meta = next((n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta), None)
     if meta is not None:
-        raise UsageError(f"{param} is on the meta device ({meta} holds no values): materialise it first, e.g. "
-                         "model.to_empty(device='cpu') and load its weights", (param,))
+        raise UsageError(
+            f"{param} is on the meta device ({meta} holds no values): materialise it first, e.g. "
+            "model.to_empty(device='cpu') and load its weights",
+            (param,),
+        )
     check_untied(model, param)
 
 
@@ -44,9 +48,11 @@ def check_untied(model: nn.Module, param: str = "model") -> None:
     tied = tied_parameters(model)
     if tied:
         shown = "; ".join(" = ".join(t) for t in tied[:3])
-        raise UsageError(f"{param} has tied parameters ({shown}): pruning would cut each layer on its own and "
-                         "untie them; untie them first (e.g. give one a copy: nn.Parameter(w.detach().clone()))",
-                         (param,))
+        raise UsageError(
+            f"{param} has tied parameters ({shown}): pruning would cut each layer on its own and "
+            "untie them; untie them first (e.g. give one a copy: nn.Parameter(w.detach().clone()))",
+            (param,),
+        )
 
 
 def logits(model: nn.Module, x: torch.Tensor, param: str) -> torch.Tensor:
@@ -56,35 +62,57 @@ def logits(model: nn.Module, x: torch.Tensor, param: str) -> torch.Tensor:
         with torch.no_grad(), eval_mode(model):
             out = model(x)
     except Exception as e:  # noqa: BLE001 - the model's own code: any error means it does not take this input
-        raise UsageError(f"the model does not run on inputs of shape {tuple(x.shape)}, as {param} gives them "
-                         f"({_why(e)}); filterprune expects {SHAPE}", (param,)) from None
+        raise UsageError(
+            f"the model does not run on inputs of shape {tuple(x.shape)}, as {param} gives them "
+            f"({_why(e)}); filterprune expects {SHAPE}",
+            (param,),
+        ) from None
     out = out[0] if isinstance(out, (tuple, list)) and out else out
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or not out.is_floating_point():
-        got = f"a {type(out).__name__}" if not isinstance(out, torch.Tensor) else \
-            f"a {out.dtype} tensor of shape {tuple(out.shape)}"
-        raise UsageError(f"the model returns {got} for {param}; filterprune expects {SHAPE} (wrap a model whose "
-                         "forward returns a dict or several tensors so that it returns the logits)", (param,))
+        got = (
+            f"a {type(out).__name__}"
+            if not isinstance(out, torch.Tensor)
+            else f"a {out.dtype} tensor of shape {tuple(out.shape)}"
+        )
+        raise UsageError(
+            f"the model returns {got} for {param}; filterprune expects {SHAPE} (wrap a model whose "
+            "forward returns a dict or several tensors so that it returns the logits)",
+            (param,),
+        )
     return out
 
 
 def check_batch(batch, param: str, shape: tuple[int, ...] | None = None, num_classes: int | None = None):
     """One ``(images, labels)`` batch of the DataLoader ``param``: float images of ``shape`` (C, H, W),
     integer labels in [0, num_classes); returns it."""
-    if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and all(isinstance(t, torch.Tensor) for t in batch)):
+    if not (
+        isinstance(batch, (tuple, list))
+        and len(batch) == 2
+        and all(isinstance(t, torch.Tensor) for t in batch)
+    ):
         got = f"tuples of {len(batch)}" if isinstance(batch, (tuple, list)) else f"a {type(batch).__name__}"
         raise UsageError(f"{param} must yield (images, labels) pairs of tensors, got {got}", (param,))
     x, y = batch
     if not x.is_floating_point():
-        raise UsageError(f"{param} yields {x.dtype} images; the model gets them as they come, so they must be "
-                         "floating point (convert and normalise them in the loader, e.g. "
-                         "v2.ToDtype(torch.float32, scale=True))", (param,))
+        raise UsageError(
+            f"{param} yields {x.dtype} images; the model gets them as they come, so they must be "
+            "floating point (convert and normalise them in the loader, e.g. "
+            "v2.ToDtype(torch.float32, scale=True))",
+            (param,),
+        )
     if x.ndim != 4 or (shape is not None and tuple(x.shape[1:]) != tuple(shape)):
         want = f"(N, {', '.join(map(str, shape))})" if shape is not None else "(N, C, H, W)"
         raise UsageError(f"{param} yields images of shape {tuple(x.shape)}; expected {want}", (param,))
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.ndim != 1 or len(y) != len(x):
-        raise UsageError(f"{param} yields labels of dtype {y.dtype} and shape {tuple(y.shape)}; expected integer "
-                         f"class indices of shape ({len(x)},)", (param,))
+        raise UsageError(
+            f"{param} yields labels of dtype {y.dtype} and shape {tuple(y.shape)}; expected integer "
+            f"class indices of shape ({len(x)},)",
+            (param,),
+        )
     if num_classes is not None and len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise UsageError(f"{param} yields labels {int(y.min())}..{int(y.max())}; expected class indices in "
-                         f"[0, {num_classes}) (the model has {num_classes} outputs)", (param,))
+        raise UsageError(
+            f"{param} yields labels {int(y.min())}..{int(y.max())}; expected class indices in "
+            f"[0, {num_classes}) (the model has {num_classes} outputs)",
+            (param,),
+        )
     return batch

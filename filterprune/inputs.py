@@ -8,6 +8,7 @@ mean/std). ``prepare`` turns the config's ``model``/``model_args``/``weights``/`
 into the data and the spec of the run; ``check_probe`` proves on a freshly built model (``probe_model``),
 before any training, that it accepts the input and gives one output per class.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,8 +29,9 @@ from .options import json_object
 from .pruning.graph import resolve_ignored
 from .tracing import eval_mode
 
-IN_MEMORY_SIZE_HINT = ("image_size applies to imagefolder: and synthetic (other in-memory sets keep their own "
-                       "size)")
+IN_MEMORY_SIZE_HINT = (
+    "image_size applies to imagefolder: and synthetic (other in-memory sets keep their own size)"
+)
 
 
 class Given:
@@ -38,8 +40,9 @@ class Given:
 
     def __init__(self, model: nn.Module | None = None, data=None, example_inputs: torch.Tensor | None = None):
         if model is not None and not isinstance(model, nn.Module):
-            raise UsageError("model= must be a torch.nn.Module or a model name, got a "
-                             f"{type(model).__name__}")
+            raise UsageError(
+                f"model= must be a torch.nn.Module or a model name, got a {type(model).__name__}"
+            )
         if model is not None:
             handed.check_module(model)
         self.model, self.data, self.example_inputs = model, data, example_inputs
@@ -55,34 +58,49 @@ def prepare(cfg, given: Given | None = None) -> tuple[object, ModelSpec, dict]:
     if given is not None and given.data is not None:
         data = given.data
         if given.model is None and not data.class_names:
-            raise UsageError("with your own DataLoaders and a model name, pass num_classes= (or give the "
-                             "dataset a `classes` list)")
+            raise UsageError(
+                "with your own DataLoaders and a model name, pass num_classes= (or give the "
+                "dataset a `classes` list)"
+            )
         spec = _given_spec(given, data, ref, json_object(m.model_args))
         _check_class_arg(spec)
         return data, spec, {}
     native = native_input(ref, m.weights)
     size = d.image_size or _folder_size(d.dataset, native, m.weights) or native["image_size"]
     if size < native.get("min_size", 1):
-        raise UsageError(f"image_size {size} is below the minimum input of {m.name} "
-                         f"({native['min_size']} px)", ("image_size",))
+        raise UsageError(
+            f"image_size {size} is below the minimum input of {m.name} ({native['min_size']} px)",
+            ("image_size",),
+        )
     resize = native.get("resize_size")
     if resize and size != native["image_size"]:
         resize = round(size * resize / native["image_size"])
     _check_image_size(size)
-    options = {"image_size": size, "resize_size": resize, "train_subset": d.train_subset,
-               "workers": d.workers}
+    options = {
+        "image_size": size,
+        "resize_size": resize,
+        "train_subset": d.train_subset,
+        "workers": d.workers,
+    }
     if "mean" in native:
         options.update(mean=native["mean"], std=native["std"])
     data = load_data(d.dataset, d.data_root, d.val_fraction, cfg.train.seed, **options)
     if d.image_size and data.image_size != d.image_size:
-        raise UsageError(f"{IN_MEMORY_SIZE_HINT}; {data.name} is {data.image_size}x{data.image_size}",
-                         ("image_size",))
+        raise UsageError(
+            f"{IN_MEMORY_SIZE_HINT}; {data.name} is {data.image_size}x{data.image_size}", ("image_size",)
+        )
     if "mean" in native and not data.streamed:  # in memory: normalise as the weights expect
         data.mean, data.std = tuple(native["mean"]), tuple(native["std"])
     if given is not None and given.model is not None:
         return data, _given_spec(given, data, ref, {}), native
-    spec = ModelSpec(ref, data.num_classes, data.in_channels, data.image_size, json_object(m.model_args),
-                     _weights_name(native, m.weights))
+    spec = ModelSpec(
+        ref,
+        data.num_classes,
+        data.in_channels,
+        data.image_size,
+        json_object(m.model_args),
+        _weights_name(native, m.weights),
+    )
     _check_class_arg(spec)
     return data, spec, native
 
@@ -92,17 +110,21 @@ def _check_class_arg(spec: ModelSpec) -> None:
     (it would be overridden, or build a model with the wrong number of outputs)."""
     asked = spec.args.get("num_classes", spec.num_classes)
     if asked != spec.num_classes:
-        raise UsageError(f"model_args sets num_classes={limits.show(asked)}, but the data has {spec.num_classes} "
-                         "classes; filterprune passes the data's class count: leave num_classes out of model_args",
-                         ("model_args",))
+        raise UsageError(
+            f"model_args sets num_classes={limits.show(asked)}, but the data has {spec.num_classes} "
+            "classes; filterprune passes the data's class count: leave num_classes out of model_args",
+            ("model_args",),
+        )
 
 
 def _check_image_size(size: int) -> None:
     """Before any image is decoded at ``size``: within what a saved run may describe, and one RGB input
     within the memory budget (the model's own activations are bounded once it is known)."""
     if size > MAX_IMAGE_SIZE:
-        raise UsageError(f"image_size {size} is over {MAX_IMAGE_SIZE}, the largest input a saved run may describe",
-                         ("image_size",))
+        raise UsageError(
+            f"image_size {size} is over {MAX_IMAGE_SIZE}, the largest input a saved run may describe",
+            ("image_size",),
+        )
     why = limits.over_trace_budget(3 * size * size)
     if why:
         raise UsageError(f"image_size {size} is too large: {why}", ("image_size",))
@@ -123,18 +145,28 @@ def check_probe(model: nn.Module, spec: ModelSpec, ignore_layers=()) -> None:
     except Exception as e:
         why = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
         if spec.args:  # the arguments may be at fault as much as the size: name both
-            raise UsageError(f"{spec.name} built with model_args {limits.show(spec.args, 120)} does not run on "
-                             f"{shape[1]}x{shape[2]}x{shape[3]} inputs ({why}); check model_args, or choose another "
-                             "image_size or dataset", ("model_args", "image_size")) from None
-        raise UsageError(f"{spec.name} does not run on {shape[1]}x{shape[2]}x{shape[3]} inputs ({why}); choose "
-                         "another image_size or dataset", ("image_size",)) from None
+            raise UsageError(
+                f"{spec.name} built with model_args {limits.show(spec.args, 120)} does not run on "
+                f"{shape[1]}x{shape[2]}x{shape[3]} inputs ({why}); check model_args, or choose another "
+                "image_size or dataset",
+                ("model_args", "image_size"),
+            ) from None
+        raise UsageError(
+            f"{spec.name} does not run on {shape[1]}x{shape[2]}x{shape[3]} inputs ({why}); choose "
+            "another image_size or dataset",
+            ("image_size",),
+        ) from None
     out = out[0] if isinstance(out, (tuple, list)) else out
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != spec.num_classes:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        hint = (" (its factory takes no num_classes argument: give it one, or set the width with "
-                "--model-args)" if is_factory_ref(spec.name) and not takes_num_classes(resolve(spec.name)) else "")
-        raise UsageError(f"{spec.name} outputs {got} for one image, but the data has {spec.num_classes} "
-                         f"classes{hint}")
+        hint = (
+            " (its factory takes no num_classes argument: give it one, or set the width with --model-args)"
+            if is_factory_ref(spec.name) and not takes_num_classes(resolve(spec.name))
+            else ""
+        )
+        raise UsageError(
+            f"{spec.name} outputs {got} for one image, but the data has {spec.num_classes} classes{hint}"
+        )
     resolve_ignored(model, ignore_layers)
 
 
@@ -155,18 +187,25 @@ def _folder_size(dataset: str | None, native: dict, weights: str | None) -> int 
     if side is None or side >= native["image_size"]:
         return None
     if weights is not None:
-        say(f"note: the images are about {side} px, upsampled to {native['image_size']} as the pretrained weights "
-            f"expect (--image-size {side} trains at their size)")
+        say(
+            f"note: the images are about {side} px, upsampled to {native['image_size']} as the pretrained weights "
+            f"expect (--image-size {side} trains at their size)"
+        )
         return None
-    say(f"note: the images are about {side} px: training at {side} instead of the model's native "
-        f"{native['image_size']} (--image-size to choose)")
+    say(
+        f"note: the images are about {side} px: training at {side} instead of the model's native "
+        f"{native['image_size']} (--image-size to choose)"
+    )
     return max(side, native.get("min_size", 1))
 
 
 def _given_spec(given: Given, data, ref: str, args: dict) -> ModelSpec:
     if given.model is not None:
-        shape = given.example_inputs.shape if given.example_inputs is not None else \
-            (1, data.in_channels, data.image_size, data.image_size)
+        shape = (
+            given.example_inputs.shape
+            if given.example_inputs is not None
+            else (1, data.in_channels, data.image_size, data.image_size)
+        )
         what = "example_inputs" if given.example_inputs is not None else getattr(data, "names", ("train",))[0]
         out = handed.logits(given.model.cpu(), torch.randn(1, *shape[1:]), what)
         if isinstance(data, LoaderData):  # the user's loaders: the class count is the model's

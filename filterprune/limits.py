@@ -7,6 +7,7 @@ least 2 GiB, so a real batch of 224-px images fits on a big machine while a bomb
 estimate is made on PyTorch's meta device, so checking a 60000x60000 input costs nothing. Values that
 go into an error message are shown with :func:`show`, which never builds the whole repr of a value.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,7 @@ _repr.maxlevel = 3
 def show(value, width: int = 60) -> str:
     """A short repr for an error message: bounded in time and memory whatever ``value`` holds."""
     text = _repr.repr(value)
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def printable(text: str, width: int | None = None) -> str:
@@ -62,22 +63,28 @@ def _refusal(need: int, what: str) -> str | None:
     budget = memory_budget()
     if need <= budget:
         return None
-    return (f"{what} needs about {need / 2**30:.3g} GiB, over the {budget / 2**30:.3g} GiB limit "
-            "(FILTERPRUNE_MEMORY_GB raises it)")
+    return (
+        f"{what} needs about {need / 2**30:.3g} GiB, over the {budget / 2**30:.3g} GiB limit "
+        "(FILTERPRUNE_MEMORY_GB raises it)"
+    )
 
 
 def over_budget(largest: int, batch: int) -> str | None:
     """Why an inference forward at ``batch`` is refused (None: it fits), given one sample's largest
     activation; it holds about ``LIVE_TENSORS`` of those at once."""
-    return _refusal(LIVE_TENSORS * BYTES_PER_VALUE * largest * batch,
-                    f"a forward at batch {batch} ({largest:,} values per sample in its largest activation)")
+    return _refusal(
+        LIVE_TENSORS * BYTES_PER_VALUE * largest * batch,
+        f"a forward at batch {batch} ({largest:,} values per sample in its largest activation)",
+    )
 
 
 def over_trace_budget(total: int, batch: int = 1) -> str | None:
     """Why a traced forward at ``batch`` is refused: tracing (the dependency graph, autograd) keeps every
     activation, ``total`` values per sample."""
-    return _refusal(BYTES_PER_VALUE * total * batch,
-                    f"tracing the model at batch {batch} ({total:,} activation values per sample)")
+    return _refusal(
+        BYTES_PER_VALUE * total * batch,
+        f"tracing the model at batch {batch} ({total:,} activation values per sample)",
+    )
 
 
 def activation_sizes(model, input_shape: tuple[int, ...]) -> tuple[int, int]:
@@ -96,7 +103,9 @@ def activation_sizes(model, input_shape: tuple[int, ...]) -> tuple[int, int]:
             if isinstance(t, torch.Tensor):
                 largest, total = max(largest, t.numel()), total + t.numel()
 
-    state = {k: torch.empty_like(v, device="meta") for k, v in (*model.named_parameters(), *model.named_buffers())}
+    state = {
+        k: torch.empty_like(v, device="meta") for k, v in (*model.named_parameters(), *model.named_buffers())
+    }
     handles = [m.register_forward_hook(hook) for m in model.modules()]
     try:
         with torch.no_grad():
@@ -112,8 +121,10 @@ def activation_sizes(model, input_shape: tuple[int, ...]) -> tuple[int, int]:
 def over_param_budget(params: int) -> str | None:
     """Why a model of ``params`` parameters is refused (None: it fits): training holds each weight and
     its gradient at least."""
-    return _refusal(PARAM_COPIES * BYTES_PER_VALUE * params,
-                    f"a model of {params:,} parameters (its weights and their gradients)")
+    return _refusal(
+        PARAM_COPIES * BYTES_PER_VALUE * params,
+        f"a model of {params:,} parameters (its weights and their gradients)",
+    )
 
 
 def cap_threads(threads: int | None) -> int | None:
@@ -129,9 +140,11 @@ def check_sizes(params: int, largest: int, total: int, measure_batch: int | None
         raise UsageError(f"the model is too large: {why}; check model_args", ("model_args",))
     why = over_trace_budget(total)
     if why:
-        raise UsageError(f"the input is too large for this model: {why}; choose a smaller image_size",
-                         ("image_size",))
+        raise UsageError(
+            f"the input is too large for this model: {why}; choose a smaller image_size", ("image_size",)
+        )
     why = over_budget(largest, measure_batch) if measure_batch else None
     if why:
-        raise UsageError(f"target_batch {measure_batch} is too large for measuring latencies: {why}",
-                         ("target_batch",))
+        raise UsageError(
+            f"target_batch {measure_batch} is too large for measuring latencies: {why}", ("target_batch",)
+        )

@@ -1,6 +1,7 @@
 """Messages go through ``logging``: the library logs to the ``filterprune`` logger (a library user can
 silence or capture it like any other); the command line shows its records on stderr as one
 ``[filterprune] ...`` line each. Under ``--distributed`` only rank 0 speaks."""
+
 from __future__ import annotations
 
 import logging

@@ -5,6 +5,7 @@ its single value is checked, and its *key*: the one name it has as a flag (``--k
 sweep-file key and as a Python keyword (default: the field's name). ``add_flags`` turns a group into an
 argparse group; ``from_flat`` builds a group from keys. Importing this module is cheap (no torch).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,16 +22,37 @@ from .errors import UsageError
 _NO_DEFAULT = dataclasses.MISSING
 
 
-def option(default=_NO_DEFAULT, help: str = "", *, key: str | None = None, parse=None, check=None, choices=None,
-           metavar=None, negate: str | None = None, positional: bool = False):
+def option(
+    default=_NO_DEFAULT,
+    help: str = "",
+    *,
+    key: str | None = None,
+    parse=None,
+    check=None,
+    choices=None,
+    metavar=None,
+    negate: str | None = None,
+    positional: bool = False,
+):
     """A group field with its outside form: ``help`` (required), ``key`` (its flag / sweep / keyword name),
     ``parse`` (text -> value; default: the field's type), ``check`` (value -> None, raising ``UsageError``;
     ``choices`` are checked too), ``metavar``, ``negate`` (the flag of a boolean that defaults to True),
     ``positional`` (a field without a default given first on the command line)."""
-    meta = {"help": help, "key": key, "parse": parse, "check": check, "choices": choices, "metavar": metavar,
-            "negate": negate, "positional": positional}
-    return dataclasses.field(metadata=meta) if default is _NO_DEFAULT else dataclasses.field(default=default,
-                                                                                             metadata=meta)
+    meta = {
+        "help": help,
+        "key": key,
+        "parse": parse,
+        "check": check,
+        "choices": choices,
+        "metavar": metavar,
+        "negate": negate,
+        "positional": positional,
+    }
+    return (
+        dataclasses.field(metadata=meta)
+        if default is _NO_DEFAULT
+        else dataclasses.field(default=default, metadata=meta)
+    )
 
 
 def key_of(f: dataclasses.Field) -> str:
@@ -54,8 +76,9 @@ def check_value(f: dataclasses.Field, value) -> None:
     if value is None:  # an optional option left unset: its own default applies
         return
     if md.get("choices") and value not in md["choices"]:
-        raise UsageError(f"unknown {key_of(f)} {value!r}; valid: {', '.join(map(str, md['choices']))}",
-                         (key_of(f),))
+        raise UsageError(
+            f"unknown {key_of(f)} {value!r}; valid: {', '.join(map(str, md['choices']))}", (key_of(f),)
+        )
     if md.get("check"):
         md["check"](key_of(f), value)
 
@@ -80,8 +103,14 @@ def to_flat(group) -> dict:
 
 
 # --------------------------------------------------------------------------------- single-value checks
-def in_range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False,
-             integer: bool = False) -> Callable[[str, object], None]:
+def in_range(
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    integer: bool = False,
+) -> Callable[[str, object], None]:
     """A check that the value lies in [lo, hi] (``lo_open``/``hi_open``: the end excluded)."""
     left, right = "(" if lo_open else "[", ")" if hi_open else "]"
     text = f">= {lo}" if hi is None else f"in {left}{lo}, {hi}{right}" if lo is not None else f"<= {hi}"
@@ -90,10 +119,15 @@ def in_range(lo: float | None = None, hi: float | None = None, *, lo_open: bool 
 
     def check(key: str, v) -> None:
         num = isinstance(v, (int, float)) and not isinstance(v, bool) and (not integer or isinstance(v, int))
-        ok = num and math.isfinite(v) and (lo is None or (v > lo if lo_open else v >= lo)) and \
-            (hi is None or (v < hi if hi_open else v <= hi))
+        ok = (
+            num
+            and math.isfinite(v)
+            and (lo is None or (v > lo if lo_open else v >= lo))
+            and (hi is None or (v < hi if hi_open else v <= hi))
+        )
         if not ok:
             raise UsageError(f"{key} must be {text}, got {v!r}", (key,))
+
     return check
 
 
@@ -101,6 +135,7 @@ def all_at_least(lo: int) -> Callable[[str, object], None]:
     def check(key: str, values) -> None:
         if not values or any(v < lo for v in values):
             raise UsageError(f"{key} must be integers >= {lo}, got {list(values)}", (key,))
+
     return check
 
 
@@ -135,8 +170,9 @@ def json_object(text: str | dict | None) -> dict:
     try:
         args = json.loads(text)
     except (ValueError, RecursionError) as e:
-        raise UsageError(f"model_args must be a JSON object such as '{{\"width\": 32}}' ({e})",
-                         ("model_args",)) from None
+        raise UsageError(
+            f"model_args must be a JSON object such as '{{\"width\": 32}}' ({e})", ("model_args",)
+        ) from None
     if not isinstance(args, dict):
         raise UsageError(f"model_args must be a JSON object, got {type(args).__name__}", ("model_args",))
     return args
@@ -161,8 +197,11 @@ def batch_or_dynamic(text: str) -> int | None:
 
 def _parser_for(hint) -> Callable[[str], object]:
     """The argparse type of a plain field type: int, float or str, optional (``X | None``) or not."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)] if isinstance(
-        hint, types.UnionType) or typing.get_origin(hint) is typing.Union else [hint]
+    args = (
+        [a for a in typing.get_args(hint) if a is not type(None)]
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+        else [hint]
+    )
     if len(args) == 1 and args[0] in (int, float, str):
         return args[0]
     raise TypeError(f"no command-line parser for {hint!r}: give option(parse=...)")
@@ -187,8 +226,14 @@ def _help(f: dataclasses.Field) -> str:
     return f"{text} (default: {shown})" if shown not in (None, "") else text
 
 
-def add_flags(parser: argparse.ArgumentParser, cls, *, title: str | None = None, keyed: bool = True,
-              only: Iterable[str] | None = None) -> None:
+def add_flags(
+    parser: argparse.ArgumentParser,
+    cls,
+    *,
+    title: str | None = None,
+    keyed: bool = True,
+    only: Iterable[str] | None = None,
+) -> None:
     """One flag per option of group ``cls`` (or of the keys in ``only``), in field order, in an argparse
     group titled ``title``. ``keyed=False``: flags named by the field instead of the key (``filterprune
     bench --iters`` for the key ``bench_iters`` that ``compress`` spells ``--bench-iters``)."""
@@ -202,8 +247,12 @@ def add_flags(parser: argparse.ArgumentParser, cls, *, title: str | None = None,
             target.add_argument(dest, help=md["help"])
             continue
         if types_[f.name] is bool:
-            target.add_argument(flag_of(f, keyed), dest=dest, action="store_false" if f.default else "store_true",
-                                help=md["help"])
+            target.add_argument(
+                flag_of(f, keyed),
+                dest=dest,
+                action="store_false" if f.default else "store_true",
+                help=md["help"],
+            )
             continue
         kw = {"dest": dest, "help": _help(f), "type": md["parse"] or _parser_for(types_[f.name])}
         if md["choices"]:

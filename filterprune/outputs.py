@@ -5,6 +5,7 @@ renames it into place when everything is written. A SIGKILL leaves only that hid
 next run for the same target removes (its PID is gone). Replacing an existing folder (``--overwrite``)
 first renames the old one aside, so at no instant does neither exist under a findable name.
 """
+
 from __future__ import annotations
 
 import errno
@@ -27,7 +28,9 @@ def check_target(out: Path, overwrite: bool) -> None:
     """Refuse a target that holds another run's results (unless ``overwrite``) or cannot be written."""
     sweep_stale(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise UsageError(f"output folder {out} already exists and is not empty (pass --overwrite to replace it)")
+        raise UsageError(
+            f"output folder {out} already exists and is not empty (pass --overwrite to replace it)"
+        )
     if out.exists() and not out.is_dir():
         raise UsageError(f"output path {out} is a file, not a folder")
     parent = next((p for p in out.absolute().parents if p.exists()), None)
@@ -92,8 +95,9 @@ def publish(staging: Path, out: Path, overwrite: bool = False) -> Path:
                 raise
             continue
         if target != out:
-            warnings.warn(f"{out} already holds other results; this run's results are in {target}",
-                          stacklevel=2)
+            warnings.warn(
+                f"{out} already holds other results; this run's results are in {target}", stacklevel=2
+            )
         return target
     raise RunError(f"no free output folder name next to {out}")
 
@@ -114,12 +118,20 @@ def write_folder(out: Path, write: Callable[[Path], None], overwrite: bool = Fal
         raise
 
 
-def keep_last_good(model, folder: Path, spec, err, history: list | None = None,
-                   meta: dict | None = None) -> FilterpruneError:
+def keep_last_good(
+    model, folder: Path, spec, err, history: list | None = None, meta: dict | None = None
+) -> FilterpruneError:
     """Save the weights that training fell back to after a NaN/inf loss and return the error to raise,
     which says where they are: a diverged epoch never costs the epochs before it."""
-    if not distributed.is_main():  # --distributed: all ranks stopped at the same step; rank 0 keeps the weights
+    if (
+        not distributed.is_main()
+    ):  # --distributed: all ranks stopped at the same step; rank 0 keeps the weights
         return err
-    ckpt.save(model.cpu(), folder / "model", spec, history,
-              {**(meta or {}), "stopped": str(err), "epoch": err.good_epoch})
+    ckpt.save(
+        model.cpu(),
+        folder / "model",
+        spec,
+        history,
+        {**(meta or {}), "stopped": str(err), "epoch": err.good_epoch},
+    )
     return err.saved(f"{folder}/")

@@ -1,6 +1,7 @@
 """The two command pipelines: ``run`` (``compress``, a straight line of ``stages``) and
 ``train_command``. Outputs are built in a staging folder and renamed into place at the end, so an
 output folder is either complete or absent. The Python surface over them is ``api``."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from .train import TrainConfig, evaluate, resolve_device
 class Compressed:
     """What ``compress`` made: its output folder (``os.fspath(result)`` is the folder, so
     ``filterprune.load(result)`` works) and the run's report (report.json, typed)."""
+
     out: Path
     report: Report
 
@@ -84,9 +86,11 @@ def _compress(cfg: CompressConfig, device: torch.device, given: Given | None) ->
 
     out = outputs.write_folder(s.out, fill, cfg.output.overwrite)
     r = written["report"]
-    say(f"done: dense top-1 {100 * r['dense']['accuracy']:.2f}% -> pruned {100 * r['pruned']['accuracy']:.2f}%, "
+    say(
+        f"done: dense top-1 {100 * r['dense']['accuracy']:.2f}% -> pruned {100 * r['pruned']['accuracy']:.2f}%, "
         f"MACs {r['dense']['macs'] / 1e6:.1f}M -> {r['pruned']['macs'] / 1e6:.1f}M "
-        f"({r['theoretical_speedup']:.2f}x); outputs in {out}/")
+        f"({r['theoretical_speedup']:.2f}x); outputs in {out}/"
+    )
     return Compressed(Path(out), r)
 
 
@@ -100,7 +104,9 @@ def train_command(model: Model, data: Data, train: Train, output: Output) -> Pat
         return _train_command(model, data, train.train_config(), device, output)
 
 
-def _train_command(model: Model, d: Data, cfg: TrainConfig, device: torch.device, output: Output) -> Path | None:
+def _train_command(
+    model: Model, d: Data, cfg: TrainConfig, device: torch.device, output: Output
+) -> Path | None:
     target = Path(output.out) if output.out else None
     if target:
         outputs.check_target(target, output.overwrite)
@@ -113,10 +119,26 @@ def _train_command(model: Model, d: Data, cfg: TrainConfig, device: torch.device
         return None
     acc = evaluate(net, data, device)
     target = target or Path("runs") / f"train-{model.name.replace(':', '-')}-{info.get('cache_key', 'init')}"
-    target = outputs.write_folder(target, lambda folder: ckpt.save(net.cpu(), folder / "model", spec, meta={
-        "dataset": data.name, "train": cfg.to_dict(), "accuracy": acc, "mean": list(data.mean),
-        "std": list(data.std), "class_names": data.class_names}), output.overwrite)
-    say(f"{spec.name} on {data.name}: top-1 {100 * acc['top1']:.2f}%, top-5 {100 * acc['top5']:.2f}% "
-        f"({acc['images']} test images); saved to {target}/model.safetensors")
+    target = outputs.write_folder(
+        target,
+        lambda folder: ckpt.save(
+            net.cpu(),
+            folder / "model",
+            spec,
+            meta={
+                "dataset": data.name,
+                "train": cfg.to_dict(),
+                "accuracy": acc,
+                "mean": list(data.mean),
+                "std": list(data.std),
+                "class_names": data.class_names,
+            },
+        ),
+        output.overwrite,
+    )
+    say(
+        f"{spec.name} on {data.name}: top-1 {100 * acc['top1']:.2f}%, top-5 {100 * acc['top5']:.2f}% "
+        f"({acc['images']} test images); saved to {target}/model.safetensors"
+    )
     print(target)
     return target

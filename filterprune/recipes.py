@@ -10,6 +10,7 @@ How much the teacher weighs is ``--distill`` (config.py), not the recipe's.
 ``lajic`` is the seed study's (Lajić et al. 2025, section 4); ``plain`` is what filterprune did before.
 Adding a recipe is one entry in ``RECIPES``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,16 +40,49 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "default": Recipe(
         help="the baseline's optimizer and schedule (SGD, cosine) at half its lr after a 1/2-epoch warm-up, as "
-             "many epochs as the baseline's (at least 8; 16 for >= 100 classes), crop + flip + rotation",
-        optimizer=None, lr=None, lr_factor=0.5, schedule=None, epochs=8, epochs_many_classes=16, baseline_share=1.0,
-        batch_size=None, crop=True, warmup_epochs=0.5, label_smoothing=0.0, weight_decay=5e-4),
+        "many epochs as the baseline's (at least 8; 16 for >= 100 classes), crop + flip + rotation",
+        optimizer=None,
+        lr=None,
+        lr_factor=0.5,
+        schedule=None,
+        epochs=8,
+        epochs_many_classes=16,
+        baseline_share=1.0,
+        batch_size=None,
+        crop=True,
+        warmup_epochs=0.5,
+        label_smoothing=0.0,
+        weight_decay=5e-4,
+    ),
     "plain": Recipe(
         help="filterprune 0.1's finetune: the baseline's optimizer and schedule at a tenth of its lr, 3 epochs",
-        optimizer=None, lr=None, lr_factor=0.1, schedule=None, epochs=3, epochs_many_classes=3, baseline_share=0.0,
-        batch_size=None, crop=True, warmup_epochs=0.0, label_smoothing=0.0, weight_decay=5e-4),
+        optimizer=None,
+        lr=None,
+        lr_factor=0.1,
+        schedule=None,
+        epochs=3,
+        epochs_many_classes=3,
+        baseline_share=0.0,
+        batch_size=None,
+        crop=True,
+        warmup_epochs=0.0,
+        label_smoothing=0.0,
+        weight_decay=5e-4,
+    ),
     "lajic": Recipe(
         help="the seed study's: SGD lr 1e-3 -> 1e-4 -> 1e-5, batch 32, rotation + flip, 10 epochs (20 for "
-             ">= 100 classes)",
-        optimizer="sgd", lr=1e-3, lr_factor=0.0, schedule="step", epochs=10, epochs_many_classes=20, baseline_share=0.0,
-        batch_size=32, crop=False, warmup_epochs=0.0, label_smoothing=0.0, weight_decay=5e-4),
+        ">= 100 classes)",
+        optimizer="sgd",
+        lr=1e-3,
+        lr_factor=0.0,
+        schedule="step",
+        epochs=10,
+        epochs_many_classes=20,
+        baseline_share=0.0,
+        batch_size=32,
+        crop=False,
+        warmup_epochs=0.0,
+        label_smoothing=0.0,
+        weight_decay=5e-4,
+    ),
 }

@@ -3,6 +3,7 @@
 Adding a model, dataset or criterion is one file that calls ``REGISTRY.register(name)``; nothing in the
 pipeline changes. Unknown names fail with the list of valid ones.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -45,7 +46,7 @@ class Registry(Generic[T]):
         """'tv:mobilenet_v2' -> ('tv:', 'mobilenet_v2'); 'vgg16' -> ('vgg16', None)."""
         for p in self.prefixes:
             if name.startswith(p):
-                return p, name[len(p):]
+                return p, name[len(p) :]
         return name, None
 
     def get(self, name: str) -> T:

@@ -8,6 +8,7 @@ saying which bound it broke; callers turn that into their one-line error naming 
 ``check_writable`` applies the same bounds to what filterprune is about to write (``model_args``), so
 nothing is written that these readers would refuse.
 """
+
 from __future__ import annotations
 
 import json
@@ -115,7 +116,7 @@ def check_tree(obj) -> None:
             if len(x) > MAX_JSON_STRING:
                 raise ValueError(f"a string of {len(x):,} characters (at most {MAX_JSON_STRING:,})")
         elif isinstance(x, int) and not isinstance(x, bool):
-            if abs(x) >= 10 ** MAX_JSON_DIGITS:
+            if abs(x) >= 10**MAX_JSON_DIGITS:
                 raise ValueError(f"an integer of more than {MAX_JSON_DIGITS} digits")
         elif isinstance(x, (list, tuple, dict)):
             if depth >= MAX_DEPTH:
@@ -136,7 +137,9 @@ def check_writable(obj, max_bytes: int) -> str:
     while stack and seen <= max_bytes:  # JSON types only (every value takes at least a byte of JSON)
         x, seen = stack.pop(), seen + 1
         if not isinstance(x, _JSON_TYPES):
-            raise ValueError(f"a {type(x).__name__} value: only JSON values (numbers, strings, lists, objects)")
+            raise ValueError(
+                f"a {type(x).__name__} value: only JSON values (numbers, strings, lists, objects)"
+            )
         if isinstance(x, dict):
             if not all(isinstance(k, str) for k in x):
                 raise ValueError("an object key that is not a string")

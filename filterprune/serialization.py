@@ -7,6 +7,7 @@ A dense model is the same format with an empty history. Foreign ``.pt/.pth`` sta
 records the SHA-256 of the factory's code (``code_sha256``): trusting a run (``trust_code``) imports
 that code only, checked against this record and the ``report.json`` beside it (``vouch``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,7 +31,9 @@ from .state_dict import load_weights, read_state_dict
 FORMAT = "filterprune/1"
 
 
-def save(model: nn.Module, path: Path, spec: ModelSpec, history: list | None = None, meta: dict | None = None) -> None:
+def save(
+    model: nn.Module, path: Path, spec: ModelSpec, history: list | None = None, meta: dict | None = None
+) -> None:
     """Write ``path.with_suffix('.safetensors')`` and ``.json``; ``meta`` is free-form (JSON-safe)."""
     path = Path(path).with_suffix("")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -40,16 +43,23 @@ def save(model: nn.Module, path: Path, spec: ModelSpec, history: list | None = N
         try:
             save_file(state, tmp)
         except SafetensorError as e:  # a full disk, a quota: the environment, one line
-            raise RunError(f"cannot write {path.with_suffix('.safetensors')}: "
-                           f"{(str(e).splitlines() or ['write failed'])[0][:200]}") from None
+            raise RunError(
+                f"cannot write {path.with_suffix('.safetensors')}: "
+                f"{(str(e).splitlines() or ['write failed'])[0][:200]}"
+            ) from None
         os.chmod(tmp, 0o666 & ~umask())  # safetensors writes its file 0600; every other output is 0644
         digest = sha256_file(Path(tmp))
         os.replace(tmp, path.with_suffix(".safetensors"))
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    doc = {"format": FORMAT, "model": spec.to_dict(), "history": history or [], "meta": meta or {},
-           "weights_sha256": digest}
+    doc = {
+        "format": FORMAT,
+        "model": spec.to_dict(),
+        "history": history or [],
+        "meta": meta or {},
+        "weights_sha256": digest,
+    }
     code = factory.code_digest(spec.name) if is_factory_ref(spec.name) else None
     if code:  # the code the model was built from: what trust_code will import, and nothing else
         doc["code_sha256"] = code
@@ -67,7 +77,9 @@ def _find_json(path: Path) -> Path:
         return path.with_suffix(".json")
     if path.suffix == ".json" and path.is_file():
         return path
-    raise UsageError(f"not a filterprune checkpoint: {path} (expected a run folder, X.json or X.safetensors with X.json)")
+    raise UsageError(
+        f"not a filterprune checkpoint: {path} (expected a run folder, X.json or X.safetensors with X.json)"
+    )
 
 
 def read_meta(path: Path, trust_code: bool = False) -> dict:
@@ -79,8 +91,14 @@ def read_meta(path: Path, trust_code: bool = False) -> dict:
         raise RunError(f"{jpath}: not a {FORMAT} checkpoint description")
     hist = doc.get("history")
     if not isinstance(hist, list) or not all(
-            isinstance(h, list) and len(h) == 3 and isinstance(h[0], str) and isinstance(h[1], bool)
-            and isinstance(h[2], list) and all(type(i) is int and i >= 0 for i in h[2]) for h in hist):
+        isinstance(h, list)
+        and len(h) == 3
+        and isinstance(h[0], str)
+        and isinstance(h[1], bool)
+        and isinstance(h[2], list)
+        and all(type(i) is int and i >= 0 for i in h[2])
+        for h in hist
+    ):
         raise RunError(f"{jpath}: malformed pruning history")
     if not isinstance(doc.get("meta", {}), dict) or not isinstance(doc.get("weights_sha256", ""), str):
         raise RunError(f"{jpath}: malformed meta or weights_sha256")
@@ -91,7 +109,9 @@ def read_meta(path: Path, trust_code: bool = False) -> dict:
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise RunError(f"{jpath}: malformed model description ({e})") from None
     spec = doc["spec"]  # the description lies outside the weights' digest: its input size is checked too
-    if not is_factory_ref(spec.name):  # user code is never imported to read a description: load() checks those
+    if not is_factory_ref(
+        spec.name
+    ):  # user code is never imported to read a description: load() checks those
         _check_trace_size(spec, activation_sizes_of(spec)[1], jpath)
     doc["path"] = jpath
     if is_factory_ref(spec.name) and (trust_code or factory.trusting_runs()):
@@ -120,28 +140,36 @@ def vouch(doc: dict) -> None:
         src = src.get("model_source") if isinstance(src, dict) else None
         named = src.get("name") if isinstance(src, dict) else None
         if not isinstance(named, str) or factory.canonical(named) != ref:
-            raise UsageError(f"{jpath.name} names {ref} but {report} names "
-                             f"{named if isinstance(named, str) else 'no model factory'}: trust covers the "
-                             "code the run was made from, so neither is imported")
+            raise UsageError(
+                f"{jpath.name} names {ref} but {report} names "
+                f"{named if isinstance(named, str) else 'no model factory'}: trust covers the "
+                "code the run was made from, so neither is imported"
+            )
         if src.get("code_sha256") is not None and not _is_sha256(src["code_sha256"]):
             raise UsageError(f"{report}: malformed model_source.code_sha256, so {ref} cannot be checked")
         hashes["report.json"] = src.get("code_sha256")
     known = {k: v for k, v in hashes.items() if v}
     if not known:
-        raise UsageError(f"{' and '.join(hashes)} of {jpath.parent} records no SHA-256 of {ref}'s code "
-                         "(written before runs recorded it), so nothing says it is the code the run was made "
-                         "from: hand over the dense module instead, filterprune.load(DIR, model=...)")
+        raise UsageError(
+            f"{' and '.join(hashes)} of {jpath.parent} records no SHA-256 of {ref}'s code "
+            "(written before runs recorded it), so nothing says it is the code the run was made "
+            "from: hand over the dense module instead, filterprune.load(DIR, model=...)"
+        )
     if len(set(known.values())) > 1:
-        raise UsageError(f"{jpath.name} and report.json disagree on the SHA-256 of {ref}'s code "
-                         f"({' vs '.join(v[:16] + '...' for v in known.values())}): neither is trusted")
+        raise UsageError(
+            f"{jpath.name} and report.json disagree on the SHA-256 of {ref}'s code "
+            f"({' vs '.join(v[:16] + '...' for v in known.values())}): neither is trusted"
+        )
     factory.admit(ref, next(iter(known.values())), f"the run {jpath.parent}")
 
 
 def _check_trace_size(spec: ModelSpec, total: int, jpath) -> None:
     too_big = limits.over_trace_budget(total)  # loading traces the dense model
     if too_big:
-        raise RunError(f"{jpath}: describes a {spec.name} on {spec.in_channels}x{spec.image_size}x{spec.image_size} "
-                       f"inputs, too large to load: {too_big}")
+        raise RunError(
+            f"{jpath}: describes a {spec.name} on {spec.in_channels}x{spec.image_size}x{spec.image_size} "
+            f"inputs, too large to load: {too_big}"
+        )
 
 
 def load(path: str | Path, trust_code: bool = False, model: nn.Module | None = None) -> nn.Module:
@@ -168,20 +196,30 @@ def _load(doc: dict, trust_code: bool, model: nn.Module | None) -> nn.Module:
     spec: ModelSpec = doc["spec"]
     if is_factory_ref(spec.name):  # the user's code (trusted) or module: its trace size is checked on it
         model = build_model(spec, trust_code=trust_code) if model is None else model
-        _check_trace_size(spec, limits.activation_sizes(model, (spec.in_channels, spec.image_size, spec.image_size))[1],
-                          doc["path"])
+        _check_trace_size(
+            spec,
+            limits.activation_sizes(model, (spec.in_channels, spec.image_size, spec.image_size))[1],
+            doc["path"],
+        )
     model = rebuild(spec, doc["history"], str(doc["path"]), trust_code=trust_code, model=model)
     weights = doc["path"].with_suffix(".safetensors")
     if doc.get("weights_sha256") and weights.is_file() and sha256_file(weights) != doc["weights_sha256"]:
-        raise RunError(f"{weights}: unreadable weights: they do not match the digest in {doc['path'].name} "
-                       "(truncated, damaged or from another save)")
+        raise RunError(
+            f"{weights}: unreadable weights: they do not match the digest in {doc['path'].name} "
+            "(truncated, damaged or from another save)"
+        )
     state = read_state_dict(weights)
     load_weights(model, state, str(doc["path"].with_suffix(".safetensors")))
     return model.eval()
 
 
-def rebuild(spec: ModelSpec, history: list, source: str = "history", trust_code: bool = False,
-            model: nn.Module | None = None) -> nn.Module:
+def rebuild(
+    spec: ModelSpec,
+    history: list,
+    source: str = "history",
+    trust_code: bool = False,
+    model: nn.Module | None = None,
+) -> nn.Module:
     """The architecture a pruning history describes: a freshly initialised dense ``spec`` model (or the
     dense ``model`` handed over) cut by replaying ``history`` (the weights are the model's own init; load
     weights on top, or train it). A user factory is imported only when trusted (``models.factory``)."""

@@ -2,6 +2,7 @@
 returns its own: setup (``Setup``) -> baseline (``Baseline``) -> prune (``Pruned``) -> finetune
 (``Finetuned``) -> scratch (``Scratch``) -> outputs (``Artifacts``: checkpoint, ONNX, benchmark rows),
 then ``report``. ``pipeline.run`` calls them in that order; nothing holds mutable pipeline state."""
+
 from __future__ import annotations
 
 import copy
@@ -45,6 +46,7 @@ from .train import NonFiniteLoss, TrainConfig, evaluate, train
 @dataclass(frozen=True)
 class Setup:
     """What a run is, fixed before any training: its options, where it writes, the criterion, data and spec."""
+
     cfg: CompressConfig
     device: torch.device
     given: inputs.Given | None
@@ -141,8 +143,11 @@ def setup(cfg: CompressConfig, device: torch.device, given: inputs.Given | None)
         limits.check_sizes(*sizes, measure)
     probe = inputs.probe_model(spec, given)
     if sizes is None:  # built for real (a module in hand, or no meta build): counted right after
-        limits.check_sizes(sum(t.numel() for t in probe.parameters()),
-                           *limits.activation_sizes(probe, s.input_shape), measure)
+        limits.check_sizes(
+            sum(t.numel() for t in probe.parameters()),
+            *limits.activation_sizes(probe, s.input_shape),
+            measure,
+        )
     inputs.check_probe(probe, spec, cfg.model.ignore_layers)
     criterion.check(probe)
     check_untied(probe)
@@ -162,17 +167,33 @@ def prune(s: Setup, b: Baseline) -> Pruned:
     ``--mode masked``, the criterion's mask applied in place."""
     cfg, p = s.cfg, s.cfg.prune
     model = copy.deepcopy(b.model).cpu()
-    ctx = PruneContext(example_inputs=torch.randn(1, *s.input_shape), data=s.data, device=s.device,
-                       seed=cfg.train.seed, batch_size=cfg.train.batch_size, calib_batches=p.calib_batches,
-                       mask=cfg.mask_config(s.data.num_classes), ignored_layers=tuple(cfg.model.ignore_layers))
-    say(f"prune: {p.criterion}, {target_text(p)}, {s.scope}, round_to {p.round_to}, {p.steps} step(s), "
-        f"mode {p.mode}")
+    ctx = PruneContext(
+        example_inputs=torch.randn(1, *s.input_shape),
+        data=s.data,
+        device=s.device,
+        seed=cfg.train.seed,
+        batch_size=cfg.train.batch_size,
+        calib_batches=p.calib_batches,
+        mask=cfg.mask_config(s.data.num_classes),
+        ignored_layers=tuple(cfg.model.ignore_layers),
+    )
+    say(
+        f"prune: {p.criterion}, {target_text(p)}, {s.scope}, round_to {p.round_to}, {p.steps} step(s), "
+        f"mode {p.mode}"
+    )
     steps: list = []
     if p.mode == "masked":
         result = control.mask_in_place(model, s.criterion, ctx)
     else:
-        result = prune_in_steps(model, s.criterion, s.plan, ctx, s.spec.num_classes, p.steps,
-                                lambda m, i: steps.append(_finetune_between(s, b, m, i)))
+        result = prune_in_steps(
+            model,
+            s.criterion,
+            s.plan,
+            ctx,
+            s.spec.num_classes,
+            p.steps,
+            lambda m, i: steps.append(_finetune_between(s, b, m, i)),
+        )
     masks = getattr(s.criterion, "dense_masks", None)
     for layer, why in result.unprunable.items():
         say(f"warning: left {layer} whole: {why}")
@@ -181,13 +202,25 @@ def prune(s: Setup, b: Baseline) -> Pruned:
 
 
 def _teacher(s: Setup, b: Baseline) -> nn.Module | None:
-    return b.model if s.cfg.finetune.distill != "off" else None  # frozen; the pruned copies learn its soft targets
+    return (
+        b.model if s.cfg.finetune.distill != "off" else None
+    )  # frozen; the pruned copies learn its soft targets
 
 
 def _finetune_between(s: Setup, b: Baseline, model: nn.Module, i: int) -> list:
     ft = s.finetune_config
-    hist = train(model.to(s.device), s.data, ft, s.device, desc=f"finetune {i}/{s.cfg.prune.steps}",
-                 teacher=_teacher(s, b)) if ft.epochs else []
+    hist = (
+        train(
+            model.to(s.device),
+            s.data,
+            ft,
+            s.device,
+            desc=f"finetune {i}/{s.cfg.prune.steps}",
+            teacher=_teacher(s, b),
+        )
+        if ft.epochs
+        else []
+    )
     model.cpu()
     return hist
 
@@ -200,11 +233,22 @@ def finetune(s: Setup, b: Baseline, p: Pruned) -> Finetuned:
     try:
         history = control.finetune(model, p.own_masks, ft, data, device, teacher=_teacher(s, b))
     except NonFiniteLoss as e:
-        raise outputs.keep_last_good(model, last_good_folder("finetune", s.spec), s.spec, e, p.result.history,
-                                     {"criterion": s.cfg.prune.criterion, "sparsity": s.cfg.prune.sparsity}) from None
+        raise outputs.keep_last_good(
+            model,
+            last_good_folder("finetune", s.spec),
+            s.spec,
+            e,
+            p.result.history,
+            {"criterion": s.cfg.prune.criterion, "sparsity": s.cfg.prune.sparsity},
+        ) from None
     acc = evaluate(model, data, device)
-    masked = control.MaskedModel(model, acc, history) if p.own_masks else \
-        control.masked_control(b.model, p.masks, ft, data, device, _teacher(s, b)) if p.masks else None
+    masked = (
+        control.MaskedModel(model, acc, history)
+        if p.own_masks
+        else control.masked_control(b.model, p.masks, ft, data, device, _teacher(s, b))
+        if p.masks
+        else None
+    )
     return Finetuned(model, acc, history, masked)
 
 
@@ -218,7 +262,9 @@ def scratch(s: Setup, p: Pruned) -> Scratch:
     say(f"scratch: training the pruned architecture from a fresh init for {cfg.epochs} epochs")
     hist = train(model, s.data, cfg, s.device, desc="scratch")
     acc = evaluate(model, s.data, s.device)
-    return Scratch(cfg.epochs, acc["top1"] if acc else None, acc["top5"] if acc else None, kept_epoch(hist), hist)
+    return Scratch(
+        cfg.epochs, acc["top1"] if acc else None, acc["top5"] if acc else None, kept_epoch(hist), hist
+    )
 
 
 def write_outputs(s: Setup, b: Baseline, p: Pruned, f: Finetuned, folder: Path, timings: dict) -> Artifacts:
@@ -227,8 +273,10 @@ def write_outputs(s: Setup, b: Baseline, p: Pruned, f: Finetuned, folder: Path, 
     b.model.cpu().eval()
     f.model.cpu().eval()
     variants = _variants(b, p, f)
-    costs = {"dense": counting.count(b.model, s.input_shape),
-             "pruned": counting.count(f.model, s.input_shape, p.own_masks)}
+    costs = {
+        "dense": counting.count(b.model, s.input_shape),
+        "pruned": counting.count(f.model, s.input_shape, p.own_masks),
+    }
     meta = _checkpoint_meta(s, p)
     ckpt.save(f.model, folder / "pruned", s.spec, p.result.history, meta)
     if "masked" in variants:  # the masked control's weights, so `filterprune bench RUN_DIR` times it too
@@ -266,24 +314,39 @@ def _sparsity(s: Setup, p: Pruned) -> float:
 
 def _checkpoint_meta(s: Setup, p: Pruned) -> dict:
     data = s.data
-    return {"criterion": s.cfg.prune.criterion, "sparsity": _sparsity(s, p), "scope": s.scope,
-            "dataset": data.name, "mean": list(data.mean), "std": list(data.std),
-            "class_names": data.class_names, "version": __version__,
-            **({"resize_size": data.resize_size} if getattr(data, "resize_size", None) else {})}
+    return {
+        "criterion": s.cfg.prune.criterion,
+        "sparsity": _sparsity(s, p),
+        "scope": s.scope,
+        "dataset": data.name,
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "class_names": data.class_names,
+        "version": __version__,
+        **({"resize_size": data.resize_size} if getattr(data, "resize_size", None) else {}),
+    }
 
 
-def export(s: Setup, variants: dict[str, nn.Module], costs: dict[str, Cost], meta: dict,
-           folder: Path) -> Exported:
+def export(
+    s: Setup, variants: dict[str, nn.Module], costs: dict[str, Cost], meta: dict, folder: Path
+) -> Exported:
     """The fp32 ONNX files (model.onnx with its parity proof, dense.onnx, masked.onnx), their INT8 files with
     precision int8, and the accuracy of each file run in onnxruntime over the test split."""
     say("export: ONNX with dynamic batch, checker, onnxruntime parity at batch 1 and 7")
     paths: dict[str, Path] = {}
     for name in ("pruned", *(n for n in variants if n != "pruned")):
         md = onnx_metadata(s.spec, meta, costs["dense"], costs["pruned"], variant=name)
-        paths[name] = export_onnx(variants[name], folder / f"{'model' if name == 'pruned' else name}.onnx",
-                                  s.input_shape, metadata=md)
-    onnx = {"path": "model.onnx", **exporter_of(paths["pruned"]),
-            **check_parity(variants["pruned"], paths["pruned"], s.input_shape)}
+        paths[name] = export_onnx(
+            variants[name],
+            folder / f"{'model' if name == 'pruned' else name}.onnx",
+            s.input_shape,
+            metadata=md,
+        )
+    onnx = {
+        "path": "model.onnx",
+        **exporter_of(paths["pruned"]),
+        **check_parity(variants["pruned"], paths["pruned"], s.input_shape),
+    }
     int8_paths, calibration = _quantize(s, paths, folder) if "int8" in s.cfg.bench.precision else ({}, None)
     return Exported(onnx, paths, int8_paths, deployed_accuracy(s, paths, int8_paths, calibration, folder))
 
@@ -293,23 +356,28 @@ def _quantize(s: Setup, paths: dict[str, Path], folder: Path) -> tuple[dict[str,
     seed."""
     import onnx
 
-
     n, seed = s.cfg.bench.calib_images, s.cfg.train.seed
-    calibration = {"images": n, "seed": seed, "source": f"{s.data.name} training split",
-                   "method": quantize.METHOD}
+    calibration = {
+        "images": n,
+        "seed": seed,
+        "source": f"{s.data.name} training split",
+        "method": quantize.METHOD,
+    }
     say(f"int8: {quantize.METHOD}; {n} calibration images ({calibration['source']}, seed {seed})")
     images = quantize.calibration_images(s.data, n, seed)
     out = {}
     for name in ("dense", "pruned"):
-        proto = quantize.quantize(onnx.load(str(paths[name])), images,
-                                  {k: v for k, v in calibration.items() if k != "method"})
+        proto = quantize.quantize(
+            onnx.load(str(paths[name])), images, {k: v for k, v in calibration.items() if k != "method"}
+        )
         out[name] = folder / ("model.int8.onnx" if name == "pruned" else "dense.int8.onnx")
         atomic_write_bytes(out[name], proto.SerializeToString())
     return out, calibration
 
 
-def deployed_accuracy(s: Setup, paths: dict[str, Path], int8_paths: dict[str, Path], calibration: dict | None,
-                      folder: Path) -> dict:
+def deployed_accuracy(
+    s: Setup, paths: dict[str, Path], int8_paths: dict[str, Path], calibration: dict | None, folder: Path
+) -> dict:
     """report.json's ``deployed``: top-1/top-5 of each dense and pruned file, run by onnxruntime over the test
     split; an INT8 file losing more than ``max_int8_drop`` points against its fp32 file is a warning."""
     limit = s.cfg.bench.max_int8_drop
@@ -319,83 +387,150 @@ def deployed_accuracy(s: Setup, paths: dict[str, Path], int8_paths: dict[str, Pa
             if name not in found:
                 continue
             acc = quantize.onnx_accuracy(found[name], s.data)
-            row = {"variant": name, "precision": precision, "runtime": "onnxruntime",
-                   "path": str(found[name].relative_to(folder)), **acc}
+            row = {
+                "variant": name,
+                "precision": precision,
+                "runtime": "onnxruntime",
+                "path": str(found[name].relative_to(folder)),
+                **acc,
+            }
             if precision == "fp32":
                 fp32[name] = acc["top1"]
             else:
                 row["top1_drop_points"] = round(100 * (fp32[name] - acc["top1"]), 3)
                 if row["top1_drop_points"] > limit:
-                    warnings.append(f"{row['path']} loses {row['top1_drop_points']:.2f} top-1 points against "
-                                    f"the fp32 file (more than max_int8_drop {limit:g})")
+                    warnings.append(
+                        f"{row['path']} loses {row['top1_drop_points']:.2f} top-1 points against "
+                        f"the fp32 file (more than max_int8_drop {limit:g})"
+                    )
                     say(f"warning: {warnings[-1]}")
             files.append(row)
     say("deployed: " + ", ".join(f"{r['path']} top-1 {100 * r['top1']:.2f}%" for r in files))
     return {"files": files, "max_int8_drop": limit, "calibration": calibration, "warnings": warnings}
 
 
-def bench(s: Setup, variants: dict[str, nn.Module], costs: dict[str, Cost], exported: Exported | None,
-          folder: Path) -> list[dict]:
+def bench(
+    s: Setup, variants: dict[str, nn.Module], costs: dict[str, Cost], exported: Exported | None, folder: Path
+) -> list[dict]:
     """Dense vs pruned (vs masked), interleaved, on PyTorch and onnxruntime, at each precision asked."""
     cfg = s.cfg.bench
     paths = exported.paths if exported else {}
-    say(f"bench: {' vs '.join(variants)}, interleaved, batch sizes {list(cfg.batch_sizes)}, "
-        f"{cfg.iters} iterations")
+    say(
+        f"bench: {' vs '.join(variants)}, interleaved, batch sizes {list(cfg.batch_sizes)}, "
+        f"{cfg.iters} iterations"
+    )
     # how the memory probe's fresh process rebuilds each variant; the masked control has the dense
     # shapes (its zeros are stored), so its PyTorch memory is probed on the dense architecture
     trusted = factory.grants([s.spec.name])  # a user factory: the probe may import that code
     kinds = {"dense": "dense", "pruned": "checkpoint", "masked": "dense"}
     cost = {name: costs.get(name, costs["dense"]) for name in variants}
-    found = [Variant(name, s.input_shape, cost[name].params, cost[name].macs, model, paths.get(name),
-                     {"kind": kinds[name], "path": str(folder), "trusted": trusted})
-             for name, model in variants.items()]
-    found += [Variant(name, s.input_shape, costs[name].params, costs[name].macs, None, path,
-                      {"kind": "onnx", "path": str(path)}, precision="int8")
-              for name, path in (exported.int8_paths if exported else {}).items()]
-    return run_bench(found, BenchConfig(runtimes=_runtimes(s), devices=("cuda",) if s.device.type == "cuda" else
-                                        ("cpu",), providers=("cpu",), batch_sizes=cfg.batch_sizes,
-                                        warmup=cfg.warmup, iters=cfg.iters, memory=cfg.memory,
-                                        precisions=tuple(cfg.precision)))
+    found = [
+        Variant(
+            name,
+            s.input_shape,
+            cost[name].params,
+            cost[name].macs,
+            model,
+            paths.get(name),
+            {"kind": kinds[name], "path": str(folder), "trusted": trusted},
+        )
+        for name, model in variants.items()
+    ]
+    found += [
+        Variant(
+            name,
+            s.input_shape,
+            costs[name].params,
+            costs[name].macs,
+            None,
+            path,
+            {"kind": "onnx", "path": str(path)},
+            precision="int8",
+        )
+        for name, path in (exported.int8_paths if exported else {}).items()
+    ]
+    return run_bench(
+        found,
+        BenchConfig(
+            runtimes=_runtimes(s),
+            devices=("cuda",) if s.device.type == "cuda" else ("cpu",),
+            providers=("cpu",),
+            batch_sizes=cfg.batch_sizes,
+            warmup=cfg.warmup,
+            iters=cfg.iters,
+            memory=cfg.memory,
+            precisions=tuple(cfg.precision),
+        ),
+    )
 
 
 def _runtimes(s: Setup) -> tuple[str, ...]:
     """PyTorch and onnxruntime, and the runtime a measured target was planned on (OpenVINO), so the
     report checks the target where it was asked."""
     p = s.cfg.prune
-    return ("torch", "onnxruntime") + (("openvino",) if p.target.measured and p.target_runtime == "openvino" else ())
+    return ("torch", "onnxruntime") + (
+        ("openvino",) if p.target.measured and p.target_runtime == "openvino" else ()
+    )
 
 
-def report(s: Setup, b: Baseline, p: Pruned, f: Finetuned, scratch: Scratch | None, a: Artifacts,
-           timings: dict) -> Report:
+def report(
+    s: Setup, b: Baseline, p: Pruned, f: Finetuned, scratch: Scratch | None, a: Artifacts, timings: dict
+) -> Report:
     """report.json (README: "What a run writes")."""
     cfg, data, result = s.cfg, s.data, p.result
     dense, pruned = a.costs["dense"], a.costs["pruned"]
     return {
         "schema_version": SCHEMA_VERSION,
-        "model": s.spec.name, "criterion": cfg.prune.criterion, "sparsity": _sparsity(s, p), "scope": s.scope,
-        "target_macs": cfg.prune.target_macs, "steps": cfg.prune.steps, "latency_target": result.latency_target,
-        "round_to": cfg.prune.round_to, "seed": cfg.train.seed, "device": s.device.type,
+        "model": s.spec.name,
+        "criterion": cfg.prune.criterion,
+        "sparsity": _sparsity(s, p),
+        "scope": s.scope,
+        "target_macs": cfg.prune.target_macs,
+        "steps": cfg.prune.steps,
+        "latency_target": result.latency_target,
+        "round_to": cfg.prune.round_to,
+        "seed": cfg.train.seed,
+        "device": s.device.type,
         "processes": distributed.world_size(),
-        "dataset": {"name": data.name, "source": data.source, "train": len(data.y_train),
-                    "val": 0 if data.y_val is None else len(data.y_val), "test": len(data.y_test)},
+        "dataset": {
+            "name": data.name,
+            "source": data.source,
+            "train": len(data.y_train),
+            "val": 0 if data.y_val is None else len(data.y_val),
+            "test": len(data.y_test),
+        },
         "dense": {**dense.to_dict(), "accuracy": b.accuracy["top1"], "top5": b.accuracy["top5"]},
         "pruned": {**pruned.to_dict(), "accuracy": f.accuracy["top1"], "top5": f.accuracy["top5"]},
         "mode": cfg.prune.mode,
         "masked": control.section(f.masked, p.masks, p.ctx.mask, s.input_shape, dense) if f.masked else None,
         "theoretical_speedup": dense.macs / pruned.macs,
         "channel_sparsity": channel_sparsity(result.layers),
-        "layers": result.layers, "skipped_groups": result.skipped, "unprunable_groups": result.unprunable,
+        "layers": result.layers,
+        "skipped_groups": result.skipped,
+        "unprunable_groups": result.unprunable,
         "onnx": a.onnx,
         "deployed": a.exported.deployed if a.exported else None,
-        "latency": dense_vs_pruned(a.rows), "latency_rows": a.rows,
+        "latency": dense_vs_pruned(a.rows),
+        "latency_rows": a.rows,
         "baseline": b.info,
-        "finetune": {"config": s.finetune_config.to_dict(), "recipe": cfg.finetune.recipe,
-                     "distill": cfg.finetune.distill, "kept_epoch": kept_epoch(f.history), "history": f.history,
-                     "between_steps": p.step_histories},
+        "finetune": {
+            "config": s.finetune_config.to_dict(),
+            "recipe": cfg.finetune.recipe,
+            "distill": cfg.finetune.distill,
+            "kept_epoch": kept_epoch(f.history),
+            "history": f.history,
+            "between_steps": p.step_histories,
+        },
         "scratch": scratch.to_dict() if scratch else None,
-        "timings_s": timings, "machine": machine.describe(), "version": __version__,
-        "model_source": refs.describe(s.spec, s.native, b.info.get("pretrained") or getattr(
-            b.model, "filterprune_loaded", None), cfg.model.checkpoint),
+        "timings_s": timings,
+        "machine": machine.describe(),
+        "version": __version__,
+        "model_source": refs.describe(
+            s.spec,
+            s.native,
+            b.info.get("pretrained") or getattr(b.model, "filterprune_loaded", None),
+            cfg.model.checkpoint,
+        ),
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.flat().items()},
     }
 

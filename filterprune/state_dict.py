@@ -2,6 +2,7 @@
 ``torch.load(weights_only=True)``; and a strict load into a model whose refusal names what differs. The
 checkpoint format (``serialization``) and pretrained weights from the torch hub cache both read with it.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -44,15 +45,19 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     extra = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-              if k in state and state[k].shape != own[k].shape]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or extra or shapes:
         parts = []
         for label, items in (("missing", missing), ("unexpected", extra), ("shape", shapes)):
             if items:
                 parts.append(f"{len(items)} {label} (e.g. {', '.join(items[:3])})")
-        raise UsageError(f"{source} does not match the {type(model).__name__} architecture: "
-                         f"{'; '.join(parts)}")
+        raise UsageError(
+            f"{source} does not match the {type(model).__name__} architecture: {'; '.join(parts)}"
+        )
     check_finite(state, source)
     model.load_state_dict(state, strict=True)
 

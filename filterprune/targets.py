@@ -6,6 +6,7 @@ speedup on the target runtime) or ``Latency`` (a measured latency in ms). Each k
 mask compression it implies for the mask criteria, how ``--steps K`` splits it, and whether its channel
 counts come from measured latency. Adding a kind is one class with ``@register``. Torch-free.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,12 @@ class Target:
     measured: ClassVar[bool] = False  # channel counts from latencies measured on the target runtime
 
     def __post_init__(self):
-        if not (isinstance(self.value, (int, float)) and not isinstance(self.value, bool)
-                and math.isfinite(self.value) and self.ok(self.value)):
+        if not (
+            isinstance(self.value, (int, float))
+            and not isinstance(self.value, bool)
+            and math.isfinite(self.value)
+            and self.ok(self.value)
+        ):
             raise UsageError(f"{self.key} must be {self.valid}, got {self.value!r}", (self.key,))
 
     valid: ClassVar[str] = ""  # the values it takes, for the error message
@@ -133,8 +138,10 @@ class Latency(Target):
 
     def steps(self, k: int) -> list[Target]:
         if k > 1:
-            raise UsageError("target_latency is reached in one step; with steps use target_speedup",
-                             ("target_latency", "steps", "target_speedup"))
+            raise UsageError(
+                "target_latency is reached in one step; with steps use target_speedup",
+                ("target_latency", "steps", "target_speedup"),
+            )
         return [self]
 
 
@@ -145,7 +152,9 @@ def target_of(**values: float | None) -> Target:
     if unknown:
         raise UsageError(f"unknown target {sorted(unknown)[0]!r}; valid: {', '.join(KINDS)}", tuple(KINDS))
     if len(given) != 1:
-        raise UsageError(f"give exactly one of {', '.join(KINDS)}" +
-                         (f" (got {', '.join(given)})" if given else ""), tuple(KINDS))
-    (key, value), = given.items()
+        raise UsageError(
+            f"give exactly one of {', '.join(KINDS)}" + (f" (got {', '.join(given)})" if given else ""),
+            tuple(KINDS),
+        )
+    ((key, value),) = given.items()
     return KINDS[key](value)

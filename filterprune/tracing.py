@@ -2,6 +2,7 @@
 (input and output shapes), the order in which leaves are first called, and, if the forward fails, the
 innermost module that was running. MAC counting, ``--target-macs``, ``--round-to auto``, greedy's
 execution order and the safe-apply check all use it, and ``layer_macs`` is the one MAC formula."""
+
 from __future__ import annotations
 
 import math
@@ -43,7 +44,9 @@ class Call:
 
 @dataclass
 class Profile:
-    calls: dict[nn.Module, list[Call]] = field(default_factory=dict)  # every call, modules in first-call order
+    calls: dict[nn.Module, list[Call]] = field(
+        default_factory=dict
+    )  # every call, modules in first-call order
     order: dict[int, int] = field(default_factory=dict)  # id(leaf module) -> index of its first call
     output: object = None
     failure: tuple[nn.Module, BaseException] | None = None  # (innermost running module, error)

@@ -5,6 +5,7 @@ model never trains with an optimizer that still holds the old full-size tensors.
 from a frozen teacher (the dense model), and when the data carries a validation split (carved from the
 training images) the epoch kept is the one with the best validation top-1, never chosen on the test split.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +35,10 @@ class NonFiniteLoss(RunError):
     def __init__(self, desc: str, loss: float, epoch: int, saved_in: str | None = None):
         self.desc, self.loss, self.good_epoch = desc, loss, epoch - 1
         where = f", saved in {saved_in}" if saved_in else ""
-        super().__init__(f"{desc}: loss became {loss} in epoch {epoch}; stopped and kept the weights of epoch "
-                         f"{epoch - 1}{where} (lower --lr?)")
+        super().__init__(
+            f"{desc}: loss became {loss} in epoch {epoch}; stopped and kept the weights of epoch "
+            f"{epoch - 1}{where} (lower --lr?)"
+        )
 
     def saved(self, folder) -> NonFiniteLoss:
         """The same error, saying where the kept weights were written."""
@@ -108,8 +111,9 @@ def resolve_device(name: str) -> torch.device:
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay, nesterov=True)
+        return torch.optim.SGD(
+            params, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+        )
     return torch.optim.Adam(params, lr=cfg.learning_rate)
 
 
@@ -132,28 +136,48 @@ def _alpha(cfg: TrainConfig, step: int, steps: int) -> float:
     return cfg.distill_alpha * (1 - step / steps) if cfg.distill_anneal else cfg.distill_alpha
 
 
-def distill_loss(student: torch.Tensor, teacher: torch.Tensor | None, y: torch.Tensor, alpha: float,
-                 temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
+def distill_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor | None,
+    y: torch.Tensor,
+    alpha: float,
+    temperature: float,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     """Hinton et al.'s loss (1-a)*CE(y) + a*T^2*KL(softmax(t/T) || softmax(s/T)); plain cross-entropy
     without a teacher or with a = 0. The T^2 keeps the soft term's gradient scale independent of T."""
     ce = F.cross_entropy(student, y, label_smoothing=label_smoothing)
     if teacher is None or alpha == 0:
         return ce
     t = temperature
-    kl = F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher.float() / t, dim=1),
-                  reduction="batchmean", log_target=True)
+    kl = F.kl_div(
+        F.log_softmax(student / t, dim=1),
+        F.log_softmax(teacher.float() / t, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    )
     return (1 - alpha) * ce + alpha * t * t * kl
 
 
 def add_slimming_subgradient(model: nn.Module, lam: float) -> None:
     """Liu et al. 2017: the L1 penalty lam*|gamma| contributes lam*sign(gamma) to each BN scale gradient."""
     for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None and m.weight.grad is not None:
+        if (
+            isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and m.weight is not None
+            and m.weight.grad is not None
+        ):
             m.weight.grad.add_(lam * torch.sign(m.weight.detach()))
 
 
-def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.device,
-          desc: str = "train", teacher: nn.Module | None = None) -> list[dict]:
+def train(
+    model: nn.Module,
+    data: ImageData,
+    cfg: TrainConfig,
+    device: torch.device,
+    desc: str = "train",
+    teacher: nn.Module | None = None,
+) -> list[dict]:
     """Train in place; returns one {epoch, loss, train_top1[, val_top1, kept]} row per epoch.
 
     ``teacher``: a frozen model whose logits on the same augmented batch are distilled into ``model``
@@ -168,8 +192,10 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
     model.to(device).train()
     if teacher is not None:
         teacher.to(device)
-    loader = distributed.shard(make_loader(data, "train", cfg.batch_size, augment=cfg.augment, seed=cfg.seed,
-                                           crop=cfg.crop), cfg.seed)
+    loader = distributed.shard(
+        make_loader(data, "train", cfg.batch_size, augment=cfg.augment, seed=cfg.seed, crop=cfg.crop),
+        cfg.seed,
+    )
     net = distributed.wrap(model, device)  # DDP under --distributed (same parameters), else the model itself
     opt = _optimizer(model, cfg)
     steps, step = cfg.epochs * len(loader), 0
@@ -195,8 +221,10 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, device: torch.dev
                     best = (row["val_top1"], epoch, copy.deepcopy(model.state_dict()))
                 val = f", val top-1 {100 * row['val_top1']:.1f}%"
             history.append(row)
-            say(f"{desc} epoch {epoch}/{cfg.epochs}: loss {row['loss']:.4f}, train top-1 "
-                f"{100 * row['train_top1']:.1f}%{val}{_eta(started, epoch, cfg.epochs)}")
+            say(
+                f"{desc} epoch {epoch}/{cfg.epochs}: loss {row['loss']:.4f}, train top-1 "
+                f"{100 * row['train_top1']:.1f}%{val}{_eta(started, epoch, cfg.epochs)}"
+            )
             last_good = copy.deepcopy(model.state_dict())
     if best is not None:
         model.load_state_dict(best[2])
@@ -228,15 +256,27 @@ class _Epoch:
         cfg, device = self.cfg, self.device
         total, correct, loss_sum = 0, 0, 0.0
         distributed.set_epoch(loader, epoch)
-        bar = tqdm(loader, desc=f"{self.desc} {epoch}/{cfg.epochs}", leave=False, file=sys.stderr,
-                   dynamic_ncols=True, disable=progress_bars() if distributed.is_main() else True)
+        bar = tqdm(
+            loader,
+            desc=f"{self.desc} {epoch}/{cfg.epochs}",
+            leave=False,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            disable=progress_bars() if distributed.is_main() else True,
+        )
         for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             out = self.net(x)
             with torch.inference_mode():
                 soft = self.teacher(x) if self.teacher is not None else None
-            loss = distill_loss(out, soft.clone() if soft is not None else None, y,
-                                _alpha(cfg, step, steps), cfg.distill_temperature, cfg.label_smoothing)
+            loss = distill_loss(
+                out,
+                soft.clone() if soft is not None else None,
+                y,
+                _alpha(cfg, step, steps),
+                cfg.distill_temperature,
+                cfg.label_smoothing,
+            )
             step += 1
             (seen,) = distributed.summed(loss.item())  # every rank stops if any rank's loss is not finite
             if not math.isfinite(seen):
@@ -263,8 +303,9 @@ def _val_top1(model: nn.Module, data: ImageData, device: torch.device) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ImageData, device: torch.device, batch_size: int = 256,
-             split: str = "test") -> dict | None:
+def evaluate(
+    model: nn.Module, data: ImageData, device: torch.device, batch_size: int = 256, split: str = "test"
+) -> dict | None:
     """Top-1 / top-5 accuracy and mean loss on ``split`` (None on the ranks but 0 of a
     ``--distributed`` run: rank 0 alone evaluates)."""
     if not distributed.is_main():

@@ -34,8 +34,11 @@ _ATTEMPTS: list[str] = []
 
 
 def _is_local(family, address, kind=socket.SOCK_STREAM) -> bool:
-    if family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(address, tuple) \
-            or kind == socket.SOCK_DGRAM:
+    if (
+        family not in (socket.AF_INET, socket.AF_INET6)
+        or not isinstance(address, tuple)
+        or kind == socket.SOCK_DGRAM
+    ):
         return True  # AF_UNIX paths, netlink: not the network
     host = address[0].decode() if isinstance(address[0], bytes) else str(address[0])
     host = host.split("%")[0]  # an IPv6 scope
@@ -90,5 +93,8 @@ def network_guard(_network_guard):
     if _network_guard:
         made = list(_network_guard)
         _network_guard.clear()
-        pytest.fail(f"the test tried to reach the network {len(made)} time(s), e.g. {made[0]}; "
-                    "tests must stay offline", pytrace=False)
+        pytest.fail(
+            f"the test tried to reach the network {len(made)} time(s), e.g. {made[0]}; "
+            "tests must stay offline",
+            pytrace=False,
+        )

@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py as ``torchrun --standalone --nproc_per_node 2 tests/ddp_worker.py OUT``:
 the checks that need real ranks. Each rank writes what it saw to OUT/rank<R>.json and its trained weights
 to OUT/<name>-rank<R>.safetensors; the test compares them."""
+
 import json
 import math
 import sys
@@ -36,7 +37,9 @@ def main(out: Path) -> None:
     torch.manual_seed(200 + r)
     net = build_model(ModelSpec("resnet20", 10, 3, 8))
     train(net, tiny_data(16, 8), TrainConfig(epochs=2, batch_size=4), device, desc="bn")
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / f"resnet20-rank{r}.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in net.state_dict().items()}, str(out / f"resnet20-rank{r}.safetensors")
+    )
     # a non-finite loss on one rank is seen by all
     seen["summed_nan"] = math.isfinite(distributed.summed(float("nan") if r == 1 else 1.0)[0])
     # ranks that hold different networks stop with one clear error, all of them

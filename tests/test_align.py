@@ -1,4 +1,5 @@
 """--round-to auto: the width search against a synthetic latency table, and end to end with a measured one."""
+
 import math
 
 import torch
@@ -12,9 +13,17 @@ from filterprune.pruning.graph import build_graph, channel_groups, output_layers
 
 def _net():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 40, 3, padding=1), nn.ReLU(), nn.Conv2d(40, 40, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(40, 40, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(40, 10))
+    return nn.Sequential(
+        nn.Conv2d(3, 40, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(40, 40, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(40, 40, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(40, 10),
+    )
 
 
 class BlockTable:
@@ -23,7 +32,14 @@ class BlockTable:
     runtime, batch, measured = "fake", 1, 0
 
     def __call__(self, site, cin, cout):
-        return math.ceil(cout / 16) * 16 * cin * math.prod(site.module.kernel_size) * math.prod(site.hw_out) / 1e6
+        return (
+            math.ceil(cout / 16)
+            * 16
+            * cin
+            * math.prod(site.module.kernel_size)
+            * math.prod(site.hw_out)
+            / 1e6
+        )
 
     def save(self):
         pass
@@ -85,7 +101,9 @@ def test_greedy_honours_round_to_auto(monkeypatch):
 
     monkeypatch.setattr("filterprune.pruning.align.LatencyTable", lambda runtime, batch: BlockTable())
     x = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
-    data = ImageData("t", x, torch.arange(16) % 10, x[:4], torch.arange(4), [str(i) for i in range(10)], source="t")
+    data = ImageData(
+        "t", x, torch.arange(16) % 10, x[:4], torch.arange(4), [str(i) for i in range(10)], source="t"
+    )
     widths = {}
     for name in ("l1", "greedy"):
         model = _net()

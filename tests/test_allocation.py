@@ -1,5 +1,6 @@
 """Allocation beyond a plain sparsity: --target-macs (MACs <= F x dense), --steps (iterative), and the
 cost model that predicts MACs without pruning."""
+
 import math
 
 import pytest
@@ -23,9 +24,15 @@ def _model(name):
     return build_model(ModelSpec(name))
 
 
-@pytest.mark.parametrize("name,criterion,scope", [("vgg16", "l1", "layerwise"), ("vgg16", "slimming", "global"),
-                                                  ("resnet20", "magnitude", "layerwise"),
-                                                  ("tv:mobilenet_v2", "l1", "layerwise")])
+@pytest.mark.parametrize(
+    "name,criterion,scope",
+    [
+        ("vgg16", "l1", "layerwise"),
+        ("vgg16", "slimming", "global"),
+        ("resnet20", "magnitude", "layerwise"),
+        ("tv:mobilenet_v2", "l1", "layerwise"),
+    ],
+)
 def test_target_macs_lands_just_under_the_target(name, criterion, scope):
     model = _model(name)
     dense = count(model, (3, 32, 32)).macs
@@ -63,9 +70,17 @@ def test_steps_reach_the_one_shot_widths_gradually(tmp_path):
     model = _model("resnet20")
     dense = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
     seen = []
-    res = prune_in_steps(model, make_criterion("l1"), PlanConfig(0.4), PruneContext(X32), 10, steps=3,
-                         finetune=lambda m, i: seen.append((i, [c.out_channels for c in m.modules()
-                                                                if isinstance(c, nn.Conv2d)])))
+    res = prune_in_steps(
+        model,
+        make_criterion("l1"),
+        PlanConfig(0.4),
+        PruneContext(X32),
+        10,
+        steps=3,
+        finetune=lambda m, i: seen.append(
+            (i, [c.out_channels for c in m.modules() if isinstance(c, nn.Conv2d)])
+        ),
+    )
     assert [i for i, _ in seen] == [1, 2]  # finetuned between steps, not after the last
     assert seen[0][1] == [math.ceil((1 - 0.4 / 3) * c) for c in dense]
     final = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
@@ -80,28 +95,60 @@ def test_steps_with_target_macs_end_under_the_target():
     model = _model("vgg16")
     dense = count(model, (3, 32, 32)).macs
     macs = []
-    prune_in_steps(model, make_criterion("l1"), PlanConfig(Macs(0.4)), PruneContext(X32), 10, steps=2,
-                   finetune=lambda m, i: macs.append(count(m, (3, 32, 32)).macs))
+    prune_in_steps(
+        model,
+        make_criterion("l1"),
+        PlanConfig(Macs(0.4)),
+        PruneContext(X32),
+        10,
+        steps=2,
+        finetune=lambda m, i: macs.append(count(m, (3, 32, 32)).macs),
+    )
     assert 0.65 * dense < macs[0] <= 0.7 * dense  # halfway: 1 - 0.6 / 2
     assert count(model, (3, 32, 32)).macs <= 0.4 * dense
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--target-macs", "0"], r"--target-macs must be in \(0, 1\]"),
-    (["--target-macs", "1.5"], r"--target-macs must be in \(0, 1\]"),
-    (["--sparsity", "0.4", "--target-macs", "0.5"], "exactly one of --sparsity, --target-macs"),
-    ([], "exactly one of --sparsity, --target-macs"),
-    (["--sparsity", "0.4", "--steps", "0"], "--steps must be >= 1"),
-    (["--sparsity", "0.4", "--sparsity-epochs", "2", "--sparsity-reg", "1e-4"], "--sparsity-epochs trains a given"),
-    (["--sparsity", "0.4", "--scope", "global", "--criterion", "greedy"], "use --scope layerwise"),
-    (["--sparsity", "0.4", "--checkpoint", __file__, "--sparsity-reg", "1e-4"], "needs --sparsity-epochs N"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--target-macs", "0"], r"--target-macs must be in \(0, 1\]"),
+        (["--target-macs", "1.5"], r"--target-macs must be in \(0, 1\]"),
+        (["--sparsity", "0.4", "--target-macs", "0.5"], "exactly one of --sparsity, --target-macs"),
+        ([], "exactly one of --sparsity, --target-macs"),
+        (["--sparsity", "0.4", "--steps", "0"], "--steps must be >= 1"),
+        (
+            ["--sparsity", "0.4", "--sparsity-epochs", "2", "--sparsity-reg", "1e-4"],
+            "--sparsity-epochs trains a given",
+        ),
+        (["--sparsity", "0.4", "--scope", "global", "--criterion", "greedy"], "use --scope layerwise"),
+        (
+            ["--sparsity", "0.4", "--checkpoint", __file__, "--sparsity-reg", "1e-4"],
+            "needs --sparsity-epochs N",
+        ),
+    ],
+)
 def test_bad_allocation_input_is_one_line_exit_2(tmp_path, capsys, args, needle):
     import re
 
     crit = [] if "--criterion" in args else ["--criterion", "l1"]
-    code = main(["compress", "resnet20", *crit, *args, "--dataset", "synthetic", "--epochs", "0",
-                 "--finetune-epochs", "0", "--no-export", "--no-bench", "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "compress",
+            "resnet20",
+            *crit,
+            *args,
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "0",
+            "--finetune-epochs",
+            "0",
+            "--no-export",
+            "--no-bench",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and re.search(needle, err[-1]), err
     assert "Traceback" not in "\n".join(err) and not (tmp_path / "o").exists()

@@ -1,4 +1,5 @@
 """`filterprune bench`: the CSV contract, honest speedups, and bad input."""
+
 import csv
 import logging
 import subprocess
@@ -18,18 +19,55 @@ from filterprune.errors import UsageError
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "run"
-    assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic",
-                 "--epochs", "0", "--finetune-epochs", "0", "--no-bench", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "resnet20",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.5",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "0",
+                "--finetune-epochs",
+                "0",
+                "--no-bench",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 
 def test_bench_writes_the_csv_contract(run_dir, tmp_path, capsys):
-    assert main(["bench", str(run_dir), "--batch-sizes", "1,4", "--iters", "5", "--warmup", "1", "--memory",
-                 "--out", str(tmp_path / "b")]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                str(run_dir),
+                "--batch-sizes",
+                "1,4",
+                "--iters",
+                "5",
+                "--warmup",
+                "1",
+                "--memory",
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 0
+    )
     rows = list(csv.DictReader(open(tmp_path / "b" / "bench.csv")))
     assert list(rows[0].keys()) == COLUMNS
     assert {(r["variant"], r["runtime"], r["batch_size"]) for r in rows} == {
-        (v, rt, b) for v in ("dense", "pruned") for rt in ("torch", "onnxruntime") for b in ("1", "4")}
+        (v, rt, b) for v in ("dense", "pruned") for rt in ("torch", "onnxruntime") for b in ("1", "4")
+    }
     for r in rows:
         assert float(r["p50_ms"]) <= float(r["p90_ms"]) <= float(r["p99_ms"])
         assert float(r["throughput"]) == pytest.approx(int(r["batch_size"]) / float(r["p50_ms"]) * 1e3)
@@ -43,11 +81,18 @@ def test_bench_writes_the_csv_contract(run_dir, tmp_path, capsys):
 
 
 def test_speedup_compares_same_runtime_device_and_batch():
-    timed = [("dense", "torch", 1, 10.0, 100), ("dense", "onnxruntime", 1, 4.0, 100),
-             ("dense", "torch", 8, 60.0, 100), ("pruned", "torch", 1, 5.0, 40),
-             ("pruned", "onnxruntime", 1, 2.0, 40), ("pruned", "torch", 8, 30.0, 40)]
-    rows = [{"variant": v, "runtime": rt, "device": "cpu", "batch_size": b, "p50_ms": ms, "macs": macs}
-            for v, rt, b, ms, macs in timed]
+    timed = [
+        ("dense", "torch", 1, 10.0, 100),
+        ("dense", "onnxruntime", 1, 4.0, 100),
+        ("dense", "torch", 8, 60.0, 100),
+        ("pruned", "torch", 1, 5.0, 40),
+        ("pruned", "onnxruntime", 1, 2.0, 40),
+        ("pruned", "torch", 8, 30.0, 40),
+    ]
+    rows = [
+        {"variant": v, "runtime": rt, "device": "cpu", "batch_size": b, "p50_ms": ms, "macs": macs}
+        for v, rt, b, ms, macs in timed
+    ]
     vs = [Variant("dense", (3, 8, 8), 0, 100), Variant("pruned", (3, 8, 8), 0, 40)]
     _add_speedups(rows, vs)
     pruned = [r for r in rows if r["variant"] == "pruned"]
@@ -68,8 +113,9 @@ def test_out_of_memory_is_recorded_and_the_run_continues(caplog):
     small = nn.Sequential(nn.Flatten(), nn.Linear(12, 10))
     vs = [Variant("dense", (3, 2, 2), 0, 10, small), Variant("hungry", (3, 2, 2), 0, 5, _Hungry())]
     with caplog.at_level(logging.INFO, logger="filterprune"):  # the library speaks through logging only
-        rows = run_bench(vs, BenchConfig(runtimes=("torch",), batch_sizes=(1, 4), iters=3, warmup=1,
-                                         memory=False))
+        rows = run_bench(
+            vs, BenchConfig(runtimes=("torch",), batch_sizes=(1, 4), iters=3, warmup=1, memory=False)
+        )
     by = {(r["variant"], r["batch_size"]): r for r in rows}
     assert by[("hungry", 4)]["error"] == "out of memory" and by[("hungry", 4)]["p50_ms"] == ""
     assert by[("dense", 4)]["p50_ms"] != "" and by[("hungry", 1)]["speedup"] != ""
@@ -77,26 +123,35 @@ def test_out_of_memory_is_recorded_and_the_run_continues(caplog):
     assert len(said) == 1 and said[0].endswith("errors: {'hungry': 'out of memory'}"), said
 
 
-@pytest.mark.parametrize("kw,needle", [
-    ({"batch_sizes": (0,)}, "bench_batch_sizes must be integers >= 1"),
-    ({"providers": ("openvino",)}, "unknown provider"),
-    ({"runtimes": ("tvm",)}, "unknown runtime"),
-])
+@pytest.mark.parametrize(
+    "kw,needle",
+    [
+        ({"batch_sizes": (0,)}, "bench_batch_sizes must be integers >= 1"),
+        ({"providers": ("openvino",)}, "unknown provider"),
+        ({"runtimes": ("tvm",)}, "unknown runtime"),
+    ],
+)
 def test_bad_config(kw, needle):
     with pytest.raises(UsageError, match=needle):
         BenchConfig(**kw)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-@pytest.mark.parametrize("args,needle", [
-    (["--device", "cuda"], "no CUDA GPU"),
-    (["--provider", "tensorrt"], "not available here"),
-    (["--batch-sizes", "0"], "--batch-sizes must be integers >= 1"),
-    (["--provider", "bogus"], "unknown provider"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--device", "cuda"], "no CUDA GPU"),
+        (["--provider", "tensorrt"], "not available here"),
+        (["--batch-sizes", "0"], "--batch-sizes must be integers >= 1"),
+        (["--provider", "bogus"], "unknown provider"),
+    ],
+)
 def test_bad_cli_input_exits_2(run_dir, tmp_path, args, needle):
-    p = subprocess.run([sys.executable, "-m", "filterprune", "bench", str(run_dir), *args,
-                        "--out", str(tmp_path / "b")], capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "filterprune", "bench", str(run_dir), *args, "--out", str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 2 and needle in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert not (tmp_path / "b").exists()
 

@@ -1,4 +1,5 @@
 """Pickle-free checkpoints: exact rebuild, refusal of malicious or foreign files, clear mismatch messages."""
+
 import json
 import os
 import pickle
@@ -57,7 +58,9 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
 def test_checkpoint_of_another_architecture_names_the_keys(tmp_path):
     torch.save(build_model(ModelSpec("resnet20")).state_dict(), tmp_path / "r20.pt")
     with pytest.raises(UsageError, match="does not match.*(missing|unexpected)"):
-        ckpt.load_weights(build_model(ModelSpec("vgg11")), ckpt.read_state_dict(tmp_path / "r20.pt"), "r20.pt")
+        ckpt.load_weights(
+            build_model(ModelSpec("vgg11")), ckpt.read_state_dict(tmp_path / "r20.pt"), "r20.pt"
+        )
 
 
 def test_tampered_history_is_refused(tmp_path):

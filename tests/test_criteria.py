@@ -1,4 +1,5 @@
 """Each criterion's meaning, pinned on hand-set networks: which channels go, and why."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -84,5 +85,7 @@ def _random_kept(seed):
 
     torch.manual_seed(0)
     m = build_model(ModelSpec("resnet20"))
-    res = prune(m, make_criterion("random"), PlanConfig(0.5), PruneContext(torch.randn(1, 3, 32, 32), seed=seed), 10)
+    res = prune(
+        m, make_criterion("random"), PlanConfig(0.5), PruneContext(torch.randn(1, 3, 32, 32), seed=seed), 10
+    )
     return [tuple(h[2]) for h in res.history]

@@ -66,7 +66,9 @@ def test_imagefolder(tmp_path):
         for cls in ("cat", "dog"):
             (tmp_path / split / cls).mkdir(parents=True)
             for i in range(3):
-                Image.fromarray(np.full((40, 48, 3), 60 * i, np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+                Image.fromarray(np.full((40, 48, 3), 60 * i, np.uint8)).save(
+                    tmp_path / split / cls / f"{i}.png"
+                )
     d = load_dataset(f"imagefolder:{tmp_path}", workers=0)
     assert d.class_names == ["cat", "dog"] and len(d.y_train) == 6 and d.image_size == 32
     x, y = next(iter(make_loader(d, "test", 4)))
@@ -78,9 +80,15 @@ def test_synthetic_data_comes_at_the_models_input_size_or_image_size():
     from filterprune.config import CompressConfig
     from filterprune.inputs import prepare
 
-    data, spec, _ = prepare(CompressConfig.of(model="tv:mobilenet_v3_small", criterion="l1", sparsity=0.3,
-                                              dataset="synthetic", epochs=0))
+    data, spec, _ = prepare(
+        CompressConfig.of(
+            model="tv:mobilenet_v3_small", criterion="l1", sparsity=0.3, dataset="synthetic", epochs=0
+        )
+    )
     assert data.image_size == spec.image_size == 224 and tuple(data.x_train.shape[1:]) == (3, 224, 224)
-    data, spec, _ = prepare(CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.3, dataset="synthetic",
-                                              image_size=48, epochs=0))
+    data, spec, _ = prepare(
+        CompressConfig.of(
+            model="resnet20", criterion="l1", sparsity=0.3, dataset="synthetic", image_size=48, epochs=0
+        )
+    )
     assert data.image_size == spec.image_size == 48

@@ -1,5 +1,6 @@
 """Deployment: torchvision families prune and export with parity, `filterprune export`, models that
 torch-pruning cannot fully handle, and the standalone deploy kit `export/run_onnx.py`."""
+
 import json
 import os
 import subprocess
@@ -30,11 +31,23 @@ def small_densenet(*_):
     """torchvision's DenseNet class (concat dependencies) at a size a unit test can afford."""
     import torchvision
 
-    return torchvision.models.DenseNet(growth_rate=8, block_config=(2, 2, 2), num_init_features=16, num_classes=10)
+    return torchvision.models.DenseNet(
+        growth_rate=8, block_config=(2, 2, 2), num_init_features=16, num_classes=10
+    )
 
 
-@pytest.mark.parametrize("name", ["vgg11", "tv:resnet18", "tv:mobilenet_v2", "tv:mobilenet_v3_small",
-                                  "tv:efficientnet_b0", "densenet", "tv:regnet_x_400mf"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "vgg11",
+        "tv:resnet18",
+        "tv:mobilenet_v2",
+        "tv:mobilenet_v3_small",
+        "tv:efficientnet_b0",
+        "densenet",
+        "tv:regnet_x_400mf",
+    ],
+)
 def test_family_prunes_and_exports_with_parity(tmp_path, name):
     torch.manual_seed(0)
     model = (small_densenet() if name == "densenet" else build_model(ModelSpec(name, 10, 3, 32))).eval()
@@ -53,15 +66,30 @@ def small_swin(v2: bool):
     import torchvision.models.swin_transformer as sw
 
     extra = {"block": sw.SwinTransformerBlockV2, "downsample_layer": sw.PatchMergingV2} if v2 else {}
-    return sw.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=[4, 4],
-                              num_classes=10, **extra)
+    return sw.SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=16,
+        depths=[1, 1],
+        num_heads=[2, 2],
+        window_size=[4, 4],
+        num_classes=10,
+        **extra,
+    )
 
 
 def small_maxvit():
     import torchvision
 
-    return torchvision.models.MaxVit(input_size=(64, 64), stem_channels=16, partition_size=4, block_channels=[16, 32],
-                                     block_layers=[1, 1], head_dim=8, stochastic_depth_prob=0.0, num_classes=10)
+    return torchvision.models.MaxVit(
+        input_size=(64, 64),
+        stem_channels=16,
+        partition_size=4,
+        block_channels=[16, 32],
+        block_layers=[1, 1],
+        head_dim=8,
+        stochastic_depth_prob=0.0,
+        num_classes=10,
+    )
 
 
 @pytest.mark.parametrize("name", ["tv:shufflenet_v2_x0_5", "swin", "swin_v2", "maxvit"])
@@ -71,8 +99,11 @@ def test_families_with_reshapes_torch_pruning_cannot_map_prune_around_them(tmp_p
     from filterprune.bench.counting import count
 
     torch.manual_seed(0)
-    model = {"swin": lambda: small_swin(False), "swin_v2": lambda: small_swin(True), "maxvit": small_maxvit}.get(
-        name, lambda: build_model(ModelSpec(name, 10, 3, 64)))().eval()
+    model = {
+        "swin": lambda: small_swin(False),
+        "swin_v2": lambda: small_swin(True),
+        "maxvit": small_maxvit,
+    }.get(name, lambda: build_model(ModelSpec(name, 10, 3, 64)))().eval()
     shape = (3, 64, 64)
     dense = count(model, shape).macs
     result = prune(model, make_criterion("l1"), PlanConfig(0.4), PruneContext(torch.randn(1, *shape)), 10)
@@ -94,10 +125,14 @@ def test_shufflenet_leaves_the_channel_shuffle_groups_whole_and_names_them(tmp_p
     x = torch.randn(2, 3, 64, 64)
     assert torch.equal(checkpoint.load(tmp_path / "pruned.json")(x), model(x))
     why = result.unprunable["stage2.1.branch2.5"]
-    assert why.startswith("its channels pass a reshape (ViewBackward0) that torch-pruning cannot map channel by "
-                          "channel ((1, 48, 8, 8) -> (1, 2, 24, 8, 8)) after layer stage2.1.branch2")
+    assert why.startswith(
+        "its channels pass a reshape (ViewBackward0) that torch-pruning cannot map channel by "
+        "channel ((1, 48, 8, 8) -> (1, 2, 24, 8, 8)) after layer stage2.1.branch2"
+    )
     widths = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-    assert widths["stage2.1.branch2.0"] == 15 and widths["stage2.1.branch2.3"] == 15  # inside a branch: 24 -> 15
+    assert (
+        widths["stage2.1.branch2.0"] == 15 and widths["stage2.1.branch2.3"] == 15
+    )  # inside a branch: 24 -> 15
     assert widths["stage2.1.branch2.5"] == 24  # feeds the shuffle: whole
 
 
@@ -118,16 +153,27 @@ class ReturnsDict(nn.Module):
 
 
 def test_a_model_torch_pruning_cannot_trace_is_one_usage_error():
-    with pytest.raises(UsageError, match=r"^could not trace ReturnsDict into a dependency graph \(AttributeError in "
-                                         r"torch-pruning's _record_grad_fn: .*cannot be pruned structurally$"):
-        prune(ReturnsDict(), make_criterion("l1"), PlanConfig(0.4), PruneContext(torch.randn(1, 3, 16, 16)), 10)
+    with pytest.raises(
+        UsageError,
+        match=r"^could not trace ReturnsDict into a dependency graph \(AttributeError in "
+        r"torch-pruning's _record_grad_fn: .*cannot be pruned structurally$",
+    ):
+        prune(
+            ReturnsDict(), make_criterion("l1"), PlanConfig(0.4), PruneContext(torch.randn(1, 3, 16, 16)), 10
+        )
 
 
 def test_flatten_in_front_of_a_linear_prunes_the_linear_in_blocks_of_h_times_w():
     """The one reshape torch-pruning maps itself: (N, C, H, W) -> (N, C*H*W) removes H*W inputs per channel."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 10, 3, padding=1), nn.ReLU(), nn.Conv2d(10, 8, 3, stride=2, padding=1),
-                          nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 10)).eval()
+    model = nn.Sequential(
+        nn.Conv2d(3, 10, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(10, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 10),
+    ).eval()
     x = torch.randn(2, 3, 8, 8)
     result = prune(model, make_criterion("l1"), PlanConfig(0.5), PruneContext(x[:1]), 10)
     assert model[2].out_channels == 4 and model[5].in_features == 4 * 16 and not result.unprunable
@@ -156,12 +202,17 @@ def test_groups_that_break_the_forward_are_left_whole_and_named(tmp_path, criter
     torch.manual_seed(0)
     model = FixedWidthReshape()
     x = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
-    data = ImageData("t", x, torch.arange(16) % 10, x[:4], torch.arange(4), [str(i) for i in range(10)], source="t")
+    data = ImageData(
+        "t", x, torch.arange(16) % 10, x[:4], torch.arange(4), [str(i) for i in range(10)], source="t"
+    )
     ctx = PruneContext(torch.randn(1, 3, 16, 16), data=data, batch_size=8, calib_batches=1)
     result = prune(model, make_criterion(criterion), PlanConfig(0.5), ctx, 10)
     assert list(result.unprunable) == ["proj"] and "in the model's own forward" in result.unprunable["proj"]
     assert model.stem.out_channels == 8 and model.proj.out_channels == 32  # the rest is still pruned
-    assert check_parity(model, export_onnx(model, tmp_path / "m.onnx", (3, 16, 16)), (3, 16, 16))["max_rel_diff"] < 1e-4
+    assert (
+        check_parity(model, export_onnx(model, tmp_path / "m.onnx", (3, 16, 16)), (3, 16, 16))["max_rel_diff"]
+        < 1e-4
+    )
 
 
 def test_forward_failure_names_the_innermost_layer():
@@ -169,15 +220,37 @@ def test_forward_failure_names_the_innermost_layer():
     reason = forward_failure(model, torch.randn(1, 3, 8, 8))
     assert reason.startswith("RuntimeError") and "layer '1.1' (Conv2d)" in reason
     assert forward_failure(nn.Conv2d(3, 4, 1), torch.randn(1, 3, 4, 4)) is None
-    assert "output shape changed" in forward_failure(nn.Conv2d(3, 4, 1), torch.randn(1, 3, 4, 4), (1, 5, 4, 4))
+    assert "output shape changed" in forward_failure(
+        nn.Conv2d(3, 4, 1), torch.randn(1, 3, 4, 4), (1, 5, 4, 4)
+    )
 
 
 # ------------------------------------------------------------------ filterprune export
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("deploy") / "run"
-    assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.4", "--dataset", "digits",
-                 "--epochs", "0", "--finetune-epochs", "0", "--no-bench", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "resnet20",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.4",
+                "--dataset",
+                "digits",
+                "--epochs",
+                "0",
+                "--finetune-epochs",
+                "0",
+                "--no-bench",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -196,7 +269,10 @@ def test_export_dynamic_batch_with_metadata(run_dir, tmp_path, capsys):
     assert md["model"] == "resnet20" and json.loads(md["input_shape"]) == [-1, 3, 32, 32]
     assert md["criterion"] == "l1" and float(md["sparsity"]) == 0.4 and md["filterprune_version"]
     assert len(json.loads(md["mean"])) == 3 and json.loads(md["class_names"])[:2] == ["0", "1"]
-    assert int(md["dense_macs"]) == report["dense"]["macs"] and int(md["pruned_macs"]) == report["pruned"]["macs"]
+    assert (
+        int(md["dense_macs"]) == report["dense"]["macs"]
+        and int(md["pruned_macs"]) == report["pruned"]["macs"]
+    )
     assert int(md["pruned_params"]) == report["pruned"]["params"] < int(md["dense_params"])
     assert _meta(run_dir / "model.onnx") == md  # compress and export write the same metadata
 
@@ -207,8 +283,22 @@ def test_export_fixed_batch_fp16_and_simplified(run_dir, tmp_path):
     model = filterprune.load(run_dir)
     x = torch.randn(3, 3, 32, 32)
     ref = model(x).detach().numpy()
-    assert main(["export", str(run_dir), "--out", str(tmp_path / "h.onnx"), "--batch", "3", "--fp16",
-                 "--opset", "13"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(run_dir),
+                "--out",
+                str(tmp_path / "h.onnx"),
+                "--batch",
+                "3",
+                "--fp16",
+                "--opset",
+                "13",
+            ]
+        )
+        == 0
+    )
     proto = onnx.load(tmp_path / "h.onnx")
     assert proto.opset_import[0].version == 13
     assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim] == [3, 3, 32, 32]
@@ -232,15 +322,18 @@ def test_export_parity_failure_writes_nothing(run_dir, tmp_path, monkeypatch, ca
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["/nope"], "not found: /nope"),
-    (["{run}", "--batch", "many"], "expected 'dynamic' or an integer"),
-    (["{run}", "--batch", "0"], "--batch must be"),
-    (["{run}", "--opset", "5"], "--opset must be in"),
-    (["{run}", "--out", "{run}"], "is a folder"),
-    (["{run}", "--out", "{run}/report.json"], "already exists"),
-    (["{tmp}"], "no pruned.json or model.json"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["/nope"], "not found: /nope"),
+        (["{run}", "--batch", "many"], "expected 'dynamic' or an integer"),
+        (["{run}", "--batch", "0"], "--batch must be"),
+        (["{run}", "--opset", "5"], "--opset must be in"),
+        (["{run}", "--out", "{run}"], "is a folder"),
+        (["{run}", "--out", "{run}/report.json"], "already exists"),
+        (["{tmp}"], "no pruned.json or model.json"),
+    ],
+)
 def test_export_bad_input_is_one_line_exit_2(run_dir, tmp_path, args, needle, capsys):
     args = [a.format(run=run_dir, tmp=tmp_path) for a in args]
     if "--out" not in args:
@@ -264,7 +357,9 @@ def images(tmp_path_factory):
 
 
 def run_kit(*args, python=sys.executable, env=None):
-    return subprocess.run([str(python), str(RUN_ONNX), *map(str, args)], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [str(python), str(RUN_ONNX), *map(str, args)], capture_output=True, text=True, env=env
+    )
 
 
 def test_run_onnx_classifies_with_the_files_preprocessing(run_dir, images):
@@ -281,20 +376,24 @@ def test_run_onnx_classifies_with_the_files_preprocessing(run_dir, images):
     # the kit's top-1 is the PyTorch model's top-1 under the training pipeline's preprocessing
     md = json.loads((run_dir / "pruned.json").read_text())["meta"]
     img = np.asarray(Image.open(images[0]).convert("RGB").resize((32, 32)), dtype=np.float32) / 255
-    x = (torch.from_numpy(img).permute(2, 0, 1)[None] - torch.tensor(md["mean"]).view(1, 3, 1, 1)) \
-        / torch.tensor(md["std"]).view(1, 3, 1, 1)
+    x = (
+        torch.from_numpy(img).permute(2, 0, 1)[None] - torch.tensor(md["mean"]).view(1, 3, 1, 1)
+    ) / torch.tensor(md["std"]).view(1, 3, 1, 1)
     top = int(filterprune.load(run_dir)(x).argmax())
     assert lines[2].split()[1] == md["class_names"][top]
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["{run}/report.json"], "is not a loadable ONNX model"),
-    (["/nope.onnx"], "model file not found"),
-    (["{run}/model.onnx", "--provider", "warp9"], "unknown provider 'warp9'"),
-    (["{run}/model.onnx", "/nope.png"], "image not found"),
-    (["{run}/model.onnx", "{run}/pruned.json"], "not a readable image"),
-    (["{run}/model.onnx", "--iters", "0"], "must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["{run}/report.json"], "is not a loadable ONNX model"),
+        (["/nope.onnx"], "model file not found"),
+        (["{run}/model.onnx", "--provider", "warp9"], "unknown provider 'warp9'"),
+        (["{run}/model.onnx", "/nope.png"], "image not found"),
+        (["{run}/model.onnx", "{run}/pruned.json"], "not a readable image"),
+        (["{run}/model.onnx", "--iters", "0"], "must be >= 1"),
+    ],
+)
 def test_run_onnx_bad_input_is_one_line_exit_2(run_dir, args, needle):
     p = run_kit(*[a.format(run=run_dir) for a in args])
     assert p.returncode == 2 and needle in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
@@ -307,10 +406,16 @@ def test_run_onnx_needs_only_onnxruntime_numpy_pillow(run_dir, images, tmp_path)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
     py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "onnxruntime", "numpy", "pillow"], check=True, env=env)
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "onnxruntime", "numpy", "pillow"], check=True, env=env
+    )
     for module in ("torch", "filterprune"):
-        assert subprocess.run([str(py), "-c", f"import {module}"], capture_output=True, cwd=tmp_path,
-                              env=env).returncode != 0
+        assert (
+            subprocess.run(
+                [str(py), "-c", f"import {module}"], capture_output=True, cwd=tmp_path, env=env
+            ).returncode
+            != 0
+        )
     p = run_kit(run_dir / "model.onnx", images[0], python=py, env=env)
     assert p.returncode == 0, p.stderr
     assert "  5. " in p.stdout and "latency: batch 1" in p.stdout

@@ -1,6 +1,7 @@
 """Same seed, same result: the pruned channels, the weights and the CPU accuracy repeat exactly, even
 when the baseline is trained afresh (separate caches). Across processes, and for a conv/BN/residual net,
 the fault-injection matrix checks the same (every rerun's weights equal the uninterrupted run's)."""
+
 import hashlib
 import json
 
@@ -12,13 +13,41 @@ from filterprune.cli import main
 def _run(tmp_path, monkeypatch, data, name, seed):
     monkeypatch.setenv("FILTERPRUNE_CACHE", str(tmp_path / f"cache-{name}"))  # train the baseline every time
     out = tmp_path / name
-    assert main(["compress", "mlp", "--criterion", "random", "--sparsity", "0.5", "--dataset", f"npz:{data}",
-                 "--epochs", "2", "--finetune-epochs", "1", "--optimizer", "adam", "--no-export", "--no-bench",
-                 "--seed", str(seed), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "mlp",
+                "--criterion",
+                "random",
+                "--sparsity",
+                "0.5",
+                "--dataset",
+                f"npz:{data}",
+                "--epochs",
+                "2",
+                "--finetune-epochs",
+                "1",
+                "--optimizer",
+                "adam",
+                "--no-export",
+                "--no-bench",
+                "--seed",
+                str(seed),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
-    return {"history": json.loads((out / "pruned.json").read_text())["history"], "layers": report["layers"],
-            "dense": report["dense"]["accuracy"], "pruned": report["pruned"]["accuracy"],
-            "weights": hashlib.sha256((out / "pruned.safetensors").read_bytes()).hexdigest()}
+    return {
+        "history": json.loads((out / "pruned.json").read_text())["history"],
+        "layers": report["layers"],
+        "dense": report["dense"]["accuracy"],
+        "pruned": report["pruned"]["accuracy"],
+        "weights": hashlib.sha256((out / "pruned.safetensors").read_bytes()).hexdigest(),
+    }
 
 
 def test_same_seed_same_channels_weights_and_accuracy(tmp_path, monkeypatch, shared_data):

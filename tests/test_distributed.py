@@ -1,5 +1,6 @@
 """``--distributed``: DDP under torchrun with 2 CPU processes (gloo). The launches are real ``torchrun``
 subprocesses (``python -m torch.distributed.run --standalone``), as a user starts them."""
+
 import json
 import os
 import signal
@@ -28,10 +29,19 @@ TOLERANCE = 0.04
 
 def torchrun(*args: str, timeout: int = 600) -> str:
     """Launch, wait, return stderr; on timeout the launcher *and* its workers go (own process group)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([*TORCHRUN, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    proc = subprocess.Popen(
+        [*TORCHRUN, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -42,10 +52,24 @@ def torchrun(*args: str, timeout: int = 600) -> str:
     return err
 
 
-@pytest.mark.parametrize("command", [
-    ["compress", "mlp", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic", "--epochs", "0"],
-    ["train", "mlp", "--dataset", "synthetic", "--epochs", "1"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [
+            "compress",
+            "mlp",
+            "--criterion",
+            "l1",
+            "--sparsity",
+            "0.5",
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "0",
+        ],
+        ["train", "mlp", "--dataset", "synthetic", "--epochs", "1"],
+    ],
+)
 def test_distributed_without_torchrun_is_one_usage_error(command, tmp_path, monkeypatch, capfd):
     for k in distributed.TORCHRUN_ENV:
         monkeypatch.delenv(k, raising=False)
@@ -56,20 +80,47 @@ def test_distributed_without_torchrun_is_one_usage_error(command, tmp_path, monk
     assert not list(tmp_path.iterdir()) and not distributed.active()
 
 
-@pytest.mark.parametrize("world,message", [
-    ("3", "--batch-size is the global batch and must divide among the 3 processes, got 64"),
-    ("two", "--distributed: malformed torchrun environment (WORLD_SIZE='two', LOCAL_RANK='0')"),
-])
-def test_a_batch_that_does_not_divide_or_a_malformed_environment_is_a_usage_error(world, message, tmp_path,
-                                                                                  monkeypatch, capfd):
-    env = {"RANK": "0", "WORLD_SIZE": world, "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": "1"}  # never contacted: the checks come first
+@pytest.mark.parametrize(
+    "world,message",
+    [
+        ("3", "--batch-size is the global batch and must divide among the 3 processes, got 64"),
+        ("two", "--distributed: malformed torchrun environment (WORLD_SIZE='two', LOCAL_RANK='0')"),
+    ],
+)
+def test_a_batch_that_does_not_divide_or_a_malformed_environment_is_a_usage_error(
+    world, message, tmp_path, monkeypatch, capfd
+):
+    env = {
+        "RANK": "0",
+        "WORLD_SIZE": world,
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "1",
+    }  # never contacted: the checks come first
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    assert main(["train", "mlp", "--dataset", "synthetic", "--epochs", "1", "--batch-size", "64", "--distributed",
-                 "--out", str(tmp_path / "out")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "mlp",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "64",
+                "--distributed",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     assert capfd.readouterr().err.strip().splitlines() == [f"filterprune: error: {message}"]
-    assert not torch.distributed.is_initialized() and not distributed.active() and not list(tmp_path.iterdir())
+    assert (
+        not torch.distributed.is_initialized() and not distributed.active() and not list(tmp_path.iterdir())
+    )
 
 
 def test_ddp_ranks_end_identical_and_one_step_equals_the_full_batch_step(tmp_path):
@@ -106,16 +157,39 @@ def test_ddp_train_and_finetune_match_one_process_on_real_cifar(tmp_path, shared
     torchrun("-m", "filterprune", "train", "mlp", *data, "--epochs", "4", "--out", str(base), "--distributed")
     meta = json.loads((base / "model.json").read_text())["meta"]
     assert meta["accuracy"]["top1"] > 0.2  # chance is 0.10
-    args = ["compress", "mlp", *data, "--checkpoint", str(base), "--criterion", "l1", "--sparsity", "0.5",
-            "--finetune-lr", "0.02", "--no-export", "--no-bench"]
+    args = [
+        "compress",
+        "mlp",
+        *data,
+        "--checkpoint",
+        str(base),
+        "--criterion",
+        "l1",
+        "--sparsity",
+        "0.5",
+        "--finetune-lr",
+        "0.02",
+        "--no-export",
+        "--no-bench",
+    ]
     assert main([*args, "--finetune-epochs", "0", "--out", str(tmp_path / "none")]) == 0
     assert main([*args, "--finetune-epochs", "3", "--out", str(tmp_path / "one")]) == 0
-    torchrun("-m", "filterprune", *args, "--finetune-epochs", "3", "--out", str(tmp_path / "two"), "--distributed")
+    torchrun(
+        "-m", "filterprune", *args, "--finetune-epochs", "3", "--out", str(tmp_path / "two"), "--distributed"
+    )
     none, one, two = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("none", "one", "two"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "none", "one", "two"]  # rank 1 wrote nothing
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "base",
+        "none",
+        "one",
+        "two",
+    ]  # rank 1 wrote nothing
     assert (one["processes"], two["processes"]) == (1, 2)
     assert two["layers"] == one["layers"]  # the same channels
     assert two["dense"]["accuracy"] == one["dense"]["accuracy"]  # rank 0 evaluates the whole test split
     assert len(two["finetune"]["history"]) == 3
     assert two["pruned"]["accuracy"] > none["pruned"]["accuracy"] + 0.08  # finetuning did its work
-    assert abs(two["pruned"]["accuracy"] - one["pruned"]["accuracy"]) <= TOLERANCE, (one["pruned"], two["pruned"])
+    assert abs(two["pruned"]["accuracy"] - one["pruned"]["accuracy"]) <= TOLERANCE, (
+        one["pruned"],
+        two["pruned"],
+    )

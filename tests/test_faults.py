@@ -1,6 +1,7 @@
 """Crashes and kills never cost data: damaged cache entries are retrained, killed runs leave nothing that
 looks complete, ``--overwrite`` interrupted between its renames gets the old results back, SIGTERM
 cleans up. The full SIGKILL matrix is ``benchmarks/fault_injection.py`` (its subset here is slow)."""
+
 import json
 import os
 import signal
@@ -34,8 +35,13 @@ def _dead_pid() -> int:
 def tiny(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "tiny.npz"
-    np.savez(path, x_train=rng.integers(0, 256, (32, 3, 8, 8), np.uint8), y_train=np.arange(32) % 4,
-             x_test=rng.integers(0, 256, (16, 3, 8, 8), np.uint8), y_test=np.arange(16) % 4)
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (32, 3, 8, 8), np.uint8),
+        y_train=np.arange(32) % 4,
+        x_test=rng.integers(0, 256, (16, 3, 8, 8), np.uint8),
+        y_test=np.arange(16) % 4,
+    )
     return load_dataset(f"npz:{path}")
 
 
@@ -80,6 +86,7 @@ def test_a_killed_cache_write_leaves_no_entry(tiny, tmp_path, monkeypatch):
 
 def test_nan_loss_stops_and_restores_the_last_good_epoch(tiny):
     """32 images at batch 16 = 2 batches an epoch: forward call 5 is epoch 3's first batch."""
+
     def run(poison: bool):
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
@@ -104,7 +111,9 @@ def test_nan_loss_stops_and_restores_the_last_good_epoch(tiny):
     assert "loss became nan in epoch 3; stopped and kept the weights of epoch 2" in str(err)
     assert all(torch.equal(v, after_epoch2[k]) for k, v in model.state_dict().items())
     undisturbed, seen, err = run(poison=False)
-    assert err is None and all(torch.equal(v, seen[k]) for k, v in after_epoch2.items())  # same path up to there
+    assert err is None and all(
+        torch.equal(v, seen[k]) for k, v in after_epoch2.items()
+    )  # same path up to there
     assert not torch.equal(undisturbed[1].weight, model[1].weight)  # and epoch 3 did train when not poisoned
 
 
@@ -138,9 +147,29 @@ def test_output_below_a_file_is_refused(tmp_path):
 
 def test_sigterm_during_training_cleans_up(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FILTERPRUNE_CACHE": str(tmp_path / "cache")}
-    p = subprocess.Popen([sys.executable, "-m", "filterprune", "compress", "resnet20", "--criterion", "l1",
-                          "--sparsity", "0.4", "--dataset", "synthetic", "--epochs", "20", "--out", "run"],
-                         cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "filterprune",
+            "compress",
+            "resnet20",
+            "--criterion",
+            "l1",
+            "--sparsity",
+            "0.4",
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "20",
+            "--out",
+            "run",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in p.stderr:
         if "baseline: training" in line:
             time.sleep(0.5)
@@ -154,17 +183,33 @@ def test_sigterm_during_training_cleans_up(tmp_path):
 
 
 def test_closed_stdout_pipe_is_not_a_traceback():
-    p = subprocess.run(f"{sys.executable} -m filterprune list models | head -1", shell=True, capture_output=True,
-                       text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    p = subprocess.run(
+        f"{sys.executable} -m filterprune list models | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert p.stdout.strip() and p.stderr == ""
 
 
 @pytest.mark.slow
 def test_sigkill_matrix_subset(tmp_path):
     """A subset of the matrix (the full one: `python benchmarks/fault_injection.py`, see BENCHMARKS.md)."""
-    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fault_injection.py"), "--points",
-                        "baseline-cache-torn,prune,publish", "--random", "1", "--out", str(tmp_path)],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "fault_injection.py"),
+            "--points",
+            "baseline-cache-torn,prune,publish",
+            "--random",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     summary = json.loads((tmp_path / "results.json").read_text())
     assert p.returncode == 0 and summary["survived"] == summary["injected"] == 4, p.stdout + p.stderr
     assert summary["tracebacks_seen"] == 0

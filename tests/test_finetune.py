@@ -1,5 +1,6 @@
 """Finetuning that keeps accuracy: distillation from the dense model, recipes, the validation split that
 chooses the kept epoch, the from-scratch control, and the seed studies' VGG16 exactly."""
+
 import copy
 import json
 import math
@@ -20,12 +21,19 @@ CPU = torch.device("cpu")
 
 def _tiny_data():
     from filterprune.data.synthetic import synthetic
+
     return synthetic(None, n_train=160, n_test=40, image_size=8)
 
 
 def _tiny_net():
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(8, 10))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    )
 
 
 def test_distill_loss_equals_a_hand_computation():
@@ -41,7 +49,7 @@ def test_distill_loss_equals_a_hand_computation():
         ps = [math.exp(v / temp) for v in s[i]]
         ps = [p / sum(ps) for p in ps]
         kl += sum(a * math.log(a / b) for a, b in zip(pt, ps))
-    expected = (1 - alpha) * ce + alpha * temp ** 2 * kl / 2
+    expected = (1 - alpha) * ce + alpha * temp**2 * kl / 2
     assert distill_loss(s, t, y, alpha, temp).item() == pytest.approx(expected, rel=1e-5)
     # no teacher, or alpha 0: exactly the plain cross-entropy (what --distill off trains with)
     assert torch.equal(distill_loss(s, None, y, alpha, temp), F.cross_entropy(s, y))
@@ -76,17 +84,35 @@ def test_teacher_mode_is_given_back_when_training_stops_on_a_nan():
 def test_annealed_distillation_hands_over_from_teacher_to_labels(monkeypatch):
     """--distill anneal: the teacher's weight falls linearly from --distill-alpha at the first step to
     about 0 at the last, so the last epochs learn from the labels alone."""
-    cfg = CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, distill="anneal").finetune_config()
-    assert cfg.distill_anneal and cfg.distill_alpha == 0.7 and CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4).finetune.distill == "anneal"
-    assert not CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, distill="kd").finetune_config().distill_anneal
+    cfg = CompressConfig.of(
+        model="resnet20", criterion="l1", sparsity=0.4, distill="anneal"
+    ).finetune_config()
+    assert (
+        cfg.distill_anneal
+        and cfg.distill_alpha == 0.7
+        and CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4).finetune.distill == "anneal"
+    )
+    assert (
+        not CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, distill="kd")
+        .finetune_config()
+        .distill_anneal
+    )
     import filterprune.train as tr
+
     seen = []
     real = tr.distill_loss
-    monkeypatch.setattr(tr, "distill_loss", lambda s, t, y, a, *rest: seen.append(a) or real(s, t, y, a, *rest))
+    monkeypatch.setattr(
+        tr, "distill_loss", lambda s, t, y, a, *rest: seen.append(a) or real(s, t, y, a, *rest)
+    )
     data, teacher = _tiny_data(), _tiny_net()
     before = copy.deepcopy(teacher.state_dict())
-    train(_tiny_net(), data, TrainConfig(epochs=2, distill_alpha=0.8, distill_anneal=True, batch_size=32), CPU,
-          teacher=teacher)
+    train(
+        _tiny_net(),
+        data,
+        TrainConfig(epochs=2, distill_alpha=0.8, distill_anneal=True, batch_size=32),
+        CPU,
+        teacher=teacher,
+    )
     steps = len(seen)
     assert steps == 2 * math.ceil(len(data.y_train) / 32)
     assert seen == pytest.approx([0.8 * (1 - i / steps) for i in range(steps)])
@@ -139,38 +165,97 @@ def test_recipes_fill_what_the_flags_leave_unset():
     ours = CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4)
     ft = ours.finetune_config(10)
     assert ft.lr == pytest.approx(ours.baseline_config().learning_rate * 0.5) and ft.distill_alpha == 0.7
-    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, distill="off").finetune_config().distill_alpha == 0.0
-    given = CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, recipe="lajic", finetune_epochs=2, finetune_lr=0.05)
+    assert (
+        CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, distill="off")
+        .finetune_config()
+        .distill_alpha
+        == 0.0
+    )
+    given = CompressConfig.of(
+        model="resnet20", criterion="l1", sparsity=0.4, recipe="lajic", finetune_epochs=2, finetune_lr=0.05
+    )
     assert (given.finetune_config().epochs, given.finetune_config().lr) == (2, 0.05)
-    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=5, finetune_epochs=2, steps=2).scratch_config(10).epochs == 9
+    assert (
+        CompressConfig.of(
+            model="resnet20", criterion="l1", sparsity=0.4, epochs=5, finetune_epochs=2, steps=2
+        )
+        .scratch_config(10)
+        .epochs
+        == 9
+    )
 
 
 def test_default_finetune_lasts_as_long_as_the_baseline_trained():
     """8 finetune epochs lost 3.3 points where the baseline's 30 lost 0.1 (benchmarks/accuracy/): the default
     recipe finetunes for --epochs, never fewer than 8 (16 for 100 classes); the presets keep their own."""
     assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4).finetune_config(10).epochs == 8
-    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=30).finetune_config(10).epochs == 30
-    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=3).finetune_config(10).epochs == 8
-    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=3).finetune_config(100).epochs == 16
-    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=30, recipe="lajic").finetune_config(10).epochs == 10
-    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=30, finetune_epochs=4).finetune_config(10).epochs == 4
-    assert CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=30).scratch_config(10).epochs == 60
+    assert (
+        CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=30)
+        .finetune_config(10)
+        .epochs
+        == 30
+    )
+    assert (
+        CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=3).finetune_config(10).epochs
+        == 8
+    )
+    assert (
+        CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=3)
+        .finetune_config(100)
+        .epochs
+        == 16
+    )
+    assert (
+        CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=30, recipe="lajic")
+        .finetune_config(10)
+        .epochs
+        == 10
+    )
+    assert (
+        CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=30, finetune_epochs=4)
+        .finetune_config(10)
+        .epochs
+        == 4
+    )
+    assert (
+        CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.4, epochs=30).scratch_config(10).epochs
+        == 60
+    )
 
 
-@pytest.mark.parametrize("flags, needle", [
-    (["--distill-alpha", "1.5"], "--distill-alpha must be in [0, 1]"),
-    (["--distill-alpha", "-0.1"], "--distill-alpha must be in [0, 1]"),
-    (["--distill-temperature", "0"], "--distill-temperature must be > 0"),
-    (["--distill-temperature", "nan"], "--distill-temperature must be > 0"),
-    (["--val-fraction", "0.7"], "--val-fraction must be in [0, 0.5]"),
-    (["--val-fraction", "-0.1"], "--val-fraction must be in [0, 0.5]"),
-    (["--distill", "soft"], "invalid choice: 'soft'"),
-    (["--recipe", "nope"], "unknown --recipe 'nope'"),
-])
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--distill-alpha", "1.5"], "--distill-alpha must be in [0, 1]"),
+        (["--distill-alpha", "-0.1"], "--distill-alpha must be in [0, 1]"),
+        (["--distill-temperature", "0"], "--distill-temperature must be > 0"),
+        (["--distill-temperature", "nan"], "--distill-temperature must be > 0"),
+        (["--val-fraction", "0.7"], "--val-fraction must be in [0, 0.5]"),
+        (["--val-fraction", "-0.1"], "--val-fraction must be in [0, 0.5]"),
+        (["--distill", "soft"], "invalid choice: 'soft'"),
+        (["--recipe", "nope"], "unknown --recipe 'nope'"),
+    ],
+)
 def test_bad_finetune_flags_are_one_line_usage_errors(tmp_path, capsys, flags, needle):
     out = tmp_path / "run"
-    assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.4", "--dataset", "synthetic",
-                 "--out", str(out), *flags]) == 2
+    assert (
+        main(
+            [
+                "compress",
+                "resnet20",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.4",
+                "--dataset",
+                "synthetic",
+                "--out",
+                str(out),
+                *flags,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0] and not out.exists()
 
@@ -182,9 +267,30 @@ def test_train_refuses_a_bad_val_fraction(capsys):
 
 def test_compress_reports_kept_epoch_distillation_and_the_scratch_control(tmp_path):
     out = tmp_path / "run"
-    assert main(["compress", "mlp", "--criterion", "l1", "--sparsity", "0.4", "--dataset", "synthetic",
-                 "--epochs", "1", "--finetune-epochs", "2", "--scratch", "--no-export", "--no-bench",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "mlp",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.4",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "1",
+                "--finetune-epochs",
+                "2",
+                "--scratch",
+                "--no-export",
+                "--no-bench",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads((out / "report.json").read_text())
     assert r["finetune"]["distill"] == "anneal" and r["finetune"]["config"]["distill_alpha"] == 0.7
     assert r["finetune"]["config"]["distill_anneal"]
@@ -257,9 +363,21 @@ def test_prepared_gpu_benchmark_dry_runs_on_cpu(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    p = subprocess.run([sys.executable, str(root / "benchmarks/gpu/gpu_bench.py"), "--dry-run", "--models",
-                        "resnet56", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
-                       env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(root / "benchmarks/gpu/gpu_bench.py"),
+            "--dry-run",
+            "--models",
+            "resnet56",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(root)},
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert {r["variant"] for r in rows} == {"dense", "pruned", "auto"}

@@ -6,6 +6,7 @@ where the pipeline would start loading data (everything before that — parsing,
 checks — runs for real). ``deep``: the pruning flags on small models run to the end on synthetic data
 (no training, no export). ``FUZZ_EXAMPLES=N`` scales both (benchmarks/BENCHMARKS.md records a long run).
 """
+
 import contextlib
 import io
 import os
@@ -29,20 +30,80 @@ def _stop(*a, **k):
     raise _ReachedData("validation passed")
 
 
-NUMBERS = st.one_of(st.integers(-10**20, 10**20).map(str), st.floats(allow_nan=True, allow_infinity=True).map(str),
-                    st.sampled_from(["0", "1", "-1", "0.4", "1e309", "-0", "0x10", "1_000", "", " ", "nan"]))
+NUMBERS = st.one_of(
+    st.integers(-(10**20), 10**20).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.sampled_from(["0", "1", "-1", "0.4", "1e309", "-0", "0x10", "1_000", "", " ", "nan"]),
+)
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
-NAMES = st.sampled_from(["resnet20", "vgg11", "mlp", "vgg16-lottery", "tv:", "tv:nope", "npz:", "npz:/nonexistent",
-                         "imagefolder:/", "digits", "synthetic", "l1", "slimming", "random", "magnitude", "cuda",
-                         "cpu", "auto", "global", "layerwise", "/dev/null", "/", ".", "-", "--"])
-FLAGS = st.sampled_from([
-    "--criterion", "--sparsity", "--dataset", "--data-root", "--epochs", "--batch-size", "--optimizer", "--lr",
-    "--schedule", "--sparsity-reg", "--device", "--seed", "--checkpoint", "--finetune-epochs", "--finetune-lr",
-    "--scope", "--round-to", "--layer-floor", "--calib-batches", "--out", "--overwrite", "--no-export",
-    "--no-bench", "--bench-batch-sizes", "--bench-iters", "-h", "--version", "--sparstiy", "-x", "--=", "---"])
+NAMES = st.sampled_from(
+    [
+        "resnet20",
+        "vgg11",
+        "mlp",
+        "vgg16-lottery",
+        "tv:",
+        "tv:nope",
+        "npz:",
+        "npz:/nonexistent",
+        "imagefolder:/",
+        "digits",
+        "synthetic",
+        "l1",
+        "slimming",
+        "random",
+        "magnitude",
+        "cuda",
+        "cpu",
+        "auto",
+        "global",
+        "layerwise",
+        "/dev/null",
+        "/",
+        ".",
+        "-",
+        "--",
+    ]
+)
+FLAGS = st.sampled_from(
+    [
+        "--criterion",
+        "--sparsity",
+        "--dataset",
+        "--data-root",
+        "--epochs",
+        "--batch-size",
+        "--optimizer",
+        "--lr",
+        "--schedule",
+        "--sparsity-reg",
+        "--device",
+        "--seed",
+        "--checkpoint",
+        "--finetune-epochs",
+        "--finetune-lr",
+        "--scope",
+        "--round-to",
+        "--layer-floor",
+        "--calib-batches",
+        "--out",
+        "--overwrite",
+        "--no-export",
+        "--no-bench",
+        "--bench-batch-sizes",
+        "--bench-iters",
+        "-h",
+        "--version",
+        "--sparstiy",
+        "-x",
+        "--=",
+        "---",
+    ]
+)
 TOKENS = st.one_of(FLAGS, NAMES, NUMBERS, TEXT)
-ARGV = st.tuples(st.sampled_from(["compress", "train", "list", "models", "", "-h"]),
-                 st.lists(TOKENS, max_size=14)).map(lambda t: [t[0], *t[1]] if t[0] else t[1])
+ARGV = st.tuples(
+    st.sampled_from(["compress", "train", "list", "models", "", "-h"]), st.lists(TOKENS, max_size=14)
+).map(lambda t: [t[0], *t[1]] if t[0] else t[1])
 
 
 def _check(argv) -> int:
@@ -73,37 +134,100 @@ def test_shallow_fuzz_never_shows_a_traceback(argv, in_tmp, monkeypatch):
     assert not [p for p in in_tmp.iterdir() if p.name not in ("cache",)]  # nothing written before the data
 
 
-@settings(max_examples=max(N // 20, 8), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(model=st.sampled_from(["resnet20", "vgg11", "mlp", "vgg16-lottery"]),
-       criterion=st.sampled_from(["l1", "magnitude", "slimming", "random", "l2"]),
-       sparsity=st.one_of(st.floats(-0.5, 1.5), st.sampled_from([0.0, 0.99, 0.999999])),
-       scope=st.sampled_from([[], ["--scope", "global"], ["--scope", "layerwise"]]),
-       round_to=st.integers(-2, 80), floor=st.one_of(st.floats(-0.5, 1.5), st.just(1.0)),
-       seed=st.integers(-(2**70), 2**70))
+@settings(
+    max_examples=max(N // 20, 8), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    model=st.sampled_from(["resnet20", "vgg11", "mlp", "vgg16-lottery"]),
+    criterion=st.sampled_from(["l1", "magnitude", "slimming", "random", "l2"]),
+    sparsity=st.one_of(st.floats(-0.5, 1.5), st.sampled_from([0.0, 0.99, 0.999999])),
+    scope=st.sampled_from([[], ["--scope", "global"], ["--scope", "layerwise"]]),
+    round_to=st.integers(-2, 80),
+    floor=st.one_of(st.floats(-0.5, 1.5), st.just(1.0)),
+    seed=st.integers(-(2**70), 2**70),
+)
 def test_deep_fuzz_of_pruning_flags(model, criterion, sparsity, scope, round_to, floor, seed, in_tmp):
-    argv = ["compress", model, "--criterion", criterion, "--sparsity", repr(sparsity), *scope, "--round-to",
-            str(round_to), "--layer-floor", repr(floor), "--seed", str(seed), "--dataset", "synthetic", "--epochs",
-            "0", "--finetune-epochs", "0", "--no-export", "--no-bench", "--out", "run", "--overwrite"]
+    argv = [
+        "compress",
+        model,
+        "--criterion",
+        criterion,
+        "--sparsity",
+        repr(sparsity),
+        *scope,
+        "--round-to",
+        str(round_to),
+        "--layer-floor",
+        repr(floor),
+        "--seed",
+        str(seed),
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "0",
+        "--finetune-epochs",
+        "0",
+        "--no-export",
+        "--no-bench",
+        "--out",
+        "run",
+        "--overwrite",
+    ]
     if _check(argv) == 0:
         assert (in_tmp / "run" / "report.json").is_file()
 
 
 # ------------------------------------------------------------------ sweep files (issue 16)
-SCALARS = st.one_of(st.integers(-10**40, 10**40), st.floats(allow_nan=True), TEXT, st.booleans(), st.none(),
-                    st.sampled_from(["mlp", "l1", "synthetic", "resnet20", "0.4", "1e-3"]))
-VALUES = st.recursive(SCALARS, lambda c: st.lists(c, max_size=4) | st.dictionaries(TEXT, c, max_size=3), max_leaves=8)
-FIELDS = st.sampled_from(["model", "criterion", "sparsity", "seed", "epochs", "dataset", "round_to", "bench_batch_sizes",
-                          "calib_batches", "nope", "out", "task"])
-SWEEP_DOCS = st.fixed_dictionaries({}, optional={
-    "name": VALUES, "base": st.dictionaries(FIELDS, VALUES, max_size=5) | VALUES,
-    "grid": st.dictionaries(FIELDS, st.lists(SCALARS, min_size=1, max_size=12) | VALUES, max_size=7),
-    "include": st.lists(st.dictionaries(FIELDS, VALUES, max_size=3), max_size=3), "resources": VALUES})
+SCALARS = st.one_of(
+    st.integers(-(10**40), 10**40),
+    st.floats(allow_nan=True),
+    TEXT,
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["mlp", "l1", "synthetic", "resnet20", "0.4", "1e-3"]),
+)
+VALUES = st.recursive(
+    SCALARS, lambda c: st.lists(c, max_size=4) | st.dictionaries(TEXT, c, max_size=3), max_leaves=8
+)
+FIELDS = st.sampled_from(
+    [
+        "model",
+        "criterion",
+        "sparsity",
+        "seed",
+        "epochs",
+        "dataset",
+        "round_to",
+        "bench_batch_sizes",
+        "calib_batches",
+        "nope",
+        "out",
+        "task",
+    ]
+)
+SWEEP_DOCS = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": VALUES,
+        "base": st.dictionaries(FIELDS, VALUES, max_size=5) | VALUES,
+        "grid": st.dictionaries(FIELDS, st.lists(SCALARS, min_size=1, max_size=12) | VALUES, max_size=7),
+        "include": st.lists(st.dictionaries(FIELDS, VALUES, max_size=3), max_size=3),
+        "resources": VALUES,
+    },
+)
 BASE = {"model": "mlp", "criterion": "l1", "sparsity": 0.4, "epochs": 0, "dataset": "synthetic"}
 
 
-@settings(max_examples=max(N // 20, 40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(doc=SWEEP_DOCS, valid_base=st.booleans(), bomb=st.sampled_from([None, "name", "base", "grid", "include"]),
-       levels=st.integers(1, 14), width=st.integers(1, 14))
+@settings(
+    max_examples=max(N // 20, 40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    doc=SWEEP_DOCS,
+    valid_base=st.booleans(),
+    bomb=st.sampled_from([None, "name", "base", "grid", "include"]),
+    levels=st.integers(1, 14),
+    width=st.integers(1, 14),
+)
 def test_sweep_files_never_show_a_traceback_and_stay_bounded(doc, valid_base, bomb, levels, width, in_tmp):
     """Any sweep file, alias bombs of any shape included: exit 0 or 2, one error line, a few seconds."""
     import time
@@ -115,8 +239,11 @@ def test_sweep_files_never_show_a_traceback_and_stay_bounded(doc, valid_base, bo
     text = yaml.safe_dump({k: v for k, v in doc.items() if k != bomb}, allow_unicode=True)
     if bomb:  # levels anchors, each a list of width aliases of the one before
         chain = ["&a0 [" + ", ".join(["lol"] * width) + "]"] + [
-            f"&a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]" for i in range(1, levels)]
-        text += f"{bomb}: [{', '.join(chain)}]\n" if bomb != "grid" else f"grid:\n  seed: [{', '.join(chain)}]\n"
+            f"&a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]" for i in range(1, levels)
+        ]
+        text += (
+            f"{bomb}: [{', '.join(chain)}]\n" if bomb != "grid" else f"grid:\n  seed: [{', '.join(chain)}]\n"
+        )
     (in_tmp / "s.yaml").write_text(text)
     start = time.perf_counter()
     code = _check(["sweep", str(in_tmp / "s.yaml"), "--dry-run"])

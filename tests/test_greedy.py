@@ -1,5 +1,6 @@
 """Greedy output-norm pruning: the fast per-group algorithm equals brute-force re-measurement after every
 single removal, on a tiny net with a residual add and a concat."""
+
 import math
 
 import pytest
@@ -19,7 +20,13 @@ class ResCat(nn.Module):
     def __init__(self):
         super().__init__()
         conv = lambda i, o: nn.Conv2d(i, o, 3, padding=1, bias=False)  # noqa: E731
-        self.stem, self.a, self.b, self.c, self.d = conv(3, 6), conv(6, 6), conv(6, 6), conv(6, 4), conv(10, 4)
+        self.stem, self.a, self.b, self.c, self.d = (
+            conv(3, 6),
+            conv(6, 6),
+            conv(6, 6),
+            conv(6, 4),
+            conv(10, 4),
+        )
         self.bs, self.ba, self.bb, self.bc, self.bd = (nn.BatchNorm2d(n) for n in (6, 6, 6, 4, 4))
         self.fc = nn.Linear(4, 3)
         for bn in (self.bs, self.ba, self.bb, self.bc, self.bd):  # distinct gammas identify channels
@@ -92,8 +99,12 @@ def test_greedy_matches_brute_force_re_measurement(seed):
     with torch.no_grad():
         expected = _brute_force(ref, batches, 0.5)
     prune(model, make_criterion("greedy"), PlanConfig(0.5), ctx, 3)
-    got = {"res": _kept(ref.bs, model.bs), "a": _kept(ref.ba, model.ba), "c": _kept(ref.bc, model.bc),
-           "d": _kept(ref.bd, model.bd)}
+    got = {
+        "res": _kept(ref.bs, model.bs),
+        "a": _kept(ref.ba, model.ba),
+        "c": _kept(ref.bc, model.bc),
+        "d": _kept(ref.bd, model.bd),
+    }
     assert _kept(ref.bb, model.bb) == got["res"]  # the residual add pruned both sides alike
     assert got == expected
     assert model.d.in_channels == 3 + 2 and model(torch.randn(2, 3, 8, 8)).shape == (2, 3)
@@ -101,8 +112,14 @@ def test_greedy_matches_brute_force_re_measurement(seed):
 
 def test_greedy_keeps_the_channel_with_the_larger_output():
     """A filter with small weights but a strong BN scale matters; greedy sees it, l1 does not."""
-    net = nn.Sequential(nn.Conv2d(3, 2, 1, bias=False), nn.BatchNorm2d(2), nn.ReLU(), nn.Conv2d(2, 4, 1),
-                        nn.Flatten(), nn.LazyLinear(3))
+    net = nn.Sequential(
+        nn.Conv2d(3, 2, 1, bias=False),
+        nn.BatchNorm2d(2),
+        nn.ReLU(),
+        nn.Conv2d(2, 4, 1),
+        nn.Flatten(),
+        nn.LazyLinear(3),
+    )
     net(torch.randn(1, 3, 4, 4))
     with torch.no_grad():
         net[0].weight.copy_(torch.tensor([[1.0, 1.0, 1.0], [0.1, 0.1, 0.1]]).view(2, 3, 1, 1))

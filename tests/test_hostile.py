@@ -5,6 +5,7 @@ The catalogue (tests/test_bad_input.py) proves the one-line errors; here the bom
 run again in a fresh process that measures its own peak RSS (VmHWM, reset between rows), so the memory
 bound is measured, not assumed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,10 +33,18 @@ from filterprune.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_LIMIT_MB = 2048  # issue 16: no input file under 1 MB and no single flag value may exceed 2 GB
 TIME_LIMIT_S = 60
-BOMBS = ["sweep-name-alias-bomb", "sweep-grid-alias-bomb", "sweep-grid-of-ten-million-runs",
-         "report-json-huge-string", "report-json-huge-integer", "report-json-too-many-layers",
-         "checkpoint-json-huge-image-size", "export-batch-hundred-thousand", "bench-onnx-huge-declared-input",
-         "bench-onnx-external-data-outside"]
+BOMBS = [
+    "sweep-name-alias-bomb",
+    "sweep-grid-alias-bomb",
+    "sweep-grid-of-ten-million-runs",
+    "report-json-huge-string",
+    "report-json-huge-integer",
+    "report-json-too-many-layers",
+    "checkpoint-json-huge-image-size",
+    "export-batch-hundred-thousand",
+    "bench-onnx-huge-declared-input",
+    "bench-onnx-external-data-outside",
+]
 
 # runs each row's argv with filterprune's main() and reports exit code, error line, seconds and peak RSS
 _MEASURE = r"""
@@ -68,15 +77,27 @@ def test_bombs_stay_within_the_memory_and_time_bounds(tmp_path):
     rows = {c[0]: c for c in CATALOGUE}
     jobs = [(name, [a.format_map(files) for a in rows[name][1]]) for name in BOMBS]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-c", _MEASURE], input=json.dumps(jobs), capture_output=True,
-                       text=True, cwd=tmp_path, env=env, timeout=600, preexec_fn=_cap_memory)
+    p = subprocess.run(
+        [sys.executable, "-c", _MEASURE],
+        input=json.dumps(jobs),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+        preexec_fn=_cap_memory,
+    )
     assert "Traceback" not in p.stderr and "internal error" not in p.stderr, p.stderr
     results = json.loads(p.stdout.split("RESULTS ", 1)[1])
     for r in results:
         assert r["code"] == rows[r["name"]][2], r
         assert r["peak_mb"] < PEAK_LIMIT_MB and r["seconds"] < TIME_LIMIT_S, r
-    print("\n".join(f"{r['name']}: exit {r['code']}, {r['seconds']:.2f} s, peak RSS {r['peak_mb']:.0f} MB"
-                    for r in results))
+    print(
+        "\n".join(
+            f"{r['name']}: exit {r['code']}, {r['seconds']:.2f} s, peak RSS {r['peak_mb']:.0f} MB"
+            for r in results
+        )
+    )
 
 
 # -------------------------------------------------------------------------------- bench rows
@@ -93,20 +114,40 @@ class _Fails(nn.Module):
         return self.fc(x.flatten(1))
 
 
-@pytest.mark.parametrize("message,kind,recorded", [
-    ("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to "
-     "allocate 98304000000 bytes. Error code 12 (Cannot allocate memory)", RuntimeError, "out of memory"),
-    ("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer of size "
-     "123", RuntimeError, "out of memory"),
-    ("", MemoryError, "out of memory"),
-    ("mat1 and mat2 shapes cannot be multiplied (4x12 and 13x3)", ValueError,
-     "ValueError: mat1 and mat2 shapes cannot be multiplied (4x12 and 13x3)"),
-])
+@pytest.mark.parametrize(
+    "message,kind,recorded",
+    [
+        (
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to "
+            "allocate 98304000000 bytes. Error code 12 (Cannot allocate memory)",
+            RuntimeError,
+            "out of memory",
+        ),
+        (
+            "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer of size "
+            "123",
+            RuntimeError,
+            "out of memory",
+        ),
+        ("", MemoryError, "out of memory"),
+        (
+            "mat1 and mat2 shapes cannot be multiplied (4x12 and 13x3)",
+            ValueError,
+            "ValueError: mat1 and mat2 shapes cannot be multiplied (4x12 and 13x3)",
+        ),
+    ],
+)
 def test_a_failing_row_is_recorded_and_the_run_goes_on(message, kind, recorded):
-    vs = [Variant("dense", (3, 2, 2), 39, 36, nn.Sequential(nn.Flatten(), nn.Linear(12, 3))),
-          Variant("pruned", (3, 2, 2), 39, 36, _Fails(message, kind))]
-    rows = run_bench(vs, BenchConfig(runtimes=("torch",), devices=("cpu",), batch_sizes=(1, 4), warmup=0,
-                                     iters=2, memory=False))
+    vs = [
+        Variant("dense", (3, 2, 2), 39, 36, nn.Sequential(nn.Flatten(), nn.Linear(12, 3))),
+        Variant("pruned", (3, 2, 2), 39, 36, _Fails(message, kind)),
+    ]
+    rows = run_bench(
+        vs,
+        BenchConfig(
+            runtimes=("torch",), devices=("cpu",), batch_sizes=(1, 4), warmup=0, iters=2, memory=False
+        ),
+    )
     by = {(r["variant"], r["batch_size"]): r for r in rows}
     assert by[("pruned", 4)]["error"] == recorded and by[("pruned", 4)]["p50_ms"] == ""
     timed = (("dense", 1), ("dense", 4), ("pruned", 1))
@@ -119,9 +160,12 @@ def test_a_batch_over_the_memory_budget_is_a_row_error_and_nothing_is_allocated(
     real = torch.randn
     monkeypatch.setattr(torch, "randn", lambda *a, **k: made.append(a) or real(*a, **k))
     model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.Flatten(), nn.Linear(16 * 16 * 16, 3))
-    rows = run_bench([Variant("dense", (3, 16, 16), 0, 1, model)],
-                     BenchConfig(runtimes=("torch",), devices=("cpu",), batch_sizes=(1, 400), warmup=0,
-                                 iters=1, memory=False))
+    rows = run_bench(
+        [Variant("dense", (3, 16, 16), 0, 1, model)],
+        BenchConfig(
+            runtimes=("torch",), devices=("cpu",), batch_sizes=(1, 400), warmup=0, iters=1, memory=False
+        ),
+    )
     assert rows[0]["error"] == "" and rows[0]["p50_ms"] > 0
     assert "a forward at batch 400 (4,096 values per sample" in rows[1]["error"]
     assert "FILTERPRUNE_MEMORY_GB" in rows[1]["error"] and rows[1]["p50_ms"] == ""
@@ -139,8 +183,28 @@ def _tiny_onnx(path: Path, side: int) -> Path:
 def test_onnx_files_of_one_name_get_unique_labels_and_other_shapes_their_own_input(tmp_path, capfd):
     a, b, c = (_tiny_onnx(tmp_path / d / "model.onnx", s) for d, s in (("a", 4), ("b", 4), ("c", 6)))
     out = tmp_path / "bench"
-    assert main(["bench", str(a), str(b), str(c), "--runtime", "onnxruntime", "--batch-sizes", "1,2",
-                 "--iters", "3", "--warmup", "0", "--no-memory", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                str(a),
+                str(b),
+                str(c),
+                "--runtime",
+                "onnxruntime",
+                "--batch-sizes",
+                "1,2",
+                "--iters",
+                "3",
+                "--warmup",
+                "0",
+                "--no-memory",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = json.loads((out / "bench.json").read_text())["rows"]
     assert sorted({r["variant"] for r in rows}) == ["a/dense", "b/model", "c/model"]
     assert len(rows) == 6 and all(r["error"] == "" and r["p50_ms"] > 0 for r in rows)  # all three timed
@@ -152,8 +216,21 @@ def test_onnx_files_of_one_name_get_unique_labels_and_other_shapes_their_own_inp
 def test_bench_output_is_staged_refused_when_taken_and_replaced_with_overwrite(tmp_path, monkeypatch, capfd):
     onnx_file = _tiny_onnx(tmp_path / "m" / "model.onnx", 4)
     out = tmp_path / "bench"
-    argv = ["bench", str(onnx_file), "--runtime", "onnxruntime", "--batch-sizes", "1", "--iters", "2",
-            "--warmup", "0", "--no-memory", "--out", str(out)]
+    argv = [
+        "bench",
+        str(onnx_file),
+        "--runtime",
+        "onnxruntime",
+        "--batch-sizes",
+        "1",
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+        "--no-memory",
+        "--out",
+        str(out),
+    ]
 
     def broken_plot(df, folder):
         raise OSError(28, "No space left on device", str(folder / "latency_vs_batch.png"))
@@ -188,9 +265,32 @@ def test_onnx_metadata_that_is_not_a_number_is_ignored(tmp_path):
 # ------------------------------------------------------------------------------- compress
 def test_compress_keeps_its_run_when_a_bench_batch_is_far_too_large(tmp_path, capfd):
     out = tmp_path / "run\nwith newline"
-    assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic",
-                 "--epochs", "0", "--finetune-epochs", "0", "--no-export", "--bench-batch-sizes", "1,100000",
-                 "--bench-iters", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "resnet20",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.5",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "0",
+                "--finetune-epochs",
+                "0",
+                "--no-export",
+                "--bench-batch-sizes",
+                "1,100000",
+                "--bench-iters",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = json.loads((out / "report.json").read_text())["latency_rows"]
     big = [r for r in rows if r["batch_size"] == 100000]
     assert big and all(" GiB limit" in r["error"] for r in big)
@@ -203,8 +303,25 @@ def test_compress_keeps_its_run_when_a_bench_batch_is_far_too_large(tmp_path, ca
 def test_an_unwritable_cache_is_named_before_training(tmp_path, monkeypatch, capfd):
     (tmp_path / "a_file").write_text("")
     monkeypatch.setenv("FILTERPRUNE_CACHE", str(tmp_path / "a_file" / "cache"))
-    assert main(["compress", "mlp", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic",
-                 "--epochs", "1", "--out", str(tmp_path / "out")]) == 2
+    assert (
+        main(
+            [
+                "compress",
+                "mlp",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.5",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     err = capfd.readouterr().err
     assert "cache folder" in err and "set FILTERPRUNE_CACHE" in err and "baseline: training" not in err
     assert not (tmp_path / "out").exists()
@@ -218,15 +335,19 @@ def test_round_to_wider_than_layers_is_said():
         keep = allocate([torch.rand(16), torch.rand(64)], PlanConfig(0.5, round_to=32))
     assert keep == [16, 32]
     assert [str(w.message) for w in caught] == [
-        "--round-to 32 is wider than 1 of 2 layer(s) (the narrowest has 16 channels): they are kept whole"]
+        "--round-to 32 is wider than 1 of 2 layer(s) (the narrowest has 16 channels): they are kept whole"
+    ]
 
 
 # ----------------------------------------------------------------------- files on disk
 def test_safetensors_are_written_with_the_same_mode_as_other_files(tmp_path):
     old = os.umask(0o022)
     try:
-        ckpt.save(nn.Linear(2, 2), tmp_path / "m",
-                  __import__("filterprune.models", fromlist=["ModelSpec"]).ModelSpec("mlp"))
+        ckpt.save(
+            nn.Linear(2, 2),
+            tmp_path / "m",
+            __import__("filterprune.models", fromlist=["ModelSpec"]).ModelSpec("mlp"),
+        )
     finally:
         os.umask(old)
     assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o644
@@ -242,17 +363,38 @@ def test_a_full_disk_while_saving_weights_is_one_line(tmp_path, monkeypatch, cap
 
     monkeypatch.setattr(ckpt, "save_file", full)
     out = tmp_path / "out"
-    assert main(["compress", "mlp", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic",
-                 "--epochs", "0", "--finetune-epochs", "0", "--no-export", "--no-bench",
-                 "--out", str(out)]) == 1
+    assert (
+        main(
+            [
+                "compress",
+                "mlp",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.5",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "0",
+                "--finetune-epochs",
+                "0",
+                "--no-export",
+                "--no-bench",
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
     err = capfd.readouterr().err.strip().splitlines()
     assert err[-1].startswith("filterprune: error: cannot write ") and "No space left on device" in err[-1]
     assert "internal error" not in err[-1] and not out.exists() and not list(tmp_path.glob(".*"))
 
 
 def test_temporaries_of_killed_writers_are_swept(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     stale = tmp_path / f".model.onnx.{int(dead.stdout)}.k2j4.tmp"  # a SIGKILLed export's temporary
     live = tmp_path / f".model.onnx.{os.getppid()}.x9q1.tmp"  # another process still writing
     stale.write_bytes(b"x" * 1000)
@@ -281,9 +423,13 @@ def test_sweep_resume_redoes_a_run_whose_report_is_damaged(tmp_path, monkeypatch
 
 # ---------------------------------------------------------------------------- run_onnx.py
 def _kit(*args):
-    return subprocess.run([sys.executable, str(ROOT / "export" / "run_onnx.py"), *map(str, args)],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [sys.executable, str(ROOT / "export" / "run_onnx.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def test_run_onnx_escapes_what_the_file_says_and_bad_files_exit_2(tmp_path):
@@ -291,8 +437,12 @@ def test_run_onnx_escapes_what_the_file_says_and_bad_files_exit_2(tmp_path):
 
     path = _tiny_onnx(tmp_path / "model.onnx", 4)
     proto = onnx.load(str(path))
-    for k, v in (("model", "\x1b]0;owned\x07\x1b[2Jnet"), ("class_names", json.dumps(["\x1b[31mred"] * 3)),
-                 ("dense_macs", "lots"), ("pruned_macs", "1")):
+    for k, v in (
+        ("model", "\x1b]0;owned\x07\x1b[2Jnet"),
+        ("class_names", json.dumps(["\x1b[31mred"] * 3)),
+        ("dense_macs", "lots"),
+        ("pruned_macs", "1"),
+    ):
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.save(proto, str(path))
@@ -397,11 +547,16 @@ def _records_disagree(run, code, evil):
     _edit(run / "report.json", lambda d: d["model_source"].update(code_sha256="0" * 64))
 
 
-@pytest.mark.parametrize("tamper,said", [
-    (_another_file, "report.json names"), (_another_file_in_both, "evil.py"),
-    (_another_file_with_its_hash, "report.json names"), (_code_changed, "changed"),
-    (_records_disagree, "disagree"),
-])
+@pytest.mark.parametrize(
+    "tamper,said",
+    [
+        (_another_file, "report.json names"),
+        (_another_file_in_both, "evil.py"),
+        (_another_file_with_its_hash, "report.json names"),
+        (_code_changed, "changed"),
+        (_records_disagree, "disagree"),
+    ],
+)
 def test_trust_code_refuses_code_the_run_was_not_made_from_and_imports_nothing(tmp_path, tamper, said):
     import filterprune
     from filterprune.errors import UsageError
@@ -439,9 +594,14 @@ def test_export_and_bench_refuse_a_run_that_names_another_file_in_one_line(tmp_p
     evil, marker = _evil(tmp_path)
     _another_file_in_both(run, code, evil)
     args = ["--out", str(tmp_path / ("x.onnx" if verb == "export" else "bench"))]
-    p = subprocess.run([sys.executable, "-m", "filterprune", verb, str(run), *args, "--trust-code"],
-                       capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                       env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    p = subprocess.run(
+        [sys.executable, "-m", "filterprune", verb, str(run), *args, "--trust-code"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+    )
     lines = [line for line in p.stderr.splitlines() if not line.startswith("[filterprune] ")]
     assert p.returncode == 2 and len(lines) == 1 and "evil.py" in lines[0], p.stderr
     assert not marker.exists() and not (tmp_path / "x.onnx").exists() and not (tmp_path / "bench").exists()
@@ -450,11 +610,34 @@ def test_export_and_bench_refuse_a_run_that_names_another_file_in_one_line(tmp_p
 def test_bench_trust_code_reaches_the_memory_probe(tmp_path, capfd, monkeypatch):
     from filterprune.models import factory
 
-    monkeypatch.setattr(factory, "_TRUST_ALL", False)  # --trust-code below holds for this process: undone after
+    monkeypatch.setattr(
+        factory, "_TRUST_ALL", False
+    )  # --trust-code below holds for this process: undone after
     run, _ = _factory_run(tmp_path)
     out = tmp_path / "bench"
-    assert main(["bench", str(run), "--runtime", "torch", "--device", "cpu", "--batch-sizes", "1",
-                 "--iters", "1", "--warmup", "0", "--memory", "--out", str(out), "--trust-code"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                str(run),
+                "--runtime",
+                "torch",
+                "--device",
+                "cpu",
+                "--batch-sizes",
+                "1",
+                "--iters",
+                "1",
+                "--warmup",
+                "0",
+                "--memory",
+                "--out",
+                str(out),
+                "--trust-code",
+            ]
+        )
+        == 0
+    )
     rows = json.loads((out / "bench.json").read_text())["rows"]
     assert {r["variant"] for r in rows} == {"dense", "pruned"}
     assert all(isinstance(r["cpu_peak_rss_mb"], float) and r["cpu_peak_rss_mb"] > 0 for r in rows), rows
@@ -463,8 +646,15 @@ def test_bench_trust_code_reaches_the_memory_probe(tmp_path, capfd, monkeypatch)
 
 # --------------------------------------------------------------- issue 27: one error contract in Python too
 def _net(c: int = 3, width: int = 8) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(c, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 4))
+    return nn.Sequential(
+        nn.Conv2d(c, width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(width, 4),
+    )
 
 
 def _loader(x=None, y=None, extra: bool = False):
@@ -497,30 +687,68 @@ def _meta_net():
 _X = torch.randn(2, 3, 8, 8)
 _PRUNE = {"criterion": "snip", "sparsity": 0.4}
 _API_CASES = {
-    "wrong-input-channels": (lambda f: f.prune(_net(), torch.randn(1, 1, 8, 8)), "example_inputs",
-                             r"does not run on inputs of shape \(1, 1, 8, 8\), as example_inputs gives them"),
-    "calib-3-tuples": (lambda f: f.prune(_net(), _X, calib=_loader(extra=True), **_PRUNE), "calib",
-                       r"calib must yield \(images, labels\) pairs of tensors, got tuples of 3"),
+    "wrong-input-channels": (
+        lambda f: f.prune(_net(), torch.randn(1, 1, 8, 8)),
+        "example_inputs",
+        r"does not run on inputs of shape \(1, 1, 8, 8\), as example_inputs gives them",
+    ),
+    "calib-3-tuples": (
+        lambda f: f.prune(_net(), _X, calib=_loader(extra=True), **_PRUNE),
+        "calib",
+        r"calib must yield \(images, labels\) pairs of tensors, got tuples of 3",
+    ),
     "meta-device": (lambda f: f.prune(_meta_net(), _X), "model", "model is on the meta device"),
-    "labels-out-of-range": (lambda f: f.prune(_net(), _X, calib=_loader(y=torch.arange(16)), **_PRUNE), "calib",
-                            r"calib yields labels 0\.\.7; expected class indices in \[0, 4\)"),
-    "float-labels": (lambda f: f.prune(_net(), _X, calib=_loader(y=torch.rand(16)), **_PRUNE), "calib",
-                     "calib yields labels of dtype torch.float32 .* expected integer class indices"),
-    "uint8-images": (lambda f: f.prune(_net(), _X, calib=_loader(x=torch.zeros(16, 3, 8, 8, dtype=torch.uint8)),
-                                       **_PRUNE), "calib", "calib yields torch.uint8 images; .* floating point"),
-    "two-inputs": (lambda f: f.prune(_TwoInputs(), _X), "example_inputs", "missing 1 required positional argument"),
+    "labels-out-of-range": (
+        lambda f: f.prune(_net(), _X, calib=_loader(y=torch.arange(16)), **_PRUNE),
+        "calib",
+        r"calib yields labels 0\.\.7; expected class indices in \[0, 4\)",
+    ),
+    "float-labels": (
+        lambda f: f.prune(_net(), _X, calib=_loader(y=torch.rand(16)), **_PRUNE),
+        "calib",
+        "calib yields labels of dtype torch.float32 .* expected integer class indices",
+    ),
+    "uint8-images": (
+        lambda f: f.prune(_net(), _X, calib=_loader(x=torch.zeros(16, 3, 8, 8, dtype=torch.uint8)), **_PRUNE),
+        "calib",
+        "calib yields torch.uint8 images; .* floating point",
+    ),
+    "two-inputs": (
+        lambda f: f.prune(_TwoInputs(), _X),
+        "example_inputs",
+        "missing 1 required positional argument",
+    ),
     "dict-output": (lambda f: f.prune(_DictOut(), _X), "example_inputs", "the model returns a dict"),
-    "compress-dict-output": (lambda f: f.compress(model=_DictOut(), train=_loader(), test=_loader(), **_PRUNE),
-                             "train", "the model returns a dict for train"),
-    "compress-labels-out-of-range": (lambda f: f.compress(model=_net(), train=_loader(y=torch.arange(16)),
-                                                          test=_loader(), **_PRUNE), "train",
-                                     r"train yields labels 0\.\.7"),
-    "compress-wrong-channels": (lambda f: f.compress(model=_net(1), train=_loader(), test=_loader(), **_PRUNE),
-                                "train", "does not run on inputs of shape .* as train gives them"),
-    "compress-meta-device": (lambda f: f.compress(model=_meta_net(), train=_loader(), test=_loader(), **_PRUNE),
-                             "model", "model is on the meta device"),
-    "compress-uint8": (lambda f: f.compress(model=_net(), train=_loader(x=torch.zeros(16, 3, 8, 8, dtype=torch.uint8)),
-                                            test=_loader(), **_PRUNE), "train", "train yields torch.uint8 images"),
+    "compress-dict-output": (
+        lambda f: f.compress(model=_DictOut(), train=_loader(), test=_loader(), **_PRUNE),
+        "train",
+        "the model returns a dict for train",
+    ),
+    "compress-labels-out-of-range": (
+        lambda f: f.compress(model=_net(), train=_loader(y=torch.arange(16)), test=_loader(), **_PRUNE),
+        "train",
+        r"train yields labels 0\.\.7",
+    ),
+    "compress-wrong-channels": (
+        lambda f: f.compress(model=_net(1), train=_loader(), test=_loader(), **_PRUNE),
+        "train",
+        "does not run on inputs of shape .* as train gives them",
+    ),
+    "compress-meta-device": (
+        lambda f: f.compress(model=_meta_net(), train=_loader(), test=_loader(), **_PRUNE),
+        "model",
+        "model is on the meta device",
+    ),
+    "compress-uint8": (
+        lambda f: f.compress(
+            model=_net(),
+            train=_loader(x=torch.zeros(16, 3, 8, 8, dtype=torch.uint8)),
+            test=_loader(),
+            **_PRUNE,
+        ),
+        "train",
+        "train yields torch.uint8 images",
+    ),
 }
 
 
@@ -555,8 +783,16 @@ def test_tied_weights_are_refused_naming_them_and_the_model_is_untouched():
     import filterprune
     from filterprune.errors import UsageError
 
-    tied = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(8, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    tied = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 4),
+    )
     tied[4].weight = tied[2].weight
     with pytest.raises(UsageError, match=r"tied parameters \(2\.weight = 4\.weight\)") as e:
         filterprune.prune(tied, torch.randn(1, 3, 8, 8), sparsity=0.5)
@@ -569,12 +805,36 @@ def test_a_factory_that_leaves_a_thread_running_does_not_keep_the_process_alive(
         "import threading, time\nimport torch.nn as nn\n\n"
         "def build(num_classes=10):\n"
         "    threading.Thread(target=time.sleep, args=(600,), name='sleeper').start()\n"
-        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))\n")
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))\n"
+    )
     out = tmp_path / "out"
-    p = subprocess.run([sys.executable, "-m", "filterprune", "compress", f"{tmp_path / 'net.py'}:build", "--criterion",
-                        "l1", "--sparsity", "0.4", "--dataset", "synthetic", "--epochs", "0", "--finetune-epochs", "0",
-                        "--no-export", "--no-bench", "--out", str(out)], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "filterprune",
+            "compress",
+            f"{tmp_path / 'net.py'}:build",
+            "--criterion",
+            "l1",
+            "--sparsity",
+            "0.4",
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "0",
+            "--finetune-epochs",
+            "0",
+            "--no-export",
+            "--no-bench",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+    )
     assert p.returncode == 0, p.stderr
     assert "thread(s) that the model's code left running (e.g. sleeper)" in p.stderr.splitlines()[-1]
     import filterprune
@@ -590,11 +850,32 @@ def test_sys_exit_in_a_models_forward_is_one_line_exit_1(tmp_path, capfd):
         "        if not self.training and x.shape[0] > 1:\n            sys.exit(4)\n"
         "        return super().forward(x)\n\n"
         "def build(num_classes=10):\n"
-        "    return Quits(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))\n")
+        "    return Quits(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))\n"
+    )
     out = tmp_path / "out"
-    assert main(["compress", f"{tmp_path / 'net.py'}:build", "--criterion", "l1", "--sparsity", "0.4", "--dataset",
-                 "synthetic", "--epochs", "0", "--finetune-epochs", "0", "--no-export", "--no-bench",
-                 "--out", str(out)]) == 1
+    assert (
+        main(
+            [
+                "compress",
+                f"{tmp_path / 'net.py'}:build",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.4",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "0",
+                "--finetune-epochs",
+                "0",
+                "--no-export",
+                "--no-bench",
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
     err = capfd.readouterr().err.strip().splitlines()
     assert err[-1] == "filterprune: error: the model's code called sys.exit(4)" and not out.exists()
 
@@ -624,13 +905,25 @@ def test_model_args_too_large_for_our_readers_are_refused_in_python_before_train
 
     monkeypatch.chdir(tmp_path)
     net = tmp_path / "net.py"
-    net.write_text("import torch.nn as nn\n\ndef build(num_classes=10, **kwargs):\n"
-                   "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, num_classes))\n")
-    for args, said in (({"blob": "x" * 10_000_000}, "a string of 10,000,000 characters"),
-                       ({"items": list(range(20_000))}, "bytes of JSON"), ({"f": print}, "only JSON values")):
+    net.write_text(
+        "import torch.nn as nn\n\ndef build(num_classes=10, **kwargs):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, num_classes))\n"
+    )
+    for args, said in (
+        ({"blob": "x" * 10_000_000}, "a string of 10,000,000 characters"),
+        ({"items": list(range(20_000))}, "bytes of JSON"),
+        ({"f": print}, "only JSON values"),
+    ):
         with pytest.raises(UsageError, match=said) as e:
-            filterprune.compress(model=f"{net}:build", model_args=args, criterion="l1", sparsity=0.4,
-                                 dataset="synthetic", epochs=1, out=str(tmp_path / "out"))
+            filterprune.compress(
+                model=f"{net}:build",
+                model_args=args,
+                criterion="l1",
+                sparsity=0.4,
+                dataset="synthetic",
+                epochs=1,
+                out=str(tmp_path / "out"),
+            )
         assert e.value.params == ("model_args",) and "--" not in str(e.value)
     assert not (tmp_path / "out").exists()
 
@@ -672,10 +965,18 @@ def behave(num_classes=10, mode="ok", width=4, **extra):
 def _json_values():
     from hypothesis import strategies as st
 
-    leaves = st.none() | st.booleans() | st.integers(-10**40, 10**40) | st.floats(allow_nan=False) | \
-        st.text(max_size=20)
-    return st.recursive(leaves, lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids,
-                                                                                            max_size=3), max_leaves=8)
+    leaves = (
+        st.none()
+        | st.booleans()
+        | st.integers(-(10**40), 10**40)
+        | st.floats(allow_nan=False)
+        | st.text(max_size=20)
+    )
+    return st.recursive(
+        leaves,
+        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3),
+        max_leaves=8,
+    )
 
 
 def test_property_any_model_args_end_in_a_readable_run_or_one_line(tmp_path_factory):
@@ -687,10 +988,17 @@ def test_property_any_model_args_end_in_a_readable_run_or_one_line(tmp_path_fact
     code = tmp_path_factory.mktemp("code") / "behave.py"
     code.write_text(_BEHAVE)
     nesting = st.integers(0, 300).map(lambda n: {"deep": json.loads("[" * n + "]" * n)})
-    args = st.fixed_dictionaries({"mode": st.sampled_from(["ok", "exit", "raise", "base", "dict", "narrow"]),
-                                  "width": st.integers(1, 8)},
-                                 optional={"code": st.none() | st.integers(0, 200) | st.text(max_size=10),
-                                           "extra": _json_values(), "nest": nesting})
+    args = st.fixed_dictionaries(
+        {
+            "mode": st.sampled_from(["ok", "exit", "raise", "base", "dict", "narrow"]),
+            "width": st.integers(1, 8),
+        },
+        optional={
+            "code": st.none() | st.integers(0, 200) | st.text(max_size=10),
+            "extra": _json_values(),
+            "nest": nesting,
+        },
+    )
 
     @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(args)
@@ -698,14 +1006,38 @@ def test_property_any_model_args_end_in_a_readable_run_or_one_line(tmp_path_fact
         out = tmp_path_factory.mktemp("run") / "out"
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
-            rc = main(["compress", f"{code}:behave", "--model-args", json.dumps(model_args), "--criterion", "l1",
-                       "--sparsity", "0.4", "--dataset", "synthetic", "--epochs", "0", "--finetune-epochs", "0",
-                       "--no-export", "--no-bench", "--out", str(out)])
+            rc = main(
+                [
+                    "compress",
+                    f"{code}:behave",
+                    "--model-args",
+                    json.dumps(model_args),
+                    "--criterion",
+                    "l1",
+                    "--sparsity",
+                    "0.4",
+                    "--dataset",
+                    "synthetic",
+                    "--epochs",
+                    "0",
+                    "--finetune-epochs",
+                    "0",
+                    "--no-export",
+                    "--no-bench",
+                    "--out",
+                    str(out),
+                ]
+            )
         lines = [ln for ln in err.getvalue().splitlines() if not ln.startswith("[filterprune] ")]
         if rc == 0:
-            assert not lines and filterprune.load(out, trust_code=True)(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+            assert not lines and filterprune.load(out, trust_code=True)(torch.randn(1, 3, 32, 32)).shape == (
+                1,
+                10,
+            )
         else:
-            assert rc in (1, 2) and len(lines) == 1 and lines[0].startswith("filterprune: error: "), err.getvalue()
+            assert rc in (1, 2) and len(lines) == 1 and lines[0].startswith("filterprune: error: "), (
+                err.getvalue()
+            )
             assert not out.exists()
 
     check()

@@ -1,5 +1,6 @@
 """--target-speedup / --target-latency: the solver against a known latency model, the measure-and-iterate
 search with a stand-in clock, and bad input. Timings here are fakes: speed goals live in benchmarks/."""
+
 import json
 import statistics
 
@@ -29,16 +30,22 @@ class MacClock:
 
     def model_ms(self, model, x):
         from filterprune.bench import counting
+
         return counting.count(model, tuple(x.shape[1:])).macs * 1e-6 * 1.3 + self.overhead
 
 
 @pytest.fixture
 def clock(monkeypatch, tmp_path):
-    monkeypatch.setenv("FILTERPRUNE_CACHE", str(tmp_path / "cache"))  # no table another test measured for real
+    monkeypatch.setenv(
+        "FILTERPRUNE_CACHE", str(tmp_path / "cache")
+    )  # no table another test measured for real
     c = MacClock(overhead_ms=2.0)
     monkeypatch.setattr(LatencyTable, "_measure", lambda self, site, cin, cout: c.conv(site, cin, cout))
-    monkeypatch.setattr(lt, "measure_samples", lambda models, x, runtime, threads, rounds=0: {
-        k: [c.model_ms(m, x)] for k, m in models.items()})
+    monkeypatch.setattr(
+        lt,
+        "measure_samples",
+        lambda models, x, runtime, threads, rounds=0: {k: [c.model_ms(m, x)] for k, m in models.items()},
+    )
     return c
 
 
@@ -57,7 +64,9 @@ def test_measured_speedup_meets_the_target(clock):
     assert t["asked_speedup"] == 2.0
     # delivered: at least the target (within tolerance), and not far past it (16-wide groups keep 8 or 16)
     assert 2.0 * (1 - lt.TOLERANCE) <= t["measured_speedup"] <= 2.0 * 1.2
-    assert clock.model_ms(dense, x) / clock.model_ms(model, x) == pytest.approx(t["measured_speedup"], rel=1e-6)
+    assert clock.model_ms(dense, x) / clock.model_ms(model, x) == pytest.approx(
+        t["measured_speedup"], rel=1e-6
+    )
     assert set(t["widths"]) and all(w >= 1 for w in t["widths"].values())
     assert t["iterations"] and all(r["speedup"] > 1 for r in t["iterations"])
     # a latency model proportional to MACs: no group is cut to its floor while others stay whole
@@ -87,6 +96,7 @@ def test_unreachable_target_names_the_best_reachable_figure(clock):
 
 def test_solver_cuts_unimportant_groups_first():
     """Two groups with the same latency, one scored far higher: the low one is cut before the high one."""
+
     class Site:
         def __init__(self, g):
             self.in_group, self.out_group = None, g
@@ -106,7 +116,9 @@ def test_solver_cuts_unimportant_groups_first():
 
     scores = [torch.ones(64), torch.ones(64)]
     scores[1][:32] = 0.01  # half of group 1 is near-useless
-    keep = lt.solve(lt.Importance(scores, [64, 64], [1, 1], Latency()), [8, 8], Latency(), budget_ms=0.1 * (64 + 40))
+    keep = lt.solve(
+        lt.Importance(scores, [64, 64], [1, 1], Latency()), [8, 8], Latency(), budget_ms=0.1 * (64 + 40)
+    )
     assert keep[1] < keep[0]
     assert sum(Latency().site_ms(keep, i) for i in range(2)) <= 0.1 * (64 + 40) + 1e-9
 
@@ -117,17 +129,48 @@ def test_steps_reach_the_target_together(clock):
     dense = build_model(ModelSpec("resnet20"))
     x = torch.randn(4, 3, 32, 32)
     ctx = PruneContext(example_inputs=torch.randn(1, 3, 32, 32))
-    res = prune_in_steps(model, make_criterion("l1"), PlanConfig(Speedup(2.0), target_batch=4), ctx, 10,
-                         steps=2, finetune=lambda m, i: None)
+    res = prune_in_steps(
+        model,
+        make_criterion("l1"),
+        PlanConfig(Speedup(2.0), target_batch=4),
+        ctx,
+        10,
+        steps=2,
+        finetune=lambda m, i: None,
+    )
     assert len(res.latency_target["steps"]) == 2
     assert clock.model_ms(dense, x) / clock.model_ms(model, x) == pytest.approx(2.0, rel=2 * lt.TOLERANCE)
 
 
 def test_compress_with_target_speedup_reports_asked_vs_measured(clock, tmp_path):
     out = tmp_path / "run"
-    assert main(["compress", "resnet20", "--criterion", "greedy", "--target-speedup", "2", "--dataset", "synthetic",
-                 "--epochs", "0", "--finetune-epochs", "0", "--no-export", "--no-bench", "--target-batch", "4",
-                 "--calib-batches", "1", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "resnet20",
+                "--criterion",
+                "greedy",
+                "--target-speedup",
+                "2",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "0",
+                "--finetune-epochs",
+                "0",
+                "--no-export",
+                "--no-bench",
+                "--target-batch",
+                "4",
+                "--calib-batches",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads((out / "report.json").read_text())
     t = r["latency_target"]
     assert t["asked_speedup"] == 2 and 2 * (1 - lt.TOLERANCE) <= t["measured_speedup"] <= 2 * 1.2
@@ -158,12 +201,43 @@ def test_an_openvino_target_is_checked_on_openvino(tmp_path):
 
     pytest.importorskip("openvino")
     out = tmp_path / "run"
-    p = subprocess.run([sys.executable, "-m", "filterprune", "compress", "resnet20", "--criterion", "l1",
-                        "--target-speedup", "1.5", "--dataset", "synthetic", "--epochs", "0", "--finetune-epochs",
-                        "0", "--target-runtime", "openvino", "--target-batch", "2", "--layer-floor", "0.05",
-                        "--bench-batch-sizes", "2", "--bench-iters", "1", "--bench-warmup", "0", "--out", str(out)],
-                       capture_output=True, text=True, timeout=600, env={**__import__("os").environ,
-                                                                          "FILTERPRUNE_CACHE": str(tmp_path / "c")})
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "filterprune",
+            "compress",
+            "resnet20",
+            "--criterion",
+            "l1",
+            "--target-speedup",
+            "1.5",
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "0",
+            "--finetune-epochs",
+            "0",
+            "--target-runtime",
+            "openvino",
+            "--target-batch",
+            "2",
+            "--layer-floor",
+            "0.05",
+            "--bench-batch-sizes",
+            "2",
+            "--bench-iters",
+            "1",
+            "--bench-warmup",
+            "0",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "FILTERPRUNE_CACHE": str(tmp_path / "c")},
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     r = json.loads((out / "report.json").read_text())
     assert r["latency_target"]["runtime"] == "openvino"
@@ -179,25 +253,43 @@ def test_a_measured_openvino_target_adds_openvino_to_the_runs_benchmark():
         return _runtimes(type("S", (), {"cfg": cfg})())
 
     assert runtimes(target_speedup=2.0, target_runtime="openvino") == ("torch", "onnxruntime", "openvino")
-    assert runtimes(target_speedup=2.0) == runtimes(sparsity=0.4, target_runtime="openvino") == ("torch", "onnxruntime")
+    assert (
+        runtimes(target_speedup=2.0)
+        == runtimes(sparsity=0.4, target_runtime="openvino")
+        == ("torch", "onnxruntime")
+    )
 
 
-@pytest.mark.parametrize("flags, needle", [
-    (["--target-speedup", "1"], "--target-speedup must be > 1"),
-    (["--target-speedup", "0.5"], "--target-speedup must be > 1"),
-    (["--target-latency", "0"], "--target-latency must be > 0 ms"),
-    (["--target-speedup", "2", "--target-runtime", "tensorflow"], "invalid choice: 'tensorflow'"),
-    (["--target-speedup", "2", "--sparsity", "0.4"], "give exactly one of --sparsity, --target-macs"),
-    (["--target-speedup", "2", "--threads", "0"], "--threads must be >= 1"),
-    (["--target-latency", "5", "--steps", "2"], "with --steps use --target-speedup"),
-    (["--target-speedup", "2", "--target-runtime", "torch:cuda"], "needs a CUDA GPU"),
-])
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--target-speedup", "1"], "--target-speedup must be > 1"),
+        (["--target-speedup", "0.5"], "--target-speedup must be > 1"),
+        (["--target-latency", "0"], "--target-latency must be > 0 ms"),
+        (["--target-speedup", "2", "--target-runtime", "tensorflow"], "invalid choice: 'tensorflow'"),
+        (["--target-speedup", "2", "--sparsity", "0.4"], "give exactly one of --sparsity, --target-macs"),
+        (["--target-speedup", "2", "--threads", "0"], "--threads must be >= 1"),
+        (["--target-latency", "5", "--steps", "2"], "with --steps use --target-speedup"),
+        (["--target-speedup", "2", "--target-runtime", "torch:cuda"], "needs a CUDA GPU"),
+    ],
+)
 def test_bad_latency_targets_are_one_line_usage_errors(tmp_path, capsys, flags, needle):
     if "torch:cuda" in flags and torch.cuda.is_available():
         pytest.skip("a GPU is present")
     out = tmp_path / "run"
-    args = ["compress", "resnet20", "--criterion", "l1", "--dataset", "synthetic", "--epochs", "0",
-            "--out", str(out), *flags]
+    args = [
+        "compress",
+        "resnet20",
+        "--criterion",
+        "l1",
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "0",
+        "--out",
+        str(out),
+        *flags,
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0] and not out.exists()
@@ -205,15 +297,18 @@ def test_bad_latency_targets_are_one_line_usage_errors(tmp_path, capsys, flags, 
 
 def test_openvino_missing_is_a_usage_error(monkeypatch):
     import builtins
+
     real = builtins.__import__
 
     def fake(name, *a, **k):
         if name == "openvino":
             raise ImportError("no openvino")
         return real(name, *a, **k)
+
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(UsageError, match=r"pip install 'filterprune\[openvino\]'"):
         from filterprune.bench.runners import openvino_core
+
         openvino_core()
 
 
@@ -254,5 +349,7 @@ def test_aligned_plans_are_searched_when_no_solver_plan_reaches_the_target(clock
     assert all(r["speedup"] < 2.0 for r in t["iterations"] if r["plan"] == "solver")
     assert t["plan"] == "aligned" and 2.0 <= t["measured_speedup"] <= 2.0 * 1.2
     x = torch.randn(4, 3, 32, 32)
-    assert clock.model_ms(dense, x) / clock.model_ms(model, x) == pytest.approx(t["measured_speedup"], rel=1e-6)
+    assert clock.model_ms(dense, x) / clock.model_ms(model, x) == pytest.approx(
+        t["measured_speedup"], rel=1e-6
+    )
     assert all(w % 8 == 0 for w in t["widths"].values())  # aligned as --round-to auto aligns

@@ -1,6 +1,7 @@
 """The layout holds: no import cycle among the package's modules, few imports inside functions (each with
 its reason), every module imports on its own in a fresh interpreter, and no library module imports the
 command line."""
+
 import ast
 import io
 import pkgutil
@@ -14,8 +15,11 @@ import pytest
 import filterprune
 
 ROOT = Path(filterprune.__file__).parent
-MODULES = sorted(m.name for m in pkgutil.walk_packages([str(ROOT)], prefix="filterprune.")
-                 if m.name != "filterprune.__main__")  # __main__ runs the CLI when imported
+MODULES = sorted(
+    m.name
+    for m in pkgutil.walk_packages([str(ROOT)], prefix="filterprune.")
+    if m.name != "filterprune.__main__"
+)  # __main__ runs the CLI when imported
 
 
 MAX_FUNCTION_IMPORTS = 30  # imports of filterprune modules inside functions: fewer than this
@@ -44,7 +48,7 @@ def _imports(mods: dict) -> list[tuple[str, int, bool, set[str]]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    parts = mod.split(".")[:len(mod.split(".")) - node.level + is_pkg]
+                    parts = mod.split(".")[: len(mod.split(".")) - node.level + is_pkg]
                     base = ".".join(parts + ([node.module] if node.module else []))
                 names = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
             else:
@@ -70,7 +74,7 @@ def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
         path.append(m)
         for n in sorted(edges.get(m, ())):
             if state.get(n) == 1:
-                return path[path.index(n):] + [n]
+                return path[path.index(n) :] + [n]
             if n not in state and (found := visit(n)):
                 return found
         state[m] = 2
@@ -106,27 +110,37 @@ def test_few_imports_inside_functions_each_with_its_reason():
             tokens = tokenize.generate_tokens(io.StringIO(mods[mod][0].read_text()).readline)
             comments[mod] = {t.start[0] for t in tokens if t.type == tokenize.COMMENT}
     assert len(inner) < MAX_FUNCTION_IMPORTS, f"{len(inner)} filterprune imports in functions: {inner}"
-    silent = [f"{mods[mod][0].relative_to(ROOT.parent)}:{line}" for mod, line in inner
-              if line not in comments[mod]]
+    silent = [
+        f"{mods[mod][0].relative_to(ROOT.parent)}:{line}" for mod, line in inner if line not in comments[mod]
+    ]
     assert silent == [], f"imports inside functions without a '# reason' on their line: {silent}"
 
 
 @pytest.mark.slow  # ~80 fresh interpreters, 2-5 min
 def test_every_module_imports_alone_in_a_fresh_interpreter():
-    code = ("import importlib, subprocess, sys\n"
-            "bad = []\n"
-            f"for m in {MODULES!r}:\n"
-            "    p = subprocess.run([sys.executable, '-c', f'import {m}'], capture_output=True, text=True)\n"
-            "    if p.returncode: bad.append((m, p.stderr.strip().splitlines()[-1:]))\n"
-            "print(bad)\n")
+    code = (
+        "import importlib, subprocess, sys\n"
+        "bad = []\n"
+        f"for m in {MODULES!r}:\n"
+        "    p = subprocess.run([sys.executable, '-c', f'import {m}'], capture_output=True, text=True)\n"
+        "    if p.returncode: bad.append((m, p.stderr.strip().splitlines()[-1:]))\n"
+        "print(bad)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900).stdout
     assert out.strip() == "[]", out
 
 
 def test_no_library_module_imports_the_cli():
-    offenders = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
-                 if p.name not in ("cli.py", "__main__.py") and ("from .cli" in p.read_text() or "from ..cli" in
-                                                                 p.read_text() or "filterprune.cli" in p.read_text())]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in ROOT.rglob("*.py")
+        if p.name not in ("cli.py", "__main__.py")
+        and (
+            "from .cli" in p.read_text()
+            or "from ..cli" in p.read_text()
+            or "filterprune.cli" in p.read_text()
+        )
+    ]
     assert offenders == []
 
 
@@ -158,6 +172,11 @@ def test_no_benchmark_folder_shadows_a_package():
 
 
 def test_a_benchmark_script_runs_from_its_folder():
-    p = subprocess.run([sys.executable, str(BENCH / "accuracy_table.py"), "--help"], capture_output=True,
-                       text=True, timeout=120, cwd=ROOT.parent)
+    p = subprocess.run(
+        [sys.executable, str(BENCH / "accuracy_table.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT.parent,
+    )
     assert p.returncode == 0, p.stderr[-2000:]

@@ -1,5 +1,6 @@
 """Mask criteria (snip, grasp, synflow, mag, rand, imp): densities, hand-computed scores, IMP's nesting and
 rewinding, the seed FLOP convention, and the mask -> channel saliency reduction."""
+
 import math
 
 import pytest
@@ -46,10 +47,10 @@ def _mask(model, name, **cfg):
 def test_mask_density_is_ten_to_minus_c(resnet56, c, scope):
     masks = _mask(resnet56, "mag", compression=c, scope=scope)
     assert set(masks) == set(prunable(resnet56))  # every conv and the classifier, nothing else
-    assert density(masks) == pytest.approx(10 ** -c, rel=0.005)
+    assert density(masks) == pytest.approx(10**-c, rel=0.005)
     if scope == "layerwise":
         for name, m in masks.items():
-            assert int(m.sum()) == max(1, round(10 ** -c * m.numel())), name
+            assert int(m.sum()) == max(1, round(10**-c * m.numel())), name
 
 
 def test_global_magnitude_keeps_exactly_the_largest_weights(resnet56):
@@ -82,7 +83,9 @@ class Lin(nn.Module):
 def test_snip_is_abs_grad_times_weight_by_hand(monkeypatch):
     net = Lin()
     x, y = torch.randn(5, 4), torch.tensor([0, 1, 1, 0, 1])
-    monkeypatch.setattr("filterprune.criteria.mask.snip.calibration_batches", lambda ctx, name: iter([(x, y)]))
+    monkeypatch.setattr(
+        "filterprune.criteria.mask.snip.calibration_batches", lambda ctx, name: iter([(x, y)])
+    )
     crit = make_criterion("snip")
     crit.prepare(net, PruneContext(torch.randn(1, 4), data=object(), mask=MaskConfig(compression=0.3)))
     # hand-written backprop of mean cross-entropy through fc2(relu(fc1 x))
@@ -109,11 +112,15 @@ def test_synflow_by_hand_and_without_data(monkeypatch):
     net = Lin()
     with torch.no_grad():
         net.fc1.bias.copy_(torch.tensor([-1.0, 0.5, -2.0]))  # signs must not matter: |b| enters R
-    monkeypatch.setattr("filterprune.masks.schedule.make_loader",  # where the mask criteria get batches
-                        lambda *a, **k: pytest.fail("synflow loaded data"))
+    monkeypatch.setattr(
+        "filterprune.masks.schedule.make_loader",  # where the mask criteria get batches
+        lambda *a, **k: pytest.fail("synflow loaded data"),
+    )
     crit = make_criterion("synflow")
-    crit.prepare(net, PruneContext(torch.randn(1, 4), data=DataFree(), mask=MaskConfig(compression=0.2,
-                                                                                       synflow_rounds=1)))
+    crit.prepare(
+        net,
+        PruneContext(torch.randn(1, 4), data=DataFree(), mask=MaskConfig(compression=0.2, synflow_rounds=1)),
+    )
     A1, B1, A2 = net.fc1.weight.detach().abs(), net.fc1.bias.detach().abs(), net.fc2.weight.detach().abs()
     # R = 1' |W2| (|W1| 1 + |b1|): dR/dW1_ij = sum_k |W2|_ki, dR/dW2_ki = (|W1| 1 + |b1|)_i
     assert torch.allclose(crit.weight_score["fc1"], (A1 * A2.sum(0)[:, None]).double(), atol=1e-12)
@@ -121,13 +128,15 @@ def test_synflow_by_hand_and_without_data(monkeypatch):
     assert net.fc1.bias[0] == -1.0  # the model itself is untouched
     full = make_criterion("synflow")  # the default: 100 rounds, exponential schedule, still data-free
     full.prepare(net, PruneContext(torch.randn(1, 4), data=DataFree(), mask=MaskConfig(compression=0.5)))
-    assert sum(int(m.sum()) for m in full.masks.values()) == round(10 ** -0.5 * 18)
+    assert sum(int(m.sum()) for m in full.masks.values()) == round(10**-0.5 * 18)
 
 
 def test_grasp_is_weight_times_hessian_gradient_product(monkeypatch):
     net = Lin()
     x, y = torch.randn(6, 4), torch.tensor([0, 1, 1, 0, 1, 0])
-    monkeypatch.setattr("filterprune.criteria.mask.grasp.calibration_batches", lambda ctx, name: iter([(x, y)]))
+    monkeypatch.setattr(
+        "filterprune.criteria.mask.grasp.calibration_batches", lambda ctx, name: iter([(x, y)])
+    )
     crit = make_criterion("grasp")
     crit.prepare(net, PruneContext(torch.randn(1, 4), data=object(), mask=MaskConfig(compression=0.3)))
     params = [net.fc1.weight, net.fc2.weight]
@@ -155,23 +164,30 @@ def test_imp_masks_are_nested_and_weights_rewound():
                 p.add_(torch.randn_like(p))
 
     ctx = PruneContext(torch.randn(1, 4), data=object())
-    masks, _ = imp(net, 10 ** -0.6, "global", 3, None, ctx, train_fn=fake_train)
+    masks, _ = imp(net, 10**-0.6, "global", 3, None, ctx, train_fn=fake_train)
     assert len(seen) == 3 and torch.equal(seen[0]["fc1"], start["fc1.weight"])
     kept = [{n: w != 0 for n, w in s.items()} for s in seen[1:]] + [masks]
     for earlier, later in zip(kept, kept[1:]):
         assert all(bool((later[n] <= earlier[n]).all()) for n in masks)  # nested
     for s, m in zip(seen[1:], kept):  # each cycle restarts from the starting weights, masked
         assert torch.equal(s["fc1"], start["fc1.weight"] * m["fc1"])
-    assert [round(density(k), 3) for k in kept] == [round(round(10 ** -(0.6 * i / 3) * 18) / 18, 3)
-                                                    for i in (1, 2, 3)]
+    assert [round(density(k), 3) for k in kept] == [
+        round(round(10 ** -(0.6 * i / 3) * 18) / 18, 3) for i in (1, 2, 3)
+    ]
     assert all(torch.equal(v, start[k]) for k, v in net.state_dict().items())  # the input model untouched
 
 
 def test_held_masks_stay_zero_through_sgd_with_momentum_and_decay():
     gen = torch.Generator().manual_seed(0)
-    data = ImageData("tiny", torch.randint(0, 255, (32, 1, 4, 4), dtype=torch.uint8, generator=gen),
-                     torch.randint(0, 2, (32,), generator=gen), torch.zeros(4, 1, 4, 4, dtype=torch.uint8),
-                     torch.zeros(4, dtype=torch.long), ["a", "b"], "test")
+    data = ImageData(
+        "tiny",
+        torch.randint(0, 255, (32, 1, 4, 4), dtype=torch.uint8, generator=gen),
+        torch.randint(0, 2, (32,), generator=gen),
+        torch.zeros(4, 1, 4, 4, dtype=torch.uint8),
+        torch.zeros(4, dtype=torch.long),
+        ["a", "b"],
+        "test",
+    )
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
     masks = mask_at({n: torch.rand(m.weight.shape) for n, m in prunable(net).items()}, 0.3, "global")
     apply_masks(net, masks)
@@ -229,14 +245,29 @@ def test_mask_criteria_shrink_real_architectures(name):
 def test_default_compression_and_bad_mask_config():
     assert Sparsity(0.4).compression() == pytest.approx(-2 * math.log10(0.6))
     assert 10 ** -Sparsity(0.4).compression() == pytest.approx(0.36)
-    for bad in ({"compression": -0.1}, {"compression": math.inf}, {"compression": 1, "imp_iterations": 0},
-                {"compression": 1, "scope": "local"}, {"compression": 1, "reduce": "max"}):
+    for bad in (
+        {"compression": -0.1},
+        {"compression": math.inf},
+        {"compression": 1, "imp_iterations": 0},
+        {"compression": 1, "scope": "local"},
+        {"compression": 1, "reduce": "max"},
+    ):
         with pytest.raises(UsageError):
             MaskConfig(**bad)
 
 
-FAST = ["--dataset", "digits", "--epochs", "1", "--finetune-epochs", "1", "--bench-iters", "2",
-        "--bench-batch-sizes", "1,4"]
+FAST = [
+    "--dataset",
+    "digits",
+    "--epochs",
+    "1",
+    "--finetune-epochs",
+    "1",
+    "--bench-iters",
+    "2",
+    "--bench-batch-sizes",
+    "1,4",
+]
 
 
 def test_compress_reports_the_masked_control_beside_the_shrunk_model(tmp_path):
@@ -246,7 +277,10 @@ def test_compress_reports_the_masked_control_beside_the_shrunk_model(tmp_path):
     from filterprune.cli import main
 
     out = tmp_path / "run"
-    assert main(["compress", "resnet20", "--criterion", "mag", "--sparsity", "0.4", "--out", str(out), *FAST]) == 0
+    assert (
+        main(["compress", "resnet20", "--criterion", "mag", "--sparsity", "0.4", "--out", str(out), *FAST])
+        == 0
+    )
     assert {"model.onnx", "dense.onnx", "masked.onnx", "report.json"} <= {p.name for p in out.iterdir()}
     r = json.loads((out / "report.json").read_text())
     d, p, m = r["dense"], r["pruned"], r["masked"]
@@ -277,9 +311,37 @@ def test_masked_mode_keeps_the_dense_shape_with_imp_masks(tmp_path):
     from filterprune.cli import main
 
     out = tmp_path / "run"
-    assert main(["compress", "mlp", "--criterion", "imp", "--sparsity", "0.4", "--mode", "masked", "--compression",
-                 "1", "--imp-iterations", "2", "--imp-epochs", "1", "--dataset", "digits", "--epochs", "1",
-                 "--finetune-epochs", "1", "--no-bench", "--no-export", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "mlp",
+                "--criterion",
+                "imp",
+                "--sparsity",
+                "0.4",
+                "--mode",
+                "masked",
+                "--compression",
+                "1",
+                "--imp-iterations",
+                "2",
+                "--imp-epochs",
+                "1",
+                "--dataset",
+                "digits",
+                "--epochs",
+                "1",
+                "--finetune-epochs",
+                "1",
+                "--no-bench",
+                "--no-export",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads((out / "report.json").read_text())
     assert r["mode"] == "masked" and r["pruned"]["macs"] == r["dense"]["macs"]
     assert all(x["channels_after"] == x["channels_before"] for x in r["layers"])
@@ -296,19 +358,45 @@ def test_steps_keep_the_masked_control_on_the_dense_mask(tmp_path):
     from filterprune.cli import main
 
     out = tmp_path / "run"
-    assert main(["compress", "mlp", "--criterion", "snip", "--sparsity", "0.5", "--steps", "2", "--dataset", "digits",
-                 "--epochs", "1", "--finetune-epochs", "1", "--no-bench", "--no-export", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "mlp",
+                "--criterion",
+                "snip",
+                "--sparsity",
+                "0.5",
+                "--steps",
+                "2",
+                "--dataset",
+                "digits",
+                "--epochs",
+                "1",
+                "--finetune-epochs",
+                "1",
+                "--no-bench",
+                "--no-export",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads((out / "report.json").read_text())
     assert r["masked"]["macs"] == r["dense"]["macs"] > r["pruned"]["macs"]
     assert r["masked"]["weight_density"] == pytest.approx(10 ** -r["masked"]["compression"], rel=0.005)
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--criterion", "snip", "--compression", "-1"], "--compression must be >= 0"),
-    (["--criterion", "imp", "--imp-iterations", "0"], "--imp-iterations must be >= 1"),
-    (["--criterion", "l1", "--mode", "masked"], "--mode masked needs a mask criterion"),
-    (["--criterion", "snip", "--mask-scope", "local"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--criterion", "snip", "--compression", "-1"], "--compression must be >= 0"),
+        (["--criterion", "imp", "--imp-iterations", "0"], "--imp-iterations must be >= 1"),
+        (["--criterion", "l1", "--mode", "masked"], "--mode masked needs a mask criterion"),
+        (["--criterion", "snip", "--mask-scope", "local"], "invalid choice"),
+    ],
+)
 def test_bad_mask_options_exit_2_in_one_line(tmp_path, capsys, args, needle):
     import re
 

@@ -9,7 +9,9 @@ NAMES = [n for n in MODELS.names() if not n.startswith(("tv:", "timm:"))] + ["tv
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_model_builds_and_classifies(name):
-    spec = ModelSpec(name, num_classes=7, in_channels=1 if name == "mlp" else 3, image_size=28 if name == "mlp" else 32)
+    spec = ModelSpec(
+        name, num_classes=7, in_channels=1 if name == "mlp" else 3, image_size=28 if name == "mlp" else 32
+    )
     model = build_model(spec).eval()
     out = model(torch.randn(2, spec.in_channels, spec.image_size, spec.image_size))
     assert out.shape == (2, 7)

@@ -4,6 +4,7 @@ caches only, and a missing file is one line, at once, with no request made.
 In this process conftest's guard fails any test that connects beyond loopback; a fresh process is watched
 through a proxy: every HTTP client it could use is pointed at a local socket that counts connections.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,17 @@ from filterprune.errors import UsageError
 from filterprune.models import ModelSpec, initial_model
 
 ROOT = Path(__file__).resolve().parents[1]
-HUB_ENV = ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-           "XDG_CACHE_HOME", "TORCH_HOME", "NO_PROXY", "no_proxy")
+HUB_ENV = (
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "XDG_CACHE_HOME",
+    "TORCH_HOME",
+    "NO_PROXY",
+    "no_proxy",
+)
 
 
 class _Proxy:
@@ -65,17 +75,47 @@ def test_pretrained_weights_not_cached_make_no_request_and_fail_in_one_line(mode
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in HUB_ENV}
-    env.update({"HOME": str(home), "TORCH_HOME": str(home / "torch"), "OMP_NUM_THREADS": "1",
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    env.update(
+        {
+            "HOME": str(home),
+            "TORCH_HOME": str(home / "torch"),
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+    )
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         env[var] = env[var.lower()] = proxy.url
     t = time.monotonic()
     try:
-        p = subprocess.run([sys.executable, "-m", "filterprune", "compress", model, "--weights", "DEFAULT",
-                            "--criterion", "l1", "--sparsity", "0.4", "--dataset", "synthetic",
-                            "--epochs", "0", "--finetune-epochs", "0", "--no-bench",
-                            "--out", str(tmp_path / "out")],
-                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "filterprune",
+                "compress",
+                model,
+                "--weights",
+                "DEFAULT",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.4",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "0",
+                "--finetune-epochs",
+                "0",
+                "--no-bench",
+                "--out",
+                str(tmp_path / "out"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+        )
     finally:
         seconds = time.monotonic() - t
         proxy.close()

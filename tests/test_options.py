@@ -1,5 +1,6 @@
 """One definition per option: every option of every group is a flag of each command that uses it (same
 default, help text present), a valid sweep key and a Python keyword, all generated from the field."""
+
 import dataclasses
 
 import pytest
@@ -42,7 +43,9 @@ def test_defaults_parse_back_to_themselves():
 def test_compress_help_is_grouped_by_stage():
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices["compress"]
     titles = [g.title for g in sub._action_groups if g._group_actions]
-    assert {"model", "data", "baseline training", "finetuning", "pruning", "benchmark", "output"} <= set(titles)
+    assert {"model", "data", "baseline training", "finetuning", "pruning", "benchmark", "output"} <= set(
+        titles
+    )
     crit = _actions("compress")["criterion"]
     assert "l1" in crit.help or crit.choices is None  # listed by `filterprune list criteria`
 
@@ -69,11 +72,19 @@ def test_train_and_bench_take_the_same_definitions():
         assert "--" + f.name.replace("_", "-") in bench[k].option_strings
 
 
-TARGETS = {"sparsity": 0.3, "target_macs": 0.5, "target_speedup": 2.0, "target_latency": 5.0}  # exactly one is set
+TARGETS = {
+    "sparsity": 0.3,
+    "target_macs": 0.5,
+    "target_speedup": 2.0,
+    "target_latency": 5.0,
+}  # exactly one is set
 
 
-@pytest.mark.parametrize("field", [f for f in FIELDS if f.default is not dataclasses.MISSING
-                                   and key_of(f) not in NOT_HASHED], ids=key_of)
+@pytest.mark.parametrize(
+    "field",
+    [f for f in FIELDS if f.default is not dataclasses.MISSING and key_of(f) not in NOT_HASHED],
+    ids=key_of,
+)
 def test_every_option_is_a_sweep_key_and_a_python_keyword(tmp_path, field):
     import yaml
 
@@ -98,8 +109,9 @@ def test_library_errors_name_the_keyword_and_the_cli_the_flag(capsys):
     with pytest.raises(UsageError, match=r"^sparsity must be in \[0, 1\), got 2"):
         CompressConfig.of(model="resnet20", criterion="l1", sparsity=2).validate()
     with pytest.raises(UsageError, match="^layer_floor must"):
-        filterprune.prune(__import__("torch").nn.Conv2d(3, 4, 3), __import__("torch").randn(1, 3, 8, 8),
-                          layer_floor=0)
+        filterprune.prune(
+            __import__("torch").nn.Conv2d(3, 4, 3), __import__("torch").randn(1, 3, 8, 8), layer_floor=0
+        )
     assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "2"]) == 2
     assert "--sparsity must be in [0, 1), got 2" in capsys.readouterr().err
 
@@ -121,8 +133,29 @@ def test_a_criterion_added_from_outside_the_package_runs_the_pipeline(tmp_path):
 
     try:
         out = tmp_path / "run"
-        assert main(["compress", "resnet20", "--criterion", "test-l2", "--sparsity", "0.5", "--dataset", "synthetic",
-                     "--epochs", "0", "--finetune-epochs", "0", "--no-export", "--no-bench", "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "compress",
+                    "resnet20",
+                    "--criterion",
+                    "test-l2",
+                    "--sparsity",
+                    "0.5",
+                    "--dataset",
+                    "synthetic",
+                    "--epochs",
+                    "0",
+                    "--finetune-epochs",
+                    "0",
+                    "--no-export",
+                    "--no-bench",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         r = json.loads((out / "report.json").read_text())
         assert r["criterion"] == "test-l2" and r["layers"][0]["channels_after"] == 8
     finally:

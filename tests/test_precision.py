@@ -1,6 +1,7 @@
 """Precision as a dimension: INT8 files (quantized, calibrated on the run's data), every latency row naming
 its precision, OpenVINO at an explicit precision matching onnxruntime at fp32, the accuracy of each deployed
 file, both of torch's exporters, and bad input."""
+
 import csv
 import json
 import logging
@@ -28,10 +29,37 @@ N_CALIB = 64
 def run_dir(tmp_path_factory):
     """A trained tiny model (digits), pruned, exported at fp32 and int8, timed at both."""
     out = tmp_path_factory.mktemp("precision") / "run"
-    assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.3", "--dataset", "digits",
-                 "--epochs", "6", "--finetune-epochs", "2", "--precision", "fp32,int8", "--calib-images",
-                 str(N_CALIB), "--bench-batch-sizes", "2", "--bench-iters", "2", "--bench-warmup", "0",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "resnet20",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.3",
+                "--dataset",
+                "digits",
+                "--epochs",
+                "6",
+                "--finetune-epochs",
+                "2",
+                "--precision",
+                "fp32,int8",
+                "--calib-images",
+                str(N_CALIB),
+                "--bench-batch-sizes",
+                "2",
+                "--bench-iters",
+                "2",
+                "--bench-warmup",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -78,7 +106,11 @@ def test_report_has_the_accuracy_of_each_deployed_file(run_dir):
     files = {(f["variant"], f["precision"]): f for f in dep["files"]}
     assert set(files) == {(v, p) for v in ("dense", "pruned") for p in ("fp32", "int8")}
     assert {f["path"] for f in dep["files"]} == {
-        "dense.onnx", "model.onnx", "dense.int8.onnx", "model.int8.onnx"}
+        "dense.onnx",
+        "model.onnx",
+        "dense.int8.onnx",
+        "model.int8.onnx",
+    }
     for v in ("dense", "pruned"):  # the fp32 file computes what PyTorch computes
         assert files[(v, "fp32")]["top1"] == pytest.approx(r[v]["accuracy"], abs=1.5 / r["dataset"]["test"])
         assert files[(v, "fp32")]["images"] == r["dataset"]["test"]
@@ -95,9 +127,15 @@ def test_every_latency_row_names_its_precision(run_dir):
     r = json.loads((run_dir / "report.json").read_text())
     rows = r["latency_rows"]
     assert {(x["runtime"], x["precision"]) for x in rows} == {
-        ("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+        ("torch", "fp32"),
+        ("onnxruntime", "fp32"),
+        ("onnxruntime", "int8"),
+    }
     assert {(x["runtime"], x["precision"]) for x in r["latency"]} == {
-        ("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+        ("torch", "fp32"),
+        ("onnxruntime", "fp32"),
+        ("onnxruntime", "int8"),
+    }
     int8 = next(x for x in r["latency"] if x["precision"] == "int8")
     assert int8["speedup_vs_dense_fp32"] > 0
     assert "| onnxruntime | cpu | int8 |" in (run_dir / "report.md").read_text()
@@ -112,17 +150,46 @@ def _in_a_fresh_process(code: str) -> str:
 
 def test_bench_times_int8_files_on_onnxruntime_and_openvino(run_dir, tmp_path):
     pytest.importorskip("openvino")
-    extra = ",bf16" if "True" in _in_a_fresh_process(
-        "from filterprune.bench.runners import ov_has_bf16; print(ov_has_bf16())") else ""
+    extra = (
+        ",bf16"
+        if "True"
+        in _in_a_fresh_process("from filterprune.bench.runners import ov_has_bf16; print(ov_has_bf16())")
+        else ""
+    )
     out = tmp_path / "b"
-    p = subprocess.run([sys.executable, "-m", "filterprune", "bench", str(run_dir), "--runtime", "onnxruntime,openvino",
-                        "--precision", "fp32,int8" + extra, "--batch-sizes", "2", "--iters", "2", "--warmup", "0",
-                        "--out", str(out)], capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "filterprune",
+            "bench",
+            str(run_dir),
+            "--runtime",
+            "onnxruntime,openvino",
+            "--precision",
+            "fp32,int8" + extra,
+            "--batch-sizes",
+            "2",
+            "--iters",
+            "2",
+            "--warmup",
+            "0",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     rows = list(csv.DictReader(open(out / "bench.csv")))
     got = {(r["variant"], r["runtime"], r["precision"]) for r in rows}
-    want = {(v, rt, p) for v in ("dense", "pruned") for rt in ("onnxruntime", "openvino")
-            for p in ("fp32", "int8")}
+    want = {
+        (v, rt, p)
+        for v in ("dense", "pruned")
+        for rt in ("onnxruntime", "openvino")
+        for p in ("fp32", "int8")
+    }
     want |= {(v, "openvino", "bf16") for v in ("dense", "pruned")} if extra else set()
     assert got == want
     assert all(r["error"] == "" and float(r["p50_ms"]) > 0 for r in rows)
@@ -165,8 +232,11 @@ def test_an_int8_file_that_loses_too_much_is_a_warning(monkeypatch, tmp_path, ca
     from filterprune import stages
 
     top1 = {"model.onnx": 0.90, "model.int8.onnx": 0.85, "dense.onnx": 0.95, "dense.int8.onnx": 0.948}
-    monkeypatch.setattr(stages.quantize, "onnx_accuracy",
-                        lambda path, data: {"top1": top1[path.name], "top5": 1.0, "images": 100})
+    monkeypatch.setattr(
+        stages.quantize,
+        "onnx_accuracy",
+        lambda path, data: {"top1": top1[path.name], "top5": 1.0, "images": 100},
+    )
     s = SimpleNamespace(cfg=SimpleNamespace(bench=Bench(max_int8_drop=1.0)), data=None)
     paths = {"dense": tmp_path / "dense.onnx", "pruned": tmp_path / "model.onnx"}
     int8 = {"dense": tmp_path / "dense.int8.onnx", "pruned": tmp_path / "model.int8.onnx"}
@@ -178,8 +248,10 @@ def test_an_int8_file_that_loses_too_much_is_a_warning(monkeypatch, tmp_path, ca
 
 def test_export_writes_the_int8_file_beside_the_fp32_one(run_dir, tmp_path, capsys):
     out = tmp_path / "m.onnx"
-    assert main(["export", str(run_dir), "--out", str(out), "--precision", "fp32,int8",
-                 "--calib-images", "32"]) == 0
+    assert (
+        main(["export", str(run_dir), "--out", str(out), "--precision", "fp32,int8", "--calib-images", "32"])
+        == 0
+    )
     printed = capsys.readouterr().out.split()
     assert printed == [str(out), str(tmp_path / "m.int8.onnx")]
     md = _meta(tmp_path / "m.int8.onnx")
@@ -226,8 +298,22 @@ def test_both_exporters_prove_parity(name, monkeypatch):
 
 
 def test_the_deploy_kit_runs_int8_files(run_dir):
-    p = subprocess.run([sys.executable, str(KIT), str(run_dir / "model.int8.onnx"), "--iters", "2",
-                        "--warmup", "0", "--batch", "2"], capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(KIT),
+            str(run_dir / "model.int8.onnx"),
+            "--iters",
+            "2",
+            "--warmup",
+            "0",
+            "--batch",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert f"precision int8 ({N_CALIB} calibration images)" in p.stdout and "latency: batch 2" in p.stdout
 
@@ -242,19 +328,37 @@ def _errors(capsys) -> list[str]:
 FAST = ["--epochs", "0", "--finetune-epochs", "0", "--no-bench", "--dataset", "digits"]
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--precision", "fp64"], "unknown --precision 'fp64'; valid: fp32, bf16, int8"),
-    (["--precision", "int8,int8"], "--precision lists int8 twice"),
-    (["--precision", "int8", "--calib-images", "0"], "--calib-images must be >= 1"),
-    (["--precision", "int8", "--calib-images", "100000"], "--calib-images must be in [1, 1294]"),
-    (["--precision", "fp32,bf16"], "--precision bf16 is OpenVINO's"),
-    (["--precision", "int8", "--no-export"], "skips the export"),
-    (["--max-int8-drop", "-1"], "--max-int8-drop must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--precision", "fp64"], "unknown --precision 'fp64'; valid: fp32, bf16, int8"),
+        (["--precision", "int8,int8"], "--precision lists int8 twice"),
+        (["--precision", "int8", "--calib-images", "0"], "--calib-images must be >= 1"),
+        (["--precision", "int8", "--calib-images", "100000"], "--calib-images must be in [1, 1294]"),
+        (["--precision", "fp32,bf16"], "--precision bf16 is OpenVINO's"),
+        (["--precision", "int8", "--no-export"], "skips the export"),
+        (["--max-int8-drop", "-1"], "--max-int8-drop must be >= 0"),
+    ],
+)
 def test_compress_bad_precision_input_is_one_line_exit_2(tmp_path, capsys, args, needle):
     out = tmp_path / "o"
-    assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.3", *FAST, *args,
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "compress",
+                "resnet20",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.3",
+                *FAST,
+                *args,
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     err = _errors(capsys)
     assert len(err) == 1 and needle in err[0], err
     assert not out.exists()
@@ -268,25 +372,50 @@ def test_quantization_that_fails_after_training_exits_1_and_writes_nothing(tmp_p
 
     monkeypatch.setattr(onnxruntime.quantization, "quantize_static", broken)
     out = tmp_path / "o"
-    assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.3", *FAST,
-                 "--precision", "fp32,int8", "--calib-images", "8", "--out", str(out)]) == 1
+    assert (
+        main(
+            [
+                "compress",
+                "resnet20",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.3",
+                *FAST,
+                "--precision",
+                "fp32,int8",
+                "--calib-images",
+                "8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
     err = _errors(capsys)
     assert len(err) == 1 and "INT8 quantization failed: ValueError: unsupported op" in err[0]
     assert not out.exists()
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["bench", "{run}", "--runtime", "torch", "--precision", "int8"],
-     "--precision int8 runs on onnxruntime or"),
-    (["bench", "{run}", "--precision", "fp32,bf16"], "--precision bf16 is OpenVINO's"),
-    (["bench", "{run}", "--precision", "int4"], "unknown --precision 'int4'"),
-    (["bench", "{bare}", "--precision", "int8"], "has no dense.int8.onnx: INT8 files are written by"),
-    (["export", "{run}", "--out", "{tmp}/m.onnx", "--precision", "int8", "--fp16"], "leave out --fp16"),
-    (["export", "{run}", "--out", "{tmp}/m.onnx", "--precision", "fp32,bf16"], "not a file of its own"),
-    (["export", "{run}", "--out", "{tmp}/m.onnx", "--precision", "int8", "--calib-images", "99999"],
-     "--calib-images must be in [1,"),
-    (["export", "{ckpt}", "--out", "{tmp}/m.onnx", "--precision", "int8"], "no report.json beside it"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (
+            ["bench", "{run}", "--runtime", "torch", "--precision", "int8"],
+            "--precision int8 runs on onnxruntime or",
+        ),
+        (["bench", "{run}", "--precision", "fp32,bf16"], "--precision bf16 is OpenVINO's"),
+        (["bench", "{run}", "--precision", "int4"], "unknown --precision 'int4'"),
+        (["bench", "{bare}", "--precision", "int8"], "has no dense.int8.onnx: INT8 files are written by"),
+        (["export", "{run}", "--out", "{tmp}/m.onnx", "--precision", "int8", "--fp16"], "leave out --fp16"),
+        (["export", "{run}", "--out", "{tmp}/m.onnx", "--precision", "fp32,bf16"], "not a file of its own"),
+        (
+            ["export", "{run}", "--out", "{tmp}/m.onnx", "--precision", "int8", "--calib-images", "99999"],
+            "--calib-images must be in [1,",
+        ),
+        (["export", "{ckpt}", "--out", "{tmp}/m.onnx", "--precision", "int8"], "no report.json beside it"),
+    ],
+)
 def test_bench_and_export_bad_precision_input_is_one_line_exit_2(run_dir, tmp_path, capsys, args, needle):
     bare = tmp_path / "bare"
     bare.mkdir()

@@ -1,4 +1,5 @@
 """Structure after pruning: channel counts, coupled layers, floors, rounding, and odd architectures."""
+
 import math
 import warnings
 
@@ -19,7 +20,9 @@ def _pruned(name, criterion="l1", **plan):
     torch.manual_seed(0)
     model = build_model(ModelSpec(name))
     dense_convs = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
-    res = prune(model, make_criterion(criterion), PlanConfig(**{"target": 0.4, **plan}), PruneContext(X32), 10)
+    res = prune(
+        model, make_criterion(criterion), PlanConfig(**{"target": 0.4, **plan}), PruneContext(X32), 10
+    )
     return model, dense_convs, res
 
 
@@ -74,8 +77,16 @@ def test_classifier_is_never_pruned():
     assert mlp[-1].out_features == 10 and all(m.out_features >= 10 for m in mlp if isinstance(m, nn.Linear))
 
 
-@pytest.mark.parametrize("bad", [dict(target=1.0), dict(target=-0.1), dict(target=0.4, scope="everywhere"),
-                                 dict(target=0.4, round_to=0), dict(target=0.4, layer_floor=0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(target=1.0),
+        dict(target=-0.1),
+        dict(target=0.4, scope="everywhere"),
+        dict(target=0.4, round_to=0),
+        dict(target=0.4, layer_floor=0),
+    ],
+)
 def test_bad_plan_is_a_usage_error(bad):
     with pytest.raises(UsageError):
         PlanConfig(**bad)

@@ -1,4 +1,5 @@
 """Timings a busy machine cannot fool: a CPU hog beside a benchmark is seen and said; a quiet run says nothing."""
+
 import subprocess
 import sys
 
@@ -34,8 +35,12 @@ def hog():
 
     pids = []
     for _ in range(max(1, quiet.cores() - 1)):
-        out = subprocess.run(["sh", "-c", f"'{sys.executable}' -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["sh", "-c", f"'{sys.executable}' -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         pids.append(int(out.strip()))
     time.sleep(0.5)
     yield pids
@@ -63,7 +68,9 @@ def test_a_quiet_run_carries_no_warning():
 
     load = quiet.other_load(1.0)
     if load > quiet.BUSY_CORES / 2:
-        pytest.skip(f"this machine is busy ({load:.2f} cores used by other processes): cannot show a quiet run")
+        pytest.skip(
+            f"this machine is busy ({load:.2f} cores used by other processes): cannot show a quiet run"
+        )
     rows = run_bench(_variants(), CFG)
     assert all(r["machine_busy"] == "" for r in rows), rows[0]["machine_busy"]
     assert "not quiet" not in markdown(pd.DataFrame(rows), {"cpu": "test"})
@@ -74,8 +81,9 @@ def test_the_compress_report_carries_the_warning():
 
     base = make_report()
     row = base["latency_rows"][0]
-    busy = report_md({**base, "latency_rows": [{**row,
-                                                "machine_busy": "other processes used 1.00 of 2 cores"}]})
+    busy = report_md(
+        {**base, "latency_rows": [{**row, "machine_busy": "other processes used 1.00 of 2 cores"}]}
+    )
     assert "not quiet" in busy
     assert "not quiet" not in report_md({**base, "latency_rows": [{**row, "machine_busy": ""}]})
 
@@ -93,11 +101,32 @@ def test_openvino_runtime_rows_beside_onnxruntime(tmp_path):
 
     files = [export_onnx(v.model, tmp_path / f"{v.name}.onnx", v.input_shape) for v in _variants()]
     out = tmp_path / "bench"
-    p = subprocess.run([sys.executable, "-m", "filterprune", "bench", *map(str, files), "--runtime",
-                        "onnxruntime,openvino", "--batch-sizes", "2", "--warmup", "1", "--iters", "3", "--no-memory",
-                        "--out", str(out)], capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "filterprune",
+            "bench",
+            *map(str, files),
+            "--runtime",
+            "onnxruntime,openvino",
+            "--batch-sizes",
+            "2",
+            "--warmup",
+            "1",
+            "--iters",
+            "3",
+            "--no-memory",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr
     rows = list(csv.DictReader((out / "bench.csv").open()))
-    assert {(r["runtime"], r["variant"]) for r in rows} == {(rt, v) for rt in ("onnxruntime", "openvino")
-                                                            for v in ("dense", "pruned")}
+    assert {(r["runtime"], r["variant"]) for r in rows} == {
+        (rt, v) for rt in ("onnxruntime", "openvino") for v in ("dense", "pruned")
+    }
     assert all(float(r["p50_ms"]) > 0 and not r["error"] for r in rows)

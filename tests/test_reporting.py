@@ -1,5 +1,6 @@
 """`filterprune report`: pivots against hand-made tables, settings never averaged together, the row
 variable, figures from real compress runs, and one-line errors on bad folders."""
+
 import json
 import math
 import shutil
@@ -21,30 +22,89 @@ from filterprune.reporting.schema import SCHEMA_VERSION, read_report
 BEFORE_SCHEMA = Path(__file__).parent / "fixtures" / "report-0.1.0.json"  # compress at 3e206b1 (0.1.0)
 
 
-def fake_report(criterion, sparsity, seed, acc, dense_acc, *, ms=None, dense_ms=None, rss=None, config=None,
-                compression=None, layers=None):
+def fake_report(
+    criterion,
+    sparsity,
+    seed,
+    acc,
+    dense_acc,
+    *,
+    ms=None,
+    dense_ms=None,
+    rss=None,
+    config=None,
+    compression=None,
+    layers=None,
+):
     """A report.json as compress writes it (tests/reports.py), with only the numbers a test sets."""
     rows = []
     for variant, p50 in (("dense", dense_ms), ("pruned", ms)):
         if p50 is not None:
-            rows.append({"variant": variant, "runtime": "onnxruntime", "device": "cpu", "batch_size": 32,
-                         "p50_ms": p50, "p90_ms": p50, "cpu_peak_rss_mb": "" if rss is None else rss[variant],
-                         "gpu_peak_allocated_mb": "", "gpu_peak_reserved_mb": ""})
-    latency = [{"runtime": "onnxruntime", "device": "cpu", "batch_size": 32, "dense_ms": dense_ms,
-                "pruned_ms": ms, "dense_p90_ms": dense_ms, "pruned_p90_ms": ms,
-                "speedup": dense_ms / ms}] if ms and dense_ms else []
-    cfg = {"model": "vgg16", "criterion": criterion, "sparsity": sparsity, "seed": seed, "epochs": 10,
-           "compression": compression, "target_macs": None, "out": f"runs/{criterion}-{sparsity}-{seed}",
-           **(config or {})}
-    masked = {**MASKED, "compression": compression, "accuracy": acc - 0.01,
-              "flop_fraction": 0.5} if compression else None
+            rows.append(
+                {
+                    "variant": variant,
+                    "runtime": "onnxruntime",
+                    "device": "cpu",
+                    "batch_size": 32,
+                    "p50_ms": p50,
+                    "p90_ms": p50,
+                    "cpu_peak_rss_mb": "" if rss is None else rss[variant],
+                    "gpu_peak_allocated_mb": "",
+                    "gpu_peak_reserved_mb": "",
+                }
+            )
+    latency = (
+        [
+            {
+                "runtime": "onnxruntime",
+                "device": "cpu",
+                "batch_size": 32,
+                "dense_ms": dense_ms,
+                "pruned_ms": ms,
+                "dense_p90_ms": dense_ms,
+                "pruned_p90_ms": ms,
+                "speedup": dense_ms / ms,
+            }
+        ]
+        if ms and dense_ms
+        else []
+    )
+    cfg = {
+        "model": "vgg16",
+        "criterion": criterion,
+        "sparsity": sparsity,
+        "seed": seed,
+        "epochs": 10,
+        "compression": compression,
+        "target_macs": None,
+        "out": f"runs/{criterion}-{sparsity}-{seed}",
+        **(config or {}),
+    }
+    masked = (
+        {**MASKED, "compression": compression, "accuracy": acc - 0.01, "flop_fraction": 0.5}
+        if compression
+        else None
+    )
     keep = 1 - (sparsity or 0.5)
-    r = make_report(model="vgg16", criterion=criterion, sparsity=sparsity, seed=seed,
-                    dataset={"name": "cifar10"}, dense={"accuracy": dense_acc},
-                    pruned={"params": int(2e6 * keep ** 2), "macs": int(3e8 * keep ** 2),
-                            "flops": int(3.1e8 * keep ** 2), "accuracy": acc},
-                    masked=masked, channel_sparsity=sparsity, layers=layers or [], latency=latency,
-                    latency_rows=rows)
+    r = make_report(
+        model="vgg16",
+        criterion=criterion,
+        sparsity=sparsity,
+        seed=seed,
+        dataset={"name": "cifar10"},
+        dense={"accuracy": dense_acc},
+        pruned={
+            "params": int(2e6 * keep**2),
+            "macs": int(3e8 * keep**2),
+            "flops": int(3.1e8 * keep**2),
+            "accuracy": acc,
+        },
+        masked=masked,
+        channel_sparsity=sparsity,
+        layers=layers or [],
+        latency=latency,
+        latency_rows=rows,
+    )
     r["config"] = cfg
     return r
 
@@ -60,32 +120,45 @@ def write_runs(root, reports, sweep=True):
 
 def hand_made_runs():
     """2 criteria x 2 sparsities x 2 seeds; snip at 0.6 lost seed 1; l1 at 0.6 seed 1 ran twice."""
-    return [fake_report("l1", 0.3, 0, 0.80, 0.92, ms=6.0, dense_ms=10.0),
-            fake_report("l1", 0.3, 1, 0.84, 0.94, ms=8.0, dense_ms=12.0),
-            fake_report("l1", 0.6, 0, 0.70, 0.92, ms=4.0, dense_ms=10.0),
-            fake_report("l1", 0.6, 1, 0.74, 0.94, ms=5.0, dense_ms=12.0),
-            fake_report("l1", 0.6, 1, 0.76, 0.94, ms=7.0, dense_ms=12.0),  # same seed again: averaged first
-            fake_report("snip", 0.3, 0, 0.90, 0.92, ms=5.0, dense_ms=10.0),
-            fake_report("snip", 0.3, 1, 0.88, 0.94, ms=5.0, dense_ms=12.0),
-            fake_report("snip", 0.6, 0, 0.60, 0.92, ms=3.0, dense_ms=10.0)]
+    return [
+        fake_report("l1", 0.3, 0, 0.80, 0.92, ms=6.0, dense_ms=10.0),
+        fake_report("l1", 0.3, 1, 0.84, 0.94, ms=8.0, dense_ms=12.0),
+        fake_report("l1", 0.6, 0, 0.70, 0.92, ms=4.0, dense_ms=10.0),
+        fake_report("l1", 0.6, 1, 0.74, 0.94, ms=5.0, dense_ms=12.0),
+        fake_report("l1", 0.6, 1, 0.76, 0.94, ms=7.0, dense_ms=12.0),  # same seed again: averaged first
+        fake_report("snip", 0.3, 0, 0.90, 0.92, ms=5.0, dense_ms=10.0),
+        fake_report("snip", 0.3, 1, 0.88, 0.94, ms=5.0, dense_ms=12.0),
+        fake_report("snip", 0.6, 0, 0.60, 0.92, ms=3.0, dense_ms=10.0),
+    ]
 
 
 def test_accuracy_pivot_matches_a_hand_made_table(tmp_path):
     root = write_runs(tmp_path / "sweep", hand_made_runs())
     assert main(["report", str(root)]) == 0
     out = root / "report"
-    expected = pd.DataFrame({"dense": ["93.00 ± 1.41", "93.00 ± 1.41"],
-                             "l1": ["82.00 ± 2.83", "72.50 ± 3.54"],  # 0.6: seeds 0.70 and mean(0.74, 0.76)
-                             "snip": ["89.00 ± 1.41", "60.00 (n=1)"]},
-                            index=pd.Index([0.3, 0.6], name="sparsity"))
+    expected = pd.DataFrame(
+        {
+            "dense": ["93.00 ± 1.41", "93.00 ± 1.41"],
+            "l1": ["82.00 ± 2.83", "72.50 ± 3.54"],  # 0.6: seeds 0.70 and mean(0.74, 0.76)
+            "snip": ["89.00 ± 1.41", "60.00 (n=1)"],
+        },
+        index=pd.Index([0.3, 0.6], name="sparsity"),
+    )
     df = collect.load_runs(root)
-    cells, n = tables.formatted(tables.pivot(df, tables.METRIC_BY_KEY["accuracy"]), tables.METRIC_BY_KEY["accuracy"])
+    cells, n = tables.formatted(
+        tables.pivot(df, tables.METRIC_BY_KEY["accuracy"]), tables.METRIC_BY_KEY["accuracy"]
+    )
     pd.testing.assert_frame_equal(cells, expected)
     assert n == 2
-    assert (out / "tables" / "accuracy.md").read_text().endswith(
-        "| sparsity | dense | l1 | snip |\n|---|---:|---:|---:|\n"
-        "| 0.3 | 93.00 ± 1.41 | 82.00 ± 2.83 | 89.00 ± 1.41 |\n"
-        "| 0.6 | 93.00 ± 1.41 | 72.50 ± 3.54 | 60.00 (n=1) |\n")
+    assert (
+        (out / "tables" / "accuracy.md")
+        .read_text()
+        .endswith(
+            "| sparsity | dense | l1 | snip |\n|---|---:|---:|---:|\n"
+            "| 0.3 | 93.00 ± 1.41 | 82.00 ± 2.83 | 89.00 ± 1.41 |\n"
+            "| 0.6 | 93.00 ± 1.41 | 72.50 ± 3.54 | 60.00 (n=1) |\n"
+        )
+    )
     csv = pd.read_csv(out / "tables" / "accuracy.csv", index_col=0)
     assert list(csv.columns) == [f"{c} {s}" for c in ("dense", "l1", "snip") for s in ("mean", "std", "n")]
     assert csv.loc[0.6, "l1 mean"] == pytest.approx(72.5) and csv.loc[0.6, "l1 n"] == 2  # n counts seeds
@@ -94,11 +167,15 @@ def test_accuracy_pivot_matches_a_hand_made_table(tmp_path):
 
 def test_test_time_speedup_and_memory_tables(tmp_path):
     runs = hand_made_runs()
-    runs[0] = fake_report("l1", 0.3, 0, 0.80, 0.92, ms=6.0, dense_ms=10.0, rss={"dense": 700.0, "pruned": 650.0})
+    runs[0] = fake_report(
+        "l1", 0.3, 0, 0.80, 0.92, ms=6.0, dense_ms=10.0, rss={"dense": 700.0, "pruned": 650.0}
+    )
     root = write_runs(tmp_path / "sweep", runs)
     df = collect.load_runs(root)
     t = tables.pivot(df, tables.METRIC_BY_KEY["test_time_ms"])
-    assert t.loc[0.3, ("l1", "mean")] == pytest.approx(7.0) and t.loc[0.3, ("dense", "mean")] == pytest.approx(11.0)
+    assert t.loc[0.3, ("l1", "mean")] == pytest.approx(7.0) and t.loc[
+        0.3, ("dense", "mean")
+    ] == pytest.approx(11.0)
     assert t.loc[0.6, ("l1", "mean")] == pytest.approx((4.0 + 6.0) / 2)  # seed 1's repeats averaged first
     s = tables.pivot(df, tables.METRIC_BY_KEY["speedup"])
     assert s.loc[0.3, ("snip", "mean")] == pytest.approx((10 / 5 + 12 / 5) / 2)
@@ -113,9 +190,11 @@ def test_test_time_speedup_and_memory_tables(tmp_path):
 
 
 def test_different_settings_are_never_averaged(tmp_path):
-    runs = [fake_report("l1", 0.5, 0, 0.80, 0.9, ms=5.0, dense_ms=9.0),
-            fake_report("l1", 0.5, 0, 0.60, 0.9, config={"epochs": 1}),
-            fake_report("snip", 0.5, 0, 0.70, 0.9, ms=3.0, dense_ms=9.0)]
+    runs = [
+        fake_report("l1", 0.5, 0, 0.80, 0.9, ms=5.0, dense_ms=9.0),
+        fake_report("l1", 0.5, 0, 0.60, 0.9, config={"epochs": 1}),
+        fake_report("snip", 0.5, 0, 0.70, 0.9, ms=3.0, dense_ms=9.0),
+    ]
     root = write_runs(tmp_path / "plain", runs, sweep=False)
     df = collect.load_runs(root)
     assert sorted(df["setting"].unique()) == ["vgg16 on cifar10, epochs=1", "vgg16 on cifar10, epochs=10"]
@@ -128,15 +207,21 @@ def test_different_settings_are_never_averaged(tmp_path):
 
 
 def test_rows_follow_the_compression_when_only_it_varies(tmp_path):
-    runs = [fake_report(c, 0.4, seed, 0.8 - cmp / 10, 0.9, compression=cmp)
-            for c in ("snip", "mag") for cmp in (0.5, 1.0) for seed in (0, 1)]
+    runs = [
+        fake_report(c, 0.4, seed, 0.8 - cmp / 10, 0.9, compression=cmp)
+        for c in ("snip", "mag")
+        for cmp in (0.5, 1.0)
+        for seed in (0, 1)
+    ]
     df = collect.load_runs(write_runs(tmp_path / "s", runs))
     assert df["row_key"].iloc[0] == "compression" and df["setting"].nunique() == 1
     t = tables.pivot(df, tables.METRIC_BY_KEY["masked_accuracy"])
     assert list(t.index) == [0.5, 1.0] and t.loc[1.0, ("snip", "mean")] == pytest.approx(69.0)
     # a sparsity sweep whose compression follows the sparsity (the default) stays one setting, rows = sparsity
-    runs = [fake_report("snip", s, 0, 0.8, 0.9, compression=-2 * math.log10(1 - s), config={"compression": None})
-            for s in (0.3, 0.6)]
+    runs = [
+        fake_report("snip", s, 0, 0.8, 0.9, compression=-2 * math.log10(1 - s), config={"compression": None})
+        for s in (0.3, 0.6)
+    ]
     df = collect.load_runs(write_runs(tmp_path / "t", runs))
     assert df["row_key"].iloc[0] == "sparsity" and df["setting"].nunique() == 1
     # a mask study that sets the compression and derives the sparsity from it: rows = compression
@@ -146,8 +231,10 @@ def test_rows_follow_the_compression_when_only_it_varies(tmp_path):
 
 
 def test_defaults_and_measurement_options_do_not_split_settings_and_macs_targets_are_rows(tmp_path):
-    runs = [fake_report("l1", None, 0, 0.8, 0.9, config={"target_macs": f, "steps": 1, "bench_iters": 50})
-            for f in (0.3, 0.5)]  # steps=1 is the default an older report lacks; bench_iters is no experiment
+    runs = [
+        fake_report("l1", None, 0, 0.8, 0.9, config={"target_macs": f, "steps": 1, "bench_iters": 50})
+        for f in (0.3, 0.5)
+    ]  # steps=1 is the default an older report lacks; bench_iters is no experiment
     runs += [fake_report("slimming", None, 0, 0.7, 0.9, config={"target_macs": f}) for f in (0.3, 0.5)]
     for r in runs:
         r["sparsity"] = 0.45 if r["criterion"] == "l1" else 0.5  # what each run found: not a row
@@ -173,8 +260,11 @@ def test_a_newer_minor_reads_and_a_newer_major_is_refused(tmp_path):
     (tmp_path / "report.json").write_text(json.dumps(make_report(schema_version="1.7", added_later={"x": 1})))
     assert read_report(tmp_path)["added_later"] == {"x": 1}
     (tmp_path / "report.json").write_text(json.dumps({**make_report(), "schema_version": "2.0"}))
-    with pytest.raises(UsageError, match=r"report.json schema 2.0 is newer than this filterprune reads "
-                                                r"\(1.x\); upgrade filterprune$"):
+    with pytest.raises(
+        UsageError,
+        match=r"report.json schema 2.0 is newer than this filterprune reads "
+        r"\(1.x\); upgrade filterprune$",
+    ):
         read_report(tmp_path / "report.json")
 
 
@@ -197,8 +287,10 @@ def test_the_test_report_covers_the_schema():
 
 
 def test_the_schema_is_cheap_to_import():
-    code = ("import sys, filterprune.reporting.schema\n"
-            "print(sorted({'torch', 'pandas', 'numpy'} & set(sys.modules)))")
+    code = (
+        "import sys, filterprune.reporting.schema\n"
+        "print(sorted({'torch', 'pandas', 'numpy'} & set(sys.modules)))"
+    )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
 
 
@@ -210,10 +302,34 @@ def real_sweep(tmp_path_factory):
     for crit in ("l1", "snip"):
         for s in ("0.3", "0.6"):
             for seed in ("0", "1"):
-                assert main(["compress", "mlp", "--criterion", crit, "--sparsity", s, "--seed", seed,
-                             "--dataset", "synthetic", "--epochs", "0", "--finetune-epochs", "0",
-                             "--no-export", "--bench-iters", "2", "--bench-batch-sizes", "1",
-                             "--out", str(root / "runs" / f"{crit}-{s}-{seed}")]) == 0
+                assert (
+                    main(
+                        [
+                            "compress",
+                            "mlp",
+                            "--criterion",
+                            crit,
+                            "--sparsity",
+                            s,
+                            "--seed",
+                            seed,
+                            "--dataset",
+                            "synthetic",
+                            "--epochs",
+                            "0",
+                            "--finetune-epochs",
+                            "0",
+                            "--no-export",
+                            "--bench-iters",
+                            "2",
+                            "--bench-batch-sizes",
+                            "1",
+                            "--out",
+                            str(root / "runs" / f"{crit}-{s}-{seed}"),
+                        ]
+                    )
+                    == 0
+                )
     return root
 
 
@@ -234,8 +350,14 @@ def test_report_of_real_runs(real_sweep, capsys):
     out = real_sweep / "report"
     assert capsys.readouterr().out.strip() == str(out / "report.md")
     plots = {p.name for p in (out / "plots").iterdir()}
-    assert plots == {"accuracy_vs_macs.png", "accuracy_vs_params.png", "latency_vs_sparsity.png",
-                     "kept_channels.png", "weight_histograms-sparsity0.3.png", "weight_histograms-sparsity0.6.png"}
+    assert plots == {
+        "accuracy_vs_macs.png",
+        "accuracy_vs_params.png",
+        "latency_vs_sparsity.png",
+        "kept_channels.png",
+        "weight_histograms-sparsity0.3.png",
+        "weight_histograms-sparsity0.6.png",
+    }
     for p in plots:
         w, h = _png_size(out / "plots" / p)
         assert w > 300 and h > 200
@@ -243,7 +365,9 @@ def test_report_of_real_runs(real_sweep, capsys):
     assert len(runs) == 8 and set(runs["criterion"]) == {"l1", "snip"}
     params = pd.read_csv(out / "tables" / "params.csv", index_col=0)
     one = json.loads((real_sweep / "runs" / "l1-0.6-1" / "report.json").read_text())
-    assert params.loc[0.6, "l1 mean"] == pytest.approx(one["pruned"]["params"] / 1e6)  # layerwise l1: seed-free
+    assert params.loc[0.6, "l1 mean"] == pytest.approx(
+        one["pruned"]["params"] / 1e6
+    )  # layerwise l1: seed-free
     assert params.loc[0.6, "l1 std"] == 0 and params.loc[0.6, "l1 mean"] < params.loc[0.3, "l1 mean"]
     t = pd.read_csv(out / "tables" / "test_time_ms.csv", index_col=0)
     assert (t[["dense n", "l1 n", "snip n"]] == 2).all().all() and (t["l1 mean"] > 0).all()
@@ -267,15 +391,42 @@ def test_weight_histograms_count_what_the_mask_kept(real_sweep, tmp_path):
     assert [n for n, _ in ws] == ["1", "3", "5", "7", "9", "11"]
     assert [w.size for _, w in ws][1] == 70 * 70  # layerwise s=0.3 keeps ceil(0.7 * 100) of 100 on both sides
     written = plots.weight_histograms(df, tmp_path, "t")
-    assert [p.name for p in written] == ["weight_histograms-sparsity0.3.png", "weight_histograms-sparsity0.6.png"]
+    assert [p.name for p in written] == [
+        "weight_histograms-sparsity0.3.png",
+        "weight_histograms-sparsity0.6.png",
+    ]
     assert np.isfinite(np.concatenate([w for _, w in ws])).all()
 
 
 def test_compress_bench_memory_records_cpu_peak_rss(tmp_path):
     out = tmp_path / "runs" / "a"
-    assert main(["compress", "mlp", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic", "--epochs",
-                 "0", "--finetune-epochs", "0", "--no-export", "--bench-iters", "1", "--bench-batch-sizes", "1",
-                 "--bench-memory", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "mlp",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.5",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "0",
+                "--finetune-epochs",
+                "0",
+                "--no-export",
+                "--bench-iters",
+                "1",
+                "--bench-batch-sizes",
+                "1",
+                "--bench-memory",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = json.loads((out / "report.json").read_text())["latency_rows"]
     assert {r["variant"] for r in rows} == {"dense", "pruned"}
     assert all(isinstance(r["cpu_peak_rss_mb"], float) and r["cpu_peak_rss_mb"] > 50 for r in rows)
@@ -294,28 +445,39 @@ def _one_error_line(capsys, needle):
 
 def _edited(*remove, **changes):
     """A damage: the report with ``changes`` and without the keys ``remove``."""
+
     def damage(p):
         doc = {k: v for k, v in json.loads(p.read_text()).items() if k not in remove}
         p.write_text(json.dumps({**doc, **changes}))
+
     return damage
 
 
-@pytest.mark.parametrize("damage,code,needle", [
-    (lambda p: p.write_text('{"model": "vgg16", "crit'), 1, "unreadable or corrupt report"),
-    (lambda p: p.write_text("[1, 2]"), 1, "not a filterprune compress report (a list"),
-    (_edited(pruned={"params": 1, "macs": 2, "flops": 2, "top5": 1.0}), 1, "missing pruned.accuracy"),
-    (_edited("latency_rows"), 1, "not a filterprune compress report (missing latency_rows)"),
-    (_edited(dataset="cifar10"), 1, "(dataset is not an object)"),
-    (lambda p: p.write_bytes(b"\xff\xfe\x00garbage"), 1, "unreadable or corrupt report"),
-    (_edited(layers=[{"name": "a"}]), 1, "missing layers[0].channels_before"),
-    (_edited(layers=[{"name": "a", "channels_before": 2, "channels_after": "1"}]), 1,
-     "layers are not channel counts"),
-    (_edited(seed="zero"), 1, "seed is not an integer"),
-    (_edited(schema_version="2.0"), 2,
-     "report.json schema 2.0 is newer than this filterprune reads (1.x); upgrade filterprune"),
-    (_edited(schema_version="one"), 1, "(schema_version 'one' is not MAJOR.MINOR)"),
-    (_edited(schema_version=None), 1, "(schema_version None is not MAJOR.MINOR)"),
-])
+@pytest.mark.parametrize(
+    "damage,code,needle",
+    [
+        (lambda p: p.write_text('{"model": "vgg16", "crit'), 1, "unreadable or corrupt report"),
+        (lambda p: p.write_text("[1, 2]"), 1, "not a filterprune compress report (a list"),
+        (_edited(pruned={"params": 1, "macs": 2, "flops": 2, "top5": 1.0}), 1, "missing pruned.accuracy"),
+        (_edited("latency_rows"), 1, "not a filterprune compress report (missing latency_rows)"),
+        (_edited(dataset="cifar10"), 1, "(dataset is not an object)"),
+        (lambda p: p.write_bytes(b"\xff\xfe\x00garbage"), 1, "unreadable or corrupt report"),
+        (_edited(layers=[{"name": "a"}]), 1, "missing layers[0].channels_before"),
+        (
+            _edited(layers=[{"name": "a", "channels_before": 2, "channels_after": "1"}]),
+            1,
+            "layers are not channel counts",
+        ),
+        (_edited(seed="zero"), 1, "seed is not an integer"),
+        (
+            _edited(schema_version="2.0"),
+            2,
+            "report.json schema 2.0 is newer than this filterprune reads (1.x); upgrade filterprune",
+        ),
+        (_edited(schema_version="one"), 1, "(schema_version 'one' is not MAJOR.MINOR)"),
+        (_edited(schema_version=None), 1, "(schema_version None is not MAJOR.MINOR)"),
+    ],
+)
 def test_a_corrupt_or_too_new_report_is_one_line_and_writes_nothing(tmp_path, capsys, damage, code, needle):
     root = write_runs(tmp_path / "s", hand_made_runs())
     damage(root / "runs" / "run03" / "report.json")

@@ -1,4 +1,5 @@
 """filterprune sweep: grid expansion and run ids, the sweep folder, resume, bad sweep files, executors."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,15 @@ from filterprune.sweep.grid import digest
 from filterprune.sweep.store import SweepStore, result_row
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"model": "mlp", "criterion": "l1", "dataset": "synthetic", "epochs": 0, "finetune_epochs": 0,
-        "export": False, "bench": False}
+TINY = {
+    "model": "mlp",
+    "criterion": "l1",
+    "dataset": "synthetic",
+    "epochs": 0,
+    "finetune_epochs": 0,
+    "export": False,
+    "bench": False,
+}
 
 
 def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
@@ -28,8 +36,9 @@ def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
     return p
 
 
-def tiny(tmp_path: Path, grid: str = "criterion: [l1, random]\n  sparsity: [0.25, 0.5]",
-         name="s.yaml") -> Path:
+def tiny(
+    tmp_path: Path, grid: str = "criterion: [l1, random]\n  sparsity: [0.25, 0.5]", name="s.yaml"
+) -> Path:
     return write(tmp_path, f"name: tiny\nbase: {json.dumps(TINY)}\ngrid:\n  {grid}\n", name)
 
 
@@ -42,6 +51,7 @@ def in_process(calls: list):
             calls.append(job.run_id)
             runs.run(job.to_dict())
             done(executors.Outcome(job, 0, "", 0.0))
+
     return run
 
 
@@ -53,7 +63,10 @@ def test_digest_is_pinned():
 
 
 def test_grid_expands_product_linked_axes_and_include_in_order(tmp_path):
-    s = load_sweep(write(tmp_path, """
+    s = load_sweep(
+        write(
+            tmp_path,
+            """
         name: study
         base: {model: mlp, dataset: synthetic, epochs: 0, sparsity: 0.4}
         grid:
@@ -64,13 +77,21 @@ def test_grid_expands_product_linked_axes_and_include_in_order(tmp_path):
         include:
           - {criterion: imp, imp_iterations: 3, compression: 1}
           - {criterion: mag, compression: 0.5, seed: 0}     # already in the grid: one run
-        """))
-    assert [r.label for r in s.runs] == [f"criterion={c}, compression={x}, seed={i}"
-                                         for c, x in (("mag", 0.5), ("snip", 1.0)) for i in (0, 1, 2)] + [
-        "include[0]: criterion=imp, imp_iterations=3, compression=1.0"]
+        """,
+        )
+    )
+    assert [r.label for r in s.runs] == [
+        f"criterion={c}, compression={x}, seed={i}"
+        for c, x in (("mag", 0.5), ("snip", 1.0))
+        for i in (0, 1, 2)
+    ] + ["include[0]: criterion=imp, imp_iterations=3, compression=1.0"]
     cfgs = [r.config for r in s.runs]
     assert [(c["criterion"], c["compression"], c["seed"]) for c in cfgs[:4]] == [
-        ("mag", 0.5, 0), ("mag", 0.5, 1), ("mag", 0.5, 2), ("snip", 1.0, 0)]
+        ("mag", 0.5, 0),
+        ("mag", 0.5, 1),
+        ("mag", 0.5, 2),
+        ("snip", 1.0, 0),
+    ]
     assert cfgs[-1]["criterion"] == "imp" and cfgs[-1]["imp_iterations"] == 3 and cfgs[-1]["seed"] == 0
     assert all(c["model"] == "mlp" and c["sparsity"] == 0.4 for c in cfgs)  # base reaches every run
     assert "out" not in cfgs[0] and "overwrite" not in cfgs[0]
@@ -78,24 +99,42 @@ def test_grid_expands_product_linked_axes_and_include_in_order(tmp_path):
 
 
 def test_run_ids_are_stable_and_depend_on_values_only(tmp_path):
-    a = load_sweep(write(tmp_path, """
+    a = load_sweep(
+        write(
+            tmp_path,
+            """
         base: {model: mlp, criterion: l1, epochs: 0, finetune_lr: 1e-3, compression: 1}
         grid: {sparsity: [0.25, 0.5]}
-        """, "a.yaml"))
-    b = load_sweep(write(tmp_path, """
+        """,
+            "a.yaml",
+        )
+    )
+    b = load_sweep(
+        write(
+            tmp_path,
+            """
         grid: {sparsity: [0.5, 0.25]}
         base: {compression: 1.0, finetune_lr: 0.001, epochs: 0, criterion: l1, model: mlp}
-        """, "b.yaml"))
+        """,
+            "b.yaml",
+        )
+    )
     assert {r.run_id for r in a.runs} == {r.run_id for r in b.runs}  # order, 1e-3 vs 0.001, 1 vs 1.0
     assert a.sweep_id != b.sweep_id  # the name (the file's stem) is part of the sweep
     again = load_sweep(tmp_path / "a.yaml")
     assert [r.run_id for r in again.runs] == [r.run_id for r in a.runs] and again.sweep_id == a.sweep_id
     for r in a.runs:  # a reader recomputes the id from report.json["config"] (out/overwrite included there)
         assert run_id({**r.config, "out": "/x", "overwrite": True}) == r.run_id == digest(r.config)
-    c = load_sweep(write(tmp_path, """
+    c = load_sweep(
+        write(
+            tmp_path,
+            """
         base: {model: mlp, criterion: l1, epochs: 0, finetune_lr: 1e-3, compression: 1, seed: 1}
         grid: {sparsity: [0.25, 0.5]}
-        """, "a.yaml"))
+        """,
+            "a.yaml",
+        )
+    )
     assert not {r.run_id for r in c.runs} & {r.run_id for r in a.runs}  # any value changes the id
 
 
@@ -124,8 +163,11 @@ BAD = [  # (yaml, what the one-line error must say besides the file name)
 @pytest.mark.parametrize("extra,message", BAD, ids=[m for _, m in BAD])
 def test_bad_sweep_file_names_file_and_key(tmp_path, capsys, extra, message):
     base = {"model": "mlp", "criterion": "l1", "sparsity": 0.5, "epochs": 0}
-    text = f"base: {json.dumps(base)}\n" + extra if not extra.startswith("base:") else \
-        "base: " + json.dumps({**base, **_inline(extra[5:])})
+    text = (
+        f"base: {json.dumps(base)}\n" + extra
+        if not extra.startswith("base:")
+        else "base: " + json.dumps({**base, **_inline(extra[5:])})
+    )
     cfg = write(tmp_path, text)
     out = tmp_path / "sw"
     assert main(["sweep", str(cfg), "--out", str(out)]) == 2
@@ -313,12 +355,18 @@ def test_seed_study_configs_have_the_seed_grids():
     assert len(lajic) == 3 * 2 * 3 and {c["sparsity"] for c in lajic} == {0.4}
     assert {(c["recipe"], c["distill"], c["val_fraction"]) for c in lajic} == {("lajic", "off", 0)}
     from filterprune.api import CompressConfig
-    finetunes = {(c["dataset"],
-                  CompressConfig.of(**c).finetune_config(100 if c["dataset"] == "cifar100" else 10))
-                 for c in lajic}
-    assert {(d, f.epochs, f.optimizer, f.lr, f.schedule, f.batch_size, f.crop, f.distill_alpha)
-            for d, f in finetunes} == {("cifar10", 10, "sgd", 1e-3, "step", 32, False, 0.0),
-                                       ("cifar100", 20, "sgd", 1e-3, "step", 32, False, 0.0)}
+
+    finetunes = {
+        (c["dataset"], CompressConfig.of(**c).finetune_config(100 if c["dataset"] == "cifar100" else 10))
+        for c in lajic
+    }
+    assert {
+        (d, f.epochs, f.optimizer, f.lr, f.schedule, f.batch_size, f.crop, f.distill_alpha)
+        for d, f in finetunes
+    } == {
+        ("cifar10", 10, "sgd", 1e-3, "step", 32, False, 0.0),
+        ("cifar100", 20, "sgd", 1e-3, "step", 32, False, 0.0),
+    }
     zhao = runs("zhao")
     assert len(zhao) == (5 + 3) * 6
     assert sorted({c["compression"] for c in zhao}) == [0.05, 0.1, 0.2, 0.5, 1.0, 2.0]
@@ -326,11 +374,16 @@ def test_seed_study_configs_have_the_seed_grids():
     assert {(c["optimizer"], c["lr"], c["batch_size"]) for c in zhao} == {("adam", 1e-3, 256)}
     butler = runs("butler")
     assert {(c["model"], c["dataset"]) for c in butler} == {
-        ("vgg16-lottery", "cifar10"), ("vgg16-lottery", "cifar100"), ("mlp", "mnist")}
+        ("vgg16-lottery", "cifar10"),
+        ("vgg16-lottery", "cifar100"),
+        ("mlp", "mnist"),
+    }
     shrink = runs("shrinkbench")
     assert {c["seed"] for c in shrink} == {0, 1, 2}
-    assert {(c["scope"], c["mask_scope"]) for c in shrink} == {("global", "global"),
-                                                               ("layerwise", "layerwise")}
+    assert {(c["scope"], c["mask_scope"]) for c in shrink} == {
+        ("global", "global"),
+        ("layerwise", "layerwise"),
+    }
 
 
 # ----------------------------------------------------------------------------------------- ray
@@ -367,18 +420,26 @@ def test_set_overrides_base_keys_and_refuses_grid_axes(tmp_path, capsys):
         load_sweep(cfg, {"sparsity": 0.1})
     with pytest.raises(UsageError, match=r"--set: unknown key 'layer_flor' \(did you mean 'layer_floor'"):
         load_sweep(cfg, {"layer_flor": 0.2})
-    assert main(["sweep", str(cfg), "--dry-run", "--set", "layer_floor=0.2", "--out", str(tmp_path / "o")]) == 0
+    assert (
+        main(["sweep", str(cfg), "--dry-run", "--set", "layer_floor=0.2", "--out", str(tmp_path / "o")]) == 0
+    )
     assert main(["sweep", str(cfg), "--dry-run", "--set", "layer_floor", "--out", str(tmp_path / "o")]) == 2
     assert "--set expects key=value" in capsys.readouterr().err
 
 
 def test_dry_run_checks_that_the_data_is_there(tmp_path, capsys):
-    cfg = write(tmp_path, f"base: {json.dumps({**TINY, 'dataset': 'cifar10', 'data_root': str(tmp_path / 'no'), 'sparsity': 0.4})}\n")
+    cfg = write(
+        tmp_path,
+        f"base: {json.dumps({**TINY, 'dataset': 'cifar10', 'data_root': str(tmp_path / 'no'), 'sparsity': 0.4})}\n",
+    )
     assert main(["sweep", str(cfg), "--dry-run", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cifar10 not found under" in err[0] and "--set data_root=DIR" in err[0]
-    folder = write(tmp_path, f"base: {json.dumps({**TINY, 'dataset': 'imagefolder:' + str(tmp_path / 'x'), 'sparsity': 0.4})}\n",
-                   "f.yaml")
+    folder = write(
+        tmp_path,
+        f"base: {json.dumps({**TINY, 'dataset': 'imagefolder:' + str(tmp_path / 'x'), 'sparsity': 0.4})}\n",
+        "f.yaml",
+    )
     assert main(["sweep", str(folder), "--dry-run", "--out", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
 

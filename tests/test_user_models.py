@@ -1,5 +1,6 @@
 """Issue 13: the user's own model (factories with trust rules, tv --weights from the hub cache, timm),
 the classifier found by position, --ignore-layers, and the Python API on a module in hand."""
+
 import json
 import shutil
 import subprocess
@@ -63,20 +64,48 @@ def test_mlp_hidden_layers_prune_on_cifar100_width():
 
 def test_ignored_layers_by_instance_and_by_name():
     model = build_model(ModelSpec("resnet20"))
-    res = filterprune.prune(model, torch.randn(1, 3, 32, 32), "l1", 0.5, ignored_layers=[model.layers[0].conv1])
+    res = filterprune.prune(
+        model, torch.randn(1, 3, 32, 32), "l1", 0.5, ignored_layers=[model.layers[0].conv1]
+    )
     assert model.layers[0].conv1.out_channels == 16 and "layers.0.conv1" not in res.removed
     assert res.removed["layers.1.conv1"] == 8
     with pytest.raises(UsageError, match="no layer named 'layers.99'"):
-        filterprune.prune(build_model(ModelSpec("resnet20")), torch.randn(1, 3, 32, 32), ignored_layers=["layers.99"])
+        filterprune.prune(
+            build_model(ModelSpec("resnet20")), torch.randn(1, 3, 32, 32), ignored_layers=["layers.99"]
+        )
 
 
 def test_ignore_layers_flag(tmp_path):
     out = tmp_path / "out"
-    assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.5", "--dataset", "synthetic",
-                 "--epochs", "0", "--finetune-epochs", "0", "--no-export", "--no-bench", "--out", str(out),
-                 "--ignore-layers", "conv1,layers.2"]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "resnet20",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.5",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "0",
+                "--finetune-epochs",
+                "0",
+                "--no-export",
+                "--no-bench",
+                "--out",
+                str(out),
+                "--ignore-layers",
+                "conv1,layers.2",
+            ]
+        )
+        == 0
+    )
     layers = {r["name"]: r for r in json.loads((out / "report.json").read_text())["layers"]}
-    assert layers["layers.2.conv1"]["channels_after"] == 16 and layers["layers.3.conv1"]["channels_after"] == 16
+    assert (
+        layers["layers.2.conv1"]["channels_after"] == 16 and layers["layers.3.conv1"]["channels_after"] == 16
+    )
     assert layers["layers.6.conv1"]["channels_after"] == 32  # pruned elsewhere
 
 
@@ -131,8 +160,16 @@ def test_compress_with_the_users_module_and_loaders(tmp_path):
     g = torch.Generator().manual_seed(0)
     ds = TensorDataset(torch.randn(48, 3, 32, 32, generator=g), torch.randint(0, 4, (48,), generator=g))
     train, test = DataLoader(ds, batch_size=16, shuffle=True), DataLoader(ds, batch_size=16)
-    out = filterprune.compress(model=net, train=train, test=test, criterion="l1", sparsity=0.4,
-                               finetune_epochs=1, bench=False, out=str(tmp_path / "run"))
+    out = filterprune.compress(
+        model=net,
+        train=train,
+        test=test,
+        criterion="l1",
+        sparsity=0.4,
+        finetune_epochs=1,
+        bench=False,
+        out=str(tmp_path / "run"),
+    )
     report = json.loads((out.out / "report.json").read_text())
     assert report == json.loads(json.dumps(out.report))  # the typed result is what report.json holds
     assert 0 <= out.pruned_accuracy <= 1 and out.theoretical_speedup > 1
@@ -171,12 +208,41 @@ def test_new_user_end_to_end_from_the_command_line(user_net, tmp_path):
     gate, a depthwise-separable block, a concat and GroupNorm, on an image folder; load with and without trust."""
     folder = image_folder(tmp_path / "imgs")
     out = tmp_path / "out"
-    code = subprocess.run([sys.executable, "-m", "filterprune", "compress", f"{user_net}:build", "--criterion", "l1",
-                           "--sparsity", "0.4", "--dataset", f"imagefolder:{folder}", "--image-size", "48",
-                           "--epochs", "1", "--finetune-epochs", "1", "--batch-size", "8", "--bench-iters", "2",
-                           "--bench-batch-sizes", "1", "--workers", "1", "--out", str(out)],
-                          capture_output=True, text=True, cwd=tmp_path,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    code = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "filterprune",
+            "compress",
+            f"{user_net}:build",
+            "--criterion",
+            "l1",
+            "--sparsity",
+            "0.4",
+            "--dataset",
+            f"imagefolder:{folder}",
+            "--image-size",
+            "48",
+            "--epochs",
+            "1",
+            "--finetune-epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--bench-iters",
+            "2",
+            "--bench-batch-sizes",
+            "1",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
     assert code.returncode == 0, code.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
     assert report["model_source"]["kind"] == "factory" and report["model_source"]["code_sha256"]
@@ -185,8 +251,11 @@ def test_new_user_end_to_end_from_the_command_line(user_net, tmp_path):
     layers = {r["name"]: r for r in report["layers"]}
     assert layers["head"]["channels_after"] == 2 and layers["pw"]["channels_after"] < 32
     # without trust: one line, nothing imported
-    refusal = subprocess.run([sys.executable, "-c", f"import filterprune; filterprune.load({str(out)!r})"],
-                             capture_output=True, text=True)
+    refusal = subprocess.run(
+        [sys.executable, "-c", f"import filterprune; filterprune.load({str(out)!r})"],
+        capture_output=True,
+        text=True,
+    )
     assert refusal.returncode != 0 and "built by user code" in refusal.stderr
     pruned = filterprune.load(out, trust_code=True)
     import onnxruntime as ort
@@ -203,7 +272,11 @@ def test_new_user_end_to_end_from_the_command_line(user_net, tmp_path):
     # file now, so ask a fresh one)
     cli = [sys.executable, "-m", "filterprune", "export", str(out), "--out", str(tmp_path / "again.onnx")]
     refused = subprocess.run(cli, capture_output=True, text=True)
-    assert refused.returncode == 2 and "built by user code" in refused.stderr and not (tmp_path / "again.onnx").exists()
+    assert (
+        refused.returncode == 2
+        and "built by user code" in refused.stderr
+        and not (tmp_path / "again.onnx").exists()
+    )
     assert subprocess.run([*cli, "--trust-code"], capture_output=True, text=True).returncode == 0
 
 
@@ -234,19 +307,63 @@ def test_tv_weights_really_load(fake_hub):
 
 def test_tv_weights_not_cached_is_one_line(tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
-    assert main(["compress", "tv:resnet18", "--weights", "DEFAULT", "--criterion", "l1", "--sparsity", "0.3",
-                 "--dataset", "synthetic", "--epochs", "0", "--out", str(tmp_path / "out")]) == 2
+    assert (
+        main(
+            [
+                "compress",
+                "tv:resnet18",
+                "--weights",
+                "DEFAULT",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.3",
+                "--dataset",
+                "synthetic",
+                "--epochs",
+                "0",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     err = capfd.readouterr().err.strip().splitlines()[-1]
-    assert "place resnet18-f37072fd.pth at" in err and str(tmp_path / "empty") in err and "--checkpoint" in err
+    assert (
+        "place resnet18-f37072fd.pth at" in err and str(tmp_path / "empty") in err and "--checkpoint" in err
+    )
     assert not (tmp_path / "out").exists()
 
 
 def test_tv_resnet18_pretrained_on_an_image_folder_exports_at_224(fake_hub, tmp_path):
     folder = image_folder(tmp_path / "imgs", n_train=4, n_test=2)
     out = tmp_path / "out"
-    assert main(["compress", "tv:resnet18", "--weights", "DEFAULT", "--criterion", "l1", "--sparsity", "0.3",
-                 "--dataset", f"imagefolder:{folder}", "--epochs", "0", "--finetune-epochs", "0", "--no-bench",
-                 "--workers", "0", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compress",
+                "tv:resnet18",
+                "--weights",
+                "DEFAULT",
+                "--criterion",
+                "l1",
+                "--sparsity",
+                "0.3",
+                "--dataset",
+                f"imagefolder:{folder}",
+                "--epochs",
+                "0",
+                "--finetune-epochs",
+                "0",
+                "--no-bench",
+                "--workers",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["model_source"]["weights"] == "IMAGENET1K_V1"
     assert report["model_source"]["head_replaced"] == ["fc.bias", "fc.weight"]
@@ -274,9 +391,11 @@ def test_a_sweep_file_takes_a_factory_with_model_args_and_ignore_layers(user_net
     from filterprune.sweep.grid import load_sweep
 
     cfg = tmp_path / "mine.yaml"
-    cfg.write_text(f"base: {{criterion: l1, sparsity: 0.4, dataset: synthetic, model_args: {{width: 8}}, "
-                   f"ignore_layers: [branch]}}\ngrid:\n  model: ['{user_net}:build', resnet20]\n"
-                   "include:\n  - {model: resnet20, model_args: null, ignore_layers: [conv1]}\n")
+    cfg.write_text(
+        f"base: {{criterion: l1, sparsity: 0.4, dataset: synthetic, model_args: {{width: 8}}, "
+        f"ignore_layers: [branch]}}\ngrid:\n  model: ['{user_net}:build', resnet20]\n"
+        "include:\n  - {model: resnet20, model_args: null, ignore_layers: [conv1]}\n"
+    )
     runs = load_sweep(cfg).runs
     assert len(runs) == 3
     mine = next(r.config for r in runs if r.config["model"].endswith(":build"))
@@ -297,7 +416,9 @@ def test_timm_imagenet_checkpoint_on_other_classes_keeps_all_but_the_head(tmp_pa
     spec = ModelSpec("timm:resnet18", num_classes=10, image_size=32)
     model = load_checkpoint_into(spec, str(tmp_path / "imagenet.pth"))
     assert model.filterprune_loaded == {"head_replaced": ["fc.bias", "fc.weight"]}
-    assert torch.equal(model.layer3[0].conv1.weight, src.layer3[0].conv1.weight) and model.fc.out_features == 10
+    assert (
+        torch.equal(model.layer3[0].conv1.weight, src.layer3[0].conv1.weight) and model.fc.out_features == 10
+    )
     with pytest.raises(UsageError, match="does not match"):  # a registered model stays strict
         load_checkpoint_into(ModelSpec("resnet18", num_classes=10), str(tmp_path / "imagenet.pth"))
 
@@ -306,11 +427,23 @@ def test_compress_a_module_in_hand_on_an_image_folder(tmp_path):
     mod = _net_module()
     torch.manual_seed(0)
     folder = image_folder(tmp_path / "imgs", n_train=5, n_test=2)
-    out = filterprune.compress(model=mod.build(num_classes=2), dataset=f"imagefolder:{folder}", image_size=40,
-                               workers=0, criterion="greedy", sparsity=0.3, finetune_epochs=1, batch_size=4,
-                               calib_batches=2, bench=False, out=str(tmp_path / "run"))
+    out = filterprune.compress(
+        model=mod.build(num_classes=2),
+        dataset=f"imagefolder:{folder}",
+        image_size=40,
+        workers=0,
+        criterion="greedy",
+        sparsity=0.3,
+        finetune_epochs=1,
+        batch_size=4,
+        calib_batches=2,
+        bench=False,
+        out=str(tmp_path / "run"),
+    )
     report = json.loads((out.out / "report.json").read_text())
     assert report["model_source"]["input_shape"] == [3, 40, 40] and report["dataset"]["test"] == 4
     assert report["pruned"]["macs"] < report["dense"]["macs"] and report["onnx"]["max_abs_diff"] < 1e-4
     with pytest.raises(UsageError, match="scratch= retrains"):
-        filterprune.compress(model=mod.build(num_classes=2), dataset="synthetic", criterion="l1", scratch=True)
+        filterprune.compress(
+            model=mod.build(num_classes=2), dataset="synthetic", criterion="l1", scratch=True
+        )

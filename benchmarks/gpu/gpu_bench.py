@@ -16,6 +16,7 @@ the same code on the CPU with tiny settings (the test suite runs it), so the GPU
     bash benchmarks/gpu/run.sh             # on the GPU machine (see run.sh)
     python benchmarks/gpu/gpu_bench.py --dry-run --out /tmp/gpu-dry
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,11 +70,14 @@ def cuda_time(fn, iters: int) -> float:
 
 
 def eager(model, x, fp16: bool):
-    autocast = torch.autocast(x.device.type, dtype=torch.float16 if x.is_cuda else torch.bfloat16, enabled=fp16)
+    autocast = torch.autocast(
+        x.device.type, dtype=torch.float16 if x.is_cuda else torch.bfloat16, enabled=fp16
+    )
 
     def run():
         with torch.inference_mode(), autocast:
             model(x)
+
     return run
 
 
@@ -102,7 +106,9 @@ def interleaved_ms(fns: dict, warmup: int, rounds: int, iters: int) -> dict:
     for _ in range(rounds):  # A B C A B C ...: drift hits every variant alike
         for k, fn in fns.items():
             samples[k].append(cuda_time(fn, iters))
-    return {k: {"p50_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v)} for k, v in samples.items()}
+    return {
+        k: {"p50_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v)} for k, v in samples.items()
+    }
 
 
 def peak_memory(model, x) -> dict:
@@ -114,8 +120,10 @@ def peak_memory(model, x) -> dict:
     with torch.inference_mode():
         model(x)
     torch.cuda.synchronize()
-    return {"max_memory_allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
-            "max_memory_reserved_mb": torch.cuda.max_memory_reserved() / 2**20}
+    return {
+        "max_memory_allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
+        "max_memory_reserved_mb": torch.cuda.max_memory_reserved() / 2**20,
+    }
 
 
 def bench_model(model: str, image_size: int, device: torch.device, a) -> list[dict]:
@@ -129,9 +137,12 @@ def bench_model(model: str, image_size: int, device: torch.device, a) -> list[di
         torch.backends.cudnn.benchmark = True
     rows = []
     for batch in a.batch_sizes:
-        x = torch.randn(batch, 3, image_size, image_size, device=device).contiguous(memory_format=torch.channels_last)
-        settings = [("eager fp32", False, False), ("eager fp16", True, False)] + ([("cuda graph fp32", False, True)]
-                                                                                  if batch == 1 else [])
+        x = torch.randn(batch, 3, image_size, image_size, device=device).contiguous(
+            memory_format=torch.channels_last
+        )
+        settings = [("eager fp32", False, False), ("eager fp16", True, False)] + (
+            [("cuda graph fp32", False, True)] if batch == 1 else []
+        )
         for label, fp16, graph in settings:
             try:
                 fns = {k: graphed(m, x) if graph else eager(m, x, fp16) for k, m in variants.items()}
@@ -141,30 +152,60 @@ def bench_model(model: str, image_size: int, device: torch.device, a) -> list[di
                 res, error = {}, str(e).splitlines()[0][:200]
             for k in variants:
                 r = res.get(k, {})
-                rows.append({"model": model, "image_size": image_size, "variant": k, "setting": label, "batch": batch,
-                             **r, "macs": macs[k], "theoretical_speedup": macs["dense"] / macs[k],
-                             "speedup": (res["dense"]["p50_ms"] / r["p50_ms"]) if r else None, "error": error})
+                rows.append(
+                    {
+                        "model": model,
+                        "image_size": image_size,
+                        "variant": k,
+                        "setting": label,
+                        "batch": batch,
+                        **r,
+                        "macs": macs[k],
+                        "theoretical_speedup": macs["dense"] / macs[k],
+                        "speedup": (res["dense"]["p50_ms"] / r["p50_ms"]) if r else None,
+                        "error": error,
+                    }
+                )
         del x
     big = max(a.batch_sizes)
-    x = torch.randn(big, 3, image_size, image_size, device=device).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(big, 3, image_size, image_size, device=device).contiguous(
+        memory_format=torch.channels_last
+    )
     for k, m in variants.items():
-        rows.append({"model": model, "image_size": image_size, "variant": k, "setting": "peak memory", "batch": big,
-                     **peak_memory(m, x), "macs": macs[k]})
+        rows.append(
+            {
+                "model": model,
+                "image_size": image_size,
+                "variant": k,
+                "setting": "peak memory",
+                "batch": big,
+                **peak_memory(m, x),
+                "macs": macs[k],
+            }
+        )
     return rows
 
 
 def section(rows: list[dict], env: dict) -> str:
-    lines = ["## GPU (issue 15)", "",
-             f"Machine: {env['gpu']}; torch {env['torch']}, CUDA {env['cuda']}; command: `bash benchmarks/gpu/run.sh`. "
-             "Random-init models; l1 at sparsity 0.4: `pruned` = plain torch-pruning widths (MAC-driven), "
-             "`auto` = `--round-to auto --target-runtime torch:cuda`. Median of rounds of interleaved calls "
-             "(CUDA events), min–max in brackets.", "",
-             "| model | setting | batch | dense ms | pruned ms (speedup) | auto ms (speedup) | theoretical (pruned / auto) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "## GPU (issue 15)",
+        "",
+        f"Machine: {env['gpu']}; torch {env['torch']}, CUDA {env['cuda']}; command: `bash benchmarks/gpu/run.sh`. "
+        "Random-init models; l1 at sparsity 0.4: `pruned` = plain torch-pruning widths (MAC-driven), "
+        "`auto` = `--round-to auto --target-runtime torch:cuda`. Median of rounds of interleaved calls "
+        "(CUDA events), min–max in brackets.",
+        "",
+        "| model | setting | batch | dense ms | pruned ms (speedup) | auto ms (speedup) | theoretical (pruned / auto) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     timed = [r for r in rows if r["setting"] != "peak memory"]
     keys = sorted({(r["model"], r["setting"], r["batch"]) for r in timed}, key=lambda k: (k[0], k[2], k[1]))
     for model, setting, batch in keys:
-        by = {r["variant"]: r for r in timed if (r["model"], r["setting"], r["batch"]) == (model, setting, batch)}
+        by = {
+            r["variant"]: r
+            for r in timed
+            if (r["model"], r["setting"], r["batch"]) == (model, setting, batch)
+        }
         if by["dense"].get("error"):
             lines.append(f"| {model} | {setting} | {batch} | {by['dense']['error']} | | | |")
             continue
@@ -172,10 +213,18 @@ def section(rows: list[dict], env: dict) -> str:
         def cell(v, by=by):
             r = by[v]
             return f"{r['p50_ms']:.3f} [{r['min_ms']:.3f}–{r['max_ms']:.3f}]" + (
-                f" ({r['speedup']:.2f}x)" if v != "dense" else "")
-        lines.append(f"| {model} | {setting} | {batch} | {cell('dense')} | {cell('pruned')} | {cell('auto')} | "
-                     f"{by['pruned']['theoretical_speedup']:.2f}x / {by['auto']['theoretical_speedup']:.2f}x |")
-    lines += ["", "| model | batch | dense allocated / reserved MiB | pruned | auto |", "|---|---:|---:|---:|---:|"]
+                f" ({r['speedup']:.2f}x)" if v != "dense" else ""
+            )
+
+        lines.append(
+            f"| {model} | {setting} | {batch} | {cell('dense')} | {cell('pruned')} | {cell('auto')} | "
+            f"{by['pruned']['theoretical_speedup']:.2f}x / {by['auto']['theoretical_speedup']:.2f}x |"
+        )
+    lines += [
+        "",
+        "| model | batch | dense allocated / reserved MiB | pruned | auto |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for model in dict.fromkeys(r["model"] for r in rows):
         mem = {r["variant"]: r for r in rows if r["model"] == model and r["setting"] == "peak memory"}
 
@@ -184,6 +233,7 @@ def section(rows: list[dict], env: dict) -> str:
             if r["max_memory_allocated_mb"] is None:
                 return "— (no GPU)"
             return f"{r['max_memory_allocated_mb']:.1f} / {r['max_memory_reserved_mb']:.1f}"
+
         lines.append(f"| {model} | {mem['dense']['batch']} | {m('dense')} | {m('pruned')} | {m('auto')} |")
     return "\n".join(lines) + "\n"
 
@@ -192,7 +242,7 @@ def replace_section(md: Path, text: str) -> None:
     doc = md.read_text()
     begin, end = "<!-- gpu:begin -->", "<!-- gpu:end -->"
     if begin in doc and end in doc:
-        doc = doc[:doc.index(begin) + len(begin)] + "\n" + text + doc[doc.index(end):]
+        doc = doc[: doc.index(begin) + len(begin)] + "\n" + text + doc[doc.index(end) :]
     else:
         doc = doc.rstrip() + f"\n\n{begin}\n{text}{end}\n"
     md.write_text(doc)
@@ -216,9 +266,13 @@ def main(argv=None) -> int:
     for model in a.models.split(","):
         rows += bench_model(model, sizes[model], device, a)
         print(f"gpu_bench: {model} done at {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    env = {"gpu": torch.cuda.get_device_name() if device.type == "cuda" else "CPU (dry run)",
-           "torch": torch.__version__, "cuda": torch.version.cuda, "wall_s": round(time.perf_counter() - t0, 1),
-           "dry_run": a.dry_run}
+    env = {
+        "gpu": torch.cuda.get_device_name() if device.type == "cuda" else "CPU (dry run)",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "dry_run": a.dry_run,
+    }
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))

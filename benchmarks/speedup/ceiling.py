@@ -9,6 +9,7 @@ best of them bounds what any channel-count choice of that shape can reach.
 
     PYTHONPATH=. python benchmarks/speedup/ceiling.py --batch 64 --threads 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,19 @@ def main() -> None:
     channels = [cg.channels for cg in groups]
     stage = {16: 0, 32: 1, 64: 2}
     # a residual group reaches several convs' outputs (the stage's convs and shortcut); an inner one, one
-    kind = [(stage[c], "residual" if sum(d.handler.__name__ == "prune_out_channels" and
-                                         isinstance(d.target.module, nn.Conv2d) for d, _ in cg.group) > 1
-             else "inner") for cg, c in zip(groups, channels)]
+    kind = [
+        (
+            stage[c],
+            "residual"
+            if sum(
+                d.handler.__name__ == "prune_out_channels" and isinstance(d.target.module, nn.Conv2d)
+                for d, _ in cg.group
+            )
+            > 1
+            else "inner",
+        )
+        for cg, c in zip(groups, channels)
+    ]
 
     def cost(keep):
         return (sum(s.macs(keep) for s in sites) * a.batch, sum(table(s, *s.widths(keep)) for s in sites))
@@ -56,13 +67,17 @@ def main() -> None:
             scored.append(((dense_ms / ms) / (dense_macs / macs), dense_ms / ms, dense_macs / macs, combo))
     table.save()
     scored.sort(reverse=True)
-    print(f"resnet56, onnxruntime CPU, batch {a.batch}, {a.threads} thread(s); modelled from {len(table.table)} "
-          f"measured conv latencies")
-    print(f"plain layerwise 0.4: theoretical {dense_macs / plain_macs:.2f}x, modelled speedup "
-          f"{dense_ms / plain_ms:.2f}x, efficiency {(dense_ms / plain_ms) / (dense_macs / plain_macs):.2f}")
+    print(
+        f"resnet56, onnxruntime CPU, batch {a.batch}, {a.threads} thread(s); modelled from {len(table.table)} "
+        f"measured conv latencies"
+    )
+    print(
+        f"plain layerwise 0.4: theoretical {dense_macs / plain_macs:.2f}x, modelled speedup "
+        f"{dense_ms / plain_ms:.2f}x, efficiency {(dense_ms / plain_ms) / (dense_macs / plain_macs):.2f}"
+    )
     print(f"{len(scored)} stage-width choices remove at least as many MACs; the best by efficiency:")
     print("  (stage1 residual, inner, stage2 residual, inner, stage3 residual, inner)")
-    for eff, speed, theo, combo in scored[:a.top]:
+    for eff, speed, theo, combo in scored[: a.top]:
         print(f"  {combo}: efficiency {eff:.3f}, modelled speedup {speed:.2f}x, theoretical {theo:.2f}x")
 
 

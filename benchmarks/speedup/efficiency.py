@@ -15,6 +15,7 @@ one folder per thread count). Speedup efficiency = measured speedup / theoretica
 
     PYTHONPATH=. python benchmarks/speedup/efficiency.py --models vgg16,resnet56 --batch-sizes 64,1 --threads 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,17 +45,30 @@ SHAPE = (3, 32, 32)
 
 def plain_tp(model: nn.Module, round_to: int | None) -> nn.Module:
     m = copy.deepcopy(model)
-    pruner = tp.pruner.MagnitudePruner(m, torch.randn(1, *SHAPE), importance=tp.importance.MagnitudeImportance(p=1),
-                                       pruning_ratio=0.4, ignored_layers=classifier_layers(m, 10), round_to=round_to,
-                                       in_channel_groups={}, out_channel_groups={}, num_heads={})
+    pruner = tp.pruner.MagnitudePruner(
+        m,
+        torch.randn(1, *SHAPE),
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=0.4,
+        ignored_layers=classifier_layers(m, 10),
+        round_to=round_to,
+        in_channel_groups={},
+        out_channel_groups={},
+        num_heads={},
+    )
     pruner.step()
     return m
 
 
 def ours(model: nn.Module, round_to, batch: int) -> nn.Module:
     m = copy.deepcopy(model)
-    prune(m, make_criterion("l1"), PlanConfig(0.4, round_to=round_to, target_batch=batch),
-          PruneContext(torch.randn(1, *SHAPE)), 10)
+    prune(
+        m,
+        make_criterion("l1"),
+        PlanConfig(0.4, round_to=round_to, target_batch=batch),
+        PruneContext(torch.randn(1, *SHAPE)),
+        10,
+    )
     return m
 
 
@@ -80,8 +94,12 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--runtimes", default="onnxruntime")
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                    help="intra-op threads for onnxruntime and torch (and the --round-to auto latency table)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help="intra-op threads for onnxruntime and torch (and the --round-to auto latency table)",
+    )
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -94,44 +112,83 @@ def main() -> None:
         for batch in [int(b) for b in a.batch_sizes.split(",")]:
             torch.manual_seed(0)
             dense = build_model(ModelSpec(name)).eval()
-            variants = {"dense": dense, "tp-plain": plain_tp(dense, None), "tp-round8": plain_tp(dense, 8),
-                        "tp-round16": plain_tp(dense, 16),
-                        "masked": masked(dense), "ours-r1": ours(dense, 1, batch),
-                        "ours-auto": ours(dense, "auto", batch)}
+            variants = {
+                "dense": dense,
+                "tp-plain": plain_tp(dense, None),
+                "tp-round8": plain_tp(dense, 8),
+                "tp-round16": plain_tp(dense, 16),
+                "masked": masked(dense),
+                "ours-r1": ours(dense, 1, batch),
+                "ours-auto": ours(dense, "auto", batch),
+            }
             macs = {k: counting.count(v, SHAPE).macs for k, v in variants.items()}
             macs["masked"] = macs["dense"]  # zeros are computed: no theoretical gain
             paths = {k: export_onnx(v, work / f"{name}-{k}.onnx", SHAPE) for k, v in variants.items()}
             x = torch.randn(batch, *SHAPE)
             for runtime in a.runtimes.split(","):
-                runners = ({k: ort_runner(p, x, "cpu", a.threads) for k, p in paths.items()}
-                           if runtime == "onnxruntime" else
-                           {k: torch_runner(v, x, torch.device("cpu")) for k, v in variants.items()})
+                runners = (
+                    {k: ort_runner(p, x, "cpu", a.threads) for k, p in paths.items()}
+                    if runtime == "onnxruntime"
+                    else {k: torch_runner(v, x, torch.device("cpu")) for k, v in variants.items()}
+                )
                 times = interleaved(runners, a.warmup, a.iters)
                 d = statistics.median(times["dense"])
                 for k, ts in times.items():
                     med = statistics.median(ts)
                     theo = macs["dense"] / macs[k]
-                    rows.append({"model": name, "runtime": runtime, "threads": a.threads, "batch_size": batch,
-                                 "variant": k, "p10_ms": round(float(np.percentile(ts, 10)), 3),
-                                 "p50_ms": round(med, 3), "p90_ms": round(float(np.percentile(ts, 90)), 3),
-                                 "macs": macs[k], "theoretical_speedup": round(theo, 3),
-                                 "speedup": round(d / med, 3), "speedup_efficiency": round(d / med / theo, 3),
-                                 "channel_sparsity": round(1 - sum(_widths(variants[k])) / sum(_widths(dense)), 3),
-                                 "widths": ",".join(str(m.out_channels) for m in variants[k].modules()
-                                                    if isinstance(m, nn.Conv2d))})
-                    print(f"{name} {runtime} b{batch} {k:10s} {med:9.2f} ms speedup {d / med:5.2f} "
-                          f"theo {theo:5.2f} eff {d / med / theo:5.2f}", file=sys.stderr)
+                    rows.append(
+                        {
+                            "model": name,
+                            "runtime": runtime,
+                            "threads": a.threads,
+                            "batch_size": batch,
+                            "variant": k,
+                            "p10_ms": round(float(np.percentile(ts, 10)), 3),
+                            "p50_ms": round(med, 3),
+                            "p90_ms": round(float(np.percentile(ts, 90)), 3),
+                            "macs": macs[k],
+                            "theoretical_speedup": round(theo, 3),
+                            "speedup": round(d / med, 3),
+                            "speedup_efficiency": round(d / med / theo, 3),
+                            "channel_sparsity": round(1 - sum(_widths(variants[k])) / sum(_widths(dense)), 3),
+                            "widths": ",".join(
+                                str(m.out_channels) for m in variants[k].modules() if isinstance(m, nn.Conv2d)
+                            ),
+                        }
+                    )
+                    print(
+                        f"{name} {runtime} b{batch} {k:10s} {med:9.2f} ms speedup {d / med:5.2f} "
+                        f"theo {theo:5.2f} eff {d / med / theo:5.2f}",
+                        file=sys.stderr,
+                    )
     df = pd.DataFrame(rows)
     df.to_csv(out / "efficiency.csv", index=False)
     info = machine.describe()
     load = f"load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after"
-    cols = ["model", "runtime", "batch_size", "variant", "channel_sparsity", "p10_ms", "p50_ms", "p90_ms",
-            "theoretical_speedup", "speedup", "speedup_efficiency"]
-    md = ["# Speedup efficiency, interleaved in one process", "",
-          f"Machine: {', '.join(f'{k} {v}' for k, v in info.items())}; {a.threads} thread(s); {load}.",
-          f"{a.iters} interleaved calls per variant after {a.warmup} warm-up rounds; speedup from medians.", "",
-          "    " + " ".join(sys.argv), "",
-          "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    cols = [
+        "model",
+        "runtime",
+        "batch_size",
+        "variant",
+        "channel_sparsity",
+        "p10_ms",
+        "p50_ms",
+        "p90_ms",
+        "theoretical_speedup",
+        "speedup",
+        "speedup_efficiency",
+    ]
+    md = [
+        "# Speedup efficiency, interleaved in one process",
+        "",
+        f"Machine: {', '.join(f'{k} {v}' for k, v in info.items())}; {a.threads} thread(s); {load}.",
+        f"{a.iters} interleaved calls per variant after {a.warmup} warm-up rounds; speedup from medians.",
+        "",
+        "    " + " ".join(sys.argv),
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
     md += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
     (out / "efficiency.md").write_text("\n".join(md) + "\n")
     _plot(df, out / "efficiency.png")
@@ -157,10 +214,18 @@ def _plot(df: pd.DataFrame, path: Path) -> None:
         ax.plot([1, top], [0.9, 0.9 * top], "k--", lw=0.8, label="efficiency 0.9")
         for _, r in part.iterrows():
             ax.scatter(r.theoretical_speedup, r.speedup, s=30)
-            ax.annotate(r.variant, (r.theoretical_speedup, r.speedup), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
-        ax.set(title=f"{model} {runtime} batch {batch}", xlabel="theoretical (MAC) speedup",
-               ylabel="measured speedup")
+            ax.annotate(
+                r.variant,
+                (r.theoretical_speedup, r.speedup),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+        ax.set(
+            title=f"{model} {runtime} batch {batch}",
+            xlabel="theoretical (MAC) speedup",
+            ylabel="measured speedup",
+        )
         ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

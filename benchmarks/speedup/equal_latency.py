@@ -19,6 +19,7 @@ does not have to:
 
 Writes equal_latency/equal_latency.json / .md next to this file (rows merged across calls).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,16 @@ def _accuracy_table():
 def _config(seed: int, a):
     from filterprune.api import CompressConfig
 
-    return CompressConfig.of(model=MODEL, criterion="l1", sparsity=0.4, dataset="cifar10", data_root=a.data_root, epochs=a.baseline_epochs, seed=seed,
-                          finetune_epochs=a.finetune_epochs)
+    return CompressConfig.of(
+        model=MODEL,
+        criterion="l1",
+        sparsity=0.4,
+        dataset="cifar10",
+        data_root=a.data_root,
+        epochs=a.baseline_epochs,
+        seed=seed,
+        finetune_epochs=a.finetune_epochs,
+    )
 
 
 def _rows() -> dict:
@@ -72,10 +81,16 @@ def _time_onnx(models: dict, rounds: int) -> dict:
 
     x = torch.randn(BATCH, 3, 32, 32)
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {k: ort_runner(export_onnx(m, Path(tmp) / f"{k}.onnx", (3, 32, 32)), x, "cpu", torch.get_num_threads())
-                for k, m in models.items()}
+        runs = {
+            k: ort_runner(
+                export_onnx(m, Path(tmp) / f"{k}.onnx", (3, 32, 32)), x, "cpu", torch.get_num_threads()
+            )
+            for k, m in models.items()
+        }
         samples = interleaved_samples(runs, rounds, min_s=0.1)
-    return {k: {"p50_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v)} for k, v in samples.items()}
+    return {
+        k: {"p50_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v)} for k, v in samples.items()
+    }
 
 
 def baseline(a) -> None:
@@ -101,8 +116,13 @@ def plan(a) -> None:
         with quiet.Watch() as watch:
             t0 = time.perf_counter()
             target = copy.deepcopy(dense)
-            res = prune_in_steps(target, make_criterion("l1"), PlanConfig(
-                0.0, target_speedup=SPEEDUP, target_runtime=RUNTIME, target_batch=BATCH), ctx, 10)
+            res = prune_in_steps(
+                target,
+                make_criterion("l1"),
+                PlanConfig(0.0, target_speedup=SPEEDUP, target_runtime=RUNTIME, target_batch=BATCH),
+                ctx,
+                10,
+            )
             target_ms = res.latency_target["pruned_ms"]
             x = torch.randn(BATCH, 3, 32, 32)
             lo, hi, best = 0.0, 0.9, None  # MAC-driven sparsity: lo too slow, hi too fast
@@ -114,7 +134,10 @@ def plan(a) -> None:
                 ratio = statistics.median([m / t for m, t in zip(ms["mac"], ms["target"])])
                 if best is None or abs(ratio - 1) < abs(best[0] - 1):
                     best = (ratio, s, mac, mres)
-                print(f"seed {seed}: mac sparsity {s:.3f} -> {ratio:.3f} x the target plan's latency", file=sys.stderr)
+                print(
+                    f"seed {seed}: mac sparsity {s:.3f} -> {ratio:.3f} x the target plan's latency",
+                    file=sys.stderr,
+                )
                 if abs(ratio - 1) <= 0.02:
                     break
                 lo, hi = (s, hi) if ratio > 1 else (lo, s)
@@ -125,16 +148,29 @@ def plan(a) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         ckpt.save(target, folder / "target", spec, history=res.history)
         ckpt.save(mac, folder / "mac", spec, history=mres.history)
-        macs = {k: counting.count(m, (3, 32, 32)).macs for k, m in (("dense", dense), ("target", target), ("mac", mac))}
+        macs = {
+            k: counting.count(m, (3, 32, 32)).macs
+            for k, m in (("dense", dense), ("target", target), ("mac", mac))
+        }
         doc["plans"][str(seed)] = {
-            "planner": {"measured_speedup": res.latency_target["measured_speedup"], "plan": res.latency_target["plan"],
-                        "target_ms": target_ms},
-            "mac_sparsity": round(s, 4), "mac_vs_target_latency": round(ratio, 3), "plan_s": plan_s,
+            "planner": {
+                "measured_speedup": res.latency_target["measured_speedup"],
+                "plan": res.latency_target["plan"],
+                "target_ms": target_ms,
+            },
+            "mac_sparsity": round(s, 4),
+            "mac_vs_target_latency": round(ratio, 3),
+            "plan_s": plan_s,
             "ms": {k: round(v["p50_ms"], 3) for k, v in times.items()},
             "min_max_ms": {k: f"{v['min_ms']:.2f}-{v['max_ms']:.2f}" for k, v in times.items()},
-            "macs": macs, "channels": {"target": res.latency_target["widths"],
-                                       "mac": {r["name"]: r["channels_after"] for r in mres.layers}},
-            "quiet": watch.verdict([]), "rounds": a.rounds}
+            "macs": macs,
+            "channels": {
+                "target": res.latency_target["widths"],
+                "mac": {r["name"]: r["channels_after"] for r in mres.layers},
+            },
+            "quiet": watch.verdict([]),
+            "rounds": a.rounds,
+        }
         _write(doc)
 
 
@@ -161,10 +197,14 @@ def finetune(a) -> None:
             ft = cfg.finetune_config(data.num_classes)
             history = train(model, data, ft, cpu, desc=f"finetune {name}", teacher=dense)
             doc = _rows()  # another process may have added rows meanwhile
-            doc["finetune"][key] = {"dense_top1": dense_top1, "pruned_top1_before": before,
-                                    "pruned_top1": evaluate(model, data, cpu)["top1"],
-                                    "kept_epoch": next((r["epoch"] for r in history if r.get("kept")), len(history)),
-                                    "epochs": ft.epochs, "wall_s": round(time.perf_counter() - t0, 1)}
+            doc["finetune"][key] = {
+                "dense_top1": dense_top1,
+                "pruned_top1_before": before,
+                "pruned_top1": evaluate(model, data, cpu)["top1"],
+                "kept_epoch": next((r["epoch"] for r in history if r.get("kept")), len(history)),
+                "epochs": ft.epochs,
+                "wall_s": round(time.perf_counter() - t0, 1),
+            }
             _write(doc)
             print(f"seed {seed} {name}: {doc['finetune'][key]}", file=sys.stderr, flush=True)
 
@@ -174,30 +214,46 @@ def _epochs(doc: dict) -> str:
 
 
 def table(doc: dict) -> str:
-    lines = [f"# {MODEL}: latency-targeted vs MAC-driven l1 at equal measured latency ({RUNTIME} CPU, batch {BATCH})",
-             "", "Command: see `benchmarks/speedup/equal_latency.py` (plan alone on the machine, then finetune).",
-             "`target`: `--target-speedup 2`; `mac`: plain l1 (layerwise, MAC-driven widths) at the sparsity whose "
-             "measured latency equals the target plan's (bisected). Latencies: the three ONNX files timed again "
-             "apart from the planner, interleaved, median. Finetune: the default recipe with distillation from the "
-             f"seed's dense baseline ({MODEL}), {_epochs(doc)} epochs; test top-1 of the epoch kept on validation.", "",
-             "| seed | plan | sparsity | MACs | ms (min-max) | speedup | top-1 before finetune | top-1 | dense top-1 |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# {MODEL}: latency-targeted vs MAC-driven l1 at equal measured latency ({RUNTIME} CPU, batch {BATCH})",
+        "",
+        "Command: see `benchmarks/speedup/equal_latency.py` (plan alone on the machine, then finetune).",
+        "`target`: `--target-speedup 2`; `mac`: plain l1 (layerwise, MAC-driven widths) at the sparsity whose "
+        "measured latency equals the target plan's (bisected). Latencies: the three ONNX files timed again "
+        "apart from the planner, interleaved, median. Finetune: the default recipe with distillation from the "
+        f"seed's dense baseline ({MODEL}), {_epochs(doc)} epochs; test top-1 of the epoch kept on validation.",
+        "",
+        "| seed | plan | sparsity | MACs | ms (min-max) | speedup | top-1 before finetune | top-1 | dense top-1 |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for seed, p in sorted(doc["plans"].items()):
         for name in ("target", "mac"):
             f = doc["finetune"].get(f"{seed}/{name}", {})
             pct = lambda k, f=f: f"{100 * f[k]:.2f}%" if k in f else "—"  # noqa: E731
             sp = "2x asked" if name == "target" else f"{p['mac_sparsity']:.3f}"
-            lines.append(f"| {seed} | {name} | {sp} | {p['macs'][name]:,} | {p['ms'][name]:.2f} ({p['min_max_ms'][name]}) | "
-                         f"{p['ms']['dense'] / p['ms'][name]:.2f}x | {pct('pruned_top1_before')} | {pct('pruned_top1')} | "
-                         f"{pct('dense_top1')} |")
-    deltas = [doc["finetune"][f"{s}/target"]["pruned_top1"] - doc["finetune"][f"{s}/mac"]["pruned_top1"]
-              for s in doc["plans"] if f"{s}/target" in doc["finetune"] and f"{s}/mac" in doc["finetune"]]
+            lines.append(
+                f"| {seed} | {name} | {sp} | {p['macs'][name]:,} | {p['ms'][name]:.2f} ({p['min_max_ms'][name]}) | "
+                f"{p['ms']['dense'] / p['ms'][name]:.2f}x | {pct('pruned_top1_before')} | {pct('pruned_top1')} | "
+                f"{pct('dense_top1')} |"
+            )
+    deltas = [
+        doc["finetune"][f"{s}/target"]["pruned_top1"] - doc["finetune"][f"{s}/mac"]["pruned_top1"]
+        for s in doc["plans"]
+        if f"{s}/target" in doc["finetune"] and f"{s}/mac" in doc["finetune"]
+    ]
     if deltas:
         sd = statistics.stdev(deltas) * 100 if len(deltas) > 1 else 0.0
-        lines += ["", f"target − mac top-1: {100 * statistics.mean(deltas):+.2f} ± {sd:.2f} points (n={len(deltas)} seeds)."]
+        lines += [
+            "",
+            f"target − mac top-1: {100 * statistics.mean(deltas):+.2f} ± {sd:.2f} points (n={len(deltas)} seeds).",
+        ]
     q = [p["quiet"] for p in doc["plans"].values()]
-    lines += ["", "Machine: 2-core AMD EPYC; others' load during planning: "
-              + ", ".join(f"{v.get('other_load_during', '?')}" for v in q) + " cores."]
+    lines += [
+        "",
+        "Machine: 2-core AMD EPYC; others' load during planning: "
+        + ", ".join(f"{v.get('other_load_during', '?')}" for v in q)
+        + " cores.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -208,8 +264,15 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1])
     p.add_argument("--work", default="/tmp/filterprune-equal-latency", help="pruned models (not committed)")
     p.add_argument("--rounds", type=int, default=15)
-    p.add_argument("--baseline-epochs", type=int, default=15, help="dense resnet56 training (and so the default finetune)")
-    p.add_argument("--finetune-epochs", type=int, default=None, help="default: the recipe's (the baseline's epochs)")
+    p.add_argument(
+        "--baseline-epochs",
+        type=int,
+        default=15,
+        help="dense resnet56 training (and so the default finetune)",
+    )
+    p.add_argument(
+        "--finetune-epochs", type=int, default=None, help="default: the recipe's (the baseline's epochs)"
+    )
     p.add_argument("--bisect", type=int, default=8)
     a = p.parse_args(argv)
     {"baseline": baseline, "plan": plan, "finetune": finetune}[a.phase](a)

@@ -11,6 +11,7 @@ rounds, min–max), with the machine's quietness sampled before and during (benc
 
 Needs a quiet machine (run nothing else); the report says when it was not.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,11 +42,16 @@ def plans(model: str, size: int, runtime: str, batch: int, threads: int, speedup
     ctx = PruneContext(example_inputs=torch.randn(1, 3, size, size))
     out, records = {"dense": dense}, {}
     lut_runtime = "onnxruntime" if runtime == "openvino" else runtime  # round-to auto measures ORT/torch only
-    for name, plan in (("plain", PlanConfig(0.4)),
-                       ("round-to auto", PlanConfig(0.4, round_to="auto", target_runtime=lut_runtime,
-                                                    target_batch=batch)),
-                       (f"target {speedup:g}x", PlanConfig(0.0, target_speedup=speedup, target_runtime=runtime,
-                                                           target_batch=batch, threads=threads))):
+    for name, plan in (
+        ("plain", PlanConfig(0.4)),
+        ("round-to auto", PlanConfig(0.4, round_to="auto", target_runtime=lut_runtime, target_batch=batch)),
+        (
+            f"target {speedup:g}x",
+            PlanConfig(
+                0.0, target_speedup=speedup, target_runtime=runtime, target_batch=batch, threads=threads
+            ),
+        ),
+    ):
         net = copy.deepcopy(dense)
         t0 = time.perf_counter()
         try:
@@ -69,11 +75,19 @@ def time_onnx(models: dict, size: int, runtime: str, batch: int, threads: int, r
     with tempfile.TemporaryDirectory() as tmp:
         for k, m in models.items():
             path = export_onnx(m, Path(tmp) / f"{len(runs)}.onnx", (3, size, size))
-            runs[k] = ov_runner(path, x, threads) if runtime == "openvino" else ort_runner(path, x, "cpu", threads)
+            runs[k] = (
+                ov_runner(path, x, threads) if runtime == "openvino" else ort_runner(path, x, "cpu", threads)
+            )
         samples = interleaved_samples(runs, rounds, min_s=0.1)
-    return {k: {"p50_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v),
-                "spread": (sorted(v)[int(0.9 * (len(v) - 1))] - statistics.median(v)) / statistics.median(v)}
-            for k, v in samples.items()}
+    return {
+        k: {
+            "p50_ms": statistics.median(v),
+            "min_ms": min(v),
+            "max_ms": max(v),
+            "spread": (sorted(v)[int(0.9 * (len(v) - 1))] - statistics.median(v)) / statistics.median(v),
+        }
+        for k, v in samples.items()
+    }
 
 
 def main(argv=None) -> int:
@@ -105,28 +119,54 @@ def main(argv=None) -> int:
                 macs = {k: counting.count(m, (3, size, size)).macs for k, m in nets.items()}
                 for k, rec in records.items():
                     if "unreachable" in rec:
-                        rows.append({"model": model, "image_size": size, "runtime": runtime, "batch": batch,
-                                     "plan": k, "dense_ms": round(times["dense"]["p50_ms"], 3), "pruned_ms": "",
-                                     "pruned_min_max_ms": "", "measured_speedup": "", "theoretical_speedup": "",
-                                     "efficiency": "", "planner_speedup": rec["unreachable"], "plan_s": rec["plan_s"],
-                                     "worst_spread": 0.0})
+                        rows.append(
+                            {
+                                "model": model,
+                                "image_size": size,
+                                "runtime": runtime,
+                                "batch": batch,
+                                "plan": k,
+                                "dense_ms": round(times["dense"]["p50_ms"], 3),
+                                "pruned_ms": "",
+                                "pruned_min_max_ms": "",
+                                "measured_speedup": "",
+                                "theoretical_speedup": "",
+                                "efficiency": "",
+                                "planner_speedup": rec["unreachable"],
+                                "plan_s": rec["plan_s"],
+                                "worst_spread": 0.0,
+                            }
+                        )
                 for k in nets:
                     if k == "dense":
                         continue
                     sp = times["dense"]["p50_ms"] / times[k]["p50_ms"]
                     th = macs["dense"] / macs[k]
                     lt = records[k]["latency_target"] or {}
-                    rows.append({"model": model, "image_size": size, "runtime": runtime, "batch": batch,
-                                 "plan": k, "dense_ms": round(times["dense"]["p50_ms"], 3),
-                                 "pruned_ms": round(times[k]["p50_ms"], 3),
-                                 "pruned_min_max_ms": f"{times[k]['min_ms']:.3f}-{times[k]['max_ms']:.3f}",
-                                 "measured_speedup": round(sp, 3), "theoretical_speedup": round(th, 3),
-                                 "efficiency": round(sp / th, 3),
-                                 "planner_speedup": round(lt.get("measured_speedup", 0) or 0, 3) or "",
-                                 "plan_s": records[k]["plan_s"], "worst_spread": round(max(
-                                     t["spread"] for t in times.values()), 3)})
-                print(f"{model} {runtime} b{batch}: " + ", ".join(f"{r['plan']} {r['measured_speedup'] or 'unreachable'}"
-                      for r in rows[-3:]), file=sys.stderr, flush=True)
+                    rows.append(
+                        {
+                            "model": model,
+                            "image_size": size,
+                            "runtime": runtime,
+                            "batch": batch,
+                            "plan": k,
+                            "dense_ms": round(times["dense"]["p50_ms"], 3),
+                            "pruned_ms": round(times[k]["p50_ms"], 3),
+                            "pruned_min_max_ms": f"{times[k]['min_ms']:.3f}-{times[k]['max_ms']:.3f}",
+                            "measured_speedup": round(sp, 3),
+                            "theoretical_speedup": round(th, 3),
+                            "efficiency": round(sp / th, 3),
+                            "planner_speedup": round(lt.get("measured_speedup", 0) or 0, 3) or "",
+                            "plan_s": records[k]["plan_s"],
+                            "worst_spread": round(max(t["spread"] for t in times.values()), 3),
+                        }
+                    )
+                print(
+                    f"{model} {runtime} b{batch}: "
+                    + ", ".join(f"{r['plan']} {r['measured_speedup'] or 'unreachable'}" for r in rows[-3:]),
+                    file=sys.stderr,
+                    flush=True,
+                )
                 write(a, rows, watch, t_start)  # after every target: a killed run keeps what it measured
     print(Path(a.out) / "target_speedup.md")
     return 0
@@ -142,26 +182,43 @@ def write(a, rows: list[dict], watch, t_start: float) -> None:
         w = csv.DictWriter(f, list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    env = {"machine": machine.describe(), "threads": a.threads, "quiet": verdict,
-           "wall_s": round(time.perf_counter() - t_start, 1)}
+    env = {
+        "machine": machine.describe(),
+        "threads": a.threads,
+        "quiet": verdict,
+        "wall_s": round(time.perf_counter() - t_start, 1),
+    }
     (out / "target_speedup.json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
-    lines = [f"# --target-speedup {a.speedup:g} vs plain torch-pruning vs --round-to auto (l1)", "",
-             "Command: `OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/speedup/target_speedup.py`. "
-             f"Timed from the ONNX files, apart from the planner, {a.threads} thread(s), median of {a.rounds} "
-             "interleaved rounds. Plain and round-to auto at channel sparsity 0.4.", ""]
+    lines = [
+        f"# --target-speedup {a.speedup:g} vs plain torch-pruning vs --round-to auto (l1)",
+        "",
+        "Command: `OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/speedup/target_speedup.py`. "
+        f"Timed from the ONNX files, apart from the planner, {a.threads} thread(s), median of {a.rounds} "
+        "interleaved rounds. Plain and round-to auto at channel sparsity 0.4.",
+        "",
+    ]
     if quiet.warning(verdict):
         lines += [quiet.warning(verdict), ""]
-    lines += ["| model | runtime | batch | plan | dense ms | pruned ms | measured | theoretical | efficiency |",
-              "|---|---|---:|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['model']} ({r['image_size']} px) | {r['runtime']} | {r['batch']} | {r['plan']} | {r['dense_ms']:.2f} | "
-              f"{r['pruned_ms']:.2f} | **{r['measured_speedup']:.2f}x** | {r['theoretical_speedup']:.2f}x | "
-              f"{r['efficiency']:.2f} |" if r["measured_speedup"] != "" else
-              f"| {r['model']} ({r['image_size']} px) | {r['runtime']} | {r['batch']} | {r['plan']} | {r['dense_ms']:.2f} | "
-              f"— | refused: {r['planner_speedup'].split(': ', 1)[-1]} | | |" for r in rows]
+    lines += [
+        "| model | runtime | batch | plan | dense ms | pruned ms | measured | theoretical | efficiency |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['model']} ({r['image_size']} px) | {r['runtime']} | {r['batch']} | {r['plan']} | {r['dense_ms']:.2f} | "
+        f"{r['pruned_ms']:.2f} | **{r['measured_speedup']:.2f}x** | {r['theoretical_speedup']:.2f}x | "
+        f"{r['efficiency']:.2f} |"
+        if r["measured_speedup"] != ""
+        else f"| {r['model']} ({r['image_size']} px) | {r['runtime']} | {r['batch']} | {r['plan']} | {r['dense_ms']:.2f} | "
+        f"— | refused: {r['planner_speedup'].split(': ', 1)[-1]} | | |"
+        for r in rows
+    ]
     m = env["machine"]
-    lines += ["", f"Machine: {m['cpu']} ({m['cores']} cores), torch {m['torch']}, onnxruntime {m['onnxruntime']}; "
-              f"other processes' load before/during {verdict['other_load_before']}/{verdict['other_load_during']} "
-              f"cores; wall {env['wall_s']:.0f} s."]
+    lines += [
+        "",
+        f"Machine: {m['cpu']} ({m['cores']} cores), torch {m['torch']}, onnxruntime {m['onnxruntime']}; "
+        f"other processes' load before/during {verdict['other_load_before']}/{verdict['other_load_during']} "
+        f"cores; wall {env['wall_s']:.0f} s.",
+    ]
     (out / "target_speedup.md").write_text("\n".join(lines) + "\n")
 
 

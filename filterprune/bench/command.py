@@ -1,5 +1,6 @@
 """`filterprune bench`: time compress output folders or ONNX files side by side and write the results
 into a folder, the way `compress` writes its own."""
+
 from __future__ import annotations
 
 from pathlib import Path

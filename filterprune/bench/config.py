@@ -1,5 +1,6 @@
 """What `filterprune bench` (and `compress`'s bench stage) times: runtimes, devices, providers, batch sizes,
 iterations. Checked when built, so a bad value is a usage error before any model is loaded."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,8 +32,11 @@ class BenchConfig:
     precisions: tuple[str, ...] = _TIMING.precision
 
     def __post_init__(self):
-        for flag, given in (("--runtime", self.runtimes), ("--device", self.devices),
-                            ("--provider", self.providers)):
+        for flag, given in (
+            ("--runtime", self.runtimes),
+            ("--device", self.devices),
+            ("--provider", self.providers),
+        ):
             if not given:
                 raise UsageError(f"{flag} needs at least one value")
         for r in self.runtimes:
@@ -49,11 +53,18 @@ class BenchConfig:
             if p not in (*PROVIDERS, "auto"):
                 raise UsageError(f"unknown provider {p!r}; valid: auto, {', '.join(PROVIDERS)}")
             if p != "auto" and p not in available_providers():
-                raise UsageError(f"onnxruntime provider {p!r} is not available here (have: "
-                                 f"{', '.join(available_providers())}; the GPU build is "
-                                 "`pip install filterprune[gpu]`)")
-        Bench(tuple(self.batch_sizes), self.iters, self.warmup, self.memory,  # the options' own checks
-              tuple(self.precisions)).validate()
+                raise UsageError(
+                    f"onnxruntime provider {p!r} is not available here (have: "
+                    f"{', '.join(available_providers())}; the GPU build is "
+                    "`pip install filterprune[gpu]`)"
+                )
+        Bench(
+            tuple(self.batch_sizes),
+            self.iters,
+            self.warmup,
+            self.memory,  # the options' own checks
+            tuple(self.precisions),
+        ).validate()
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"--threads must be >= 1, got {self.threads}")
         self._check_precisions()
@@ -62,14 +73,17 @@ class BenchConfig:
         """Each precision asked must run on a runtime asked: int8 on onnxruntime or OpenVINO, bf16 on OpenVINO
         where the CPU has it."""
         if "int8" in self.precisions and not {"onnxruntime", "openvino"} & set(self.runtimes):
-            raise UsageError("--precision int8 runs on onnxruntime or OpenVINO, not PyTorch: add --runtime "
-                             "onnxruntime or openvino")
+            raise UsageError(
+                "--precision int8 runs on onnxruntime or OpenVINO, not PyTorch: add --runtime "
+                "onnxruntime or openvino"
+            )
         if "bf16" in self.precisions:
             if "openvino" not in self.runtimes:
                 raise UsageError("--precision bf16 is OpenVINO's: add --runtime openvino")
             if not ov_has_bf16():
-                raise UsageError("--precision bf16: this CPU has no bfloat16 support in OpenVINO "
-                                 "(AVX-512 BF16 or AMX)")
+                raise UsageError(
+                    "--precision bf16: this CPU has no bfloat16 support in OpenVINO (AVX-512 BF16 or AMX)"
+                )
 
     def torch_devices(self) -> list[str]:
         if "auto" in self.devices:

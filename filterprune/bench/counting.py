@@ -7,6 +7,7 @@ MACs + bias adds + the affine scale and shift of BatchNorm (2 per output element
 times the fraction of its weights the mask keeps: the seed tables' "FLOP sparsity" numerator.
 Activations and pooling are counted by neither.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

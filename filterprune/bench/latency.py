@@ -1,6 +1,7 @@
 """Interleaved timing: variants are called in alternation (A B A B ...) in one process, after warm-up,
 so drift in machine load hits every variant alike. Callers pass random inputs (never zeros: some
 kernels shortcut on zeros) and summarise with medians and percentiles (bench/timing.py)."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """The machine a number came from: CPU model, cores, GPU, library versions."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,14 @@ def describe() -> dict:
 
     import onnxruntime
 
-    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__, "torch_pruning": version("torch-pruning"),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    info = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "torch_pruning": version("torch-pruning"),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
     return info

@@ -1,6 +1,7 @@
 """What a bare ONNX file costs, read from its graph when its metadata does not say: MACs of its conv and
 matmul nodes and its largest activation, both per sample, from onnx shape inference (weights not loaded:
 their dims suffice)."""
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,10 @@ def _inferred(proto):
 
 def _dims(proto) -> dict[str, list[int]]:
     """Each inferred value's dims; an unknown (dynamic) dim counts as 1, so the batch axis is one sample."""
-    return {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]
-            for v in list(proto.graph.value_info) + list(proto.graph.output)}
+    return {
+        v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]
+        for v in list(proto.graph.value_info) + list(proto.graph.output)
+    }
 
 
 def largest_activation(proto) -> int:

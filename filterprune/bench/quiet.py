@@ -7,6 +7,7 @@ minus this process and its children) before and during the timing, and the sprea
 a busy machine is said in ``bench.md``, ``report.md`` and the ``machine_busy`` column of ``bench.csv``,
 and thread counts are chosen so as not to oversubscribe the cores that are free.
 """
+
 from __future__ import annotations
 
 import os
@@ -97,13 +98,21 @@ class Watch:
             reasons.append(f"other processes used {max(self.before, self.during):.2f} of {cores()} cores")
         if worst > SPREAD:
             reasons.append(f"timing spread (p90-p50)/p50 up to {worst:.2f}")
-        return {"busy": bool(reasons), "why": "; ".join(reasons), "other_load_before": round(self.before, 3),
-                "other_load_during": round(self.during, 3), "cores": cores(), "worst_spread": round(worst, 3)}
+        return {
+            "busy": bool(reasons),
+            "why": "; ".join(reasons),
+            "other_load_before": round(self.before, 3),
+            "other_load_during": round(self.during, 3),
+            "cores": cores(),
+            "worst_spread": round(worst, 3),
+        }
 
 
 def warning(verdict: dict) -> str:
     """The line bench.md and report.md carry when the machine was not quiet ('' when it was)."""
     if not verdict or not verdict.get("busy"):
         return ""
-    return (f"**Warning: the machine was not quiet while timing** ({verdict['why']}); latencies and speedups "
-            "may be wrong (rerun alone: one timing job at a time).")
+    return (
+        f"**Warning: the machine was not quiet while timing** ({verdict['why']}); latencies and speedups "
+        "may be wrong (rerun alone: one timing job at a time)."
+    )

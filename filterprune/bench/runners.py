@@ -4,6 +4,7 @@ PyTorch eager runs in inference mode, channels_last for 4-D inputs (oneDNN / cuD
 with cudnn.benchmark and optional fp16 autocast on CUDA. onnxruntime uses the requested execution
 provider; on CUDA the input is bound once on the device (IOBinding) so host copies are not timed.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -15,7 +16,11 @@ import torch.nn as nn
 from ..errors import RunError, UsageError
 from ..export.convert import PARITY_TOL
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
 
 
 def available_providers() -> list[str]:
@@ -25,8 +30,9 @@ def available_providers() -> list[str]:
     return [k for k, v in PROVIDERS.items() if v in have]
 
 
-def torch_runner(model: nn.Module, x: torch.Tensor, device: torch.device, fp16: bool = False,
-                 compile: bool = False) -> Callable[[], None]:
+def torch_runner(
+    model: nn.Module, x: torch.Tensor, device: torch.device, fp16: bool = False, compile: bool = False
+) -> Callable[[], None]:
     model = model.eval().to(device)
     x = x.to(device)
     if x.dim() == 4:
@@ -35,8 +41,9 @@ def torch_runner(model: nn.Module, x: torch.Tensor, device: torch.device, fp16: 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     fn = torch.compile(model) if compile else model
-    autocast = torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
-                              enabled=fp16)
+    autocast = torch.autocast(
+        device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16, enabled=fp16
+    )
 
     def run():
         with torch.inference_mode(), autocast:
@@ -64,8 +71,11 @@ def ort_session(path: Path, provider: str, threads: int, fp16_trt: bool = False)
     options: dict = {}
     if provider == "tensorrt":
         cache = Path(path).parent / ".trt_cache"
-        options = {"trt_fp16_enable": fp16_trt, "trt_engine_cache_enable": True,
-                   "trt_engine_cache_path": str(cache)}
+        options = {
+            "trt_fp16_enable": fp16_trt,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+        }
     providers = [(name, options)] + ([("CUDAExecutionProvider", {})] if provider == "tensorrt" else [])
     fallback = [] if provider == "cpu" else ["CPUExecutionProvider"]
     return ort.InferenceSession(str(path), opts, providers=providers + fallback)
@@ -92,20 +102,26 @@ def ov_has_bf16() -> bool:
 
 def ov_compiled(path: Path, threads: int | None = None, precision: str = "fp32"):
     """The ONNX file compiled for OpenVINO's CPU plugin (latency hint) at ``precision`` (fp32, bf16, int8)."""
-    cfg = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": OV_HINTS[precision],
-           **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
+    cfg = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": OV_HINTS[precision],
+        **({"INFERENCE_NUM_THREADS": threads} if threads else {}),
+    }
     return openvino_core().compile_model(str(path), "CPU", cfg)
 
 
-def ov_runner(path: Path, x: torch.Tensor, threads: int | None = None,
-              precision: str = "fp32") -> Callable[[], None]:
+def ov_runner(
+    path: Path, x: torch.Tensor, threads: int | None = None, precision: str = "fp32"
+) -> Callable[[], None]:
     """OpenVINO on the CPU, compiled from the same ONNX file onnxruntime runs, at ``precision``."""
     req = ov_compiled(path, threads, precision).create_infer_request()
     feed = x.numpy()
     return lambda: req.infer({0: feed})
 
 
-def ort_runner(path: Path, x: torch.Tensor, provider: str, threads: int, fp16: bool = False) -> Callable[[], None]:
+def ort_runner(
+    path: Path, x: torch.Tensor, provider: str, threads: int, fp16: bool = False
+) -> Callable[[], None]:
     sess = ort_session(path, provider, threads, fp16_trt=fp16)
     name = sess.get_inputs()[0].name
     if provider == "cpu":
@@ -124,12 +140,12 @@ def ort_runner(path: Path, x: torch.Tensor, provider: str, threads: int, fp16: b
     return run
 
 
-def openvino_parity(path: Path, x: torch.Tensor, threads: int | None = None,
-                    tol: float | None = None) -> dict:
+def openvino_parity(
+    path: Path, x: torch.Tensor, threads: int | None = None, tol: float | None = None
+) -> dict:
     """OpenVINO at fp32 against onnxruntime on the same file and inputs, judged as export judges PyTorch
     against onnxruntime (max|ov - ort| / max(1, max|ort|) <= tol); a RunError when they differ."""
     import numpy as np
-
 
     tol = PARITY_TOL if tol is None else tol
     sess = ort_session(Path(path), "cpu", threads or 1)
@@ -138,6 +154,8 @@ def openvino_parity(path: Path, x: torch.Tensor, threads: int | None = None,
     diff = float(np.abs(out - ref).max()) if out.shape == ref.shape else float("inf")
     rel = diff / max(1.0, float(np.abs(ref).max()))
     if not rel <= tol:
-        raise RunError(f"OpenVINO fp32 differs from onnxruntime on {Path(path).name}: max difference "
-                       f"{diff:.3g} (relative {rel:.3g} > {tol})")
+        raise RunError(
+            f"OpenVINO fp32 differs from onnxruntime on {Path(path).name}: max difference "
+            f"{diff:.3g} (relative {rel:.3g} > {tol})"
+        )
     return {"max_abs_diff": diff, "max_rel_diff": rel, "tolerance": tol}

@@ -1,6 +1,7 @@
 """What `filterprune bench` times: the variants found in compress output folders (dense, pruned, and the
 masked control when saved) and in ONNX files (the first is the baseline), each checked before anything
 is allocated, under a label no other variant shares."""
+
 from __future__ import annotations
 
 import math
@@ -85,19 +86,36 @@ def _run_dir_variants(run: Path) -> list[Variant]:
     torch.manual_seed(0)
     dense = build_model(spec).eval()  # same architecture; latency does not depend on the weight values
     pruned = ckpt.load(run)
-    found = [("dense", dense, run / "dense.onnx", {"kind": "dense", "path": str(run)}),
-             ("pruned", pruned, run / "model.onnx", {"kind": "checkpoint", "path": str(run)})]
+    found = [
+        ("dense", dense, run / "dense.onnx", {"kind": "dense", "path": str(run)}),
+        ("pruned", pruned, run / "model.onnx", {"kind": "checkpoint", "path": str(run)}),
+    ]
     if (run / "masked.json").is_file():
-        found.append(("masked", ckpt.load(run / "masked.json"), run / "masked.onnx",
-                      {"kind": "checkpoint", "path": str(run / "masked.json")}))
+        found.append(
+            (
+                "masked",
+                ckpt.load(run / "masked.json"),
+                run / "masked.onnx",
+                {"kind": "checkpoint", "path": str(run / "masked.json")},
+            )
+        )
     out = []
     for name, model, onnx_path, source in found:
         if onnx_path.is_file():  # a run folder from elsewhere: its ONNX files are checked like any other
             _check_onnx_file(onnx_path)
         c = counting.count(model, shape)
-        out.append(Variant(name, shape, c.params, c.macs, model, onnx_path if onnx_path.is_file() else None,
-                           {**source, "run": run.name, "trusted": trusted},
-                           limits.activation_sizes(model, shape)[0]))
+        out.append(
+            Variant(
+                name,
+                shape,
+                c.params,
+                c.macs,
+                model,
+                onnx_path if onnx_path.is_file() else None,
+                {**source, "run": run.name, "trusted": trusted},
+                limits.activation_sizes(model, shape)[0],
+            )
+        )
     return out
 
 
@@ -110,11 +128,24 @@ def _int8_variants(run: Path, fp32: list[Variant]) -> list[Variant]:
             continue
         path = run / INT8_FILES[v.name]
         if not path.is_file():
-            raise UsageError(f"{run} has no {INT8_FILES[v.name]}: INT8 files are written by "
-                             "`filterprune compress ... --precision fp32,int8`")
+            raise UsageError(
+                f"{run} has no {INT8_FILES[v.name]}: INT8 files are written by "
+                "`filterprune compress ... --precision fp32,int8`"
+            )
         _check_onnx_file(path)
-        out.append(Variant(v.name, v.input_shape, v.params, v.macs, None, path, {**v.source, "kind": "onnx",
-                           "path": str(path)}, v.largest, "int8"))
+        out.append(
+            Variant(
+                v.name,
+                v.input_shape,
+                v.params,
+                v.macs,
+                None,
+                path,
+                {**v.source, "kind": "onnx", "path": str(path)},
+                v.largest,
+                "int8",
+            )
+        )
     return out
 
 
@@ -154,14 +185,24 @@ def _onnx_variant(path: Path, first: bool) -> Variant:
     if not shape or any(s <= 0 for s in shape):
         raise UsageError(f"{path}: input shape {limits.show(shape)} is not static apart from the batch axis")
     if math.prod(shape) > limits.memory_budget() // (limits.LIVE_TENSORS * limits.BYTES_PER_VALUE):
-        raise UsageError(f"{path}: declares an input of {math.prod(shape):,} values per sample "
-                         f"({'x'.join(map(str, shape))}): {limits.over_budget(math.prod(shape), 1)}")
+        raise UsageError(
+            f"{path}: declares an input of {math.prod(shape):,} values per sample "
+            f"({'x'.join(map(str, shape))}): {limits.over_budget(math.prod(shape), 1)}"
+        )
     meta = {p.key: p.value for p in proto.metadata_props}
     params = sum(math.prod(t.dims) for t in proto.graph.initializer)
     macs = _count(meta.get("macs")) or _count(meta.get("pruned_macs")) or onnx_cost.macs(proto)
-    return Variant("dense" if first else path.stem, shape, params, macs, None, path,
-                   {"kind": "onnx", "path": str(path), "named": True}, onnx_cost.largest_activation(proto),
-                   file_precision(proto))
+    return Variant(
+        "dense" if first else path.stem,
+        shape,
+        params,
+        macs,
+        None,
+        path,
+        {"kind": "onnx", "path": str(path), "named": True},
+        onnx_cost.largest_activation(proto),
+        file_precision(proto),
+    )
 
 
 def _count(text) -> int:

@@ -7,6 +7,7 @@ process's peak RSS cannot be split between variants that share it. GPU peaks use
 own counters, reset before each variant. A failure such as out-of-memory at a large batch is recorded in
 the row and the run goes on.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,12 +29,37 @@ from .latency import interleaved
 from .runners import openvino_parity, ort_runner, ov_runner, torch_runner
 from .targets import Variant
 
-COLUMNS = ["variant", "runtime", "device", "precision", "batch_size", "p50_ms", "p90_ms", "p99_ms",
-           "throughput", "cpu_peak_rss_mb", "gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "params", "macs",
-           "speedup", "speedup_vs_dense_fp32", "theoretical_speedup", "speedup_efficiency", "iters",
-           "threads", "machine_busy", "error"]
-OOM_MESSAGES = ("out of memory", "can't allocate memory", "failed to allocate memory", "bad_alloc",
-                "cannot allocate memory")
+COLUMNS = [
+    "variant",
+    "runtime",
+    "device",
+    "precision",
+    "batch_size",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "throughput",
+    "cpu_peak_rss_mb",
+    "gpu_peak_allocated_mb",
+    "gpu_peak_reserved_mb",
+    "params",
+    "macs",
+    "speedup",
+    "speedup_vs_dense_fp32",
+    "theoretical_speedup",
+    "speedup_efficiency",
+    "iters",
+    "threads",
+    "machine_busy",
+    "error",
+]
+OOM_MESSAGES = (
+    "out of memory",
+    "can't allocate memory",
+    "failed to allocate memory",
+    "bad_alloc",
+    "cannot allocate memory",
+)
 
 
 def run_bench(variants: list[Variant], cfg: BenchConfig) -> list[dict]:
@@ -42,8 +68,10 @@ def run_bench(variants: list[Variant], cfg: BenchConfig) -> list[dict]:
     with quiet.Watch() as watch:
         threads = cfg.threads or quiet.free_threads(torch.get_num_threads())
         if threads < torch.get_num_threads() and not cfg.threads:
-            say(f"notice: other processes are using the CPU; timing with {threads} thread(s) instead of "
-                f"{torch.get_num_threads()} so as not to oversubscribe the free cores")
+            say(
+                f"notice: other processes are using the CPU; timing with {threads} thread(s) instead of "
+                f"{torch.get_num_threads()} so as not to oversubscribe the free cores"
+            )
         rows = _run_rows(variants, cfg, threads)
     spreads = [(r["p90_ms"] - r["p50_ms"]) / r["p50_ms"] for r in rows if r.get("p50_ms")]
     verdict = watch.verdict(spreads)
@@ -95,8 +123,15 @@ def row_precisions(v: Variant, runtime: str, dev: str, cfg: BenchConfig) -> list
     return ["fp16"] if dev == "tensorrt" and cfg.fp16 and v.precision == "fp32" else [v.precision]
 
 
-def _batch_rows(jobs: list[tuple[Variant, str]], runtime: str, dev: str, b: int, cfg: BenchConfig,
-                threads: int, gen: torch.Generator) -> list[dict]:
+def _batch_rows(
+    jobs: list[tuple[Variant, str]],
+    runtime: str,
+    dev: str,
+    b: int,
+    cfg: BenchConfig,
+    threads: int,
+    gen: torch.Generator,
+) -> list[dict]:
     """One (runtime, device, batch): the (variant, precision) pairs that can run are timed together; every
     row says why one could not."""
     runners, errors, inputs = {}, {}, {}
@@ -118,9 +153,18 @@ def _batch_rows(jobs: list[tuple[Variant, str]], runtime: str, dev: str, b: int,
     rows = []
     for v, p in jobs:
         key = _label(v, p)
-        row = {"variant": v.name, "runtime": runtime, "device": dev, "precision": p, "batch_size": b,
-               "params": v.params, "macs": v.macs, "iters": cfg.iters, "threads": threads,
-               "error": errors.get(key, "")}
+        row = {
+            "variant": v.name,
+            "runtime": runtime,
+            "device": dev,
+            "precision": p,
+            "batch_size": b,
+            "params": v.params,
+            "macs": v.macs,
+            "iters": cfg.iters,
+            "threads": threads,
+            "error": errors.get(key, ""),
+        }
         if key in times and key not in errors:
             row.update(_percentiles(times[key]))
             row["throughput"] = b / (row["p50_ms"] / 1e3)
@@ -134,8 +178,9 @@ def _label(v: Variant, precision: str) -> str:
     return v.name if precision == "fp32" else f"{v.name} {precision}"
 
 
-def _runner(v: Variant, precision: str, x: torch.Tensor, runtime: str, dev: str, cfg: BenchConfig,
-            threads: int) -> Callable[[], None]:
+def _runner(
+    v: Variant, precision: str, x: torch.Tensor, runtime: str, dev: str, cfg: BenchConfig, threads: int
+) -> Callable[[], None]:
     if runtime == "torch":
         return torch_runner(v.model, x, torch.device(dev), cfg.fp16, cfg.compile)
     if runtime == "openvino":
@@ -207,8 +252,11 @@ def _add_speedups(rows: list[dict], variants: list[Variant]) -> None:
     """speedup vs the baseline variant of the SAME runtime, device, precision and batch (and vs its fp32
     row: ``speedup_vs_dense_fp32``); efficiency = measured / MACs ratio."""
     base = variants[0].name
-    ref = {(r["runtime"], r["device"], r.get("precision", "fp32"), r["batch_size"]): r
-           for r in rows if r["variant"] == base and "p50_ms" in r}
+    ref = {
+        (r["runtime"], r["device"], r.get("precision", "fp32"), r["batch_size"]): r
+        for r in rows
+        if r["variant"] == base and "p50_ms" in r
+    }
     base_macs = variants[0].macs
     shape = {v.name: v.input_shape for v in variants}
     for r in rows:
@@ -229,17 +277,29 @@ def dense_vs_pruned(rows: list[dict], extra: tuple[str, ...] = ("masked",)) -> l
     """report.json's compact view: one row per (runtime, device, precision, batch) with dense and pruned
     medians and the speedup; each ``extra`` variant timed in the same run (the masked control) adds <v>_ms
     and <v>_speedup."""
-    keyed = {(r["runtime"], r["device"], r.get("precision", "fp32"), r["batch_size"], r["variant"]): r
-             for r in rows if r.get("p50_ms") != ""}
+    keyed = {
+        (r["runtime"], r["device"], r.get("precision", "fp32"), r["batch_size"], r["variant"]): r
+        for r in rows
+        if r.get("p50_ms") != ""
+    }
     out = []
     for (rt, dev, p, b, v), r in keyed.items():
         o = keyed.get((rt, dev, p, b, "pruned"))
         if v != "dense" or o is None:
             continue
-        row = {"runtime": rt, "device": dev, "precision": p, "batch_size": b, "dense_ms": r["p50_ms"],
-               "pruned_ms": o["p50_ms"], "dense_p90_ms": r["p90_ms"], "pruned_p90_ms": o["p90_ms"],
-               "speedup": o["speedup"], "speedup_efficiency": o["speedup_efficiency"],
-               "speedup_vs_dense_fp32": o.get("speedup_vs_dense_fp32", "")}
+        row = {
+            "runtime": rt,
+            "device": dev,
+            "precision": p,
+            "batch_size": b,
+            "dense_ms": r["p50_ms"],
+            "pruned_ms": o["p50_ms"],
+            "dense_p90_ms": r["p90_ms"],
+            "pruned_p90_ms": o["p90_ms"],
+            "speedup": o["speedup"],
+            "speedup_efficiency": o["speedup_efficiency"],
+            "speedup_vs_dense_fp32": o.get("speedup_vs_dense_fp32", ""),
+        }
         for x in extra:
             if (rt, dev, p, b, x) in keyed:
                 e = keyed[(rt, dev, p, b, x)]
@@ -254,21 +314,39 @@ def _add_cpu_memory(rows: list[dict], variants: list[Variant], threads: int) -> 
     if sys.platform != "linux":
         return
     by_name = {(v.name, v.precision): v for v in variants}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
-                                                                      os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH")])
+        ),
+    }
     for r in rows:
         v = by_name.get((r["variant"], r["precision"])) or by_name[(r["variant"], "fp32")]
         rebuilt = v.source.get("kind") != "onnx" if r["runtime"] == "torch" else v.onnx is not None
         if r["device"] != "cpu" or r.get("error") or not rebuilt:  # the probe could not rebuild it
             continue
-        job = {"source": {**v.source, "onnx": str(v.onnx) if v.onnx else None}, "runtime": r["runtime"],
-               "precision": r["precision"],
-               "batch": r["batch_size"], "shape": list(v.input_shape), "threads": threads}
+        job = {
+            "source": {**v.source, "onnx": str(v.onnx) if v.onnx else None},
+            "runtime": r["runtime"],
+            "precision": r["precision"],
+            "batch": r["batch_size"],
+            "shape": list(v.input_shape),
+            "threads": threads,
+        }
         try:
-            p = subprocess.run([sys.executable, "-m", "filterprune.bench.memory_probe"],
-                               input=json.dumps(job), capture_output=True, text=True, timeout=300, env=env)
-            res = float(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else \
-                limits.printable((p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1], 300)
+            p = subprocess.run(
+                [sys.executable, "-m", "filterprune.bench.memory_probe"],
+                input=json.dumps(job),
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=env,
+            )
+            res = (
+                float(p.stdout.strip().splitlines()[-1])
+                if p.returncode == 0
+                else limits.printable((p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1], 300)
+            )
         except (subprocess.TimeoutExpired, ValueError, IndexError) as e:
             res = f"probe failed ({type(e).__name__})"
         if isinstance(res, float):

@@ -6,6 +6,7 @@ file in either that subclasses ``Criterion`` (or ``MaskCriterion``, from ``mask/
 itself in ``CRITERIA`` (both from ``base.py``, which is what such a file imports); the pruning pipeline
 only calls ``prepare`` once and then ``score`` per group, so adding one never touches the pipeline.
 """
+
 from __future__ import annotations
 
 from . import mask, structured  # noqa: F401  (registration: every criterion file is imported)

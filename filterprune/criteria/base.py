@@ -1,5 +1,6 @@
 """What every channel criterion is made of: the ``CRITERIA`` table it registers in, the ``Criterion`` base
 class, the ``PruneContext`` it may use, and ``root_of`` (the layer whose filters a group removes)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -52,4 +53,3 @@ def root_of(group):
 
 def make_criterion(name: str) -> Criterion:
     return CRITERIA.get(name)()
-

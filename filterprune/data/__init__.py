@@ -5,6 +5,7 @@ from; ``registry.DATASETS`` is the table every dataset file registers in, ``load
 Parameterised names: ``npz:PATH`` and ``imagefolder:PATH``. The offline default is ``digits``
 (scikit-learn's bundled handwritten digits), which needs no file and no network.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -17,8 +18,7 @@ from .images import ImageData
 from .loader import make_loader
 from .registry import DATASETS
 
-__all__ = ["DATASETS", "ImageData", "load_data", "load_dataset", "make_loader",
-           "resolve_default_dataset"]
+__all__ = ["DATASETS", "ImageData", "load_data", "load_dataset", "make_loader", "resolve_default_dataset"]
 
 
 def load_dataset(name: str, data_root: str | Path = DEFAULT_DATA_ROOT, **options) -> ImageData:
@@ -38,12 +38,15 @@ def resolve_default_dataset(data_root: str | Path) -> tuple[str, str | None]:
     """The dataset used when none is named: CIFAR-10 if it is under the data root, else the embedded one."""
     if torchvision_sets.find_local("cifar10", Path(data_root)) is not None:
         return "cifar10", None
-    return "digits", (f"no CIFAR-10 under {data_root!s}/ (cifar-10-batches-py or cifar10*.npz); using the "
-                      "embedded scikit-learn digits dataset instead (pass --dataset/--data-root to choose)")
+    return "digits", (
+        f"no CIFAR-10 under {data_root!s}/ (cifar-10-batches-py or cifar10*.npz); using the "
+        "embedded scikit-learn digits dataset instead (pass --dataset/--data-root to choose)"
+    )
 
 
-def load_data(dataset: str | None, data_root: str, val_fraction: float = 0.0, seed: int = 0,
-              **options) -> ImageData:
+def load_data(
+    dataset: str | None, data_root: str, val_fraction: float = 0.0, seed: int = 0, **options
+) -> ImageData:
     """Load the named dataset, or the default one with a notice saying which it is; ``val_fraction`` of
     the training images (drawn with ``seed``) become the validation split that chooses kept epochs.
     ``options`` reach streamed datasets (image size, preprocessing: see ``inputs.prepare``)."""

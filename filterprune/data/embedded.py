@@ -1,5 +1,6 @@
 """The offline default: scikit-learn's bundled handwritten digits (1,797 real 8x8 scans, 10 classes),
 upsampled to 32x32 and repeated to 3 channels so CIFAR-shaped models run on it unchanged."""
+
 from __future__ import annotations
 
 import torch
@@ -12,7 +13,9 @@ SIZE = 32
 TEST_FRACTION = 0.2
 
 
-@DATASETS.register("digits", help="embedded real dataset (scikit-learn digits, 32x32x3); needs no file or network")
+@DATASETS.register(
+    "digits", help="embedded real dataset (scikit-learn digits, 32x32x3); needs no file or network"
+)
 def digits(root) -> ImageData:
     from sklearn.datasets import load_digits
 
@@ -24,5 +27,13 @@ def digits(root) -> ImageData:
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))  # fixed split
     n_test = int(len(y) * TEST_FRACTION)
     te, tr = perm[:n_test], perm[n_test:]
-    return ImageData("digits", x[tr], y[tr], x[te], y[te], [str(i) for i in range(10)],
-                     source="scikit-learn bundled digits, upsampled", flip=False)
+    return ImageData(
+        "digits",
+        x[tr],
+        y[tr],
+        x[te],
+        y[te],
+        [str(i) for i in range(10)],
+        source="scikit-learn bundled digits, upsampled",
+        flip=False,
+    )

@@ -1,4 +1,5 @@
 """Datasets from the user's own files: ``npz:PATH`` arrays and ``imagefolder:PATH`` class folders."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +24,9 @@ def _nchw(a: np.ndarray, path: Path) -> torch.Tensor:
     elif a.ndim == 4 and a.shape[-1] in (1, 3) and a.shape[1] not in (1, 3):  # NHWC
         a = a.transpose(0, 3, 1, 2)
     if a.ndim != 4 or a.shape[1] not in (1, 3) or a.shape[2] != a.shape[3]:
-        raise UsageError(f"{path}: expected square images shaped (N, C, H, W) with C in 1 or 3, got {a.shape}")
+        raise UsageError(
+            f"{path}: expected square images shaped (N, C, H, W) with C in 1 or 3, got {a.shape}"
+        )
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
@@ -54,11 +57,19 @@ def read_npz(path: Path, name: str) -> ImageData:
         n_test = int(len(y) * NPZ_TEST_FRACTION)
         xte, yte, xtr, ytr = x[perm[:n_test]], y[perm[:n_test]], x[perm[n_test:]], y[perm[n_test:]]
     else:
-        raise UsageError(f"{path}: needs arrays x_train, y_train, x_test, y_test (or x, y); has {sorted(arrays)}")
+        raise UsageError(
+            f"{path}: needs arrays x_train, y_train, x_test, y_test (or x, y); has {sorted(arrays)}"
+        )
     if not (len(ytr) and len(yte)):
-        raise UsageError(f"{path}: the train and test splits must both hold images (got {len(ytr)} and {len(yte)})")
+        raise UsageError(
+            f"{path}: the train and test splits must both hold images (got {len(ytr)} and {len(yte)})"
+        )
     n_classes = int(max(ytr.max(), yte.max())) + 1
-    names = [str(s) for s in arrays["label_names"]] if "label_names" in arrays else [str(i) for i in range(n_classes)]
+    names = (
+        [str(s) for s in arrays["label_names"]]
+        if "label_names" in arrays
+        else [str(i) for i in range(n_classes)]
+    )
     return ImageData(name, xtr, ytr, xte, yte, names, source=str(path), flip=xtr.shape[1] == 3)
 
 
@@ -67,10 +78,21 @@ def npz(path: Path) -> ImageData:
     return read_npz(path, f"npz:{path}")
 
 
-@DATASETS.register("imagefolder:", help="imagefolder:PATH with PATH/train/<class>/* and PATH/test|val/<class>/*, "
-                   "streamed from disk at --image-size")
-def imagefolder(path: Path, image_size: int = 32, resize_size: int | None = None, mean=None, std=None,
-                train_subset: int | None = None, workers: int | None = None, seed: int = 0):
+@DATASETS.register(
+    "imagefolder:",
+    help="imagefolder:PATH with PATH/train/<class>/* and PATH/test|val/<class>/*, "
+    "streamed from disk at --image-size",
+)
+def imagefolder(
+    path: Path,
+    image_size: int = 32,
+    resize_size: int | None = None,
+    mean=None,
+    std=None,
+    train_subset: int | None = None,
+    workers: int | None = None,
+    seed: int = 0,
+):
     """Streamed lazily (``data.stream.FolderData``); ``compress`` passes the model's input size and, with
     pretrained weights, their preprocessing."""
     return FolderData(path, image_size, resize_size, mean, std, train_subset, workers, seed)

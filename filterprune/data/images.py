@@ -1,5 +1,6 @@
 """``ImageData``: a train/test split held in memory (uint8 NCHW images and labels), the one form every
 dataset loads into, with the validation split carved from its training images."""
+
 from __future__ import annotations
 
 import hashlib
@@ -32,13 +33,17 @@ class ImageData:
 
     def __post_init__(self):
         if self.x_train.dtype != torch.uint8 or self.x_train.ndim != 4:
-            raise UsageError(f"{self.name}: images must be uint8 (N, C, H, W), got "
-                             f"{self.x_train.dtype} {tuple(self.x_train.shape)}")
+            raise UsageError(
+                f"{self.name}: images must be uint8 (N, C, H, W), got "
+                f"{self.x_train.dtype} {tuple(self.x_train.shape)}"
+            )
         if len(self.x_train) != len(self.y_train) or len(self.x_test) != len(self.y_test):
             raise UsageError(f"{self.name}: image and label counts differ")
         if len(self.y_train) == 0 or len(self.y_test) == 0:
-            raise UsageError(f"{self.name}: the train and test splits must both hold images "
-                             f"(got {len(self.y_train)} and {len(self.y_test)})")
+            raise UsageError(
+                f"{self.name}: the train and test splits must both hold images "
+                f"(got {len(self.y_train)} and {len(self.y_test)})"
+            )
         self.y_train, self.y_test = self.y_train.long(), self.y_test.long()
         lo = min(self.y_train.min(), self.y_test.min()).item()
         hi = max(self.y_train.max(), self.y_test.max()).item()
@@ -62,28 +67,46 @@ class ImageData:
         val = []
         for c in range(self.num_classes):
             idx = (self.y_train == c).nonzero().flatten()
-            val.append(idx[torch.randperm(len(idx), generator=gen)[:round(fraction * len(idx))]])
+            val.append(idx[torch.randperm(len(idx), generator=gen)[: round(fraction * len(idx))]])
         val = torch.cat(val).sort().values
         keep = torch.ones(len(self.y_train), dtype=torch.bool)
         keep[val] = False
         if not len(val) or not keep.any():
             return self
-        return replace(self, x_train=self.x_train[keep], y_train=self.y_train[keep], x_val=self.x_train[val],
-                       y_val=self.y_train[val], mean=self.mean, std=self.std)
+        return replace(
+            self,
+            x_train=self.x_train[keep],
+            y_train=self.y_train[keep],
+            x_val=self.x_train[val],
+            y_val=self.y_train[val],
+            mean=self.mean,
+            std=self.std,
+        )
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Images and labels of 'train', 'val' or 'test'."""
         if name == "val" and self.x_val is None:
             raise ValueError(f"{self.name} has no validation split (carve_val)")
-        return {"train": (self.x_train, self.y_train), "val": (self.x_val, self.y_val),
-                "test": (self.x_test, self.y_test)}[name]
+        return {
+            "train": (self.x_train, self.y_train),
+            "val": (self.x_val, self.y_val),
+            "test": (self.x_test, self.y_test),
+        }[name]
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def make_loader(self, split: str, batch_size: int, augment: bool = False, shuffle: bool | None = None,
-                    seed: int = 0, limit: int | None = None, crop: bool = True):
+    def make_loader(
+        self,
+        split: str,
+        batch_size: int,
+        augment: bool = False,
+        shuffle: bool | None = None,
+        seed: int = 0,
+        limit: int | None = None,
+        crop: bool = True,
+    ):
         return memory_loader(self, split, batch_size, augment, shuffle, seed, limit, crop)
 
     def val_digest(self) -> str:
@@ -99,6 +122,8 @@ class ImageData:
 
     def describe(self) -> str:
         val = f" / {len(self.y_val)} validation" if self.y_val is not None else ""
-        return (f"{self.name}: {len(self.x_train)} train{val} / {len(self.x_test)} test images, "
-                f"{self.in_channels}x{self.image_size}x{self.image_size}, {self.num_classes} classes "
-                f"({self.source})")
+        return (
+            f"{self.name}: {len(self.x_train)} train{val} / {len(self.x_test)} test images, "
+            f"{self.in_channels}x{self.image_size}x{self.image_size}, {self.num_classes} classes "
+            f"({self.source})"
+        )

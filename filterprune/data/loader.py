@@ -1,5 +1,6 @@
 """Batches for training and evaluation, with the seed study's augmentations
 (random crop with 4-pixel padding, horizontal flip where it makes sense, small random rotation)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -35,22 +36,44 @@ class _Split(Dataset):
         return self.transform(self.x[i]), self.y[i]
 
 
-def make_loader(data: DataSource, split: str, batch_size: int, augment: bool = False,
-                shuffle: bool | None = None, seed: int = 0, limit: int | None = None,
-                crop: bool = True) -> DataLoader:
+def make_loader(
+    data: DataSource,
+    split: str,
+    batch_size: int,
+    augment: bool = False,
+    shuffle: bool | None = None,
+    seed: int = 0,
+    limit: int | None = None,
+    crop: bool = True,
+) -> DataLoader:
     """A DataLoader over ``split`` ('train', 'val' or 'test'); ``limit`` keeps the first N images;
     ``crop=False`` drops the random crop from the augmentations (the seed recipe: rotation + flip). Each
     kind of data makes its own (``DataSource.make_loader``)."""
-    return data.make_loader(split, batch_size, augment=augment, shuffle=shuffle, seed=seed, limit=limit, crop=crop)
+    return data.make_loader(
+        split, batch_size, augment=augment, shuffle=shuffle, seed=seed, limit=limit, crop=crop
+    )
 
 
-def memory_loader(data: ImageData, split: str, batch_size: int, augment: bool, shuffle: bool | None, seed: int,
-                  limit: int | None, crop: bool) -> DataLoader:
+def memory_loader(
+    data: ImageData,
+    split: str,
+    batch_size: int,
+    augment: bool,
+    shuffle: bool | None,
+    seed: int,
+    limit: int | None,
+    crop: bool,
+) -> DataLoader:
     """Batches of images held in memory, with the seed study's augmentations when training."""
     x, y = data.split(split)
     if limit is not None:
         x, y = x[:limit], y[:limit]
     ds = _Split(x, y, data.mean, data.std, augment, data.flip, crop)
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=(split == "train") if shuffle is None else shuffle,
-                      generator=gen, num_workers=0)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=(split == "train") if shuffle is None else shuffle,
+        generator=gen,
+        num_workers=0,
+    )

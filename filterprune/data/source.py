@@ -1,6 +1,7 @@
 """``DataSource``: what every dataset gives the pipeline, whether held in memory (``ImageData``), streamed
 from an image folder (``stream.FolderData``) or the user's own DataLoaders (``stream.LoaderData``). The
 pipeline uses only this; nothing tells the kinds apart by probing for attributes."""
+
 from __future__ import annotations
 
 from typing import Protocol
@@ -29,8 +30,16 @@ class DataSource(Protocol):
     @property
     def image_size(self) -> int: ...
 
-    def make_loader(self, split: str, batch_size: int, augment: bool = False, shuffle: bool | None = None,
-                    seed: int = 0, limit: int | None = None, crop: bool = True) -> DataLoader: ...
+    def make_loader(
+        self,
+        split: str,
+        batch_size: int,
+        augment: bool = False,
+        shuffle: bool | None = None,
+        seed: int = 0,
+        limit: int | None = None,
+        crop: bool = True,
+    ) -> DataLoader: ...
 
     def val_digest(self) -> str:
         """Which images the validation split holds (part of the cached baseline's identity)."""

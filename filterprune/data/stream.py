@@ -15,6 +15,7 @@ image larger than ``MAX_PIXELS`` is refused before it is decoded (decompression 
 unreadable ones, are skipped with a warning — at the scan, or, if decoding fails later, by serving the
 next readable image — never sinking the run.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,7 +51,9 @@ def open_image(path: Path):
         with open(path, "rb") as f:
             img = Image.open(f, formats=FORMATS)
             if img.width * img.height > MAX_PIXELS:
-                raise ValueError(f"{img.width}x{img.height} pixels (more than {MAX_PIXELS}): a decompression bomb?")
+                raise ValueError(
+                    f"{img.width}x{img.height} pixels (more than {MAX_PIXELS}): a decompression bomb?"
+                )
             return img.convert("RGB")
 
 
@@ -63,7 +66,9 @@ def _header_ok(path: Path) -> str | None:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with open(path, "rb") as f, Image.open(f, formats=FORMATS) as img:
                 if img.width * img.height > MAX_PIXELS:
-                    return f"{img.width}x{img.height} pixels is more than {MAX_PIXELS} (a decompression bomb?)"
+                    return (
+                        f"{img.width}x{img.height} pixels is more than {MAX_PIXELS} (a decompression bomb?)"
+                    )
     except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         return f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
     return None
@@ -76,7 +81,9 @@ class Undecodable(UsageError):
 
     def __init__(self, message: str = ""):
         marker = f"{type(self).__name__}: "
-        super().__init__(message.rsplit(marker, 1)[-1].strip() if "Original Traceback" in message else message)
+        super().__init__(
+            message.rsplit(marker, 1)[-1].strip() if "Original Traceback" in message else message
+        )
 
 
 class _Files(Dataset):
@@ -97,16 +104,23 @@ class _Files(Dataset):
             except Exception as e:  # truncated or damaged after the header: serve the next image
                 why = f"{printable(path, 200)}: {type(e).__name__}: {printable(str(e), 120)}"
                 warnings.warn(f"skipping unreadable image {why}", stacklevel=2)
-        raise Undecodable(f"{min(len(self.samples), DECODE_TRIES)} consecutive images could not be decoded "
-                          f"(the last: {why}); remove or repair the damaged files")
+        raise Undecodable(
+            f"{min(len(self.samples), DECODE_TRIES)} consecutive images could not be decoded "
+            f"(the last: {why}); remove or repair the damaged files"
+        )
 
 
 def transforms(size: int, resize: int, mean, std, train: bool, flip: bool = True):
     from torchvision.transforms import v2
 
-    ops = ([v2.RandomResizedCrop(size, antialias=True)] + ([v2.RandomHorizontalFlip()] if flip else [])) if train \
+    ops = (
+        ([v2.RandomResizedCrop(size, antialias=True)] + ([v2.RandomHorizontalFlip()] if flip else []))
+        if train
         else [v2.Resize(resize, antialias=True), v2.CenterCrop(size)]
-    return v2.Compose([v2.PILToTensor(), *ops, v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
+    )
+    return v2.Compose(
+        [v2.PILToTensor(), *ops, v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    )
 
 
 def default_workers() -> int:
@@ -115,8 +129,10 @@ def default_workers() -> int:
     if not raw:
         return min(4, os.cpu_count() or 1)
     if not raw.isdigit() or int(raw) > MAX_WORKERS:
-        raise UsageError(f"FILTERPRUNE_WORKERS must be a whole number of DataLoader workers in [0, {MAX_WORKERS}], "
-                         f"got {printable(raw, 40)!r}")
+        raise UsageError(
+            f"FILTERPRUNE_WORKERS must be a whole number of DataLoader workers in [0, {MAX_WORKERS}], "
+            f"got {printable(raw, 40)!r}"
+        )
     return int(raw)
 
 
@@ -125,8 +141,17 @@ class FolderData:
 
     streamed = True
 
-    def __init__(self, root: Path, image_size: int = 224, resize_size: int | None = None, mean=None, std=None,
-                 train_subset: int | None = None, workers: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        root: Path,
+        image_size: int = 224,
+        resize_size: int | None = None,
+        mean=None,
+        std=None,
+        train_subset: int | None = None,
+        workers: int | None = None,
+        seed: int = 0,
+    ):
         root = Path(root)
         if not root.is_dir():
             raise UsageError(f"image folder not found: {root}")
@@ -155,7 +180,11 @@ class FolderData:
         self.y_train = torch.tensor([y for _, y in self.train])
         self.y_test = torch.tensor([y for _, y in self.test])
         self.y_val = None
-        self.mean_from = "pretrained weights" if mean is not None else f"estimated from {min(STATS_SAMPLE, len(self.train))} training images"
+        self.mean_from = (
+            "pretrained weights"
+            if mean is not None
+            else f"estimated from {min(STATS_SAMPLE, len(self.train))} training images"
+        )
         self.mean, self.std = (tuple(mean), tuple(std)) if mean is not None else self._estimate_stats(seed)
 
     @property
@@ -175,7 +204,7 @@ class FolderData:
         val = []
         for c in range(self.num_classes):
             idx = (self.y_train == c).nonzero().flatten()
-            val += idx[torch.randperm(len(idx), generator=gen)[:round(fraction * len(idx))]].tolist()
+            val += idx[torch.randperm(len(idx), generator=gen)[: round(fraction * len(idx))]].tolist()
         if not val or len(val) == len(self.train):
             return self
         held = set(val)
@@ -206,8 +235,11 @@ class FolderData:
                     skipped.append((f, why))
         if skipped:
             f, why = skipped[0]
-            warnings.warn(f"{split_dir}: skipped {len(skipped)} file(s) that are not readable images of "
-                          f"{'/'.join(FORMATS)} (e.g. {f.name}: {why})", stacklevel=3)
+            warnings.warn(
+                f"{split_dir}: skipped {len(skipped)} file(s) that are not readable images of "
+                f"{'/'.join(FORMATS)} (e.g. {f.name}: {why})",
+                stacklevel=3,
+            )
         if not samples:
             raise UsageError(f"{split_dir}: no readable images")
         return samples
@@ -219,20 +251,29 @@ class FolderData:
         counts = torch.bincount(torch.tensor([y for _, y in self.train]), minlength=self.num_classes)
         empty = [self.class_names[i] for i in (counts == 0).nonzero().flatten().tolist()]
         if empty:
-            raise UsageError(f"{root}/train: class folder(s) {', '.join(printable(n, 60) for n in empty[:5])} hold "
-                             "no readable images; every class needs training images (remove the folder or link)")
-        extra = sorted(d.name for d in test_dir.iterdir() if d.is_dir() and d.name not in set(self.class_names))
+            raise UsageError(
+                f"{root}/train: class folder(s) {', '.join(printable(n, 60) for n in empty[:5])} hold "
+                "no readable images; every class needs training images (remove the folder or link)"
+            )
+        extra = sorted(
+            d.name for d in test_dir.iterdir() if d.is_dir() and d.name not in set(self.class_names)
+        )
         if extra:
-            raise UsageError(f"{test_dir}: class folder(s) {', '.join(printable(n, 60) for n in extra[:5])} are "
-                             "not in train/, so no model trained on it can predict them (add their training "
-                             f"images, or remove them from {test_dir.name}/)")
+            raise UsageError(
+                f"{test_dir}: class folder(s) {', '.join(printable(n, 60) for n in extra[:5])} are "
+                "not in train/, so no model trained on it can predict them (add their training "
+                f"images, or remove them from {test_dir.name}/)"
+            )
         for samples in (self.train, self.test):
             _Files(samples, lambda img: None)[0]  # raises Undecodable when none of the first files decodes
 
     def _estimate_stats(self, seed: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(self.train), generator=g)[:STATS_SAMPLE].tolist()
-        ds = _Files([self.train[i] for i in idx], transforms(self.image_size, self.resize_size, (0, 0, 0), (1, 1, 1), False))
+        ds = _Files(
+            [self.train[i] for i in idx],
+            transforms(self.image_size, self.resize_size, (0, 0, 0), (1, 1, 1), False),
+        )
         s, s2, n = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 0
         for x, _ in DataLoader(ds, batch_size=32, num_workers=0):
             x = x.double()
@@ -240,30 +281,48 @@ class FolderData:
             s2 += (x * x).sum(dim=(0, 2, 3))
             n += x.shape[0] * x.shape[2] * x.shape[3]
         mean = s / n
-        std = (s2 / n - mean ** 2).clamp_min(1e-6).sqrt().clamp_min(1e-3)
+        std = (s2 / n - mean**2).clamp_min(1e-6).sqrt().clamp_min(1e-3)
         return tuple(mean.tolist()), tuple(std.tolist())
 
-    def make_loader(self, split: str, batch_size: int, augment: bool = False, shuffle: bool | None = None,
-                    seed: int = 0, limit: int | None = None, crop: bool = True) -> DataLoader:
+    def make_loader(
+        self,
+        split: str,
+        batch_size: int,
+        augment: bool = False,
+        shuffle: bool | None = None,
+        seed: int = 0,
+        limit: int | None = None,
+        crop: bool = True,
+    ) -> DataLoader:
         """``crop`` is accepted for the in-memory loader's signature: RandomResizedCrop is the training
         transform of image folders whatever the recipe."""
         if split == "val" and self.val is None:
             raise ValueError(f"{self.name} has no validation split (carve_val)")
         samples = {"train": self.train, "val": self.val, "test": self.test}[split]
-        ds = _Files(samples[:limit] if limit else samples,
-                    transforms(self.image_size, self.resize_size, self.mean, self.std, augment, self.flip))
+        ds = _Files(
+            samples[:limit] if limit else samples,
+            transforms(self.image_size, self.resize_size, self.mean, self.std, augment, self.flip),
+        )
         if not augment:  # evaluation and calibration: cap the pixels per batch (memory at 224 px and up)
-            batch_size = max(1, min(batch_size, EVAL_PIXELS // (self.image_size ** 2)))
+            batch_size = max(1, min(batch_size, EVAL_PIXELS // (self.image_size**2)))
         gen = torch.Generator().manual_seed(seed)
-        return DataLoader(ds, batch_size=batch_size, shuffle=(split == "train") if shuffle is None else shuffle,
-                          generator=gen, num_workers=self.workers, persistent_workers=False,
-                          pin_memory=torch.cuda.is_available())
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=(split == "train") if shuffle is None else shuffle,
+            generator=gen,
+            num_workers=self.workers,
+            persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),
+        )
 
     def describe(self) -> str:
         val = f" / {len(self.val)} validation" if self.val else ""
-        return (f"{self.name}: {len(self.train)} train{val} / {len(self.test)} test images, streamed from disk at "
-                f"3x{self.image_size}x{self.image_size} (resize {self.resize_size} + center crop for evaluation), "
-                f"{self.num_classes} classes, mean/std {self.mean_from} ({self.workers} loader workers)")
+        return (
+            f"{self.name}: {len(self.train)} train{val} / {len(self.test)} test images, streamed from disk at "
+            f"3x{self.image_size}x{self.image_size} (resize {self.resize_size} + center crop for evaluation), "
+            f"{self.num_classes} classes, mean/std {self.mean_from} ({self.workers} loader workers)"
+        )
 
 
 class LoaderData:
@@ -273,16 +332,23 @@ class LoaderData:
 
     streamed = True
 
-    def __init__(self, train, test=None, num_classes: int | None = None, class_names: list[str] | None = None,
-                 names: tuple[str, str] = ("train", "test")):
+    def __init__(
+        self,
+        train,
+        test=None,
+        num_classes: int | None = None,
+        class_names: list[str] | None = None,
+        names: tuple[str, str] = ("train", "test"),
+    ):
         if train is None:
             raise UsageError(f"a training DataLoader is needed ({names[0]}=...)", (names[0],))
         self.train, self.test = train, test if test is not None else train
         self.names = names  # the Python parameters the loaders were handed over as, for the messages
         x, _ = _first_batch(self.train, names[0])
         if x.shape[-1] != x.shape[-2]:
-            raise UsageError(f"{names[0]}: images must be square (N, C, H, W) tensors, got {tuple(x.shape)}",
-                             (names[0],))
+            raise UsageError(
+                f"{names[0]}: images must be square (N, C, H, W) tensors, got {tuple(x.shape)}", (names[0],)
+            )
         self.in_channels, self.image_size = int(x.shape[1]), int(x.shape[-1])
         names = class_names or list(getattr(getattr(train, "dataset", None), "classes", []) or [])
         n = num_classes or len(names)
@@ -307,20 +373,41 @@ class LoaderData:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def make_loader(self, split: str, batch_size: int, augment: bool = False, shuffle: bool | None = None,
-                    seed: int = 0, limit: int | None = None, crop: bool = True):
+    def make_loader(
+        self,
+        split: str,
+        batch_size: int,
+        augment: bool = False,
+        shuffle: bool | None = None,
+        seed: int = 0,
+        limit: int | None = None,
+        crop: bool = True,
+    ):
         if split == "val":
             raise ValueError("DataLoaders given in Python have no validation split")
         loader = self.train if split == "train" else self.test
-        if limit is not None and getattr(loader, "dataset", None) is not None and hasattr(loader.dataset, "__len__"):
-            loader = DataLoader(Subset(loader.dataset, range(min(limit, len(loader.dataset)))),
-                                batch_size=loader.batch_size or batch_size, collate_fn=loader.collate_fn)
-        return _Checked(loader, self.names[split != "train"], (self.in_channels, self.image_size, self.image_size),
-                        self.num_classes or None)
+        if (
+            limit is not None
+            and getattr(loader, "dataset", None) is not None
+            and hasattr(loader.dataset, "__len__")
+        ):
+            loader = DataLoader(
+                Subset(loader.dataset, range(min(limit, len(loader.dataset)))),
+                batch_size=loader.batch_size or batch_size,
+                collate_fn=loader.collate_fn,
+            )
+        return _Checked(
+            loader,
+            self.names[split != "train"],
+            (self.in_channels, self.image_size, self.image_size),
+            self.num_classes or None,
+        )
 
     def describe(self) -> str:
-        return (f"{self.name}: {len(self.y_train)} train / {len(self.y_test)} test images, "
-                f"{self.in_channels}x{self.image_size}x{self.image_size}, {self.num_classes} classes ({self.source})")
+        return (
+            f"{self.name}: {len(self.y_train)} train / {len(self.y_test)} test images, "
+            f"{self.in_channels}x{self.image_size}x{self.image_size}, {self.num_classes} classes ({self.source})"
+        )
 
 
 class _Checked:
@@ -362,8 +449,11 @@ def typical_side(root: Path, n: int = 32) -> int | None:
     from PIL import Image  # PIL: only to read image folders
 
     train = root / "train"
-    files = sorted(f for c in sorted(train.iterdir()) if c.is_dir() for f in sorted(c.iterdir())[:n]) \
-        if train.is_dir() else []
+    files = (
+        sorted(f for c in sorted(train.iterdir()) if c.is_dir() for f in sorted(c.iterdir())[:n])
+        if train.is_dir()
+        else []
+    )
     sides = []
     for f in files[:: max(1, len(files) // n)][:n]:
         try:

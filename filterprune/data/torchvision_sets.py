@@ -4,6 +4,7 @@ Each is found, in order, as the torchvision layout (e.g. ``cifar-10-batches-py/`
 (``cifar10.npz`` / ``cifar10_mini.npz``, the arrays of ``npz:``); failing both, the error says what to put
 where. Nothing is downloaded: filterprune never opens a network connection.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -76,14 +77,20 @@ def _load(name: str, root: Path) -> ImageData:
         try:
             return _from_torchvision(name, root)
         except (OSError, RuntimeError, ValueError) as e:  # torchvision checks md5 sums before unpickling
-            raise UsageError(f"{found}: {name} files are incomplete or corrupted "
-                             f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
-    raise UsageError(f"{name} not found under {root}/ (nothing is downloaded): put {_SOURCES[name][1]} or "
-                     f"{_SOURCES[name][2][0]}.npz there, pass --data-root, or use --dataset digits (embedded)")
+            raise UsageError(
+                f"{found}: {name} files are incomplete or corrupted "
+                f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
+            ) from None
+    raise UsageError(
+        f"{name} not found under {root}/ (nothing is downloaded): put {_SOURCES[name][1]} or "
+        f"{_SOURCES[name][2][0]}.npz there, pass --data-root, or use --dataset digits (embedded)"
+    )
 
 
 def _register(name):
-    @DATASETS.register(name, help=f"{name} from --data-root (torchvision layout or {_SOURCES[name][2][0]}.npz)")
+    @DATASETS.register(
+        name, help=f"{name} from --data-root (torchvision layout or {_SOURCES[name][2][0]}.npz)"
+    )
     def load(root: Path) -> ImageData:
         return _load(name, root)
 

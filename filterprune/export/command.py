@@ -5,6 +5,7 @@ mean/std, class names) and what the pruning did (criterion, sparsity, dense and 
 so ``export/run_onnx.py`` needs nothing but the file. Nothing is written unless the checker and the
 onnxruntime parity check pass (and pass again after ``--simplify``).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,31 +40,55 @@ def _text(v) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
-def onnx_metadata(spec: ModelSpec, meta: dict, dense: Cost, pruned: Cost, batch: int | None = None,
-                  precision: str = "fp32", variant: str = "pruned") -> dict[str, str]:
+def onnx_metadata(
+    spec: ModelSpec,
+    meta: dict,
+    dense: Cost,
+    pruned: Cost,
+    batch: int | None = None,
+    precision: str = "fp32",
+    variant: str = "pruned",
+) -> dict[str, str]:
     """The ``metadata_props`` of every exported file: a runtime's preprocessing, the pruning's record, the
     file's ``variant`` (dense or pruned), ``precision`` and own ``macs``.
 
     Values are strings (JSON for lists and numbers); ``input_shape`` has -1 for a dynamic batch.
     """
-    md = {"model": factory.portable(spec.name), "variant": variant, "precision": precision,
-          "input_shape": json.dumps([batch or -1, spec.in_channels, spec.image_size, spec.image_size]),
-          "preprocessing": "resize to HxW of input_shape, scale pixels to [0, 1], (x - mean) / std, NCHW"}
-    if meta.get("resize_size"):  # image folders: the evaluation transform, resize the short side + center crop
-        md["preprocessing"] = ("resize the shorter side to resize_size, center-crop to HxW of input_shape, scale "
-                               "pixels to [0, 1], (x - mean) / std, NCHW")
+    md = {
+        "model": factory.portable(spec.name),
+        "variant": variant,
+        "precision": precision,
+        "input_shape": json.dumps([batch or -1, spec.in_channels, spec.image_size, spec.image_size]),
+        "preprocessing": "resize to HxW of input_shape, scale pixels to [0, 1], (x - mean) / std, NCHW",
+    }
+    if meta.get(
+        "resize_size"
+    ):  # image folders: the evaluation transform, resize the short side + center crop
+        md["preprocessing"] = (
+            "resize the shorter side to resize_size, center-crop to HxW of input_shape, scale "
+            "pixels to [0, 1], (x - mean) / std, NCHW"
+        )
     if (digest := factory.code_digest(spec.name)) is not None:  # which code, without saying where it lives
         md["model_sha256"] = digest
     for key in ("mean", "std", "class_names", "dataset", "criterion", "sparsity", "scope", "resize_size"):
         if key in meta:
             md[key] = _text(meta[key])
     kind, sep, path = md.get("dataset", "").partition(":")
-    if sep and kind in ("imagefolder", "npz"):  # the data's folder or file by its name, not where it lives here
+    if sep and kind in (
+        "imagefolder",
+        "npz",
+    ):  # the data's folder or file by its name, not where it lives here
         md["dataset"] = f"{kind}:{Path(path).name}"
-    md.update({"dense_macs": str(dense.macs), "pruned_macs": str(pruned.macs),
-               "dense_params": str(dense.params), "pruned_params": str(pruned.params),
-               "macs": str((pruned if variant == "pruned" else dense).macs),
-               "filterprune_version": __version__})
+    md.update(
+        {
+            "dense_macs": str(dense.macs),
+            "pruned_macs": str(pruned.macs),
+            "dense_params": str(dense.params),
+            "pruned_params": str(pruned.params),
+            "macs": str((pruned if variant == "pruned" else dense).macs),
+            "filterprune_version": __version__,
+        }
+    )
     return md
 
 
@@ -75,7 +100,9 @@ def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
     try:
         slim = onnxslim.slim(proto)
     except Exception as e:
-        raise RunError(f"onnxslim failed: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}") from None
+        raise RunError(
+            f"onnxslim failed: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+        ) from None
     set_metadata(slim, md)
     check(slim)
     return slim
@@ -90,9 +117,11 @@ def int8_path(path: Path) -> Path:
 def _check_precision(cfg: Export, deploy: Bench) -> None:
     deploy.validate()
     if "bf16" in deploy.precision:
-        raise UsageError("precision bf16 is how OpenVINO computes an fp32 file, not a file of its own: time "
-                         "it with `filterprune bench FILE --runtime openvino --precision bf16`",
-                         ("precision",))
+        raise UsageError(
+            "precision bf16 is how OpenVINO computes an fp32 file, not a file of its own: time "
+            "it with `filterprune bench FILE --runtime openvino --precision bf16`",
+            ("precision",),
+        )
     if "int8" in deploy.precision:
         if cfg.fp16:
             raise UsageError("precision int8 quantizes the fp32 model: leave out fp16", ("precision", "fp16"))
@@ -107,8 +136,11 @@ def run_data(source: Path):
 
     folder = source if source.is_dir() else source.parent
     if not (folder / "report.json").is_file():
-        raise UsageError(f"precision int8 calibrates on the run's own training images, and {source} is not "
-                         "in a compress run folder (no report.json beside it)", ("precision",))
+        raise UsageError(
+            f"precision int8 calibrates on the run's own training images, and {source} is not "
+            "in a compress run folder (no report.json beside it)",
+            ("precision",),
+        )
     r = read_report(folder)
     keys = all_keys()
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in r["config"].items() if k in keys}
@@ -137,21 +169,37 @@ def export(cfg: Export, deploy: Bench | None = None) -> dict:
     if too_big:
         if cfg.batch:
             raise UsageError(f"--batch {cfg.batch}: {too_big}")
-        raise RunError(f"{doc['path']}: {spec.name} on {spec.image_size}x{spec.image_size} inputs cannot be "
-                       f"checked for parity at batch {max(batches)}: {too_big}")
+        raise RunError(
+            f"{doc['path']}: {spec.name} on {spec.image_size}x{spec.image_size} inputs cannot be "
+            f"checked for parity at batch {max(batches)}: {too_big}"
+        )
     model = ckpt.load(Path(cfg.source))
     shape = (spec.in_channels, spec.image_size, spec.image_size)
-    md = onnx_metadata(spec, doc["meta"], count(build_model(spec), shape), count(model, shape), cfg.batch,
-                       "fp16" if cfg.fp16 else "fp32")
+    md = onnx_metadata(
+        spec,
+        doc["meta"],
+        count(build_model(spec), shape),
+        count(model, shape),
+        cfg.batch,
+        "fp16" if cfg.fp16 else "fp32",
+    )
     proto = to_proto(model, shape, cfg.opset, cfg.batch, cfg.fp16, md)
     tol = FP16_TOL if cfg.fp16 else PARITY_TOL
-    result = {"path": str(cfg.out), "model": spec.name, "opset": cfg.opset, "batch": cfg.batch or "dynamic",
-              "fp16": cfg.fp16, "nodes": len(proto.graph.node),
-              "parity": check_parity(model, proto.SerializeToString(), shape, batches, tol)}
+    result = {
+        "path": str(cfg.out),
+        "model": spec.name,
+        "opset": cfg.opset,
+        "batch": cfg.batch or "dynamic",
+        "fp16": cfg.fp16,
+        "nodes": len(proto.graph.node),
+        "parity": check_parity(model, proto.SerializeToString(), shape, batches, tol),
+    }
     if cfg.simplify:
         proto = simplify(proto)
-        result["simplified"] = {"nodes": len(proto.graph.node),
-                                "parity": check_parity(model, proto.SerializeToString(), shape, batches, tol)}
+        result["simplified"] = {
+            "nodes": len(proto.graph.node),
+            "parity": check_parity(model, proto.SerializeToString(), shape, batches, tol),
+        }
     data = proto.SerializeToString()
     files = {"fp32": (Path(cfg.out), data)} if "fp32" in deploy.precision else {}
     if calib is not None:
@@ -170,28 +218,38 @@ def _int8(proto: onnx.ModelProto, data, seed: int, n: int) -> tuple[bytes, dict]
     it follows the fp32 file on up to 256 test images."""
     import numpy as np
 
-
     calibration = {"images": n, "seed": seed, "source": f"{data.name} training split"}
     int8 = quantize(proto, calibration_images(data, n, seed), calibration).SerializeToString()
     test = np.concatenate([x.numpy() for x, _ in make_loader(data, "test", 256, limit=256)])
-    return int8, {"method": METHOD, "calibration": calibration,
-                  "agreement": int8_agreement(proto.SerializeToString(), int8, test)}
+    return int8, {
+        "method": METHOD,
+        "calibration": calibration,
+        "agreement": int8_agreement(proto.SerializeToString(), int8, test),
+    }
 
 
 def export_command(cfg: Export, deploy: Bench | None = None) -> dict:
     """The CLI's verb: export and say what was proven."""
     r = export(cfg, deploy)
     p = r.get("simplified", r)["parity"]
-    nodes = f"{r['nodes']} -> {r['simplified']['nodes']} nodes (onnxslim)" if cfg.simplify else f"{r['nodes']} nodes"
-    say(f"export: {r['model']}, opset {r['opset']}, batch {r['batch']}, "
+    nodes = (
+        f"{r['nodes']} -> {r['simplified']['nodes']} nodes (onnxslim)"
+        if cfg.simplify
+        else f"{r['nodes']} nodes"
+    )
+    say(
+        f"export: {r['model']}, opset {r['opset']}, batch {r['batch']}, "
         f"{'fp16' if cfg.fp16 else 'fp32'}, {nodes}; parity at batch {p['batches']}: max|diff| "
-        f"{p['max_abs_diff']:.3g} (relative {p['max_rel_diff']:.3g} <= {p['tolerance']})")
+        f"{p['max_abs_diff']:.3g} (relative {p['max_rel_diff']:.3g} <= {p['tolerance']})"
+    )
     if "int8" in r:
         q, a = r["int8"], r["int8"]["agreement"]
-        say(f"int8: {q['calibration']['images']} calibration images ({q['calibration']['source']}, seed "
+        say(
+            f"int8: {q['calibration']['images']} calibration images ({q['calibration']['source']}, seed "
             f"{q['calibration']['seed']}); on {a['images']} test images the INT8 file agrees with the fp32 "
             f"one on {100 * a['top1_agreement']:.1f}% of top-1 classes (max relative diff "
-            f"{a['max_rel_diff']:.3g})")
+            f"{a['max_rel_diff']:.3g})"
+        )
     for path in r["files"]:
         print(path)
     return r

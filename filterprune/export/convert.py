@@ -3,6 +3,7 @@
 Parity is measured on fresh random inputs at batch 1 and 7 (7 catches a batch axis that was frozen or
 broadcast wrongly) and judged relative to the output scale: max|ort - torch| / max(1, max|torch|).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,9 +28,14 @@ PARITY_TOL = 1e-4
 EXPORTER = "torchscript"  # the fallback: torch.onnx.export(dynamo=False), deprecated since torch 2.9
 
 
-def to_proto(model: nn.Module, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSET,
-             batch: int | None = None, fp16: bool = False,
-             metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+def to_proto(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    opset: int = DEFAULT_OPSET,
+    batch: int | None = None,
+    fp16: bool = False,
+    metadata: dict[str, str] | None = None,
+) -> onnx.ModelProto:
     """The checked ONNX graph of ``model`` (eval, CPU): dynamic batch axis unless ``batch`` fixes it;
     ``fp16`` exports a half-precision copy (half inputs, weights and outputs)."""
     model = model.eval().cpu()
@@ -50,8 +56,12 @@ def to_proto(model: nn.Module, input_shape: tuple[int, ...], opset: int = DEFAUL
 
 def _export_args(input_shape, batch, dtype, example_batch: int) -> dict:
     dynamic = {"input": {0: "batch"}, "logits": {0: "batch"}} if batch is None else None
-    return {"args": (torch.randn(batch or example_batch, *input_shape, dtype=dtype),),
-            "input_names": ["input"], "output_names": ["logits"], "dynamic_axes": dynamic}
+    return {
+        "args": (torch.randn(batch or example_batch, *input_shape, dtype=dtype),),
+        "input_names": ["input"],
+        "output_names": ["logits"],
+        "dynamic_axes": dynamic,
+    }
 
 
 def _dynamo(model, input_shape, opset, batch, dtype) -> tuple[onnx.ModelProto | None, str]:
@@ -84,7 +94,9 @@ def _torchscript(model, input_shape, opset, batch, dtype) -> onnx.ModelProto:
             a = _export_args(input_shape, batch, dtype, 1)
             torch.onnx.export(model, a.pop("args"), buf, dynamo=False, opset_version=opset, **a)
         except Exception as e:
-            raise RunError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+            raise RunError(
+                f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            ) from None
     return onnx.load_from_string(buf.getvalue())
 
 
@@ -109,8 +121,13 @@ def check(proto: onnx.ModelProto) -> None:
         raise RunError(f"ONNX checker rejected the export: {str(e).splitlines()[0][:200]}") from None
 
 
-def export_onnx(model: nn.Module, path: Path, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSET,
-                metadata: dict[str, str] | None = None) -> Path:
+def export_onnx(
+    model: nn.Module,
+    path: Path,
+    input_shape: tuple[int, ...],
+    opset: int = DEFAULT_OPSET,
+    metadata: dict[str, str] | None = None,
+) -> Path:
     """Export ``model`` (eval mode, CPU, dynamic batch) to ``path`` atomically; returns the path."""
     proto = to_proto(model, input_shape, opset, metadata=metadata)
     atomic_write_bytes(Path(path), proto.SerializeToString())
@@ -141,7 +158,9 @@ def check_external_data(proto: onnx.ModelProto, path: Path) -> None:
             raise UsageError(f"{where}, which is not a file next to the model")
 
 
-def session(path: Path | bytes, providers: list[str] | None = None, threads: int | None = None) -> ort.InferenceSession:
+def session(
+    path: Path | bytes, providers: list[str] | None = None, threads: int | None = None
+) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or torch.get_num_threads()
@@ -149,16 +168,27 @@ def session(path: Path | bytes, providers: list[str] | None = None, threads: int
     if not isinstance(path, bytes) and not Path(path).is_file():
         raise UsageError(f"ONNX file not found: {path}")
     try:
-        return ort.InferenceSession(path if isinstance(path, bytes) else str(path), opts,
-                                    providers=providers or ["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            path if isinstance(path, bytes) else str(path),
+            opts,
+            providers=providers or ["CPUExecutionProvider"],
+        )
     except Exception as e:  # not protobuf, truncated, unknown ops, ...: one line, never a traceback
         msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise RunError(f"{'model' if isinstance(path, bytes) else path}: not a loadable ONNX model ({msg})") from None
+        raise RunError(
+            f"{'model' if isinstance(path, bytes) else path}: not a loadable ONNX model ({msg})"
+        ) from None
 
 
 @torch.no_grad()
-def check_parity(model: nn.Module, path: Path | bytes, input_shape: tuple[int, ...],
-                 batches: tuple[int, ...] = PARITY_BATCHES, tol: float = PARITY_TOL, seed: int = 0) -> dict:
+def check_parity(
+    model: nn.Module,
+    path: Path | bytes,
+    input_shape: tuple[int, ...],
+    batches: tuple[int, ...] = PARITY_BATCHES,
+    tol: float = PARITY_TOL,
+    seed: int = 0,
+) -> dict:
     """Compare onnxruntime with the fp32 PyTorch model; raises RunError if the relative difference
     exceeds ``tol``. A half-precision file gets the same inputs rounded to fp16."""
     model = model.eval().cpu()
@@ -179,8 +209,15 @@ def check_parity(model: nn.Module, path: Path | bytes, input_shape: tuple[int, .
         scale = max(scale, float(np.abs(ref).max()))
         worst_abs = max(worst_abs, diff)
         worst_rel = max(worst_rel, diff / max(1.0, float(np.abs(ref).max())))
-    result = {"max_abs_diff": worst_abs, "max_rel_diff": worst_rel, "output_scale": scale,
-              "batches": list(batches), "tolerance": tol}
+    result = {
+        "max_abs_diff": worst_abs,
+        "max_rel_diff": worst_rel,
+        "output_scale": scale,
+        "batches": list(batches),
+        "tolerance": tol,
+    }
     if not np.isfinite(worst_rel) or worst_rel > tol:
-        raise RunError(f"ONNX parity failed: max difference {worst_abs:.3g} (relative {worst_rel:.3g} > {tol})")
+        raise RunError(
+            f"ONNX parity failed: max difference {worst_abs:.3g} (relative {worst_rel:.3g} > {tol})"
+        )
     return result

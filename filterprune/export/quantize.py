@@ -5,6 +5,7 @@ op, which onnxruntime fuses into integer kernels and OpenVINO reads as its own i
 weights, uint8 activations (onnxruntime's advice for x86 CPUs, with or without VNNI), MinMax ranges
 calibrated on a seeded random draw of the run's own training images.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ from ..errors import RunError, UsageError
 from .convert import session, set_metadata
 
 CALIB_BATCH = 32
-METHOD = ("onnxruntime static quantization, QDQ, per-channel int8 weights, uint8 activations, MinMax "
-          "calibration")
+METHOD = (
+    "onnxruntime static quantization, QDQ, per-channel int8 weights, uint8 activations, MinMax calibration"
+)
 
 
 def train_size(data) -> int:
@@ -30,8 +32,10 @@ def train_size(data) -> int:
 def check_calib_images(data, n: int) -> None:
     """``calib_images`` must fit the training split (the images are drawn from it)."""
     if n < 1 or n > train_size(data):
-        raise UsageError(f"calib_images must be in [1, {train_size(data)}] (the training images of "
-                         f"{data.name}), got {n}", ("calib_images",))
+        raise UsageError(
+            f"calib_images must be in [1, {train_size(data)}] (the training images of {data.name}), got {n}",
+            ("calib_images",),
+        )
 
 
 def calibration_images(data, n: int, seed: int) -> np.ndarray:
@@ -57,7 +61,7 @@ class _Reader:
     def get_next(self):
         if self.i >= len(self.images):
             return None
-        batch = self.images[self.i:self.i + CALIB_BATCH]
+        batch = self.images[self.i : self.i + CALIB_BATCH]
         self.i += CALIB_BATCH
         return {self.name: np.ascontiguousarray(batch)}
 
@@ -86,9 +90,16 @@ def quantize(fp32: onnx.ModelProto, images: np.ndarray, calibration: dict) -> on
         src.write_bytes(fp32.SerializeToString())
         try:
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-            quantize_static(str(pre), str(out), reader(fp32.graph.input[0].name, images),
-                            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+            quantize_static(
+                str(pre),
+                str(out),
+                reader(fp32.graph.input[0].name, images),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
             proto = onnx.load(str(out))
         except Exception as e:  # noqa: BLE001 - any failure of the quantizer: one line
             first = (str(e).splitlines() or [""])[0][:200]
@@ -102,13 +113,17 @@ def int8_agreement(fp32: bytes, int8: bytes, images: np.ndarray) -> dict:
     difference relative to the output scale."""
     a, b = (_logits(session(m), images) for m in (fp32, int8))
     diff = float(np.abs(a - b).max())
-    return {"top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()), "max_abs_diff": diff,
-            "max_rel_diff": diff / max(1.0, float(np.abs(a).max())), "images": len(images)}
+    return {
+        "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
+        "max_abs_diff": diff,
+        "max_rel_diff": diff / max(1.0, float(np.abs(a).max())),
+        "images": len(images),
+    }
 
 
 def _logits(sess, x: np.ndarray, batch: int = 256) -> np.ndarray:
     name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
+    return np.concatenate([sess.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
 
 
 def onnx_accuracy(path: Path, data, batch: int = 256) -> dict:

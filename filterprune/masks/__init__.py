@@ -11,6 +11,7 @@ channel saliency, so that the dependency-graph shrink can remove the channels th
 - ``schedule``: one-shot and iterative (SynFlow's exponential schedule) scoring rounds; IMP.
 - ``control``: the masked-but-dense control model (held masks while finetuning) and its report section.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,9 @@ class MaskConfig:
 
     def __post_init__(self):
         if not math.isfinite(self.compression) or self.compression < 0:
-            raise UsageError(f"--compression must be a finite number >= 0 (density 10^-c), got {self.compression}")
+            raise UsageError(
+                f"--compression must be a finite number >= 0 (density 10^-c), got {self.compression}"
+            )
         if self.scope not in MASK_SCOPES:
             raise UsageError(f"unknown mask scope {self.scope!r}; valid: {', '.join(MASK_SCOPES)}")
         if self.reduce not in MASK_REDUCES:
@@ -50,10 +53,16 @@ class MaskConfig:
 
     @property
     def density(self) -> float:
-        return 10 ** -self.compression
+        return 10**-self.compression
 
     def to_dict(self) -> dict:
         train = self.imp_train.to_dict() if self.imp_train is not None else None
-        return {"compression": self.compression, "density": self.density, "scope": self.scope,
-                "reduce": self.reduce, "imp_iterations": self.imp_iterations, "imp_train": train,
-                "synflow_rounds": self.synflow_rounds}
+        return {
+            "compression": self.compression,
+            "density": self.density,
+            "scope": self.scope,
+            "reduce": self.reduce,
+            "imp_iterations": self.imp_iterations,
+            "imp_train": train,
+            "synflow_rounds": self.synflow_rounds,
+        }

@@ -5,6 +5,7 @@ model but with the mask held (``held``). Its MACs are the dense MACs (zeros are 
 seed FLOPs are density-weighted as the seed tables print them, and its latency should match the dense
 model's: the difference to the shrunk model is the toolkit's point.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,12 +35,20 @@ def mask_in_place(model: nn.Module, criterion, ctx) -> PruneResult:
         criterion.prepare(model, ctx)
     apply_masks(model, criterion.masks)
     widths = layer_widths(model)
-    return PruneResult(history=[], layers=[{"name": n, "channels_before": c, "channels_after": c}
-                                           for n, c in widths.items()])
+    return PruneResult(
+        history=[], layers=[{"name": n, "channels_before": c, "channels_after": c} for n, c in widths.items()]
+    )
 
 
-def finetune(model: nn.Module, masks: Masks | None, ft, data, device, desc: str = "finetune",
-             teacher: nn.Module | None = None) -> list[dict]:
+def finetune(
+    model: nn.Module,
+    masks: Masks | None,
+    ft,
+    data,
+    device,
+    desc: str = "finetune",
+    teacher: nn.Module | None = None,
+) -> list[dict]:
     """Finetune in place (distilling from ``teacher`` if given); with ``masks`` the masked weights stay
     exactly zero."""
     if not ft.epochs:
@@ -48,7 +57,9 @@ def finetune(model: nn.Module, masks: Masks | None, ft, data, device, desc: str 
         return train(model, data, ft, device, desc=desc, teacher=teacher)
 
 
-def masked_control(dense: nn.Module, masks: Masks, ft, data, device, teacher: nn.Module | None = None) -> MaskedModel:
+def masked_control(
+    dense: nn.Module, masks: Masks, ft, data, device, teacher: nn.Module | None = None
+) -> MaskedModel:
     """The dense model with the mask applied, finetuned with it held (like the shrunk model, from the
     same teacher), evaluated on the test split."""
     model = apply_masks(copy.deepcopy(dense), masks).to(device)
@@ -61,6 +72,13 @@ def section(masked: MaskedModel, masks: Masks, mask_cfg, input_shape, dense_cost
     mask's density and their fraction of the dense seed FLOPs (the seed tables' "FLOP sparsity")."""
     cost = counting.count(masked.model, input_shape, masks)
     zeros = sum(int((~m).sum()) for m in masks.values())
-    return {**cost.to_dict(), "nonzero_params": cost.params - zeros, "flop_fraction": cost.flops / dense_cost.flops,
-            "weight_density": density(masks), **{k: v for k, v in mask_cfg.to_dict().items() if k != "imp_train"},
-            "accuracy": masked.accuracy["top1"], "top5": masked.accuracy["top5"], "finetune_history": masked.history}
+    return {
+        **cost.to_dict(),
+        "nonzero_params": cost.params - zeros,
+        "flop_fraction": cost.flops / dense_cost.flops,
+        "weight_density": density(masks),
+        **{k: v for k, v in mask_cfg.to_dict().items() if k != "imp_train"},
+        "accuracy": masked.accuracy["top1"],
+        "top5": masked.accuracy["top5"],
+        "finetune_history": masked.history,
+    }

@@ -6,6 +6,7 @@ broken by the filter's summed kept scores, added below the smallest density step
 reorders filters of different density within a layer.
 ``sum``: the sum of the method's scores over the weights the mask keeps.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,7 +20,9 @@ def _rows(t: torch.Tensor, module: nn.Module) -> torch.Tensor:
     return t.reshape(t.shape[0], -1)
 
 
-def channel_saliency(mask: torch.Tensor, scores: torch.Tensor, module: nn.Module, reduce: str) -> torch.Tensor:
+def channel_saliency(
+    mask: torch.Tensor, scores: torch.Tensor, module: nn.Module, reduce: str
+) -> torch.Tensor:
     m = _rows(mask.cpu(), module).double()
     kept_sum = (_rows(scores.detach().cpu(), module).double() * m).sum(1)
     if reduce == "sum":

@@ -4,6 +4,7 @@ All scoring happens on a scratch copy, so the model being pruned is never touche
 masked weights are zeroed, which makes the scores the reference's: its layers compute with w * m, and a
 score that reads w * dL/d(w*m) (SNIP, SynFlow) or |w * m| (IMP) is then exactly our w_eff * dL/dw_eff.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,7 +33,9 @@ def calibration_batches(ctx, method: str) -> Iterator[tuple[torch.Tensor, torch.
         yield x.to(ctx.device), y.to(ctx.device)
 
 
-def iterative(model: nn.Module, scorer: Scorer, dens: float, scope: str, rounds: int, ctx) -> tuple[Masks, dict]:
+def iterative(
+    model: nn.Module, scorer: Scorer, dens: float, scope: str, rounds: int, ctx
+) -> tuple[Masks, dict]:
     """Score, mask, repeat: round k keeps density d^((k+1)/rounds) (the reference's exponential schedule;
     one round is one-shot pruning). Returns the final mask and the last round's scores."""
     scratch = copy.deepcopy(model).to(ctx.device).eval()
@@ -46,8 +49,15 @@ def iterative(model: nn.Module, scorer: Scorer, dens: float, scope: str, rounds:
     return masks, scores
 
 
-def imp(model: nn.Module, dens: float, scope: str, iterations: int, train_cfg, ctx,
-        train_fn: Callable | None = None) -> tuple[Masks, dict]:
+def imp(
+    model: nn.Module,
+    dens: float,
+    scope: str,
+    iterations: int,
+    train_cfg,
+    ctx,
+    train_fn: Callable | None = None,
+) -> tuple[Masks, dict]:
     """Iterative Magnitude Pruning (Frankle & Carbin; the seed study's IMP): train with the current mask,
     prune by |w| to density d^((i+1)/N), rewind every weight and buffer to the starting point, repeat.
 
@@ -63,8 +73,10 @@ def imp(model: nn.Module, dens: float, scope: str, iterations: int, train_cfg, c
     for i in range(iterations):
         with held(net, masks):
             train_fn(net, ctx.data, train_cfg, ctx.device, desc=f"imp {i + 1}/{iterations}")
-        scores = {n: (m.weight.detach() * masks[n].to(m.weight.device)).abs().cpu()
-                  for n, m in prunable(net).items()}
+        scores = {
+            n: (m.weight.detach() * masks[n].to(m.weight.device)).abs().cpu()
+            for n, m in prunable(net).items()
+        }
         masks = mask_at(scores, dens ** ((i + 1) / iterations), scope, previous=masks)
         net.load_state_dict(start)
         apply_masks(net, masks)

@@ -4,6 +4,7 @@ Exact counts instead of the reference's ``score <= threshold`` (which drops ever
 so overshoots on tied scores): the mask keeps round(d * N) weights, ties broken by position. Weights
 already masked score -inf, so masks only ever shrink (nested across rounds and IMP iterations).
 """
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,11 @@ Masks = dict[str, torch.Tensor]  # module name -> bool tensor shaped like its we
 
 def prunable(model: nn.Module) -> dict[str, nn.Module]:
     """Every conv and linear layer by name: their weights are what the seed studies mask."""
-    return {n: m for n, m in model.named_modules()
-            if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) and m.weight is not None}
+    return {
+        n: m
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) and m.weight is not None
+    }
 
 
 def full_masks(model: nn.Module) -> Masks:
@@ -70,9 +74,12 @@ def mask_at(scores: dict[str, torch.Tensor], dens: float, scope: str, previous: 
     for n in emptied:
         kept[n] = _top(flat[n], 1)
     if emptied:
-        warnings.warn(f"density {dens:.3g} would empty {len(emptied)} layer(s) ({', '.join(emptied[:3])}"
-                      f"{', ...' if len(emptied) > 3 else ''}); each keeps its best weight (lower --compression "
-                      "to avoid this)", stacklevel=2)
+        warnings.warn(
+            f"density {dens:.3g} would empty {len(emptied)} layer(s) ({', '.join(emptied[:3])}"
+            f"{', ...' if len(emptied) > 3 else ''}); each keeps its best weight (lower --compression "
+            "to avoid this)",
+            stacklevel=2,
+        )
     return {n: k.view(scores[n].shape) for n, k in kept.items()}
 
 

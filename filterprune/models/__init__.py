@@ -10,6 +10,7 @@ references the user handed over in this process (the command line, ``compress(mo
 ``build_model`` builds the *architecture* (random init). ``initial_model`` is the model a run starts
 from: the architecture plus pretrained weights when the spec names some (``tv:<name>`` with ``weights``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,19 @@ from . import mlp, resnet_cifar, timm_models, torchvision_models, vgg  # noqa: F
 from .factory import build_factory, is_factory_ref, resolve
 from .registry import MAX_IMAGE_SIZE, MODELS, ModelSpec, is_model_ref
 
-__all__ = ["MAX_IMAGE_SIZE", "MODELS", "ModelSpec", "activation_sizes_of", "build_model", "check_finite",
-           "check_model_ref", "initial_model", "is_model_ref", "native_input", "sizes_on_meta"]
+__all__ = [
+    "MAX_IMAGE_SIZE",
+    "MODELS",
+    "ModelSpec",
+    "activation_sizes_of",
+    "build_model",
+    "check_finite",
+    "check_model_ref",
+    "initial_model",
+    "is_model_ref",
+    "native_input",
+    "sizes_on_meta",
+]
 
 
 def check_model_ref(name: str, args: dict | None = None) -> None:
@@ -70,7 +82,6 @@ def native_input(name: str, weights: str | None = None) -> dict:
     return {"image_size": 32, "min_size": 1}
 
 
-
 def activation_sizes_of(spec: ModelSpec) -> tuple[int, int]:
     """``limits.activation_sizes`` of the dense architecture ``spec`` describes, built on the meta device (so
     a description that asks for a huge model costs nothing to check)."""
@@ -90,4 +101,3 @@ def sizes_on_meta(spec: ModelSpec) -> tuple[int, int, int] | None:
         return None
     params = sum(p.numel() for p in model.parameters())
     return (params, *limits.activation_sizes(model, (spec.in_channels, spec.image_size, spec.image_size)))
-

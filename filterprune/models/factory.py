@@ -10,6 +10,7 @@ Trust covers the code the run was made from, nothing else: ``admit`` lets a refe
 code has the SHA-256 the run records (``serialization`` compares the run's records), and the bytes so
 checked are the bytes executed. Files the factory itself imports are not hashed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,12 @@ from ..guard import Terminated, ended
 from ..limits import printable
 
 _FILE_REF = re.compile(r"^(?P<path>.+\.py):(?P<attr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
-_MODULE_REF = re.compile(r"^(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
-_OBJECT_REF = re.compile(r"^object:[A-Za-z_][\w.<>]*$")  # a module handed over in Python: no recipe to rebuild it
+_MODULE_REF = re.compile(
+    r"^(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$"
+)
+_OBJECT_REF = re.compile(
+    r"^object:[A-Za-z_][\w.<>]*$"
+)  # a module handed over in Python: no recipe to rebuild it
 _TRUSTED: set[str] = set()  # references handed over by the user in this process
 _ADMITTED: dict[str, str] = {}  # references checked against a run's records -> the SHA-256 they must have
 _TRUST_ALL = False  # --trust-code said for this whole process (export, bench of a run): runs are checked
@@ -97,12 +102,15 @@ def admit(name: str, sha256: str, source: str) -> str:
     where = m["path"] if m else ref
     now = code_digest(ref)
     if now is None:
-        raise UsageError(f"the code of {ref} is not there ({where}), so it cannot be checked against "
-                         f"{source}")
+        raise UsageError(
+            f"the code of {ref} is not there ({where}), so it cannot be checked against {source}"
+        )
     if now != sha256:
-        raise UsageError(f"{where} does not hold the code {source} was made from (another file, or "
-                         f"changed since): its SHA-256 is {now[:16]}..., the run records {sha256[:16]}...; "
-                         "trust covers that code only")
+        raise UsageError(
+            f"{where} does not hold the code {source} was made from (another file, or "
+            f"changed since): its SHA-256 is {now[:16]}..., the run records {sha256[:16]}...; "
+            "trust covers that code only"
+        )
     _ADMITTED[ref] = sha256
     return ref
 
@@ -130,7 +138,11 @@ def code_digest(name: str) -> str | None:
     if path is not None and str(path) in _DIGESTS:
         return _DIGESTS[str(path)]
     if path is None:
-        spec = importlib.util.find_spec(_MODULE_REF.match(name)["module"].split(".")[0]) if _MODULE_REF.match(name) else None
+        spec = (
+            importlib.util.find_spec(_MODULE_REF.match(name)["module"].split(".")[0])
+            if _MODULE_REF.match(name)
+            else None
+        )
         path = Path(spec.origin) if spec and spec.origin else None
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None and path.is_file() else None
@@ -139,21 +151,27 @@ def code_digest(name: str) -> str | None:
 
 
 def _refuse_untrusted(ref: str) -> UsageError:
-    return UsageError(f"this model is built by user code ({ref}); loading it would import that code: pass "
-                      "trust_code=True (command line: --trust-code) if you trust it, or hand over the dense "
-                      "module with model=...")
+    return UsageError(
+        f"this model is built by user code ({ref}); loading it would import that code: pass "
+        "trust_code=True (command line: --trust-code) if you trust it, or hand over the dense "
+        "module with model=..."
+    )
 
 
 def resolve(name: str, trust_code: bool = False):
     """The factory callable of a reference. Imports the file or module: only for trusted references."""
     ref = canonical(name)
     if _OBJECT_REF.match(ref):
-        raise UsageError(f"this model was handed over as a Python object ({ref[7:]}); nothing records how to "
-                         "build it: pass the dense module, filterprune.load(DIR, model=...)")
+        raise UsageError(
+            f"this model was handed over as a Python object ({ref[7:]}); nothing records how to "
+            "build it: pass the dense module, filterprune.load(DIR, model=...)"
+        )
     if ref not in _TRUSTED and ref not in _ADMITTED:
         if trust_code or _TRUST_ALL:  # trust is for a run's own code: checked when its records are read
-            raise UsageError(f"{ref} was not checked against the records of a run (trust covers the code a "
-                             "run was made from): load the run with filterprune.load(DIR, trust_code=True)")
+            raise UsageError(
+                f"{ref} was not checked against the records of a run (trust covers the code a "
+                "run was made from): load the run with filterprune.load(DIR, trust_code=True)"
+            )
         raise _refuse_untrusted(ref)
     m = _FILE_REF.match(ref)
     if m:
@@ -165,7 +183,9 @@ def resolve(name: str, trust_code: bool = False):
         try:
             obj = importlib.import_module(m["module"])
         except ModuleNotFoundError as e:
-            raise UsageError(f"model module {m['module']!r} not found ({e}); is it installed or on PYTHONPATH?") from None
+            raise UsageError(
+                f"model module {m['module']!r} not found ({e}); is it installed or on PYTHONPATH?"
+            ) from None
         except (KeyboardInterrupt, Terminated):
             raise
         except BaseException as e:  # noqa: BLE001 - user code: a sys.exit or BaseException is its failure too
@@ -175,8 +195,10 @@ def resolve(name: str, trust_code: bool = False):
             raise UsageError(f"{where} has no attribute {m['attr']!r} (the factory of --model {name})")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise UsageError(f"{where}:{m['attr']} is not callable (it is a {type(obj).__name__}); --model needs a "
-                         "function or class that returns an nn.Module")
+        raise UsageError(
+            f"{where}:{m['attr']} is not callable (it is a {type(obj).__name__}); --model needs a "
+            "function or class that returns an nn.Module"
+        )
     return obj
 
 
@@ -186,8 +208,10 @@ def _import_file(path: Path, name: str, sha256: str | None = None):
     try:
         found = path.is_file()
     except OSError as e:  # a name too long for the file system, a loop of links: no such model file either
-        raise UsageError(f"model file {printable(str(path), 200)}: {e.strerror or type(e).__name__} (from --model "
-                         f"{printable(name, 200)})") from None
+        raise UsageError(
+            f"model file {printable(str(path), 200)}: {e.strerror or type(e).__name__} (from --model "
+            f"{printable(name, 200)})"
+        ) from None
     if not found:
         raise UsageError(f"model file not found: {path} (from --model {name})")
     key = str(path)
@@ -201,8 +225,9 @@ def _import_file(path: Path, name: str, sha256: str | None = None):
         raise UsageError(f"cannot read {path}: {_first_line(e)}") from None
     digest = hashlib.sha256(source).hexdigest()
     if sha256 is not None and digest != sha256:
-        raise UsageError(f"{path} changed while being checked (SHA-256 {digest[:16]}..., recorded "
-                         f"{sha256[:16]}...)")
+        raise UsageError(
+            f"{path} changed while being checked (SHA-256 {digest[:16]}..., recorded {sha256[:16]}...)"
+        )
     stem = re.sub(r"\W", "_", path.stem)
     mod_name = f"filterprune_user_{hashlib.sha256(key.encode()).hexdigest()[:12]}_{stem}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
@@ -246,7 +271,9 @@ def build_factory(spec, trust_code: bool = False) -> nn.Module:
     except BaseException as e:  # noqa: BLE001 - user code: a sys.exit or BaseException ends the build too
         raise UsageError(f"model factory {spec.name} {ended(e)}") from None
     if not isinstance(model, nn.Module):
-        raise UsageError(f"model factory {spec.name} returned a {type(model).__name__}, not a torch.nn.Module")
+        raise UsageError(
+            f"model factory {spec.name} returned a {type(model).__name__}, not a torch.nn.Module"
+        )
     return model
 
 

@@ -1,5 +1,6 @@
 """Fully-connected MNIST network: the SynFlow reference code's ``fc`` (L=6 layers of width N=100),
 which the seed study (Butler) uses for its MNIST runs."""
+
 import torch.nn as nn
 
 from .registry import MODELS

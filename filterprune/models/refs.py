@@ -1,6 +1,7 @@
 """A run's model reference: as recorded (a factory file made absolute, and trusted: the user handed it
 over), as a folder-friendly name, checked without training, as the ``ModelSpec`` on the run's data,
 and as the report describes it (``describe``: how to rebuild the dense model)."""
+
 from __future__ import annotations
 
 import re
@@ -31,8 +32,11 @@ def validate_model(model) -> None:
     if not model.name.startswith("object:"):  # a module in hand (compress(model=net)): nothing to check here
         check_model_ref(model_ref(model.name))
     if model.weights is not None and not model.name.startswith(("tv:", "timm:")):
-        raise UsageError(f"weights applies to tv:<name> and timm:<name> models, not {model.name!r} "
-                         "(give a user model's weights with checkpoint)", ("weights", "checkpoint"))
+        raise UsageError(
+            f"weights applies to tv:<name> and timm:<name> models, not {model.name!r} "
+            "(give a user model's weights with checkpoint)",
+            ("weights", "checkpoint"),
+        )
     if model.weights is not None:
         native_input(model.name, model.weights)  # an unknown weights name fails here
 
@@ -44,15 +48,30 @@ def spec_for(model: str, data: ImageData) -> ModelSpec:
 
 def describe(spec: ModelSpec, native: dict, loaded: dict | None, checkpoint: str | None) -> dict:
     """How to rebuild the dense model, as the report records it."""
-    kind = ("torchvision" if spec.name.startswith("tv:") else "timm" if spec.name.startswith("timm:")
-            else "factory" if factory.is_factory_ref(spec.name) else "registered")
-    d = {"kind": kind, "name": spec.name, "args": spec.args, "weights": spec.weights,
-         "checkpoint": checkpoint, "num_classes": spec.num_classes,
-         "input_shape": [spec.in_channels, spec.image_size, spec.image_size]}
+    kind = (
+        "torchvision"
+        if spec.name.startswith("tv:")
+        else "timm"
+        if spec.name.startswith("timm:")
+        else "factory"
+        if factory.is_factory_ref(spec.name)
+        else "registered"
+    )
+    d = {
+        "kind": kind,
+        "name": spec.name,
+        "args": spec.args,
+        "weights": spec.weights,
+        "checkpoint": checkpoint,
+        "num_classes": spec.num_classes,
+        "input_shape": [spec.in_channels, spec.image_size, spec.image_size],
+    }
     if kind == "factory":
         d["code_sha256"] = factory.code_digest(spec.name)
-        d["rebuild"] = ("filterprune.load(OUT, trust_code=True) imports the factory; or "
-                        "filterprune.load(OUT, model=<dense module>)")
+        d["rebuild"] = (
+            "filterprune.load(OUT, trust_code=True) imports the factory; or "
+            "filterprune.load(OUT, model=<dense module>)"
+        )
     if loaded:
         d.update({k: v for k, v in loaded.items() if k != "model"})
     return d

@@ -1,5 +1,6 @@
 """The table of model builders (``MODELS``) and ``ModelSpec``, what names one of its entries with the
 data it is built for. Every model file registers here; ``models/__init__.py`` builds from it."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -42,8 +43,14 @@ class ModelSpec:
     def from_dict(cls, d: dict) -> ModelSpec:
         """From an untrusted JSON object: types and ranges checked, so a file cannot ask for a huge model.
         Nothing is imported here: a factory reference is only checked for its form."""
-        spec = cls(name=d["name"], num_classes=d["num_classes"], in_channels=d["in_channels"],
-                   image_size=d["image_size"], args=d.get("args") or {}, weights=d.get("weights"))
+        spec = cls(
+            name=d["name"],
+            num_classes=d["num_classes"],
+            in_channels=d["in_channels"],
+            image_size=d["image_size"],
+            args=d.get("args") or {},
+            weights=d.get("weights"),
+        )
         if not isinstance(spec.name, str) or not is_model_ref(spec.name):
             raise ValueError(f"unknown model {spec.name!r}")
         for name, hi in (("num_classes", 100_000), ("in_channels", 64), ("image_size", MAX_IMAGE_SIZE)):

@@ -3,6 +3,7 @@
 Shortcuts that change shape use a 1x1 conv + BN (option B): the zero-padding shortcut (option A) is
 not a module, so a dependency graph cannot follow it.
 """
+
 import torch.nn as nn
 import torchvision
 

@@ -8,6 +8,7 @@ We find the file and hand timm its path, so none of timm's download code runs; h
 in offline mode as well while timm is in use (``hub_offline``). Nothing is downloaded.
 The native input size and preprocessing come from the model's pretrained config.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -59,7 +60,9 @@ def _timm():
         with hub_offline():
             import timm
     except ImportError:
-        raise UsageError("timm: models need the optional timm package: pip install 'filterprune[timm]'") from None
+        raise UsageError(
+            "timm: models need the optional timm package: pip install 'filterprune[timm]'"
+        ) from None
     return timm
 
 
@@ -70,7 +73,9 @@ def _check_name(name: str):
     return timm
 
 
-@MODELS.register("timm:", help="any timm model, e.g. timm:resnet18 (optional extra: pip install 'filterprune[timm]')")
+@MODELS.register(
+    "timm:", help="any timm model, e.g. timm:resnet18 (optional extra: pip install 'filterprune[timm]')"
+)
 def timm_model(name, num_classes, in_channels, image_size, args=None, weights=None):
     """The architecture, random init (pretrained weights: ``pretrained``, from the local caches)."""
     timm = _check_name(name)
@@ -79,8 +84,11 @@ def timm_model(name, num_classes, in_channels, image_size, args=None, weights=No
         with hub_offline():
             return timm.create_model(name, pretrained=False, **kwargs)
     except (TypeError, ValueError) as e:  # an unknown keyword; a value the builder refuses
-        raise UsageError(f"timm:{name} does not take these model_args ({type(e).__name__}: "
-                         f"{(str(e).splitlines() or [''])[0][:200]})", ("model_args",)) from None
+        raise UsageError(
+            f"timm:{name} does not take these model_args ({type(e).__name__}: "
+            f"{(str(e).splitlines() or [''])[0][:200]})",
+            ("model_args",),
+        ) from None
 
 
 def native_input(name: str, weights: str | None) -> dict:
@@ -89,11 +97,17 @@ def native_input(name: str, weights: str | None) -> dict:
     cfg = cfg.to_dict() if cfg is not None and hasattr(cfg, "to_dict") else (cfg or {})
     size = int(cfg.get("input_size", (3, 224, 224))[-1])
     crop = float(cfg.get("crop_pct", 0.875) or 0.875)
-    info = {"image_size": size, "min_size": int((cfg.get("min_input_size") or (3, 1, 1))[-1]),
-            "resize_size": int(round(size / crop))}
+    info = {
+        "image_size": size,
+        "min_size": int((cfg.get("min_input_size") or (3, 1, 1))[-1]),
+        "resize_size": int(round(size / crop)),
+    }
     if weights is not None:
-        info.update(mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))), std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
-                    weights=weights)
+        info.update(
+            mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+            std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+            weights=weights,
+        )
     return info
 
 
@@ -104,8 +118,11 @@ def _hub_cache() -> Path:
         return Path(hub.HF_HUB_CACHE)
     env = os.environ
     home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
-    return Path(os.path.expanduser(env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
-                                   or os.path.join(home, "hub")))
+    return Path(
+        os.path.expanduser(
+            env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE") or os.path.join(home, "hub")
+        )
+    )
 
 
 def cached_weights(cfg: dict) -> tuple[Path | None, list[str]]:
@@ -124,10 +141,14 @@ def cached_weights(cfg: dict) -> tuple[Path | None, list[str]]:
         folder = _hub_cache() / f"models--{repo.replace('/', '--')}"
         rev = rev or "main"
         ref = folder / "refs" / rev
-        commit = rev if re.fullmatch(r"[0-9a-f]{40}", rev) else \
-            ref.read_text().strip() if ref.is_file() else None
-        names = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else \
-            ["model.safetensors", "pytorch_model.bin"]
+        commit = (
+            rev if re.fullmatch(r"[0-9a-f]{40}", rev) else ref.read_text().strip() if ref.is_file() else None
+        )
+        names = (
+            [cfg["hf_hub_filename"]]
+            if cfg.get("hf_hub_filename")
+            else ["model.safetensors", "pytorch_model.bin"]
+        )
         if commit:
             files += [folder / "snapshots" / commit / n for n in names]
         places.append(f"{folder}/snapshots/{commit or f'(refs/{rev})'}/{' or '.join(names)}")
@@ -142,15 +163,19 @@ def pretrained(spec) -> tuple[nn.Module, dict]:
     file (its config's URL and hub id dropped), so no download path can run."""
     name = spec.name[5:]
     if spec.weights != "DEFAULT":
-        raise UsageError(f"timm:{name}: --weights takes DEFAULT (timm's own cache); for a file use --checkpoint")
+        raise UsageError(
+            f"timm:{name}: --weights takes DEFAULT (timm's own cache); for a file use --checkpoint"
+        )
     timm = _check_name(name)
     cfg = timm.get_pretrained_cfg(name)
     cfg = cfg.to_dict() if cfg is not None and hasattr(cfg, "to_dict") else dict(cfg or {})
     path, looked = cached_weights(cfg)
     if path is None:
         where = ", then ".join(looked) if looked else "its config names no weights"
-        raise UsageError(f"pretrained weights of timm:{name} are not in the local caches (nothing is "
-                         f"downloaded): looked for {where}; place the file there or pass --checkpoint FILE")
+        raise UsageError(
+            f"pretrained weights of timm:{name} are not in the local caches (nothing is "
+            f"downloaded): looked for {where}; place the file there or pass --checkpoint FILE"
+        )
     kwargs = {**(spec.args or {}), "num_classes": spec.num_classes, "in_chans": spec.in_channels}
     overlay = {"file": str(path), "url": None, "hf_hub_id": None, "hf_hub_filename": None, "source": None}
     try:
@@ -160,7 +185,9 @@ def pretrained(spec) -> tuple[nn.Module, dict]:
         raise UsageError(f"timm:{name} does not take these --model-args ({str(e)[:200]})") from None
     except Exception as e:
         first = (str(e).splitlines() or [""])[0][:200]
-        raise UsageError(f"{path} does not hold the weights of timm:{name} ({type(e).__name__}: {first}); "
-                         "pass --checkpoint FILE instead") from None
+        raise UsageError(
+            f"{path} does not hold the weights of timm:{name} ({type(e).__name__}: {first}); "
+            "pass --checkpoint FILE instead"
+        ) from None
     check_finite(model.state_dict(), str(path))
     return model, {"weights": "DEFAULT", "weights_file": str(path), "head_replaced": []}

@@ -9,6 +9,7 @@ file torchvision itself would download) with ``torch.load(weights_only=True)``: 
 no pickled code runs. When the data has another class count than the weights, the classifier head is
 left at its fresh initialisation (it is then trained with the rest) and the run says so.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,7 +57,10 @@ def weights_file(w) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
 
 
-@MODELS.register("tv:", help="any torchvision classifier, e.g. tv:mobilenet_v2 (the names of torchvision.models.list_models(module=torchvision.models))")
+@MODELS.register(
+    "tv:",
+    help="any torchvision classifier, e.g. tv:mobilenet_v2 (the names of torchvision.models.list_models(module=torchvision.models))",
+)
 def torchvision_model(name, num_classes, in_channels, image_size, args=None, weights=None):
     _check_name(name)
     kwargs = {**(args or {}), "weights": None, "num_classes": num_classes}
@@ -68,8 +72,9 @@ def torchvision_model(name, num_classes, in_channels, image_size, args=None, wei
         model = torchvision.models.get_model(name, **kwargs)
     except (TypeError, ValueError) as e:  # an unknown keyword; a value the builder refuses
         first = (str(e).splitlines() or [""])[0][:200]
-        raise UsageError(f"tv:{name} does not take these model_args ({type(e).__name__}: {first})",
-                         ("model_args",)) from None
+        raise UsageError(
+            f"tv:{name} does not take these model_args ({type(e).__name__}: {first})", ("model_args",)
+        ) from None
     if in_channels != 3:
         _adapt_first_conv(model, in_channels)
     return model
@@ -83,11 +88,18 @@ def native_input(name: str, weights: str | None) -> dict:
     if w is None:
         return {"image_size": 224, "min_size": 1}
     t = w.transforms()
-    info = {"image_size": int(t.crop_size[0]), "min_size": int(min(w.meta.get("min_size", (1, 1)))),
-            "resize_size": int(t.resize_size[0]) if t.resize_size else int(t.crop_size[0])}
+    info = {
+        "image_size": int(t.crop_size[0]),
+        "min_size": int(min(w.meta.get("min_size", (1, 1)))),
+        "resize_size": int(t.resize_size[0]) if t.resize_size else int(t.crop_size[0]),
+    }
     if weights is not None:
-        info.update(mean=tuple(float(v) for v in t.mean), std=tuple(float(v) for v in t.std),
-                    weights=w.name, weights_file=str(weights_file(w)))
+        info.update(
+            mean=tuple(float(v) for v in t.mean),
+            std=tuple(float(v) for v in t.std),
+            weights=w.name,
+            weights_file=str(weights_file(w)),
+        )
     return info
 
 
@@ -119,21 +131,33 @@ def pretrained(spec) -> tuple[nn.Module, dict]:
     w = weights_enum(name, spec.weights)
     path = weights_file(w)
     if not path.is_file():
-        raise UsageError(f"pretrained weights for tv:{name} ({w}) not in the torch hub cache: place "
-                         f"{os.path.basename(w.url)} at {path} (TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}), "
-                         "or pass --checkpoint FILE")
+        raise UsageError(
+            f"pretrained weights for tv:{name} ({w}) not in the torch hub cache: place "
+            f"{os.path.basename(w.url)} at {path} (TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}), "
+            "or pass --checkpoint FILE"
+        )
     _warn_if_not_published(path, name)
-    kwargs = {"weights": w}  # (googlenet/inception: torchvision builds the aux heads for the weights, then drops them)
+    kwargs = {
+        "weights": w
+    }  # (googlenet/inception: torchvision builds the aux heads for the weights, then drops them)
     with _from_cache_only(path):
         try:
             source = torchvision.models.get_model(name, **kwargs)
         except (RuntimeError, KeyError, ValueError) as e:  # a file of another architecture
-            raise UsageError(f"{path} does not hold the weights of tv:{name}: {str(e).splitlines()[0][:200]}") from None
+            raise UsageError(
+                f"{path} does not hold the weights of tv:{name}: {str(e).splitlines()[0][:200]}"
+            ) from None
     check_finite(source.state_dict(), str(path))
-    model = torchvision_model(name, spec.num_classes, spec.in_channels, spec.image_size, spec.args, spec.weights)
+    model = torchvision_model(
+        name, spec.num_classes, spec.in_channels, spec.image_size, spec.args, spec.weights
+    )
     replaced = transplant(source.state_dict(), model)
-    info = {"weights": w.name, "weights_file": str(path), "categories": len(w.meta.get("categories") or []),
-            "head_replaced": replaced}
+    info = {
+        "weights": w.name,
+        "weights_file": str(path),
+        "categories": len(w.meta.get("categories") or []),
+        "head_replaced": replaced,
+    }
     return model, info
 
 
@@ -143,8 +167,10 @@ def transplant(source: dict[str, torch.Tensor], model: nn.Module) -> list[str]:
     own = model.state_dict()
     missing = [k for k in own if k not in source]
     if missing and len(missing) > len(own) // 2:
-        raise UsageError(f"the weights do not fit {type(model).__name__} ({len(missing)} of {len(own)} tensors missing, "
-                         f"e.g. {', '.join(missing[:3])})")
+        raise UsageError(
+            f"the weights do not fit {type(model).__name__} ({len(missing)} of {len(own)} tensors missing, "
+            f"e.g. {', '.join(missing[:3])})"
+        )
     kept = {k: v for k, v in source.items() if k in own and v.shape == own[k].shape}
     model.load_state_dict(kept, strict=False)
     return sorted(k for k in own if k not in kept)
@@ -160,15 +186,29 @@ def _warn_if_not_published(path: Path, name: str) -> None:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     if not h.hexdigest().startswith(stem[1]):
-        warnings.warn(f"{path.name}: its SHA-256 does not start with {stem[1]} as torchvision's file name says: "
-                      f"these are not the published weights of tv:{name}", stacklevel=2)
+        warnings.warn(
+            f"{path.name}: its SHA-256 does not start with {stem[1]} as torchvision's file name says: "
+            f"these are not the published weights of tv:{name}",
+            stacklevel=2,
+        )
 
 
 def _adapt_first_conv(model: nn.Module, in_channels: int) -> None:
     for parent in model.modules():
         for child_name, child in parent.named_children():
             if isinstance(child, nn.Conv2d) and child.in_channels == 3:
-                setattr(parent, child_name, nn.Conv2d(
-                    in_channels, child.out_channels, child.kernel_size, child.stride, child.padding,
-                    child.dilation, child.groups, child.bias is not None))
+                setattr(
+                    parent,
+                    child_name,
+                    nn.Conv2d(
+                        in_channels,
+                        child.out_channels,
+                        child.kernel_size,
+                        child.stride,
+                        child.padding,
+                        child.dilation,
+                        child.groups,
+                        child.bias is not None,
+                    ),
+                )
                 return

@@ -4,6 +4,7 @@
 ``vgg16-lottery`` is the seed studies' VGG16 (conv with bias, no BN, reference init) whose dense cost is
 313,478,154 FLOPs in their convention. Pools use ceil_mode so 28x28 inputs also reach 1x1.
 """
+
 import torch.nn as nn
 
 from .registry import MODELS
@@ -12,8 +13,29 @@ CFGS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-              512, 512, 512, 512, "M"],
+    "vgg19": [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    ],
 }
 
 
@@ -67,7 +89,9 @@ class LotteryVGG(VGG):
                 nn.init.zeros_(m.bias)
 
 
-@MODELS.register("vgg16-lottery", help="seed studies' VGG16: conv with bias, no BN, average-pooled head "
-                                       "(313,478,154 FLOPs)")
+@MODELS.register(
+    "vgg16-lottery",
+    help="seed studies' VGG16: conv with bias, no BN, average-pooled head (313,478,154 FLOPs)",
+)
 def vgg16_lottery(num_classes, in_channels, image_size):
     return LotteryVGG(CFGS["vgg16"], num_classes, in_channels)

@@ -9,6 +9,7 @@ multiples of ``STEP`` within ``BAND`` of the requested keep fraction, by a local
 maximises MACs per millisecond (the speedup efficiency) while removing at least the MACs the plain
 layerwise plan removes. Model latency is modelled as the sum of conv latencies.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,8 +59,20 @@ class ConvSite:
 
     def key(self, cin: int, cout: int, batch: int, runtime: str) -> str:
         m = self.module
-        return json.dumps([runtime, batch, cin, cout, list(m.kernel_size), list(m.stride), list(m.padding),
-                           list(m.dilation), "dw" if self.depthwise else m.groups, list(self.hw_in)])
+        return json.dumps(
+            [
+                runtime,
+                batch,
+                cin,
+                cout,
+                list(m.kernel_size),
+                list(m.stride),
+                list(m.padding),
+                list(m.dilation),
+                "dw" if self.depthwise else m.groups,
+                list(self.hw_in),
+            ]
+        )
 
 
 def conv_sites(model: nn.Module, example_inputs: torch.Tensor, groups) -> list[ConvSite]:
@@ -90,7 +103,9 @@ class LatencyTable:
         self.runtime, self.batch = runtime, batch
         self.threads = threads or torch.get_num_threads()
         info = describe()
-        ident = json.dumps([info["cpu"], info["cores"], self.threads, info["torch"], info["onnxruntime"], info["gpu"]])
+        ident = json.dumps(
+            [info["cpu"], info["cores"], self.threads, info["torch"], info["onnxruntime"], info["gpu"]]
+        )
         self.path = cache_dir() / "latency-lut" / f"{hashlib.sha256(ident.encode()).hexdigest()[:16]}.json"
         self.table: dict[str, float] = self._load()
         self.measured = 0
@@ -111,18 +126,30 @@ class LatencyTable:
         if key not in self.table:
             if self.measured == 0:
                 self._started = time.perf_counter()
-                say(f"latency table: timing single convs on {self.runtime} at batch {self.batch}, {self.threads} "
-                    f"thread(s) ({len(self.table)} cached in {self.path.parent})")
+                say(
+                    f"latency table: timing single convs on {self.runtime} at batch {self.batch}, {self.threads} "
+                    f"thread(s) ({len(self.table)} cached in {self.path.parent})"
+                )
             self.table[key] = self._measure(site, cin, cout)
             self.measured += 1
             if self.measured % PROGRESS_EVERY == 0:  # a long table is not silence
-                say(f"latency table: {self.measured} convs timed ({time.perf_counter() - self._started:.0f} s)")
+                say(
+                    f"latency table: {self.measured} convs timed ({time.perf_counter() - self._started:.0f} s)"
+                )
         return self.table[key]
 
     def _measure(self, site: ConvSite, cin: int, cout: int) -> float:
         m = site.module
-        conv = nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation,
-                         groups=cout if site.depthwise else 1, bias=True).eval()
+        conv = nn.Conv2d(
+            cin,
+            cout,
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            m.dilation,
+            groups=cout if site.depthwise else 1,
+            bias=True,
+        ).eval()
         layer = nn.Sequential(conv, nn.ReLU())
         too_big = limits.over_budget(max(cin, cout) * math.prod(site.hw_in), self.batch)
         if too_big:
@@ -130,8 +157,15 @@ class LatencyTable:
         x = torch.randn(self.batch, cin, *site.hw_in)
         if self.runtime in ("onnxruntime", "openvino"):
             buf = io.BytesIO()
-            torch.onnx.export(layer, (x[:1],), buf, dynamo=False, input_names=["x"],
-                              dynamic_axes={"x": {0: "batch"}}, opset_version=17)
+            torch.onnx.export(
+                layer,
+                (x[:1],),
+                buf,
+                dynamo=False,
+                input_names=["x"],
+                dynamic_axes={"x": {0: "batch"}},
+                opset_version=17,
+            )
             tmp = self.path.parent / f".probe-{os.getpid()}.onnx"
             tmp.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(buf.getvalue())
@@ -144,7 +178,9 @@ class LatencyTable:
                 feed = {"x": x.numpy()}
                 run = lambda: sess.run(None, feed)  # noqa: E731
         else:
-            run = torch_runner(layer, x, torch.device(self.runtime.split(":")[1] if ":" in self.runtime else "cpu"))
+            run = torch_runner(
+                layer, x, torch.device(self.runtime.split(":")[1] if ":" in self.runtime else "cpu")
+            )
         run()
         best = math.inf
         for _ in range(RUNS):
@@ -159,9 +195,11 @@ class LatencyTable:
 
 
 def no_convs() -> UsageError:
-    return UsageError("round_to 'auto' chooses the widths of conv layers from their measured latencies, and this "
-                      "model has no 2-D conv layer whose width it can choose: give round_to an integer (e.g. 1)",
-                      ("round_to",))
+    return UsageError(
+        "round_to 'auto' chooses the widths of conv layers from their measured latencies, and this "
+        "model has no 2-D conv layer whose width it can choose: give round_to an integer (e.g. 1)",
+        ("round_to",),
+    )
 
 
 def check_auto(model: nn.Module, round_to) -> None:
@@ -180,8 +218,15 @@ def candidates(channels: int, keep: int, floor: int) -> list[int]:
     return sorted(cands) or [keep]
 
 
-def hardware_aware(keep: list[int], channels: list[int], movable: list[bool], sites: list[ConvSite],
-                   floors: list[int], table: LatencyTable, log=None) -> list[int]:
+def hardware_aware(
+    keep: list[int],
+    channels: list[int],
+    movable: list[bool],
+    sites: list[ConvSite],
+    floors: list[int],
+    table: LatencyTable,
+    log=None,
+) -> list[int]:
     """Kept channels per group, re-chosen among measured-fast widths for the ``movable`` groups, removing
     at least the MACs the plain plan ``keep`` removes.
 
@@ -198,8 +243,10 @@ def hardware_aware(keep: list[int], channels: list[int], movable: list[bool], si
             break
     table.save()
     if log:
-        log(f"round-to auto: {table.measured} conv latencies measured ({table.runtime}, batch {table.batch}); "
-            f"kept {sum(search.cur)} of {sum(channels)} channels, modelled {search.best_eff:.0f} MACs/ms")
+        log(
+            f"round-to auto: {table.measured} conv latencies measured ({table.runtime}, batch {table.batch}); "
+            f"kept {sum(search.cur)} of {sum(channels)} channels, modelled {search.best_eff:.0f} MACs/ms"
+        )
     return search.cur
 
 
@@ -209,9 +256,13 @@ class _WidthSearch:
 
     def __init__(self, keep, channels, movable, sites, floors, table):
         self.sites, self.table, self.channels = sites, table, channels
-        self.touching = [[i for i, s in enumerate(sites) if g in (s.in_group, s.out_group)] for g in range(len(keep))]
+        self.touching = [
+            [i for i, s in enumerate(sites) if g in (s.in_group, s.out_group)] for g in range(len(keep))
+        ]
         self.budget = sum(s.macs(keep) for s in sites)  # remove at least what the plain plan removes
-        self.cands = [candidates(c, k, f) if mv else [k] for c, k, f, mv in zip(channels, keep, floors, movable)]
+        self.cands = [
+            candidates(c, k, f) if mv else [k] for c, k, f, mv in zip(channels, keep, floors, movable)
+        ]
         self.cur = [max([c for c in cs if c <= k] or [min(cs)]) for cs, k in zip(self.cands, keep)]
         self.times = [self.site_cost(self.cur, i) for i in range(len(sites))]
         self.macs = [s.macs(self.cur) for s in sites]
@@ -227,8 +278,10 @@ class _WidthSearch:
         shapes, e.g. the inner convs of one ResNet stage), so a stage can change width in one move."""
         alike: dict = {}
         for g in self.movable:
-            shape = sorted((self.sites[i].hw_in, tuple(self.sites[i].module.kernel_size), self.sites[i].out_group == g)
-                           for i in self.touching[g])
+            shape = sorted(
+                (self.sites[i].hw_in, tuple(self.sites[i].module.kernel_size), self.sites[i].out_group == g)
+                for i in self.touching[g]
+            )
             alike.setdefault((self.channels[g], tuple(self.cands[g]), str(shape)), []).append(g)
         return [[g] for g in self.movable] + [gs for gs in alike.values() if len(gs) > 1]
 

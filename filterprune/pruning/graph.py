@@ -3,6 +3,7 @@
 A group is every layer slice coupled to one set of output channels (conv -> BN -> next conv's inputs,
 residual adds, concats, depthwise convs). The layers producing the model's output are never pruned.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -72,15 +73,21 @@ def resolve_ignored(model: nn.Module, layers) -> list[nn.Module]:
     for layer in layers or ():
         if isinstance(layer, str):
             if layer not in named or not layer:
-                close = [n for n in named if n and (layer in n or n in layer)][:5] or [n for n in named if n][:5]
-                raise UsageError(f"--ignore-layers: no layer named {layer!r} in {type(model).__name__}; "
-                                 f"e.g. {', '.join(close)}")
+                close = [n for n in named if n and (layer in n or n in layer)][:5] or [n for n in named if n][
+                    :5
+                ]
+                raise UsageError(
+                    f"--ignore-layers: no layer named {layer!r} in {type(model).__name__}; "
+                    f"e.g. {', '.join(close)}"
+                )
             result.append(named[layer])
         elif isinstance(layer, nn.Module) and id(layer) in owned:
             result.append(layer)
         else:
-            raise UsageError(f"ignored_layers: {type(layer).__name__} is not a layer of this model (pass module "
-                             "instances of the model being pruned, or their names)")
+            raise UsageError(
+                f"ignored_layers: {type(layer).__name__} is not a layer of this model (pass module "
+                "instances of the model being pruned, or their names)"
+            )
     return result
 
 
@@ -109,10 +116,12 @@ def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.Dependency
         where = _failing_layer(model, e)
         frames = [f.name for f in traceback.extract_tb(e.__traceback__) if "torch_pruning" in f.filename]
         step = f" in torch-pruning's {frames[-1]}" if frames else ""
-        raise UsageError(f"could not trace {type(model).__name__} into a dependency graph"
-                         f"{f' at the operation after layer {where}' if where else ''} "
-                         f"({type(e).__name__}{step}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
-                         "this architecture cannot be pruned structurally") from None
+        raise UsageError(
+            f"could not trace {type(model).__name__} into a dependency graph"
+            f"{f' at the operation after layer {where}' if where else ''} "
+            f"({type(e).__name__}{step}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+            "this architecture cannot be pruned structurally"
+        ) from None
 
 
 class _ShapeRecorder(TorchFunctionMode):
@@ -125,7 +134,12 @@ class _ShapeRecorder(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if isinstance(out, torch.Tensor) and out.grad_fn is not None and args and isinstance(args[0], torch.Tensor):
+        if (
+            isinstance(out, torch.Tensor)
+            and out.grad_fn is not None
+            and args
+            and isinstance(args[0], torch.Tensor)
+        ):
             # the op that made the tensor comes first; a no-op returning it later (eval Dropout) must not overwrite
             self.shapes.setdefault(out.grad_fn, (tuple(args[0].shape), tuple(out.shape)))
         return out
@@ -173,14 +187,27 @@ def _settle_reshapes(DG: tp.DependencyGraph, shapes: dict) -> None:
             continue
         i, o = shapes.get(node.grad_fn, (None, None))
         if i is not None:
-            c = next((c for n in node.inputs
-                      if (c := shape_infer.infer_out_channels_recursively(DG, n, [0])) is not None), None)
+            c = next(
+                (
+                    c
+                    for n in node.inputs
+                    if (c := shape_infer.infer_out_channels_recursively(DG, n, [0])) is not None
+                ),
+                None,
+            )
             if len(i) == 4 and i[1] == c and o == (i[0], math.prod(i[1:])):
                 continue
-            kept = len(i) >= 2 and len(o) >= 2 and ((i[1] == c and o[:2] == i[:2]) or (i[-1] == c and o[-1] == c))
+            kept = (
+                len(i) >= 2
+                and len(o) >= 2
+                and ((i[1] == c and o[:2] == i[:2]) or (i[-1] == c and o[-1] == c))
+            )
             if not kept:
-                _make_opaque(node, f"a reshape ({node.grad_fn.name()}) that torch-pruning cannot map channel by "
-                                   f"channel ({i} -> {o})")
+                _make_opaque(
+                    node,
+                    f"a reshape ({node.grad_fn.name()}) that torch-pruning cannot map channel by "
+                    f"channel ({i} -> {o})",
+                )
                 continue
         for dep in _deps_touching(node):
             dep.index_mapping = [None, None]
@@ -188,7 +215,10 @@ def _settle_reshapes(DG: tp.DependencyGraph, shapes: dict) -> None:
 
 
 def _deps_touching(node) -> list:
-    return [*node.dependencies, *(d for n in (*node.inputs, *node.outputs) for d in n.dependencies if d.target is node)]
+    return [
+        *node.dependencies,
+        *(d for n in (*node.inputs, *node.outputs) for d in n.dependencies if d.target is node),
+    ]
 
 
 def _settle_concats(DG: tp.DependencyGraph) -> None:
@@ -200,7 +230,9 @@ def _settle_concats(DG: tp.DependencyGraph) -> None:
                 index_mapping.update_concat_index_mapping(DG, node)
             except Exception as e:
                 node.module.concat_sizes = node.module.offsets = None  # its pruner then does nothing
-                _make_opaque(node, f"a concat whose input widths torch-pruning cannot infer ({type(e).__name__})")
+                _make_opaque(
+                    node, f"a concat whose input widths torch-pruning cannot infer ({type(e).__name__})"
+                )
 
 
 def _make_opaque(node, what: str) -> None:
@@ -246,17 +278,30 @@ def channel_groups(DG: tp.DependencyGraph, ignored: list[nn.Module]) -> list[Cha
     """All groups rooted at a conv or linear layer, in graph order; those with ``opaque`` set must stay whole."""
     ignored_all = [m for layer in ignored for m in layer.modules()]
     result = []
-    for group in DG.get_all_groups(ignored_layers=ignored_all, root_module_types=[nn.modules.conv._ConvNd, nn.Linear]):
+    for group in DG.get_all_groups(
+        ignored_layers=ignored_all, root_module_types=[nn.modules.conv._ConvNd, nn.Linear]
+    ):
         root, handler = group[0].dep.target.module, group[0].dep.handler
-        ch_groups = max(_channel_groups(DG, dep.target.module, DG.is_out_channel_pruning_fn(dep.handler))
-                        for dep, _ in group)
+        ch_groups = max(
+            _channel_groups(DG, dep.target.module, DG.is_out_channel_pruning_fn(dep.handler))
+            for dep, _ in group
+        )
         channels = DG.get_out_channels(root)
         if channels is None or channels % ch_groups:
-            warnings.warn(f"layer {DG._module2name[root]} is left unpruned: its {channels} channels do not split "
-                          f"into the {ch_groups} groups of a coupled grouped conv", stacklevel=2)
+            warnings.warn(
+                f"layer {DG._module2name[root]} is left unpruned: its {channels} channels do not split "
+                f"into the {ch_groups} groups of a coupled grouped conv",
+                stacklevel=2,
+            )
             continue
-        opaque = next((f"its channels pass {dep.target.opaque}{_after(DG, dep.target)}" for dep, _ in group
-                       if getattr(dep.target, "opaque", None)), None)
+        opaque = next(
+            (
+                f"its channels pass {dep.target.opaque}{_after(DG, dep.target)}"
+                for dep, _ in group
+                if getattr(dep.target, "opaque", None)
+            ),
+            None,
+        )
         result.append(ChannelGroup(group, root, DG._module2name[root], handler, channels, ch_groups, opaque))
     return result
 

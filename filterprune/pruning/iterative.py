@@ -5,6 +5,7 @@ dense under ``--target-macs F`` — always measured against the *dense* network 
 MACs), so the last step lands exactly where a one-shot prune would, and finetuning between steps lets
 the network recover before the next cut. The caller finetunes after the last step as usual.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -26,8 +27,15 @@ def step_plans(plan: PlanConfig, steps: int) -> list[PlanConfig]:
     return [replace(plan, target=t) for t in plan.target.steps(steps)]
 
 
-def prune_in_steps(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneContext, num_classes: int,
-                   steps: int = 1, finetune: Callable[[nn.Module, int], None] | None = None) -> PruneResult:
+def prune_in_steps(
+    model: nn.Module,
+    criterion: Criterion,
+    plan: PlanConfig,
+    ctx: PruneContext,
+    num_classes: int,
+    steps: int = 1,
+    finetune: Callable[[nn.Module, int], None] | None = None,
+) -> PruneResult:
     """Prune ``model`` in place in ``steps`` cycles; ``finetune(model, i)`` runs after every step but the last.
 
     The returned history is the concatenation of the steps' histories: replayed in order on the dense
@@ -49,9 +57,17 @@ def prune_in_steps(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx
             finetune(model, i)
     after = layer_widths(model)
     layers = [{"name": n, "channels_before": c, "channels_after": after[n]} for n, c in before.items()]
-    if targets:  # the steps' sparsities are relative to the network of each step: report the dense-relative one
+    if (
+        targets
+    ):  # the steps' sparsities are relative to the network of each step: report the dense-relative one
         kept = sum(after[n] for n in dense_units) / max(1, sum(before[n] for n in dense_units))
         res = replace(res, sparsity=1 - kept)
-    return PruneResult(history=history, layers=layers, skipped=skipped, sparsity=res.sparsity, units=dense_units,
-                       unprunable=unprunable, latency_target=(targets[-1] if len(targets) == 1 else
-                                                              {"steps": targets}) if targets else None)
+    return PruneResult(
+        history=history,
+        layers=layers,
+        skipped=skipped,
+        sparsity=res.sparsity,
+        units=dense_units,
+        unprunable=unprunable,
+        latency_target=(targets[-1] if len(targets) == 1 else {"steps": targets}) if targets else None,
+    )

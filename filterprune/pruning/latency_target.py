@@ -22,6 +22,7 @@ latency on the user's runtime, instead of a per-layer sparsity.
    reached the target (else one within ``TOLERANCE`` below), giving away the least importance. A target
    the floors cannot reach is refused with the best reachable figure.
 """
+
 from __future__ import annotations
 
 import io
@@ -67,7 +68,9 @@ class ConvLatency:
     def __call__(self, cin: int, cout: int) -> float:
         if self.site.depthwise:
             return _interp(self.couts, cout, lambda c: self.table(self.site, c, c))
-        return _interp(self.cins, cin, lambda a: _interp(self.couts, cout, lambda b: self.table(self.site, a, b)))
+        return _interp(
+            self.cins, cin, lambda a: _interp(self.couts, cout, lambda b: self.table(self.site, a, b))
+        )
 
 
 def _grid(channels: int, movable: bool) -> list[int]:
@@ -92,7 +95,9 @@ class ModelLatency:
 
     def __init__(self, sites: list[ConvSite], table: LatencyTable, n_groups: int):
         self.sites, self.convs = sites, [ConvLatency(s, table) for s in sites]
-        self.touching = [[i for i, s in enumerate(sites) if g in (s.in_group, s.out_group)] for g in range(n_groups)]
+        self.touching = [
+            [i for i, s in enumerate(sites) if g in (s.in_group, s.out_group)] for g in range(n_groups)
+        ]
 
     def site_ms(self, keep: list[int], i: int) -> float:
         return self.convs[i](*self.sites[i].widths(keep))
@@ -108,7 +113,9 @@ def candidates(channels: int, floor: int, ch_groups: int) -> list[int]:
     an unaligned width between aligned ones adds layout reorders that no single-conv timing shows
     (resnet56's 16-wide stage cut to 10 ran at 1.0x with 2.6x fewer MACs)."""
     step = STEP if channels >= 2 * STEP else 1
-    return sorted({c for c in range(step, channels + 1, step) if c >= floor and c % ch_groups == 0} | {channels})
+    return sorted(
+        {c for c in range(step, channels + 1, step) if c >= floor and c % ch_groups == 0} | {channels}
+    )
 
 
 class Importance:
@@ -116,11 +123,19 @@ class Importance:
     carries (every conv it feeds or is fed by), spread over its channels by the criterion's scores: a
     residual group read by every conv of a stage weighs what it carries."""
 
-    def __init__(self, scores: list[torch.Tensor], channels: list[int], ch_groups: list[int], latency: ModelLatency):
-        mass = [sum(latency.sites[i].macs(channels) for i in latency.touching[g]) for g in range(len(channels))]
-        norm = [m * s.float().clamp_min(0) / max(float(s.float().clamp_min(0).sum()), 1e-12)
-                for m, s in zip(mass, scores)]
-        self.lost = [torch.cat([torch.zeros(1), torch.sort(n).values.cumsum(0)]) for n in norm]  # per unit removed
+    def __init__(
+        self, scores: list[torch.Tensor], channels: list[int], ch_groups: list[int], latency: ModelLatency
+    ):
+        mass = [
+            sum(latency.sites[i].macs(channels) for i in latency.touching[g]) for g in range(len(channels))
+        ]
+        norm = [
+            m * s.float().clamp_min(0) / max(float(s.float().clamp_min(0).sum()), 1e-12)
+            for m, s in zip(mass, scores)
+        ]
+        self.lost = [
+            torch.cat([torch.zeros(1), torch.sort(n).values.cumsum(0)]) for n in norm
+        ]  # per unit removed
         self.channels, self.ch_groups = channels, ch_groups
 
     def group(self, g: int, kept: int) -> float:
@@ -171,8 +186,16 @@ def runner(model: nn.Module, x: torch.Tensor, runtime: str, threads: int | None)
         return torch_runner(model, x, torch.device("cuda" if runtime == "torch:cuda" else "cpu"))
     buf = io.BytesIO()
     with torch.no_grad():
-        torch.onnx.export(model, (x[:1],), buf, dynamo=False, input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, opset_version=17)
+        torch.onnx.export(
+            model,
+            (x[:1],),
+            buf,
+            dynamo=False,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+            opset_version=17,
+        )
     fd, tmp = tempfile.mkstemp(suffix=".onnx", prefix=".fp-latency-")
     try:
         os.write(fd, buf.getvalue())
@@ -187,8 +210,9 @@ def runner(model: nn.Module, x: torch.Tensor, runtime: str, threads: int | None)
         Path(tmp).unlink(missing_ok=True)
 
 
-def interleaved_samples(runs: dict[str, Callable[[], None]], rounds: int = ROUNDS,
-                        min_s: float = 0.05) -> dict[str, list[float]]:
+def interleaved_samples(
+    runs: dict[str, Callable[[], None]], rounds: int = ROUNDS, min_s: float = 0.05
+) -> dict[str, list[float]]:
     """ms per call of each runner, one sample per round (each at least ``min_s`` of calls), the runners
     interleaved A B A B ... after a warm-up, so drift and background load hit them alike."""
     for run in runs.values():
@@ -204,8 +228,9 @@ def interleaved_samples(runs: dict[str, Callable[[], None]], rounds: int = ROUND
     return samples
 
 
-def measure_samples(models: dict[str, nn.Module], x: torch.Tensor, runtime: str, threads: int | None,
-                    rounds: int = ROUNDS) -> dict[str, list[float]]:
+def measure_samples(
+    models: dict[str, nn.Module], x: torch.Tensor, runtime: str, threads: int | None, rounds: int = ROUNDS
+) -> dict[str, list[float]]:
     """ms per call of each model on ``runtime``, one sample per interleaved round."""
     return interleaved_samples({k: runner(m, x, runtime, threads) for k, m in models.items()}, rounds)
 
@@ -235,17 +260,34 @@ class LatencySearch:
     each timed against the dense model, the knob bisected until the measured speedup lands in
     [target, target x (1 + TOLERANCE)]. ``best`` is the plan kept; ``tried`` every timing, for the report."""
 
-    def __init__(self, model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor], totals: list[int],
-                 build: Callable[[list[int]], nn.Module], allocate_at: Callable[[float], list[int]] | None):
-        self.model, self.plan, self.groups, self.build, self.allocate_at = model, plan, groups, build, allocate_at
+    def __init__(
+        self,
+        model: nn.Module,
+        ctx,
+        plan,
+        groups,
+        scores: list[torch.Tensor],
+        totals: list[int],
+        build: Callable[[list[int]], nn.Module],
+        allocate_at: Callable[[float], list[int]] | None,
+    ):
+        self.model, self.plan, self.groups, self.build, self.allocate_at = (
+            model,
+            plan,
+            groups,
+            build,
+            allocate_at,
+        )
         self.x = torch.randn(plan.target_batch, *ctx.example_inputs.shape[1:])
         self.table = LatencyTable(plan.target_runtime, plan.target_batch, plan.threads)
         self.sites = conv_sites(model, ctx.example_inputs, groups)
         self.latency = ModelLatency(self.sites, self.table, len(groups))
         self.channels = [cg.channels for cg in groups]
         self.ch_groups = [cg.ch_groups for cg in groups]
-        self.floors = [max(cg.ch_groups, math.ceil(plan.layer_floor * t * cg.ch_groups - 1e-9))
-                       for cg, t in zip(groups, totals)]
+        self.floors = [
+            max(cg.ch_groups, math.ceil(plan.layer_floor * t * cg.ch_groups - 1e-9))
+            for cg, t in zip(groups, totals)
+        ]
         self.importance = Importance(scores, self.channels, self.ch_groups, self.latency)
         self.modelled_dense = self.latency.total(self.channels)
         self.tried: list[dict] = []
@@ -264,16 +306,32 @@ class LatencySearch:
         if tuple(keep) not in self.measured:
             ms = self._time({"dense": self.model, "pruned": self.build(self.units(keep))})
             median, low = assured_speedup(ms["dense"], ms["pruned"])
-            self.measured[tuple(keep)] = {"dense_ms": statistics.median(ms["dense"]),
-                                          "pruned_ms": statistics.median(ms["pruned"]), "median_speedup": median,
-                                          "speedup": low}
-        row = {"plan": family, "knob": knob, "modelled_ms": self.latency.total(keep),
-               "lost": self.importance(keep), **self.measured[tuple(keep)], "keep": keep}
+            self.measured[tuple(keep)] = {
+                "dense_ms": statistics.median(ms["dense"]),
+                "pruned_ms": statistics.median(ms["pruned"]),
+                "median_speedup": median,
+                "speedup": low,
+            }
+        row = {
+            "plan": family,
+            "knob": knob,
+            "modelled_ms": self.latency.total(keep),
+            "lost": self.importance(keep),
+            **self.measured[tuple(keep)],
+            "keep": keep,
+        }
         self.tried.append(row)
-        log.info("target-speedup: %s plan at %.3f -> measured %.2fx (median %.2fx; target %.2fx)", family, knob,
-                 row["speedup"], row["median_speedup"], self.target)
-        if row["speedup"] >= self.target * (1 - TOLERANCE) and (self.best is None
-                                                                 or _better(row, self.best, self.target)):
+        log.info(
+            "target-speedup: %s plan at %.3f -> measured %.2fx (median %.2fx; target %.2fx)",
+            family,
+            knob,
+            row["speedup"],
+            row["median_speedup"],
+            self.target,
+        )
+        if row["speedup"] >= self.target * (1 - TOLERANCE) and (
+            self.best is None or _better(row, self.best, self.target)
+        ):
             self.best = row
         return row
 
@@ -300,13 +358,14 @@ class LatencySearch:
 
     def aligned_at(self, f: float) -> list[int]:
         base = [u * g for u, g in zip(self.allocate_at(min(1 - f, 0.999)), self.ch_groups)]
-        return hardware_aware(base, self.channels, [g == 1 for g in self.ch_groups], self.sites, self.floors,
-                              self.table)
+        return hardware_aware(
+            base, self.channels, [g == 1 for g in self.ch_groups], self.sites, self.floors, self.table
+        )
 
     def families(self) -> list[tuple[str, Callable[[float], list[int]], float, float]]:
         families = [("solver", self.solver_at, 1 / self.target, 1.0)]
         if self.allocate_at is not None:  # latency ~ width^2: the keep fraction starts at 1/sqrt(target)
-            families.append(("aligned", self.aligned_at, self.target ** -0.5, 0.5))
+            families.append(("aligned", self.aligned_at, self.target**-0.5, 0.5))
         return families
 
     def run(self) -> tuple[list[int], dict]:
@@ -315,37 +374,64 @@ class LatencySearch:
         asked_ms = plan.target.value if isinstance(plan.target, Latency) else None
         self.target = dense_ms / asked_ms if asked_ms else plan.target.value
         if self.target <= 1:
-            raise UsageError(f"target_latency {asked_ms:g} ms is not below the dense model's {dense_ms:.3g} ms on "
-                             f"{plan.target_runtime} at batch {plan.target_batch}", ("target_latency",))
+            raise UsageError(
+                f"target_latency {asked_ms:g} ms is not below the dense model's {dense_ms:.3g} ms on "
+                f"{plan.target_runtime} at batch {plan.target_batch}",
+                ("target_latency",),
+            )
         for family, plan_at, f, power in self.families():
-            if self.search(family, plan_at, f, power) or (self.best is not None
-                                                          and self.best["speedup"] >= self.target):
+            if self.search(family, plan_at, f, power) or (
+                self.best is not None and self.best["speedup"] >= self.target
+            ):
                 break
         if self.best is None:
             reach = max(r["speedup"] for r in self.tried)
-            for family, plan_at, _, _ in self.families():  # the floors themselves, measured like every candidate
+            for (
+                family,
+                plan_at,
+                _,
+                _,
+            ) in self.families():  # the floors themselves, measured like every candidate
                 reach = max(reach, self.attempt(family, 0.0, plan_at(0.0))["speedup"])
-            raise RunError(f"a measured speedup of {self.target:.2f}x on {plan.target_runtime} at batch "
-                           f"{plan.target_batch} is out of reach: the best the layer floors allow is {reach:.2f}x "
-                           "(lower the target or --layer-floor)")
+            raise RunError(
+                f"a measured speedup of {self.target:.2f}x on {plan.target_runtime} at batch "
+                f"{plan.target_batch} is out of reach: the best the layer floors allow is {reach:.2f}x "
+                "(lower the target or --layer-floor)"
+            )
         self.table.save()
         return self.units(self.best["keep"]), self.record(asked_ms)
 
     def record(self, asked_ms: float | None) -> dict:
         best, plan = self.best, self.plan
-        return {"asked_speedup": self.target, "asked_latency_ms": asked_ms, "runtime": plan.target_runtime,
-                "batch": plan.target_batch, "threads": plan.threads or torch.get_num_threads(),
-                "dense_ms": best["dense_ms"], "pruned_ms": best["pruned_ms"], "measured_speedup": best["speedup"],
-                "median_speedup": best["median_speedup"], "plan": best["plan"],
-                "modelled_dense_ms": self.modelled_dense, "modelled_pruned_ms": best["modelled_ms"],
-                "conv_latencies_measured": self.table.measured,
-                "iterations": [{k: v for k, v in r.items() if k != "keep"} for r in self.tried],
-                "widths": {cg.root_name: k for cg, k in zip(self.groups, best["keep"])}}
+        return {
+            "asked_speedup": self.target,
+            "asked_latency_ms": asked_ms,
+            "runtime": plan.target_runtime,
+            "batch": plan.target_batch,
+            "threads": plan.threads or torch.get_num_threads(),
+            "dense_ms": best["dense_ms"],
+            "pruned_ms": best["pruned_ms"],
+            "measured_speedup": best["speedup"],
+            "median_speedup": best["median_speedup"],
+            "plan": best["plan"],
+            "modelled_dense_ms": self.modelled_dense,
+            "modelled_pruned_ms": best["modelled_ms"],
+            "conv_latencies_measured": self.table.measured,
+            "iterations": [{k: v for k, v in r.items() if k != "keep"} for r in self.tried],
+            "widths": {cg.root_name: k for cg, k in zip(self.groups, best["keep"])},
+        }
 
 
-def target_plan(model: nn.Module, ctx, plan, groups, scores: list[torch.Tensor], totals: list[int],
-                build: Callable[[list[int]], nn.Module],
-                allocate_at: Callable[[float], list[int]] | None = None) -> tuple[list[int], dict]:
+def target_plan(
+    model: nn.Module,
+    ctx,
+    plan,
+    groups,
+    scores: list[torch.Tensor],
+    totals: list[int],
+    build: Callable[[list[int]], nn.Module],
+    allocate_at: Callable[[float], list[int]] | None = None,
+) -> tuple[list[int], dict]:
     """Units kept per group for a measured target (``Speedup`` / ``Latency``), and the search record.
 
     ``build(keep_units)`` returns the network pruned to those counts (a copy), to be timed.

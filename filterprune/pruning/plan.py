@@ -7,6 +7,7 @@ pruned network still aim at the dense-relative target and never let a floor drif
 Then a per-layer floor (so no layer collapses) and rounding of kept counts to a multiple of round_to
 (to the nearest multiple, so the achieved sparsity stays near the target; never above C).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,9 @@ class PlanConfig:
         for key in ("scope", "round_to", "layer_floor", "target_runtime", "target_batch", "threads"):
             check_value(key, getattr(self, key))  # the options' own checks, defined once in config.py
         if self.round_to != "auto" and not (isinstance(self.round_to, int) and self.round_to >= 1):
-            raise UsageError(f"round_to must be an integer >= 1 or 'auto', got {self.round_to!r}", ("round_to",))
+            raise UsageError(
+                f"round_to must be an integer >= 1 or 'auto', got {self.round_to!r}", ("round_to",)
+            )
 
     @property
     def sparsity(self) -> float:
@@ -70,12 +73,18 @@ def allocate(scores: list[torch.Tensor], cfg: PlanConfig, totals: list[int] | No
     floors = [max(1, math.ceil(cfg.layer_floor * t - 1e-9)) for t in totals]
     floored = sum(k < f for k, f in zip(keep, floors))
     if floored:
-        warnings.warn(f"{floored} layer(s) would keep less than {100 * cfg.layer_floor:g}% of their channels; "
-                      "kept at the floor (--layer-floor)", stacklevel=2)
+        warnings.warn(
+            f"{floored} layer(s) would keep less than {100 * cfg.layer_floor:g}% of their channels; "
+            "kept at the floor (--layer-floor)",
+            stacklevel=2,
+        )
     keep = [max(k, f) for k, f in zip(keep, floors)]
     if isinstance(cfg.round_to, int) and cfg.round_to > 1:
         narrow = [t for k, t in zip(keep, totals) if t < cfg.round_to and k < t]
         if narrow:
-            warnings.warn(f"--round-to {cfg.round_to} is wider than {len(narrow)} of {len(totals)} layer(s) (the "
-                          f"narrowest has {min(narrow)} channels): they are kept whole", stacklevel=2)
+            warnings.warn(
+                f"--round-to {cfg.round_to} is wider than {len(narrow)} of {len(totals)} layer(s) (the "
+                f"narrowest has {min(narrow)} channels): they are kept whole",
+                stacklevel=2,
+            )
     return [min(u, _round(k, t, cfg.round_to)) for k, u, t in zip(keep, units, totals)]

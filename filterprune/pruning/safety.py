@@ -7,6 +7,7 @@ the innermost layer that was running. ``breaking_groups`` finds which groups cau
 over fresh copies of the dense model, so the pipeline can prune every other group and say which it
 left whole and why.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,7 +24,9 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[:200]}"
 
 
-def forward_failure(model: nn.Module, example_inputs: torch.Tensor, out_shape: torch.Size | None = None) -> str | None:
+def forward_failure(
+    model: nn.Module, example_inputs: torch.Tensor, out_shape: torch.Size | None = None
+) -> str | None:
     """None when ``model(example_inputs)`` runs (with ``out_shape`` if given); else a one-line reason
     naming the innermost layer that was running when it failed."""
     prof = profile(model, example_inputs, catch=True)
@@ -38,8 +41,9 @@ def forward_failure(model: nn.Module, example_inputs: torch.Tensor, out_shape: t
     return None
 
 
-def breaking_groups(trial: Callable[[list[str]], str | None], names: list[str], known: str | None = None
-                    ) -> dict[str, str]:
+def breaking_groups(
+    trial: Callable[[list[str]], str | None], names: list[str], known: str | None = None
+) -> dict[str, str]:
     """Group names whose removal alone makes ``trial`` fail, with the reason, found by bisection.
 
     ``trial(subset)`` prunes ``subset`` on a fresh copy and returns ``forward_failure``'s reason or None.

@@ -4,6 +4,7 @@ Two orders: a plain criterion scores every group on the dense model, then alloca
 counts at once; a ``sequential`` criterion (greedy) scores and prunes group by group in execution order,
 so each group is measured in the network as pruned so far.
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,13 +37,18 @@ class PruneResult:
     sparsity: float = 0.0  # the channel sparsity applied (found by the search under --target-macs)
     units: dict[str, int] = field(default_factory=dict)  # root layer -> units before this prune
     unprunable: dict[str, str] = field(default_factory=dict)  # group root -> why it was left whole
-    latency_target: dict | None = None  # --target-speedup/--target-latency: asked vs measured, widths (per step)
+    latency_target: dict | None = (
+        None  # --target-speedup/--target-latency: asked vs measured, widths (per step)
+    )
 
 
 def layer_widths(model: nn.Module) -> dict[str, int]:
     """Output width of every conv and linear layer, by name."""
-    return {n: (m.out_channels if isinstance(m, nn.modules.conv._ConvNd) else m.out_features)
-            for n, m in model.named_modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))}
+    return {
+        n: (m.out_channels if isinstance(m, nn.modules.conv._ConvNd) else m.out_features)
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
+    }
 
 
 def _unit_scores(cg, raw: torch.Tensor) -> torch.Tensor:
@@ -71,7 +77,9 @@ def _remove(DG, cg, scores: torch.Tensor, keep: int) -> tuple | None:
     return decision
 
 
-def _sequential_decisions(DG, criterion: Criterion, groups: list, keep: list[int], skipped: list[str]) -> dict:
+def _sequential_decisions(
+    DG, criterion: Criterion, groups: list, keep: list[int], skipped: list[str]
+) -> dict:
     """Greedy's order: each group scored in the network as pruned so far and pruned at once, in execution
     order. A group's indices are of its own root's output channels, which no other group changes, so the
     decisions replay on the unpruned model."""
@@ -92,9 +100,15 @@ def _hardware_aware(model, ctx, plan: PlanConfig, groups, keep: list[int]) -> li
     table = align.LatencyTable(plan.target_runtime, plan.target_batch)
     channels = [cg.channels for cg in groups]
     floors = [max(1, math.ceil(plan.layer_floor * c - 1e-9)) for c in channels]
-    kept = align.hardware_aware([k * cg.ch_groups for k, cg in zip(keep, groups)], channels,
-                                [cg.ch_groups == 1 for cg in groups], sites, floors, table,
-                                log=say)
+    kept = align.hardware_aware(
+        [k * cg.ch_groups for k, cg in zip(keep, groups)],
+        channels,
+        [cg.ch_groups == 1 for cg in groups],
+        sites,
+        floors,
+        table,
+        log=say,
+    )
     return [k // cg.ch_groups for k, cg in zip(kept, groups)]
 
 
@@ -107,8 +121,10 @@ def _latency_targeted(model, ctx, plan: PlanConfig, scored, totals, num_classes:
     def build(keep: list[int]) -> nn.Module:
         net = copy.deepcopy(pristine)
         DG = build_graph(net, ctx.example_inputs)
-        fresh = {cg.root_name: cg for cg in channel_groups(DG, [*output_layers(DG),
-                                                                *resolve_ignored(net, ctx.ignored_layers)])}
+        fresh = {
+            cg.root_name: cg
+            for cg in channel_groups(DG, [*output_layers(DG), *resolve_ignored(net, ctx.ignored_layers)])
+        }
         for name, k in zip(names, keep):
             _remove(DG, fresh[name], scores[name], k)
         return net.eval()
@@ -118,13 +134,21 @@ def _latency_targeted(model, ctx, plan: PlanConfig, scored, totals, num_classes:
             warnings.simplefilter("ignore")
             return allocate([s for _, s in scored], plan.at(sparsity), totals)
 
-    return target_plan(model, ctx, plan, [cg for cg, _ in scored], [s for _, s in scored], totals, build,
-                       allocate_at)
+    return target_plan(
+        model, ctx, plan, [cg for cg, _ in scored], [s for _, s in scored], totals, build, allocate_at
+    )
 
 
 @torch.no_grad()
-def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneContext, num_classes: int,
-          dense_units: dict[str, int] | None = None, dense_macs: int | None = None) -> PruneResult:
+def prune(
+    model: nn.Module,
+    criterion: Criterion,
+    plan: PlanConfig,
+    ctx: PruneContext,
+    num_classes: int,
+    dense_units: dict[str, int] | None = None,
+    dense_macs: int | None = None,
+) -> PruneResult:
     """Prune ``model`` in place; returns the replayable history and per-layer widths.
 
     ``dense_units`` / ``dense_macs`` describe the unpruned network when ``model`` is already pruned
@@ -146,8 +170,10 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
     groups = [cg for cg in groups if not cg.opaque]
     criterion.check(model)
     if criterion.sequential and plan.scope == "global":
-        raise UsageError(f"criterion '{criterion.name}' measures each layer in the network pruned so far, so its "
-                         "scores are not comparable across layers: use --scope layerwise")
+        raise UsageError(
+            f"criterion '{criterion.name}' measures each layer in the network pruned so far, so its "
+            "scores are not comparable across layers: use --scope layerwise"
+        )
     with torch.enable_grad():
         criterion.prepare(model, ctx)
     scored, skipped = _scored(model, criterion, groups, ctx)
@@ -162,29 +188,48 @@ def prune(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneCo
     keep = planned if target else allocate([s for _, s in scored], plan, totals)  # layerwise if sequential
     if plan.round_to == "auto" and not target:
         keep = _hardware_aware(model, ctx, plan, [cg for cg, _ in scored], keep)
-    if criterion.sequential:  # score each group in the network pruned so far, then apply as every criterion does
+    if (
+        criterion.sequential
+    ):  # score each group in the network pruned so far, then apply as every criterion does
         decisions = _sequential_decisions(DG, criterion, [cg for cg, _ in scored], keep, skipped)
         restore(model, pristine)
         DG = build_graph(model, ctx.example_inputs)
     else:
         decisions = {cg.root_name: _decision(cg, scores, k) for (cg, scores), k in zip(scored, keep)}
-    DG, unprunable = _apply_safely(DG, model, pristine, {n: d for n, d in decisions.items() if d}, ctx, out_shape)
+    DG, unprunable = _apply_safely(
+        DG, model, pristine, {n: d for n, d in decisions.items() if d}, ctx, out_shape
+    )
     after = layer_widths(model)
     layers = [{"name": n, "channels_before": c, "channels_after": after[n]} for n, c in before.items()]
     history = [[name, bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in DG.pruning_history()]
     if target:
         plan = plan.at(1 - sum(after[n] for n in units) / max(1, sum(before[n] for n in units)))
-    return PruneResult(history=history, layers=layers, skipped=skipped, sparsity=plan.sparsity, units=units,
-                       unprunable={**opaque, **unprunable}, latency_target=target)
+    return PruneResult(
+        history=history,
+        layers=layers,
+        skipped=skipped,
+        sparsity=plan.sparsity,
+        units=units,
+        unprunable={**opaque, **unprunable},
+        latency_target=target,
+    )
 
 
-def _scored(model: nn.Module, criterion: Criterion, groups: list, ctx: PruneContext) -> tuple[list, list[str]]:
+def _scored(
+    model: nn.Module, criterion: Criterion, groups: list, ctx: PruneContext
+) -> tuple[list, list[str]]:
     """(group, per-unit scores) for every group the criterion scores, and the names of those it skips. A
     sequential criterion scores later, in the network pruned so far: its groups come in execution order."""
     if criterion.sequential:
         order = execution_order(model, ctx.example_inputs)
-        groups = sorted(groups, key=lambda cg: min(order.get(id(d.target.module), len(order)) for d, _ in cg.group
-                                                   if d.handler.__name__ == "prune_out_channels"))
+        groups = sorted(
+            groups,
+            key=lambda cg: min(
+                order.get(id(d.target.module), len(order))
+                for d, _ in cg.group
+                if d.handler.__name__ == "prune_out_channels"
+            ),
+        )
         return [(cg, torch.zeros(cg.units)) for cg in groups], []  # layerwise counts do not depend on scores
     scored, skipped = [], []
     for cg in groups:
@@ -206,18 +251,24 @@ def _apply_safely(DG, model: nn.Module, pristine: nn.Module, decisions: dict, ct
     def trial(names: list[str]) -> str | None:
         trial_model = copy.deepcopy(pristine)
         trial_DG = build_graph(trial_model, ctx.example_inputs)
-        return (_apply(trial_DG, trial_model, {n: decisions[n] for n in names})
-                or forward_failure(trial_model, ctx.example_inputs, out_shape))
+        return _apply(trial_DG, trial_model, {n: decisions[n] for n in names}) or forward_failure(
+            trial_model, ctx.example_inputs, out_shape
+        )
 
-    unprunable = {name: f"pruning it breaks the model ({why})"
-                  for name, why in breaking_groups(trial, list(decisions), known=failure).items()}
+    unprunable = {
+        name: f"pruning it breaks the model ({why})"
+        for name, why in breaking_groups(trial, list(decisions), known=failure).items()
+    }
     restore(model, pristine)
     DG = build_graph(model, ctx.example_inputs)
-    failure = (_apply(DG, model, {n: d for n, d in decisions.items() if n not in unprunable})
-               or forward_failure(model, ctx.example_inputs, out_shape))
+    failure = _apply(
+        DG, model, {n: d for n, d in decisions.items() if n not in unprunable}
+    ) or forward_failure(model, ctx.example_inputs, out_shape)
     if failure:
         restore(model, pristine)
-        raise RunError(f"torch-pruning cannot prune {type(model).__name__}: the pruned model fails ({failure})")
+        raise RunError(
+            f"torch-pruning cannot prune {type(model).__name__}: the pruned model fails ({failure})"
+        )
     return DG, unprunable
 
 
@@ -230,8 +281,11 @@ def _apply(DG, model: nn.Module, decisions: dict) -> str | None:
             if DG.check_pruning_group(group):
                 group.prune()
             else:
-                warnings.warn(f"layer {name} is left unpruned: removing {len(idxs)} of its channels would "
-                              "empty a coupled layer", stacklevel=2)
+                warnings.warn(
+                    f"layer {name} is left unpruned: removing {len(idxs)} of its channels would "
+                    "empty a coupled layer",
+                    stacklevel=2,
+                )
         except Exception as e:
             return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]} while pruning '{name}'"
     return None

@@ -6,6 +6,7 @@ candidate allocation it counts how many output and input channels every conv and
 trial pruning, so a search costs milliseconds. MACs fall monotonically with sparsity under both scopes,
 floors and rounding, so the bisection returns the smallest sparsity that meets the target.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -35,9 +36,18 @@ class _Layer:
 def layer_costs(model: nn.Module, example_inputs: torch.Tensor) -> dict[nn.Module, _Layer]:
     """Shape of every conv / linear layer as seen by one forward pass of a single example."""
     prof = profile(model, example_inputs[:1])
-    return {m: _Layer(m, prof.positions(m), *((m.out_features, m.in_features) if isinstance(m, nn.Linear)
-                                              else (m.out_channels, m.in_channels)))
-            for m in prof.layers()}
+    return {
+        m: _Layer(
+            m,
+            prof.positions(m),
+            *(
+                (m.out_features, m.in_features)
+                if isinstance(m, nn.Linear)
+                else (m.out_channels, m.in_channels)
+            ),
+        )
+        for m in prof.layers()
+    }
 
 
 class CostModel:
@@ -48,9 +58,17 @@ class CostModel:
         self.scored = scored
         self.deps = []  # per group: [(layer, is_out, root idx tensor)]
         for cg, _ in scored:
-            self.deps.append([(item.dep.target.module, item.dep.handler.__name__ == "prune_out_channels",
-                               torch.as_tensor(item.root_idxs, dtype=torch.long))
-                              for item in cg.group if item.dep.target.module in self.layers])
+            self.deps.append(
+                [
+                    (
+                        item.dep.target.module,
+                        item.dep.handler.__name__ == "prune_out_channels",
+                        torch.as_tensor(item.root_idxs, dtype=torch.long),
+                    )
+                    for item in cg.group
+                    if item.dep.target.module in self.layers
+                ]
+            )
         self.current = sum(layer.macs() for layer in self.layers.values())
 
     def macs(self, keep: list[int]) -> int:
@@ -81,10 +99,12 @@ def solve_sparsity(cost: CostModel, plan: PlanConfig, totals: list[int], limit: 
     if macs_at(0.0) <= limit:
         return 0.0
     if macs_at(MAX_SPARSITY) > limit:
-        raise UsageError(f"target_macs {plan.target.value:g} is out of reach: the most this model can lose at "
-                         f"layer_floor {plan.layer_floor:g} and round_to {plan.round_to} still leaves "
-                         f"{macs_at(MAX_SPARSITY) / limit * plan.target.value:.3f} of the dense MACs",
-                         ("target_macs", "layer_floor", "round_to"))
+        raise UsageError(
+            f"target_macs {plan.target.value:g} is out of reach: the most this model can lose at "
+            f"layer_floor {plan.layer_floor:g} and round_to {plan.round_to} still leaves "
+            f"{macs_at(MAX_SPARSITY) / limit * plan.target.value:.3f} of the dense MACs",
+            ("target_macs", "layer_floor", "round_to"),
+        )
     lo, hi = 0.0, MAX_SPARSITY
     while hi - lo > 1e-5:
         mid = (lo + hi) / 2

@@ -4,6 +4,7 @@ run's report.json and report.md, ``summary.py`` is `filterprune report DIR` over
 ``report`` (summary's) is resolved on first use, so that importing ``reporting.schema`` stays cheap
 (no pandas, no torch).
 """
+
 __all__ = ["report"]
 
 

@@ -6,6 +6,7 @@ compress still staging its output, ``.NAME.partial-PID``) are never read. Everyt
 report.json, read through the schema (``schema.read_report``); a measurement that is not a number
 (not measured, or a key that older reports lack) becomes NaN.
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,8 +24,22 @@ from .schema import Machine, Report, read_report
 
 # config fields that are not the experiment (where outputs go, how long latency is sampled) or are the
 # tables' own axes: runs are never split into settings by them
-NOT_SETTINGS = {"out", "overwrite", "data_root", "seed", "criterion", "sparsity", "compression", "target_macs",
-                "export", "bench", "bench_batch_sizes", "bench_iters", "bench_warmup", "bench_memory"}
+NOT_SETTINGS = {
+    "out",
+    "overwrite",
+    "data_root",
+    "seed",
+    "criterion",
+    "sparsity",
+    "compression",
+    "target_macs",
+    "export",
+    "bench",
+    "bench_batch_sizes",
+    "bench_iters",
+    "bench_warmup",
+    "bench_memory",
+}
 # the x axis of the tables, in order of preference: the first of these that varies across runs
 ROW_KEYS = ("sparsity", "compression", "target_macs")
 
@@ -44,7 +59,9 @@ class Timing:
         ``compress --target-runtime``)."""
         name, _, device = runtime.partition(":")
         if name not in ("onnxruntime", "torch") or ":" in device:
-            raise UsageError(f"unknown runtime {runtime!r}; valid: onnxruntime, torch, torch:cuda, onnxruntime:cuda")
+            raise UsageError(
+                f"unknown runtime {runtime!r}; valid: onnxruntime, torch, torch:cuda, onnxruntime:cuda"
+            )
         if batch_size is not None and batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
         return cls(name, device or "cpu", batch_size)
@@ -59,11 +76,14 @@ def find_runs(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise UsageError(f"not a folder: {folder}")
     base = folder / "runs" if (folder / "runs").is_dir() else folder
-    runs = sorted(p for p in base.iterdir()
-                  if not p.name.startswith(".") and p.is_dir() and (p / REPORT).is_file())
+    runs = sorted(
+        p for p in base.iterdir() if not p.name.startswith(".") and p.is_dir() and (p / REPORT).is_file()
+    )
     if not runs:
-        raise UsageError(f"no finished runs in {folder}: expected {folder}/runs/*/{REPORT} (a sweep) or "
-                         f"{folder}/*/{REPORT} (compress output folders)")
+        raise UsageError(
+            f"no finished runs in {folder}: expected {folder}/runs/*/{REPORT} (a sweep) or "
+            f"{folder}/*/{REPORT} (compress output folders)"
+        )
     return runs
 
 
@@ -81,8 +101,13 @@ def _latency(report: Report, timing: Timing) -> dict:
 
     def pick(runtime, device, variant, field):
         for r in rows:  # test time is the fp32 files' (rows before precisions existed are fp32)
-            if (r["runtime"], r["device"], r["batch_size"], r["variant"], r.get("precision", "fp32")) == \
-                    (runtime, device, timing.batch_size, variant, "fp32"):
+            if (r["runtime"], r["device"], r["batch_size"], r["variant"], r.get("precision", "fp32")) == (
+                runtime,
+                device,
+                timing.batch_size,
+                variant,
+                "fp32",
+            ):
                 return _num(r.get(field))
         return math.nan
 
@@ -106,20 +131,30 @@ def run_row(report: Report, run: Path, timing: Timing) -> dict:
     """One tidy row: what the run asked for (config), what it got (report), where it lives."""
     cfg, d, p, m = report["config"], report["dense"], report["pruned"], report["masked"]
     row = {
-        "run": run.name, "path": str(run), "model": report["model"],
-        "dataset": report["dataset"]["name"], "criterion": report["criterion"],
-        "mode": report["mode"], "scope": report["scope"], "seed": report["seed"],
+        "run": run.name,
+        "path": str(run),
+        "model": report["model"],
+        "dataset": report["dataset"]["name"],
+        "criterion": report["criterion"],
+        "mode": report["mode"],
+        "scope": report["scope"],
+        "seed": report["seed"],
         # what was asked: a --target-macs run has no sparsity (the one it found is its channel_sparsity)
         "sparsity": _num(cfg.get("sparsity")),
         "compression": _num(m["compression"] if m else cfg.get("compression")),
         "target_macs": _num(cfg.get("target_macs")),
         "channel_sparsity": _num(report["channel_sparsity"]),
         "device": report["device"],
-        "dense_accuracy": _num(d["accuracy"]), "accuracy": _num(p["accuracy"]),
-        "dense_top5": _num(d["top5"]), "top5": _num(p["top5"]),
-        "dense_params": _num(d["params"]), "params": _num(p["params"]),
-        "dense_macs": _num(d["macs"]), "macs": _num(p["macs"]),
-        "dense_flops": _num(d["flops"]), "flops": _num(p["flops"]),
+        "dense_accuracy": _num(d["accuracy"]),
+        "accuracy": _num(p["accuracy"]),
+        "dense_top5": _num(d["top5"]),
+        "top5": _num(p["top5"]),
+        "dense_params": _num(d["params"]),
+        "params": _num(p["params"]),
+        "dense_macs": _num(d["macs"]),
+        "macs": _num(p["macs"]),
+        "dense_flops": _num(d["flops"]),
+        "flops": _num(p["flops"]),
         "theoretical_speedup": _num(d["macs"]) / _num(p["macs"]) if _num(p["macs"]) else math.nan,
         "masked_accuracy": _num(m["accuracy"] if m else None),
         "masked_flop_fraction": _num(m["flop_fraction"] if m else None),
@@ -129,10 +164,16 @@ def run_row(report: Report, run: Path, timing: Timing) -> dict:
     row.update(_latency(report, timing))
     row["layers"] = report["layers"]
     row["machine"] = _machine(report["machine"])
-    row["machine_busy"] = next((r.get("machine_busy") for r in report["latency_rows"] if r.get("machine_busy")), "")
+    row["machine_busy"] = next(
+        (r.get("machine_busy") for r in report["latency_rows"] if r.get("machine_busy")), ""
+    )
     # a field an older report lacks ran with what is the default now
-    row.update({f"config.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v
-                for k, v in {**_config_defaults(), **cfg}.items()})
+    row.update(
+        {
+            f"config.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v
+            for k, v in {**_config_defaults(), **cfg}.items()
+        }
+    )
     return row
 
 
@@ -153,15 +194,28 @@ def load_runs(folder: Path, timing: Timing = Timing()) -> pd.DataFrame:
     runs = find_runs(folder)
     reports = [(run, read_report(run / REPORT)) for run in runs]
     if timing.batch_size is None:
-        batches = [b for _, r in reports for rt, dev, b in timings_present(r)
-                   if (rt, dev) == (timing.runtime, timing.device) and isinstance(b, int)]
+        batches = [
+            b
+            for _, r in reports
+            for rt, dev, b in timings_present(r)
+            if (rt, dev) == (timing.runtime, timing.device) and isinstance(b, int)
+        ]
         timing = replace(timing, batch_size=max(batches, default=32))
-    if not any(timing_key(timing) in timings_present(r) for _, r in reports) and \
-            any(timings_present(r) for _, r in reports):
-        have = sorted({f"{rt}{'' if dev == 'cpu' else ':' + str(dev)} batch {b}" for _, r in reports
-                       for rt, dev, b in timings_present(r)}, key=str)
-        raise UsageError(f"no run was timed on {timing.label()}; timed: {', '.join(have)} "
-                         "(choose with --runtime and --batch-size)")
+    if not any(timing_key(timing) in timings_present(r) for _, r in reports) and any(
+        timings_present(r) for _, r in reports
+    ):
+        have = sorted(
+            {
+                f"{rt}{'' if dev == 'cpu' else ':' + str(dev)} batch {b}"
+                for _, r in reports
+                for rt, dev, b in timings_present(r)
+            },
+            key=str,
+        )
+        raise UsageError(
+            f"no run was timed on {timing.label()}; timed: {', '.join(have)} "
+            "(choose with --runtime and --batch-size)"
+        )
     df = pd.DataFrame([run_row(r, run, timing) for run, r in reports])
     df["row_key"] = row_key(df)
     df["setting"] = settings(df)
@@ -190,12 +244,17 @@ def settings(df: pd.DataFrame) -> pd.Series:
     """A readable label per run: model and dataset, plus every config field that differs between runs
     (epochs, scope, mode, ...), so that runs of different experiments are never averaged together."""
     row = row_key(df)
-    config_cols = [c for c in df.columns if c.startswith("config.") and c.removeprefix("config.") not in NOT_SETTINGS]
+    config_cols = [
+        c for c in df.columns if c.startswith("config.") and c.removeprefix("config.") not in NOT_SETTINGS
+    ]
     varying = [c for c in config_cols if df[c].astype(str).nunique() > 1]
     # another row key splits settings only where it varies at one row value (a mask criterion's default
     # compression follows its sparsity: that is the same experiment, not another one)
-    varying += [k for k in ROW_KEYS if k != row and
-                df.groupby([row, "criterion"], dropna=False)[k].nunique(dropna=True).max() > 1]
+    varying += [
+        k
+        for k in ROW_KEYS
+        if k != row and df.groupby([row, "criterion"], dropna=False)[k].nunique(dropna=True).max() > 1
+    ]
 
     def label(r) -> str:
         parts = [f"{r['model']} on {r['dataset']}"]

@@ -1,4 +1,5 @@
 """report.json (everything, machine-readable) and report.md (the same, for people)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,53 +28,83 @@ def _input(r: Report) -> str:
 def markdown(r: Report) -> str:
     d, p = r["dense"], r["pruned"]
     lines = [
-        f"# {portable(r['model'])} · {r['criterion']} · sparsity {r['sparsity']:g} ({r['scope']})", "",
+        f"# {portable(r['model'])} · {r['criterion']} · sparsity {r['sparsity']:g} ({r['scope']})",
+        "",
         f"Data: {r['dataset']['name']} ({r['dataset']['train']} train / {r['dataset'].get('val', 0)} validation / "
         f"{r['dataset']['test']} test; "
-        f"{r['dataset']['source']}). Input: {_input(r)}. Device: {r['device']}. Seed: {r['seed']}.", "",
-        "| | params | MACs | FLOPs (seed conv.) | top-1 | top-5 |", "|---|---:|---:|---:|---:|---:|",
+        f"{r['dataset']['source']}). Input: {_input(r)}. Device: {r['device']}. Seed: {r['seed']}.",
+        "",
+        "| | params | MACs | FLOPs (seed conv.) | top-1 | top-5 |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     rows = (("dense", d), ("pruned", p)) + ((("masked (zeros kept)", r["masked"]),) if r["masked"] else ())
     for name, c in rows:
-        lines.append(f"| {name} | {_fmt_int(c['params'])} | {_fmt_int(c['macs'])} | {_fmt_int(c['flops'])} | "
-                     f"{100 * c['accuracy']:.2f}% | {100 * c['top5']:.2f}% |")
+        lines.append(
+            f"| {name} | {_fmt_int(c['params'])} | {_fmt_int(c['macs'])} | {_fmt_int(c['flops'])} | "
+            f"{100 * c['accuracy']:.2f}% | {100 * c['top5']:.2f}% |"
+        )
     mk = r["masked"]
     if mk:
-        lines += ["", f"Mask ({r['criterion']}, {mk['scope']}): compression {mk['compression']:.3g}, weight density "
-                      f"{mk['weight_density']:.4f}, {_fmt_int(mk['nonzero_params'])} non-zero params; FLOP fraction "
-                      f"(seed convention, of {d['flops']:,}) {mk['flop_fraction']:.4f}. Mode: {r['mode']}."]
-    lines += ["", f"Theoretical speedup (dense MACs / pruned MACs): **{r['theoretical_speedup']:.2f}x**. "
-                  f"Channel sparsity achieved: {r['channel_sparsity']:.3f}.", ""]
+        lines += [
+            "",
+            f"Mask ({r['criterion']}, {mk['scope']}): compression {mk['compression']:.3g}, weight density "
+            f"{mk['weight_density']:.4f}, {_fmt_int(mk['nonzero_params'])} non-zero params; FLOP fraction "
+            f"(seed convention, of {d['flops']:,}) {mk['flop_fraction']:.4f}. Mode: {r['mode']}.",
+        ]
+    lines += [
+        "",
+        f"Theoretical speedup (dense MACs / pruned MACs): **{r['theoretical_speedup']:.2f}x**. "
+        f"Channel sparsity achieved: {r['channel_sparsity']:.3f}.",
+        "",
+    ]
     t = r.get("latency_target") or {}
     for i, step in enumerate(t.get("steps", [t]) if t else [], 1):
         head = f"Latency target (step {i})" if "steps" in t else "Latency target"
-        asked = f"{step['asked_speedup']:.2f}x" + (f" ({step['asked_latency_ms']:g} ms)" if step["asked_latency_ms"] else "")
-        lines += [f"{head} on {step['runtime']}, batch {step['batch']}, {step['threads']} thread(s): asked {asked}, "
-                  f"measured **{step['measured_speedup']:.2f}x** in 3 of 4 rounds (median {step.get('median_speedup', step['measured_speedup']):.2f}x: "
-                  f"{step['dense_ms']:.2f} → {step['pruned_ms']:.2f} ms) "
-                  f"after {len(step['iterations'])} candidate(s); {step['conv_latencies_measured']} conv latencies "
-                  "measured. Widths per group: " + ", ".join(f"{k} {v}" for k, v in step["widths"].items()) + ".", ""]
+        asked = f"{step['asked_speedup']:.2f}x" + (
+            f" ({step['asked_latency_ms']:g} ms)" if step["asked_latency_ms"] else ""
+        )
+        lines += [
+            f"{head} on {step['runtime']}, batch {step['batch']}, {step['threads']} thread(s): asked {asked}, "
+            f"measured **{step['measured_speedup']:.2f}x** in 3 of 4 rounds (median {step.get('median_speedup', step['measured_speedup']):.2f}x: "
+            f"{step['dense_ms']:.2f} → {step['pruned_ms']:.2f} ms) "
+            f"after {len(step['iterations'])} candidate(s); {step['conv_latencies_measured']} conv latencies "
+            "measured. Widths per group: " + ", ".join(f"{k} {v}" for k, v in step["widths"].items()) + ".",
+            "",
+        ]
     o = r["onnx"]
     if o:
-        lines += [f"ONNX: `{o['path']}`, dynamic batch; onnxruntime parity at batches {o['batches']}: "
-                  f"max abs diff {o['max_abs_diff']:.2e} (relative {o['max_rel_diff']:.2e})"
-                  + (f"; exported by torch's {o['exporter']} exporter" if o.get("exporter") else "")
-                  + (f" ({o['exporter_fallback']})." if o.get("exporter_fallback") else "."), ""]
+        lines += [
+            f"ONNX: `{o['path']}`, dynamic batch; onnxruntime parity at batches {o['batches']}: "
+            f"max abs diff {o['max_abs_diff']:.2e} (relative {o['max_rel_diff']:.2e})"
+            + (f"; exported by torch's {o['exporter']} exporter" if o.get("exporter") else "")
+            + (f" ({o['exporter_fallback']})." if o.get("exporter_fallback") else "."),
+            "",
+        ]
     lines += _deployed(r)
     if r["latency"]:
         lines += _latency(r)
     ft, sc = r["finetune"], r.get("scratch")
     if ft["history"]:
-        lines += [f"Finetune: recipe {ft.get('recipe')}, distillation {ft.get('distill')}, {_n(len(ft['history']), 'epoch')}; "
-                  f"kept epoch {ft.get('kept_epoch')} (best validation top-1)." + (
-                      f" From-scratch control ({sc['epochs']} epochs): top-1 "
-                      f"{100 * sc['accuracy']:.2f}%." if sc else ""), ""]
+        lines += [
+            f"Finetune: recipe {ft.get('recipe')}, distillation {ft.get('distill')}, {_n(len(ft['history']), 'epoch')}; "
+            f"kept epoch {ft.get('kept_epoch')} (best validation top-1)."
+            + (
+                f" From-scratch control ({sc['epochs']} epochs): top-1 {100 * sc['accuracy']:.2f}%."
+                if sc
+                else ""
+            ),
+            "",
+        ]
     lines += ["## Layers", "", "| layer | channels before | after |", "|---|---:|---:|"]
     lines += [f"| {x['name']} | {x['channels_before']} | {x['channels_after']} |" for x in r["layers"]]
     m = r["machine"]
-    lines += ["", f"Machine: {m['cpu']} ({_n(m['cores'], 'core')}, {_n(m['torch_threads'], 'torch thread')}), GPU: {m['gpu']}; "
-                  f"torch {m['torch']}, onnxruntime {m['onnxruntime']}, torch-pruning {m['torch_pruning']}.",
-              f"Stage times (s): {', '.join(f'{k} {v:.1f}' for k, v in r['timings_s'].items())}.", ""]
+    lines += [
+        "",
+        f"Machine: {m['cpu']} ({_n(m['cores'], 'core')}, {_n(m['torch_threads'], 'torch thread')}), GPU: {m['gpu']}; "
+        f"torch {m['torch']}, onnxruntime {m['onnxruntime']}, torch-pruning {m['torch_pruning']}.",
+        f"Stage times (s): {', '.join(f'{k} {v:.1f}' for k, v in r['timings_s'].items())}.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -83,19 +114,27 @@ def _deployed(r: Report) -> list[str]:
     if not dep:
         return []
     torch_top1 = {"dense": r["dense"]["accuracy"], "pruned": r["pruned"]["accuracy"]}
-    lines = ["## Accuracy of the deployed files (each file run over the test split)", "",
-             "| file | variant | precision | runtime | top-1 | top-5 | PyTorch top-1 | int8 loss (points) |",
-             "|---|---|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "## Accuracy of the deployed files (each file run over the test split)",
+        "",
+        "| file | variant | precision | runtime | top-1 | top-5 | PyTorch top-1 | int8 loss (points) |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
     for f in dep["files"]:
         drop = f"{f['top1_drop_points']:.2f}" if "top1_drop_points" in f else ""
         ref = 100 * torch_top1.get(f["variant"], float("nan"))
-        lines.append(f"| `{f['path']}` | {f['variant']} | {f['precision']} | {f['runtime']} | "
-                     f"{100 * f['top1']:.2f}% | {100 * f['top5']:.2f}% | {ref:.2f}% | {drop} |")
+        lines.append(
+            f"| `{f['path']}` | {f['variant']} | {f['precision']} | {f['runtime']} | "
+            f"{100 * f['top1']:.2f}% | {100 * f['top5']:.2f}% | {ref:.2f}% | {drop} |"
+        )
     cal = dep.get("calibration")
     if cal:
-        lines += ["", f"INT8: {cal.get('method')}; {cal.get('images')} calibration images "
-                      f"({cal.get('source')}, seed {cal.get('seed')}). An INT8 file losing more than "
-                      f"{dep['max_int8_drop']:g} top-1 points against its fp32 file is flagged."]
+        lines += [
+            "",
+            f"INT8: {cal.get('method')}; {cal.get('images')} calibration images "
+            f"({cal.get('source')}, seed {cal.get('seed')}). An INT8 file losing more than "
+            f"{dep['max_int8_drop']:g} top-1 points against its fp32 file is flagged.",
+        ]
     lines += [""] + [f"**Warning:** {w}." for w in dep["warnings"]] + ([""] if dep["warnings"] else [])
     return lines
 
@@ -104,20 +143,28 @@ def _latency(r: Report) -> list[str]:
     has_masked = "masked_ms" in r["latency"][0]
     mcols = (" masked ms | masked speedup |", "---:|---:|") if has_masked else ("", "")
     busy = next((row.get("machine_busy") for row in r["latency_rows"] if row.get("machine_busy")), "")
-    lines = ["## Latency (median of interleaved runs)", ""] + (
-        [quiet.warning({"busy": True, "why": busy}), ""] if busy else []) + [
-        "Precision: what the runtime computed in (int8: the quantized files); speedup against dense at the "
-        "same precision, and against dense fp32 on the same runtime.", "",
-        "| runtime | device | precision | batch | dense ms | pruned ms | speedup | vs dense fp32 | "
-        f"efficiency |{mcols[0]}", f"|---|---|---|---:|---:|---:|---:|---:|---:|{mcols[1]}"]
+    lines = (
+        ["## Latency (median of interleaved runs)", ""]
+        + ([quiet.warning({"busy": True, "why": busy}), ""] if busy else [])
+        + [
+            "Precision: what the runtime computed in (int8: the quantized files); speedup against dense at the "
+            "same precision, and against dense fp32 on the same runtime.",
+            "",
+            "| runtime | device | precision | batch | dense ms | pruned ms | speedup | vs dense fp32 | "
+            f"efficiency |{mcols[0]}",
+            f"|---|---|---|---:|---:|---:|---:|---:|---:|{mcols[1]}",
+        ]
+    )
     for row in r["latency"]:
         eff = row["speedup"] / r["theoretical_speedup"]
         vs = row.get("speedup_vs_dense_fp32")
         vs_text = f"{vs:.2f}x" if isinstance(vs, (int, float)) else ""
         extra = f" {row['masked_ms']:.2f} | {row['masked_speedup']:.2f}x |" if has_masked else ""
-        lines.append(f"| {row['runtime']} | {row['device']} | {row.get('precision', 'fp32')} | "
-                     f"{row['batch_size']} | {row['dense_ms']:.2f} | {row['pruned_ms']:.2f} | "
-                     f"{row['speedup']:.2f}x | {vs_text} | {eff:.2f} |{extra}")
+        lines.append(
+            f"| {row['runtime']} | {row['device']} | {row.get('precision', 'fp32')} | "
+            f"{row['batch_size']} | {row['dense_ms']:.2f} | {row['pruned_ms']:.2f} | "
+            f"{row['speedup']:.2f}x | {vs_text} | {eff:.2f} |{extra}"
+        )
     return lines + [""]
 
 
@@ -150,7 +197,9 @@ def kept_channels_figure(report: Report, path: Path) -> None:
     if len(layers) <= 180:  # beyond that the names overlap anyway
         ax.set_xticks(list(xs))
         ax.set_xticklabels([r["name"] for r in layers], rotation=90, fontsize=6)
-    ax.set(ylabel="output channels", title=f"Kept channels: {portable(report['model'])}, {report['criterion']}")
+    ax.set(
+        ylabel="output channels", title=f"Kept channels: {portable(report['model'])}, {report['criterion']}"
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

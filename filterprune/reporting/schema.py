@@ -11,6 +11,7 @@ report may lack (reports from before the schema lack the ones marked so, later m
 ``NotRequired`` too), and only such keys are read with ``.get``. A key whose value may be null says
 ``| None``. Imports nothing heavy (no torch, no pandas), so any reader can afford it.
 """
+
 import functools
 import re
 import sys
@@ -42,6 +43,7 @@ class Dataset(TypedDict):
 
 class Costs(TypedDict):
     """``dense`` and ``pruned``: the model's size and its test-split accuracy."""
+
     params: int
     macs: int
     flops: int  # the seed study's convention
@@ -51,6 +53,7 @@ class Costs(TypedDict):
 
 class Masked(TypedDict):
     """Mask criteria only: the masked control (dense shapes, the mask's weights zeroed)."""
+
     params: int
     macs: int
     flops: int  # seed FLOPs weighted by the mask's density
@@ -76,6 +79,7 @@ class Layer(TypedDict):
 
 class Onnx(TypedDict):
     """The pruned model's export and its onnxruntime parity check."""
+
     path: str  # relative to the run folder
     max_abs_diff: float
     max_rel_diff: float
@@ -88,6 +92,7 @@ class Onnx(TypedDict):
 
 class DeployedFile(TypedDict):
     """One ONNX file's own accuracy: the file run by ``runtime`` over the test split."""
+
     variant: str  # dense or pruned
     precision: str  # fp32 or int8
     runtime: str
@@ -100,6 +105,7 @@ class DeployedFile(TypedDict):
 
 class Deployed(TypedDict):
     """The accuracy of what is deployed (1.1), beside the PyTorch accuracy of ``dense`` and ``pruned``."""
+
     files: list[DeployedFile]
     max_int8_drop: float  # points; a larger INT8 loss is in ``warnings``
     calibration: dict[str, Any] | None  # int8: images, seed, source, method; None without int8
@@ -108,6 +114,7 @@ class Deployed(TypedDict):
 
 class Latency(TypedDict):
     """The compact latency view: one row per runtime, device, precision and batch size."""
+
     runtime: str
     device: str
     precision: NotRequired[str]  # fp32, fp16, bf16 or int8 (absent before 1.1: fp32)
@@ -127,6 +134,7 @@ class Latency(TypedDict):
 class LatencyRow(TypedDict):
     """One benchmark row, as in ``bench.csv``. A row that failed has ``error`` and no times; "" is "not
     measured" (GPU peaks off CUDA, CPU peak RSS without ``--bench-memory``)."""
+
     variant: str  # dense, pruned or masked
     runtime: str
     device: str
@@ -155,6 +163,7 @@ class Baseline(TypedDict, total=False):
     """Where the dense model came from: trained here (``epochs``, ``train``, ``history``, ``cache_key``,
     ``pretrained``), a ``--checkpoint`` (``sparsity_training``), or a module handed to compress
     (``given``): each run has the keys of its own source."""
+
     epochs: int
     train: dict[str, Any]  # the training configuration
     history: list[dict[str, Any]]
@@ -176,6 +185,7 @@ class Finetune(TypedDict):
 
 class Scratch(TypedDict):
     """``--scratch``: the pruned architecture trained from a fresh init."""
+
     epochs: int
     accuracy: float | None
     top5: float | None
@@ -196,6 +206,7 @@ class Machine(TypedDict):
 
 class ModelSource(TypedDict):
     """How to rebuild the dense model."""
+
     kind: str  # registered, torchvision, timm or factory
     name: str  # a factory: its file's absolute path
     args: dict[str, Any]
@@ -216,6 +227,7 @@ LatencyTarget = dict[str, Any]
 
 class Report(TypedDict):
     """report.json (README: "What a run writes")."""
+
     schema_version: NotRequired[str]  # absent before the schema
     model: str
     criterion: str
@@ -276,12 +288,15 @@ def check(doc: Any, where: str | Path) -> Report:
 def _check_version(version: Any, where: str | Path) -> None:
     m = re.fullmatch(r"(\d{1,4})\.(\d{1,4})", version) if isinstance(version, str) else None
     if m is None:
-        raise RunError(f"{where}: not a filterprune compress report (schema_version {show(version)} is not "
-                       "MAJOR.MINOR)")
+        raise RunError(
+            f"{where}: not a filterprune compress report (schema_version {show(version)} is not MAJOR.MINOR)"
+        )
     major = int(SCHEMA_VERSION.split(".")[0])
     if int(m[1]) > major:
-        raise UsageError(f"{where}: report.json schema {version} is newer than this filterprune reads "
-                         f"({major}.x); upgrade filterprune")
+        raise UsageError(
+            f"{where}: report.json schema {version} is newer than this filterprune reads "
+            f"({major}.x); upgrade filterprune"
+        )
     if int(m[1]) < major:
         raise RunError(f"{where}: not a filterprune compress report (schema {version}: the first is 1.0)")
 
@@ -289,13 +304,22 @@ def _check_version(version: Any, where: str | Path) -> None:
 def _bad_value(doc: dict) -> str | None:
     """The values the readers index by or count on (the rest reads as "not measured" when odd)."""
     layers, names = doc["layers"], (doc["model"], doc["criterion"])
-    return ("model or criterion is not a name" if not all(isinstance(n, str) for n in names)
-            else "seed is not an integer" if type(doc["seed"]) is not int
-            else f"more than {MAX_ROWS:,} layers or latency rows" if any(
-                len(doc[k]) > MAX_ROWS for k in ("layers", "latency_rows", "latency"))
-            else "layers are not channel counts" if not all(
-                isinstance(x["name"], str) and type(x["channels_before"]) is int
-                and type(x["channels_after"]) is int for x in layers) else None)
+    return (
+        "model or criterion is not a name"
+        if not all(isinstance(n, str) for n in names)
+        else "seed is not an integer"
+        if type(doc["seed"]) is not int
+        else f"more than {MAX_ROWS:,} layers or latency rows"
+        if any(len(doc[k]) > MAX_ROWS for k in ("layers", "latency_rows", "latency"))
+        else "layers are not channel counts"
+        if not all(
+            isinstance(x["name"], str)
+            and type(x["channels_before"]) is int
+            and type(x["channels_after"]) is int
+            for x in layers
+        )
+        else None
+    )
 
 
 def _missing(doc: dict, schema: type, prefix: str) -> str | None:

@@ -5,6 +5,7 @@ collect.py reads the runs into one tidy DataFrame, tables.py pivots it (rows = s
 columns = criterion, mean ± std over seeds), plots.py draws the figures; this module writes them all
 into one folder that appears complete or not at all.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,8 +40,14 @@ def _check_out(out: Path, source: Path, overwrite: bool) -> None:
     outputs.check_target(out, overwrite=overwrite or _is_report(out))
 
 
-def report(folder: str | Path, out: str | Path | None = None, runtime: str = "onnxruntime", batch_size: int | None = None,
-           overwrite: bool = False, log=say) -> Path:
+def report(
+    folder: str | Path,
+    out: str | Path | None = None,
+    runtime: str = "onnxruntime",
+    batch_size: int | None = None,
+    overwrite: bool = False,
+    log=say,
+) -> Path:
     """Write the tables and figures for the runs under ``folder`` into ``out`` (default ``folder/report``);
     returns where they went."""
     folder = Path(folder)
@@ -49,8 +56,10 @@ def report(folder: str | Path, out: str | Path | None = None, runtime: str = "on
     timing = df.attrs["timing"]
     out = Path(out) if out is not None else folder / "report"
     _check_out(out, folder, overwrite)
-    log(f"report: {len(df)} runs, {df['criterion'].nunique()} criteria, rows by {df['row_key'].iloc[0]}, "
-        f"test time on {timing.label()}")
+    log(
+        f"report: {len(df)} runs, {df['criterion'].nunique()} criteria, rows by {df['row_key'].iloc[0]}, "
+        f"test time on {timing.label()}"
+    )
     return outputs.write_folder(out, lambda d: write(df, d, timing, folder), overwrite=out.exists())
 
 
@@ -69,25 +78,39 @@ def write(df: pd.DataFrame, out: Path, timing: Timing, source: Path) -> None:
             continue
         cells, n = tables.formatted(table, metric)
         md = tables.markdown(cells)
-        atomic_write_bytes(out / "tables" / f"{metric.key}.md", f"# {tables.title(metric, timing)}\n\n{md}".encode())
+        atomic_write_bytes(
+            out / "tables" / f"{metric.key}.md", f"# {tables.title(metric, timing)}\n\n{md}".encode()
+        )
         atomic_write_bytes(out / "tables" / f"{metric.key}.csv", tables.flat_csv(table).to_csv().encode())
-        sections += [f"### {tables.title(metric, timing)}", "",
-                     f"Mean ± std over {n} seed{'s' if n != 1 else ''} per cell unless marked (n=…); "
-                     f"[csv](tables/{metric.key}.csv).", "", md]
+        sections += [
+            f"### {tables.title(metric, timing)}",
+            "",
+            f"Mean ± std over {n} seed{'s' if n != 1 else ''} per cell unless marked (n=…); "
+            f"[csv](tables/{metric.key}.csv).",
+            "",
+            md,
+        ]
     figures = _figures(df, out / "plots", timing)
     if not any(p.name.startswith("weight_histograms") for p in figures):
-        missing.append("weight histograms: no run folder holds its pruned weights (pruned.json + .safetensors)")
-    atomic_write_bytes(out / "report.md", _markdown(df, source, timing, sections, missing, figures, out).encode())
+        missing.append(
+            "weight histograms: no run folder holds its pruned weights (pruned.json + .safetensors)"
+        )
+    atomic_write_bytes(
+        out / "report.md", _markdown(df, source, timing, sections, missing, figures, out).encode()
+    )
 
 
 def _figures(df: pd.DataFrame, folder: Path, timing: Timing) -> list[Path]:
     made = []
     for label, suffix, sub in plots.by_setting(df):
-        made += [plots.accuracy_vs(sub, "macs", folder / f"accuracy_vs_macs{suffix}.png", label),
-                 plots.accuracy_vs(sub, "params", folder / f"accuracy_vs_params{suffix}.png", label),
-                 plots.latency_vs_row(sub, folder / f"latency_vs_{sub['row_key'].iloc[0]}{suffix}.png", label,
-                                      timing.label()),
-                 plots.kept_channels(sub, folder / f"kept_channels{suffix}.png", label)]
+        made += [
+            plots.accuracy_vs(sub, "macs", folder / f"accuracy_vs_macs{suffix}.png", label),
+            plots.accuracy_vs(sub, "params", folder / f"accuracy_vs_params{suffix}.png", label),
+            plots.latency_vs_row(
+                sub, folder / f"latency_vs_{sub['row_key'].iloc[0]}{suffix}.png", label, timing.label()
+            ),
+            plots.kept_channels(sub, folder / f"kept_channels{suffix}.png", label),
+        ]
         made += plots.weight_histograms(sub, folder, label, suffix)
     return [p for p in made if p is not None]
 
@@ -95,18 +118,36 @@ def _figures(df: pd.DataFrame, folder: Path, timing: Timing) -> list[Path]:
 def _markdown(df, source: Path, timing: Timing, sections, missing, figures, out: Path) -> str:
     row = df["row_key"].iloc[0]
     sweep = _sweep_id(source)
-    lines = [f"# filterprune report: {source}", "",
-             f"{len(df)} finished runs{sweep}; criteria: {', '.join(sorted(df['criterion'].unique()))}; "
-             f"seeds: {', '.join(str(s) for s in sorted(df['seed'].unique()))}; rows: {row}. "
-             "Cells are the mean ± sample standard deviation over seeds (runs repeating a configuration and seed "
-             "are averaged first); `dense` is the unpruned model of the same runs.", "",
-             "Settings (runs are only averaged within one):", ""]
+    lines = [
+        f"# filterprune report: {source}",
+        "",
+        f"{len(df)} finished runs{sweep}; criteria: {', '.join(sorted(df['criterion'].unique()))}; "
+        f"seeds: {', '.join(str(s) for s in sorted(df['seed'].unique()))}; rows: {row}. "
+        "Cells are the mean ± sample standard deviation over seeds (runs repeating a configuration and seed "
+        "are averaged first); `dense` is the unpruned model of the same runs.",
+        "",
+        "Settings (runs are only averaged within one):",
+        "",
+    ]
     lines += [f"- {s} ({n} runs)" for s, n in df["setting"].value_counts(sort=False).items()]
-    lines += ["", f"Test time: {timing.label()}.", "", "Machines: " + "; ".join(sorted(set(df["machine"]))) + ".", ""]
+    lines += [
+        "",
+        f"Test time: {timing.label()}.",
+        "",
+        "Machines: " + "; ".join(sorted(set(df["machine"]))) + ".",
+        "",
+    ]
     busy = df[df["machine_busy"] != ""] if "machine_busy" in df else df.iloc[:0]
     if len(busy):  # a run timed on a busy machine says so here too, not only in its own report
-        lines += [f"**Warning: {len(busy)} of {len(df)} runs were timed while the machine was not quiet; their "
-                  "latencies may be wrong:**", ""] + [f"- {r.run}: {r.machine_busy}" for r in busy.itertuples()] + [""]
+        lines += (
+            [
+                f"**Warning: {len(busy)} of {len(df)} runs were timed while the machine was not quiet; their "
+                "latencies may be wrong:**",
+                "",
+            ]
+            + [f"- {r.run}: {r.machine_busy}" for r in busy.itertuples()]
+            + [""]
+        )
     if missing:
         lines += ["Not measured in these runs:", ""] + [f"- {m}" for m in missing] + [""]
     lines += ["## Tables", "", *sections, "## Figures", ""]
@@ -118,6 +159,7 @@ def _sweep_id(source: Path) -> str:
     try:
         doc = read_small_json(source / "sweep.json", "sweep description")
         return f" of sweep {limits.printable(str(doc['sweep_id']), 40)}" + (
-            f" ({limits.printable(str(doc['config_file']), 200)})" if doc.get("config_file") else "")
+            f" ({limits.printable(str(doc['config_file']), 200)})" if doc.get("config_file") else ""
+        )
     except (FilterpruneError, KeyError, TypeError, AttributeError):
         return ""

@@ -4,6 +4,7 @@ per metric, each cell the mean ± sample std over seeds.
 Runs that repeat the same configuration *and* seed are averaged first, so n counts seeds, not files.
 The ``dense`` column is the unpruned model of the same runs (same seeds), for reference.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,19 +26,39 @@ class Metric:
 
 METRICS = (
     Metric("accuracy", "Top-1 accuracy", "%", 100, 2, "dense_accuracy"),
-    Metric("masked_accuracy", "Top-1 accuracy of the masked control (dense shape, the mask's weights zeroed)",
-           "%", 100, 2),
+    Metric(
+        "masked_accuracy",
+        "Top-1 accuracy of the masked control (dense shape, the mask's weights zeroed)",
+        "%",
+        100,
+        2,
+    ),
     Metric("test_time_ms", "Test time: median latency per batch", "ms", 1, 3, "dense_test_time_ms", "timing"),
-    Metric("masked_test_time_ms", "Test time of the masked control", "ms", 1, 3, "dense_test_time_ms", "timing"),
-    Metric("speedup", "Measured speedup (dense / pruned latency, timed interleaved in one run)", "x", 1, 2,
-           measured_at="timing"),
+    Metric(
+        "masked_test_time_ms", "Test time of the masked control", "ms", 1, 3, "dense_test_time_ms", "timing"
+    ),
+    Metric(
+        "speedup",
+        "Measured speedup (dense / pruned latency, timed interleaved in one run)",
+        "x",
+        1,
+        2,
+        measured_at="timing",
+    ),
     Metric("theoretical_speedup", "Theoretical speedup (dense MACs / pruned MACs)", "x", 1, 2),
     Metric("flop_fraction", "FLOP fraction (seed convention: pruned FLOPs / dense FLOPs)", "", 1, 4),
     Metric("masked_flop_fraction", "FLOP fraction of the masked control (seed convention)", "", 1, 4),
     Metric("params", "Parameters", "M", 1e-6, 4, "dense_params"),
     Metric("macs", "MACs", "M", 1e-6, 2, "dense_macs"),
-    Metric("cpu_peak_rss_mb", "CPU peak memory (RSS of a fresh process running the model)", "MB", 1, 1,
-           "dense_cpu_peak_rss_mb", "cpu"),
+    Metric(
+        "cpu_peak_rss_mb",
+        "CPU peak memory (RSS of a fresh process running the model)",
+        "MB",
+        1,
+        1,
+        "dense_cpu_peak_rss_mb",
+        "cpu",
+    ),
     Metric("gpu_peak_allocated_mb", "GPU peak allocated", "MB", 1, 1, "dense_gpu_peak_allocated_mb", "gpu"),
     Metric("gpu_peak_reserved_mb", "GPU peak reserved", "MB", 1, 1, "dense_gpu_peak_reserved_mb", "gpu"),
 )
@@ -87,7 +108,7 @@ def pivot(df: pd.DataFrame, metric: Metric) -> pd.DataFrame:
 
 
 def formatted(table: pd.DataFrame, metric: Metric) -> tuple[pd.DataFrame, int]:
-    """"mean ± std" cells; a cell whose n differs from the table's most common n says its n. Returns
+    """ "mean ± std" cells; a cell whose n differs from the table's most common n says its n. Returns
     the cells and that common n."""
     if table.empty:
         return pd.DataFrame(), 0
@@ -118,8 +139,7 @@ def flat_csv(table: pd.DataFrame) -> pd.DataFrame:
 def markdown(cells: pd.DataFrame) -> str:
     index_names = [str(n) for n in cells.index.names]
     head = index_names + [str(c) for c in cells.columns]
-    lines = ["| " + " | ".join(head) + " |",
-             "|" + "---|" * len(index_names) + "---:|" * len(cells.columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(index_names) + "---:|" * len(cells.columns)]
     for idx, row in cells.iterrows():
         keys = idx if isinstance(idx, tuple) else (idx,)
         lines.append("| " + " | ".join([_key(k) for k in keys] + list(row)) + " |")
@@ -135,6 +155,9 @@ def _key(k) -> str:
 def title(metric: Metric, timing) -> str:
     """The table's heading, saying where a measured metric was measured (``timing``: a collect.Timing)."""
     unit = f" ({metric.unit})" if metric.unit else ""
-    where = {"timing": f", {timing.label()}", "cpu": f", {timing.runtime}/cpu, batch {timing.batch_size}",
-             "gpu": f", PyTorch on CUDA, batch {timing.batch_size}"}.get(metric.measured_at, "")
+    where = {
+        "timing": f", {timing.label()}",
+        "cpu": f", {timing.runtime}/cpu, batch {timing.batch_size}",
+        "gpu": f", PyTorch on CUDA, batch {timing.batch_size}",
+    }.get(metric.measured_at, "")
     return f"{metric.title}{unit}{where}"

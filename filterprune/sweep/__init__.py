@@ -7,6 +7,7 @@
 have no ``report.json`` yet. Resuming skips finished runs, redoes unfinished ones from scratch, and
 refuses a folder that holds another sweep.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,14 @@ from .store import SweepStore
 __all__ = ["Sweep", "SweepStore", "load_sweep", "run_id", "sweep"]
 
 
-def sweep(config_file: str | Path, executor: str = "local", resume: bool = False,
-          out: str | Path | None = None, dry_run: bool = False, overrides: dict | None = None) -> Path:
+def sweep(
+    config_file: str | Path,
+    executor: str = "local",
+    resume: bool = False,
+    out: str | Path | None = None,
+    dry_run: bool = False,
+    overrides: dict | None = None,
+) -> Path:
     """Run every unfinished run of the sweep; returns the sweep folder. Exit-1 error if any run failed
     (the others are kept; ``resume`` retries the failed ones). ``overrides``: base keys replaced
     (``--set key=value``)."""
@@ -38,10 +45,22 @@ def sweep(config_file: str | Path, executor: str = "local", resume: bool = False
     store.open(s, resume)
     try:
         finished = store.finished_ids(s)
-        jobs = [Job(r.run_id, r.label, r.config, store.run_dir(r.run_id), store.log_path(r.run_id),
-                    overwrite=store.run_dir(r.run_id).exists()) for r in s.runs if r.run_id not in finished]
-        say(f"sweep: {s.name} ({s.sweep_id}): {len(s.runs)} runs, {len(finished)} already finished, "
-            f"{len(jobs)} to run ({executor}) in {store.root}/")
+        jobs = [
+            Job(
+                r.run_id,
+                r.label,
+                r.config,
+                store.run_dir(r.run_id),
+                store.log_path(r.run_id),
+                overwrite=store.run_dir(r.run_id).exists(),
+            )
+            for r in s.runs
+            if r.run_id not in finished
+        ]
+        say(
+            f"sweep: {s.name} ({s.sweep_id}): {len(s.runs)} runs, {len(finished)} already finished, "
+            f"{len(jobs)} to run ({executor}) in {store.root}/"
+        )
         failed: list[Outcome] = []
         count = iter(range(1, len(jobs) + 1))
 
@@ -49,13 +68,17 @@ def sweep(config_file: str | Path, executor: str = "local", resume: bool = False
             i = next(count)
             if o.exit_code == 0 and store.finished(o.job.run_id):
                 r = store.report(o.job.run_id)
-                say(f"sweep: {i}/{len(jobs)} {o.job.run_id} ({o.job.label}): finished in {o.seconds:.0f}s, "
-                    f"top-1 {100 * r['dense']['accuracy']:.1f}% -> {100 * r['pruned']['accuracy']:.1f}%")
+                say(
+                    f"sweep: {i}/{len(jobs)} {o.job.run_id} ({o.job.label}): finished in {o.seconds:.0f}s, "
+                    f"top-1 {100 * r['dense']['accuracy']:.1f}% -> {100 * r['pruned']['accuracy']:.1f}%"
+                )
                 store.write_results(s)
             else:
                 failed.append(o)
-                say(f"sweep: {i}/{len(jobs)} {o.job.run_id} ({o.job.label}): FAILED (exit {o.exit_code}): "
-                    f"{o.error} [{o.job.log}]")
+                say(
+                    f"sweep: {i}/{len(jobs)} {o.job.run_id} ({o.job.label}): FAILED (exit {o.exit_code}): "
+                    f"{o.error} [{o.job.log}]"
+                )
 
         if jobs:
             EXECUTORS[executor](jobs, s.resources, done)
@@ -64,8 +87,10 @@ def sweep(config_file: str | Path, executor: str = "local", resume: bool = False
         store.close()
     if failed:
         ids = ", ".join(o.job.run_id for o in failed)
-        raise RunError(f"{len(failed)} of {len(jobs)} runs failed ({ids}); logs in {store.logs}/; the others "
-                       f"are in {store.runs}/ (--resume retries the failed ones)")
+        raise RunError(
+            f"{len(failed)} of {len(jobs)} runs failed ({ids}); logs in {store.logs}/; the others "
+            f"are in {store.runs}/ (--resume retries the failed ones)"
+        )
     say(f"sweep: all {len(s.runs)} runs finished; table: {results}")
     print(results)
     return store.root
@@ -78,8 +103,11 @@ def check_data(s: Sweep) -> None:
         if dataset is None:
             continue
         kind, _, path = dataset.partition(":")
-        why = (f"{dataset}: {path} not found" if kind in ("imagefolder", "npz") and path and not Path(path).exists()
-               else missing(dataset, Path(root or ".")))
+        why = (
+            f"{dataset}: {path} not found"
+            if kind in ("imagefolder", "npz") and path and not Path(path).exists()
+            else missing(dataset, Path(root or "."))
+        )
         if why:
             raise UsageError(f"{s.file}: {why}; set data_root in the file or pass --set data_root=DIR")
 
@@ -89,8 +117,10 @@ def _plan(s: Sweep, store: SweepStore) -> Path:
     found = store.existing_id()
     same = found == s.sweep_id
     if found is not None and not same:
-        say(f"sweep: note: {store.root} holds another sweep ({found}); running this config there would be "
-            "refused")
+        say(
+            f"sweep: note: {store.root} holds another sweep ({found}); running this config there would be "
+            "refused"
+        )
     for r in s.runs:
         state = "finished" if same and store.finished(r.run_id) else "to run"
         print(f"{r.run_id}  {state:8s}  {limits.printable(r.label)}")

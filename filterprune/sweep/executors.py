@@ -10,6 +10,7 @@ they start a run.
   that need it wait for it. ``ray.init()`` joins the cluster named by ``RAY_ADDRESS`` or starts a local
   one; on several machines DIR and ``FILTERPRUNE_CACHE`` must be on storage they share.
 """
+
 from __future__ import annotations
 
 import json
@@ -70,8 +71,13 @@ def run_local(jobs: list[Job], resources: dict, done: Done) -> None:
         payload = json.dumps({**job.to_dict(), "parent_pid": os.getpid()})
         start = time.perf_counter()
         with job.log.open("a") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "filterprune.sweep.worker"], stdin=subprocess.PIPE,
-                                    stdout=log, stderr=subprocess.STDOUT, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "filterprune.sweep.worker"],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             try:
                 proc.communicate(payload)
             except BaseException:  # Ctrl-C, SIGTERM: stop the run too (it removes its staging folder)
@@ -127,18 +133,26 @@ def run_ray(jobs: list[Job], resources: dict, done: Done) -> None:
         package_root = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
         try:
-            ray.init(log_to_driver=False, configure_logging=False, include_dashboard=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": path}})
+            ray.init(
+                log_to_driver=False,
+                configure_logging=False,
+                include_dashboard=False,
+                runtime_env={"env_vars": {"PYTHONPATH": path}},
+            )
         except Exception as e:  # ray raises a plain Exception for a node that did not start in time
-            raise RunError(f"ray: could not start or join a cluster: {(str(e).splitlines() or [''])[0]}") from None
+            raise RunError(
+                f"ray: could not start or join a cluster: {(str(e).splitlines() or [''])[0]}"
+            ) from None
     refs: dict = {}
     try:
         opts = {"num_cpus": resources.get("num_cpus", 1), "num_gpus": resources.get("num_gpus", 0)}
         have = ray.cluster_resources()
         for key, kind in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
             if opts[key] > have.get(kind, 0):
-                raise UsageError(f"resources.{key} {opts[key]:g} is more than the Ray cluster has "
-                                 f"({have.get(kind, 0):g} {kind}): no run could ever start")
+                raise UsageError(
+                    f"resources.{key} {opts[key]:g} is more than the Ray cluster has "
+                    f"({have.get(kind, 0):g} {kind}): no run could ever start"
+                )
         cwd = os.getcwd()
         env = {k: os.environ[k] for k in ("FILTERPRUNE_CACHE",) if k in os.environ}
         run_task = ray.remote(max_calls=1)(_ray_run).options(**opts)
@@ -151,8 +165,12 @@ def run_ray(jobs: list[Job], resources: dict, done: Done) -> None:
         starts = {}
         for job in jobs:
             _header(job, "ray task")
-            ref = run_task.remote({**job.to_dict(), "log": str(job.log)}, cwd, env,
-                                  baselines.get(runs.baseline_group(job.config)))
+            ref = run_task.remote(
+                {**job.to_dict(), "log": str(job.log)},
+                cwd,
+                env,
+                baselines.get(runs.baseline_group(job.config)),
+            )
             refs[ref], starts[ref] = job, time.perf_counter()
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)

@@ -14,6 +14,7 @@
 Every error names the file and the key (``base.lr``, ``grid.task[1].dataset``, ``include[0]``) and is a
 ``UsageError``: a typo must stop the sweep before anything runs, not after an hour of it.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -34,8 +35,11 @@ from ..errors import FilterpruneError, UsageError
 
 TOP_KEYS = ("name", "base", "grid", "include", "resources")
 NOT_HASHED = ("out", "overwrite", "distributed")  # where and how a run is launched is not what it is
-SET_BY_SWEEP = {"out": "each run goes to DIR/runs/<run_id>", "overwrite": "each run goes to DIR/runs/<run_id>",
-                "distributed": "each run is one process; --executor ray spreads runs over machines"}
+SET_BY_SWEEP = {
+    "out": "each run goes to DIR/runs/<run_id>",
+    "overwrite": "each run goes to DIR/runs/<run_id>",
+    "distributed": "each run is one process; --executor ray spreads runs over machines",
+}
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
 
 
@@ -60,8 +64,12 @@ class Sweep:
 
     def resolved(self) -> dict:
         """What ``sweep.json`` records under ``config``."""
-        return {"name": self.name, **self.spec, "resources": self.resources,
-                "runs": [{"run_id": r.run_id, "label": r.label, "config": r.config} for r in self.runs]}
+        return {
+            "name": self.name,
+            **self.spec,
+            "resources": self.resources,
+            "runs": [{"run_id": r.run_id, "label": r.label, "config": r.config} for r in self.runs],
+        }
 
 
 def digest(obj) -> str:
@@ -100,8 +108,10 @@ def load_sweep(path: str | Path, overrides: dict | None = None) -> Sweep:
         raise UsageError(f"{where}: expected a mapping with keys {', '.join(TOP_KEYS)}")
     for key in doc:
         if key not in TOP_KEYS:
-                raise UsageError(f"{where}: unknown key {_show(key)}{_did_you_mean(key, TOP_KEYS)}; valid: "
-                             f"{', '.join(TOP_KEYS)}")
+            raise UsageError(
+                f"{where}: unknown key {_show(key)}{_did_you_mean(key, TOP_KEYS)}; valid: "
+                f"{', '.join(TOP_KEYS)}"
+            )
     fields = _fields()
     name = doc.get("name", path.stem)
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
@@ -117,7 +127,9 @@ def load_sweep(path: str | Path, overrides: dict | None = None) -> Sweep:
     _check_count([len(values) for _, _, values in axes], len(include), where)
 
     planned = []  # (label, fields over base); no grid and no include: base alone is the one run
-    for combo in itertools.product(*[[a for _, a in values] for _, _, values in axes]) if axes or not include else ():
+    for combo in (
+        itertools.product(*[[a for _, a in values] for _, _, values in axes]) if axes or not include else ()
+    ):
         assign = {k: v for a in combo for k, v in a.items()}
         planned.append((_label(assign) or "base", {**base, **assign}))
     for i, extra in enumerate(include):
@@ -130,8 +142,11 @@ def load_sweep(path: str | Path, overrides: dict | None = None) -> Sweep:
         if rid not in seen:  # a combination listed twice is one run
             seen.add(rid)
             runs.append(Run(rid, config, label))
-    spec = {"base": base, "grid": {axis: [v if kind == "field" else a for v, a in values] for axis, kind, values in axes},
-            "include": include}
+    spec = {
+        "base": base,
+        "grid": {axis: [v if kind == "field" else a for v, a in values] for axis, kind, values in axes},
+        "include": include,
+    }
     return Sweep(name, str(path), _jsonable(spec), tuple(runs), resources)
 
 
@@ -155,7 +170,9 @@ def _overrides(values: dict, axes, where: str, fields: dict) -> dict:
     varied = {k for _, _, entries in axes for _, assign in entries for k in assign}
     for key in values:
         if key in varied:
-            raise UsageError(f"--set {_show(key)}: {where} varies it along a grid axis; --set replaces base keys")
+            raise UsageError(
+                f"--set {_show(key)}: {where} varies it along a grid axis; --set replaces base keys"
+            )
     return _fields_mapping(values, "--set", where, fields)
 
 
@@ -166,9 +183,11 @@ def _check_count(axis_lengths: list[int], includes: int, where: str) -> None:
     total = grid + includes
     if total > limits.MAX_GRID_RUNS:
         sizes = " x ".join(str(n) for n in axis_lengths) or "1"
-        raise UsageError(f"{where}: the sweep stands for {total:,} runs (grid {sizes}"
-                         f"{f' + {includes} include' if includes else ''}); at most {limits.MAX_GRID_RUNS:,} "
-                         "runs per sweep file (split it)")
+        raise UsageError(
+            f"{where}: the sweep stands for {total:,} runs (grid {sizes}"
+            f"{f' + {includes} include' if includes else ''}); at most {limits.MAX_GRID_RUNS:,} "
+            "runs per sweep file (split it)"
+        )
 
 
 def _fields() -> dict[str, object]:
@@ -197,12 +216,16 @@ def _axes(grid, where: str, fields: dict) -> list[tuple[str, str, list[tuple[obj
         else:
             if axis in SET_BY_SWEEP:
                 raise UsageError(f"{where}: {at}: {_show(axis)} is set by the sweep ({SET_BY_SWEEP[axis]})")
-            raise UsageError(f"{where}: {at}: unknown key {_show(axis)}{_did_you_mean(axis, fields)} (a field of "
-                             "`filterprune compress`, or a linked axis whose entries are mappings of fields)")
+            raise UsageError(
+                f"{where}: {at}: unknown key {_show(axis)}{_did_you_mean(axis, fields)} (a field of "
+                "`filterprune compress`, or a linked axis whose entries are mappings of fields)"
+            )
         for key in {k for _, a in entries for k in a}:
             if key in owner:
-                raise UsageError(f"{where}: {at}: {_show(key)} is already an axis value in grid.{owner[key]}; "
-                                 "a field can vary along one axis only (use a linked axis to tie fields)")
+                raise UsageError(
+                    f"{where}: {at}: {_show(key)} is already an axis value in grid.{owner[key]}; "
+                    "a field can vary along one axis only (use a linked axis to tie fields)"
+                )
             owner[key] = axis
         axes.append((axis, kind, entries))
     return axes
@@ -216,8 +239,10 @@ def _fields_mapping(m, at: str, where: str, fields: dict) -> dict:
         if key in SET_BY_SWEEP:
             raise UsageError(f"{where}: {at}.{key}: {_show(key)} is set by the sweep ({SET_BY_SWEEP[key]})")
         if key not in fields:
-            raise UsageError(f"{where}: {at}: unknown key {_show(key)}{_did_you_mean(str(key), fields)} "
-                             "(see `filterprune compress -h`; flags are spelled with '_' here)")
+            raise UsageError(
+                f"{where}: {at}: unknown key {_show(key)}{_did_you_mean(str(key), fields)} "
+                "(see `filterprune compress -h`; flags are spelled with '_' here)"
+            )
         out[key] = _coerce(value, fields[key], f"{where}: {at}.{key}")
         _check_alone(key, out[key], f"{where}: {at}.{key}")
     return out
@@ -229,7 +254,9 @@ def _resources(m, where: str) -> dict:
     out = {}
     for key, value in m.items():
         if key not in RESOURCE_KEYS:
-            raise UsageError(f"{where}: resources: unknown key {_show(key)}; valid: {', '.join(RESOURCE_KEYS)}")
+            raise UsageError(
+                f"{where}: resources: unknown key {_show(key)}; valid: {', '.join(RESOURCE_KEYS)}"
+            )
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise UsageError(f"{where}: resources.{key}: expected a number >= 0, got {_show(value)}")
         out[key] = value
@@ -301,9 +328,14 @@ def _type_name(hint) -> str:
         return " or ".join(_type_name(h) for h in typing.get_args(hint))
     if origin is tuple:
         return f"a list of {_type_name(typing.get_args(hint)[0])}s"
-    return {type(None): "null", bool: "true/false", int: "an integer", float: "a number", str: "a string",
-            dict: "a mapping"}.get(
-        hint, str(hint))
+    return {
+        type(None): "null",
+        bool: "true/false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        dict: "a mapping",
+    }.get(hint, str(hint))
 
 
 def _check_alone(key: str, value, at: str) -> None:

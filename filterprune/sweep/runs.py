@@ -2,6 +2,7 @@
 baseline that runs share. The local executor runs it in a ``python -m filterprune.sweep.worker``
 process per run; a Ray task calls :func:`run` directly in a worker process that serves one task only.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,9 @@ from ..train import resolve_device
 
 
 def compress_config(config: dict, out: str | None = None, overwrite: bool = False) -> CompressConfig:
-    return CompressConfig.of(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()},
-                             out=out, overwrite=overwrite)
+    return CompressConfig.of(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}, out=out, overwrite=overwrite
+    )
 
 
 def run(job: dict) -> None:

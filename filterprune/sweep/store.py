@@ -10,6 +10,7 @@ compress's staging folder + rename, so a killed run leaves only a hidden ``.<run
 folder, which is never read as a result and is removed when the sweep opens the folder again. A lock
 keeps two sweep processes out of one folder (the kernel drops it when its holder dies, even by SIGKILL).
 """
+
 from __future__ import annotations
 
 import csv
@@ -29,8 +30,22 @@ from ..reporting.schema import Report, read_report
 from .grid import Sweep
 
 # always in results.csv (with any other field that varies across the sweep), then the metrics
-ID_COLUMNS = ("model", "dataset", "criterion", "sparsity", "target_macs", "compression", "scope", "mask_scope",
-              "mode", "imp_iterations", "steps", "epochs", "finetune_epochs", "seed")
+ID_COLUMNS = (
+    "model",
+    "dataset",
+    "criterion",
+    "sparsity",
+    "target_macs",
+    "compression",
+    "scope",
+    "mask_scope",
+    "mode",
+    "imp_iterations",
+    "steps",
+    "epochs",
+    "finetune_epochs",
+    "seed",
+)
 
 
 class SweepStore:
@@ -46,8 +61,10 @@ class SweepStore:
         meta = self.root / "sweep.json"
         if not meta.is_file():
             if self.root.is_dir() and any(p.name != ".sweep.lock" for p in self.root.iterdir()):
-                raise UsageError(f"{self.root} exists, is not empty and holds no sweep.json: not a sweep folder "
-                                 "(choose another --out)")
+                raise UsageError(
+                    f"{self.root} exists, is not empty and holds no sweep.json: not a sweep folder "
+                    "(choose another --out)"
+                )
             if self.root.exists() and not self.root.is_dir():
                 raise UsageError(f"sweep folder {self.root} is a file")
             return None
@@ -64,23 +81,37 @@ class SweepStore:
         found = self.existing_id()
         takeover = found is not None and found != sweep.sweep_id and resume and not self._any_finished()
         if found is not None and found != sweep.sweep_id and not takeover:
-            other = limits.show(read_small_json(self.root / "sweep.json", "sweep description").get("config_file", "?"))
-            raise UsageError(f"{self.root} holds another sweep ({found}, from {other}); {sweep.file} is sweep "
-                             f"{sweep.sweep_id}: refusing to mix their results (choose another --out)")
+            other = limits.show(
+                read_small_json(self.root / "sweep.json", "sweep description").get("config_file", "?")
+            )
+            raise UsageError(
+                f"{self.root} holds another sweep ({found}, from {other}); {sweep.file} is sweep "
+                f"{sweep.sweep_id}: refusing to mix their results (choose another --out)"
+            )
         if found is not None and not resume:
             done = len(self.finished_ids(sweep))
-            raise UsageError(f"{self.root} already holds this sweep ({done} of {len(sweep.runs)} runs finished); "
-                             "pass --resume to continue it")
+            raise UsageError(
+                f"{self.root} already holds this sweep ({done} of {len(sweep.runs)} runs finished); "
+                "pass --resume to continue it"
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         if takeover:  # under the lock: no other sweep is running there
-            say(f"sweep: note: nothing of sweep {found} finished in {self.root}; resuming there as {sweep.sweep_id}")
+            say(
+                f"sweep: note: nothing of sweep {found} finished in {self.root}; resuming there as {sweep.sweep_id}"
+            )
             self._clear()
             found = None
         if found is None:
-            atomic_write_json(self.root / "sweep.json", {
-                "sweep_id": sweep.sweep_id, "config_file": sweep.file, "config": sweep.resolved(),
-                "filterprune_version": __version__})
+            atomic_write_json(
+                self.root / "sweep.json",
+                {
+                    "sweep_id": sweep.sweep_id,
+                    "config_file": sweep.file,
+                    "config": sweep.resolved(),
+                    "filterprune_version": __version__,
+                },
+            )
         self.runs.mkdir(exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         self.remove_leftovers(sweep)
@@ -145,8 +176,11 @@ class SweepStore:
         """results.csv: one row per finished run, in the sweep's order."""
         varying = [k for k in sweep.runs[0].config if len({json.dumps(r.config[k]) for r in sweep.runs}) > 1]
         config_cols = list(ID_COLUMNS) + [k for k in varying if k not in ID_COLUMNS]
-        rows = [{"run_id": r.run_id, **result_row(self.report(r.run_id), config_cols)}
-                for r in sweep.runs if self.finished(r.run_id)]
+        rows = [
+            {"run_id": r.run_id, **result_row(self.report(r.run_id), config_cols)}
+            for r in sweep.runs
+            if self.finished(r.run_id)
+        ]
         columns = ["run_id"] + config_cols + [c for c in METRIC_COLUMNS]
         extra = [c for row in rows for c in row if c not in columns]
         columns += list(dict.fromkeys(extra))  # latency columns: whatever runtimes and batch sizes were timed
@@ -159,10 +193,27 @@ class SweepStore:
         return path
 
 
-METRIC_COLUMNS = ("dense_accuracy", "pruned_accuracy", "masked_accuracy", "dense_top5", "pruned_top5",
-                  "masked_top5", "dense_params", "pruned_params", "masked_nonzero_params", "dense_macs",
-                  "pruned_macs", "dense_flops", "pruned_flops", "masked_flops", "masked_flop_fraction",
-                  "masked_weight_density", "channel_sparsity", "theoretical_speedup", "seconds")
+METRIC_COLUMNS = (
+    "dense_accuracy",
+    "pruned_accuracy",
+    "masked_accuracy",
+    "dense_top5",
+    "pruned_top5",
+    "masked_top5",
+    "dense_params",
+    "pruned_params",
+    "masked_nonzero_params",
+    "dense_macs",
+    "pruned_macs",
+    "dense_flops",
+    "pruned_flops",
+    "masked_flops",
+    "masked_flop_fraction",
+    "masked_weight_density",
+    "channel_sparsity",
+    "theoretical_speedup",
+    "seconds",
+)
 COST_KEYS = ("accuracy", "top5", "params", "macs", "flops")
 MASKED_KEYS = ("accuracy", "top5", "nonzero_params", "flops", "flop_fraction", "weight_density")
 
@@ -177,8 +228,10 @@ def result_row(report: Report, config_cols) -> dict:
     if masked:
         row["compression"] = _cell(masked["compression"])
     parts: tuple[tuple[str, Mapping[str, Any] | None, tuple[str, ...]], ...] = (
-        ("dense", report["dense"], COST_KEYS), ("pruned", report["pruned"], COST_KEYS),
-        ("masked", masked, MASKED_KEYS))
+        ("dense", report["dense"], COST_KEYS),
+        ("pruned", report["pruned"], COST_KEYS),
+        ("masked", masked, MASKED_KEYS),
+    )
     for part, section, keys in parts:
         for k in keys:
             row[f"{part}_{k}"] = _cell(section[k]) if section else ""

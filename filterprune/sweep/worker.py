@@ -3,6 +3,7 @@ run (the job as JSON on stdin, stdout/stderr into the run's log), so that a run'
 never touches the sweep or the next run, and a killed sweep takes its run down with it. The run itself
 is ``runs.run``.
 """
+
 from __future__ import annotations
 
 import ctypes

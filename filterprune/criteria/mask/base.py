@@ -3,6 +3,7 @@
 ``prepare`` builds the method's mask at compression c (``ctx.mask``, a ``MaskConfig``); ``score`` reduces
 the root layer's mask to one saliency per output channel.
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,4 +43,3 @@ class MaskCriterion(Criterion):
         if name not in self.masks:
             return None
         return channel_saliency(self.masks[name], self.weight_score[name], module, self.config.reduce)[idxs]
-

@@ -2,6 +2,7 @@
 logits / 200, the reference temperature) and it removes the *largest*; as a keep-score that is w * Hg,
 which is what the SynFlow reference ranks (normalised by |sum| + 1e-10). Hg is an exact Hessian-vector
 product: g is the stopped gradient summed over the calibration batches."""
+
 import torch
 import torch.nn.functional as F
 
@@ -13,7 +14,9 @@ TEMPERATURE = 200
 EPS = 1e-10
 
 
-@CRITERIA.register("grasp", help="GraSP w*Hg keep-score (logits/200) mask -> channel saliency (Wang et al. 2020)")
+@CRITERIA.register(
+    "grasp", help="GraSP w*Hg keep-score (logits/200) mask -> channel saliency (Wang et al. 2020)"
+)
 class Grasp(MaskCriterion):
     name = "grasp"
 

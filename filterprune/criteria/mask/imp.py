@@ -1,12 +1,15 @@
 """``imp`` — Iterative Magnitude Pruning: train with the mask, prune globally by |w|, rewind, repeat
 ``--imp-iterations`` times (2-4 in the seed study); see ``masks.schedule.imp`` for the details."""
+
 from ...errors import UsageError
 from ...masks.schedule import imp
 from ..base import CRITERIA
 from .base import MaskCriterion
 
 
-@CRITERIA.register("imp", help="Iterative Magnitude Pruning with rewinding (--imp-iterations) -> channel saliency")
+@CRITERIA.register(
+    "imp", help="Iterative Magnitude Pruning with rewinding (--imp-iterations) -> channel saliency"
+)
 class IMP(MaskCriterion):
     name = "imp"
 

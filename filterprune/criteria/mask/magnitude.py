@@ -1,5 +1,6 @@
 """``mag`` — one-shot magnitude pruning: the mask keeps the largest |w| (global by default); the
 structured ``magnitude`` (``structured/magnitude.py``) scores whole channels by their coupled L2 norm."""
+
 from ..base import CRITERIA
 from .base import MaskCriterion
 

@@ -1,5 +1,6 @@
 """``snip`` — Lee et al. 2019 connection sensitivity |g * w| on data (SynFlow reference: the gradient of
 the summed per-batch cross-entropy over the calibration batches, eval mode, normalised to sum 1)."""
+
 import torch.nn.functional as F
 
 from ...masks.schedule import calibration_batches

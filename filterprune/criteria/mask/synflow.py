@@ -2,13 +2,16 @@
 buffer replaced by its absolute value, R = sum of the network's output on one all-ones input, score
 |w * dR/dw|, re-scored and re-masked over 100 rounds on the exponential schedule d^(k/100). Computed in
 float64 (the reference's float32 can overflow on deep nets; the ranking is otherwise the same)."""
+
 import torch
 
 from ..base import CRITERIA
 from .base import MaskCriterion
 
 
-@CRITERIA.register("synflow", help="SynFlow data-free iterative mask (100 rounds) -> channel saliency (Tanaka et al. 2020)")
+@CRITERIA.register(
+    "synflow", help="SynFlow data-free iterative mask (100 rounds) -> channel saliency (Tanaka et al. 2020)"
+)
 class SynFlow(MaskCriterion):
     name = "synflow"
     rounds_field = "synflow_rounds"

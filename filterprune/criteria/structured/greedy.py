@@ -19,6 +19,7 @@ its readers, and the cache is advanced once past each pruned group: about two pa
 network in all, not one per group. Greedy is layerwise only: its per-layer norms come from different
 stages of pruning and are not comparable across layers.
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,10 @@ def trace(model: nn.Module) -> fx.GraphModule:
     try:
         return fx.symbolic_trace(model)
     except Exception as e:
-        raise UsageError(f"criterion 'greedy' needs a torch.fx-traceable model; {type(model).__name__} is not "
-                         f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
+        raise UsageError(
+            f"criterion 'greedy' needs a torch.fx-traceable model; {type(model).__name__} is not "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
+        ) from None
 
 
 def _is_out(dep) -> bool:
@@ -51,7 +54,11 @@ def group_members(group) -> tuple[set[nn.Module], list[tuple[nn.Module, list[int
     readers = []
     for item in group:
         m = item.dep.target.module
-        if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) and not _is_out(item.dep) and m not in producers:
+        if (
+            isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
+            and not _is_out(item.dep)
+            and m not in producers
+        ):
             readers.append((m, list(item.idxs), list(item.root_idxs)))
     return producers, readers
 
@@ -162,7 +169,9 @@ class SegmentRunner:
         return energy
 
 
-@CRITERIA.register("greedy", help="lowest output norm in the current network, re-measured (Lajić et al. 2025)")
+@CRITERIA.register(
+    "greedy", help="lowest output norm in the current network, re-measured (Lajić et al. 2025)"
+)
 class Greedy(Criterion):
     name = "greedy"
     sequential = True  # groups are scored one by one, each after the previous ones were pruned

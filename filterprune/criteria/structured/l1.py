@@ -1,4 +1,5 @@
 """``l1`` — Li et al. 2017: the L1 norm of each filter of the pruned conv itself (its own weights only)."""
+
 import torch
 
 from ..base import CRITERIA, Criterion, root_of

@@ -1,6 +1,7 @@
 """``magnitude`` — group magnitude: for each channel, the L2 norm of its slice in every parameter of the
 dependency group (conv filter, BN scale and shift, the next layers' input slices), averaged over the
 group's layers. Unlike ``l1`` it sees what removing the channel removes everywhere."""
+
 import torch
 import torch.nn as nn
 

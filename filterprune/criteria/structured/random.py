@@ -1,4 +1,5 @@
 """``random`` — uniformly random channels: the control every comparison needs."""
+
 import torch
 
 from ..base import CRITERIA, Criterion
