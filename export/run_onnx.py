@@ -147,7 +147,8 @@ def load_images(
             ) as img:  # never another decoder (an EPS named .png: Ghostscript)
                 if img.width * img.height > MAX_PIXELS:
                     raise Usage(
-                        f"{p}: {img.width}x{img.height} pixels is more than {MAX_PIXELS} (a decompression bomb?)"
+                        f"{p}: {img.width}x{img.height} pixels is more than {MAX_PIXELS} "
+                        "(a decompression bomb?)"
                     )
                 img = img.convert(mode)
                 if resize:  # as filterprune evaluated it: shorter side to `resize`, then the center crop

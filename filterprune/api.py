@@ -4,7 +4,8 @@ Torch-Pruning's:
     import filterprune
     result = filterprune.prune(model, example_inputs, criterion="l1", sparsity=0.4, calib=loader,
                                ignored_layers=[model.fc])
-    result.model                    # the pruned module (the same object, pruned in place; inplace=False: a copy)
+    result.model                    # the pruned module (the same object, pruned in place;
+                                    # inplace=False: a copy)
     filterprune.save(result.model, "out/")
     again = filterprune.load("out/", model=MyNet())        # replays the pruning on a fresh dense module
 

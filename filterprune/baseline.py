@@ -56,8 +56,8 @@ def train_baseline(
     info = {"epochs": cfg.epochs, "train": cfg.to_dict(), **({"pretrained": loaded} if loaded else {})}
     for key in loaded.get("head_replaced", []) if loaded else []:
         say(
-            f"pretrained: {key} replaced ({loaded.get('categories')} classes in the weights, {spec.num_classes} "
-            "in the data): trained from scratch with the rest"
+            f"pretrained: {key} replaced ({loaded.get('categories')} classes in the weights, "
+            f"{spec.num_classes} in the data): trained from scratch with the rest"
         )
     if cfg.epochs == 0:
         return model, info
@@ -144,8 +144,8 @@ def load_checkpoint_into(spec: ModelSpec, path: str) -> nn.Module:
     replaced = load_checkpoint_weights(model, read_state_dict(p), spec, str(p))
     if replaced:
         say(
-            f"checkpoint: classifier head {', '.join(replaced['head_replaced'])} replaced (another class count); "
-            "it is trained with the rest"
+            f"checkpoint: classifier head {', '.join(replaced['head_replaced'])} replaced "
+            "(another class count); it is trained with the rest"
         )
         model.filterprune_loaded = replaced  # noqa: B010  (read by the report's model_source)
     return model

@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--runtime",
         type=str_list,
         default=("torch", "onnxruntime"),
-        help="torch,onnxruntime (default), openvino (pip install 'filterprune[openvino]'; from the same ONNX files)",
+        help="torch,onnxruntime (default), openvino (pip install 'filterprune[openvino]'; "
+        "from the same ONNX files)",
     )
     b.add_argument("--device", type=str_list, default=("auto",), help="torch devices: auto, cpu, cuda")
     b.add_argument(
@@ -248,7 +249,8 @@ COMMANDS = {
 
 
 def _flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
-    """key -> how ``command`` spells it (``bench_iters`` is ``--bench-iters`` in compress, ``--iters`` in bench)."""
+    """key -> how ``command`` spells it (``bench_iters`` is ``--bench-iters`` in compress, ``--iters`` in
+    bench)."""
     sub = next(a for a in parser._actions if a.dest == "command").choices[command]
     return {a.dest: (a.option_strings or [a.dest])[0] for a in sub._actions}
 

@@ -525,7 +525,8 @@ class CompressConfig:
 
     @classmethod
     def of(cls, **values) -> CompressConfig:
-        """From keys (``model="vgg16", criterion="l1", sparsity=0.4, epochs=2``): the flags' names with '_'."""
+        """From keys (``model="vgg16", criterion="l1", sparsity=0.4, epochs=2``): the flags' names
+        with '_'."""
         keys = all_keys()
         unknown = sorted(set(values) - set(keys))
         if unknown:

@@ -189,7 +189,8 @@ def check_same_network(model: nn.Module) -> None:
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
-    """The model to train: DDP around ``model`` in a session (its parameters stay ``model``'s), else itself."""
+    """The model to train: DDP around ``model`` in a session (its parameters stay ``model``'s), else
+    itself."""
     if not _session:
         return model
     check_same_network(model)

@@ -188,8 +188,8 @@ def _folder_size(dataset: str | None, native: dict, weights: str | None) -> int 
         return None
     if weights is not None:
         say(
-            f"note: the images are about {side} px, upsampled to {native['image_size']} as the pretrained weights "
-            f"expect (--image-size {side} trains at their size)"
+            f"note: the images are about {side} px, upsampled to {native['image_size']} "
+            f"as the pretrained weights expect (--image-size {side} trains at their size)"
         )
         return None
     say(

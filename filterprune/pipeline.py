@@ -87,7 +87,8 @@ def _compress(cfg: CompressConfig, device: torch.device, given: Given | None) ->
     out = outputs.write_folder(s.out, fill, cfg.output.overwrite)
     r = written["report"]
     say(
-        f"done: dense top-1 {100 * r['dense']['accuracy']:.2f}% -> pruned {100 * r['pruned']['accuracy']:.2f}%, "
+        f"done: dense top-1 {100 * r['dense']['accuracy']:.2f}% "
+        f"-> pruned {100 * r['pruned']['accuracy']:.2f}%, "
         f"MACs {r['dense']['macs'] / 1e6:.1f}M -> {r['pruned']['macs'] / 1e6:.1f}M "
         f"({r['theoretical_speedup']:.2f}x); outputs in {out}/"
     )

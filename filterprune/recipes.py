@@ -39,8 +39,9 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "default": Recipe(
-        help="the baseline's optimizer and schedule (SGD, cosine) at half its lr after a 1/2-epoch warm-up, as "
-        "many epochs as the baseline's (at least 8; 16 for >= 100 classes), crop + flip + rotation",
+        help="the baseline's optimizer and schedule (SGD, cosine) at half its lr after a 1/2-epoch "
+        "warm-up, as many epochs as the baseline's (at least 8; 16 for >= 100 classes), "
+        "crop + flip + rotation",
         optimizer=None,
         lr=None,
         lr_factor=0.5,
@@ -55,7 +56,8 @@ RECIPES: dict[str, Recipe] = {
         weight_decay=5e-4,
     ),
     "plain": Recipe(
-        help="filterprune 0.1's finetune: the baseline's optimizer and schedule at a tenth of its lr, 3 epochs",
+        help="filterprune 0.1's finetune: the baseline's optimizer and schedule at a tenth of its lr, "
+        "3 epochs",
         optimizer=None,
         lr=None,
         lr_factor=0.1,

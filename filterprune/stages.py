@@ -45,7 +45,8 @@ from .train import NonFiniteLoss, TrainConfig, evaluate, train
 
 @dataclass(frozen=True)
 class Setup:
-    """What a run is, fixed before any training: its options, where it writes, the criterion, data and spec."""
+    """What a run is, fixed before any training: its options, where it writes, the criterion, data and
+    spec."""
 
     cfg: CompressConfig
     device: torch.device

@@ -319,8 +319,9 @@ class FolderData:
     def describe(self) -> str:
         val = f" / {len(self.val)} validation" if self.val else ""
         return (
-            f"{self.name}: {len(self.train)} train{val} / {len(self.test)} test images, streamed from disk at "
-            f"3x{self.image_size}x{self.image_size} (resize {self.resize_size} + center crop for evaluation), "
+            f"{self.name}: {len(self.train)} train{val} / {len(self.test)} test images, "
+            f"streamed from disk at 3x{self.image_size}x{self.image_size} "
+            f"(resize {self.resize_size} + center crop for evaluation), "
             f"{self.num_classes} classes, mean/std {self.mean_from} ({self.workers} loader workers)"
         )
 
@@ -406,7 +407,8 @@ class LoaderData:
     def describe(self) -> str:
         return (
             f"{self.name}: {len(self.y_train)} train / {len(self.y_test)} test images, "
-            f"{self.in_channels}x{self.image_size}x{self.image_size}, {self.num_classes} classes ({self.source})"
+            f"{self.in_channels}x{self.image_size}x{self.image_size}, "
+            f"{self.num_classes} classes ({self.source})"
         )
 
 

@@ -24,7 +24,10 @@ from ..errors import UsageError
 from ..state_dict import check_finite
 from .registry import MODELS
 
-LIST_HINT = "list them with: python -c \"import timm; print(timm.list_models())\" (a pattern: timm.list_models('*resnet*'))"
+LIST_HINT = (
+    'list them with: python -c "import timm; print(timm.list_models())" '
+    "(a pattern: timm.list_models('*resnet*'))"
+)
 
 
 @contextlib.contextmanager

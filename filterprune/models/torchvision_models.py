@@ -59,7 +59,8 @@ def weights_file(w) -> Path:
 
 @MODELS.register(
     "tv:",
-    help="any torchvision classifier, e.g. tv:mobilenet_v2 (the names of torchvision.models.list_models(module=torchvision.models))",
+    help="any torchvision classifier, e.g. tv:mobilenet_v2 "
+    "(the names of torchvision.models.list_models(module=torchvision.models))",
 )
 def torchvision_model(name, num_classes, in_channels, image_size, args=None, weights=None):
     _check_name(name)
@@ -133,7 +134,8 @@ def pretrained(spec) -> tuple[nn.Module, dict]:
     if not path.is_file():
         raise UsageError(
             f"pretrained weights for tv:{name} ({w}) not in the torch hub cache: place "
-            f"{os.path.basename(w.url)} at {path} (TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}), "
+            f"{os.path.basename(w.url)} at {path} "
+            f"(TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}), "
             "or pass --checkpoint FILE"
         )
     _warn_if_not_published(path, name)

@@ -127,14 +127,15 @@ class LatencyTable:
             if self.measured == 0:
                 self._started = time.perf_counter()
                 say(
-                    f"latency table: timing single convs on {self.runtime} at batch {self.batch}, {self.threads} "
-                    f"thread(s) ({len(self.table)} cached in {self.path.parent})"
+                    f"latency table: timing single convs on {self.runtime} at batch {self.batch}, "
+                    f"{self.threads} thread(s) ({len(self.table)} cached in {self.path.parent})"
                 )
             self.table[key] = self._measure(site, cin, cout)
             self.measured += 1
             if self.measured % PROGRESS_EVERY == 0:  # a long table is not silence
                 say(
-                    f"latency table: {self.measured} convs timed ({time.perf_counter() - self._started:.0f} s)"
+                    f"latency table: {self.measured} convs timed "
+                    f"({time.perf_counter() - self._started:.0f} s)"
                 )
         return self.table[key]
 
@@ -244,7 +245,8 @@ def hardware_aware(
     table.save()
     if log:
         log(
-            f"round-to auto: {table.measured} conv latencies measured ({table.runtime}, batch {table.batch}); "
+            f"round-to auto: {table.measured} conv latencies measured "
+            f"({table.runtime}, batch {table.batch}); "
             f"kept {sum(search.cur)} of {sum(channels)} channels, modelled {search.best_eff:.0f} MACs/ms"
         )
     return search.cur

@@ -140,7 +140,8 @@ class _ShapeRecorder(TorchFunctionMode):
             and args
             and isinstance(args[0], torch.Tensor)
         ):
-            # the op that made the tensor comes first; a no-op returning it later (eval Dropout) must not overwrite
+            # the op that made the tensor comes first; a no-op returning it later (eval Dropout) must
+            # not overwrite
             self.shapes.setdefault(out.grad_fn, (tuple(args[0].shape), tuple(out.shape)))
         return out
 
@@ -222,8 +223,8 @@ def _deps_touching(node) -> list:
 
 
 def _settle_concats(DG: tp.DependencyGraph) -> None:
-    """A concat whose input widths torch-pruning cannot infer (its recursion gives up after 500 nodes: Swin-S/B's
-    patch merging after 18 blocks) makes its mapping raise; it becomes opaque instead."""
+    """A concat whose input widths torch-pruning cannot infer (its recursion gives up after 500 nodes:
+    Swin-S/B's patch merging after 18 blocks) makes its mapping raise; it becomes opaque instead."""
     for node in list(DG.module2node.values()):
         if node.type == ops.OPTYPE.CONCAT:
             try:
@@ -275,7 +276,8 @@ def _channel_groups(DG: tp.DependencyGraph, module: nn.Module, out: bool) -> int
 
 
 def channel_groups(DG: tp.DependencyGraph, ignored: list[nn.Module]) -> list[ChannelGroup]:
-    """All groups rooted at a conv or linear layer, in graph order; those with ``opaque`` set must stay whole."""
+    """All groups rooted at a conv or linear layer, in graph order; those with ``opaque`` set must stay
+    whole."""
     ignored_all = [m for layer in ignored for m in layer.modules()]
     result = []
     for group in DG.get_all_groups(

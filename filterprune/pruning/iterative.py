@@ -36,7 +36,8 @@ def prune_in_steps(
     steps: int = 1,
     finetune: Callable[[nn.Module, int], None] | None = None,
 ) -> PruneResult:
-    """Prune ``model`` in place in ``steps`` cycles; ``finetune(model, i)`` runs after every step but the last.
+    """Prune ``model`` in place in ``steps`` cycles; ``finetune(model, i)`` runs after every step but
+    the last.
 
     The returned history is the concatenation of the steps' histories: replayed in order on the dense
     model it rebuilds the final network.

@@ -14,13 +14,13 @@ latency on the user's runtime, instead of a per-layer sparsity.
    costs half of what it carries, so no stage is thinned to its floor just because its channels are
    cheap; a conv's latency is felt by both groups that set its widths.
 3. **Measure and iterate**: the candidate network is built and timed against the dense one on the
-   target (interleaved; the lower quartile of the per-round speedups counts); the budget is corrected by the measured/target ratio (bounded by
-   bisection) until the measured speedup is at the target or up to ``TOLERANCE`` above it. If no
-   solver plan reaches it, the criterion's own allocation at a sparsity, with ``--round-to auto``'s
-   aligned widths, is searched the same way (what the conv-sum model misses, per-op overheads at batch 1
-   and layout reorders at narrow widths, hurts near-uniform widths least). The plan kept is one that
-   reached the target (else one within ``TOLERANCE`` below), giving away the least importance. A target
-   the floors cannot reach is refused with the best reachable figure.
+   target (interleaved; the lower quartile of the per-round speedups counts); the budget is corrected by
+   the measured/target ratio (bounded by bisection) until the measured speedup is at the target or up to
+   ``TOLERANCE`` above it. If no solver plan reaches it, the criterion's own allocation at a sparsity,
+   with ``--round-to auto``'s aligned widths, is searched the same way (what the conv-sum model misses,
+   per-op overheads at batch 1 and layout reorders at narrow widths, hurts near-uniform widths least).
+   The plan kept is one that reached the target (else one within ``TOLERANCE`` below), giving away the
+   least importance. A target the floors cannot reach is refused with the best reachable figure.
 """
 
 from __future__ import annotations
@@ -180,7 +180,8 @@ def solve(importance: Importance, floors: list[int], latency: ModelLatency, budg
 
 # --------------------------------------------------------------------------------- measured timing
 def runner(model: nn.Module, x: torch.Tensor, runtime: str, threads: int | None) -> Callable[[], None]:
-    """One inference of ``model`` on ``x`` in the target runtime (the ONNX runtimes from an in-memory export)."""
+    """One inference of ``model`` on ``x`` in the target runtime (the ONNX runtimes from an in-memory
+    export)."""
     model = model.eval()
     if runtime.startswith("torch"):
         return torch_runner(model, x, torch.device("cuda" if runtime == "torch:cuda" else "cpu"))

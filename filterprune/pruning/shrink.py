@@ -61,7 +61,8 @@ def _unit_scores(cg, raw: torch.Tensor) -> torch.Tensor:
 
 
 def _decision(cg, scores: torch.Tensor, keep: int) -> tuple | None:
-    """(handler, channel indices to remove) keeping the ``keep`` best-scored units; None: nothing to remove."""
+    """(handler, channel indices to remove) keeping the ``keep`` best-scored units; None: nothing to
+    remove."""
     drop = torch.argsort(scores, stable=True)[: cg.units - keep]
     if len(drop) == 0:
         return None

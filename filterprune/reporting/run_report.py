@@ -30,7 +30,8 @@ def markdown(r: Report) -> str:
     lines = [
         f"# {portable(r['model'])} · {r['criterion']} · sparsity {r['sparsity']:g} ({r['scope']})",
         "",
-        f"Data: {r['dataset']['name']} ({r['dataset']['train']} train / {r['dataset'].get('val', 0)} validation / "
+        f"Data: {r['dataset']['name']} ({r['dataset']['train']} train / "
+        f"{r['dataset'].get('val', 0)} validation / "
         f"{r['dataset']['test']} test; "
         f"{r['dataset']['source']}). Input: {_input(r)}. Device: {r['device']}. Seed: {r['seed']}.",
         "",
@@ -64,8 +65,9 @@ def markdown(r: Report) -> str:
             f" ({step['asked_latency_ms']:g} ms)" if step["asked_latency_ms"] else ""
         )
         lines += [
-            f"{head} on {step['runtime']}, batch {step['batch']}, {step['threads']} thread(s): asked {asked}, "
-            f"measured **{step['measured_speedup']:.2f}x** in 3 of 4 rounds (median {step.get('median_speedup', step['measured_speedup']):.2f}x: "
+            f"{head} on {step['runtime']}, batch {step['batch']}, {step['threads']} thread(s): "
+            f"asked {asked}, measured **{step['measured_speedup']:.2f}x** in 3 of 4 rounds "
+            f"(median {step.get('median_speedup', step['measured_speedup']):.2f}x: "
             f"{step['dense_ms']:.2f} → {step['pruned_ms']:.2f} ms) "
             f"after {len(step['iterations'])} candidate(s); {step['conv_latencies_measured']} conv latencies "
             "measured. Widths per group: " + ", ".join(f"{k} {v}" for k, v in step["widths"].items()) + ".",
@@ -86,7 +88,8 @@ def markdown(r: Report) -> str:
     ft, sc = r["finetune"], r.get("scratch")
     if ft["history"]:
         lines += [
-            f"Finetune: recipe {ft.get('recipe')}, distillation {ft.get('distill')}, {_n(len(ft['history']), 'epoch')}; "
+            f"Finetune: recipe {ft.get('recipe')}, distillation {ft.get('distill')}, "
+            f"{_n(len(ft['history']), 'epoch')}; "
             f"kept epoch {ft.get('kept_epoch')} (best validation top-1)."
             + (
                 f" From-scratch control ({sc['epochs']} epochs): top-1 {100 * sc['accuracy']:.2f}%."
@@ -100,7 +103,8 @@ def markdown(r: Report) -> str:
     m = r["machine"]
     lines += [
         "",
-        f"Machine: {m['cpu']} ({_n(m['cores'], 'core')}, {_n(m['torch_threads'], 'torch thread')}), GPU: {m['gpu']}; "
+        f"Machine: {m['cpu']} ({_n(m['cores'], 'core')}, {_n(m['torch_threads'], 'torch thread')}), "
+        f"GPU: {m['gpu']}; "
         f"torch {m['torch']}, onnxruntime {m['onnxruntime']}, torch-pruning {m['torch_pruning']}.",
         f"Stage times (s): {', '.join(f'{k} {v:.1f}' for k, v in r['timings_s'].items())}.",
         "",
@@ -147,8 +151,8 @@ def _latency(r: Report) -> list[str]:
         ["## Latency (median of interleaved runs)", ""]
         + ([quiet.warning({"busy": True, "why": busy}), ""] if busy else [])
         + [
-            "Precision: what the runtime computed in (int8: the quantized files); speedup against dense at the "
-            "same precision, and against dense fp32 on the same runtime.",
+            "Precision: what the runtime computed in (int8: the quantized files); speedup against dense "
+            "at the same precision, and against dense fp32 on the same runtime.",
             "",
             "| runtime | device | precision | batch | dense ms | pruned ms | speedup | vs dense fp32 | "
             f"efficiency |{mcols[0]}",

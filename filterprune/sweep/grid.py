@@ -1,4 +1,5 @@
-"""A sweep file (YAML) -> the list of runs it stands for, each a validated ``CompressConfig`` with a stable id.
+"""A sweep file (YAML) -> the list of runs it stands for, each a validated ``CompressConfig`` with a
+stable id.
 
     name: lajic                  # optional; default: the file's stem
     base: {model: vgg16, ...}    # CompressConfig fields shared by every run
@@ -7,7 +8,8 @@
       task:                      # a linked axis (any other name): each entry sets several fields together
         - {dataset: cifar10, finetune_epochs: 10}
         - {dataset: cifar100, finetune_epochs: 20}
-    include:                     # extra single runs, each a mapping of fields over base (not crossed with grid)
+    include:                     # extra single runs, each a mapping of fields over base
+                                 # (not crossed with grid)
       - {criterion: imp, imp_iterations: 4}
     resources: {num_cpus: 1, num_gpus: 0.5}   # per run, for --executor ray (not part of the sweep's identity)
 

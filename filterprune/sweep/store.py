@@ -98,7 +98,8 @@ class SweepStore:
         self._take_lock()
         if takeover:  # under the lock: no other sweep is running there
             say(
-                f"sweep: note: nothing of sweep {found} finished in {self.root}; resuming there as {sweep.sweep_id}"
+                f"sweep: note: nothing of sweep {found} finished in {self.root}; "
+                f"resuming there as {sweep.sweep_id}"
             )
             self._clear()
             found = None

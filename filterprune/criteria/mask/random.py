@@ -1,5 +1,6 @@
 """``rand`` — random unstructured mask (scores ~ N(0, 1), seeded), the seed studies' Rand; unlike the
-structured ``random`` the channel choice goes through a mask, so filters differ only by chance in kept density."""
+structured ``random`` the channel choice goes through a mask, so filters differ only by chance in kept
+density."""
 
 import torch
 
