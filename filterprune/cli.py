@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from . import reporting  # cheap: its report (pandas, torch) loads on first use
+from .catalog import CRITERIA, DATASETS, MODELS
 from .config import GROUPS, TITLES, Bench, CompressConfig, Export, all_keys
 from .errors import UsageError
 from .guard import Exit, finish, guarded
@@ -230,9 +231,7 @@ def _report(a) -> None:
 
 
 def _list(a) -> None:
-    from . import criteria, data, models  # the registries import torch: only `list` pays for them
-
-    reg = {"models": models.MODELS, "criteria": criteria.CRITERIA, "datasets": data.DATASETS}[a.what]
+    reg = {"models": MODELS, "criteria": CRITERIA, "datasets": DATASETS}[a.what]  # torch-free: fast
     for name in reg.names():
         print(f"{name:20s} {reg.help(name)}")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import limits, safeload
 from . import options as opt
+from .catalog import CRITERIA, DATASETS
 from .errors import UsageError
 from .masks import MaskConfig
 from .options import all_at_least, in_range, int_list, option, round_to, str_list
@@ -40,16 +41,12 @@ def _criteria():
 def _registered(registry: str):
     """A check that the value names an entry of a registry (imported only when checked)."""
 
-    def check(key: str, value) -> None:  # the registries import torch: only when a value is checked
+    def check(key: str, value) -> None:
         if registry == "recipes":
             if value not in RECIPES:
                 raise UsageError(f"unknown {key} {value!r}; valid: {', '.join(RECIPES)}", (key,))
-        elif registry == "criteria":
-            _criteria().CRITERIA.get(value)
         else:
-            from .data import DATASETS  # imports torch (see _criteria)
-
-            DATASETS.get(value)
+            (CRITERIA if registry == "criteria" else DATASETS).check(value)
 
     return check
 

@@ -159,4 +159,4 @@ def test_a_criterion_added_from_outside_the_package_runs_the_pipeline(tmp_path):
         r = json.loads((out / "report.json").read_text())
         assert r["criterion"] == "test-l2" and r["layers"][0]["channels_after"] == 8
     finally:
-        CRITERIA._items.pop("test-l2"), CRITERIA._help.pop("test-l2")
+        CRITERIA.unregister("test-l2")

@@ -1,4 +1,4 @@
-"""What every channel criterion is made of: the ``CRITERIA`` table it registers in, the ``Criterion`` base
+"""What every channel criterion is made of: the ``CRITERIA`` table (``catalog.py``), the ``Criterion`` base
 class, the ``PruneContext`` it may use, and ``root_of`` (the layer whose filters a group removes)."""
 
 from __future__ import annotations
@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from ..registry import Registry
-
-CRITERIA: Registry = Registry("criterion")
+from ..catalog import CRITERIA
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Datasets by name. Every source is loaded into the same in-memory form (``images.ImageData``: uint8
 NCHW tensors + labels), so training, calibration and evaluation code never cares where images came
-from; ``registry.DATASETS`` is the table every dataset file registers in, ``loader.make_loader`` batches.
+from; ``catalog.DATASETS`` names every dataset, ``loader.make_loader`` batches.
 
 Parameterised names: ``npz:PATH`` and ``imagefolder:PATH``. The offline default is ``digits``
 (scikit-learn's bundled handwritten digits), which needs no file and no network.
@@ -11,12 +11,12 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+from ..catalog import DATASETS
 from ..config import DEFAULT_DATA_ROOT  # defined once, with the option
 from ..log import say
-from . import embedded, files, synthetic, torchvision_sets  # noqa: F401  (registration)
+from . import torchvision_sets
 from .images import ImageData
 from .loader import make_loader
-from .registry import DATASETS
 
 __all__ = ["DATASETS", "ImageData", "load_data", "load_dataset", "make_loader", "resolve_default_dataset"]
 

@@ -7,15 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from .images import ImageData
-from .registry import DATASETS
 
 SIZE = 32
 TEST_FRACTION = 0.2
 
 
-@DATASETS.register(
-    "digits", help="embedded real dataset (scikit-learn digits, 32x32x3); needs no file or network"
-)
 def digits(root) -> ImageData:
     from sklearn.datasets import load_digits
 

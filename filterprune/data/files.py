@@ -9,7 +9,6 @@ import torch
 
 from ..errors import UsageError
 from .images import ImageData
-from .registry import DATASETS
 from .stream import FolderData
 
 NPZ_TEST_FRACTION = 0.2
@@ -73,16 +72,10 @@ def read_npz(path: Path, name: str) -> ImageData:
     return ImageData(name, xtr, ytr, xte, yte, names, source=str(path), flip=xtr.shape[1] == 3)
 
 
-@DATASETS.register("npz:", help="npz:PATH with x_train/y_train/x_test/y_test (uint8 NCHW) or x/y")
 def npz(path: Path) -> ImageData:
     return read_npz(path, f"npz:{path}")
 
 
-@DATASETS.register(
-    "imagefolder:",
-    help="imagefolder:PATH with PATH/train/<class>/* and PATH/test|val/<class>/*, "
-    "streamed from disk at --image-size",
-)
 def imagefolder(
     path: Path,
     image_size: int = 32,

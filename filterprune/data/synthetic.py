@@ -5,13 +5,8 @@ pruned, exported and timed without images."""
 import torch
 
 from .images import ImageData
-from .registry import DATASETS
 
 
-@DATASETS.register(
-    "synthetic",
-    help="random 3xNxN images at the model's input size, 10 classes (shapes only; no learnable signal)",
-)
 def synthetic(root, image_size: int | None = None, n_train=512, n_test=128, classes=10) -> ImageData:
     size = image_size or 32
     g = torch.Generator().manual_seed(0)

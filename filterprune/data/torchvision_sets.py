@@ -15,7 +15,6 @@ import torch
 from ..errors import UsageError
 from .files import read_npz
 from .images import ImageData
-from .registry import DATASETS
 
 # name -> (torchvision class, its folder under root, npz stems, horizontal flip allowed)
 _SOURCES = {
@@ -87,13 +86,6 @@ def _load(name: str, root: Path) -> ImageData:
     )
 
 
-def _register(name):
-    @DATASETS.register(
-        name, help=f"{name} from --data-root (torchvision layout or {_SOURCES[name][2][0]}.npz)"
-    )
-    def load(root: Path) -> ImageData:
-        return _load(name, root)
-
-
-for _n in _SOURCES:
-    _register(_n)
+def load(root: Path, *, name: str) -> ImageData:
+    """The benchmark set ``name`` (a key of ``_SOURCES``) from ``root``."""
+    return _load(name, root)

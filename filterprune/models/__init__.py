@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from .. import limits
 from ..errors import UsageError
-from . import mlp, resnet_cifar, timm_models, torchvision_models, vgg  # noqa: F401  (registration)
+from . import timm_models, torchvision_models
 from .factory import build_factory, is_factory_ref, resolve
 from .registry import MAX_IMAGE_SIZE, MODELS, ModelSpec, is_model_ref
 

@@ -3,10 +3,7 @@ which the seed study (Butler) uses for its MNIST runs."""
 
 import torch.nn as nn
 
-from .registry import MODELS
 
-
-@MODELS.register("mlp", help="fully-connected 784-100x5-10 (SynFlow's fc, L=6, N=100) for MNIST")
 def mlp(num_classes, in_channels, image_size, depth=6, width=100):
     layers, fan_in = [nn.Flatten()], in_channels * image_size * image_size
     for _ in range(depth - 1):

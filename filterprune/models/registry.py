@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..registry import Registry
+from ..catalog import MODELS
 from ..safeload import MAX_ARGS_BYTES, check_writable
 from .factory import is_factory_ref
 
-MODELS: Registry = Registry("model", prefixes=("tv:", "timm:"))
 MAX_IMAGE_SIZE = 4096  # the largest input side a saved model description may state
 
 

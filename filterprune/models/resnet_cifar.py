@@ -7,8 +7,6 @@ not a module, so a dependency graph cannot follow it.
 import torch.nn as nn
 import torchvision
 
-from .registry import MODELS
-
 
 class BasicBlock(nn.Module):
     def __init__(self, cin, cout, stride):
@@ -53,14 +51,9 @@ class CifarResNet(nn.Module):
         return self.fc(self.pool(x).flatten(1))
 
 
-def _register_cifar(depth):
-    @MODELS.register(f"resnet{depth}", help=f"CIFAR ResNet-{depth} (3 stages of 16/32/64 channels)")
-    def build(num_classes, in_channels, image_size):
-        return CifarResNet(depth, num_classes, in_channels)
-
-
-for _d in (20, 32, 56, 110):
-    _register_cifar(_d)
+def cifar_resnet(num_classes, in_channels, image_size, *, depth: int):
+    """CIFAR ResNet-``depth`` (3 stages of 16/32/64 channels)."""
+    return CifarResNet(depth, num_classes, in_channels)
 
 
 def _cifar_stem(model: nn.Module, in_channels: int) -> nn.Module:
@@ -70,11 +63,9 @@ def _cifar_stem(model: nn.Module, in_channels: int) -> nn.Module:
     return model
 
 
-@MODELS.register("resnet18", help="ResNet-18 (torchvision blocks) with a CIFAR stem")
 def resnet18(num_classes, in_channels, image_size):
     return _cifar_stem(torchvision.models.resnet18(num_classes=num_classes), in_channels)
 
 
-@MODELS.register("resnet50", help="ResNet-50 (torchvision blocks) with a CIFAR stem")
 def resnet50(num_classes, in_channels, image_size):
     return _cifar_stem(torchvision.models.resnet50(num_classes=num_classes), in_channels)

@@ -22,7 +22,6 @@ import torch.nn as nn
 
 from ..errors import UsageError
 from ..state_dict import check_finite
-from .registry import MODELS
 
 LIST_HINT = (
     'list them with: python -c "import timm; print(timm.list_models())" '
@@ -76,9 +75,6 @@ def _check_name(name: str):
     return timm
 
 
-@MODELS.register(
-    "timm:", help="any timm model, e.g. timm:resnet18 (optional extra: pip install 'filterprune[timm]')"
-)
 def timm_model(name, num_classes, in_channels, image_size, args=None, weights=None):
     """The architecture, random init (pretrained weights: ``pretrained``, from the local caches)."""
     timm = _check_name(name)

@@ -24,7 +24,6 @@ import torchvision
 
 from ..errors import UsageError
 from ..state_dict import check_finite, read_state_dict
-from .registry import MODELS
 
 _NO_AUX = {"googlenet", "inception_v3"}
 _TRANSFORM_INPUT = {"googlenet", "inception_v3"}  # their pretrained weights expect transform_input=True
@@ -57,11 +56,6 @@ def weights_file(w) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
 
 
-@MODELS.register(
-    "tv:",
-    help="any torchvision classifier, e.g. tv:mobilenet_v2 "
-    "(the names of torchvision.models.list_models(module=torchvision.models))",
-)
 def torchvision_model(name, num_classes, in_channels, image_size, args=None, weights=None):
     _check_name(name)
     kwargs = {**(args or {}), "weights": None, "num_classes": num_classes}

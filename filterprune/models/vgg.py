@@ -7,8 +7,6 @@
 
 import torch.nn as nn
 
-from .registry import MODELS
-
 CFGS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -65,14 +63,9 @@ class VGG(nn.Module):
         return self.classifier(self.pool(self.features(x)).flatten(1))
 
 
-def _register(name, cfg):
-    @MODELS.register(name, help=f"CIFAR {name.upper()} with BatchNorm")
-    def build(num_classes, in_channels, image_size):
-        return VGG(cfg, num_classes, in_channels, batch_norm=True)
-
-
-for _name, _cfg in CFGS.items():
-    _register(_name, _cfg)
+def vgg_bn(num_classes, in_channels, image_size, *, cfg: str):
+    """CIFAR VGG ``cfg`` (a key of ``CFGS``) with BatchNorm."""
+    return VGG(CFGS[cfg], num_classes, in_channels, batch_norm=True)
 
 
 class LotteryVGG(VGG):
@@ -89,9 +82,5 @@ class LotteryVGG(VGG):
                 nn.init.zeros_(m.bias)
 
 
-@MODELS.register(
-    "vgg16-lottery",
-    help="seed studies' VGG16: conv with bias, no BN, average-pooled head (313,478,154 FLOPs)",
-)
 def vgg16_lottery(num_classes, in_channels, image_size):
     return LotteryVGG(CFGS["vgg16"], num_classes, in_channels)

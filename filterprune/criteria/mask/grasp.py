@@ -7,16 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from ...masks.schedule import calibration_batches
-from ..base import CRITERIA
 from .base import MaskCriterion
 
 TEMPERATURE = 200
 EPS = 1e-10
 
 
-@CRITERIA.register(
-    "grasp", help="GraSP w*Hg keep-score (logits/200) mask -> channel saliency (Wang et al. 2020)"
-)
 class Grasp(MaskCriterion):
     name = "grasp"
 

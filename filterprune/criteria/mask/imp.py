@@ -3,13 +3,9 @@
 
 from ...errors import UsageError
 from ...masks.schedule import imp
-from ..base import CRITERIA
 from .base import MaskCriterion
 
 
-@CRITERIA.register(
-    "imp", help="Iterative Magnitude Pruning with rewinding (--imp-iterations) -> channel saliency"
-)
 class IMP(MaskCriterion):
     name = "imp"
 

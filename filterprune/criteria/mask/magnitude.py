@@ -1,11 +1,9 @@
 """``mag`` — one-shot magnitude pruning: the mask keeps the largest |w| (global by default); the
 structured ``magnitude`` (``structured/magnitude.py``) scores whole channels by their coupled L2 norm."""
 
-from ..base import CRITERIA
 from .base import MaskCriterion
 
 
-@CRITERIA.register("mag", help="unstructured |w| mask at compression c -> channel saliency")
 class Mag(MaskCriterion):
     name = "mag"
 

@@ -4,11 +4,9 @@ density."""
 
 import torch
 
-from ..base import CRITERIA
 from .base import MaskCriterion
 
 
-@CRITERIA.register("rand", help="random unstructured mask at compression c -> channel saliency")
 class Rand(MaskCriterion):
     name = "rand"
 

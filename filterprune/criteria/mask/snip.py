@@ -4,11 +4,9 @@ the summed per-batch cross-entropy over the calibration batches, eval mode, norm
 import torch.nn.functional as F
 
 from ...masks.schedule import calibration_batches
-from ..base import CRITERIA
 from .base import MaskCriterion
 
 
-@CRITERIA.register("snip", help="SNIP |g*w| mask at compression c -> channel saliency (Lee et al. 2019)")
 class Snip(MaskCriterion):
     name = "snip"
 

@@ -5,13 +5,9 @@ float64 (the reference's float32 can overflow on deep nets; the ranking is other
 
 import torch
 
-from ..base import CRITERIA
 from .base import MaskCriterion
 
 
-@CRITERIA.register(
-    "synflow", help="SynFlow data-free iterative mask (100 rounds) -> channel saliency (Tanaka et al. 2020)"
-)
 class SynFlow(MaskCriterion):
     name = "synflow"
     rounds_field = "synflow_rounds"

@@ -29,7 +29,7 @@ import torch.nn as nn
 from ...data import make_loader
 from ...errors import UsageError
 from ...tracing import eval_mode
-from ..base import CRITERIA, Criterion
+from ..base import Criterion
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
@@ -169,9 +169,6 @@ class SegmentRunner:
         return energy
 
 
-@CRITERIA.register(
-    "greedy", help="lowest output norm in the current network, re-measured (Lajić et al. 2025)"
-)
 class Greedy(Criterion):
     name = "greedy"
     sequential = True  # groups are scored one by one, each after the previous ones were pruned

@@ -2,10 +2,9 @@
 
 import torch
 
-from ..base import CRITERIA, Criterion, root_of
+from ..base import Criterion, root_of
 
 
-@CRITERIA.register("l1", help="L1 norm of the conv's own filter (Li et al. 2017)")
 class L1(Criterion):
     name = "l1"
 

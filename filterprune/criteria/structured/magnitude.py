@@ -5,7 +5,7 @@ group's layers. Unlike ``l1`` it sees what removing the channel removes everywhe
 import torch
 import torch.nn as nn
 
-from ..base import CRITERIA, Criterion
+from ..base import Criterion
 
 
 def _slices(module: nn.Module, idxs, out: bool):
@@ -32,7 +32,6 @@ def _slices(module: nn.Module, idxs, out: bool):
                 yield module.bias.detach()[idxs].unsqueeze(1)
 
 
-@CRITERIA.register("magnitude", help="group L2 norm over all coupled parameters, mean over layers")
 class Magnitude(Criterion):
     name = "magnitude"
 

@@ -2,10 +2,9 @@
 
 import torch
 
-from ..base import CRITERIA, Criterion
+from ..base import Criterion
 
 
-@CRITERIA.register("random", help="uniformly random channels (the baseline every study needs)")
 class Random(Criterion):
     name = "random"
 

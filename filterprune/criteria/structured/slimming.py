@@ -9,10 +9,9 @@ import torch
 import torch.nn as nn
 
 from ...errors import UsageError
-from ..base import CRITERIA, Criterion
+from ..base import Criterion
 
 
-@CRITERIA.register("slimming", help="|gamma| of the following BatchNorm, global threshold (Liu et al. 2017)")
 class Slimming(Criterion):
     name = "slimming"
     default_scope = "global"
