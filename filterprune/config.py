@@ -1,11 +1,12 @@
 """The options of every command, defined once, in groups that own their defaults, help and checks.
 
 ``Model``, ``Data``, ``Train`` (the baseline), ``Finetune``, ``Prune`` (criterion and ``Target``),
-``MaskOptions`` (the mask criteria's own), ``Bench`` and ``Output`` compose ``CompressConfig``; ``Export``
-is ``filterprune export``'s. The flags of ``compress``, ``train``, ``bench`` and ``export``, the sweep
-files' keys and the Python keywords are generated from these fields (``options.py``), so a knob has one
-name and one default everywhere. A new option is one field here. Importing this module is cheap (no
-torch); checks that need a registry import it when they run.
+``MaskOptions`` (the mask criteria's own), ``ImpOptions`` (criterion imp's), ``Bench`` and ``Output``
+compose ``CompressConfig``; ``Export`` is ``filterprune export``'s. The flags of ``compress``, ``train``,
+``bench`` and ``export``, the sweep files' keys and the Python keywords are generated from these fields
+(``options.py``), so a knob has one name and one default everywhere. A new option is one field here;
+one that only some criteria read is ``per_criterion`` and named in those criteria's ``reads``. Importing
+this module is cheap (no torch); checks that need a registry import it when they run.
 """
 
 from __future__ import annotations
@@ -301,7 +302,10 @@ class Prune:
     )
     steps: int = option(1, "reach the target in K prune -> finetune cycles", metavar="K", check=_positive)
     calib_batches: int = option(
-        8, "training batches for data-driven criteria (greedy, snip, grasp)", check=_positive
+        8,
+        "training batches for data-driven criteria (greedy, snip, grasp)",
+        check=_positive,
+        per_criterion=True,
     )
     mode: str = option(
         "shrink",
@@ -379,16 +383,29 @@ class MaskOptions:
         None,
         "mask keeps 10^-c of the weights (default: tied to the target: -2*log10(1-sparsity), 0.444 at s=0.4)",
         check=in_range(0),
+        per_criterion=True,
     )
-    mask_scope: str = option("global", "one mask threshold network-wide, or per layer", choices=SCOPES[::-1])
+    mask_scope: str = option(
+        "global", "one mask threshold network-wide, or per layer", choices=SCOPES[::-1], per_criterion=True
+    )
     mask_reduce: str = option(
         "density",
         "channel saliency: fraction of the filter the mask keeps, or its kept score sum",
         choices=("density", "sum"),
+        per_criterion=True,
     )
-    imp_iterations: int = option(2, "IMP train-prune-rewind cycles", check=_positive)
+
+    def validate(self) -> None:
+        opt.check_fields(self)
+
+
+@dataclass(frozen=True)
+class ImpOptions:
+    """Iterative Magnitude Pruning's own options (criterion imp)."""
+
+    imp_iterations: int = option(2, "train-prune-rewind cycles", check=_positive, per_criterion=True)
     imp_epochs: int | None = option(
-        None, "training epochs per IMP cycle (default: the finetune epochs)", check=_nonneg
+        None, "training epochs per cycle (default: the finetune epochs)", check=_nonneg, per_criterion=True
     )
 
     def validate(self) -> None:
@@ -492,6 +509,7 @@ GROUPS = {
     "finetune": Finetune,
     "prune": Prune,
     "mask": MaskOptions,
+    "imp": ImpOptions,
     "bench": Bench,
     "output": Output,
 }
@@ -502,6 +520,7 @@ TITLES = {
     "finetune": "finetuning",
     "prune": "pruning",
     "mask": "mask criteria (snip, grasp, synflow, mag, rand, imp)",
+    "imp": "criterion imp (train, prune, rewind)",
     "bench": "benchmark",
     "output": "output",
 }
@@ -517,6 +536,7 @@ class CompressConfig:
     train: Train = field(default_factory=Train)
     finetune: Finetune = field(default_factory=Finetune)
     mask: MaskOptions = field(default_factory=MaskOptions)
+    imp: ImpOptions = field(default_factory=ImpOptions)
     bench: Bench = field(default_factory=Bench)
     output: Output = field(default_factory=Output)
 
@@ -593,6 +613,20 @@ class CompressConfig:
                 ("precision",),
             )
 
+    def ignored(self) -> list[str]:
+        """Criterion-specific options given a value other than their default that the chosen criterion
+        does not read (``Criterion.reads``): worth a warning, not a refusal — a sweep sets them for a
+        grid of criteria."""
+        reads = set(getattr(_criteria().CRITERIA.get(self.prune.criterion), "reads", ()))
+        return [
+            opt.key_of(f)
+            for name in GROUPS
+            for f in opt.options(GROUPS[name])
+            if f.metadata["per_criterion"]
+            and opt.key_of(f) not in reads
+            and getattr(getattr(self, name), f.name) != f.default
+        ]
+
     def baseline_config(self):
         return self.train.train_config()
 
@@ -644,10 +678,11 @@ class CompressConfig:
         return replace(self.baseline_config(), epochs=self.train.epochs + ft.epochs * self.prune.steps)
 
     def mask_config(self, num_classes: int = 10):
-        m, ft = self.mask, self.finetune_config(num_classes)  # IMP trains the seed's way: no teacher
-        imp_train = replace(ft, epochs=ft.epochs if m.imp_epochs is None else m.imp_epochs, distill_alpha=0.0)
+        m, i = self.mask, self.imp
+        ft = self.finetune_config(num_classes)  # IMP trains the seed's way: no teacher
+        imp_train = replace(ft, epochs=ft.epochs if i.imp_epochs is None else i.imp_epochs, distill_alpha=0.0)
         c = m.compression if m.compression is not None else self.target.compression()
-        return MaskConfig(c, m.mask_scope, m.mask_reduce, m.imp_iterations, imp_train)
+        return MaskConfig(c, m.mask_scope, m.mask_reduce, i.imp_iterations, imp_train)
 
 
 def all_keys() -> dict[str, str]:

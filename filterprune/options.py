@@ -33,11 +33,13 @@ def option(
     metavar=None,
     negate: str | None = None,
     positional: bool = False,
+    per_criterion: bool = False,
 ):
     """A group field with its outside form: ``help`` (required), ``key`` (its flag / sweep / keyword name),
     ``parse`` (text -> value; default: the field's type), ``check`` (value -> None, raising ``UsageError``;
     ``choices`` are checked too), ``metavar``, ``negate`` (the flag of a boolean that defaults to True),
-    ``positional`` (a field without a default given first on the command line)."""
+    ``positional`` (a field without a default given first on the command line), ``per_criterion`` (read only
+    by the criteria that list its key in their ``reads``)."""
     meta = {
         "help": help,
         "key": key,
@@ -47,6 +49,7 @@ def option(
         "metavar": metavar,
         "negate": negate,
         "positional": positional,
+        "per_criterion": per_criterion,
     }
     return (
         dataclasses.field(metadata=meta)

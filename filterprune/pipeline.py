@@ -16,7 +16,7 @@ from .config import CompressConfig, Data, Model, Output, Train
 from .data import load_data
 from .fileio import cache_dir
 from .inputs import Given
-from .log import say
+from .log import log, say
 from .models.refs import model_ref, spec_for
 from .reporting.run_report import write_report
 from .reporting.schema import Report
@@ -57,6 +57,8 @@ def run(cfg: CompressConfig, given: Given | None = None) -> Compressed | None:
     DataLoaders (``filterprune.compress(model=net, train=..., test=...)``). None on the ranks of a
     ``--distributed`` run that do not write."""
     cfg.validate()
+    if ignored := cfg.ignored():
+        log.warning(f"criterion {cfg.prune.criterion} does not read {', '.join(ignored)}: ignored")
     t = cfg.train
     with distributed.session(t.distributed, resolve_device(t.device), t.batch_size) as device:
         return _compress(cfg, device, given)

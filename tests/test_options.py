@@ -2,6 +2,7 @@
 default, help text present), a valid sweep key and a Python keyword, all generated from the field."""
 
 import dataclasses
+import re
 
 import pytest
 
@@ -160,3 +161,32 @@ def test_a_criterion_added_from_outside_the_package_runs_the_pipeline(tmp_path):
         assert r["criterion"] == "test-l2" and r["layers"][0]["channels_after"] == 8
     finally:
         CRITERIA.unregister("test-l2")
+
+
+def test_criterion_options_are_declared_by_the_criteria_that_read_them():
+    """Each criterion-specific option is read by some criterion (``Criterion.reads``, next to its code),
+    every key a criterion reads is such an option, its help (or its group's title) names exactly the
+    criteria that read it, and one set for a criterion that ignores it is reported."""
+    from filterprune.catalog import CRITERIA
+    from filterprune.config import TITLES
+
+    names = CRITERIA.names()
+    readers: dict[str, set[str]] = {}
+    for n in names:
+        for key in CRITERIA.get(n).reads:
+            readers.setdefault(key, set()).add(n)
+    declared = {
+        key_of(f): (f.metadata["help"] + " " + TITLES[g])
+        for g, cls in GROUPS.items()
+        for f in options(cls)
+        if f.metadata["per_criterion"]
+    }
+    assert set(readers) == set(declared)
+    for key, text in declared.items():
+        named = {n for n in names if re.search(rf"\b{re.escape(n)}\b", text)}
+        assert named == readers[key], (key, named, readers[key])
+    cfg = CompressConfig.of(model="resnet20", criterion="l1", sparsity=0.3, imp_iterations=4, compression=1.0)
+    assert cfg.ignored() == ["compression", "imp_iterations"]
+    assert (
+        CompressConfig.of(model="resnet20", criterion="imp", sparsity=0.3, imp_iterations=4).ignored() == []
+    )

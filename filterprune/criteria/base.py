@@ -28,11 +28,14 @@ class PruneContext:
 class Criterion:
     """Base class. ``score(group)`` returns one score per root output channel, or None to leave the
     group unpruned. ``default_scope`` is the allocation the method's paper uses. A ``sequential`` criterion
-    measures the network as pruned so far: groups are scored and pruned one by one in execution order."""
+    measures the network as pruned so far: groups are scored and pruned one by one in execution order.
+    ``reads``: the criterion-specific options it uses (keys of the option groups declared ``per_criterion``);
+    such an option set for a criterion that does not read it is reported as ignored."""
 
     name = ""
     default_scope = "layerwise"
     sequential = False
+    reads: tuple[str, ...] = ()
 
     def check(self, model: nn.Module) -> None:
         """Raise UsageError if this criterion cannot apply to the architecture (called before training)."""

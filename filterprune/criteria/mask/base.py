@@ -18,6 +18,7 @@ from ..base import Criterion, root_of
 
 class MaskCriterion(Criterion):
     default_scope = "global"  # the channel threshold follows the mask's own allocation across layers
+    reads: tuple[str, ...] = ("compression", "mask_scope", "mask_reduce")
     rounds_field: str | None = None  # MaskConfig field holding the number of scoring rounds (SynFlow)
     masks: Masks | None = None
     dense_masks: Masks | None = None  # the mask on the unpruned model (with --steps, later steps re-mask)

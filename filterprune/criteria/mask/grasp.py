@@ -14,6 +14,7 @@ EPS = 1e-10
 
 
 class Grasp(MaskCriterion):
+    reads = (*MaskCriterion.reads, "calib_batches")
     name = "grasp"
 
     def weight_scores(self, model, layers, ctx):

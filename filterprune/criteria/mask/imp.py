@@ -7,6 +7,7 @@ from .base import MaskCriterion
 
 
 class IMP(MaskCriterion):
+    reads = (*MaskCriterion.reads, "imp_iterations", "imp_epochs")
     name = "imp"
 
     def make_mask(self, model, ctx, cfg):

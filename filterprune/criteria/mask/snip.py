@@ -8,6 +8,7 @@ from .base import MaskCriterion
 
 
 class Snip(MaskCriterion):
+    reads = (*MaskCriterion.reads, "calib_batches")
     name = "snip"
 
     def weight_scores(self, model, layers, ctx):

@@ -170,6 +170,7 @@ class SegmentRunner:
 
 
 class Greedy(Criterion):
+    reads = ("calib_batches",)
     name = "greedy"
     sequential = True  # groups are scored one by one, each after the previous ones were pruned
 
