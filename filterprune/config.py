@@ -47,9 +47,10 @@ def _registered(registry: str):
         elif registry == "criteria":
             _criteria().CRITERIA.get(value)
         else:
-            from .data import DATASETS  # imports torch (see _criteria)
+            from .data import DATASETS, check_classification  # imports torch (see _criteria)
 
             DATASETS.get(value)
+            check_classification(value, key)
 
     return check
 
