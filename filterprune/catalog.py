@@ -10,7 +10,7 @@ from __future__ import annotations
 from .registry import Registry
 
 MODELS: Registry = Registry("model", prefixes=("tv:", "timm:"))
-DATASETS: Registry = Registry("dataset", prefixes=("npz:", "imagefolder:"))
+DATASETS: Registry = Registry("dataset", prefixes=("npz:", "imagefolder:", "coco:", "yolo:"))
 CRITERIA: Registry = Registry("criterion")
 
 # models: a builder fn(num_classes, in_channels, image_size) -> nn.Module; prefixed ones take the name first
@@ -43,7 +43,7 @@ MODELS.add(
     "any timm model, e.g. timm:resnet18 (optional extra: pip install 'filterprune[timm]')",
 )
 
-# datasets: a loader fn(root) -> ImageData; prefixed ones take the path
+# datasets: a loader fn(root) -> ImageData; prefixed ones take the path; detection folders -> DetectionData
 DATASETS.add(
     "digits",
     "data.embedded:digits",
@@ -60,6 +60,18 @@ DATASETS.add(
     "data.files:imagefolder",
     "imagefolder:PATH with PATH/train/<class>/* and PATH/test|val/<class>/*, "
     "streamed from disk at --image-size",
+)
+DATASETS.add(
+    "coco:",
+    "data.coco:coco",
+    "coco:DIR with DIR/train|test/annotations.json + images/ (detection: boxes per image)",
+    "detection",
+)
+DATASETS.add(
+    "yolo:",
+    "data.yolo:yolo",
+    "yolo:DIR with DIR/data.yaml and DIR/train|test/images + labels/*.txt (detection)",
+    "detection",
 )
 for _set in ("cifar10", "cifar100", "mnist", "fashion-mnist", "svhn"):
     DATASETS.add(

@@ -10,7 +10,7 @@ import sys
 
 from . import reporting  # cheap: its report (pandas, torch) loads on first use
 from .catalog import CRITERIA, DATASETS, MODELS
-from .config import GROUPS, TITLES, Bench, CompressConfig, Export, all_keys
+from .config import DEFAULT_DATA_ROOT, GROUPS, TITLES, Bench, CompressConfig, Export, all_keys
 from .errors import UsageError
 from .guard import Exit, finish, guarded
 from .limits import cap_threads
@@ -161,9 +161,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--overwrite", action="store_true", help="replace an existing --out that is not a report")
 
+    _add_make_detection_set(sub)
     ls = sub.add_parser("list", help="list registered models, criteria or datasets")
     ls.add_argument("what", choices=["models", "criteria", "datasets"])
     return parser
+
+
+def _add_make_detection_set(sub) -> None:
+    m = sub.add_parser(
+        "make-detection-set",
+        help="a reproducible real-image detection set (CIFAR photos pasted on CIFAR backgrounds) "
+        "in the COCO or YOLO layout, read back by --dataset coco:OUT / yolo:OUT",
+    )
+    m.add_argument("out", help="folder to create (OUT/train, OUT/test)")
+    m.add_argument(
+        "--layout", choices=["coco", "yolo"], default="coco", help="annotation layout (default coco)"
+    )
+    m.add_argument("--train", type=int, default=2000, help="training canvases (default 2000)")
+    m.add_argument("--test", type=int, default=400, help="test canvases (default 400)")
+    m.add_argument("--seed", type=int, default=0, help="the same seed makes the same set")
+    m.add_argument(
+        "--source",
+        default=f"{DEFAULT_DATA_ROOT}/cifar10_mini.npz",
+        help="npz of photos: x_train/y_train/x_test/y_test uint8 NCHW, label_names (default %(default)s)",
+    )
+    m.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty OUT")
 
 
 def _compress(a) -> None:
@@ -230,6 +252,12 @@ def _report(a) -> None:
     print(reporting.report(a.folder, a.out, a.runtime, a.batch_size, a.overwrite) / "report.md")
 
 
+def _make_detection_set(a) -> None:
+    from .data.pasted import make_detection_set  # numpy, Pillow, torch (see _compress)
+
+    print(make_detection_set(a.out, a.layout, a.train, a.test, a.seed, a.source, a.overwrite))
+
+
 def _list(a) -> None:
     reg = {"models": MODELS, "criteria": CRITERIA, "datasets": DATASETS}[a.what]  # torch-free: fast
     for name in reg.names():
@@ -244,6 +272,7 @@ COMMANDS = {
     "sweep": _sweep,
     "report": _report,
     "list": _list,
+    "make-detection-set": _make_detection_set,
 }
 
 

@@ -39,6 +39,18 @@ def _criteria():
     return criteria
 
 
+def check_classification(name: str, key: str = "dataset") -> None:
+    """Refuse a detection folder where the classification task needs one label per image. (The message
+    avoids the word ``key`` elsewhere: the command line turns that word into its flag.)"""
+    if DATASETS.task(name) == "detection":
+        raise UsageError(
+            f"{key} {limits.printable(name, 200)}: {DATASETS.split(name)[0]} is a detection set (boxes per "
+            "image); the classification task needs one class label per image (imagefolder:, npz:, cifar10, "
+            "...), and no detection task exists yet",
+            (key,),
+        )
+
+
 def _registered(registry: str):
     """A check that the value names an entry of a registry (imported only when checked)."""
 
@@ -48,6 +60,8 @@ def _registered(registry: str):
                 raise UsageError(f"unknown {key} {value!r}; valid: {', '.join(RECIPES)}", (key,))
         else:
             (CRITERIA if registry == "criteria" else DATASETS).check(value)
+            if registry == "datasets":
+                check_classification(value, key)
 
     return check
 

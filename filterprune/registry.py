@@ -24,6 +24,7 @@ class Registry(Generic[T]):
         self._refs: dict[str, tuple[str, dict[str, Any]]] = {}  # name -> ("module:attr", bound keywords)
         self._items: dict[str, T] = {}  # imported (or registered) entries
         self._help: dict[str, str] = {}
+        self._task: dict[str, str] = {}  # name -> the task its entries serve, where not the default
         self.prefixes = prefixes  # parameterised names such as "tv:<name>" or "npz:<path>"
 
     def _claim(self, name: str, help: str) -> None:
@@ -31,11 +32,18 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} registered twice")
         self._help[name] = help
 
-    def add(self, name: str, ref: str, help: str, /, **bound: Any) -> None:
+    def add(self, name: str, ref: str, help: str, task: str = "", /, **bound: Any) -> None:
         """An entry of the package: ``ref`` is ``"module:attr"`` under ``filterprune``, imported when the
-        name is first used; ``bound`` keywords are bound to it (one builder serving several names)."""
+        name is first used; ``bound`` keywords are bound to it (one builder serving several names);
+        ``task``: the task it serves, where not every task (a detection dataset)."""
         self._claim(name, help)
         self._refs[name] = (ref, bound)
+        if task:
+            self._task[name] = task
+
+    def task(self, name: str) -> str:
+        """The task an entry serves ("" when any)."""
+        return self._task.get(self.split(name)[0], "")
 
     def register(self, name: str, help: str = "") -> Callable[[T], T]:
         """Decorator: an entry from code outside the package (its docstring's first line as help)."""
@@ -52,6 +60,7 @@ class Registry(Generic[T]):
         self._refs.pop(name, None)
         self._items.pop(name, None)
         self._help.pop(name, None)
+        self._task.pop(name, None)
 
     def names(self) -> list[str]:
         """Registered names; a parameterised entry shows as e.g. 'tv:<name>'."""
