@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,7 +153,9 @@ def prune(
     return _pruned(model, criterion, result, before, counting.count(model, shape))
 
 
-def _subject(model, example_inputs, ignored_layers, inplace: bool) -> tuple[nn.Module, torch.Tensor, list]:
+def _subject(
+    model, example_inputs, ignored_layers: Sequence, inplace: bool
+) -> tuple[nn.Module, torch.Tensor, Sequence]:
     """The module to prune (``model`` or, with ``inplace=False``, a copy; on the CPU), its example batch,
     and ``ignored_layers`` as they apply to that module."""
     if not isinstance(model, nn.Module):
