@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,27 +123,11 @@ def prune(
     names) kept whole besides the layers producing the output, which are always kept whole. Other
     arguments mean what the ``compress`` options of the same names mean.
     """
-    if not isinstance(model, nn.Module):
-        raise UsageError(f"prune() needs a torch.nn.Module, got a {type(model).__name__}")
-    handed.check_module(model)
-    x = _example(example_inputs)
-    if not inplace:  # module instances of the original map onto the copy by their names
-        names = {id(m): n for n, m in model.named_modules()}
-        ignored_layers = [names.get(id(m), m) if isinstance(m, nn.Module) else m for m in ignored_layers]
-        model = copy.deepcopy(model)
-    model.cpu()
-    targets = {
-        "sparsity": sparsity,
-        "target_macs": target_macs,
-        "target_speedup": target_speedup,
-        "target_latency": target_latency,
-    }
-    if all(v is None for v in targets.values()):
-        targets["sparsity"] = 0.4
+    model, x, ignored_layers = _subject(model, example_inputs, ignored_layers, inplace)
     cfg = CompressConfig.of(
         model=object_ref(model),
         criterion=criterion,
-        **targets,
+        **_target(sparsity, target_macs, target_speedup, target_latency),
         scope=scope,
         round_to=round_to,
         layer_floor=layer_floor,
@@ -158,6 +143,48 @@ def prune(
     crit = make_criterion(criterion)
     plan = cfg.prune.plan(scope or crit.default_scope)
     width = _out_width(model, x)
+    data = _calib_data(calib, width, x)
+    ctx = _context(cfg, x, data, calib, device, seed, calib_batches, ignored_layers)
+    shape = tuple(x.shape[1:])
+    before = counting.count(model, shape)
+    crit.check(model)
+    result = shrink(model, crit, plan, ctx, width)
+    _remember(model, ModelSpec(object_ref(model), width, shape[0], shape[1]), result.history)
+    return _pruned(model, criterion, result, before, counting.count(model, shape))
+
+
+def _subject(
+    model, example_inputs, ignored_layers: Sequence, inplace: bool
+) -> tuple[nn.Module, torch.Tensor, Sequence]:
+    """The module to prune (``model`` or, with ``inplace=False``, a copy; on the CPU), its example batch,
+    and ``ignored_layers`` as they apply to that module."""
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"prune() needs a torch.nn.Module, got a {type(model).__name__}")
+    handed.check_module(model)
+    x = _example(example_inputs)
+    if not inplace:  # module instances of the original map onto the copy by their names
+        names = {id(m): n for n, m in model.named_modules()}
+        ignored_layers = [names.get(id(m), m) if isinstance(m, nn.Module) else m for m in ignored_layers]
+        model = copy.deepcopy(model)
+    model.cpu()
+    return model, x, ignored_layers
+
+
+def _target(sparsity, target_macs, target_speedup, target_latency) -> dict[str, float | None]:
+    """The four target keywords; none given means ``sparsity=0.4``."""
+    targets = {
+        "sparsity": sparsity,
+        "target_macs": target_macs,
+        "target_speedup": target_speedup,
+        "target_latency": target_latency,
+    }
+    if all(v is None for v in targets.values()):
+        targets["sparsity"] = 0.4
+    return targets
+
+
+def _calib_data(calib, width: int, x: torch.Tensor) -> LoaderData | None:
+    """``calib`` as the criteria's data, checked against the example batch's shape; None without it."""
     data = (
         LoaderData(calib, calib, num_classes=width, names=("calib", "calib")) if calib is not None else None
     )
@@ -170,7 +197,14 @@ def prune(
                 "input shape",
                 ("calib", "example_inputs"),
             )
-    ctx = PruneContext(
+    return data
+
+
+def _context(
+    cfg: CompressConfig, x, data, calib, device: str, seed: int, calib_batches: int, ignored_layers
+) -> PruneContext:
+    """What the criterion and the shrink see of the call: inputs, data, device, seed, mask options."""
+    return PruneContext(
         example_inputs=x,
         data=data,
         device=resolve_device(device),
@@ -180,17 +214,17 @@ def prune(
         mask=cfg.mask_config(),
         ignored_layers=tuple(ignored_layers),
     )
-    shape = tuple(x.shape[1:])
-    before = counting.count(model, shape)
-    crit.check(model)
-    result = shrink(model, crit, plan, ctx, width)
-    after = counting.count(model, shape)
-    record = _RECORDS.get(model) or {
-        "spec": ModelSpec(object_ref(model), width, shape[0], shape[1]),
-        "history": [],
-    }
-    record["history"] = record["history"] + result.history
+
+
+def _remember(model: nn.Module, spec: ModelSpec, history: list) -> None:
+    """Append ``history`` to what ``save`` will record of ``model`` (its spec from its first pruning)."""
+    record = _RECORDS.get(model) or {"spec": spec, "history": []}
+    record["history"] = record["history"] + history
     _RECORDS[model] = record
+
+
+def _pruned(model: nn.Module, criterion: str, result, before, after) -> Pruned:
+    """The call's answer: the module (in eval mode), what was removed, and the counts around it."""
     removed = {
         r["name"]: r["channels_before"] - r["channels_after"]
         for r in result.layers

@@ -59,7 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"filterprune {__import__('filterprune').__version__}"
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (
+        _add_compress,
+        _add_export,
+        _add_train,
+        _add_bench,
+        _add_sweep,
+        _add_report,
+        _add_list,
+        _add_make_detection_set,
+    ):
+        add(sub)
+    return parser
 
+
+def _add_compress(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("compress", help="train/load -> prune -> finetune -> ONNX -> benchmark -> report")
     for (
         name,
@@ -67,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     ) in GROUPS.items():  # one flag per option, grouped by stage, from the field's help and type
         add_flags(c, group, title=TITLES[name])
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
         "export", help="a run folder or checkpoint -> checked ONNX file with metadata and parity"
     )
@@ -78,10 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a run of your own model factory: allow importing its code to rebuild it",
     )
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train a dense baseline (cached by its config) and evaluate top-1/top-5")
     for name, keys in TRAIN_KEYS.items():
         add_flags(t, GROUPS[name], title=TITLES[name], only=keys)
 
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser(
         "bench", help="latency, throughput and memory of dense vs pruned (vs masked), side by side"
     )
@@ -109,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         keyed=False,  # compress's --bench-* options, same defaults
         only=[k for k in all_keys() if all_keys()[k] == "bench" and k not in QUANT_KEYS[1:]],
     )
+    _add_bench_run_flags(b)
+
+
+def _add_bench_run_flags(b: argparse.ArgumentParser) -> None:
+    """bench's own flags after the shared timing options: threads, precision, compile, output."""
     b.add_argument(
         "--no-memory", action="store_true", help=argparse.SUPPRESS
     )  # the default now; still accepted
@@ -125,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs of your own model factory: allow importing its code to rebuild them",
     )
 
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
     sw = sub.add_parser("sweep", help="run a YAML grid of compress runs into one folder, resumably")
     sw.add_argument("config", help="sweep file (see configs/ and README: Sweeps)")
     sw.add_argument(
@@ -145,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace a base key of the sweep file (repeatable), e.g. --set data_root=../data",
     )
 
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("report", help="tables (mean ± std over seeds) and figures of many compress runs")
     r.add_argument(
         "folder", help="a sweep folder (DIR/runs/*/report.json) or a folder of compress output folders"
@@ -161,13 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--overwrite", action="store_true", help="replace an existing --out that is not a report")
 
-    _add_make_detection_set(sub)
+
+def _add_list(sub: argparse._SubParsersAction) -> None:
     ls = sub.add_parser("list", help="list registered models, criteria or datasets")
     ls.add_argument("what", choices=["models", "criteria", "datasets"])
-    return parser
 
 
-def _add_make_detection_set(sub) -> None:
+def _add_make_detection_set(sub: argparse._SubParsersAction) -> None:
     m = sub.add_parser(
         "make-detection-set",
         help="a reproducible real-image detection set (CIFAR photos pasted on CIFAR backgrounds) "
@@ -279,7 +308,8 @@ COMMANDS = {
 def _flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
     """key -> how ``command`` spells it (``bench_iters`` is ``--bench-iters`` in compress, ``--iters`` in
     bench)."""
-    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    sub = commands.choices[command]
     return {a.dest: (a.option_strings or [a.dest])[0] for a in sub._actions}
 
 

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import distributed
-from .data import ImageData, make_loader
+from .data import make_loader
+from .data.source import DataSource
 from .errors import RunError, UsageError
 from .log import progress_bars, say
 from .tracing import eval_mode
@@ -120,6 +121,7 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 def _scheduler(opt, cfg: TrainConfig, steps: int, steps_per_epoch: int):
     warm = min(round(cfg.warmup_epochs * steps_per_epoch), steps - 1) if steps > 1 else 0
     rest = steps - warm
+    main: torch.optim.lr_scheduler.LRScheduler
     if cfg.schedule == "cosine":
         main = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(rest, 1))
     else:  # step: x0.1 at 1/3 and 2/3 of training, the 1e-3 -> 1e-4 -> 1e-5 ladder of the seed study
@@ -172,7 +174,7 @@ def add_slimming_subgradient(model: nn.Module, lam: float) -> None:
 
 def train(
     model: nn.Module,
-    data: ImageData,
+    data: DataSource,
     cfg: TrainConfig,
     device: torch.device,
     desc: str = "train",
@@ -200,37 +202,53 @@ def train(
     opt = _optimizer(model, cfg)
     steps, step = cfg.epochs * len(loader), 0
     sched = _scheduler(opt, cfg, steps, len(loader))
-    history, last_good = [], copy.deepcopy(model.state_dict())
-    best = None  # (val_top1, epoch, weights) of the best epoch so far
+    history: list[dict] = []
+    last_good = copy.deepcopy(model.state_dict())
+    best: _Best | None = None
     # frozen teacher: eval mode (given back as it was, also when training stops on a NaN), forward under
     # inference_mode, so it never gets a gradient
     with eval_mode(teacher) if teacher is not None else contextlib.nullcontext():
         started = time.perf_counter()
         for epoch in range(1, cfg.epochs + 1):
             loop = _Epoch(model, net, teacher, opt, sched, cfg, device, desc, last_good)
-            total, correct, loss_sum = loop.run(loader, epoch, step, steps)
+            shares = loop.run(loader, epoch, step, steps)  # this rank's (images, correct, summed loss)
             step += len(loader)
-            total, correct, loss_sum = distributed.summed(total, correct, loss_sum)  # over all ranks' shares
+            total, correct, loss_sum = distributed.summed(*shares)  # over all ranks' shares
             row = {"epoch": epoch, "loss": loss_sum / total, "train_top1": correct / total}
-            val = ""
             if data.y_val is not None:
-                distributed.sync_buffers(model)
-                row["val_top1"] = _val_top1(model, data, device)
-                model.train()
-                if best is None or row["val_top1"] >= best[0]:  # ties: the later, longer-trained epoch
-                    best = (row["val_top1"], epoch, copy.deepcopy(model.state_dict()))
-                val = f", val top-1 {100 * row['val_top1']:.1f}%"
+                best = _validate(model, data, device, row, best)
             history.append(row)
-            say(
-                f"{desc} epoch {epoch}/{cfg.epochs}: loss {row['loss']:.4f}, train top-1 "
-                f"{100 * row['train_top1']:.1f}%{val}{_eta(started, epoch, cfg.epochs)}"
-            )
+            _say_epoch(desc, row, cfg.epochs, started)
             last_good = copy.deepcopy(model.state_dict())
     if best is not None:
         model.load_state_dict(best[2])
         history[best[1] - 1]["kept"] = True
     distributed.sync_buffers(model)
     return history
+
+
+_Best = tuple[float, int, dict]  # (val_top1, epoch, weights) of the best epoch so far
+
+
+def _validate(
+    model: nn.Module, data: DataSource, device: torch.device, row: dict, best: _Best | None
+) -> _Best:
+    """Put the epoch's validation top-1 in ``row``; the new best epoch if this one is it (ties: the later,
+    longer-trained epoch), else ``best``."""
+    distributed.sync_buffers(model)
+    row["val_top1"] = _val_top1(model, data, device)
+    model.train()
+    if best is None or row["val_top1"] >= best[0]:
+        best = (row["val_top1"], row["epoch"], copy.deepcopy(model.state_dict()))
+    return best
+
+
+def _say_epoch(desc: str, row: dict, epochs: int, started: float) -> None:
+    val = f", val top-1 {100 * row['val_top1']:.1f}%" if "val_top1" in row else ""
+    say(
+        f"{desc} epoch {row['epoch']}/{epochs}: loss {row['loss']:.4f}, train top-1 "
+        f"{100 * row['train_top1']:.1f}%{val}{_eta(started, row['epoch'], epochs)}"
+    )
 
 
 def _eta(started: float, done: int, total: int) -> str:
@@ -295,7 +313,7 @@ class _Epoch:
         return total, correct, loss_sum
 
 
-def _val_top1(model: nn.Module, data: ImageData, device: torch.device) -> float:
+def _val_top1(model: nn.Module, data: DataSource, device: torch.device) -> float:
     """Validation top-1, the same number on every rank (rank 0 evaluates, the others receive it)."""
     acc = evaluate(model, data, device, split="val")
     (top1,) = distributed.summed(acc["top1"] if acc else 0.0)
@@ -304,7 +322,7 @@ def _val_top1(model: nn.Module, data: ImageData, device: torch.device) -> float:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, data: ImageData, device: torch.device, batch_size: int = 256, split: str = "test"
+    model: nn.Module, data: DataSource, device: torch.device, batch_size: int = 256, split: str = "test"
 ) -> dict | None:
     """Top-1 / top-5 accuracy and mean loss on ``split`` (None on the ranks but 0 of a
     ``--distributed`` run: rank 0 alone evaluates)."""

@@ -23,6 +23,7 @@ MODULES = sorted(
 
 
 MAX_FUNCTION_IMPORTS = 30  # imports of filterprune modules inside functions: fewer than this
+MAX_FUNCTION_LINES = 60  # def line to last line, docstring included
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -114,6 +115,34 @@ def test_few_imports_inside_functions_each_with_its_reason():
         f"{mods[mod][0].relative_to(ROOT.parent)}:{line}" for mod, line in inner if line not in comments[mod]
     ]
     assert silent == [], f"imports inside functions without a '# reason' on their line: {silent}"
+
+
+def _long_functions(path: Path, limit: int, root: Path = ROOT.parent) -> list[str]:
+    """``file:line name (N lines)`` for each function or method in ``path`` longer than ``limit``."""
+    tree = ast.parse(path.read_text(), str(path))
+    return [
+        f"{path.relative_to(root)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > limit
+    ]
+
+
+def test_no_function_over_60_lines():
+    """A long function does several things: each step gets a helper whose name says what it does."""
+    long = [f for p in sorted(ROOT.rglob("*.py")) for f in _long_functions(p, MAX_FUNCTION_LINES)]
+    assert long == [], f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_the_length_check_finds_a_long_method_and_spares_one_at_the_limit(tmp_path):
+    body = "        x = 1\n"
+    (tmp_path / "m.py").write_text(
+        "class A:\n    def long(self):\n"
+        + body * MAX_FUNCTION_LINES
+        + "    def fits(self):\n"
+        + body * (MAX_FUNCTION_LINES - 1)
+    )
+    found = _long_functions(tmp_path / "m.py", MAX_FUNCTION_LINES, tmp_path)
+    assert found == [f"m.py:2 long ({MAX_FUNCTION_LINES + 1} lines)"]
 
 
 @pytest.mark.slow  # ~80 fresh interpreters, 2-5 min

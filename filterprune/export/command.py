@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import onnx
 
@@ -156,16 +157,39 @@ def export(cfg: Export, deploy: Bench | None = None) -> dict:
     deploy = deploy or Bench()
     cfg.validate()
     _check_precision(cfg, deploy)
-    calib = None
-    if "int8" in deploy.precision:  # the data first: a bad calib_images is bad input, before any work
-        data, seed = run_data(Path(cfg.source))
-
-        check_calib_images(data, deploy.calib_images)
-        calib = (data, seed)
+    calib = _calibration_data(cfg, deploy)
     doc = ckpt.read_meta(Path(cfg.source))
     spec: ModelSpec = doc["spec"]
     batches = (cfg.batch,) if cfg.batch else PARITY_BATCHES
-    too_big = limits.over_budget(activation_sizes_of(spec)[0], max(batches))  # before tracing at that size
+    _check_size(cfg, doc, spec, batches)
+    model = ckpt.load(Path(cfg.source))
+    proto, result = _checked_proto(cfg, doc, spec, model, batches)
+    data = proto.SerializeToString()
+    files = {"fp32": (Path(cfg.out), data)} if "fp32" in deploy.precision else {}
+    if calib is not None:
+        int8, result["int8"] = _int8(proto, calib[0], calib[1], deploy.calib_images)
+        result["int8"]["path"] = str(int8_path(Path(cfg.out)))
+        files["int8"] = (int8_path(Path(cfg.out)), int8)
+    for path, blob in files.values():
+        atomic_write_bytes(path, blob)
+    result["bytes"] = len(data)
+    result["files"] = [str(path) for path, _ in files.values()]
+    return result
+
+
+def _calibration_data(cfg: Export, deploy: Bench) -> tuple | None:
+    """(data, seed) of the run's training images for int8; the data first, so that a bad calib_images is
+    bad input before any work. None without int8."""
+    if "int8" not in deploy.precision:
+        return None
+    data, seed = run_data(Path(cfg.source))
+    check_calib_images(data, deploy.calib_images)
+    return data, seed
+
+
+def _check_size(cfg: Export, doc: dict, spec: ModelSpec, batches: tuple[int, ...]) -> None:
+    """Refuse, before tracing, a model whose activations at the largest parity batch are over budget."""
+    too_big = limits.over_budget(activation_sizes_of(spec)[0], max(batches))
     if too_big:
         if cfg.batch:
             raise UsageError(f"--batch {cfg.batch}: {too_big}")
@@ -173,7 +197,13 @@ def export(cfg: Export, deploy: Bench | None = None) -> dict:
             f"{doc['path']}: {spec.name} on {spec.image_size}x{spec.image_size} inputs cannot be "
             f"checked for parity at batch {max(batches)}: {too_big}"
         )
-    model = ckpt.load(Path(cfg.source))
+
+
+def _checked_proto(
+    cfg: Export, doc: dict, spec: ModelSpec, model, batches: tuple[int, ...]
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """The ONNX model with its metadata, and the record of its parity with ``model`` (checked again after
+    ``cfg.simplify``)."""
     shape = (spec.in_channels, spec.image_size, spec.image_size)
     md = onnx_metadata(
         spec,
@@ -185,7 +215,7 @@ def export(cfg: Export, deploy: Bench | None = None) -> dict:
     )
     proto = to_proto(model, shape, cfg.opset, cfg.batch, cfg.fp16, md)
     tol = FP16_TOL if cfg.fp16 else PARITY_TOL
-    result = {
+    result: dict[str, Any] = {
         "path": str(cfg.out),
         "model": spec.name,
         "opset": cfg.opset,
@@ -200,17 +230,7 @@ def export(cfg: Export, deploy: Bench | None = None) -> dict:
             "nodes": len(proto.graph.node),
             "parity": check_parity(model, proto.SerializeToString(), shape, batches, tol),
         }
-    data = proto.SerializeToString()
-    files = {"fp32": (Path(cfg.out), data)} if "fp32" in deploy.precision else {}
-    if calib is not None:
-        int8, result["int8"] = _int8(proto, calib[0], calib[1], deploy.calib_images)
-        result["int8"]["path"] = str(int8_path(Path(cfg.out)))
-        files["int8"] = (int8_path(Path(cfg.out)), int8)
-    for path, blob in files.values():
-        atomic_write_bytes(path, blob)
-    result["bytes"] = len(data)
-    result["files"] = [str(path) for path, _ in files.values()]
-    return result
+    return proto, result
 
 
 def _int8(proto: onnx.ModelProto, data, seed: int, n: int) -> tuple[bytes, dict]:

@@ -19,7 +19,7 @@ from ..criteria import Criterion, PruneContext
 from ..errors import RunError, UsageError
 from ..handed import check_untied
 from ..log import say
-from ..targets import Macs
+from ..targets import Macs, Target
 from ..tracing import eval_mode
 from . import align
 from .graph import build_graph, channel_groups, execution_order, output_layers, resolve_ignored
@@ -158,7 +158,7 @@ def prune(
     in ``unprunable`` with the reason; if the rest still fails, RunError names the failing layer.
     """
     check_untied(model)  # before anything is cut
-    if plan.target.measured or plan.round_to == "auto":  # latencies are measured at target_batch
+    if _measured(plan) or plan.round_to == "auto":  # latencies are measured at target_batch
         largest, _ = limits.activation_sizes(model, tuple(ctx.example_inputs.shape[1:]))
         limits.check_sizes(0, largest, 0, plan.target_batch)
     before = layer_widths(model)
@@ -169,34 +169,12 @@ def prune(
     groups = channel_groups(DG, [*output_layers(DG), *resolve_ignored(model, ctx.ignored_layers)])
     opaque = {cg.root_name: cg.opaque for cg in groups if cg.opaque}
     groups = [cg for cg in groups if not cg.opaque]
-    criterion.check(model)
-    if criterion.sequential and plan.scope == "global":
-        raise UsageError(
-            f"criterion '{criterion.name}' measures each layer in the network pruned so far, so its "
-            "scores are not comparable across layers: use --scope layerwise"
-        )
-    with torch.enable_grad():
-        criterion.prepare(model, ctx)
+    _prepare(model, criterion, plan, ctx)
     scored, skipped = _scored(model, criterion, groups, ctx)
     units = {cg.root_name: cg.units for cg, _ in scored}
     totals = [(dense_units or units).get(cg.root_name, cg.units) for cg, _ in scored]
-    if isinstance(plan.target, Macs):  # solved into the sparsity whose allocation meets it
-        cost = CostModel(model, ctx.example_inputs, scored)
-        plan = plan.at(solve_sparsity(cost, plan, totals, plan.target.value * (dense_macs or cost.current)))
-    target = None
-    if plan.target.measured:  # counts from measured latency; a sequential criterion then picks the channels
-        planned, target = _latency_targeted(model, ctx, plan, scored, totals, num_classes)
-    keep = planned if target else allocate([s for _, s in scored], plan, totals)  # layerwise if sequential
-    if plan.round_to == "auto" and not target:
-        keep = _hardware_aware(model, ctx, plan, [cg for cg, _ in scored], keep)
-    if (
-        criterion.sequential
-    ):  # score each group in the network pruned so far, then apply as every criterion does
-        decisions = _sequential_decisions(DG, criterion, [cg for cg, _ in scored], keep, skipped)
-        restore(model, pristine)
-        DG = build_graph(model, ctx.example_inputs)
-    else:
-        decisions = {cg.root_name: _decision(cg, scores, k) for (cg, scores), k in zip(scored, keep)}
+    plan, keep, target = _kept_units(model, ctx, plan, scored, totals, num_classes, dense_macs)
+    DG, decisions = _decisions(DG, model, pristine, criterion, ctx, scored, keep, skipped)
     DG, unprunable = _apply_safely(
         DG, model, pristine, {n: d for n, d in decisions.items() if d}, ctx, out_shape
     )
@@ -214,6 +192,62 @@ def prune(
         unprunable={**opaque, **unprunable},
         latency_target=target,
     )
+
+
+def _measured(plan: PlanConfig) -> bool:
+    """Whether the plan's channel counts come from latencies measured on the target runtime (its target
+    is always a ``Target``: ``PlanConfig`` makes a float a ``Sparsity``)."""
+    return isinstance(plan.target, Target) and plan.target.measured
+
+
+def _prepare(model: nn.Module, criterion: Criterion, plan: PlanConfig, ctx: PruneContext) -> None:
+    """Check that the criterion can score ``model`` at the plan's scope, and let it prepare (gradients on)."""
+    criterion.check(model)
+    if criterion.sequential and plan.scope == "global":
+        raise UsageError(
+            f"criterion '{criterion.name}' measures each layer in the network pruned so far, so its "
+            "scores are not comparable across layers: use --scope layerwise"
+        )
+    with torch.enable_grad():
+        criterion.prepare(model, ctx)
+
+
+def _kept_units(
+    model: nn.Module,
+    ctx: PruneContext,
+    plan: PlanConfig,
+    scored: list,
+    totals: list[int],
+    num_classes: int,
+    dense_macs: int | None,
+) -> tuple[PlanConfig, list[int], dict | None]:
+    """Kept units per scored group; the plan with a MAC target solved into the sparsity whose allocation
+    meets it; and, for a measured target, what its latency search found."""
+    if isinstance(plan.target, Macs):
+        cost = CostModel(model, ctx.example_inputs, scored)
+        plan = plan.at(solve_sparsity(cost, plan, totals, plan.target.value * (dense_macs or cost.current)))
+    target = None
+    if _measured(plan):  # counts from measured latency; a sequential criterion then picks the channels
+        planned, target = _latency_targeted(model, ctx, plan, scored, totals, num_classes)
+        if target:
+            return plan, planned, target
+    keep = allocate([s for _, s in scored], plan, totals)  # layerwise if sequential
+    if plan.round_to == "auto":
+        keep = _hardware_aware(model, ctx, plan, [cg for cg, _ in scored], keep)
+    return plan, keep, target
+
+
+def _decisions(
+    DG, model: nn.Module, pristine: nn.Module, criterion: Criterion, ctx: PruneContext, scored, keep, skipped
+) -> tuple:
+    """(graph, group root -> (handler, channels to remove) or None). A sequential criterion scores each
+    group in the network pruned so far, then the model is restored and a fresh graph built, so its
+    decisions apply as every criterion's do."""
+    if criterion.sequential:
+        decisions = _sequential_decisions(DG, criterion, [cg for cg, _ in scored], keep, skipped)
+        restore(model, pristine)
+        return build_graph(model, ctx.example_inputs), decisions
+    return DG, {cg.root_name: _decision(cg, scores, k) for (cg, scores), k in zip(scored, keep)}
 
 
 def _scored(

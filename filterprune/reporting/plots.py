@@ -220,59 +220,12 @@ def weight_histograms(
     weights are left out; damaged weights are an error (RunError naming the file)."""
     plt = _plt()
     row = df["row_key"].iloc[0]
-    written = []
-    df = df[
-        [all((Path(p) / f).is_file() for f in ("pruned.json", "pruned.safetensors")) for p in df["path"]]
-    ]  # runs whose weights were kept
-    df = df[[_rebuildable(Path(p)) for p in df["path"]]]
+    written: list[Path] = []
+    df = _with_weights(df)
     if df.empty:
         return written
     for v, at in df.groupby(row, dropna=False) if df[row].notna().any() else [(math.nan, df)]:
-        panels = []
-        for crit, g in at.groupby("criterion"):
-            run = g.sort_values(["seed", "run"]).iloc[0]
-            weights = _weights(load(run["path"]))
-            dense_sizes = dict(
-                (n, w.size) for n, w in _weights(build_model(read_meta(Path(run["path"]))["spec"]))
-            )
-            panels.append((crit, int(run["seed"]), weights, dense_sizes))
-        nonzero = np.concatenate([w[w != 0] for _, _, ws, _ in panels for _, w in ws])
-        lim = float(np.quantile(np.abs(nonzero), 0.995)) if nonzero.size else 1.0
-        edges = np.linspace(-lim, lim, bins + 1)
-        n_layers = max(len(ws) for _, _, ws, _ in panels)
-        fig, axes = plt.subplots(
-            1,
-            len(panels),
-            figsize=(3.2 * len(panels) + 2.5, 0.28 * n_layers + 1.8),
-            squeeze=False,
-            sharey=True,
-        )
-        for ax, (crit, seed, ws, dense_sizes) in zip(axes[0], panels):
-            grid = np.zeros((len(ws), bins))
-            for i, (name, w) in enumerate(ws):
-                kept = w[w != 0]
-                counts, _ = np.histogram(np.clip(kept, -lim, lim), bins=edges)
-                grid[i] = counts / counts.sum() if counts.sum() else 0
-                ax.text(
-                    0.97 * lim,
-                    i,
-                    f"{100 * kept.size / dense_sizes.get(name, w.size):.0f}%",
-                    ha="right",
-                    va="center",
-                    fontsize=6,
-                    color="white",
-                )
-            im = ax.imshow(
-                grid,
-                aspect="auto",
-                cmap="viridis",
-                interpolation="nearest",
-                extent=(-lim, lim, len(ws) - 0.5, -0.5),
-            )
-            ax.set(xlabel="weight value", title=f"{crit} (seed {seed})")
-        axes[0, 0].set_yticks(range(n_layers))
-        axes[0, 0].set_yticklabels([n for n, _ in max((p[2] for p in panels), key=len)], fontsize=6)
-        fig.colorbar(im, ax=axes[0].tolist(), fraction=0.03, label="frequency within the layer")
+        fig, lim = _histograms_figure(plt, _panels(at), bins)
         at_v = f"{row} {v:g}" if not (isinstance(v, float) and math.isnan(v)) else ""
         fig.suptitle(
             f"Non-zero weights per layer ({title} {at_v}); % = share of the dense layer's weights left; "
@@ -284,3 +237,72 @@ def weight_histograms(
         plt.close(fig)
         written.append(folder / name)
     return written
+
+
+def _with_weights(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose weights were kept and can be rebuilt without importing user code."""
+    df = df[[all((Path(p) / f).is_file() for f in ("pruned.json", "pruned.safetensors")) for p in df["path"]]]
+    return df[[_rebuildable(Path(p)) for p in df["path"]]]
+
+
+def _panels(at: pd.DataFrame) -> list[tuple]:
+    """(criterion, seed, pruned weights by layer, dense weight count by layer) per criterion, from the
+    criterion's lowest-seed run."""
+    panels = []
+    for crit, g in at.groupby("criterion"):
+        run = g.sort_values(["seed", "run"]).iloc[0]
+        weights = _weights(load(run["path"]))
+        dense_sizes = dict(
+            (n, w.size) for n, w in _weights(build_model(read_meta(Path(run["path"]))["spec"]))
+        )
+        panels.append((crit, int(run["seed"]), weights, dense_sizes))
+    return panels
+
+
+def _histograms_figure(plt, panels: list[tuple], bins: int) -> tuple:
+    """One heat map per panel side by side, sharing the layer axis and the value range (the 99.5th
+    percentile of the non-zero weights' magnitude); returns the figure and that range."""
+    nonzero = np.concatenate([w[w != 0] for _, _, ws, _ in panels for _, w in ws])
+    lim = float(np.quantile(np.abs(nonzero), 0.995)) if nonzero.size else 1.0
+    edges = np.linspace(-lim, lim, bins + 1)
+    n_layers = max(len(ws) for _, _, ws, _ in panels)
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(3.2 * len(panels) + 2.5, 0.28 * n_layers + 1.8),
+        squeeze=False,
+        sharey=True,
+    )
+    for ax, (crit, seed, ws, dense_sizes) in zip(axes[0], panels):
+        im = _heat_map(ax, ws, dense_sizes, lim, edges)
+        ax.set(xlabel="weight value", title=f"{crit} (seed {seed})")
+    axes[0, 0].set_yticks(range(n_layers))
+    axes[0, 0].set_yticklabels([n for n, _ in max((p[2] for p in panels), key=len)], fontsize=6)
+    fig.colorbar(im, ax=axes[0].tolist(), fraction=0.03, label="frequency within the layer")
+    return fig, lim
+
+
+def _heat_map(ax, ws: list, dense_sizes: dict, lim: float, edges: np.ndarray):
+    """Each layer's non-zero weights binned over ``edges``, as frequencies summing to 1 per layer, with the
+    share of the dense layer's weights left written at the right."""
+    grid = np.zeros((len(ws), len(edges) - 1))
+    for i, (name, w) in enumerate(ws):
+        kept = w[w != 0]
+        counts, _ = np.histogram(np.clip(kept, -lim, lim), bins=edges)
+        grid[i] = counts / counts.sum() if counts.sum() else 0
+        ax.text(
+            0.97 * lim,
+            i,
+            f"{100 * kept.size / dense_sizes.get(name, w.size):.0f}%",
+            ha="right",
+            va="center",
+            fontsize=6,
+            color="white",
+        )
+    return ax.imshow(
+        grid,
+        aspect="auto",
+        cmap="viridis",
+        interpolation="nearest",
+        extent=(-lim, lim, len(ws) - 0.5, -0.5),
+    )

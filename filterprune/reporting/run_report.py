@@ -16,17 +16,34 @@ def _fmt_int(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
 
 
-def _n(count: int, noun: str) -> str:
+def _n(count: int | None, noun: str) -> str:  # None: a count the machine did not tell
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _input(r: Report) -> str:
-    shape = (r.get("model_source") or {}).get("input_shape")
+    source = r.get("model_source")
+    shape = source.get("input_shape") if source else None
     return "x".join(map(str, shape)) if shape else "as the model's"
 
 
 def markdown(r: Report) -> str:
-    d, p = r["dense"], r["pruned"]
+    sections = (
+        _costs,
+        _mask,
+        _speedup,
+        _latency_targets,
+        _onnx,
+        _deployed,
+        _latency,
+        _finetune,
+        _layers,
+        _machine,
+    )
+    return "\n".join(line for section in sections for line in section(r))
+
+
+def _costs(r: Report) -> list[str]:
+    """The title, the data line and the table of size and accuracy, dense vs pruned (vs masked)."""
     lines = [
         f"# {portable(r['model'])} · {r['criterion']} · sparsity {r['sparsity']:g} ({r['scope']})",
         "",
@@ -38,26 +55,40 @@ def markdown(r: Report) -> str:
         "| | params | MACs | FLOPs (seed conv.) | top-1 | top-5 |",
         "|---|---:|---:|---:|---:|---:|",
     ]
+    d, p = r["dense"], r["pruned"]
     rows = (("dense", d), ("pruned", p)) + ((("masked (zeros kept)", r["masked"]),) if r["masked"] else ())
     for name, c in rows:
         lines.append(
             f"| {name} | {_fmt_int(c['params'])} | {_fmt_int(c['macs'])} | {_fmt_int(c['flops'])} | "
             f"{100 * c['accuracy']:.2f}% | {100 * c['top5']:.2f}% |"
         )
+    return lines
+
+
+def _mask(r: Report) -> list[str]:
     mk = r["masked"]
-    if mk:
-        lines += [
-            "",
-            f"Mask ({r['criterion']}, {mk['scope']}): compression {mk['compression']:.3g}, weight density "
-            f"{mk['weight_density']:.4f}, {_fmt_int(mk['nonzero_params'])} non-zero params; FLOP fraction "
-            f"(seed convention, of {d['flops']:,}) {mk['flop_fraction']:.4f}. Mode: {r['mode']}.",
-        ]
-    lines += [
+    if not mk:
+        return []
+    return [
+        "",
+        f"Mask ({r['criterion']}, {mk['scope']}): compression {mk['compression']:.3g}, weight density "
+        f"{mk['weight_density']:.4f}, {_fmt_int(mk['nonzero_params'])} non-zero params; FLOP fraction "
+        f"(seed convention, of {r['dense']['flops']:,}) {mk['flop_fraction']:.4f}. Mode: {r['mode']}.",
+    ]
+
+
+def _speedup(r: Report) -> list[str]:
+    return [
         "",
         f"Theoretical speedup (dense MACs / pruned MACs): **{r['theoretical_speedup']:.2f}x**. "
         f"Channel sparsity achieved: {r['channel_sparsity']:.3f}.",
         "",
     ]
+
+
+def _latency_targets(r: Report) -> list[str]:
+    """A measured target's search, one paragraph per step (``--steps``)."""
+    lines = []
     t = r.get("latency_target") or {}
     for i, step in enumerate(t.get("steps", [t]) if t else [], 1):
         head = f"Latency target (step {i})" if "steps" in t else "Latency target"
@@ -73,35 +104,47 @@ def markdown(r: Report) -> str:
             "measured. Widths per group: " + ", ".join(f"{k} {v}" for k, v in step["widths"].items()) + ".",
             "",
         ]
+    return lines
+
+
+def _onnx(r: Report) -> list[str]:
     o = r["onnx"]
-    if o:
-        lines += [
-            f"ONNX: `{o['path']}`, dynamic batch; onnxruntime parity at batches {o['batches']}: "
-            f"max abs diff {o['max_abs_diff']:.2e} (relative {o['max_rel_diff']:.2e})"
-            + (f"; exported by torch's {o['exporter']} exporter" if o.get("exporter") else "")
-            + (f" ({o['exporter_fallback']})." if o.get("exporter_fallback") else "."),
-            "",
-        ]
-    lines += _deployed(r)
-    if r["latency"]:
-        lines += _latency(r)
+    if not o:
+        return []
+    return [
+        f"ONNX: `{o['path']}`, dynamic batch; onnxruntime parity at batches {o['batches']}: "
+        f"max abs diff {o['max_abs_diff']:.2e} (relative {o['max_rel_diff']:.2e})"
+        + (f"; exported by torch's {o['exporter']} exporter" if o.get("exporter") else "")
+        + (f" ({o['exporter_fallback']})." if o.get("exporter_fallback") else "."),
+        "",
+    ]
+
+
+def _finetune(r: Report) -> list[str]:
+    """The finetune line, with the from-scratch control's accuracy when it ran."""
     ft, sc = r["finetune"], r.get("scratch")
-    if ft["history"]:
-        lines += [
-            f"Finetune: recipe {ft.get('recipe')}, distillation {ft.get('distill')}, "
-            f"{_n(len(ft['history']), 'epoch')}; "
-            f"kept epoch {ft.get('kept_epoch')} (best validation top-1)."
-            + (
-                f" From-scratch control ({sc['epochs']} epochs): top-1 {100 * sc['accuracy']:.2f}%."
-                if sc
-                else ""
-            ),
-            "",
-        ]
-    lines += ["## Layers", "", "| layer | channels before | after |", "|---|---:|---:|"]
-    lines += [f"| {x['name']} | {x['channels_before']} | {x['channels_after']} |" for x in r["layers"]]
+    if not ft["history"]:
+        return []
+    scratch = ""
+    if sc:  # its accuracy is None only where it was not evaluated (the ranks but 0 of a distributed run)
+        top1 = "n/a" if sc["accuracy"] is None else f"{100 * sc['accuracy']:.2f}%"
+        scratch = f" From-scratch control ({sc['epochs']} epochs): top-1 {top1}."
+    return [
+        f"Finetune: recipe {ft.get('recipe')}, distillation {ft.get('distill')}, "
+        f"{_n(len(ft['history']), 'epoch')}; "
+        f"kept epoch {ft.get('kept_epoch')} (best validation top-1)." + scratch,
+        "",
+    ]
+
+
+def _layers(r: Report) -> list[str]:
+    lines = ["## Layers", "", "| layer | channels before | after |", "|---|---:|---:|"]
+    return lines + [f"| {x['name']} | {x['channels_before']} | {x['channels_after']} |" for x in r["layers"]]
+
+
+def _machine(r: Report) -> list[str]:
     m = r["machine"]
-    lines += [
+    return [
         "",
         f"Machine: {m['cpu']} ({_n(m['cores'], 'core')}, {_n(m['torch_threads'], 'torch thread')}), "
         f"GPU: {m['gpu']}; "
@@ -109,7 +152,6 @@ def markdown(r: Report) -> str:
         f"Stage times (s): {', '.join(f'{k} {v:.1f}' for k, v in r['timings_s'].items())}.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def _deployed(r: Report) -> list[str]:
@@ -144,6 +186,8 @@ def _deployed(r: Report) -> list[str]:
 
 
 def _latency(r: Report) -> list[str]:
+    if not r["latency"]:
+        return []
     has_masked = "masked_ms" in r["latency"][0]
     mcols = (" masked ms | masked speedup |", "---:|---:|") if has_masked else ("", "")
     busy = next((row.get("machine_busy") for row in r["latency_rows"] if row.get("machine_busy")), "")

@@ -45,43 +45,12 @@ def sweep(
     store.open(s, resume)
     try:
         finished = store.finished_ids(s)
-        jobs = [
-            Job(
-                r.run_id,
-                r.label,
-                r.config,
-                store.run_dir(r.run_id),
-                store.log_path(r.run_id),
-                overwrite=store.run_dir(r.run_id).exists(),
-            )
-            for r in s.runs
-            if r.run_id not in finished
-        ]
+        jobs = _jobs(s, store, finished)
         say(
             f"sweep: {s.name} ({s.sweep_id}): {len(s.runs)} runs, {len(finished)} already finished, "
             f"{len(jobs)} to run ({executor}) in {store.root}/"
         )
-        failed: list[Outcome] = []
-        count = iter(range(1, len(jobs) + 1))
-
-        def done(o: Outcome) -> None:
-            i = next(count)
-            if o.exit_code == 0 and store.finished(o.job.run_id):
-                r = store.report(o.job.run_id)
-                say(
-                    f"sweep: {i}/{len(jobs)} {o.job.run_id} ({o.job.label}): finished in {o.seconds:.0f}s, "
-                    f"top-1 {100 * r['dense']['accuracy']:.1f}% -> {100 * r['pruned']['accuracy']:.1f}%"
-                )
-                store.write_results(s)
-            else:
-                failed.append(o)
-                say(
-                    f"sweep: {i}/{len(jobs)} {o.job.run_id} ({o.job.label}): FAILED (exit {o.exit_code}): "
-                    f"{o.error} [{o.job.log}]"
-                )
-
-        if jobs:
-            EXECUTORS[executor](jobs, s.resources, done)
+        failed = _run_jobs(s, store, jobs, executor)
         results = store.write_results(s)
     finally:
         store.close()
@@ -94,6 +63,49 @@ def sweep(
     say(f"sweep: all {len(s.runs)} runs finished; table: {results}")
     print(results)
     return store.root
+
+
+def _jobs(s: Sweep, store: SweepStore, finished: set[str]) -> list[Job]:
+    """A job for each run not finished yet (an unfinished run's folder is redone from scratch)."""
+    return [
+        Job(
+            r.run_id,
+            r.label,
+            r.config,
+            store.run_dir(r.run_id),
+            store.log_path(r.run_id),
+            overwrite=store.run_dir(r.run_id).exists(),
+        )
+        for r in s.runs
+        if r.run_id not in finished
+    ]
+
+
+def _run_jobs(s: Sweep, store: SweepStore, jobs: list[Job], executor: str) -> list[Outcome]:
+    """Run ``jobs`` on ``executor``, saying each outcome as it comes and rewriting the results table after
+    each finished run; returns the failed ones."""
+    failed: list[Outcome] = []
+    count = iter(range(1, len(jobs) + 1))
+
+    def done(o: Outcome) -> None:
+        i = next(count)
+        if o.exit_code == 0 and store.finished(o.job.run_id):
+            r = store.report(o.job.run_id)
+            say(
+                f"sweep: {i}/{len(jobs)} {o.job.run_id} ({o.job.label}): finished in {o.seconds:.0f}s, "
+                f"top-1 {100 * r['dense']['accuracy']:.1f}% -> {100 * r['pruned']['accuracy']:.1f}%"
+            )
+            store.write_results(s)
+        else:
+            failed.append(o)
+            say(
+                f"sweep: {i}/{len(jobs)} {o.job.run_id} ({o.job.label}): FAILED (exit {o.exit_code}): "
+                f"{o.error} [{o.job.log}]"
+            )
+
+    if jobs:
+        EXECUTORS[executor](jobs, s.resources, done)
+    return failed
 
 
 def check_data(s: Sweep) -> None:

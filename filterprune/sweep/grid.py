@@ -92,6 +92,32 @@ def load_sweep(path: str | Path, overrides: dict | None = None) -> Sweep:
     """Read, validate and expand a sweep file; ``overrides`` (``--set key=value``) replace ``base`` keys."""
     path = Path(path)
     where = str(path)
+    doc = _read(path)
+    fields = _fields()
+    name = doc.get("name", path.stem)
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise UsageError(f"{where}: name: expected a plain name (no '/'), got {_show(name)}")
+    base = _fields_mapping(doc.get("base") or {}, "base", where, fields)
+    axes = _axes(doc.get("grid") or {}, where, fields)
+    base = {**base, **_overrides(overrides or {}, axes, where, fields)}
+    include = doc.get("include") or []
+    if not isinstance(include, list):
+        raise UsageError(f"{where}: include: expected a list of mappings (one run each)")
+    include = [_fields_mapping(e, f"include[{i}]", where, fields) for i, e in enumerate(include)]
+    resources = _resources(doc.get("resources") or {}, where)
+    _check_count([len(values) for _, _, values in axes], len(include), where)
+    runs = _runs(_planned(base, axes, include), where)
+    spec = {
+        "base": base,
+        "grid": {axis: [v if kind == "field" else a for v, a in values] for axis, kind, values in axes},
+        "include": include,
+    }
+    return Sweep(name, str(path), _jsonable(spec), runs, resources)
+
+
+def _read(path: Path) -> dict:
+    """The sweep file as a mapping with known top-level keys; every way it can fail is one UsageError."""
+    where = str(path)
     if not path.is_file():
         raise UsageError(f"sweep config not found: {path}")
     try:
@@ -114,21 +140,13 @@ def load_sweep(path: str | Path, overrides: dict | None = None) -> Sweep:
                 f"{where}: unknown key {_show(key)}{_did_you_mean(key, TOP_KEYS)}; valid: "
                 f"{', '.join(TOP_KEYS)}"
             )
-    fields = _fields()
-    name = doc.get("name", path.stem)
-    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-        raise UsageError(f"{where}: name: expected a plain name (no '/'), got {_show(name)}")
-    base = _fields_mapping(doc.get("base") or {}, "base", where, fields)
-    axes = _axes(doc.get("grid") or {}, where, fields)
-    base = {**base, **_overrides(overrides or {}, axes, where, fields)}
-    include = doc.get("include") or []
-    if not isinstance(include, list):
-        raise UsageError(f"{where}: include: expected a list of mappings (one run each)")
-    include = [_fields_mapping(e, f"include[{i}]", where, fields) for i, e in enumerate(include)]
-    resources = _resources(doc.get("resources") or {}, where)
-    _check_count([len(values) for _, _, values in axes], len(include), where)
+    return doc
 
-    planned = []  # (label, fields over base); no grid and no include: base alone is the one run
+
+def _planned(base: dict, axes: list, include: list[dict]) -> list[tuple[str, dict]]:
+    """(label, fields over base) per run: the grid's product (last axis fastest), then each include;
+    no grid and no include: base alone is the one run."""
+    planned = []
     for combo in (
         itertools.product(*[[a for _, a in values] for _, _, values in axes]) if axes or not include else ()
     ):
@@ -136,20 +154,19 @@ def load_sweep(path: str | Path, overrides: dict | None = None) -> Sweep:
         planned.append((_label(assign) or "base", {**base, **assign}))
     for i, extra in enumerate(include):
         planned.append((f"include[{i}]: {_label(extra)}", {**base, **extra}))
+    return planned
 
+
+def _runs(planned: list[tuple[str, dict]], where: str) -> tuple[Run, ...]:
+    """Each planned run resolved and given its id; a combination listed twice is one run."""
     runs, seen = [], set()
     for label, values in planned:
         config = _resolve(values, f"{where}: run {label}")
         rid = run_id(config)
-        if rid not in seen:  # a combination listed twice is one run
+        if rid not in seen:
             seen.add(rid)
             runs.append(Run(rid, config, label))
-    spec = {
-        "base": base,
-        "grid": {axis: [v if kind == "field" else a for v, a in values] for axis, kind, values in axes},
-        "include": include,
-    }
-    return Sweep(name, str(path), _jsonable(spec), tuple(runs), resources)
+    return tuple(runs)
 
 
 def parse_set(items: list[str]) -> dict:
@@ -200,7 +217,8 @@ def _axes(grid, where: str, fields: dict) -> list[tuple[str, str, list[tuple[obj
     """grid -> [(axis, "field"|"linked", [(value, {field: value})...])]; a field belongs to one axis only."""
     if not isinstance(grid, dict):
         raise UsageError(f"{where}: grid: expected a mapping of axis -> list of values")
-    axes, owner = [], {}
+    axes: list[tuple[str, str, list[tuple[object, dict]]]] = []
+    owner: dict[str, str] = {}
     for axis, values in grid.items():
         at = f"grid.{axis}"
         if not isinstance(values, list) or not values:
