@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_bench,
         _add_sweep,
         _add_report,
-        _add_list,
         _add_make_detection_set,
+        _add_list,
     ):
         add(sub)
     return parser
