@@ -123,8 +123,9 @@ def test_pretrained_weights_not_cached_make_no_request_and_fail_in_one_line(mode
     assert p.returncode == 2 and len(lines) == 1, p.stderr[-3000:]
     assert proxy.connections == 0, f"{proxy.connections} connection(s) to the proxy"
     assert str(home) in lines[0] and "--checkpoint" in lines[0]  # where it looked, and what to do instead
-    # the hub's retries took ~54 s; an interpreter importing torch and timm takes 5-9 s on a busy 2-core box
-    assert seconds < 20 and not (tmp_path / "out").exists()
+    # the hub's retries took ~54 s; an interpreter importing torch and timm takes 5-9 s on a quiet 2-core box
+    # and over 20 s beside four test runs, so the bound is loose: the proxy's count is the strict check
+    assert seconds < 45 and not (tmp_path / "out").exists()
 
 
 # ----------------------------------------------------------------------------------------------- timm
