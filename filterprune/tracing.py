@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)
+Weighted = nn.modules.conv._ConvNd | nn.Linear  # the layers with a MAC formula (``layer_macs``)
 
 
 @contextmanager
@@ -48,14 +50,14 @@ class Profile:
         default_factory=dict
     )  # every call, modules in first-call order
     order: dict[int, int] = field(default_factory=dict)  # id(leaf module) -> index of its first call
-    output: object = None
+    output: Any = None  # what the model's forward returned (torch types a module's call as Any)
     failure: tuple[nn.Module, BaseException] | None = None  # (innermost running module, error)
 
-    def layers(self) -> dict[nn.Module, list[Call]]:
+    def layers(self) -> dict[Weighted, list[Call]]:
         """The calls of conv and linear layers."""
         return {m: c for m, c in self.calls.items() if isinstance(m, WEIGHTED)}
 
-    def positions(self, m: nn.Module) -> int:
+    def positions(self, m: Weighted) -> int:
         """Output positions per sample of conv/linear ``m``, summed over its calls (H*W for a 2-D conv,
         tokens for a linear)."""
         width = m.out_features if isinstance(m, nn.Linear) else m.out_channels
@@ -91,7 +93,7 @@ def profile(model: nn.Module, example_inputs: torch.Tensor, catch: bool = False)
     return prof
 
 
-def layer_macs(m: nn.Module, positions: int, cin: int | None = None, cout: int | None = None) -> int:
+def layer_macs(m: Weighted, positions: int, cin: int | None = None, cout: int | None = None) -> int:
     """Multiply-accumulates of conv/linear ``m`` over ``positions`` output positions, at ``cin``/``cout``
     channels (default: its own). A depthwise conv keeps one input per output whatever its width; another
     grouped conv keeps its group count. (A transposed conv's weight is (in, out/groups, k...): the same

@@ -75,11 +75,18 @@ class ConvSite:
         )
 
 
+def _hw(shape: tuple | None) -> tuple:
+    """The spatial size (H, W) of a conv's input or output shape."""
+    assert shape is not None  # a conv's input and output are tensors, so profile recorded their shapes
+    return shape[-2:]
+
+
 def conv_sites(model: nn.Module, example_inputs: torch.Tensor, groups) -> list[ConvSite]:
     """2-D convs with their spatial sizes and the prunable groups that set their widths."""
     calls = profile(model, example_inputs).calls
-    shapes = {m: (c[-1].inp[-2:], c[-1].out[-2:]) for m, c in calls.items() if isinstance(m, nn.Conv2d)}
-    out_of, in_of = {}, {}
+    shapes = {m: (_hw(c[-1].inp), _hw(c[-1].out)) for m, c in calls.items() if isinstance(m, nn.Conv2d)}
+    out_of: dict[nn.Module, int] = {}
+    in_of: dict[nn.Module, int] = {}
     for gi, cg in enumerate(groups):
         for dep, _ in cg.group:
             name = dep.handler.__name__
@@ -141,13 +148,13 @@ class LatencyTable:
 
     def _measure(self, site: ConvSite, cin: int, cout: int) -> float:
         m = site.module
-        conv = nn.Conv2d(
+        conv = nn.Conv2d(  # torch types a Conv2d's sizes as _ConvNd's tuple[int, ...]; they are pairs
             cin,
             cout,
-            m.kernel_size,
-            m.stride,
-            m.padding,
-            m.dilation,
+            m.kernel_size,  # type: ignore[arg-type]
+            m.stride,  # type: ignore[arg-type]
+            m.padding,  # type: ignore[arg-type]
+            m.dilation,  # type: ignore[arg-type]
             groups=cout if site.depthwise else 1,
             bias=True,
         ).eval()
@@ -161,7 +168,7 @@ class LatencyTable:
             torch.onnx.export(
                 layer,
                 (x[:1],),
-                buf,
+                buf,  # type: ignore[arg-type]  # dynamo=False writes to a file object too; torch types paths
                 dynamo=False,
                 input_names=["x"],
                 dynamic_axes={"x": {0: "batch"}},

@@ -50,7 +50,8 @@ def output_layers(DG: tp.DependencyGraph) -> list[nn.Module]:
     pooling, flattening, adds and concats). Their output channels are the model's interface (the class
     logits), so they are kept whole whatever their width."""
     ends = [n for n in DG.module2node.values() if not n.outputs]
-    found, seen, todo = [], set(), list(ends)
+    found: list[nn.Module] = []
+    seen, todo = set(), list(ends)
     while todo:
         node = todo.pop()
         if id(node) in seen:

@@ -56,6 +56,7 @@ def prune_in_steps(
         targets += [res.latency_target] if res.latency_target else []
         if i < steps and finetune is not None:
             finetune(model, i)
+    assert dense_units is not None  # step_plans gives at least one step
     after = layer_widths(model)
     layers = [{"name": n, "channels_before": c, "channels_after": after[n]} for n, c in before.items()]
     if (

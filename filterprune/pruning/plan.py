@@ -23,7 +23,7 @@ from ..targets import Sparsity, Target
 
 @dataclass(frozen=True)
 class PlanConfig:
-    target: Target | float  # a float is a channel sparsity
+    target: Target  # a float given here is a channel sparsity: __post_init__ makes it a Sparsity
     scope: str = "layerwise"
     round_to: int | str = 1  # or "auto": hardware-aware widths measured on target_runtime (pruning/align.py)
     layer_floor: float = 0.1  # each layer keeps at least this fraction of its channels (and >= 1)
@@ -53,7 +53,7 @@ class PlanConfig:
 
 
 def _round(keep: int, units: int, k: int | str) -> int:
-    if k == "auto" or k <= 1:  # "auto" is resolved by prune/align.py after allocation
+    if isinstance(k, str) or k <= 1:  # "auto" is resolved by prune/align.py after allocation
         return keep
     return min(units, max(k, int(round(keep / k)) * k))
 

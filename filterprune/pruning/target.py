@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UsageError
-from ..tracing import layer_macs, profile
+from ..tracing import Weighted, layer_macs, profile
 from .plan import PlanConfig, allocate
 
 MAX_SPARSITY = 0.999
@@ -24,7 +24,7 @@ MAX_SPARSITY = 0.999
 
 @dataclass
 class _Layer:
-    module: nn.Module
+    module: Weighted
     positions: int  # output positions per image (H*W for a conv, tokens for a linear)
     out: int
     inp: int
