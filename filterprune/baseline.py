@@ -24,6 +24,7 @@ from .inputs import Given
 from .log import say
 from .models import ModelSpec, build_model, factory, initial_model
 from .pruning.graph import build_graph, output_layers
+from .reporting import schema
 from .state_dict import load_weights, read_state_dict
 from .train import NonFiniteLoss, TrainConfig, train
 
@@ -49,11 +50,13 @@ def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig) -> str:
 
 def train_baseline(
     spec: ModelSpec, data: ImageData, cfg: TrainConfig, device: torch.device, use_cache: bool = True
-) -> tuple[nn.Module, dict]:
+) -> tuple[nn.Module, schema.Baseline]:
     """A trained (or, with 0 epochs, freshly initialised) dense model, from the cache when present."""
     torch.manual_seed(cfg.seed)
     model, loaded = initial_model(spec)  # pretrained weights (tv --weights) when the spec names some
-    info = {"epochs": cfg.epochs, "train": cfg.to_dict(), **({"pretrained": loaded} if loaded else {})}
+    info: schema.Baseline = {"epochs": cfg.epochs, "train": cfg.to_dict()}
+    if loaded:
+        info["pretrained"] = loaded
     for key in loaded.get("head_replaced", []) if loaded else []:
         say(
             f"pretrained: {key} replaced ({loaded.get('categories')} classes in the weights, "
@@ -89,7 +92,7 @@ def train_baseline(
 
 def dense_model(
     cfg, spec: ModelSpec, data: ImageData, device: torch.device, given: Given | None
-) -> tuple[nn.Module, dict]:
+) -> tuple[nn.Module, schema.Baseline]:
     """The run's dense model and what the report says about it: the module in hand (``compress(model=)``;
     ``epochs`` train it further), the user's ``--checkpoint`` (``--sparsity-epochs`` of BN sparsity
     training first), or the cached trained baseline."""
@@ -99,7 +102,7 @@ def dense_model(
     if not checkpoint:
         return train_baseline(spec, data, cfg.baseline_config(), device)
     dense = load_checkpoint_into(spec, checkpoint)
-    info = {"checkpoint": str(checkpoint)}
+    info: schema.Baseline = {"checkpoint": str(checkpoint)}
     if t.sparsity_epochs:
         sparsity_cfg = replace(cfg.baseline_config(), epochs=t.sparsity_epochs)
         say(f"sparsity training: {t.sparsity_epochs} epochs, lambda {t.sparsity_reg:g} on BN scales")
@@ -110,9 +113,11 @@ def dense_model(
     return dense, info
 
 
-def given_baseline(model: nn.Module, data, cfg, device, train_fn) -> tuple[nn.Module, dict]:
+def given_baseline(model: nn.Module, data, cfg, device, train_fn) -> tuple[nn.Module, schema.Baseline]:
     """The module in hand as the dense baseline; ``cfg.epochs`` > 0 trains it further first (in place)."""
-    info = {"given": f"{type(model).__module__}.{type(model).__qualname__} handed to compress(model=...)"}
+    info: schema.Baseline = {
+        "given": f"{type(model).__module__}.{type(model).__qualname__} handed to compress(model=...)"
+    }
     if cfg.epochs:
         info["history"] = train_fn(model.to(device), data, cfg, device, desc="train given model")
         info["train"] = cfg.to_dict()
@@ -147,7 +152,7 @@ def load_checkpoint_into(spec: ModelSpec, path: str) -> nn.Module:
             f"checkpoint: classifier head {', '.join(replaced['head_replaced'])} replaced "
             "(another class count); it is trained with the rest"
         )
-        model.filterprune_loaded = replaced  # noqa: B010  (read by the report's model_source)
+        setattr(model, "filterprune_loaded", replaced)  # noqa: B010  (read by the report's model_source)
     return model
 
 

@@ -54,7 +54,7 @@ def temp_path(path: Path) -> tuple[int, str]:
 
 def sweep_temporaries(folder: Path) -> list[Path]:
     """Remove the write-then-rename temporaries that killed processes left in ``folder``."""
-    gone = []
+    gone: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

@@ -257,7 +257,11 @@ def add_flags(
                 help=md["help"],
             )
             continue
-        kw = {"dest": dest, "help": _help(f), "type": md["parse"] or _parser_for(types_[f.name])}
+        kw: dict[str, typing.Any] = {
+            "dest": dest,
+            "help": _help(f),
+            "type": md["parse"] or _parser_for(types_[f.name]),
+        }
         if md["choices"]:
             kw["choices"] = md["choices"]
         if md["metavar"]:

@@ -54,7 +54,7 @@ def sweep_stale(out: Path) -> list[Path]:
     """Clean up after runs for ``out`` that were killed: their staging folders go; an old folder that
     ``--overwrite`` had renamed aside goes back to ``out`` if the new one never arrived. Returns what
     was touched."""
-    touched = []
+    touched: list[Path] = []
     if not out.parent.is_dir():
         return touched
     for p in sorted(out.parent.iterdir()):

@@ -138,7 +138,8 @@ def vouch(doc: dict) -> None:
     if report.is_file():
         src = read_small_json(report, "run report")
         src = src.get("model_source") if isinstance(src, dict) else None
-        named = src.get("name") if isinstance(src, dict) else None
+        src = src if isinstance(src, dict) else {}  # no model_source: no name, refused below
+        named = src.get("name")
         if not isinstance(named, str) or factory.canonical(named) != ref:
             raise UsageError(
                 f"{jpath.name} names {ref} but {report} names "

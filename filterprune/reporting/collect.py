@@ -14,6 +14,7 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -130,7 +131,7 @@ def timings_present(report: Report) -> set[tuple[str, str, int]]:
 def run_row(report: Report, run: Path, timing: Timing) -> dict:
     """One tidy row: what the run asked for (config), what it got (report), where it lives."""
     cfg, d, p, m = report["config"], report["dense"], report["pruned"], report["masked"]
-    row = {
+    row: dict[str, Any] = {
         "run": run.name,
         "path": str(run),
         "model": report["model"],
@@ -223,7 +224,7 @@ def load_runs(folder: Path, timing: Timing = Timing()) -> pd.DataFrame:
     return df
 
 
-def timing_key(t: Timing) -> tuple[str, str, int]:
+def timing_key(t: Timing) -> tuple[str, str, int | None]:
     return (t.runtime, t.device, t.batch_size)
 
 
