@@ -19,7 +19,7 @@ from .inputs import Given
 from .log import log, say
 from .models.refs import model_ref, spec_for
 from .reporting.run_report import write_report
-from .reporting.schema import Report
+from .reporting.schema import Latency, Report
 from .train import TrainConfig, evaluate, resolve_device
 
 
@@ -47,7 +47,7 @@ class Compressed:
         return self.report["theoretical_speedup"]
 
     @property
-    def latency(self) -> list[dict]:
+    def latency(self) -> list[Latency]:
         """Dense vs pruned per runtime, device and batch (``speedup`` measured, interleaved)."""
         return self.report["latency"]
 
@@ -79,7 +79,7 @@ def _compress(cfg: CompressConfig, device: torch.device, given: Given | None) ->
             scratch = stages.scratch(s, p)
     if not distributed.is_main():  # --distributed: rank 0 alone exports, benchmarks and writes the outputs
         return None
-    written: dict = {}
+    written: dict[str, Report] = {}
 
     def fill(folder: Path) -> None:
         artifacts = stages.write_outputs(s, b, p, f, folder, timings)
@@ -121,6 +121,7 @@ def _train_command(
     if not distributed.is_main():  # --distributed: rank 0 alone evaluates and writes
         return None
     acc = evaluate(net, data, device)
+    assert acc is not None  # rank 0 evaluates
     target = target or Path("runs") / f"train-{model.name.replace(':', '-')}-{info.get('cache_key', 'init')}"
     target = outputs.write_folder(
         target,
