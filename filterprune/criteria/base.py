@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 
 from ..catalog import CRITERIA
+from ..data.source import DataSource
+from ..masks import MaskConfig
 
 
 @dataclass
@@ -16,12 +18,12 @@ class PruneContext:
     """What a criterion may use besides the model: data for data-driven scores, a seed for random ones."""
 
     example_inputs: torch.Tensor
-    data: object | None = None  # filterprune.data.ImageData
+    data: DataSource | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
     batch_size: int = 64
     calib_batches: int = 8
-    mask: object | None = None  # masks.MaskConfig: compression, scope, reduce, IMP (mask criteria)
+    mask: MaskConfig | None = None  # compression, scope, reduce, IMP (mask criteria)
     ignored_layers: tuple = ()  # names or modules kept whole besides the output layers (--ignore-layers)
 
 

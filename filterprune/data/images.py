@@ -64,11 +64,11 @@ class ImageData:
         if fraction == 0 or self.x_val is not None:
             return self
         gen = torch.Generator().manual_seed(seed)
-        val = []
+        picked = []
         for c in range(self.num_classes):
             idx = (self.y_train == c).nonzero().flatten()
-            val.append(idx[torch.randperm(len(idx), generator=gen)[: round(fraction * len(idx))]])
-        val = torch.cat(val).sort().values
+            picked.append(idx[torch.randperm(len(idx), generator=gen)[: round(fraction * len(idx))]])
+        val = torch.cat(picked).sort().values
         keep = torch.ones(len(self.y_train), dtype=torch.bool)
         keep[val] = False
         if not len(val) or not keep.any():
@@ -85,13 +85,11 @@ class ImageData:
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Images and labels of 'train', 'val' or 'test'."""
-        if name == "val" and self.x_val is None:
-            raise ValueError(f"{self.name} has no validation split (carve_val)")
-        return {
-            "train": (self.x_train, self.y_train),
-            "val": (self.x_val, self.y_val),
-            "test": (self.x_test, self.y_test),
-        }[name]
+        if name == "val":
+            if self.x_val is None or self.y_val is None:  # carve_val sets both
+                raise ValueError(f"{self.name} has no validation split (carve_val)")
+            return self.x_val, self.y_val
+        return {"train": (self.x_train, self.y_train), "test": (self.x_test, self.y_test)}[name]
 
     @property
     def num_classes(self) -> int:

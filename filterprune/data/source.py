@@ -4,22 +4,49 @@ pipeline uses only this; nothing tells the kinds apart by probing for attributes
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from typing import Protocol
 
-import torch
 from torch.utils.data import DataLoader
 
 
 class DataSource(Protocol):
-    name: str
-    source: str  # where the images came from, told to the user
-    class_names: list[str]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    y_train: torch.Tensor  # labels (their counts are reported)
-    y_val: torch.Tensor | None  # the validation split carved from training images, if any
-    y_test: torch.Tensor
-    streamed: bool  # False: held in memory (normalised with the weights' mean/std when they have them)
+    """Read-only: each kind holds these as attributes (or class attributes) of its own narrower types."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def source(self) -> str:
+        """Where the images came from, told to the user."""
+        ...
+
+    @property
+    def class_names(self) -> list[str]: ...
+
+    @property
+    def mean(self) -> tuple[float, ...]: ...
+
+    @property
+    def std(self) -> tuple[float, ...]: ...
+
+    @property
+    def y_train(self) -> Sized:
+        """The training labels, or as many items (only their counts are read)."""
+        ...
+
+    @property
+    def y_val(self) -> Sized | None:
+        """The validation split carved from training images, if any."""
+        ...
+
+    @property
+    def y_test(self) -> Sized: ...
+
+    @property
+    def streamed(self) -> bool:
+        """False: held in memory (normalised with the weights' mean/std when they have them)."""
+        ...
 
     @property
     def num_classes(self) -> int: ...

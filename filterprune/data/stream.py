@@ -179,12 +179,14 @@ class FolderData:
         self.val: list[tuple[str, int]] | None = None  # carve_val
         self.y_train = torch.tensor([y for _, y in self.train])
         self.y_test = torch.tensor([y for _, y in self.test])
-        self.y_val = None
+        self.y_val: torch.Tensor | None = None
         self.mean_from = (
             "pretrained weights"
             if mean is not None
             else f"estimated from {min(STATS_SAMPLE, len(self.train))} training images"
         )
+        self.mean: tuple[float, ...]
+        self.std: tuple[float, ...]
         self.mean, self.std = (tuple(mean), tuple(std)) if mean is not None else self._estimate_stats(seed)
 
     @property
@@ -296,9 +298,12 @@ class FolderData:
     ) -> DataLoader:
         """``crop`` is accepted for the in-memory loader's signature: RandomResizedCrop is the training
         transform of image folders whatever the recipe."""
-        if split == "val" and self.val is None:
-            raise ValueError(f"{self.name} has no validation split (carve_val)")
-        samples = {"train": self.train, "val": self.val, "test": self.test}[split]
+        if split == "val":
+            if self.val is None:
+                raise ValueError(f"{self.name} has no validation split (carve_val)")
+            samples = self.val
+        else:
+            samples = {"train": self.train, "test": self.test}[split]
         ds = _Files(
             samples[:limit] if limit else samples,
             transforms(self.image_size, self.resize_size, self.mean, self.std, augment, self.flip),
@@ -351,14 +356,15 @@ class LoaderData:
                 f"{names[0]}: images must be square (N, C, H, W) tensors, got {tuple(x.shape)}", (names[0],)
             )
         self.in_channels, self.image_size = int(x.shape[1]), int(x.shape[-1])
-        names = class_names or list(getattr(getattr(train, "dataset", None), "classes", []) or [])
-        n = num_classes or len(names)
-        self.class_names = names if names and len(names) == n else [str(i) for i in range(n)] if n else []
+        found = class_names or list(getattr(getattr(train, "dataset", None), "classes", []) or [])
+        n = num_classes or len(found)
+        self.class_names = found if found and len(found) == n else [str(i) for i in range(n)] if n else []
         self.name, self.source, self.flip = "loaders", "DataLoaders given in Python", False
-        self.mean, self.std = (), ()  # the loaders normalise
+        self.mean: tuple[float, ...] = ()  # the loaders normalise
+        self.std: tuple[float, ...] = ()
         # counts for reports and cache keys (the labels themselves stay in the loaders)
         self.y_train, self.y_test = range(_count(self.train)), range(_count(self.test))
-        self.y_val = None  # the loaders are used as given: no validation split is carved from them
+        self.y_val: range | None = None  # the loaders are used as given: no validation split is carved
 
     def carve_val(self, fraction: float, seed: int) -> LoaderData:
         return self

@@ -77,7 +77,15 @@ def _dynamo(model, input_shape, opset, batch, dtype) -> tuple[onnx.ModelProto | 
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             a = _export_args(input_shape, batch, dtype, 2)  # batch 1 would be specialised by torch.export
-            torch.onnx.export(model, a.pop("args"), buf, dynamo=True, opset_version=opset, verbose=False, **a)
+            torch.onnx.export(
+                model,
+                a.pop("args"),
+                buf,  # type: ignore[arg-type]  # torch types f as a path; its exporters take a file object too
+                dynamo=True,
+                opset_version=opset,
+                verbose=False,
+                **a,
+            )
         proto = onnx.load_from_string(buf.getvalue())
         check(proto)
     except Exception as e:  # noqa: BLE001 - whatever it cannot export, the TorchScript exporter may
@@ -92,7 +100,14 @@ def _torchscript(model, input_shape, opset, batch, dtype) -> onnx.ModelProto:
         warnings.simplefilter("ignore")
         try:
             a = _export_args(input_shape, batch, dtype, 1)
-            torch.onnx.export(model, a.pop("args"), buf, dynamo=False, opset_version=opset, **a)
+            torch.onnx.export(
+                model,
+                a.pop("args"),
+                buf,  # type: ignore[arg-type]  # torch types f as a path; its exporters take a file object too
+                dynamo=False,
+                opset_version=opset,
+                **a,
+            )
         except Exception as e:
             raise RunError(
                 f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..train import TrainConfig  # annotations only: train -> data -> config imports this package
 
 MASK_SCOPES = ("global", "layerwise")
 MASK_REDUCES = ("density", "sum")
@@ -34,7 +38,7 @@ class MaskConfig:
     scope: str = "global"
     reduce: str = "density"
     imp_iterations: int = 2
-    imp_train: object | None = None
+    imp_train: TrainConfig | None = None
     synflow_rounds: int = 100
 
     def __post_init__(self):

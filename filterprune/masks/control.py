@@ -16,7 +16,9 @@ import torch.nn as nn
 
 from ..bench import counting
 from ..pruning.shrink import PruneResult, layer_widths
+from ..reporting.schema import Masked
 from ..train import evaluate, train
+from . import MaskConfig
 from .schedule import held
 from .weights import Masks, apply_masks, density
 
@@ -24,7 +26,7 @@ from .weights import Masks, apply_masks, density
 @dataclass
 class MaskedModel:
     model: nn.Module
-    accuracy: dict
+    accuracy: dict | None  # None on the ranks but 0 of a --distributed run (rank 0 alone evaluates)
     history: list = field(default_factory=list)
 
 
@@ -67,18 +69,29 @@ def masked_control(
     return MaskedModel(model, evaluate(model, data, device), history)
 
 
-def section(masked: MaskedModel, masks: Masks, mask_cfg, input_shape, dense_cost: counting.Cost) -> dict:
+def section(
+    masked: MaskedModel, masks: Masks, mask_cfg: MaskConfig, input_shape, dense_cost: counting.Cost
+) -> Masked:
     """report.json's ``masked``: stored params, non-zero params, real MACs, seed FLOPs weighted by the
     mask's density and their fraction of the dense seed FLOPs (the seed tables' "FLOP sparsity")."""
     cost = counting.count(masked.model, input_shape, masks)
     zeros = sum(int((~m).sum()) for m in masks.values())
+    acc = masked.accuracy
+    assert acc is not None  # rank 0 writes the report, and rank 0 evaluated
     return {
-        **cost.to_dict(),
+        "params": cost.params,
+        "macs": cost.macs,
+        "flops": cost.flops,
         "nonzero_params": cost.params - zeros,
         "flop_fraction": cost.flops / dense_cost.flops,
         "weight_density": density(masks),
-        **{k: v for k, v in mask_cfg.to_dict().items() if k != "imp_train"},
-        "accuracy": masked.accuracy["top1"],
-        "top5": masked.accuracy["top5"],
+        "compression": mask_cfg.compression,  # the mask's settings (MaskConfig.to_dict but imp_train)
+        "density": mask_cfg.density,
+        "scope": mask_cfg.scope,
+        "reduce": mask_cfg.reduce,
+        "imp_iterations": mask_cfg.imp_iterations,
+        "synflow_rounds": mask_cfg.synflow_rounds,
+        "accuracy": acc["top1"],
+        "top5": acc["top5"],
         "finetune_history": masked.history,
     }

@@ -15,11 +15,12 @@ import torch
 import torch.nn as nn
 
 from ..errors import RunError
+from ..tracing import Weighted
 
 Masks = dict[str, torch.Tensor]  # module name -> bool tensor shaped like its weight
 
 
-def prunable(model: nn.Module) -> dict[str, nn.Module]:
+def prunable(model: nn.Module) -> dict[str, Weighted]:
     """Every conv and linear layer by name: their weights are what the seed studies mask."""
     return {
         n: m

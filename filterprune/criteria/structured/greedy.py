@@ -22,6 +22,8 @@ stages of pruning and are not comparable across layers.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.fx as fx
 import torch.nn as nn
@@ -51,7 +53,7 @@ def group_members(group) -> tuple[set[nn.Module], list[tuple[nn.Module, list[int
     """(modules whose outputs the group prunes, [(reader, input idxs, root idxs)]) — readers are the conv
     and linear layers that consume the group's channels and pass them on no further."""
     producers = {dep.target.module for dep, _ in group if _is_out(dep)}
-    readers = []
+    readers: list[tuple[nn.Module, list[int], list[int]]] = []
     for item in group:
         m = item.dep.target.module
         if (
@@ -89,6 +91,7 @@ class SegmentRunner:
         self.free_after: dict[int, list[fx.Node]] = {}
         for n, i in last_use.items():
             self.free_after.setdefault(i, []).append(n)
+        self.envs: list[dict[fx.Node, Any]]  # per batch: each node's value, from the cut on (reset)
         self.reset()
 
     def reset(self) -> None:
