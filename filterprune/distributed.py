@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -151,14 +152,16 @@ def shard(loader: DataLoader, seed: int) -> DataLoader:
     epoch, see ``set_epoch``) and batch_size / world_size images per rank and step."""
     if not _session:
         return loader
-    world = world_size()
-    if loader.batch_size % world:
+    world, batch = world_size(), loader.batch_size
+    assert batch is not None  # make_loader's loaders batch by size (torch's None: a batch_sampler)
+    if batch % world:
         raise UsageError(
-            f"--batch-size is the global batch and must divide among the {world} processes, "
-            f"got {loader.batch_size}"
+            f"--batch-size is the global batch and must divide among the {world} processes, got {batch}"
         )
-    sampler = DistributedSampler(loader.dataset, num_replicas=world, rank=rank(), shuffle=True, seed=seed)
-    return DataLoader(loader.dataset, batch_size=loader.batch_size // world, sampler=sampler, num_workers=0)
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        loader.dataset, num_replicas=world, rank=rank(), shuffle=True, seed=seed
+    )
+    return DataLoader(loader.dataset, batch_size=batch // world, sampler=sampler, num_workers=0)
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:

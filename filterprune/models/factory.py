@@ -138,11 +138,8 @@ def code_digest(name: str) -> str | None:
     if path is not None and str(path) in _DIGESTS:
         return _DIGESTS[str(path)]
     if path is None:
-        spec = (
-            importlib.util.find_spec(_MODULE_REF.match(name)["module"].split(".")[0])
-            if _MODULE_REF.match(name)
-            else None
-        )
+        mod = _MODULE_REF.match(name)
+        spec = importlib.util.find_spec(mod["module"].split(".")[0]) if mod else None
         path = Path(spec.origin) if spec and spec.origin else None
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None and path.is_file() else None
@@ -179,6 +176,7 @@ def resolve(name: str, trust_code: bool = False):
         where = m["path"]
     else:
         m = _MODULE_REF.match(ref)
+        assert m is not None  # canonical references are file, module or object references
         where = m["module"]
         try:
             obj = importlib.import_module(m["module"])

@@ -16,6 +16,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch.nn as nn
@@ -96,7 +97,7 @@ def native_input(name: str, weights: str | None) -> dict:
     cfg = cfg.to_dict() if cfg is not None and hasattr(cfg, "to_dict") else (cfg or {})
     size = int(cfg.get("input_size", (3, 224, 224))[-1])
     crop = float(cfg.get("crop_pct", 0.875) or 0.875)
-    info = {
+    info: dict[str, Any] = {
         "image_size": size,
         "min_size": int((cfg.get("min_input_size") or (3, 1, 1))[-1]),
         "resize_size": int(round(size / crop)),

@@ -17,6 +17,7 @@ import hashlib
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -83,7 +84,7 @@ def native_input(name: str, weights: str | None) -> dict:
     if w is None:
         return {"image_size": 224, "min_size": 1}
     t = w.transforms()
-    info = {
+    info: dict[str, Any] = {
         "image_size": int(t.crop_size[0]),
         "min_size": int(min(w.meta.get("min_size", (1, 1)))),
         "resize_size": int(t.resize_size[0]) if t.resize_size else int(t.crop_size[0]),
@@ -196,13 +197,13 @@ def _adapt_first_conv(model: nn.Module, in_channels: int) -> None:
                 setattr(
                     parent,
                     child_name,
-                    nn.Conv2d(
+                    nn.Conv2d(  # torch types a Conv2d's sizes as _ConvNd's tuple[int, ...]; they are pairs
                         in_channels,
                         child.out_channels,
-                        child.kernel_size,
-                        child.stride,
-                        child.padding,
-                        child.dilation,
+                        child.kernel_size,  # type: ignore[arg-type]
+                        child.stride,  # type: ignore[arg-type]
+                        child.padding,  # type: ignore[arg-type]
+                        child.dilation,  # type: ignore[arg-type]
                         child.groups,
                         child.bias is not None,
                     ),

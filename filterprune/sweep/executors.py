@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import RunError, UsageError
 from ..guard import guarded
@@ -157,7 +158,7 @@ def run_ray(jobs: list[Job], resources: dict, done: Done) -> None:
         env = {k: os.environ[k] for k in ("FILTERPRUNE_CACHE",) if k in os.environ}
         run_task = ray.remote(max_calls=1)(_ray_run).options(**opts)
         baseline_task = ray.remote(max_calls=1)(_ray_baseline).options(**opts)
-        baselines = {}
+        baselines: dict[str | None, Any] = {}  # group -> its task's ref; None (no baseline) is never a key
         for job in jobs:
             group = runs.baseline_group(job.config)
             if group is not None and group not in baselines:

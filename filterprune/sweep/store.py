@@ -19,7 +19,7 @@ import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .. import __version__, limits, outputs
 from ..errors import FilterpruneError, RunError, UsageError
@@ -53,7 +53,7 @@ class SweepStore:
         self.root = Path(root)
         self.runs = self.root / "runs"
         self.logs = self.root / "logs"
-        self._lock = None
+        self._lock: IO[str] | None = None  # the open .sweep.lock while this sweep holds it
 
     # ------------------------------------------------------------------------------- opening
     def existing_id(self) -> str | None:
