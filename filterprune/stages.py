@@ -38,6 +38,7 @@ from .pruning import align, prune_in_steps
 from .pruning.graph import build_graph
 from .pruning.plan import PlanConfig
 from .pruning.shrink import PruneResult
+from .reporting import schema
 from .reporting.schema import SCHEMA_VERSION, Report
 from .targets import Sparsity
 from .train import NonFiniteLoss, TrainConfig, evaluate, train
@@ -72,7 +73,7 @@ class Setup:
 class Baseline:
     model: nn.Module
     accuracy: dict
-    info: dict  # the report's ``baseline`` section
+    info: schema.Baseline  # the report's ``baseline`` section
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,7 @@ def write_outputs(s: Setup, b: Baseline, p: Pruned, f: Finetuned, folder: Path, 
     meta = _checkpoint_meta(s, p)
     ckpt.save(f.model, folder / "pruned", s.spec, p.result.history, meta)
     if "masked" in variants:  # the masked control's weights, so `filterprune bench RUN_DIR` times it too
-        ckpt.save(f.masked.model, folder / "masked", s.spec, [], {**meta, "masked": True})
+        ckpt.save(variants["masked"], folder / "masked", s.spec, [], {**meta, "masked": True})
     exported, rows = None, []
     if s.cfg.output.export:
         with timed(timings, "export"):
@@ -324,7 +325,7 @@ def _checkpoint_meta(s: Setup, p: Pruned) -> dict:
         "std": list(data.std),
         "class_names": data.class_names,
         "version": __version__,
-        **({"resize_size": data.resize_size} if getattr(data, "resize_size", None) else {}),
+        **({"resize_size": resize} if (resize := getattr(data, "resize_size", None)) else {}),
     }
 
 
@@ -500,8 +501,8 @@ def report(
             "val": 0 if data.y_val is None else len(data.y_val),
             "test": len(data.y_test),
         },
-        "dense": {**dense.to_dict(), "accuracy": b.accuracy["top1"], "top5": b.accuracy["top5"]},
-        "pruned": {**pruned.to_dict(), "accuracy": f.accuracy["top1"], "top5": f.accuracy["top5"]},
+        "dense": _costs(dense, b.accuracy),
+        "pruned": _costs(pruned, f.accuracy),
         "mode": cfg.prune.mode,
         "masked": control.section(f.masked, p.masks, p.ctx.mask, s.input_shape, dense) if f.masked else None,
         "theoretical_speedup": dense.macs / pruned.macs,
@@ -533,6 +534,16 @@ def report(
             cfg.model.checkpoint,
         ),
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.flat().items()},
+    }
+
+
+def _costs(cost: Cost, accuracy: dict) -> schema.Costs:
+    return {
+        "params": cost.params,
+        "macs": cost.macs,
+        "flops": cost.flops,
+        "accuracy": accuracy["top1"],
+        "top5": accuracy["top5"],
     }
 
 
