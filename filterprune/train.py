@@ -323,7 +323,7 @@ class _Epoch:
             if out.correct is None:
                 self.scored = False
             else:
-                correct += out.correct.item()
+                correct += int(out.correct.item())
             loss_sum += loss.item() * out.examples
             acc = {"acc": f"{100 * correct / total:.1f}%"} if self.scored else {}
             bar.set_postfix(loss=f"{loss_sum / total:.3f}", **acc)

@@ -7,9 +7,9 @@ import torch
 import torch.nn as nn
 
 from .. import inputs
+from .. import train as training  # its distill_loss and evaluate, looked up when called
 from ..errors import UsageError
 from ..models.torchvision_models import is_detector
-from ..train import distill_loss, evaluate
 from .base import Step, Task
 
 
@@ -41,7 +41,7 @@ class Classification(Task):
         out = net(x)
         with torch.inference_mode():
             soft = teacher(x) if teacher is not None else None
-        loss = distill_loss(
+        loss = training.distill_loss(
             out,
             soft.clone() if soft is not None else None,
             y,
@@ -52,4 +52,4 @@ class Classification(Task):
         return Step(loss, len(y), (out.argmax(1) == y).sum())
 
     def evaluate(self, model: nn.Module, data, device, split: str = "test") -> dict | None:
-        return evaluate(model, data, device, split=split)
+        return training.evaluate(model, data, device, split=split)

@@ -34,7 +34,8 @@ def _xywh(box) -> list[float]:
 def ground_truth(targets: list[dict], sizes: list[tuple[int, int]], num_classes: int) -> dict:
     """A COCO annotation document: ``targets[i]`` ({"boxes", "labels"}) of an image of ``sizes[i]``
     (width, height). Category ids are the labels + 1 (COCO's ids start at 1)."""
-    images, annotations = [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
     for i, (t, (w, h)) in enumerate(zip(targets, sizes)):
         images.append({"id": i, "width": int(w), "height": int(h)})
         for box, label in zip(np.asarray(t["boxes"]).reshape(-1, 4), np.asarray(t["labels"]).reshape(-1)):

@@ -10,6 +10,8 @@ Single-stage detectors (SSD, SSDlite, RetinaNet, FCOS) have such a network; the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 
@@ -20,14 +22,17 @@ class RawDetector(nn.Module):
     def __init__(self, detector: nn.Module):
         super().__init__()
         self.detector = detector
-        t = detector.transform
+        t: Any = detector.transform
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(t.image_mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(t.image_std).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.detector.backbone((x - self.mean) / self.std)
+        net: Any = self.detector
+        features = net.backbone((x - self.mean) / self.std)
         features = list(features.values()) if isinstance(features, dict) else [features]
-        out = self.detector.head(features)
+        out = net.head(features)
         return torch.cat([out[k] for k in HEAD_KEYS if k in out], dim=-1)
 
 
