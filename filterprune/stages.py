@@ -519,10 +519,7 @@ def report(
             "val": 0 if data.y_val is None else len(data.y_val),
             "test": len(data.y_test),
         },
-        "dense": {**dense.to_dict(), **s.task.report_metrics(b.accuracy)},
-        "pruned": {**pruned.to_dict(), **s.task.report_metrics(f.accuracy)},
-        "task": s.task.name,
-        "metrics": metrics_section(s.task, b.accuracy, f.accuracy),
+        **_models(s, b, f, a),
         "mode": cfg.prune.mode,
         "masked": control.section(f.masked, p.masks, p.ctx.mask, s.input_shape, dense) if f.masked else None,
         "theoretical_speedup": dense.macs / pruned.macs,
@@ -557,13 +554,20 @@ def report(
     }
 
 
-def metrics_section(task: Task, dense: dict | None, pruned: dict | None) -> dict:
-    """report.json's ``metrics``: the task's metrics by name, dense and pruned, and which is the headline."""
+def _models(s: Setup, b: Baseline, f: Finetuned, a: Artifacts) -> dict:
+    """report.json's ``dense`` and ``pruned`` (size and the task's first two metrics), ``task``, and
+    ``metrics``: the task's metrics by name, dense and pruned, and which is the headline."""
+    task, dense, pruned = s.task, b.accuracy or {}, f.accuracy or {}
     return {
-        "headline": task.headline,
-        "names": dict(task.metrics),
-        "dense": {k: (dense or {}).get(k) for k in task.metrics},
-        "pruned": {k: (pruned or {}).get(k) for k in task.metrics},
+        "dense": {**a.costs["dense"].to_dict(), **task.report_metrics(b.accuracy)},
+        "pruned": {**a.costs["pruned"].to_dict(), **task.report_metrics(f.accuracy)},
+        "task": task.name,
+        "metrics": {
+            "headline": task.headline,
+            "names": dict(task.metrics),
+            "dense": {k: dense.get(k) for k in task.metrics},
+            "pruned": {k: pruned.get(k) for k in task.metrics},
+        },
     }
 
 

@@ -252,9 +252,9 @@ class Report(TypedDict):
     device: str
     processes: NotRequired[int]  # absent before --distributed (one process)
     dataset: Dataset
-    task: NotRequired[str]  # classification or detection (absent before 1.2: classification)
     dense: Costs
     pruned: Costs
+    task: NotRequired[str]  # classification or detection (absent before 1.2: classification)
     metrics: NotRequired[Metrics]  # absent before 1.2
     mode: str  # shrink or masked
     masked: Masked | None  # mask criteria only
