@@ -26,19 +26,22 @@ from .models import ModelSpec, build_model, factory, initial_model
 from .pruning.graph import build_graph, output_layers
 from .reporting import schema
 from .state_dict import load_weights, read_state_dict
+from .tasks import Task
 from .train import NonFiniteLoss, TrainConfig, train
 
 log = logging.getLogger(__name__)
 
 
-def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig) -> str:
+def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig, task: Task | None = None) -> str:
     """Hash of everything that determines the trained baseline, so every criterion starts from it."""
-    ident = {
+    ident: dict = {
         "spec": spec.to_dict(),
         "data": [data.name, data.source, len(data.y_train), len(data.y_test)],
         "train": cfg.to_dict(),
         "version": 2,
     }
+    if task is not None and task.name != "classification":  # (classification keys stay as they were)
+        ident["task"] = task.name
     if data.y_val is not None:  # which images were held out (the split's seed decides them)
         ident["val"] = data.val_digest()
     if distributed.active():  # DDP trains another (equally valid) model than one process does
@@ -49,9 +52,15 @@ def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig) -> str:
 
 
 def train_baseline(
-    spec: ModelSpec, data: ImageData, cfg: TrainConfig, device: torch.device, use_cache: bool = True
+    spec: ModelSpec,
+    data: ImageData,
+    cfg: TrainConfig,
+    device: torch.device,
+    use_cache: bool = True,
+    task: Task | None = None,
 ) -> tuple[nn.Module, schema.Baseline]:
-    """A trained (or, with 0 epochs, freshly initialised) dense model, from the cache when present."""
+    """A trained (or, with 0 epochs, freshly initialised) dense model, from the cache when present
+    (``task``: how it trains; default classification)."""
     torch.manual_seed(cfg.seed)
     model, loaded = initial_model(spec)  # pretrained weights (tv --weights) when the spec names some
     info: schema.Baseline = {"epochs": cfg.epochs, "train": cfg.to_dict()}
@@ -64,7 +73,7 @@ def train_baseline(
         )
     if cfg.epochs == 0:
         return model, info
-    key = baseline_key(spec, data, cfg)
+    key = baseline_key(spec, data, cfg, task)
     path = cache_dir() / "baselines" / key / "model"
     info["cache_key"] = key
     if use_cache and path.with_suffix(".json").is_file():
@@ -76,7 +85,7 @@ def train_baseline(
             warnings.warn(f"cached baseline {path.parent} is damaged ({e}); training it again", stacklevel=2)
     say(f"baseline: training {spec.name} for {cfg.epochs} epochs on {data.name} ({device.type})")
     try:
-        info["history"] = train(model, data, cfg, device, desc=f"train {spec.name}")
+        info["history"] = train(model, data, cfg, device, desc=f"train {spec.name}", task=task)
     except NonFiniteLoss as e:
         raise outputs.keep_last_good(model, last_good_folder("baseline", spec), spec, e) from None
     if use_cache and distributed.is_main():  # the entry folder appears complete or not at all
@@ -91,7 +100,7 @@ def train_baseline(
 
 
 def dense_model(
-    cfg, spec: ModelSpec, data: ImageData, device: torch.device, given: Given | None
+    cfg, spec: ModelSpec, data: ImageData, device: torch.device, given: Given | None, task: Task | None = None
 ) -> tuple[nn.Module, schema.Baseline]:
     """The run's dense model and what the report says about it: the module in hand (``compress(model=)``;
     ``epochs`` train it further), the user's ``--checkpoint`` (``--sparsity-epochs`` of BN sparsity
@@ -100,7 +109,7 @@ def dense_model(
         return given_baseline(given.model, data, cfg.baseline_config(), device, train)
     checkpoint, t = cfg.model.checkpoint, cfg.train
     if not checkpoint:
-        return train_baseline(spec, data, cfg.baseline_config(), device)
+        return train_baseline(spec, data, cfg.baseline_config(), device, task=task)
     dense = load_checkpoint_into(spec, checkpoint)
     info: schema.Baseline = {"checkpoint": str(checkpoint)}
     if t.sparsity_epochs:
@@ -108,7 +117,7 @@ def dense_model(
         say(f"sparsity training: {t.sparsity_epochs} epochs, lambda {t.sparsity_reg:g} on BN scales")
         info["sparsity_training"] = {
             "config": sparsity_cfg.to_dict(),
-            "history": train(dense.to(device), data, sparsity_cfg, device, desc="sparsity"),
+            "history": train(dense.to(device), data, sparsity_cfg, device, desc="sparsity", task=task),
         }
     return dense, info
 

@@ -1,8 +1,8 @@
-"""Every model, dataset and criterion the package offers, by name: one line each, pointing at the code
+"""Every model, dataset, criterion and task the package offers, by name: one line each, pointing at the code
 (``"module:attr"`` under ``filterprune``) that is imported only when the name is used. Listing names and
 checking them (``filterprune list``, option checks) therefore never imports torch.
 
-Adding a model, dataset or criterion is its file plus one line here.
+Adding a model, dataset, criterion or task is its file plus one line here.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from .registry import Registry
 MODELS: Registry = Registry("model", prefixes=("tv:", "timm:"))
 DATASETS: Registry = Registry("dataset", prefixes=("npz:", "imagefolder:", "coco:", "yolo:"))
 CRITERIA: Registry = Registry("criterion")
+TASKS: Registry = Registry("task")
 
 # models: a builder fn(num_classes, in_channels, image_size) -> nn.Module; prefixed ones take the name first
 MODELS.add("mlp", "models.mlp:mlp", "fully-connected 784-100x5-10 (SynFlow's fc, L=6, N=100) for MNIST")
@@ -132,4 +133,17 @@ CRITERIA.add(
     "rand",
     "criteria.mask.random:Rand",
     "random unstructured mask at compression c -> channel saliency",
+)
+
+# tasks: a Task subclass (loss of a batch, evaluation, distillation, example input, what is exported)
+TASKS.add(
+    "classification",
+    "tasks.classification:Classification",
+    "one class label per image: cross-entropy (distilled from the dense model), top-1/top-5",
+)
+TASKS.add(
+    "detection",
+    "tasks.detection:Detection",
+    "boxes per image (coco:/yolo: folders, torchvision detectors): the model's own loss, "
+    "mAP@0.5:0.95 and mAP@0.5 (pycocotools)",
 )

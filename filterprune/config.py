@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import limits, safeload
 from . import options as opt
-from .catalog import CRITERIA, DATASETS
+from .catalog import CRITERIA, DATASETS, TASKS
 from .errors import UsageError
 from .masks import MaskConfig
 from .options import all_at_least, in_range, int_list, option, round_to, str_list
@@ -39,16 +39,33 @@ def _criteria():
     return criteria
 
 
-def check_classification(name: str, key: str = "dataset") -> None:
-    """Refuse a detection folder where the classification task needs one label per image. (The message
-    avoids the word ``key`` elsewhere: the command line turns that word into its flag.)"""
-    if DATASETS.task(name) == "detection":
+TASK_DATA = {
+    "classification": "one class label per image (imagefolder:, npz:, cifar10, ...)",
+    "detection": "boxes per image (coco:DIR, yolo:DIR)",
+}
+
+
+def check_task(name: str | None, task: str = "classification", key: str = "dataset") -> None:
+    """Refuse a dataset whose catalog ``task`` tag is not the run's task (an untagged dataset serves
+    classification). (The messages avoid the words ``key`` and ``task`` elsewhere: the command line
+    turns them into flags.)"""
+    if name is None:
+        if task != "classification":
+            raise UsageError(f"task {task} needs a {key}: {TASK_DATA.get(task, 'its own')}", (key, "task"))
+        return
+    serves = DATASETS.task(name) or "classification"
+    if serves != task:
+        what = TASK_DATA.get(serves, f"{serves} data").split(" (")[0]
         raise UsageError(
-            f"{key} {limits.printable(name, 200)}: {DATASETS.split(name)[0]} is a detection set (boxes per "
-            "image); the classification task needs one class label per image (imagefolder:, npz:, cifar10, "
-            "...), and no detection task exists yet",
-            (key,),
+            f"{key} {limits.printable(name, 200)}: {DATASETS.split(name)[0]} is a {serves} set ({what}); "
+            f"{task} needs {TASK_DATA.get(task, 'its own data')}: pass task {serves}",
+            (key, "task"),
         )
+
+
+def check_classification(name: str, key: str = "dataset") -> None:
+    """``check_task`` for the classification task (the in-memory and folder loaders call it)."""
+    check_task(name, "classification", key)
 
 
 def _registered(registry: str):
@@ -59,9 +76,7 @@ def _registered(registry: str):
             if value not in RECIPES:
                 raise UsageError(f"unknown {key} {value!r}; valid: {', '.join(RECIPES)}", (key,))
         else:
-            (CRITERIA if registry == "criteria" else DATASETS).check(value)
-            if registry == "datasets":
-                check_classification(value, key)
+            {"criteria": CRITERIA, "datasets": DATASETS, "tasks": TASKS}[registry].check(value)
 
     return check
 
@@ -175,9 +190,16 @@ class Data:
         "choose the kept epoch; never the test split; 0 = keep the last epoch",
         check=in_range(0, 0.5),
     )
+    task: str = option(
+        "classification",
+        "what the model does with the images: classification (one label per image) or detection "
+        "(boxes per image: coco:/yolo: folders, tv: detectors)",
+        check=_registered("tasks"),
+    )
 
     def validate(self) -> None:
         opt.check_fields(self)
+        check_task(self.dataset, self.task)
 
 
 @dataclass(frozen=True)
@@ -598,6 +620,7 @@ class CompressConfig:
         """Every check that needs no training: each group's own, then those across groups."""
         for name in GROUPS:
             getattr(self, name).validate()
+        self.check_task()
         t, m = self.train, self.model
         if t.sparsity_epochs and (m.checkpoint is None or not t.sparsity_reg):
             raise UsageError(
@@ -626,6 +649,14 @@ class CompressConfig:
                 "export (--no-export / export=False)",
                 ("precision",),
             )
+
+    def check_task(self) -> None:
+        """The model and the other options fit the task (``Task.check_model_name``, ``check_config``)."""
+        from .tasks import make_task  # imports torch (see _criteria)
+
+        task = make_task(self.data.task)
+        task.check_model_name(self.model.name)
+        task.check_config(self)
 
     def ignored(self) -> list[str]:
         """Criterion-specific options given a value other than their default that the chosen criterion

@@ -14,12 +14,14 @@ from . import serialization as ckpt
 from .baseline import train_baseline
 from .config import CompressConfig, Data, Model, Output, Train
 from .data import load_data
+from .errors import UsageError
 from .fileio import cache_dir
 from .inputs import Given
 from .log import log, say
 from .models.refs import model_ref, spec_for
 from .reporting.run_report import write_report
 from .reporting.schema import Latency, Report
+from .tasks import make_task
 from .train import TrainConfig, evaluate, resolve_device
 
 
@@ -88,8 +90,9 @@ def _compress(cfg: CompressConfig, device: torch.device, given: Given | None) ->
 
     out = outputs.write_folder(s.out, fill, cfg.output.overwrite)
     r = written["report"]
+    label = s.task.metrics[s.task.headline]
     say(
-        f"done: dense top-1 {100 * r['dense']['accuracy']:.2f}% "
+        f"done: dense {label} {100 * r['dense']['accuracy']:.2f}% "
         f"-> pruned {100 * r['pruned']['accuracy']:.2f}%, "
         f"MACs {r['dense']['macs'] / 1e6:.1f}M -> {r['pruned']['macs'] / 1e6:.1f}M "
         f"({r['theoretical_speedup']:.2f}x); outputs in {out}/"
@@ -103,6 +106,11 @@ def train_command(model: Model, data: Data, train: Train, output: Output) -> Pat
     distributed.py). The same options as compress, so that compress reuses the baseline this trains."""
     for group in (model, data, train, output):
         group.validate()
+    if data.task != "classification":
+        raise UsageError(
+            f"train trains classifiers; the baseline of task {data.task} is trained by compress", ("task",)
+        )
+    make_task(data.task).check_model_name(model.name)
     with distributed.session(train.distributed, resolve_device(train.device), train.batch_size) as device:
         return _train_command(model, data, train.train_config(), device, output)
 

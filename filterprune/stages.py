@@ -41,7 +41,8 @@ from .pruning.shrink import PruneResult
 from .reporting import schema
 from .reporting.schema import SCHEMA_VERSION, Report
 from .targets import Sparsity
-from .train import NonFiniteLoss, TrainConfig, evaluate, train
+from .tasks import Task, make_task
+from .train import NonFiniteLoss, TrainConfig, train
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Setup:
     spec: ModelSpec
     native: dict
     plan: PlanConfig
+    task: Task = field(default_factory=lambda: make_task("classification"))
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -133,9 +135,10 @@ def setup(cfg: CompressConfig, device: torch.device, given: inputs.Given | None)
     if not cfg.model.checkpoint and cfg.train.epochs:
         outputs.check_cache(cache_dir())  # the baseline goes there: say so now, not after training
     criterion = make_criterion(cfg.prune.criterion)
-    data, spec, native = inputs.prepare(cfg, given)
+    task = make_task(cfg.data.task)
+    data, spec, native = task.prepare(cfg, given)
     scope = cfg.prune.scope or criterion.default_scope
-    s = Setup(cfg, device, given, out, criterion, scope, data, spec, native, cfg.prune.plan(scope))
+    s = Setup(cfg, device, given, out, criterion, scope, data, spec, native, cfg.prune.plan(scope), task)
     if "int8" in cfg.bench.precision:  # the calibration images come from the training split
         quantize.check_calib_images(data, cfg.bench.calib_images)
     p = cfg.prune
@@ -150,18 +153,18 @@ def setup(cfg: CompressConfig, device: torch.device, given: inputs.Given | None)
             *limits.activation_sizes(probe, s.input_shape),
             measure,
         )
-    inputs.check_probe(probe, spec, cfg.model.ignore_layers)
+    task.check_probe(probe, spec, cfg.model.ignore_layers)
     criterion.check(probe)
     check_untied(probe)
     align.check_auto(probe, cfg.prune.round_to)
-    build_graph(probe, torch.randn(1, *s.input_shape))
+    build_graph(probe, task.example_inputs(s.input_shape))
     return s
 
 
 def baseline(s: Setup) -> Baseline:
-    dense, info = dense_model(s.cfg, s.spec, s.data, s.device, s.given)
+    dense, info = dense_model(s.cfg, s.spec, s.data, s.device, s.given, s.task)
     dense = dense.to(s.device)
-    return Baseline(dense, evaluate(dense, s.data, s.device), info)
+    return Baseline(dense, s.task.evaluate(dense, s.data, s.device), info)
 
 
 def prune(s: Setup, b: Baseline) -> Pruned:
@@ -170,7 +173,7 @@ def prune(s: Setup, b: Baseline) -> Pruned:
     cfg, p = s.cfg, s.cfg.prune
     model = copy.deepcopy(b.model).cpu()
     ctx = PruneContext(
-        example_inputs=torch.randn(1, *s.input_shape),
+        example_inputs=s.task.example_inputs(s.input_shape),
         data=s.data,
         device=s.device,
         seed=cfg.train.seed,
@@ -204,9 +207,14 @@ def prune(s: Setup, b: Baseline) -> Pruned:
 
 
 def _teacher(s: Setup, b: Baseline) -> nn.Module | None:
-    return (
-        b.model if s.cfg.finetune.distill != "off" else None
-    )  # frozen; the pruned copies learn its soft targets
+    """The frozen dense model whose outputs the pruned copies learn (None: distill off, or a task that
+    does not distill)."""
+    return b.model if s.cfg.finetune.distill != "off" and s.task.distills else None
+
+
+def _distill(s: Setup) -> str:
+    """report.json's ``finetune.distill``: as asked, or off where the task does not distill."""
+    return s.cfg.finetune.distill if s.task.distills else "off"
 
 
 def _finetune_between(s: Setup, b: Baseline, model: nn.Module, i: int) -> list:
@@ -219,6 +227,7 @@ def _finetune_between(s: Setup, b: Baseline, model: nn.Module, i: int) -> list:
             s.device,
             desc=f"finetune {i}/{s.cfg.prune.steps}",
             teacher=_teacher(s, b),
+            task=s.task,
         )
         if ft.epochs
         else []
@@ -233,7 +242,11 @@ def finetune(s: Setup, b: Baseline, p: Pruned) -> Finetuned:
     ft, data, device = s.finetune_config, s.data, s.device
     model = p.model.to(device)
     try:
-        history = control.finetune(model, p.own_masks, ft, data, device, teacher=_teacher(s, b))
+        history = (
+            control.finetune(model, p.own_masks, ft, data, device, teacher=_teacher(s, b))
+            if p.own_masks
+            else train(model, data, ft, device, desc="finetune", teacher=_teacher(s, b), task=s.task)
+        )
     except NonFiniteLoss as e:
         raise outputs.keep_last_good(
             model,
@@ -243,7 +256,7 @@ def finetune(s: Setup, b: Baseline, p: Pruned) -> Finetuned:
             p.result.history,
             {"criterion": s.cfg.prune.criterion, "sparsity": s.cfg.prune.sparsity},
         ) from None
-    acc = evaluate(model, data, device)
+    acc = s.task.evaluate(model, data, device)
     masked = (
         control.MaskedModel(model, acc, history)
         if p.own_masks
@@ -262,11 +275,9 @@ def scratch(s: Setup, p: Pruned) -> Scratch:
     torch.manual_seed(cfg.seed + 1)  # another init than the baseline's
     model = ckpt.rebuild(s.spec, p.result.history).to(s.device)
     say(f"scratch: training the pruned architecture from a fresh init for {cfg.epochs} epochs")
-    hist = train(model, s.data, cfg, s.device, desc="scratch")
-    acc = evaluate(model, s.data, s.device)
-    return Scratch(
-        cfg.epochs, acc["top1"] if acc else None, acc["top5"] if acc else None, kept_epoch(hist), hist
-    )
+    hist = train(model, s.data, cfg, s.device, desc="scratch", task=s.task)
+    acc = s.task.report_metrics(s.task.evaluate(model, s.data, s.device))
+    return Scratch(cfg.epochs, acc["accuracy"], acc["top5"], kept_epoch(hist), hist)
 
 
 def write_outputs(s: Setup, b: Baseline, p: Pruned, f: Finetuned, folder: Path, timings: dict) -> Artifacts:
@@ -274,7 +285,7 @@ def write_outputs(s: Setup, b: Baseline, p: Pruned, f: Finetuned, folder: Path, 
     export and bench stages' seconds)."""
     b.model.cpu().eval()
     f.model.cpu().eval()
-    variants = _variants(b, p, f)
+    variants = _variants(s, b, p, f)
     costs = {
         "dense": counting.count(b.model, s.input_shape),
         "pruned": counting.count(f.model, s.input_shape, p.own_masks),
@@ -301,12 +312,14 @@ def timed(timings: dict, name: str):
     timings[name] = round(time.perf_counter() - t, 3)
 
 
-def _variants(b: Baseline, p: Pruned, f: Finetuned) -> dict[str, nn.Module]:
-    """What is exported and timed: dense, pruned, and the masked control when it is another model."""
+def _variants(s: Setup, b: Baseline, p: Pruned, f: Finetuned) -> dict[str, nn.Module]:
+    """What is exported and timed: dense, pruned, and the masked control when it is another model; each
+    as the task deploys it (a detector without its post-processing), or as it is where it has no such
+    form."""
     variants = {"dense": b.model, "pruned": f.model}
     if f.masked and not p.own_masks:
         variants["masked"] = f.masked.model.cpu().eval()
-    return variants
+    return {name: (s.task.deployable(m) or m).eval() for name, m in variants.items()}
 
 
 def _sparsity(s: Setup, p: Pruned) -> float:
@@ -343,6 +356,7 @@ def export(
             folder / f"{'model' if name == 'pruned' else name}.onnx",
             s.input_shape,
             metadata=md,
+            output_name=s.task.output_name,
         )
     onnx = {
         "path": "model.onnx",
@@ -350,7 +364,12 @@ def export(
         **check_parity(variants["pruned"], paths["pruned"], s.input_shape),
     }
     int8_paths, calibration = _quantize(s, paths, folder) if "int8" in s.cfg.bench.precision else ({}, None)
-    return Exported(onnx, paths, int8_paths, deployed_accuracy(s, paths, int8_paths, calibration, folder))
+    deployed = (
+        deployed_accuracy(s, paths, int8_paths, calibration, folder)
+        if s.task.name == "classification"
+        else None
+    )  # other tasks: the files' outputs are raw (no post-processing), so no deployed metric yet
+    return Exported(onnx, paths, int8_paths, deployed)
 
 
 def _quantize(s: Setup, paths: dict[str, Path], folder: Path) -> tuple[dict[str, Path], dict]:
@@ -501,8 +520,7 @@ def report(
             "val": 0 if data.y_val is None else len(data.y_val),
             "test": len(data.y_test),
         },
-        "dense": _costs(dense, b.accuracy),
-        "pruned": _costs(pruned, f.accuracy),
+        **_models(s, b, f, a),
         "mode": cfg.prune.mode,
         "masked": control.section(f.masked, p.masks, p.ctx.mask, s.input_shape, dense) if f.masked else None,
         "theoretical_speedup": dense.macs / pruned.macs,
@@ -518,7 +536,7 @@ def report(
         "finetune": {
             "config": s.finetune_config.to_dict(),
             "recipe": cfg.finetune.recipe,
-            "distill": cfg.finetune.distill,
+            "distill": _distill(s),
             "kept_epoch": kept_epoch(f.history),
             "history": f.history,
             "between_steps": p.step_histories,
@@ -537,13 +555,31 @@ def report(
     }
 
 
-def _costs(cost: Cost, accuracy: dict) -> schema.Costs:
+def _costs(cost: Cost, metrics: dict) -> schema.Costs:
+    """A model's size and its task's first two metrics (``accuracy``, ``top5``)."""
     return {
         "params": cost.params,
         "macs": cost.macs,
         "flops": cost.flops,
-        "accuracy": accuracy["top1"],
-        "top5": accuracy["top5"],
+        "accuracy": metrics["accuracy"],
+        "top5": metrics["top5"],
+    }
+
+
+def _models(s: Setup, b: Baseline, f: Finetuned, a: Artifacts) -> dict:
+    """report.json's ``dense`` and ``pruned`` (size and the task's first two metrics), ``task``, and
+    ``metrics``: the task's metrics by name, dense and pruned, and which is the headline."""
+    task, dense, pruned = s.task, b.accuracy or {}, f.accuracy or {}
+    return {
+        "dense": _costs(a.costs["dense"], task.report_metrics(b.accuracy)),
+        "pruned": _costs(a.costs["pruned"], task.report_metrics(f.accuracy)),
+        "task": task.name,
+        "metrics": {
+            "headline": task.headline,
+            "names": dict(task.metrics),
+            "dense": {k: dense.get(k) for k in task.metrics},
+            "pruned": {k: pruned.get(k) for k in task.metrics},
+        },
     }
 
 

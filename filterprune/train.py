@@ -25,6 +25,7 @@ from .data import make_loader
 from .data.source import DataSource
 from .errors import RunError, UsageError
 from .log import progress_bars, say
+from .tasks import Task, make_task
 from .tracing import eval_mode
 
 DEFAULT_LR = {"sgd": 0.02, "adam": 1e-3}
@@ -179,8 +180,11 @@ def train(
     device: torch.device,
     desc: str = "train",
     teacher: nn.Module | None = None,
+    task: Task | None = None,
 ) -> list[dict]:
-    """Train in place; returns one {epoch, loss, train_top1[, val_top1, kept]} row per epoch.
+    """Train in place; returns one {epoch, loss, train_top1[, val_top1, kept]} row per epoch (``task``:
+    how a batch becomes a loss and what validation measures, default classification; its headline metric
+    names the ``val_`` key).
 
     ``teacher``: a frozen model whose logits on the same augmented batch are distilled into ``model``
     with ``cfg.distill_alpha``/``distill_temperature``; it runs in eval and inference mode, is never
@@ -190,6 +194,7 @@ def train(
     """
     if cfg.epochs == 0:
         return []
+    task = task or make_task("classification")
     torch.manual_seed(cfg.seed + distributed.rank())  # --distributed: each rank its own augmentations
     model.to(device).train()
     if teacher is not None:
@@ -210,15 +215,17 @@ def train(
     with eval_mode(teacher) if teacher is not None else contextlib.nullcontext():
         started = time.perf_counter()
         for epoch in range(1, cfg.epochs + 1):
-            loop = _Epoch(model, net, teacher, opt, sched, cfg, device, desc, last_good)
+            loop = _Epoch(model, net, teacher, opt, sched, cfg, device, desc, last_good, task)
             shares = loop.run(loader, epoch, step, steps)  # this rank's (images, correct, summed loss)
             step += len(loader)
             total, correct, loss_sum = distributed.summed(*shares)  # over all ranks' shares
-            row = {"epoch": epoch, "loss": loss_sum / total, "train_top1": correct / total}
+            row = {"epoch": epoch, "loss": loss_sum / total}
+            if loop.scored:
+                row["train_top1"] = correct / total
             if data.y_val is not None:
-                best = _validate(model, data, device, row, best)
+                best = _validate(model, data, device, row, best, task)
             history.append(row)
-            _say_epoch(desc, row, cfg.epochs, started)
+            _say_epoch(desc, row, cfg.epochs, started, task)
             last_good = copy.deepcopy(model.state_dict())
     if best is not None:
         model.load_state_dict(best[2])
@@ -227,27 +234,30 @@ def train(
     return history
 
 
-_Best = tuple[float, int, dict]  # (val_top1, epoch, weights) of the best epoch so far
+_Best = tuple[float, int, dict]  # (validation headline, epoch, weights) of the best epoch so far
 
 
 def _validate(
-    model: nn.Module, data: DataSource, device: torch.device, row: dict, best: _Best | None
+    model: nn.Module, data: DataSource, device: torch.device, row: dict, best: _Best | None, task: Task
 ) -> _Best:
-    """Put the epoch's validation top-1 in ``row``; the new best epoch if this one is it (ties: the later,
-    longer-trained epoch), else ``best``."""
+    """Put the epoch's validation headline metric (top-1 for classification) in ``row``; the new best epoch
+    if this one is it (ties: the later, longer-trained epoch), else ``best``."""
     distributed.sync_buffers(model)
-    row["val_top1"] = _val_top1(model, data, device)
+    key = f"val_{task.headline}"
+    row[key] = _val_headline(model, data, device, task)
     model.train()
-    if best is None or row["val_top1"] >= best[0]:
-        best = (row["val_top1"], row["epoch"], copy.deepcopy(model.state_dict()))
+    if best is None or row[key] >= best[0]:
+        best = (row[key], row["epoch"], copy.deepcopy(model.state_dict()))
     return best
 
 
-def _say_epoch(desc: str, row: dict, epochs: int, started: float) -> None:
-    val = f", val top-1 {100 * row['val_top1']:.1f}%" if "val_top1" in row else ""
+def _say_epoch(desc: str, row: dict, epochs: int, started: float, task: Task) -> None:
+    key = f"val_{task.headline}"
+    val = f", val {task.metrics[task.headline]} {100 * row[key]:.1f}%" if key in row else ""
+    train = f", train top-1 {100 * row['train_top1']:.1f}%" if "train_top1" in row else ""
     say(
-        f"{desc} epoch {row['epoch']}/{epochs}: loss {row['loss']:.4f}, train top-1 "
-        f"{100 * row['train_top1']:.1f}%{val}{_eta(started, row['epoch'], epochs)}"
+        f"{desc} epoch {row['epoch']}/{epochs}: loss {row['loss']:.4f}{train}"
+        f"{val}{_eta(started, row['epoch'], epochs)}"
     )
 
 
@@ -266,9 +276,22 @@ class _Epoch:
     """One pass over the training batches: forward (and the frozen teacher's), the distillation loss,
     a stop on a non-finite loss (restoring ``last_good``), backward, the slimming subgradient, the step."""
 
-    def __init__(self, model, net, teacher, opt, sched, cfg: TrainConfig, device, desc: str, last_good: dict):
+    def __init__(
+        self,
+        model,
+        net,
+        teacher,
+        opt,
+        sched,
+        cfg: TrainConfig,
+        device,
+        desc: str,
+        last_good: dict,
+        task: Task,
+    ):
         self.model, self.net, self.teacher, self.opt, self.sched = model, net, teacher, opt, sched
-        self.cfg, self.device, self.desc, self.last_good = cfg, device, desc, last_good
+        self.cfg, self.device, self.desc, self.last_good, self.task = cfg, device, desc, last_good, task
+        self.scored = True  # every batch counted its correct predictions (classification)
 
     def run(self, loader, epoch: int, step: int, steps: int) -> tuple[int, int, float]:
         cfg, device = self.cfg, self.device
@@ -282,19 +305,9 @@ class _Epoch:
             dynamic_ncols=True,
             disable=progress_bars() if distributed.is_main() else True,
         )
-        for x, y in bar:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            out = self.net(x)
-            with torch.inference_mode():
-                soft = self.teacher(x) if self.teacher is not None else None
-            loss = distill_loss(
-                out,
-                soft.clone() if soft is not None else None,
-                y,
-                _alpha(cfg, step, steps),
-                cfg.distill_temperature,
-                cfg.label_smoothing,
-            )
+        for batch in bar:
+            out = self.task.step(self.net, self.teacher, batch, device, _alpha(cfg, step, steps), cfg)
+            loss = out.loss
             step += 1
             (seen,) = distributed.summed(loss.item())  # every rank stops if any rank's loss is not finite
             if not math.isfinite(seen):
@@ -306,18 +319,23 @@ class _Epoch:
                 add_slimming_subgradient(self.model, cfg.sparsity_reg)
             self.opt.step()
             self.sched.step()
-            total += len(y)
-            correct += (out.argmax(1) == y).sum().item()
-            loss_sum += loss.item() * len(y)
-            bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{100 * correct / total:.1f}%")
+            total += out.examples
+            if out.correct is None:
+                self.scored = False
+            else:
+                correct += int(out.correct.item())
+            loss_sum += loss.item() * out.examples
+            acc = {"acc": f"{100 * correct / total:.1f}%"} if self.scored else {}
+            bar.set_postfix(loss=f"{loss_sum / total:.3f}", **acc)
         return total, correct, loss_sum
 
 
-def _val_top1(model: nn.Module, data: DataSource, device: torch.device) -> float:
-    """Validation top-1, the same number on every rank (rank 0 evaluates, the others receive it)."""
-    acc = evaluate(model, data, device, split="val")
-    (top1,) = distributed.summed(acc["top1"] if acc else 0.0)
-    return top1
+def _val_headline(model: nn.Module, data: DataSource, device: torch.device, task: Task) -> float:
+    """The validation headline metric, the same number on every rank (rank 0 evaluates, the others
+    receive it)."""
+    acc = task.evaluate(model, data, device, split="val")
+    (value,) = distributed.summed(acc[task.headline] if acc else 0.0)
+    return value
 
 
 @torch.no_grad()

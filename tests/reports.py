@@ -49,6 +49,13 @@ BASE = {
     "dataset": {"name": "synthetic", "source": "random pixels", "train": 450, "val": 50, "test": 128},
     "dense": _COSTS,
     "pruned": {"params": 500_000, "macs": 75_000_000, "flops": 77_500_000, "accuracy": 0.8, "top5": 0.98},
+    "task": "classification",
+    "metrics": {
+        "headline": "top1",
+        "names": {"top1": "top-1", "top5": "top-5"},
+        "dense": {"top1": 0.9, "top5": 0.99},
+        "pruned": {"top1": 0.8, "top5": 0.98},
+    },
     "mode": "shrink",
     "masked": None,
     "theoretical_speedup": 4.0,

@@ -1,4 +1,5 @@
-"""Any torchvision classifier as ``tv:<name>``, random init or with pretrained ``--weights``.
+"""Any torchvision classifier as ``tv:<name>``, random init or with pretrained ``--weights``; and, for the
+detection task, torchvision's detectors (``tv:ssdlite320_mobilenet_v3_large``, ...), built untrained.
 
 ``num_classes`` is passed to the builder; auxiliary heads are switched off because they only run in
 training mode and would make the traced graph differ from the deployed one. The first conv is
@@ -34,9 +35,27 @@ def classifier_names() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
+def detector_names() -> list[str]:
+    return sorted(torchvision.models.list_models(module=torchvision.models.detection))
+
+
+def is_detector(name: str) -> bool:
+    """Whether ``name`` (``tv:<name>``) is one of torchvision's detectors."""
+    return name.startswith("tv:") and name[3:] in detector_names()
+
+
+def background(name: str) -> int:
+    """1 where the detector reserves class 0 for the background (R-CNNs, SSD), 0 where it does not
+    (RetinaNet, FCOS: one sigmoid per class)."""
+    return 0 if name.startswith(("retinanet", "fcos")) else 1
+
+
 def _check_name(name: str) -> None:
     if name not in classifier_names():
-        raise UsageError(f"unknown torchvision classifier {name!r}; valid: {', '.join(classifier_names())}")
+        hint = " (a detector: compress it with task detection)" if name in detector_names() else ""
+        raise UsageError(
+            f"unknown torchvision classifier {name!r}{hint}; valid: {', '.join(classifier_names())}"
+        )
 
 
 def weights_enum(name: str, weights: str):
@@ -58,6 +77,8 @@ def weights_file(w) -> Path:
 
 
 def torchvision_model(name, num_classes, in_channels, image_size, args=None, weights=None):
+    if name in detector_names():
+        return detector(name, num_classes, in_channels, args, weights)
     _check_name(name)
     kwargs = {**(args or {}), "weights": None, "num_classes": num_classes}
     if name in _NO_AUX:
@@ -74,6 +95,28 @@ def torchvision_model(name, num_classes, in_channels, image_size, args=None, wei
     if in_channels != 3:
         _adapt_first_conv(model, in_channels)
     return model
+
+
+def detector(name, num_classes, in_channels, args=None, weights=None) -> nn.Module:
+    """An untrained torchvision detector for ``num_classes`` object classes (plus the background class
+    where it has one); pretrained weights and backbones are refused (nothing is downloaded)."""
+    if weights is not None or in_channels != 3:
+        raise UsageError(f"tv:{name}: detectors are built untrained, for 3-channel images (no weights)")
+    kwargs = {**(args or {}), "weights": None, "weights_backbone": None}
+    kwargs["num_classes"] = num_classes + background(name)
+    try:
+        return torchvision.models.get_model(name, **kwargs)
+    except (TypeError, ValueError) as e:
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise UsageError(
+            f"tv:{name} does not take these model_args ({type(e).__name__}: {first})", ("model_args",)
+        ) from None
+
+
+def detector_input(model: nn.Module) -> int:
+    """The side a torchvision detector resizes its images to (its transform's fixed or shorter side)."""
+    t: Any = model.transform  # a GeneralizedRCNNTransform (torch types module attributes as Tensor | Module)
+    return int(t.fixed_size[0] if t.fixed_size else t.min_size[-1])
 
 
 def native_input(name: str, weights: str | None) -> dict:

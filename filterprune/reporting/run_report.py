@@ -52,7 +52,7 @@ def _costs(r: Report) -> list[str]:
         f"{r['dataset']['test']} test; "
         f"{r['dataset']['source']}). Input: {_input(r)}. Device: {r['device']}. Seed: {r['seed']}.",
         "",
-        "| | params | MACs | FLOPs (seed conv.) | top-1 | top-5 |",
+        "| | params | MACs | FLOPs (seed conv.) | {} | {} |".format(*_metric_names(r)),
         "|---|---:|---:|---:|---:|---:|",
     ]
     d, p = r["dense"], r["pruned"]
@@ -63,6 +63,13 @@ def _costs(r: Report) -> list[str]:
             f"{100 * c['accuracy']:.2f}% | {100 * c['top5']:.2f}% |"
         )
     return lines
+
+
+def _metric_names(r: Report) -> tuple[str, str]:
+    """The words for ``accuracy`` and ``top5`` (top-1 and top-5 unless the task names other metrics)."""
+    m = r.get("metrics")
+    names = list(m["names"].values()) if m else []
+    return (names[0], names[1]) if len(names) > 1 else ("top-1", "top-5")
 
 
 def _mask(r: Report) -> list[str]:
@@ -126,13 +133,14 @@ def _finetune(r: Report) -> list[str]:
     if not ft["history"]:
         return []
     scratch = ""
+    head = _metric_names(r)[0]
     if sc:  # its accuracy is None only where it was not evaluated (the ranks but 0 of a distributed run)
         top1 = "n/a" if sc["accuracy"] is None else f"{100 * sc['accuracy']:.2f}%"
-        scratch = f" From-scratch control ({sc['epochs']} epochs): top-1 {top1}."
+        scratch = f" From-scratch control ({sc['epochs']} epochs): {head} {top1}."
     return [
         f"Finetune: recipe {ft.get('recipe')}, distillation {ft.get('distill')}, "
         f"{_n(len(ft['history']), 'epoch')}; "
-        f"kept epoch {ft.get('kept_epoch')} (best validation top-1)." + scratch,
+        f"kept epoch {ft.get('kept_epoch')} (best validation {head})." + scratch,
         "",
     ]
 

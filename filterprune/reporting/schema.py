@@ -28,7 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # typing's TypedDict learnt NotRequired in 3.11
     from typing_extensions import NotRequired, TypedDict, get_type_hints, is_typeddict  # noqa: F811
 
-SCHEMA_VERSION = "1.1"  # 1.1: deployed, latency precision, onnx exporter
+SCHEMA_VERSION = "1.2"  # 1.1: deployed, latency precision, onnx exporter; 1.2: task, metrics
 FILE = "report.json"
 MAX_ROWS = 2_000  # layers or latency rows in one report (networks have hundreds of layers at most)
 
@@ -42,13 +42,24 @@ class Dataset(TypedDict):
 
 
 class Costs(TypedDict):
-    """``dense`` and ``pruned``: the model's size and its test-split accuracy."""
+    """``dense`` and ``pruned``: the model's size and its test-split accuracy (for a task other than
+    classification, its first two metrics: see ``Metrics``)."""
 
     params: int
     macs: int
     flops: int  # the seed study's convention
-    accuracy: float  # top-1, 0..1
-    top5: float
+    accuracy: float  # top-1, 0..1 (detection: mAP@0.5:0.95)
+    top5: float  # (detection: mAP@0.5)
+
+
+class Metrics(TypedDict):
+    """The task's metrics by name (1.2), on the test split: ``names`` key -> words, ``headline`` the key
+    that chose the kept epoch (on the validation split) and heads the report."""
+
+    headline: str
+    names: dict[str, str]
+    dense: dict[str, float | None]
+    pruned: dict[str, float | None]
 
 
 class Masked(TypedDict):
@@ -243,6 +254,8 @@ class Report(TypedDict):
     dataset: Dataset
     dense: Costs
     pruned: Costs
+    task: NotRequired[str]  # classification or detection (absent before 1.2: classification)
+    metrics: NotRequired[Metrics]  # absent before 1.2
     mode: str  # shrink or masked
     masked: Masked | None  # mask criteria only
     theoretical_speedup: float  # dense MACs / pruned MACs

@@ -1,0 +1,80 @@
+"""What a task is made of: the ``Task`` base class that the pipeline calls wherever it used to assume a
+classifier. A task says how its data and model are prepared and checked, how a training batch becomes a
+loss, how a model is evaluated (a dict of metrics, ``headline`` among them choosing the kept epoch), whether
+teacher outputs can be distilled, which example input traces the graph, and what is exported to ONNX.
+
+A task is one file subclassing ``Task`` plus its line in ``TASKS`` (``filterprune/catalog.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ..catalog import TASKS
+
+
+@dataclass(frozen=True)
+class Step:
+    """One training batch's result: the loss to minimise, how many examples it held, and how many of
+    them the model got right (None where the task has no per-example score during training)."""
+
+    loss: torch.Tensor
+    examples: int
+    correct: torch.Tensor | None = None
+
+
+class Task:
+    """Base class; ``name`` is its catalog name. ``metrics`` names every metric ``evaluate`` returns
+    (key -> words for people), ``headline`` the one that chooses the kept epoch and heads the report.
+    ``distills``: whether finetuning can learn from the dense model's outputs."""
+
+    name = ""
+    headline = ""
+    metrics: dict[str, str] = {}
+    distills = False
+    output_name = "output"  # the ONNX graph's output
+
+    def check_config(self, cfg) -> None:
+        """Refuse (UsageError) options this task cannot honour, before anything is built."""
+
+    def check_model_name(self, name: str) -> None:
+        """Refuse a model reference that cannot serve this task (before anything is built)."""
+
+    def prepare(self, cfg, given):
+        """(data, spec, native) of a run: the data source, its ``ModelSpec`` and what the model's native
+        input said."""
+        raise NotImplementedError
+
+    def check_probe(self, model: nn.Module, spec, ignore_layers=()) -> None:
+        """Before training: the freshly built model runs on the task's input and gives its output."""
+
+    def example_inputs(self, input_shape: tuple[int, ...]):
+        """What traces the graph (pruning, counting): one image batch of ``input_shape``."""
+        return torch.randn(1, *input_shape)
+
+    def step(self, net: nn.Module, teacher: nn.Module | None, batch, device, alpha: float, cfg) -> Step:
+        """Forward one training batch (``teacher``'s outputs distilled with weight ``alpha``)."""
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, data, device, split: str = "test") -> dict | None:
+        """The task's metrics on ``split`` (None on the ranks but 0 of a distributed run)."""
+        raise NotImplementedError
+
+    def deployable(self, model: nn.Module) -> nn.Module | None:
+        """The module exported to ONNX and timed: the model itself, a wrapper that leaves the
+        post-processing out, or None where no such export exists."""
+        return model
+
+    def report_metrics(self, metrics: dict | None) -> dict:
+        """report.json's ``accuracy``/``top5`` of a model (its headline metric and the next one)."""
+        names = list(self.metrics)
+        m = metrics or {}
+        return {"accuracy": m.get(names[0]), "top5": m.get(names[1]) if len(names) > 1 else None}
+
+
+def make_task(name: str) -> Task:
+    """The task by its catalog name (UsageError naming the valid ones)."""
+    return TASKS.get(name)()

@@ -1,0 +1,130 @@
+"""The detection task: boxes per image (``coco:DIR`` / ``yolo:DIR`` folders) with torchvision's detectors.
+
+The loss is the detector's own (its loss dict in train mode, summed); evaluation is mAP@0.5:0.95 (the
+headline, which chooses the kept epoch on the validation images) and mAP@0.5 by pycocotools; the ONNX file
+is the network without post-processing (``raw_detector.py``). Distillation is not supported (finetuning
+learns from the boxes alone), and only criteria that need no classification batches prune detectors.
+Detectors where class 0 is the background (R-CNNs, SSD) are trained on labels + 1 and their predictions
+shifted back, so every metric and file speaks the dataset's 0-based classes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .. import distributed, limits
+from ..errors import UsageError
+from ..log import say
+from ..models import ModelSpec, build_model
+from ..models.refs import model_ref
+from ..models.torchvision_models import background, detector_input, detector_names, is_detector
+from ..options import json_object
+from .base import Step, Task
+from .coco_eval import coco_map
+from .detection_data import DetectionSource
+from .raw_detector import raw_detector
+
+DATA_FREE = ("l1", "magnitude", "slimming", "random")  # criteria that read no classification batches
+EVAL_BATCH = 8
+
+
+def offset(model: nn.Module) -> int:
+    """1 where the detector's class 0 is the background, else 0."""
+    return background(type(model).__name__.lower())
+
+
+class Detection(Task):
+    name = "detection"
+    headline = "map"
+    metrics = {"map": "mAP@0.5:0.95", "map50": "mAP@0.5"}
+    distills = False
+    output_name = "raw"
+
+    def check_model_name(self, name: str) -> None:
+        if not is_detector(name):
+            raise UsageError(
+                f"task detection takes a torchvision detector (tv:{', tv:'.join(detector_names())}), "
+                f"not {limits.printable(name, 200)}",
+                ("task",),
+            )
+
+    def check_config(self, cfg) -> None:
+        """What this task does not do (yet), refused before anything is built."""
+        why = (
+            f"criterion {cfg.prune.criterion} scores channels on classification batches; task detection "
+            f"prunes with {', '.join(DATA_FREE)}"
+            if cfg.prune.criterion not in DATA_FREE
+            else "weights: detectors are trained here from a random init"
+            if cfg.model.weights is not None
+            else "image_size: a detector resizes its images itself"
+            if cfg.data.image_size is not None
+            else "precision int8 and distributed training are classification-only for now"
+            if "int8" in cfg.bench.precision or cfg.train.distributed
+            else None
+        )
+        if why:
+            raise UsageError(f"task detection: {why}", ("task",))
+        if cfg.output.export and not _exports(cfg.model.name):
+            raise UsageError(
+                f"task detection: {cfg.model.name} is a two-stage detector, which has no network without "
+                "post-processing to export; pass export=False (--no-export)",
+                ("export",),
+            )
+
+    def prepare(self, cfg, given):
+        if given is not None:
+            raise UsageError("task detection takes a model name and a dataset, not objects in hand")
+        m = cfg.model
+        data = DetectionSource.load(cfg.data.dataset, cfg.data.val_fraction, cfg.train.seed)
+        say(f"data: {data.describe()}")
+        spec = ModelSpec(model_ref(m.name), data.num_classes, 3, 1, json_object(m.model_args), None)
+        data.image_size = detector_input(build_model(spec))
+        spec = ModelSpec(spec.name, spec.num_classes, 3, data.image_size, spec.args, None)
+        return data, spec, {"image_size": data.image_size}
+
+    @torch.no_grad()
+    def check_probe(self, model: nn.Module, spec, ignore_layers=()) -> None:
+        was = model.training
+        out = model.eval()([torch.rand(3, spec.image_size, spec.image_size)])
+        model.train(was)
+        if not (isinstance(out, list) and isinstance(out[0], dict) and "boxes" in out[0]):
+            raise UsageError(f"{spec.name} does not return boxes per image: not a torchvision detector")
+
+    def step(self, net: nn.Module, teacher: nn.Module | None, batch, device, alpha: float, cfg) -> Step:
+        images, targets = batch
+        shift = offset(net)
+        images = [x.to(device, non_blocking=True) for x in images]
+        targets = [
+            {"boxes": t["boxes"].to(device), "labels": (t["labels"] + shift).to(device)} for t in targets
+        ]
+        losses = net(images, targets)
+        return Step(sum(losses.values()), len(images))
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, data, device, split: str = "test") -> dict | None:
+        if not distributed.is_main():
+            return None
+        model.to(device).eval()
+        shift = offset(model)
+        targets, predictions, sizes = [], [], []
+        for images, found in data.make_loader(split, EVAL_BATCH, shuffle=False):
+            for x, t, p in zip(images, found, model([x.to(device) for x in images])):
+                targets.append({k: v.numpy() for k, v in t.items()})
+                predictions.append(
+                    {
+                        "boxes": p["boxes"].cpu().numpy(),
+                        "scores": p["scores"].cpu().numpy(),
+                        "labels": (p["labels"] - shift).cpu().numpy(),
+                    }
+                )
+                sizes.append((x.shape[-1], x.shape[-2]))
+        return coco_map(targets, predictions, sizes, data.num_classes)
+
+    def deployable(self, model: nn.Module) -> nn.Module | None:
+        return raw_detector(model)
+
+
+def _exports(name: str) -> bool:
+    """Whether the detector ``name`` has a network without post-processing (single-stage)."""
+    return not name[3:].startswith(("fasterrcnn", "maskrcnn", "keypointrcnn"))
