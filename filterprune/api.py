@@ -127,35 +127,62 @@ def prune(
     ``ignored_layers``: modules (or names) kept whole besides the output layers. Other arguments mean what
     the ``compress`` options of the same names mean.
     """
-    model, ex, ignored_layers = _subject(model, example_inputs, ignored_layers, inplace)
+    job = setup(**locals())
+    before = job.count()
+    return job.done(shrink(job.model, job.crit, job.plan, job.ctx, job.width), before)
+
+
+@dataclass
+class Job:
+    """A prune call set up: the module (on the CPU), its criterion, plan, classes (0: not a classifier),
+    the inputs the pruner calls it on, and the criterion's context."""
+
+    model: nn.Module
+    criterion: str
+    crit: object
+    plan: object
+    width: int
+    inputs: object
+    ctx: PruneContext
+
+    def count(self) -> counting.Cost:
+        return counting.count(self.model, _shape(self.inputs))
+
+    def done(self, result, before: counting.Cost) -> Pruned:
+        """Record ``result`` for ``save`` (one square image batch only) and say what was done."""
+        x = self.inputs
+        if isinstance(x, torch.Tensor) and x.shape[-1] == x.shape[-2]:
+            spec = ModelSpec(object_ref(self.model), self.width, x.shape[1], x.shape[2])
+            _remember(self.model, spec, result.history)
+        return _pruned(self.model, self.criterion, result, before, self.count())
+
+
+def setup(model, example_inputs, criterion, sparsity, **kw) -> Job:
+    """What ``prune`` and ``Pruner`` do before they cut: checks, options, the criterion and its context
+    (``kw``: ``prune``'s keywords)."""
+    model, ex, ignored, named = _subject(
+        model, example_inputs, kw["ignored_layers"], kw["inplace"], kw["ratios"]
+    )
     crit = make_criterion(criterion)
+    keys = ("round_to", "layer_floor", "calib_batches", "compression", "seed", "target_runtime")
     cfg = CompressConfig.of(
         model=object_ref(model),
         criterion=criterion,
-        **_target(sparsity, target_macs, target_speedup, target_latency),
-        scope=scope,
-        round_to=round_to,
-        layer_floor=layer_floor,
-        calib_batches=calib_batches,
-        compression=compression,
-        seed=seed,
-        target_runtime=target_runtime,
-        target_batch=target_batch,
-        threads=threads,
+        **_target(sparsity, kw["target_macs"], kw["target_speedup"], kw["target_latency"]),
+        scope=kw["scope"],
+        target_batch=kw["target_batch"],
+        threads=kw["threads"],
+        **{k: kw[k] for k in keys},
     )
     cfg.prune.validate()
     cfg.mask.validate()
-    plan = replace(cfg.prune.plan(scope or crit.default_scope), ratios=layer_ratios(model, ratios))
+    plan = replace(cfg.prune.plan(kw["scope"] or crit.default_scope), ratios=named)
+    calib, loss = kw["calib"], kw["loss"]
     width, inputs = _interface(model, ex, plan, criterion, calib, loss)
     data = _calib_data(calib, width, inputs) if loss is None else None
-    ctx = _context(cfg, inputs, data, calib, device, seed, calib_batches, ignored_layers, loss)
-    before = counting.count(model, _shape(inputs))
+    ctx = _context(cfg, inputs, data, calib, kw["device"], kw["seed"], kw["calib_batches"], ignored, loss)
     crit.check(model)
-    result = shrink(model, crit, plan, ctx, width)
-    if isinstance(inputs, torch.Tensor):
-        shape = tuple(inputs.shape[1:])
-        _remember(model, ModelSpec(object_ref(model), width, shape[0], shape[1]), result.history)
-    return _pruned(model, criterion, result, before, counting.count(model, _shape(inputs)))
+    return Job(model, criterion, crit, plan, width, inputs, ctx)
 
 
 def _shape(inputs) -> tuple | Example:
@@ -195,20 +222,21 @@ def _interface(model: nn.Module, ex: Example, plan, criterion: str, calib, loss)
 
 
 def _subject(
-    model, example_inputs, ignored_layers: Sequence, inplace: bool
-) -> tuple[nn.Module, Example, Sequence]:
-    """The module to prune (``model`` or, with ``inplace=False``, a copy; on the CPU), its example batch,
-    and ``ignored_layers`` as they apply to that module."""
+    model, example_inputs, ignored_layers: Sequence, inplace: bool, ratios=None
+) -> tuple[nn.Module, Example, Sequence, tuple]:
+    """The module to prune (``model`` or, with ``inplace=False``, a copy; on the CPU), its example inputs,
+    ``ignored_layers`` as they apply to that module, and ``ratios`` as (layer name, sparsity) pairs."""
     if not isinstance(model, nn.Module):
         raise UsageError(f"prune() needs a torch.nn.Module, got a {type(model).__name__}")
     handed.check_module(model)
     x = as_example(example_inputs)
+    named = layer_ratios(model, ratios)
     if not inplace:  # module instances of the original map onto the copy by their names
         names = {id(m): n for n, m in model.named_modules()}
         ignored_layers = [names.get(id(m), m) if isinstance(m, nn.Module) else m for m in ignored_layers]
         model = copy.deepcopy(model)
     model.cpu()
-    return model, x, ignored_layers
+    return model, x, ignored_layers, named
 
 
 def _target(sparsity, target_macs, target_speedup, target_latency) -> dict[str, float | None]:

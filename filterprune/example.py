@@ -50,7 +50,7 @@ class Example:
         return tuple(first.shape[1:]) if first.ndim != 3 else tuple(first.shape)
 
     def to(self, device) -> Example:
-        return Example(_map(self.args, device), _map(self.kwargs, device))
+        return Example(to_device(self.args, device), to_device(self.kwargs, device))
 
     def describe(self) -> str:
         """The inputs' shapes, for messages."""
@@ -58,13 +58,14 @@ class Example:
         return ", ".join(map(str, shapes[:4])) + (f" and {len(shapes) - 4} more" if len(shapes) > 4 else "")
 
 
-def _map(obj, device):
+def to_device(obj, device):
+    """``obj`` (a tensor or any nesting of tuples, lists and dicts of them) on ``device``."""
     if isinstance(obj, torch.Tensor):
         return obj.to(device)
     if isinstance(obj, dict):
-        return type(obj)((k, _map(v, device)) for k, v in obj.items()) if obj else {}
+        return type(obj)((k, to_device(v, device)) for k, v in obj.items()) if obj else {}
     if isinstance(obj, (tuple, list)):
-        return type(obj)(_map(v, device) for v in obj)
+        return type(obj)(to_device(v, device) for v in obj)
     return obj
 
 

@@ -35,17 +35,19 @@ def to_proto(
     batch: int | None = None,
     fp16: bool = False,
     metadata: dict[str, str] | None = None,
+    outputs: tuple[str, ...] = ("logits",),
 ) -> onnx.ModelProto:
     """The checked ONNX graph of ``model`` (eval, CPU): dynamic batch axis unless ``batch`` fixes it;
-    ``fp16`` exports a half-precision copy (half inputs, weights and outputs)."""
+    ``fp16`` exports a half-precision copy (half inputs, weights and outputs); ``outputs``: the names of
+    the output tensors, in the order the model returns them (nested outputs flattened)."""
     model = model.eval().cpu()
     dtype = torch.float16 if fp16 else torch.float32
     if fp16:
         model = copy.deepcopy(model).half()
     md = dict(metadata or {})
-    proto, why = _dynamo(model, input_shape, opset, batch, dtype)
+    proto, why = _dynamo(model, input_shape, opset, batch, dtype, outputs)
     if proto is None:
-        proto = _torchscript(model, input_shape, opset, batch, dtype)
+        proto = _torchscript(model, input_shape, opset, batch, dtype, outputs)
         md.update(exporter=EXPORTER, exporter_fallback=why)
     else:
         md["exporter"] = "dynamo"
@@ -54,17 +56,19 @@ def to_proto(
     return proto
 
 
-def _export_args(input_shape, batch, dtype, example_batch: int) -> dict:
-    dynamic = {"input": {0: "batch"}, "logits": {0: "batch"}} if batch is None else None
+def _export_args(input_shape, batch, dtype, example_batch: int, outputs=("logits",)) -> dict:
+    dynamic = {name: {0: "batch"} for name in ("input", *outputs)} if batch is None else None
     return {
         "args": (torch.randn(batch or example_batch, *input_shape, dtype=dtype),),
         "input_names": ["input"],
-        "output_names": ["logits"],
+        "output_names": list(outputs),
         "dynamic_axes": dynamic,
     }
 
 
-def _dynamo(model, input_shape, opset, batch, dtype) -> tuple[onnx.ModelProto | None, str]:
+def _dynamo(
+    model, input_shape, opset, batch, dtype, outputs=("logits",)
+) -> tuple[onnx.ModelProto | None, str]:
     """torch's current, torch.export-based exporter (needs onnxscript), or None and why it was not used."""
     if opset < DYNAMO_OPSET:
         return None, f"opset {opset} (the torch.export-based exporter writes {DYNAMO_OPSET}+)"
@@ -76,7 +80,9 @@ def _dynamo(model, input_shape, opset, batch, dtype) -> tuple[onnx.ModelProto | 
     try:  # it reports its progress on stdout: a library call stays quiet
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            a = _export_args(input_shape, batch, dtype, 2)  # batch 1 would be specialised by torch.export
+            a = _export_args(
+                input_shape, batch, dtype, 2, outputs
+            )  # batch 1 would be specialised by torch.export
             torch.onnx.export(model, a.pop("args"), buf, dynamo=True, opset_version=opset, verbose=False, **a)
         proto = onnx.load_from_string(buf.getvalue())
         check(proto)
@@ -86,12 +92,12 @@ def _dynamo(model, input_shape, opset, batch, dtype) -> tuple[onnx.ModelProto | 
     return proto, ""
 
 
-def _torchscript(model, input_shape, opset, batch, dtype) -> onnx.ModelProto:
+def _torchscript(model, input_shape, opset, batch, dtype, outputs=("logits",)) -> onnx.ModelProto:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            a = _export_args(input_shape, batch, dtype, 1)
+            a = _export_args(input_shape, batch, dtype, 1, outputs)
             torch.onnx.export(model, a.pop("args"), buf, dynamo=False, opset_version=opset, **a)
         except Exception as e:
             raise RunError(
