@@ -49,6 +49,11 @@ class Example:
         first = self.tensors()[0]
         return tuple(first.shape[1:]) if first.ndim != 3 else tuple(first.shape)
 
+    def rebuild(self, tensors) -> Example:
+        """The same nesting with its tensors replaced, in ``tensors()`` order (an exporter's flat inputs)."""
+        it = iter(tensors)
+        return Example(_swap(self.args, it), _swap(self.kwargs, it))
+
     def to(self, device) -> Example:
         return Example(to_device(self.args, device), to_device(self.kwargs, device))
 
@@ -56,6 +61,16 @@ class Example:
         """The inputs' shapes, for messages."""
         shapes = [tuple(t.shape) for t in self.tensors()]
         return ", ".join(map(str, shapes[:4])) + (f" and {len(shapes) - 4} more" if len(shapes) > 4 else "")
+
+
+def _swap(obj, it):
+    if isinstance(obj, torch.Tensor):
+        return next(it)
+    if isinstance(obj, dict):
+        return type(obj)((k, _swap(v, it)) for k, v in obj.items()) if obj else {}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_swap(v, it) for v in obj)
+    return obj
 
 
 def to_device(obj, device):

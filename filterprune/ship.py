@@ -120,12 +120,17 @@ def _export_example(model: nn.Module, ex: Example, opset: int, names: list[str],
     """Inputs other than one image batch: exported as given (fixed shapes) by the TorchScript exporter."""
     buf = io.BytesIO()
     inputs = [f"input_{i}" for i in range(len(ex.tensors()))]
-    args = (*ex.args, ex.kwargs) if ex.kwargs else ex.args
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(
-                model, args, buf, dynamo=False, opset_version=opset, input_names=inputs, output_names=names
+                _Flat(model, ex),
+                tuple(ex.tensors()),
+                buf,
+                dynamo=False,
+                opset_version=opset,
+                input_names=inputs,
+                output_names=names,
             )
         except Exception as e:
             raise RunError(
@@ -135,6 +140,18 @@ def _export_example(model: nn.Module, ex: Example, opset: int, names: list[str],
     set_metadata(proto, {**md, "exporter": "torchscript"})
     check(proto)
     return proto
+
+
+class _Flat(nn.Module):
+    """``model`` called with the example's tensors as flat positional inputs (its other arguments, the
+    nesting of lists and dicts, fixed as in the example): what an exporter can trace."""
+
+    def __init__(self, model: nn.Module, ex: Example):
+        super().__init__()
+        self.model, self.ex = model, ex
+
+    def forward(self, *tensors):
+        return self.ex.rebuild(tensors)(self.model)
 
 
 def bench(

@@ -39,6 +39,7 @@ class ChannelGroup:
     channels: int
     ch_groups: int
     opaque: str | None = None  # why the group must stay whole (its channels pass an opaque reshape/concat)
+    layers: tuple[str, ...] = ()  # the conv/linear layers whose outputs it prunes, root first (ratios=)
 
     @property
     def units(self) -> int:
@@ -381,7 +382,16 @@ def channel_groups(DG: tp.DependencyGraph, ignored: list[nn.Module]) -> list[Cha
             ),
             None,
         )
-        result.append(ChannelGroup(group, root, DG._module2name[root], handler, channels, ch_groups, opaque))
+        layers = tuple(
+            dict.fromkeys(
+                DG._module2name[dep.target.module]
+                for dep, _ in group
+                if DG.is_out_channel_pruning_fn(dep.handler) and isinstance(dep.target.module, WEIGHTED)
+            )
+        )
+        result.append(
+            ChannelGroup(group, root, DG._module2name[root], handler, channels, ch_groups, opaque, layers)
+        )
     return result
 
 

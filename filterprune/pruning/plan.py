@@ -64,7 +64,7 @@ def allocate(
     scores: list[torch.Tensor],
     cfg: PlanConfig,
     totals: list[int] | None = None,
-    names: list[str] | None = None,
+    names: list | None = None,
 ) -> list[int]:
     """Units kept per group, given each group's per-unit scores (higher = keep) and dense unit counts;
     ``names`` (the groups' root layers) let ``cfg.ratios`` set some groups' counts."""

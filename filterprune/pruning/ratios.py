@@ -2,7 +2,8 @@
 
 Keys are layer names or module instances of the model; a container's name covers every layer it holds,
 and the longest (most specific) name that covers a group's root layer wins. The groups it covers keep
-``ceil((1 - ratio) * C)`` of their dense channels (then the floor and rounding, as every group); the
+``ceil((1 - ratio) * C)`` of their dense channels (a group of coupled layers, a residual stage, is covered
+when one of its layers is) (then the floor and rounding, as every group); the
 others follow the target.
 """
 
@@ -36,13 +37,15 @@ def layer_ratios(model: nn.Module, ratios) -> tuple[tuple[str, float], ...]:
     return tuple(pairs)
 
 
-def ratio_for(name: str, ratios: tuple[tuple[str, float], ...]) -> float | None:
-    """The sparsity ``ratios`` give the group rooted at layer ``name``; None when no key covers it."""
-    covering = [(len(k), r) for k, r in ratios if not k or name == k or name.startswith(k + ".")]
+def ratio_for(layers: str | tuple[str, ...], ratios: tuple[tuple[str, float], ...]) -> float | None:
+    """The sparsity ``ratios`` give a group whose outputs are those of ``layers`` (its root's name, or all
+    its layers'): the most specific key covering any of them; None when no key covers one."""
+    names = (layers,) if isinstance(layers, str) else layers
+    covering = [(len(k), r) for k, r in ratios for n in names if not k or n == k or n.startswith(k + ".")]
     return max(covering)[1] if covering else None
 
 
-def overridden(keep: list[int], names: list[str], totals: list[int], ratios) -> list[int]:
+def overridden(keep: list[int], names: list, totals: list[int], ratios) -> list[int]:
     """``keep`` with the covered groups' counts replaced by their own ratio's."""
     result = []
     for k, name, total in zip(keep, names, totals):

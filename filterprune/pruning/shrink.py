@@ -117,6 +117,7 @@ def _hardware_aware(model, ctx, plan: PlanConfig, groups, keep: list[int]) -> li
 def _latency_targeted(model, ctx, plan: PlanConfig, scored, totals, num_classes: int):
     """Kept units per group from measured latencies on the target runtime (prune/latency_target.py)."""
     names = [cg.root_name for cg, _ in scored]
+    layers = [cg.layers or cg.root_name for cg, _ in scored]
     scores = {cg.root_name: s for cg, s in scored}
     pristine = copy.deepcopy(model)
 
@@ -134,7 +135,7 @@ def _latency_targeted(model, ctx, plan: PlanConfig, scored, totals, num_classes:
     def allocate_at(sparsity: float) -> list[int]:
         with warnings.catch_warnings():  # the search's tight trials meet the floors; the floors are the point
             warnings.simplefilter("ignore")
-            return allocate([s for _, s in scored], plan.at(sparsity), totals, names)
+            return allocate([s for _, s in scored], plan.at(sparsity), totals, layers)
 
     return target_plan(
         model, ctx, plan, [cg for cg, _ in scored], [s for _, s in scored], totals, build, allocate_at
@@ -238,7 +239,7 @@ def _kept_units(
         planned, target = _latency_targeted(model, ctx, plan, scored, totals, num_classes)
         if target:
             return plan, planned, target
-    names = [cg.root_name for cg, _ in scored]
+    names = [cg.layers or cg.root_name for cg, _ in scored]
     keep = allocate([s for _, s in scored], plan, totals, names)  # layerwise if sequential
     if plan.round_to == "auto":
         keep = _hardware_aware(model, ctx, plan, [cg for cg, _ in scored], keep)

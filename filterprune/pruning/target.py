@@ -91,7 +91,7 @@ class CostModel:
 def solve_sparsity(cost: CostModel, plan: PlanConfig, totals: list[int], limit: float) -> float:
     """The smallest sparsity whose allocation keeps MACs <= ``limit`` (an absolute MAC count)."""
     scores = [s for _, s in cost.scored]
-    names = [cg.root_name for cg, _ in cost.scored]
+    names = [cg.layers or cg.root_name for cg, _ in cost.scored]
 
     def macs_at(s: float) -> int:
         with warnings.catch_warnings():
