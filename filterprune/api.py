@@ -32,7 +32,7 @@ from . import handed, outputs
 from . import serialization as ckpt
 from .bench import counting
 from .config import CompressConfig
-from .criteria import PruneContext, make_criterion
+from .criteria import Criterion, PruneContext, make_criterion
 from .data.stream import LoaderData
 from .errors import UsageError
 from .example import Example, as_example
@@ -40,6 +40,7 @@ from .inputs import Given
 from .models import ModelSpec
 from .models.factory import object_ref
 from .pipeline import Compressed, run
+from .pruning.plan import PlanConfig
 from .pruning.ratios import layer_ratios
 from .pruning.shrink import prune as shrink
 from .targets import Target
@@ -139,8 +140,8 @@ class Job:
 
     model: nn.Module
     criterion: str
-    crit: object
-    plan: object
+    crit: Criterion
+    plan: PlanConfig
     width: int
     inputs: object
     ctx: PruneContext

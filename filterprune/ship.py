@@ -120,18 +120,11 @@ def _export_example(model: nn.Module, ex: Example, opset: int, names: list[str],
     """Inputs other than one image batch: exported as given (fixed shapes) by the TorchScript exporter."""
     buf = io.BytesIO()
     inputs = [f"input_{i}" for i in range(len(ex.tensors()))]
+    options: dict = {"dynamo": False, "opset_version": opset, "input_names": inputs, "output_names": names}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(
-                _Flat(model, ex),
-                tuple(ex.tensors()),
-                buf,
-                dynamo=False,
-                opset_version=opset,
-                input_names=inputs,
-                output_names=names,
-            )
+            torch.onnx.export(_Flat(model, ex), tuple(ex.tensors()), buf, **options)  # type: ignore[arg-type]
         except Exception as e:
             raise RunError(
                 f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"

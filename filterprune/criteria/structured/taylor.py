@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -75,7 +76,8 @@ class Taylor(Criterion):
             return ctx.loss, iter(ctx.batches)
         if ctx.data is None:
             raise UsageError("criterion 'taylor' needs calibration data (calib= from Python)", ("calib",))
-        loader = make_loader(ctx.data, "train", ctx.batch_size, augment=False, shuffle=True, seed=ctx.seed)
+        data: Any = ctx.data  # a DataSource (ImageData, LoaderData)
+        loader = make_loader(data, "train", ctx.batch_size, augment=False, shuffle=True, seed=ctx.seed)
         return cross_entropy, iter(loader)
 
     def score(self, group):
