@@ -3,7 +3,9 @@
 The Python surface (``filterprune.api``): ``prune(model, example_inputs, ...)`` for a module in hand;
 ``compress(...)`` runs the pipeline (a ``CompressConfig``, or keyword fields with the user's own module
 and DataLoaders); ``save(model, DIR)`` / ``load(DIR, trust_code=False, model=None)`` rebuild a saved
-(pruned) model exactly, without pickle, and without importing user code unless told to.
+(pruned) model exactly, without pickle, and without importing user code unless told to. ``Pruner``
+prunes step by step inside the user's own loop; ``export(model, PATH, example_inputs)`` and
+``bench(models, example_inputs)`` export (with parity) and time a module in hand.
 
 The names are resolved on first use, so ``import filterprune`` (and the command line's ``list``)
 does not import torch.
@@ -11,14 +13,17 @@ does not import torch.
 
 __version__ = "0.1.0"
 
-__all__ = ["CompressConfig", "compress", "load", "prune", "save"]
+__all__ = ["CompressConfig", "Pruner", "bench", "compress", "export", "load", "prune", "save"]
+_HOMES = {"Pruner": "stepwise", "bench": "bench", "export": "export"}  # the rest live in api; the
+# packages bench and export are callable modules (callable_module.py): their names stay the functions
 
 
 def __getattr__(name):
     if name in __all__:
-        from . import api  # on first use: `import filterprune` and the CLI's parsing stay torch-free
+        import importlib  # reason: on first use: `import filterprune` and the CLI's parsing stay torch-free
 
-        return getattr(api, name)
+        home = importlib.import_module(f".{_HOMES.get(name, 'api')}", __name__)
+        return home if name in ("bench", "export") else getattr(home, name)
     raise AttributeError(f"module 'filterprune' has no attribute {name!r}")
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -32,14 +32,18 @@ from . import handed, outputs
 from . import serialization as ckpt
 from .bench import counting
 from .config import CompressConfig
-from .criteria import PruneContext, make_criterion
+from .criteria import Criterion, PruneContext, make_criterion
 from .data.stream import LoaderData
 from .errors import UsageError
+from .example import Example, as_example
 from .inputs import Given
 from .models import ModelSpec
 from .models.factory import object_ref
 from .pipeline import Compressed, run
+from .pruning.plan import PlanConfig
+from .pruning.ratios import layer_ratios
 from .pruning.shrink import prune as shrink
+from .targets import Target
 from .train import resolve_device
 
 _D = CompressConfig.defaults()  # the options' one default each
@@ -68,21 +72,13 @@ class Pruned:
 
 
 def _example(example_inputs) -> torch.Tensor:
-    if isinstance(example_inputs, (tuple, list)) and len(example_inputs) != 1:
+    """One image batch (N, C, H, W), as ``save`` and ``compress`` take it: its first sample, on the CPU."""
+    ex = as_example(example_inputs)
+    x = ex.plain
+    if x is None:
         raise UsageError(
-            f"example_inputs must be one square image batch (N, C, H, W), got {len(example_inputs)} "
-            "inputs: filterprune prunes models called as model(images)",
+            f"example_inputs must be one image batch (N, C, H, W) here, got {ex.describe()}",
             ("example_inputs",),
-        )
-    x = example_inputs[0] if isinstance(example_inputs, (tuple, list)) else example_inputs
-    if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[-1] != x.shape[-2] or x.is_meta:
-        got = (
-            f"{tuple(x.shape)}{' on the meta device' if x.is_meta else ''}"
-            if isinstance(x, torch.Tensor)
-            else type(x).__name__
-        )
-        raise UsageError(
-            f"example_inputs must be one square image batch (N, C, H, W), got {got}", ("example_inputs",)
         )
     return x[:1].detach().cpu().float()
 
@@ -100,7 +96,9 @@ def prune(
     target_macs: float | None = None,
     target_speedup: float | None = None,
     target_latency: float | None = None,
+    ratios: dict | None = None,
     calib=None,
+    loss=None,
     ignored_layers=(),
     scope: str | None = None,
     round_to: int | str = _D["round_to"],
@@ -116,58 +114,130 @@ def prune(
 ) -> Pruned:
     """Prune ``model`` (in place, or a deep copy with ``inplace=False``) and return what was done.
 
-    The target is one of ``sparsity`` (a fraction of channels; 0.4 when no target is given),
+    ``example_inputs``: what the model is called on (``filterprune.example``): an image batch (any H, W),
+    a tuple of inputs, a dict of keyword inputs, or a list of images (torchvision detectors). The model
+    may return any nesting of tensors; the layers producing each output tensor are kept whole (a
+    classifier's logits, a detector's box and class predictions), and the pruned model returns the same
+    structure. The target is one of ``sparsity`` (a fraction of channels; 0.4 when no target is given),
     ``target_macs`` (a fraction of the dense MACs), ``target_speedup`` or ``target_latency`` (ms; both
-    measured on ``target_runtime`` at ``target_batch``). ``calib``: a DataLoader yielding ``(images,
-    labels)`` for the data-driven criteria (greedy, snip, grasp, imp); ``ignored_layers``: modules (or
-    names) kept whole besides the layers producing the output, which are always kept whole. Other
-    arguments mean what the ``compress`` options of the same names mean.
+    measured on ``target_runtime`` at ``target_batch``). ``ratios``: per-layer sparsities, ``{name or
+    module: sparsity}``, for the layers under that name (a container's name covers all it holds; the
+    longest name wins) instead of the target. ``calib``: a DataLoader for the data-driven criteria (greedy,
+    snip, grasp, imp, taylor), yielding ``(images, labels)``, or any batches ``loss`` takes: ``loss(model,
+    batch) -> scalar`` is what ``taylor`` differentiates (default: cross-entropy on ``(images, labels)``).
+    ``ignored_layers``: modules (or names) kept whole besides the output layers. Other arguments mean what
+    the ``compress`` options of the same names mean.
     """
-    model, x, ignored_layers = _subject(model, example_inputs, ignored_layers, inplace)
+    job = setup(**locals())
+    before = job.count()
+    return job.done(shrink(job.model, job.crit, job.plan, job.ctx, job.width), before)
+
+
+@dataclass
+class Job:
+    """A prune call set up: the module (on the CPU), its criterion, plan, classes (0: not a classifier),
+    the inputs the pruner calls it on, and the criterion's context."""
+
+    model: nn.Module
+    criterion: str
+    crit: Criterion
+    plan: PlanConfig
+    width: int
+    inputs: object
+    ctx: PruneContext
+
+    def count(self) -> counting.Cost:
+        return counting.count(self.model, _shape(self.inputs))
+
+    def done(self, result, before: counting.Cost) -> Pruned:
+        """Record ``result`` for ``save`` (one square image batch only) and say what was done."""
+        x = self.inputs
+        if isinstance(x, torch.Tensor) and x.shape[-1] == x.shape[-2]:
+            spec = ModelSpec(object_ref(self.model), self.width, x.shape[1], x.shape[2])
+            _remember(self.model, spec, result.history)
+        return _pruned(self.model, self.criterion, result, before, self.count())
+
+
+def setup(model, example_inputs, criterion, sparsity, **kw) -> Job:
+    """What ``prune`` and ``Pruner`` do before they cut: checks, options, the criterion and its context
+    (``kw``: ``prune``'s keywords)."""
+    model, ex, ignored, named = _subject(
+        model, example_inputs, kw["ignored_layers"], kw["inplace"], kw["ratios"]
+    )
+    crit = make_criterion(criterion)
+    keys = ("round_to", "layer_floor", "calib_batches", "compression", "seed", "target_runtime")
     cfg = CompressConfig.of(
         model=object_ref(model),
         criterion=criterion,
-        **_target(sparsity, target_macs, target_speedup, target_latency),
-        scope=scope,
-        round_to=round_to,
-        layer_floor=layer_floor,
-        calib_batches=calib_batches,
-        compression=compression,
-        seed=seed,
-        target_runtime=target_runtime,
-        target_batch=target_batch,
-        threads=threads,
+        **_target(sparsity, kw["target_macs"], kw["target_speedup"], kw["target_latency"]),
+        scope=kw["scope"],
+        target_batch=kw["target_batch"],
+        threads=kw["threads"],
+        **{k: kw[k] for k in keys},
     )
     cfg.prune.validate()
     cfg.mask.validate()
-    crit = make_criterion(criterion)
-    plan = cfg.prune.plan(scope or crit.default_scope)
-    width = _out_width(model, x)
-    data = _calib_data(calib, width, x)
-    ctx = _context(cfg, x, data, calib, device, seed, calib_batches, ignored_layers)
-    shape = tuple(x.shape[1:])
-    before = counting.count(model, shape)
+    plan = replace(cfg.prune.plan(kw["scope"] or crit.default_scope), ratios=named)
+    calib, loss = kw["calib"], kw["loss"]
+    width, inputs = _interface(model, ex, plan, criterion, calib, loss)
+    data = _calib_data(calib, width, inputs) if loss is None else None
+    ctx = _context(cfg, inputs, data, calib, kw["device"], kw["seed"], kw["calib_batches"], ignored, loss)
     crit.check(model)
-    result = shrink(model, crit, plan, ctx, width)
-    _remember(model, ModelSpec(object_ref(model), width, shape[0], shape[1]), result.history)
-    return _pruned(model, criterion, result, before, counting.count(model, shape))
+    return Job(model, criterion, crit, plan, width, inputs, ctx)
+
+
+def _shape(inputs) -> tuple | Example:
+    """What ``counting.count`` takes: one image's shape, or the example itself."""
+    return tuple(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else inputs
+
+
+def _interface(model: nn.Module, ex: Example, plan, criterion: str, calib, loss) -> tuple[int, object]:
+    """(classes, inputs the pruner calls the model on): a classifier's logit width and its image batch,
+    as always; for any other model 0 and the example (a plain tensor when it is one image batch).
+    What only a classifier on one image batch supports is refused here, in the parameters' words."""
+    out = handed.output(model, ex, "example_inputs")
+    x = ex.plain
+    logits = out[0] if isinstance(out, (tuple, list)) and out else out
+    if x is not None and isinstance(logits, torch.Tensor) and logits.ndim == 2 and logits.is_floating_point():
+        return int(logits.shape[-1]), x.detach().cpu().float()
+    if x is None and (plan.round_to == "auto" or (isinstance(plan.target, Target) and plan.target.measured)):
+        raise UsageError(
+            "target_speedup, target_latency and round_to='auto' time the model on one image batch; "
+            f"example_inputs are {ex.describe()}: give target_macs or sparsity",
+            ("example_inputs", "target_speedup", "target_latency", "round_to"),
+        )
+    if criterion == "taylor" and loss is None:
+        raise UsageError(
+            f"criterion 'taylor' differentiates a loss; the model returns {handed.describe(out)}, not "
+            "logits, so give loss=fn (fn(model, batch) -> scalar) and calib= batches it takes",
+            ("loss", "criterion"),
+        )
+    if calib is not None and loss is None:
+        raise UsageError(
+            f"calib= feeds classification batches to criterion {criterion!r}, but the model returns "
+            f"{handed.describe(out)}, not logits: use a data-free criterion (l1, magnitude, slimming, "
+            "random) or criterion='taylor' with loss=",
+            ("calib", "criterion"),
+        )
+    return 0, (x.detach().cpu().float() if x is not None else ex.to("cpu"))
 
 
 def _subject(
-    model, example_inputs, ignored_layers: Sequence, inplace: bool
-) -> tuple[nn.Module, torch.Tensor, Sequence]:
-    """The module to prune (``model`` or, with ``inplace=False``, a copy; on the CPU), its example batch,
-    and ``ignored_layers`` as they apply to that module."""
+    model, example_inputs, ignored_layers: Sequence, inplace: bool, ratios=None
+) -> tuple[nn.Module, Example, Sequence, tuple]:
+    """The module to prune (``model`` or, with ``inplace=False``, a copy; on the CPU), its example inputs,
+    ``ignored_layers`` as they apply to that module, and ``ratios`` as (layer name, sparsity) pairs."""
     if not isinstance(model, nn.Module):
         raise UsageError(f"prune() needs a torch.nn.Module, got a {type(model).__name__}")
     handed.check_module(model)
-    x = _example(example_inputs)
+    x = as_example(example_inputs)
+    named = layer_ratios(model, ratios)
     if not inplace:  # module instances of the original map onto the copy by their names
         names = {id(m): n for n, m in model.named_modules()}
         ignored_layers = [names.get(id(m), m) if isinstance(m, nn.Module) else m for m in ignored_layers]
         model = copy.deepcopy(model)
     model.cpu()
-    return model, x, ignored_layers
+    return model, x, ignored_layers, named
 
 
 def _target(sparsity, target_macs, target_speedup, target_latency) -> dict[str, float | None]:
@@ -183,7 +253,7 @@ def _target(sparsity, target_macs, target_speedup, target_latency) -> dict[str, 
     return targets
 
 
-def _calib_data(calib, width: int, x: torch.Tensor) -> LoaderData | None:
+def _calib_data(calib, width: int, x) -> LoaderData | None:
     """``calib`` as the criteria's data, checked against the example batch's shape; None without it."""
     data = (
         LoaderData(calib, calib, num_classes=width, names=("calib", "calib")) if calib is not None else None
@@ -201,7 +271,7 @@ def _calib_data(calib, width: int, x: torch.Tensor) -> LoaderData | None:
 
 
 def _context(
-    cfg: CompressConfig, x, data, calib, device: str, seed: int, calib_batches: int, ignored_layers
+    cfg: CompressConfig, x, data, calib, device: str, seed: int, calib_batches: int, ignored_layers, loss=None
 ) -> PruneContext:
     """What the criterion and the shrink see of the call: inputs, data, device, seed, mask options."""
     return PruneContext(
@@ -213,6 +283,8 @@ def _context(
         calib_batches=calib_batches,
         mask=cfg.mask_config(),
         ignored_layers=tuple(ignored_layers),
+        loss=loss,
+        batches=calib if loss is not None else None,
     )
 
 

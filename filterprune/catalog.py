@@ -100,6 +100,11 @@ CRITERIA.add(
     "lowest output norm in the current network, re-measured (Lajić et al. 2025)",
 )
 CRITERIA.add(
+    "taylor",
+    "criteria.structured.taylor:Taylor",
+    "first-order Taylor |w * dL/dw| per channel on the calibration loss (Molchanov et al. 2019)",
+)
+CRITERIA.add(
     "random",
     "criteria.structured.random:Random",
     "uniformly random channels (the baseline every study needs)",

@@ -339,7 +339,7 @@ class Prune:
     steps: int = option(1, "reach the target in K prune -> finetune cycles", metavar="K", check=_positive)
     calib_batches: int = option(
         8,
-        "training batches for data-driven criteria (greedy, snip, grasp)",
+        "training batches for data-driven criteria (greedy, snip, grasp, taylor)",
         check=_positive,
         per_criterion=True,
     )

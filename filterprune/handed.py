@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from .errors import UsageError
+from .example import Example, leaves
 from .tracing import eval_mode
 
 SHAPE = "one batch of images (N, C, H, W) in, logits (N, classes) out"
@@ -80,6 +81,34 @@ def logits(model: nn.Module, x: torch.Tensor, param: str) -> torch.Tensor:
             (param,),
         )
     return out
+
+
+def output(model: nn.Module, ex: Example, param: str):
+    """``model`` on the example inputs ``ex`` (eval mode, no gradients): what it returns, or a UsageError
+    naming ``param`` when it does not run on them (in ``logits``' words for one image batch)."""
+    try:
+        with torch.no_grad(), eval_mode(model):
+            return ex(model)
+    except Exception as e:  # noqa: BLE001 - the model's own code: any error means it does not take this input
+        x = ex.plain
+        if x is not None:
+            raise UsageError(
+                f"the model does not run on inputs of shape {tuple(x.shape)}, as {param} gives them "
+                f"({_why(e)}); filterprune expects {SHAPE}",
+                (param,),
+            ) from None
+        raise UsageError(
+            f"the model does not run on {param} ({ex.describe()}; {_why(e)}): give the inputs its forward "
+            "takes (a tuple for several, a dict for keywords, a list of images for torchvision detectors)",
+            (param,),
+        ) from None
+
+
+def describe(out) -> str:
+    """What a model returned, in a few words."""
+    if isinstance(out, torch.Tensor):
+        return f"a {out.dtype} tensor of shape {tuple(out.shape)}"
+    return f"a {type(out).__name__} of {len(leaves(out))} tensors"
 
 
 def check_batch(batch, param: str, shape: tuple[int, ...] | None = None, num_classes: int | None = None):

@@ -356,7 +356,7 @@ def export(
             folder / f"{'model' if name == 'pruned' else name}.onnx",
             s.input_shape,
             metadata=md,
-            output_name=s.task.output_name,
+            outputs=(s.task.output_name,),
         )
     onnx = {
         "path": "model.onnx",

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .example import call, samples
+
 WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)
 Weighted = nn.modules.conv._ConvNd | nn.Linear  # the layers with a MAC formula (``layer_macs``)
 
@@ -52,6 +54,7 @@ class Profile:
     order: dict[int, int] = field(default_factory=dict)  # id(leaf module) -> index of its first call
     output: Any = None  # what the model's forward returned (torch types a module's call as Any)
     failure: tuple[nn.Module, BaseException] | None = None  # (innermost running module, error)
+    batch: int | None = None  # samples in an Example's inputs; None: each call's first axis is the batch
 
     def layers(self) -> dict[Weighted, list[Call]]:
         """The calls of conv and linear layers."""
@@ -61,13 +64,15 @@ class Profile:
         """Output positions per sample of conv/linear ``m``, summed over its calls (H*W for a 2-D conv,
         tokens for a linear)."""
         width = m.out_features if isinstance(m, nn.Linear) else m.out_channels
+        if self.batch is not None:  # a detector's heads run on many regions per image: count them all
+            return sum(math.prod(c.out or (1,)) // self.batch // width for c in self.calls.get(m, []))
         return sum(c.per_sample() // width for c in self.calls.get(m, []))
 
 
-def profile(model: nn.Module, example_inputs: torch.Tensor, catch: bool = False) -> Profile:
-    """Run ``model`` once in eval mode without gradients, hooking every module. ``catch``: a failing
-    forward is recorded in ``failure`` instead of raised."""
-    prof, stack, handles = Profile(), [], []
+def profile(model: nn.Module, example_inputs, catch: bool = False) -> Profile:
+    """Run ``model`` once in eval mode without gradients, hooking every module. ``example_inputs``: a tensor
+    or an ``example.Example``. ``catch``: a failing forward is recorded in ``failure`` instead of raised."""
+    prof, stack, handles = Profile(batch=samples(example_inputs)), [], []
 
     def enter(m, args) -> None:  # hooks return None: a returned value would replace the input/output
         stack.append(m)
@@ -82,7 +87,7 @@ def profile(model: nn.Module, example_inputs: torch.Tensor, catch: bool = False)
         handles += [m.register_forward_pre_hook(enter), m.register_forward_hook(leave)]
     try:
         with torch.no_grad(), eval_mode(model):
-            prof.output = model(example_inputs)
+            prof.output = call(model, example_inputs)
     except Exception as e:
         if not catch:
             raise

@@ -718,7 +718,11 @@ _API_CASES = {
         "example_inputs",
         "missing 1 required positional argument",
     ),
-    "dict-output": (lambda f: f.prune(_DictOut(), _X), "example_inputs", "the model returns a dict"),
+    "dict-output-calib": (  # a dict output prunes (any output does); classification batches need logits
+        lambda f: f.prune(_DictOut(), _X, calib=_loader(), **_PRUNE),
+        "calib",
+        "calib= feeds classification batches to criterion 'snip', but the model returns a dict",
+    ),
     "compress-dict-output": (
         lambda f: f.compress(model=_DictOut(), train=_loader(), test=_loader(), **_PRUNE),
         "train",

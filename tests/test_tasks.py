@@ -135,7 +135,7 @@ def test_a_single_stage_detector_exports_its_raw_head_with_parity(tmp_path):
     raw = raw_detector(model)
     out = raw(torch.rand(2, 3, 320, 320))
     assert out.shape[0] == 2 and out.shape[-1] == 4 + 11
-    path = export_onnx(raw, tmp_path / "m.onnx", (3, 320, 320), output_name="raw")
+    path = export_onnx(raw, tmp_path / "m.onnx", (3, 320, 320), outputs=("raw",))
     assert check_parity(raw, path, (3, 320, 320))["max_rel_diff"] < 1e-4
     assert raw_detector(detector("fasterrcnn_mobilenet_v3_large_320_fpn", 10, 3)) is None  # two-stage
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
+from ..example import Example
 from ..tracing import WEIGHTED, layer_macs, profile
 
 
@@ -28,13 +29,19 @@ class Cost:
         return asdict(self)
 
 
-def count(model: nn.Module, input_shape: tuple[int, ...], masks: dict | None = None) -> Cost:
-    """Costs for ONE image of shape (C, H, W) (or features for an MLP). ``masks``: layer name -> bool
-    weight mask, for the density-weighted seed FLOPs of a masked model (MACs stay the real ones)."""
+def count(model: nn.Module, input_shape: tuple[int, ...] | Example, masks: dict | None = None) -> Cost:
+    """Costs for ONE image of shape (C, H, W) (or features for an MLP), or per sample of an ``Example``
+    (a detector's inputs). ``masks``: layer name -> bool weight mask, for the density-weighted seed FLOPs
+    of a masked model (MACs stay the real ones)."""
     macs, bias_adds, weight_flops = 0, 0, 0.0
     names = {m: n for n, m in model.named_modules()}
     device = next(model.parameters()).device
-    prof = profile(model, torch.zeros(1, *input_shape, device=device))
+    example = (
+        input_shape.to(device)
+        if isinstance(input_shape, Example)
+        else torch.zeros(1, *input_shape, device=device)
+    )
+    prof = profile(model, example)
     for m, calls in prof.calls.items():
         if isinstance(m, WEIGHTED):
             full = layer_macs(m, prof.positions(m))

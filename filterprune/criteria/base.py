@@ -3,6 +3,7 @@ class, the ``PruneContext`` it may use, and ``root_of`` (the layer whose filters
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -17,7 +18,7 @@ from ..masks import MaskConfig
 class PruneContext:
     """What a criterion may use besides the model: data for data-driven scores, a seed for random ones."""
 
-    example_inputs: torch.Tensor
+    example_inputs: torch.Tensor  # or an example.Example (any inputs: a detector's list of images)
     data: DataSource | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
@@ -25,6 +26,8 @@ class PruneContext:
     calib_batches: int = 8
     mask: MaskConfig | None = None  # compression, scope, reduce, IMP (mask criteria)
     ignored_layers: tuple = ()  # names or modules kept whole besides the output layers (--ignore-layers)
+    loss: Callable | None = None  # the user's loss(model, batch) -> scalar (criterion taylor)
+    batches: Iterable | None = None  # the batches ``loss`` takes, as the user's calib loader yields them
 
 
 class Criterion:

@@ -35,19 +35,19 @@ def to_proto(
     batch: int | None = None,
     fp16: bool = False,
     metadata: dict[str, str] | None = None,
-    output_name: str = "logits",
+    outputs: tuple[str, ...] = ("logits",),
 ) -> onnx.ModelProto:
     """The checked ONNX graph of ``model`` (eval, CPU): dynamic batch axis unless ``batch`` fixes it;
-    ``fp16`` exports a half-precision copy (half inputs, weights and outputs); ``output_name`` names its
-    one output (the task's: ``logits``, or ``raw`` for a detector's head without post-processing)."""
+    ``fp16`` exports a half-precision copy (half inputs, weights and outputs); ``outputs``: the names of
+    the output tensors, in the order the model returns them (nested outputs flattened)."""
     model = model.eval().cpu()
     dtype = torch.float16 if fp16 else torch.float32
     if fp16:
         model = copy.deepcopy(model).half()
     md = dict(metadata or {})
-    proto, why = _dynamo(model, input_shape, opset, batch, dtype, output_name)
+    proto, why = _dynamo(model, input_shape, opset, batch, dtype, outputs)
     if proto is None:
-        proto = _torchscript(model, input_shape, opset, batch, dtype, output_name)
+        proto = _torchscript(model, input_shape, opset, batch, dtype, outputs)
         md.update(exporter=EXPORTER, exporter_fallback=why)
     else:
         md["exporter"] = "dynamo"
@@ -56,17 +56,19 @@ def to_proto(
     return proto
 
 
-def _export_args(input_shape, batch, dtype, example_batch: int, output_name: str = "logits") -> dict:
-    dynamic = {"input": {0: "batch"}, output_name: {0: "batch"}} if batch is None else None
+def _export_args(input_shape, batch, dtype, example_batch: int, outputs=("logits",)) -> dict:
+    dynamic = {name: {0: "batch"} for name in ("input", *outputs)} if batch is None else None
     return {
         "args": (torch.randn(batch or example_batch, *input_shape, dtype=dtype),),
         "input_names": ["input"],
-        "output_names": [output_name],
+        "output_names": list(outputs),
         "dynamic_axes": dynamic,
     }
 
 
-def _dynamo(model, input_shape, opset, batch, dtype, output_name) -> tuple[onnx.ModelProto | None, str]:
+def _dynamo(
+    model, input_shape, opset, batch, dtype, outputs=("logits",)
+) -> tuple[onnx.ModelProto | None, str]:
     """torch's current, torch.export-based exporter (needs onnxscript), or None and why it was not used."""
     if opset < DYNAMO_OPSET:
         return None, f"opset {opset} (the torch.export-based exporter writes {DYNAMO_OPSET}+)"
@@ -79,8 +81,8 @@ def _dynamo(model, input_shape, opset, batch, dtype, output_name) -> tuple[onnx.
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             a = _export_args(
-                input_shape, batch, dtype, 2, output_name
-            )  # batch 1: specialised by torch.export
+                input_shape, batch, dtype, 2, outputs
+            )  # batch 1 would be specialised by torch.export
             torch.onnx.export(
                 model,
                 a.pop("args"),
@@ -98,12 +100,12 @@ def _dynamo(model, input_shape, opset, batch, dtype, output_name) -> tuple[onnx.
     return proto, ""
 
 
-def _torchscript(model, input_shape, opset, batch, dtype, output_name) -> onnx.ModelProto:
+def _torchscript(model, input_shape, opset, batch, dtype, outputs=("logits",)) -> onnx.ModelProto:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            a = _export_args(input_shape, batch, dtype, 1, output_name)
+            a = _export_args(input_shape, batch, dtype, 1, outputs)
             torch.onnx.export(
                 model,
                 a.pop("args"),
@@ -146,10 +148,10 @@ def export_onnx(
     input_shape: tuple[int, ...],
     opset: int = DEFAULT_OPSET,
     metadata: dict[str, str] | None = None,
-    output_name: str = "logits",
+    outputs: tuple[str, ...] = ("logits",),
 ) -> Path:
     """Export ``model`` (eval mode, CPU, dynamic batch) to ``path`` atomically; returns the path."""
-    proto = to_proto(model, input_shape, opset, metadata=metadata, output_name=output_name)
+    proto = to_proto(model, input_shape, opset, metadata=metadata, outputs=outputs)
     atomic_write_bytes(Path(path), proto.SerializeToString())
     return Path(path)
 

@@ -161,7 +161,8 @@ def resolve(name: str, trust_code: bool = False):
     if _OBJECT_REF.match(ref):
         raise UsageError(
             f"this model was handed over as a Python object ({ref[7:]}); nothing records how to "
-            "build it: pass the dense module, filterprune.load(DIR, model=...)"
+            "build it: in Python, filterprune.load(DIR, model=<the dense module>) rebuilds it, then "
+            "filterprune.export(model, PATH, example_inputs) exports it and filterprune.bench(...) times it"
         )
     if ref not in _TRUSTED and ref not in _ADMITTED:
         if trust_code or _TRUST_ALL:  # trust is for a run's own code: checked when its records are read

@@ -20,7 +20,8 @@ from torch_pruning import ops
 from torch_pruning.dependency import index_mapping, shape_infer
 
 from ..errors import UsageError
-from ..tracing import eval_mode, profile
+from ..example import call, leaves
+from ..tracing import WEIGHTED, eval_mode, profile
 
 
 @dataclass
@@ -38,6 +39,7 @@ class ChannelGroup:
     channels: int
     ch_groups: int
     opaque: str | None = None  # why the group must stay whole (its channels pass an opaque reshape/concat)
+    layers: tuple[str, ...] = ()  # the conv/linear layers whose outputs it prunes, root first (ratios=)
 
     @property
     def units(self) -> int:
@@ -48,9 +50,11 @@ def output_layers(DG: tp.DependencyGraph) -> list[nn.Module]:
     """The layers that produce the model's output, found by position, not by width: walking back from
     every output of the traced graph, the first conv or linear layer on each path (through activations,
     pooling, flattening, adds and concats). Their output channels are the model's interface (the class
-    logits), so they are kept whole whatever their width."""
+    logits; a detector's boxes, scores and anchors), so they are kept whole whatever their width. Besides
+    the graph's ends, every output tensor counts (a backbone's feature map that also feeds the next stage),
+    as ``build_graph`` found them on the autograd graph."""
     ends = [n for n in DG.module2node.values() if not n.outputs]
-    found: list[nn.Module] = []
+    found: list[nn.Module] = [m for m in getattr(DG, "output_modules", ()) if m in DG.module2node]
     seen, todo = set(), list(ends)
     while todo:
         node = todo.pop()
@@ -92,19 +96,22 @@ def resolve_ignored(model: nn.Module, layers) -> list[nn.Module]:
     return result
 
 
-def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:
+def build_graph(model: nn.Module, example_inputs) -> tp.DependencyGraph:
     """Trace the model (in eval mode, with grad enabled, as torch-pruning needs) and restore its mode.
+
+    ``example_inputs``: a tensor or an ``example.Example``; the model may return any nesting of tensors
+    (``_traced_forward``).
 
     Reshapes and concats whose channel mapping torch-pruning cannot establish are made opaque (``_settle_*``)
     instead of failing the trace or coupling channels wrongly; ``channel_groups`` leaves the groups through
     them whole.
     """
-    DG = tp.DependencyGraph()
+    DG, forward = tp.DependencyGraph(), _TracedForward()
     try:
         with torch.enable_grad(), eval_mode(model):
             try:
                 with _ShapeRecorder() as recorder:
-                    DG.build_dependency(model, example_inputs=example_inputs)
+                    DG.build_dependency(model, example_inputs=example_inputs, forward_fn=forward)
             except Exception as e:  # traced, then failed while mapping indices: settle the mappings below
                 if not any(f.name == "update_index_mapping" for f in traceback.extract_tb(e.__traceback__)):
                     raise
@@ -112,7 +119,10 @@ def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.Dependency
             _settle_reshapes(DG, recorder.shapes)
             _settle_concats(DG)
             index_mapping.update_index_mapping(DG)
+        DG.output_modules = forward.outputs
         return DG
+    except UsageError:
+        raise
     except Exception as e:
         where = _failing_layer(model, e)
         frames = [f.name for f in traceback.extract_tb(e.__traceback__) if "torch_pruning" in f.filename]
@@ -123,6 +133,59 @@ def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.Dependency
             f"({type(e).__name__}{step}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
             "this architecture cannot be pruned structurally"
         ) from None
+
+
+class _TracedForward:
+    """The forward torch-pruning traces: the model on its example inputs, returning the tensors to trace
+    back from — every float output leaf that has a graph, and the output of every conv or linear layer
+    that no output depends on (a detector's region-proposal head, whose proposals are detached before they
+    are used). Those dead ends become graph ends too, so the layers producing them are kept whole like
+    every other output layer, and their inputs shrink with the rest. ``outputs``: the output layers, found
+    on the autograd graph from each end back to the first conv or linear layer on every path."""
+
+    def __init__(self):
+        self.outputs: list[nn.Module] = []
+
+    def __call__(self, model: nn.Module, example_inputs) -> list[torch.Tensor]:
+        produced: dict = {}  # grad_fn -> the conv/linear layer whose output it made
+
+        def keep(m, args, out) -> None:
+            if isinstance(out, torch.Tensor) and out.grad_fn is not None:
+                produced[out.grad_fn] = (m, out)
+
+        handles = [m.register_forward_hook(keep) for m in model.modules() if isinstance(m, WEIGHTED)]
+        try:
+            out = call(model, example_inputs)
+        finally:
+            for h in handles:
+                h.remove()
+        ends = [t for _, t in leaves(out) if t.is_floating_point() and t.grad_fn is not None]
+        if not ends:
+            raise UsageError(
+                f"{type(model).__name__} returns no floating-point tensor computed from its inputs, so "
+                "there is nothing to trace its layers back from",
+                ("example_inputs",),
+            )
+        reached = _reachable([t.grad_fn for t in ends], set())
+        dead = {fn: t for fn, (_, t) in produced.items() if fn not in reached}
+        fed = _reachable([f for fn in dead for f, _ in fn.next_functions], set())  # dead ends only
+        dead = {fn: t for fn, t in dead.items() if fn not in fed}
+        last = _reachable([t.grad_fn for t in ends] + list(dead), set(produced))
+        self.outputs = list(dict.fromkeys(produced[fn][0] for fn in last if fn in produced))
+        return ends + list(dead.values())
+
+
+def _reachable(roots, stops: set) -> set:
+    """Every autograd node the given ones depend on, not walking past those in ``stops``."""
+    seen, todo = set(), list(roots)
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if fn not in stops:
+            todo += [f for f, _ in fn.next_functions]
+    return seen
 
 
 class _ShapeRecorder(TorchFunctionMode):
@@ -163,6 +226,20 @@ def _settle_splits(DG: tp.DependencyGraph) -> None:
             continue
         sizes = [min(step, size[1] - i) for i in range(0, size[1], step)]
         node.module.split_sizes, node.module.offsets = sizes, [0, *itertools.accumulate(sizes)]
+        if not _chunks_in_order(node):
+            node.module.split_sizes = node.module.offsets = None
+            _make_opaque(node, "a split whose pieces are read out of order or together (YOLO's C2f)")
+
+
+def _chunks_in_order(node) -> bool:
+    """Whether the i-th reader of a split reads its i-th piece, and only that one: the one layout
+    torch-pruning maps (its readers are listed, and mapped, in piece order). ``chunk`` read as
+    ``cat([a, b, m(b)])`` (YOLOv8's C2f) is not; its channels would be mapped to the wrong pieces."""
+    for i, out in enumerate(node.outputs):
+        read = {nr for fn, nr in getattr(out.grad_fn, "next_functions", ()) if fn is node.grad_fn}
+        if read and read != {i}:
+            return False
+    return True
 
 
 def _settle_reshapes(DG: tp.DependencyGraph, shapes: dict) -> None:
@@ -305,7 +382,16 @@ def channel_groups(DG: tp.DependencyGraph, ignored: list[nn.Module]) -> list[Cha
             ),
             None,
         )
-        result.append(ChannelGroup(group, root, DG._module2name[root], handler, channels, ch_groups, opaque))
+        layers = tuple(
+            dict.fromkeys(
+                DG._module2name[dep.target.module]
+                for dep, _ in group
+                if DG.is_out_channel_pruning_fn(dep.handler) and isinstance(dep.target.module, WEIGHTED)
+            )
+        )
+        result.append(
+            ChannelGroup(group, root, DG._module2name[root], handler, channels, ch_groups, opaque, layers)
+        )
     return result
 
 
@@ -314,6 +400,6 @@ def _after(DG: tp.DependencyGraph, node) -> str:
     return f" after layer {where}" if where else ""
 
 
-def execution_order(model: nn.Module, example_inputs: torch.Tensor) -> dict[int, int]:
+def execution_order(model: nn.Module, example_inputs) -> dict[int, int]:
     """id(module) -> the order in which a forward pass first calls it (leaf modules only)."""
     return profile(model, example_inputs).order

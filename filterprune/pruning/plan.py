@@ -19,6 +19,7 @@ import torch
 from ..config import check_value
 from ..errors import UsageError
 from ..targets import Sparsity, Target
+from .ratios import overridden
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class PlanConfig:
     target_runtime: str = "onnxruntime"  # for round_to="auto" and the measured targets
     target_batch: int = 64
     threads: int | None = None  # threads of the target runtime's measurements (None: torch's)
+    ratios: tuple = ()  # (layer name, sparsity) pairs for the layers under those names (ratios.py)
 
     def __post_init__(self):
         if not isinstance(self.target, Target):
@@ -58,8 +60,14 @@ def _round(keep: int, units: int, k: int | str) -> int:
     return min(units, max(k, int(round(keep / k)) * k))
 
 
-def allocate(scores: list[torch.Tensor], cfg: PlanConfig, totals: list[int] | None = None) -> list[int]:
-    """Units kept per group, given each group's per-unit scores (higher = keep) and dense unit counts."""
+def allocate(
+    scores: list[torch.Tensor],
+    cfg: PlanConfig,
+    totals: list[int] | None = None,
+    names: list | None = None,
+) -> list[int]:
+    """Units kept per group, given each group's per-unit scores (higher = keep) and dense unit counts;
+    ``names`` (the groups' root layers) let ``cfg.ratios`` set some groups' counts."""
     units = [len(s) for s in scores]
     totals = totals or units
     if cfg.scope == "layerwise":
@@ -70,6 +78,8 @@ def allocate(scores: list[torch.Tensor], cfg: PlanConfig, totals: list[int] | No
         kept = torch.zeros(len(flat), dtype=torch.bool)
         kept[torch.argsort(flat, descending=True, stable=True)[:n_keep]] = True
         keep = [int(c.sum()) for c in torch.split(kept, units)]
+    if cfg.ratios and names is not None:
+        keep = overridden(keep, names, totals, cfg.ratios)
     floors = [max(1, math.ceil(cfg.layer_floor * t - 1e-9)) for t in totals]
     floored = sum(k < f for k, f in zip(keep, floors))
     if floored:

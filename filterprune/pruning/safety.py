@@ -13,9 +13,9 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
-import torch
 import torch.nn as nn
 
+from ..example import changed, structure
 from ..tracing import profile
 
 
@@ -24,17 +24,18 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[:200]}"
 
 
-def forward_failure(
-    model: nn.Module, example_inputs: torch.Tensor, out_shape: torch.Size | None = None
-) -> str | None:
-    """None when ``model(example_inputs)`` runs (with ``out_shape`` if given); else a one-line reason
-    naming the innermost layer that was running when it failed."""
+def forward_failure(model: nn.Module, example_inputs, out_shape: tuple | None = None) -> str | None:
+    """None when ``model(example_inputs)`` runs (with ``out_shape`` if given: a tensor's shape, or an
+    ``example.structure``); else a one-line reason naming the innermost layer that was running when it
+    failed."""
     prof = profile(model, example_inputs, catch=True)
     if prof.failure:
         where, e = prof.failure
         name = next((n for n, m in model.named_modules() if m is where), "")
         label = f"layer '{name}'" if name else "the model's own forward"
         return f"{_one_line(e)} in {label} ({type(where).__name__})"
+    if out_shape and isinstance(out_shape[0], str):
+        return changed(out_shape, structure(prof.output))
     out = prof.output[0] if isinstance(prof.output, (tuple, list)) else prof.output
     if out_shape is not None and tuple(out.shape) != tuple(out_shape):
         return f"output shape changed from {tuple(out_shape)} to {tuple(out.shape)}"

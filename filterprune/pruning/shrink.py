@@ -17,6 +17,7 @@ import torch.nn as nn
 from .. import limits
 from ..criteria import Criterion, PruneContext
 from ..errors import RunError, UsageError
+from ..example import call, structure
 from ..handed import check_untied
 from ..log import say
 from ..targets import Macs, Target
@@ -116,6 +117,7 @@ def _hardware_aware(model, ctx, plan: PlanConfig, groups, keep: list[int]) -> li
 def _latency_targeted(model, ctx, plan: PlanConfig, scored, totals, num_classes: int):
     """Kept units per group from measured latencies on the target runtime (prune/latency_target.py)."""
     names = [cg.root_name for cg, _ in scored]
+    layers = [cg.layers or cg.root_name for cg, _ in scored]
     scores = {cg.root_name: s for cg, s in scored}
     pristine = copy.deepcopy(model)
 
@@ -133,7 +135,7 @@ def _latency_targeted(model, ctx, plan: PlanConfig, scored, totals, num_classes:
     def allocate_at(sparsity: float) -> list[int]:
         with warnings.catch_warnings():  # the search's tight trials meet the floors; the floors are the point
             warnings.simplefilter("ignore")
-            return allocate([s for _, s in scored], plan.at(sparsity), totals)
+            return allocate([s for _, s in scored], plan.at(sparsity), totals, layers)
 
     return target_plan(
         model, ctx, plan, [cg for cg, _ in scored], [s for _, s in scored], totals, build, allocate_at
@@ -164,7 +166,7 @@ def prune(
     before = layer_widths(model)
     pristine = copy.deepcopy(model)
     with eval_mode(model):
-        out_shape = model(ctx.example_inputs).shape
+        out_shape = _expected(call(model, ctx.example_inputs))
     DG = build_graph(model, ctx.example_inputs)
     groups = channel_groups(DG, [*output_layers(DG), *resolve_ignored(model, ctx.ignored_layers)])
     opaque = {cg.root_name: cg.opaque for cg in groups if cg.opaque}
@@ -192,6 +194,12 @@ def prune(
         unprunable={**opaque, **unprunable},
         latency_target=target,
     )
+
+
+def _expected(out) -> tuple:
+    """What the pruned model must still return: a tensor's shape, as always for a classifier; the
+    structure of any other output (``example.structure``)."""
+    return tuple(out.shape) if isinstance(out, torch.Tensor) and out.ndim == 2 else structure(out)
 
 
 def _measured(plan: PlanConfig) -> bool:
@@ -231,7 +239,8 @@ def _kept_units(
         planned, target = _latency_targeted(model, ctx, plan, scored, totals, num_classes)
         if target:
             return plan, planned, target
-    keep = allocate([s for _, s in scored], plan, totals)  # layerwise if sequential
+    names = [cg.layers or cg.root_name for cg, _ in scored]
+    keep = allocate([s for _, s in scored], plan, totals, names)  # layerwise if sequential
     if plan.round_to == "auto":
         keep = _hardware_aware(model, ctx, plan, [cg for cg, _ in scored], keep)
     return plan, keep, target

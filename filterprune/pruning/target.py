@@ -33,9 +33,10 @@ class _Layer:
         return layer_macs(self.module, self.positions, self.inp - in_lost, self.out - out_lost)
 
 
-def layer_costs(model: nn.Module, example_inputs: torch.Tensor) -> dict[nn.Module, _Layer]:
-    """Shape of every conv / linear layer as seen by one forward pass of a single example."""
-    prof = profile(model, example_inputs[:1])
+def layer_costs(model: nn.Module, example_inputs) -> dict[nn.Module, _Layer]:
+    """Shape of every conv / linear layer as seen by one forward pass of a single example (a tensor's
+    first sample, or an ``example.Example``, counted per sample)."""
+    prof = profile(model, example_inputs[:1] if isinstance(example_inputs, torch.Tensor) else example_inputs)
     return {
         m: _Layer(
             m,
@@ -53,7 +54,7 @@ def layer_costs(model: nn.Module, example_inputs: torch.Tensor) -> dict[nn.Modul
 class CostModel:
     """MACs of the network after dropping, in each scored group, its lowest-scored units."""
 
-    def __init__(self, model: nn.Module, example_inputs: torch.Tensor, scored: list):
+    def __init__(self, model: nn.Module, example_inputs, scored: list):
         self.layers = layer_costs(model, example_inputs)
         self.scored = scored
         self.deps = []  # per group: [(layer, is_out, root idx tensor)]
@@ -90,11 +91,12 @@ class CostModel:
 def solve_sparsity(cost: CostModel, plan: PlanConfig, totals: list[int], limit: float) -> float:
     """The smallest sparsity whose allocation keeps MACs <= ``limit`` (an absolute MAC count)."""
     scores = [s for _, s in cost.scored]
+    names = [cg.layers or cg.root_name for cg, _ in cost.scored]
 
     def macs_at(s: float) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return cost.macs(allocate(scores, plan.at(s), totals))
+            return cost.macs(allocate(scores, plan.at(s), totals, names))
 
     if macs_at(0.0) <= limit:
         return 0.0
