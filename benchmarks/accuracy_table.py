@@ -47,7 +47,7 @@ import torch  # noqa: E402
 from filterprune import serialization as ckpt  # noqa: E402
 from filterprune.api import CompressConfig, compress  # noqa: E402
 from filterprune.baseline import train_baseline  # noqa: E402
-from filterprune.bench import machine  # noqa: E402
+from filterprune.benchmarking import machine  # noqa: E402
 from filterprune.data import load_data  # noqa: E402
 from filterprune.models.refs import spec_for  # noqa: E402
 from filterprune.reporting.schema import read_report  # noqa: E402

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from filterprune.api import CompressConfig, compress
-from filterprune.bench import machine
+from filterprune.benchmarking import machine
 from filterprune.reporting.schema import read_report
 
 HERE = Path(__file__).resolve().parent / "criteria_table"

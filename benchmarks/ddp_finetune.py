@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data-root", default=str(DATA_ROOT))
     args = ap.parse_args(argv)
     args.single_threads = args.single_threads or args.nproc
-    from filterprune.bench import machine
+    from filterprune.benchmarking import machine
 
     cfg = dict(vars(args))
     t0 = time.perf_counter()

@@ -71,8 +71,8 @@ POINTS = {
     "finetune": ("torch.optim.SGD.step", 2, "before", True, []),
     "pruned-checkpoint-torn": ("filterprune.serialization.save_file", 1, "torn", True, []),
     "onnx-export": ("torch.onnx.export", 1, "after", True, []),
-    "onnx-parity": ("filterprune.export.convert.session", 1, "before", True, []),
-    "bench": ("filterprune.bench.timing.interleaved", 1, "before", True, []),
+    "onnx-parity": ("filterprune.exporting.convert.session", 1, "before", True, []),
+    "bench": ("filterprune.benchmarking.timing.interleaved", 1, "before", True, []),
     "report-md": ("filterprune.reporting.run_report.atomic_write_bytes", 1, "before", True, []),
     "publish": ("filterprune.outputs.publish", 1, "before", True, []),
     "overwrite-between-renames": ("os.replace", -1, "overwrite", True, ["--overwrite"]),
@@ -334,7 +334,7 @@ def main() -> int:
         shutil.rmtree(ws)
 
     sys.path.insert(0, str(ROOT))
-    from filterprune.bench.machine import describe
+    from filterprune.benchmarking.machine import describe
 
     summary = {
         "command": "filterprune " + " ".join(ARGS),

@@ -112,7 +112,7 @@ def main() -> int:
     err = p.stderr.read()
     wall = time.perf_counter() - t
     child_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    from filterprune.bench.machine import describe
+    from filterprune.benchmarking.machine import describe
 
     du = sum(f.stat().st_size for f in root.rglob("*.jpg"))
     result = {

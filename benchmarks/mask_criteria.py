@@ -126,7 +126,7 @@ def main(argv=None) -> int:
         "imp_epochs": args.imp_epochs,
     }
     folder = HERE / args.model
-    from filterprune.bench import machine
+    from filterprune.benchmarking import machine
 
     rows = []
     t0 = time.perf_counter()

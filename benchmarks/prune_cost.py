@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from filterprune.bench import machine
+from filterprune.benchmarking import machine
 from filterprune.criteria import PruneContext, make_criterion
 from filterprune.data import load_dataset
 from filterprune.models import ModelSpec, build_model

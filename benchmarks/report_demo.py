@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from filterprune.api import CompressConfig, compress
-from filterprune.bench import machine
+from filterprune.benchmarking import machine
 from filterprune.fileio import atomic_write_json
 from filterprune.reporting import report
 

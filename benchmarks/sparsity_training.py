@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from filterprune.bench import machine
+from filterprune.benchmarking import machine
 from filterprune.criteria.structured.slimming import small_gamma_share
 from filterprune.data import load_dataset
 from filterprune.models import ModelSpec, build_model

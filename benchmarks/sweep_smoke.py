@@ -72,7 +72,7 @@ def main() -> int:
         print(msg, flush=True)
         lines.append(msg)
 
-    from filterprune.bench.machine import describe
+    from filterprune.benchmarking.machine import describe
 
     note(f"machine: {json.dumps(describe())}")
     note(f"load average at start: {os.getloadavg()}")

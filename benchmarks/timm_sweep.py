@@ -113,9 +113,9 @@ def run_one(name: str) -> dict:
 
     import torch
 
-    from filterprune.bench.counting import count
+    from filterprune.benchmarking.counting import count
     from filterprune.criteria import PruneContext, make_criterion
-    from filterprune.export.convert import check_parity, to_proto
+    from filterprune.exporting.convert import check_parity, to_proto
     from filterprune.models import native_input
     from filterprune.pruning import PlanConfig, prune
 
@@ -213,7 +213,7 @@ def sweep_one(name: str, timeout: int) -> dict:
 def write_table(rows: list[dict], args_line: str, missing: list[str]) -> None:
     import timm
 
-    from filterprune.bench.machine import describe
+    from filterprune.benchmarking.machine import describe
 
     ok = [r for r in rows if r["status"] == "ok"]
     m = lambda x: f"{x / 1e6:,.1f}M" if isinstance(x, (int, float)) else ""  # noqa: E731

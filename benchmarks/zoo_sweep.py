@@ -50,9 +50,9 @@ def run_one(name: str) -> dict:
 
     import torch
 
-    from filterprune.bench.counting import count
+    from filterprune.benchmarking.counting import count
     from filterprune.criteria import PruneContext, make_criterion
-    from filterprune.export.convert import check_parity, to_proto
+    from filterprune.exporting.convert import check_parity, to_proto
     from filterprune.models import ModelSpec, build_model
     from filterprune.pruning import PlanConfig, prune
 
@@ -144,7 +144,7 @@ def _m(x) -> str:
 
 def write_table(rows: list[dict], args_line: str, missing: list[str]) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from filterprune.bench.machine import describe
+    from filterprune.benchmarking.machine import describe
 
     ok = [r for r in rows if r["status"] == "ok"]
     lines = [

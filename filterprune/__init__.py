@@ -14,8 +14,7 @@ does not import torch.
 __version__ = "0.1.0"
 
 __all__ = ["CompressConfig", "Pruner", "bench", "compress", "export", "load", "prune", "save"]
-_HOMES = {"Pruner": "stepwise", "bench": "bench", "export": "export"}  # the rest live in api; the
-# packages bench and export are callable modules (callable_module.py): their names stay the functions
+_HOMES = {"Pruner": "stepwise", "bench": "ship", "export": "ship"}  # the rest live in api
 
 
 def __getattr__(name):
@@ -23,7 +22,7 @@ def __getattr__(name):
         import importlib  # reason: on first use: `import filterprune` and the CLI's parsing stay torch-free
 
         home = importlib.import_module(f".{_HOMES.get(name, 'api')}", __name__)
-        return home if name in ("bench", "export") else getattr(home, name)
+        return getattr(home, name)
     raise AttributeError(f"module 'filterprune' has no attribute {name!r}")
 
 

@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from . import handed, outputs
 from . import serialization as ckpt
-from .bench import counting
+from .benchmarking import counting
 from .config import CompressConfig
 from .criteria import Criterion, PruneContext, make_criterion
 from .data.stream import LoaderData

@@ -231,7 +231,7 @@ def _trust(a) -> None:
 
 
 def _export(a) -> None:
-    from .export.command import export_command  # torch, onnx (see _compress)
+    from .exporting.command import export_command  # torch, onnx (see _compress)
 
     _trust(a)
     export_command(Export(**values(Export, a)), from_flat(Bench, values(Bench, a)))
@@ -247,8 +247,8 @@ def _train(a) -> None:
 def _bench(a) -> None:
     from pathlib import Path
 
-    from .bench.command import bench  # torch, onnx (see _compress)
-    from .bench.config import BenchConfig  # imports torch (see _compress)
+    from .benchmarking.command import bench  # torch, onnx (see _compress)
+    from .benchmarking.config import BenchConfig  # imports torch (see _compress)
 
     _trust(a)
     timing = from_flat(Bench, values(Bench, a))

@@ -23,13 +23,13 @@ import torch
 import torch.nn as nn
 
 from . import __version__, handed
-from .bench import counting
-from .bench.command import bench as bench_files
-from .bench.config import BenchConfig
+from .benchmarking import counting
+from .benchmarking.command import bench as bench_files
+from .benchmarking.config import BenchConfig
 from .errors import RunError, UsageError
 from .example import Example, as_example, leaves
-from .export.convert import DEFAULT_OPSET, PARITY_TOL, check, set_metadata, to_proto
-from .export.parity import compare
+from .exporting.convert import DEFAULT_OPSET, PARITY_TOL, check, set_metadata, to_proto
+from .exporting.parity import compare
 from .fileio import atomic_write_bytes
 
 

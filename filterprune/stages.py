@@ -18,17 +18,17 @@ import torch.nn as nn
 from . import __version__, distributed, inputs, limits, outputs
 from . import serialization as ckpt
 from .baseline import dense_model, last_good_folder
-from .bench import counting, machine
-from .bench.config import BenchConfig
-from .bench.counting import Cost
-from .bench.targets import Variant
-from .bench.timing import dense_vs_pruned, run_bench
+from .benchmarking import counting, machine
+from .benchmarking.config import BenchConfig
+from .benchmarking.counting import Cost
+from .benchmarking.targets import Variant
+from .benchmarking.timing import dense_vs_pruned, run_bench
 from .config import CompressConfig, Prune
 from .criteria import Criterion, PruneContext, make_criterion
 from .data.source import DataSource
-from .export import quantize
-from .export.command import onnx_metadata
-from .export.convert import check_parity, export_onnx, exporter_of
+from .exporting import quantize
+from .exporting.command import onnx_metadata
+from .exporting.convert import check_parity, export_onnx, exporter_of
 from .fileio import atomic_write_bytes, cache_dir
 from .handed import check_untied
 from .log import say

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from filterprune import serialization as ckpt
-from filterprune.bench.counting import count
+from filterprune.benchmarking.counting import count
 from filterprune.cli import main
 from filterprune.criteria import PruneContext, make_criterion
 from filterprune.errors import UsageError

@@ -1056,7 +1056,7 @@ def test_catalogue_is_large_and_distinct():
 @pytest.mark.parametrize("content", [b"", b"not a protobuf at all", "truncated"])
 def test_a_file_that_is_not_onnx_is_one_clear_error(tmp_path, content):
     from filterprune.errors import RunError
-    from filterprune.export.convert import export_onnx, session
+    from filterprune.exporting.convert import export_onnx, session
 
     path = tmp_path / "model.onnx"
     if content == "truncated":
@@ -1069,7 +1069,7 @@ def test_a_file_that_is_not_onnx_is_one_clear_error(tmp_path, content):
 
 def test_missing_onnx_file_is_a_usage_error(tmp_path):
     from filterprune.errors import UsageError
-    from filterprune.export.convert import session
+    from filterprune.exporting.convert import session
 
     with pytest.raises(UsageError, match="ONNX file not found"):
         session(tmp_path / "nope.onnx")

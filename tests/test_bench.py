@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from filterprune.bench.config import BenchConfig
-from filterprune.bench.targets import Variant
-from filterprune.bench.timing import COLUMNS, _add_speedups, run_bench
+from filterprune.benchmarking.config import BenchConfig
+from filterprune.benchmarking.targets import Variant
+from filterprune.benchmarking.timing import COLUMNS, _add_speedups, run_bench
 from filterprune.cli import main
 from filterprune.errors import UsageError
 
@@ -158,7 +158,7 @@ def test_bad_cli_input_exits_2(run_dir, tmp_path, args, needle):
 
 def test_onnxruntime_sessions_do_not_spin_between_interleaved_calls(run_dir):
     """Spinning idle workers of one session slowed the next session's threads (benchmarks/speedup)."""
-    from filterprune.bench.runners import ort_session
+    from filterprune.benchmarking.runners import ort_session
 
     sess = ort_session(run_dir / "model.onnx", "cpu", 2)
     assert sess.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"

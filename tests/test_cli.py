@@ -78,7 +78,7 @@ def test_compress_end_to_end_writes_everything(tmp_path, capsys):
     assert r["layers"][0] == {"name": "conv1", "channels_before": 16, "channels_after": 10}
     # the saved model is the exported model
     model = filterprune.load(out)
-    from filterprune.export.convert import session
+    from filterprune.exporting.convert import session
 
     x = torch.randn(3, 3, 32, 32)
     ort_out = session(out / "model.onnx").run(None, {"input": x.numpy()})[0]

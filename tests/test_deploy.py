@@ -17,7 +17,7 @@ from filterprune.cli import main
 from filterprune.criteria import PruneContext, make_criterion
 from filterprune.data import ImageData
 from filterprune.errors import UsageError
-from filterprune.export.convert import check_parity, export_onnx, session
+from filterprune.exporting.convert import check_parity, export_onnx, session
 from filterprune.models import ModelSpec, build_model
 from filterprune.pruning import PlanConfig, prune
 from filterprune.pruning.safety import forward_failure
@@ -96,7 +96,7 @@ def small_maxvit():
 def test_families_with_reshapes_torch_pruning_cannot_map_prune_around_them(tmp_path, name):
     """ShuffleNetV2's channel shuffle and attention's head reshapes (Swin, MaxViT) are opaque to the
     graph: the groups through them stay whole and are named; every other group is pruned, with parity."""
-    from filterprune.bench.counting import count
+    from filterprune.benchmarking.counting import count
 
     torch.manual_seed(0)
     model = {
@@ -314,7 +314,7 @@ def test_export_fixed_batch_fp16_and_simplified(run_dir, tmp_path):
 
 
 def test_export_parity_failure_writes_nothing(run_dir, tmp_path, monkeypatch, capsys):
-    import filterprune.export.command as deploy
+    import filterprune.exporting.command as deploy
 
     monkeypatch.setattr(deploy, "PARITY_TOL", -1.0)
     assert main(["export", str(run_dir), "--out", str(tmp_path / "m.onnx")]) == 1

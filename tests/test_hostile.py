@@ -25,9 +25,9 @@ import torch.nn as nn
 
 from filterprune import fileio
 from filterprune import serialization as ckpt
-from filterprune.bench.config import BenchConfig
-from filterprune.bench.targets import Variant, variants_from
-from filterprune.bench.timing import run_bench
+from filterprune.benchmarking.config import BenchConfig
+from filterprune.benchmarking.targets import Variant, variants_from
+from filterprune.benchmarking.timing import run_bench
 from filterprune.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,7 +173,7 @@ def test_a_batch_over_the_memory_budget_is_a_row_error_and_nothing_is_allocated(
 
 
 def _tiny_onnx(path: Path, side: int) -> Path:
-    from filterprune.export.convert import export_onnx
+    from filterprune.exporting.convert import export_onnx
 
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(side)
@@ -236,7 +236,7 @@ def test_bench_output_is_staged_refused_when_taken_and_replaced_with_overwrite(t
         raise OSError(28, "No space left on device", str(folder / "latency_vs_batch.png"))
 
     # the disk fills after bench.csv/json/md were written
-    monkeypatch.setattr("filterprune.bench.files.plot", broken_plot)
+    monkeypatch.setattr("filterprune.benchmarking.files.plot", broken_plot)
     assert main(argv) == 1
     assert "No space left on device" in capfd.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".bench*"))  # complete or absent

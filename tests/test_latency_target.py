@@ -29,7 +29,7 @@ class MacClock:
         return cout * site.hw_out[0] * site.hw_out[1] * per_out * 1e-6
 
     def model_ms(self, model, x):
-        from filterprune.bench import counting
+        from filterprune.benchmarking import counting
 
         return counting.count(model, tuple(x.shape[1:])).macs * 1e-6 * 1.3 + self.overhead
 
@@ -307,7 +307,7 @@ def test_openvino_missing_is_a_usage_error(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(UsageError, match=r"pip install 'filterprune\[openvino\]'"):
-        from filterprune.bench.runners import openvino_core
+        from filterprune.benchmarking.runners import openvino_core
 
         openvino_core()
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from filterprune.bench import counting
+from filterprune.benchmarking import counting
 from filterprune.criteria import PruneContext, make_criterion
 from filterprune.data import ImageData
 from filterprune.errors import UsageError

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from filterprune.criteria import PruneContext, make_criterion
-from filterprune.export.convert import check_parity, export_onnx, session
+from filterprune.exporting.convert import check_parity, export_onnx, session
 from filterprune.models import ModelSpec, build_model
 from filterprune.pruning import PlanConfig, prune
 

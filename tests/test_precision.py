@@ -15,11 +15,11 @@ import onnx
 import pytest
 import torch
 
-from filterprune.bench.targets import Variant
-from filterprune.bench.timing import row_precisions
+from filterprune.benchmarking.targets import Variant
+from filterprune.benchmarking.timing import row_precisions
 from filterprune.cli import main
 from filterprune.config import Bench
-from filterprune.export.convert import session
+from filterprune.exporting.convert import session
 
 KIT = Path(__file__).resolve().parents[1] / "export" / "run_onnx.py"
 N_CALIB = 64
@@ -153,7 +153,9 @@ def test_bench_times_int8_files_on_onnxruntime_and_openvino(run_dir, tmp_path):
     extra = (
         ",bf16"
         if "True"
-        in _in_a_fresh_process("from filterprune.bench.runners import ov_has_bf16; print(ov_has_bf16())")
+        in _in_a_fresh_process(
+            "from filterprune.benchmarking.runners import ov_has_bf16; print(ov_has_bf16())"
+        )
         else ""
     )
     out = tmp_path / "b"
@@ -202,7 +204,7 @@ def test_openvino_fp32_is_set_explicitly_and_matches_onnxruntime(run_dir):
     pytest.importorskip("openvino")
     out = _in_a_fresh_process(f"""
 import torch
-from filterprune.bench.runners import openvino_parity, ov_compiled
+from filterprune.benchmarking.runners import openvino_parity, ov_compiled
 print(ov_compiled({str(run_dir / "model.onnx")!r}, 1, "fp32").get_property("INFERENCE_PRECISION_HINT"))
 for name in ("model.onnx", "dense.onnx"):
     print(openvino_parity({str(run_dir)!r} + "/" + name, torch.randn(3, 3, 32, 32), 1)["max_rel_diff"])
@@ -266,7 +268,7 @@ def test_both_exporters_prove_parity(name, monkeypatch):
     """torch's torch.export-based exporter (with onnxscript) and the TorchScript fallback, each checked
     against PyTorch; the file names the path taken."""
     from filterprune.criteria import PruneContext, make_criterion
-    from filterprune.export import convert
+    from filterprune.exporting import convert
     from filterprune.models import ModelSpec, build_model
     from filterprune.pruning import PlanConfig, prune
 

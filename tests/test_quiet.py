@@ -7,11 +7,11 @@ import pytest
 import torch
 from reports import make_report
 
-from filterprune.bench import quiet
-from filterprune.bench.config import BenchConfig
-from filterprune.bench.files import markdown
-from filterprune.bench.targets import Variant
-from filterprune.bench.timing import run_bench
+from filterprune.benchmarking import quiet
+from filterprune.benchmarking.config import BenchConfig
+from filterprune.benchmarking.files import markdown
+from filterprune.benchmarking.targets import Variant
+from filterprune.benchmarking.timing import run_bench
 from filterprune.models import ModelSpec, build_model
 
 
@@ -97,7 +97,7 @@ def test_openvino_runtime_rows_beside_onnxruntime(tmp_path):
     import subprocess
     import sys
 
-    from filterprune.export.convert import export_onnx
+    from filterprune.exporting.convert import export_onnx
 
     files = [export_onnx(v.model, tmp_path / f"{v.name}.onnx", v.input_shape) for v in _variants()]
     out = tmp_path / "bench"

@@ -16,7 +16,7 @@ from filterprune.cli import main
 from filterprune.config import CompressConfig, check_task
 from filterprune.data.pasted import make_detection_set
 from filterprune.errors import UsageError
-from filterprune.export.convert import check_parity, export_onnx
+from filterprune.exporting.convert import check_parity, export_onnx
 from filterprune.models.torchvision_models import detector
 from filterprune.pruning.shrink import PruneResult
 from filterprune.tasks import make_task

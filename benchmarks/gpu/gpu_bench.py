@@ -127,7 +127,7 @@ def peak_memory(model, x) -> dict:
 
 
 def bench_model(model: str, image_size: int, device: torch.device, a) -> list[dict]:
-    from filterprune.bench import counting
+    from filterprune.benchmarking import counting
 
     variants = prune_variants(model, image_size, device, a.dry_run)
     macs = {k: counting.count(m, (3, image_size, image_size)).macs for k, m in variants.items()}

@@ -31,11 +31,11 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from filterprune.bench import counting, machine
-from filterprune.bench.latency import interleaved
-from filterprune.bench.runners import ort_runner, torch_runner
+from filterprune.benchmarking import counting, machine
+from filterprune.benchmarking.latency import interleaved
+from filterprune.benchmarking.runners import ort_runner, torch_runner
 from filterprune.criteria import PruneContext, make_criterion
-from filterprune.export.convert import export_onnx
+from filterprune.exporting.convert import export_onnx
 from filterprune.models import ModelSpec, build_model
 from filterprune.pruning import PlanConfig, prune
 from filterprune.pruning.graph import classifier_layers

@@ -75,8 +75,8 @@ def _write(doc: dict) -> None:
 
 
 def _time_onnx(models: dict, rounds: int) -> dict:
-    from filterprune.bench.runners import ort_runner
-    from filterprune.export.convert import export_onnx
+    from filterprune.benchmarking.runners import ort_runner
+    from filterprune.exporting.convert import export_onnx
     from filterprune.pruning.latency_target import interleaved_samples
 
     x = torch.randn(BATCH, 3, 32, 32)
@@ -101,7 +101,7 @@ def baseline(a) -> None:
 
 def plan(a) -> None:
     from filterprune import serialization as ckpt
-    from filterprune.bench import counting, quiet
+    from filterprune.benchmarking import counting, quiet
     from filterprune.criteria import PruneContext, make_criterion
     from filterprune.pruning import PlanConfig, prune_in_steps
     from filterprune.pruning.latency_target import measure_samples

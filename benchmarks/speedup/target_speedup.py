@@ -66,8 +66,8 @@ def plans(model: str, size: int, runtime: str, batch: int, threads: int, speedup
 
 def time_onnx(models: dict, size: int, runtime: str, batch: int, threads: int, rounds: int) -> dict:
     """Each model exported to ONNX and timed on ``runtime`` from that file, interleaved."""
-    from filterprune.bench.runners import ort_runner, ov_runner
-    from filterprune.export.convert import export_onnx
+    from filterprune.benchmarking.runners import ort_runner, ov_runner
+    from filterprune.exporting.convert import export_onnx
     from filterprune.pruning.latency_target import interleaved_samples
 
     x = torch.randn(batch, 3, size, size)
@@ -91,7 +91,7 @@ def time_onnx(models: dict, size: int, runtime: str, batch: int, threads: int, r
 
 
 def main(argv=None) -> int:
-    from filterprune.bench import counting, quiet
+    from filterprune.benchmarking import counting, quiet
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(MODELS))
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
 
 
 def write(a, rows: list[dict], watch, t_start: float) -> None:
-    from filterprune.bench import machine, quiet
+    from filterprune.benchmarking import machine, quiet
 
     verdict = watch.verdict([r["worst_spread"] for r in rows])
     out = Path(a.out)

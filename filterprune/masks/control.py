@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from ..bench import counting
+from ..benchmarking import counting
 from ..pruning.shrink import PruneResult, layer_widths
 from ..reporting.schema import Masked
 from ..train import evaluate, train

@@ -24,8 +24,8 @@ import torch
 import torch.nn as nn
 
 from .. import limits
-from ..bench.machine import describe
-from ..bench.runners import ort_session, ov_runner, torch_runner
+from ..benchmarking.machine import describe
+from ..benchmarking.runners import ort_session, ov_runner, torch_runner
 from ..errors import RunError, UsageError
 from ..fileio import atomic_write_json, cache_dir, read_small_json
 from ..log import say

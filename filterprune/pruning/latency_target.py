@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..bench.runners import openvino_core, ort_session, ov_runner, torch_runner
+from ..benchmarking.runners import openvino_core, ort_session, ov_runner, torch_runner
 from ..errors import RunError, UsageError
 from ..targets import Latency
 from .align import ConvSite, LatencyTable, conv_sites, hardware_aware

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..bench import quiet
-from ..bench.files import plot
-from ..bench.timing import COLUMNS
+from ..benchmarking import quiet
+from ..benchmarking.files import plot
+from ..benchmarking.timing import COLUMNS
 from ..fileio import atomic_write_bytes, atomic_write_json
 from ..models.factory import portable
 from .schema import FILE, Report

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import RunError, UsageError
-from ..export.convert import PARITY_TOL
+from ..exporting.convert import PARITY_TOL
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",

@@ -15,7 +15,7 @@ import torch.nn as nn
 from .. import limits
 from .. import serialization as ckpt
 from ..errors import UsageError
-from ..export.convert import check_external_data
+from ..exporting.convert import check_external_data
 from ..models import build_model, factory
 from . import counting, onnx_cost
 

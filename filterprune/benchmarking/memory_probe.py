@@ -1,6 +1,6 @@
 """CPU peak memory of one benchmark variant, measured in a fresh interpreter that runs only it:
-``python -m filterprune.bench.memory_probe`` reads the job (JSON) on stdin and prints the peak RSS in MB
-(``bench.timing._add_cpu_memory`` starts it once per row)."""
+``python -m filterprune.benchmarking.memory_probe`` reads the job (JSON) on stdin and prints the peak RSS
+in MB (``timing._add_cpu_memory`` starts it once per row)."""
 
 from __future__ import annotations
 

@@ -335,7 +335,7 @@ def _add_cpu_memory(rows: list[dict], variants: list[Variant], threads: int) -> 
         }
         try:
             p = subprocess.run(
-                [sys.executable, "-m", "filterprune.bench.memory_probe"],
+                [sys.executable, "-m", "filterprune.benchmarking.memory_probe"],
                 input=json.dumps(job),
                 capture_output=True,
                 text=True,

@@ -16,7 +16,7 @@ import onnx
 
 from .. import __version__, inputs, limits
 from .. import serialization as ckpt
-from ..bench.counting import Cost, count
+from ..benchmarking.counting import Cost, count
 from ..config import Bench, CompressConfig, Export, all_keys
 from ..data.loader import make_loader
 from ..errors import RunError, UsageError
