@@ -135,7 +135,7 @@ def setup(cfg: CompressConfig, device: torch.device, given: inputs.Given | None)
     data, spec, native = inputs.prepare(cfg, given)
     scope = cfg.prune.scope or criterion.default_scope
     s = Setup(cfg, device, given, out, criterion, scope, data, spec, native, cfg.prune.plan(scope))
-    if "int8" in cfg.bench.precision:  # the calibration images come from the training split
+    if "int8" in cfg.precisions:  # the calibration images come from the training split
         quantize.check_calib_images(data, cfg.bench.calib_images)
     p = cfg.prune
     measure = p.target_batch if p.target.measured or p.round_to == "auto" else None
@@ -348,7 +348,7 @@ def export(
         **exporter_of(paths["pruned"]),
         **check_parity(variants["pruned"], paths["pruned"], s.input_shape),
     }
-    int8_paths, calibration = _quantize(s, paths, folder) if "int8" in s.cfg.bench.precision else ({}, None)
+    int8_paths, calibration = _quantize(s, paths, folder) if "int8" in s.cfg.precisions else ({}, None)
     return Exported(onnx, paths, int8_paths, deployed_accuracy(s, paths, int8_paths, calibration, folder))
 
 
@@ -460,7 +460,7 @@ def bench(
             warmup=cfg.warmup,
             iters=cfg.iters,
             memory=cfg.memory,
-            precisions=tuple(cfg.precision),
+            precisions=s.cfg.precisions,
         ),
     )
 

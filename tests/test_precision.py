@@ -101,7 +101,7 @@ def test_int8_file_follows_the_fp32_file(run_dir):
 
 def test_report_has_the_accuracy_of_each_deployed_file(run_dir):
     r = json.loads((run_dir / "report.json").read_text())
-    assert r["schema_version"] == "1.1"
+    assert r["schema_version"] == "1.2"
     dep = r["deployed"]
     files = {(f["variant"], f["precision"]): f for f in dep["files"]}
     assert set(files) == {(v, p) for v in ("dense", "pruned") for p in ("fp32", "int8")}
