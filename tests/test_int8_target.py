@@ -17,7 +17,6 @@ from filterprune.cli import main
 from filterprune.config import CompressConfig
 from filterprune.criteria import PruneContext, make_criterion
 from filterprune.errors import UsageError
-from filterprune.models import ModelSpec, build_model
 from filterprune.pruning import PlanConfig, prune_in_steps
 from filterprune.pruning import latency_target as lt
 from filterprune.pruning.align import LatencyTable, conv_sites
@@ -249,3 +248,26 @@ def test_compress_plans_on_int8_and_reports_both_speedups(clock, tmp_path):
     assert int8 and all(x["speedup"] > 0 and x["speedup_vs_dense_fp32"] > 0 for x in int8)
     md = (out / "report.md").read_text()
     assert "Latency target on onnxruntime int8" in md and "Against the dense model at fp32" in md
+
+
+def test_the_tensorrt_flavour_is_symmetric_int8():
+    """TensorRT's explicit quantization takes zero points of 0 in int8 only (the CPU file has uint8
+    activations)."""
+    from onnx import numpy_helper
+
+    from filterprune.export import quantize
+
+    x = torch.randn(4, 8, 12, 12)
+    fp32 = onnx.load_from_string(kernels.fp32_bytes(_layer(), x))
+    for tensorrt, dtypes in ((True, {np.dtype("int8")}), (False, {np.dtype("int8"), np.dtype("uint8")})):
+        proto = quantize.quantize(fp32, x.numpy(), {"images": 4}, tensorrt=tensorrt)
+        inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+        zps = [inits[n.input[2]] for n in proto.graph.node if n.op_type == "QuantizeLinear"]
+        assert zps and {z.dtype for z in zps} <= dtypes
+        if tensorrt:
+            assert all((z == 0).all() for z in zps)
+            assert (
+                "symmetric int8 activations" in {p.key: p.value for p in proto.metadata_props}["quantization"]
+            )
+        else:
+            assert {z.dtype for z in zps} == {np.dtype("uint8")}
