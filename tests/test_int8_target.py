@@ -271,3 +271,83 @@ def test_the_tensorrt_flavour_is_symmetric_int8():
             )
         else:
             assert {z.dtype for z in zps} == {np.dtype("uint8")}
+
+
+# ------------------------------------------------------------------------------- the precision table
+def _table_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "precision_table.py"
+    spec = importlib.util.spec_from_file_location("precision_table", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_precision_table_reads_its_rows_and_the_goal():
+    pt = _table_script()
+    ms = {
+        ("dense", "fp32"): 100.0,
+        ("pruned", "fp32"): 50.0,
+        ("dense", "int8"): 40.0,
+        ("pruned", "int8"): 20.0,
+    }
+    rows = [
+        {
+            "model": m, "runtime": "onnxruntime", "batch": 32, "variant": v, "precision": p, "p50_ms": t,
+            "spread": 0.1, "speedup_vs_dense_fp32": 100.0 / t,
+            "speedup_vs_dense_same_precision": ms[("dense", p)] / t, "loadavg_before": 1.2, "busy": "",
+        }
+        for m in ("vgg16", "resnet56")
+        for (v, p), t in ms.items()
+        if (m, v) != ("resnet56", "pruned")
+    ]  # fmt: skip
+    lt = {
+        "conv_latencies_measured": 40,
+        "iterations": [{}] * 3,
+        "measured_speedup": 2.1,
+        "speedup_vs_dense_fp32": 5,
+    }
+    records = {
+        "vgg16": {"plan_s": 60.0, "latency_target": lt, "macs": {"dense": 300, "pruned": 100}},
+        "resnet56": {"plan_s": 9.0, "unreachable": "out of reach", "macs": {"dense": 100}},
+    }
+    env = {
+        "cpu": "cpu", "cores": 2, "threads": 2, "torch": "t", "onnxruntime": "o", "openvino": None,
+        "date": "d", "wall_min": 1.0, "loadavg_start": 1.0, "loadavg_end": 1.1, "command": "c",
+        "target_speedup": 2.0, "target_batch": 32, "rounds": 11,
+    }  # fmt: skip
+    md = pt.markdown(rows, records, env)
+    assert (
+        "| vgg16 | onnxruntime | 32 | 100.00 (1.00x) | 50.00 (2.00x) | 40.00 (2.50x) | 20.00 (5.00x) | **2.00x** |"
+        in md
+    )
+    assert "- vgg16: pruned int8 2.00x against dense int8 (meets 1.9x), 5.00x against dense fp32" in md
+    assert "- resnet56: no pruned int8 row at batch 32 on onnxruntime" in md
+    assert "1 of 2 model(s) at >= 4.0x against dense fp32" in md
+    assert "- resnet56: unreachable: out of reach" in md and "3.00x fewer" in md
+    assert "not quiet" not in md
+
+
+@pytest.mark.slow  # ~1-2 min: plans resnet20 on the INT8 kernels and times every row for real
+def test_the_precision_table_runs_end_to_end_on_its_smoke_setting(tmp_path):
+    import csv
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run(
+        [sys.executable, str(root / "benchmarks/precision_table.py"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "PYTHONPATH": str(root), "FILTERPRUNE_CACHE": str(tmp_path / "c")},
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    got = {(r["runtime"], r["variant"], r["precision"], r["batch"]) for r in rows}
+    assert {("onnxruntime", "dense", p, b) for p in ("fp32", "int8") for b in ("1", "4")} <= got
+    assert all(float(r["p50_ms"]) > 0 and float(r["loadavg_before"]) >= 0 for r in rows)
+    assert "| resnet20 | onnxruntime | 4 |" in (tmp_path / "results.md").read_text()
