@@ -20,8 +20,10 @@ block. Writes ``results.md``, ``results.csv`` and ``results.json`` into ``--out`
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/precision_table.py      # alone on a quiet machine
     PYTHONPATH=$PWD python benchmarks/precision_table.py --smoke --out /tmp/p   # the code path, ~1-2 min
 
-Full setting on the project's 2-core machine: estimated 30-45 minutes (most of it the INT8 latency tables
-of the four plans, cached on disk for a rerun); needs a quiet machine, and the report says when it was not.
+Full setting on the project's 2-core machine, estimated (not timed) at 20-40 minutes: ~1,100 INT8 probe
+convs for the four latency tables (~0.3 s each, cached on disk for a rerun), up to 14 candidate timings per
+plan (~5-10 s each at 224 px), then ~1-2 minutes of table timing per model. Needs a quiet machine; the
+report says when it was not.
 """
 
 from __future__ import annotations
