@@ -64,12 +64,15 @@ def provider_name(name: str) -> str:
     return full
 
 
-def provider_options(full: str, shape: list[int], trt_fp16: bool, cache: str) -> dict:
+def provider_options(full: str, shape: list[int], trt_fp16: bool, cache: str, trt_int8: bool = False) -> dict:
+    """TensorRT's engine settings (one shape profile: the timing batch); ``trt_int8`` for a QDQ file, whose
+    quantized layers TensorRT then builds in int8."""
     if full != "TensorrtExecutionProvider":
         return {}
     dims = "x".join(str(d) for d in shape)
     return {
         "trt_fp16_enable": trt_fp16,
+        "trt_int8_enable": trt_int8,
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": cache,
         "trt_profile_min_shapes": f"input:{dims}",
@@ -237,6 +240,22 @@ def describe(md: dict, shape, dtype, provider) -> str:
     return f"{'; '.join(parts)}; input {dims} {np.dtype(dtype).name}; provider {provider}"
 
 
+def is_int8(md: dict) -> bool:
+    """A quantized (QDQ) file, as its metadata says: float input and output, integer kernels inside."""
+    return md.get("precision") == "int8"
+
+
+def tensorrt_note(md: dict) -> str | None:
+    """Why TensorRT may run part of an INT8 file in another precision: its explicit quantization takes
+    symmetric int8 only, and filterprune's CPU files have uint8 activations."""
+    if is_int8(md) and "uint8 activations" in str(md.get("quantization", "")):
+        return (
+            "note: this INT8 file has uint8 activations (onnxruntime's choice for x86 CPUs); TensorRT takes "
+            "symmetric int8 only, so the layers it cannot take run outside TensorRT's int8 kernels"
+        )
+    return None
+
+
 def main(argv=None) -> int:
     ap = Parser(description="Classify images with an ONNX classifier and time it.")
     ap.add_argument("model", help="the .onnx file")
@@ -284,12 +303,13 @@ def main(argv=None) -> int:
                 f"{MAX_INPUT_VALUES:,} values; lower --batch or --size"
             )
         profile = [a.batch, *shape[1:]]
+        if provider == "TensorrtExecutionProvider" and tensorrt_note(md):
+            print(tensorrt_note(md), file=sys.stderr)
+        options = provider_options(provider, profile, a.trt_fp16, a.trt_cache, is_int8(md))
         sess = (
             probe
             if provider == "CPUExecutionProvider"
-            else open_session(
-                a.model, provider, provider_options(provider, profile, a.trt_fp16, a.trt_cache), a.threads
-            )
+            else open_session(a.model, provider, options, a.threads)
         )
         try:
             x = load_images(a.images, shape, mean, std, dtype, _resize(md, a)) if a.images else None

@@ -30,6 +30,12 @@ SCOPES = ("layerwise", "global")
 TARGET_RUNTIMES = ("onnxruntime", "openvino", "torch", "torch:cuda")
 OPSETS = range(9, 21)  # what torch's TorchScript exporter writes
 PRECISIONS = ("fp32", "bf16", "int8")  # fp32/int8: ONNX files; bf16: OpenVINO computing an fp32 file in bf16
+TARGET_PRECISIONS = {  # what each target runtime can plan on (int8: the QDQ file of export/quantize.py)
+    "onnxruntime": ("fp32", "int8"),
+    "openvino": ("fp32", "bf16", "int8"),
+    "torch": ("fp32",),
+    "torch:cuda": ("fp32",),
+}
 
 
 def _criteria():
@@ -120,6 +126,18 @@ def _precisions(key: str, values) -> None:
     twice = next((p for p in values if values.count(p) > 1), None)
     if twice:
         raise UsageError(f"{key} lists {twice} twice", (key,))
+
+
+def check_target_precision(precision: str, runtime: str) -> None:
+    """``precision`` is one that ``runtime`` can run (what a plan's settings are checked for)."""
+    if precision not in TARGET_PRECISIONS.get(runtime, ("fp32",)):
+        valid = [r for r, ps in TARGET_PRECISIONS.items() if precision in ps]
+        raise UsageError(
+            f"target_precision {precision} does not run on target_runtime {runtime} (it runs "
+            f"{', '.join(TARGET_PRECISIONS.get(runtime, ('fp32',)))}); {precision} runs on "
+            f"{' or '.join(valid)}",
+            ("target_precision", "target_runtime"),
+        )
 
 
 @dataclass(frozen=True)
@@ -355,6 +373,13 @@ class Prune:
         "onnxruntime, openvino (latency targets), torch, torch:cuda",
         choices=TARGET_RUNTIMES,
     )
+    target_precision: str = option(
+        "fp32",
+        "the precision --target-speedup/--target-latency plan and time the widths at: fp32, int8 (the "
+        "INT8 QDQ files on onnxruntime or openvino; adds int8 to --precision, so the INT8 files are "
+        "written and timed), bf16 (openvino, where the CPU has it)",
+        choices=PRECISIONS,
+    )
     target_batch: int = option(64, "batch size of those measurements", check=_positive)
     threads: int | None = option(
         None, "threads of those measurements (default: torch's, i.e. the cores)", check=_positive
@@ -387,6 +412,7 @@ class Prune:
                     "target_runtime torch:cuda needs a CUDA GPU, and none is available", ("target_runtime",)
                 )
         target.steps(self.steps)  # a latency target refuses steps > 1
+        self._check_precision(target)
         if self.mode == "masked":
             criteria = _criteria()
             if not issubclass(criteria.CRITERIA.get(self.criterion), criteria.MaskCriterion):
@@ -394,6 +420,39 @@ class Prune:
                     f"mode masked needs a mask criterion (grasp, imp, mag, rand, snip, synflow), "
                     f"not {self.criterion!r}",
                     ("mode",),
+                )
+
+    def _check_precision(self, target: Target) -> None:
+        """A target precision other than fp32 plans a measured target, on a runtime that has it."""
+        p, runtime = self.target_precision, self.target_runtime
+        if p == "fp32":
+            return
+        if not target.measured:
+            raise UsageError(
+                f"target_precision {p} plans the widths of target_speedup or target_latency; give one "
+                "of them (or leave target_precision fp32)",
+                ("target_precision", "target_speedup", "target_latency"),
+            )
+        check_target_precision(p, runtime)
+        if p == "int8":
+            try:
+                import onnxruntime.quantization  # noqa: F401 - the quantizer (a minimal build lacks it)
+            except ImportError:
+                raise UsageError(
+                    "target_precision int8 quantizes with onnxruntime.quantization, which this "
+                    "onnxruntime lacks: pip install onnxruntime",
+                    ("target_precision",),
+                ) from None
+        if p == "bf16":
+            from .benchmarking.runners import (
+                ov_has_bf16,  # imports torch and OpenVINO: only this choice needs them
+            )
+
+            if not ov_has_bf16():
+                raise UsageError(
+                    "target_precision bf16: this CPU has no bfloat16 support in OpenVINO (AVX-512 BF16 "
+                    "or AMX)",
+                    ("target_precision",),
                 )
 
     def plan(self, scope: str):
@@ -408,6 +467,7 @@ class Prune:
             target_runtime=self.target_runtime,
             target_batch=self.target_batch,
             threads=limits.cap_threads(self.threads),
+            target_precision=self.target_precision,
         )
 
 
@@ -615,6 +675,15 @@ class CompressConfig:
     @property
     def target(self) -> Target:
         return self.prune.target
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions the run's files are written and timed at: ``precision``, and the target's (a plan
+        for the INT8 kernels is checked on the INT8 files) when the run exports."""
+        asked, planned = self.bench.precision, self.prune.target_precision
+        if planned == "fp32" or planned in asked or not self.output.export:
+            return tuple(asked)
+        return (*asked, planned)
 
     def validate(self) -> None:
         """Every check that needs no training: each group's own, then those across groups."""

@@ -139,7 +139,7 @@ def setup(cfg: CompressConfig, device: torch.device, given: inputs.Given | None)
     data, spec, native = task.prepare(cfg, given)
     scope = cfg.prune.scope or criterion.default_scope
     s = Setup(cfg, device, given, out, criterion, scope, data, spec, native, cfg.prune.plan(scope), task)
-    if "int8" in cfg.bench.precision:  # the calibration images come from the training split
+    if "int8" in cfg.precisions:  # the calibration images come from the training split
         quantize.check_calib_images(data, cfg.bench.calib_images)
     p = cfg.prune
     measure = p.target_batch if p.target.measured or p.round_to == "auto" else None
@@ -363,7 +363,7 @@ def export(
         **exporter_of(paths["pruned"]),
         **check_parity(variants["pruned"], paths["pruned"], s.input_shape),
     }
-    int8_paths, calibration = _quantize(s, paths, folder) if "int8" in s.cfg.bench.precision else ({}, None)
+    int8_paths, calibration = _quantize(s, paths, folder) if "int8" in s.cfg.precisions else ({}, None)
     deployed = (
         deployed_accuracy(s, paths, int8_paths, calibration, folder)
         if s.task.name == "classification"
@@ -480,7 +480,7 @@ def bench(
             warmup=cfg.warmup,
             iters=cfg.iters,
             memory=cfg.memory,
-            precisions=tuple(cfg.precision),
+            precisions=s.cfg.precisions,
         ),
     )
 

@@ -375,7 +375,7 @@ def test_prepared_gpu_benchmark_dry_runs_on_cpu(tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         env={**__import__("os").environ, "PYTHONPATH": str(root)},
     )
     assert p.returncode == 0, p.stderr[-2000:]
@@ -385,7 +385,15 @@ def test_prepared_gpu_benchmark_dry_runs_on_cpu(tmp_path):
     timed = [r for r in rows if r["setting"] != "peak memory"]
     assert all(r["p50_ms"] > 0 and not r["error"] for r in timed)
     assert all(r["theoretical_speedup"] > 2 for r in timed if r["variant"] != "dense")
-    assert "| resnet56 |" in (tmp_path / "section.md").read_text()
+    # the TensorRT part: an FP16 and an INT8 (QDQ) file per variant, run by the CPU provider in a dry run
+    trt = [r for r in timed if r["setting"].startswith("tensorrt")]
+    assert {(r["setting"], r["variant"]) for r in trt} == {
+        (s, v) for s in ("tensorrt fp16", "tensorrt int8") for v in ("dense", "pruned", "auto")
+    }
+    assert all(r["provider"] == "CPUExecutionProvider" and r["speedup_vs_dense_fp16"] > 0 for r in trt)
+    section = (tmp_path / "section.md").read_text()
+    assert "| resnet56 |" in section and "| resnet56 | tensorrt int8 | 2 |" in section
+    assert "INT8 against the dense FP16 engine" in section
 
 
 def test_each_epoch_line_says_the_time_so_far_and_what_is_left(caplog):

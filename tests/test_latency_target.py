@@ -44,7 +44,9 @@ def clock(monkeypatch, tmp_path):
     monkeypatch.setattr(
         lt,
         "measure_samples",
-        lambda models, x, runtime, threads, rounds=0: {k: [c.model_ms(m, x)] for k, m in models.items()},
+        lambda models, x, runtime, threads, rounds=0, precision="fp32": {
+            k: [c.model_ms(m, x)] for k, m in models.items()
+        },
     )
     return c
 

@@ -101,7 +101,7 @@ def test_int8_file_follows_the_fp32_file(run_dir):
 
 def test_report_has_the_accuracy_of_each_deployed_file(run_dir):
     r = json.loads((run_dir / "report.json").read_text())
-    assert r["schema_version"] == "1.1"
+    assert r["schema_version"] == "1.2"
     dep = r["deployed"]
     files = {(f["variant"], f["precision"]): f for f in dep["files"]}
     assert set(files) == {(v, p) for v in ("dense", "pruned") for p in ("fp32", "int8")}
@@ -318,6 +318,52 @@ def test_the_deploy_kit_runs_int8_files(run_dir):
     )
     assert p.returncode == 0, p.stderr
     assert f"precision int8 ({N_CALIB} calibration images)" in p.stdout and "latency: batch 2" in p.stdout
+
+
+def test_the_deploy_kit_classifies_with_an_int8_file_as_with_its_fp32_file(run_dir, tmp_path):
+    """Digits test images as PNG files: the kit's top-1 from model.int8.onnx is model.onnx's on nearly all."""
+    from PIL import Image
+
+    from filterprune.data import load_dataset
+
+    data = load_dataset("digits", "data")
+    paths = []
+    for i, img in enumerate(data.x_test[:12]):
+        paths.append(tmp_path / f"d{i}.png")
+        Image.fromarray(np.asarray(img).transpose(1, 2, 0)).save(paths[-1])  # uint8 3x32x32
+    top = {}
+    for name in ("model.onnx", "model.int8.onnx"):
+        p = subprocess.run(
+            [sys.executable, str(KIT), str(run_dir / name), *map(str, paths), "--top", "1", "--iters", "1"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert p.returncode == 0, p.stderr
+        lines = p.stdout.splitlines()
+        top[name] = [lines[lines.index(str(q)) + 1].split()[1] for q in paths]
+    assert "precision int8" in lines[0]
+    agree = sum(a == b for a, b in zip(top["model.onnx"], top["model.int8.onnx"]))
+    assert agree >= 10, top
+
+
+def test_the_deploy_kit_builds_int8_tensorrt_engines_for_int8_files():
+    """TensorRT's settings for an INT8 file (no GPU here: the options and the note, not the engine)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_onnx", KIT)
+    kit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kit)
+    int8 = {"precision": "int8", "quantization": "onnxruntime static quantization, QDQ, uint8 activations"}
+    opts = kit.provider_options("TensorrtExecutionProvider", [2, 3, 32, 32], False, "c", kit.is_int8(int8))
+    assert opts["trt_int8_enable"] is True and opts["trt_profile_opt_shapes"] == "input:2x3x32x32"
+    assert (
+        kit.provider_options("TensorrtExecutionProvider", [1, 3, 8, 8], True, "c")["trt_int8_enable"] is False
+    )
+    assert kit.provider_options("CPUExecutionProvider", [1, 3, 8, 8], True, "c", True) == {}
+    assert "symmetric int8" in kit.tensorrt_note(int8)
+    assert kit.tensorrt_note({"precision": "fp32"}) is None
+    assert kit.tensorrt_note({**int8, "quantization": "symmetric int8 activations"}) is None
 
 
 # ------------------------------------------------------------------------------------------- bad input

@@ -23,6 +23,11 @@ CALIB_BATCH = 32
 METHOD = (
     "onnxruntime static quantization, QDQ, per-channel int8 weights, uint8 activations, MinMax calibration"
 )
+# TensorRT's explicit quantization takes symmetric int8 only (zero points 0): its flavour of the same file
+METHOD_TENSORRT = (
+    "onnxruntime static quantization, QDQ, per-channel symmetric int8 weights, symmetric int8 activations "
+    "(TensorRT's explicit quantization), MinMax calibration"
+)
 
 
 def train_size(data) -> int:
@@ -76,15 +81,23 @@ def reader(name: str, images: np.ndarray):
     return type("ImagesReader", (_Reader, CalibrationDataReader), {})(name, images)
 
 
-def quantize(fp32: onnx.ModelProto, images: np.ndarray, calibration: dict) -> onnx.ModelProto:
+def quantize(
+    fp32: onnx.ModelProto, images: np.ndarray, calibration: dict, tensorrt: bool = False
+) -> onnx.ModelProto:
     """The INT8 (QDQ) model of ``fp32``, calibrated on ``images``; its metadata is ``fp32``'s with
     ``precision`` int8, ``quantization`` (the method) and ``calibration`` (JSON: images, seed, source).
-    A model onnxruntime cannot quantize is a RunError naming why."""
+    ``tensorrt``: symmetric int8 activations and weights, what TensorRT's explicit quantization takes
+    (the default's uint8 activations suit x86 CPUs). A model onnxruntime cannot quantize is a RunError
+    naming why."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     md = {p.key: p.value for p in fp32.metadata_props}
-    md.update(precision="int8", quantization=METHOD, calibration=json.dumps(calibration))
+    md.update(
+        precision="int8",
+        quantization=METHOD_TENSORRT if tensorrt else METHOD,
+        calibration=json.dumps(calibration),
+    )
     with tempfile.TemporaryDirectory(prefix="filterprune-int8-") as tmp:
         src, pre, out = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32.SerializeToString())
@@ -96,9 +109,10 @@ def quantize(fp32: onnx.ModelProto, images: np.ndarray, calibration: dict) -> on
                 reader(fp32.graph.input[0].name, images),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
-                activation_type=QuantType.QUInt8,
+                activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True} if tensorrt else {},
             )
             proto = onnx.load(str(out))
         except Exception as e:  # noqa: BLE001 - any failure of the quantizer: one line

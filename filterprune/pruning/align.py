@@ -7,16 +7,16 @@ measured alone, in the target runtime at the target batch, for the widths the pl
 latency lookup table, cached on disk per machine). Then each group's kept count is chosen among
 multiples of ``STEP`` within ``BAND`` of the requested keep fraction, by a local search that
 maximises MACs per millisecond (the speedup efficiency) while removing at least the MACs the plain
-layerwise plan removes. Model latency is modelled as the sum of conv latencies.
+layerwise plan removes. Model latency is modelled as the sum of conv latencies. A table for another
+precision than fp32 (``--target-precision int8``) times each conv as deployed at it (its INT8 QDQ file)
+and keeps its entries under their own keys.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 
@@ -24,8 +24,9 @@ import torch
 import torch.nn as nn
 
 from .. import limits
+from ..benchmarking import kernels
 from ..benchmarking.machine import describe
-from ..benchmarking.runners import ort_session, ov_runner, torch_runner
+from ..benchmarking.runners import torch_runner
 from ..errors import RunError, UsageError
 from ..fileio import atomic_write_json, cache_dir, read_small_json
 from ..log import say
@@ -84,7 +85,11 @@ def _hw(shape: tuple | None) -> tuple:
 def conv_sites(model: nn.Module, example_inputs: torch.Tensor, groups) -> list[ConvSite]:
     """2-D convs with their spatial sizes and the prunable groups that set their widths."""
     calls = profile(model, example_inputs).calls
-    shapes = {m: (_hw(c[-1].inp), _hw(c[-1].out)) for m, c in calls.items() if isinstance(m, nn.Conv2d)}
+    shapes = {
+        m: (tuple(c[-1].inp or ())[-2:], tuple(c[-1].out or ())[-2:])
+        for m, c in calls.items()
+        if isinstance(m, nn.Conv2d)
+    }
     out_of: dict[nn.Module, int] = {}
     in_of: dict[nn.Module, int] = {}
     for gi, cg in enumerate(groups):
@@ -103,11 +108,24 @@ def conv_sites(model: nn.Module, example_inputs: torch.Tensor, groups) -> list[C
 PROGRESS_EVERY = 25  # a progress line per this many conv timings
 
 
+def _pair(v: tuple[int, ...]) -> tuple[int, int]:
+    """A 2-D conv's (h, w) setting, as torch's type stubs want it."""
+    return (v[0], v[1])
+
+
 class LatencyTable:
     """Measured single-conv latencies (ms), cached on disk per machine and runtime."""
 
-    def __init__(self, runtime: str = "onnxruntime", batch: int = 64, threads: int | None = None):
-        self.runtime, self.batch = runtime, batch
+    def __init__(
+        self,
+        runtime: str = "onnxruntime",
+        batch: int = 64,
+        threads: int | None = None,
+        precision: str = "fp32",
+    ):
+        self.runtime, self.batch, self.precision = runtime, batch, precision
+        # the key's runtime: fp32 entries keep the key they always had, others name their precision
+        self.label = runtime if precision == "fp32" else f"{runtime}/{precision}"
         self.threads = threads or torch.get_num_threads()
         info = describe()
         ident = json.dumps(
@@ -129,12 +147,13 @@ class LatencyTable:
         return table if ok else {}
 
     def __call__(self, site: ConvSite, cin: int, cout: int) -> float:
-        key = site.key(cin, cout, self.batch, self.runtime)
+        key = site.key(cin, cout, self.batch, self.label)
         if key not in self.table:
             if self.measured == 0:
                 self._started = time.perf_counter()
+                kernels_of = self.runtime + ("" if self.precision == "fp32" else f" {self.precision}")
                 say(
-                    f"latency table: timing single convs on {self.runtime} at batch {self.batch}, "
+                    f"latency table: timing single convs on {kernels_of} at batch {self.batch}, "
                     f"{self.threads} thread(s) ({len(self.table)} cached in {self.path.parent})"
                 )
             self.table[key] = self._measure(site, cin, cout)
@@ -151,10 +170,10 @@ class LatencyTable:
         conv = nn.Conv2d(  # torch types a Conv2d's sizes as _ConvNd's tuple[int, ...]; they are pairs
             cin,
             cout,
-            m.kernel_size,  # type: ignore[arg-type]
-            m.stride,  # type: ignore[arg-type]
-            m.padding,  # type: ignore[arg-type]
-            m.dilation,  # type: ignore[arg-type]
+            _pair(m.kernel_size),
+            _pair(m.stride),
+            m.padding if isinstance(m.padding, str) else _pair(m.padding),
+            _pair(m.dilation),
             groups=cout if site.depthwise else 1,
             bias=True,
         ).eval()
@@ -163,28 +182,8 @@ class LatencyTable:
         if too_big:
             raise UsageError(f"--target-batch {self.batch}: {too_big}")
         x = torch.randn(self.batch, cin, *site.hw_in)
-        if self.runtime in ("onnxruntime", "openvino"):
-            buf = io.BytesIO()
-            torch.onnx.export(
-                layer,
-                (x[:1],),
-                buf,  # type: ignore[arg-type]  # dynamo=False writes to a file object too; torch types paths
-                dynamo=False,
-                input_names=["x"],
-                dynamic_axes={"x": {0: "batch"}},
-                opset_version=17,
-            )
-            tmp = self.path.parent / f".probe-{os.getpid()}.onnx"
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(buf.getvalue())
-            if self.runtime == "openvino":
-                run = ov_runner(tmp, x, self.threads)
-                tmp.unlink()
-            else:
-                sess = ort_session(tmp, "cpu", self.threads)
-                tmp.unlink()
-                feed = {"x": x.numpy()}
-                run = lambda: sess.run(None, feed)  # noqa: E731
+        if self.runtime in kernels.ONNX_RUNTIMES:  # the layer as deployed: exported, quantized for int8
+            run = kernels.runner(layer, x, self.runtime, self.threads, self.precision)
         else:
             run = torch_runner(
                 layer, x, torch.device(self.runtime.split(":")[1] if ":" in self.runtime else "cpu")

@@ -21,24 +21,28 @@ latency on the user's runtime, instead of a per-layer sparsity.
    per-op overheads at batch 1 and layout reorders at narrow widths, hurts near-uniform widths least).
    The plan kept is one that reached the target (else one within ``TOLERANCE`` below), giving away the
    least importance. A target the floors cannot reach is refused with the best reachable figure.
+
+**Precision** (``--target-precision``): the table's single convs and every candidate network are timed
+at the precision they will be deployed at (``bench/kernels.py``: for int8 the QDQ file that
+``export/quantize.py`` writes, so the INT8 kernels' fast widths are the ones planned: narrow INT8
+convolutions fall off them where FP32 ones do not). The target is a speedup against the dense model at
+that precision; the kept plan is timed once more beside the dense FP32 file, for the speedup a user of
+the FP32 file gains by deploying the pruned one.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import math
-import os
 import statistics
-import tempfile
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn as nn
 
-from ..benchmarking.runners import openvino_core, ort_session, ov_runner, torch_runner
+from ..benchmarking import kernels
+from ..benchmarking.runners import openvino_core, torch_runner
 from ..errors import RunError, UsageError
 from ..targets import Latency
 from .align import ConvSite, LatencyTable, conv_sites, hardware_aware
@@ -179,46 +183,25 @@ def solve(importance: Importance, floors: list[int], latency: ModelLatency, budg
 
 
 # --------------------------------------------------------------------------------- measured timing
-def runner(model: nn.Module, x: torch.Tensor, runtime: str, threads: int | None) -> Callable[[], None]:
-    """One inference of ``model`` on ``x`` in the target runtime (the ONNX runtimes from an in-memory
-    export)."""
+def runner(
+    model: nn.Module, x: torch.Tensor, runtime: str, threads: int | None, precision: str = "fp32"
+) -> Callable[[], object]:
+    """One inference of ``model`` on ``x`` in the target runtime at ``precision`` (the ONNX runtimes from
+    an in-memory export, quantized to INT8 for int8: ``bench/kernels.py``)."""
     model = model.eval()
     if runtime.startswith("torch"):
         return torch_runner(model, x, torch.device("cuda" if runtime == "torch:cuda" else "cpu"))
-    buf = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(
-            model,
-            (x[:1],),
-            buf,
-            dynamo=False,
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
-            opset_version=17,
-        )
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", prefix=".fp-latency-")
-    try:
-        os.write(fd, buf.getvalue())
-        os.close(fd)
-        if runtime == "openvino":
-            return ov_runner(Path(tmp), x, threads)
-
-        sess = ort_session(Path(tmp), "cpu", threads or torch.get_num_threads())
-        feed = {"x": x.numpy()}
-        return lambda: sess.run(None, feed)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    return kernels.runner(model, x, runtime, threads or torch.get_num_threads(), precision)
 
 
 def interleaved_samples(
-    runs: dict[str, Callable[[], None]], rounds: int = ROUNDS, min_s: float = 0.05
+    runs: Mapping[str, Callable[[], object]], rounds: int = ROUNDS, min_s: float = 0.05
 ) -> dict[str, list[float]]:
     """ms per call of each runner, one sample per round (each at least ``min_s`` of calls), the runners
     interleaved A B A B ... after a warm-up, so drift and background load hit them alike."""
     for run in runs.values():
         run(), run()
-    samples = {k: [] for k in runs}
+    samples: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(rounds):
         for k, run in runs.items():
             n, t0 = 0, time.perf_counter()
@@ -230,10 +213,20 @@ def interleaved_samples(
 
 
 def measure_samples(
-    models: dict[str, nn.Module], x: torch.Tensor, runtime: str, threads: int | None, rounds: int = ROUNDS
+    models: Mapping[str, nn.Module],
+    x: torch.Tensor,
+    runtime: str,
+    threads: int | None,
+    rounds: int = ROUNDS,
+    precision: str | Mapping[str, str] = "fp32",
 ) -> dict[str, list[float]]:
-    """ms per call of each model on ``runtime``, one sample per interleaved round."""
-    return interleaved_samples({k: runner(m, x, runtime, threads) for k, m in models.items()}, rounds)
+    """ms per call of each model on ``runtime``, one sample per interleaved round, at ``precision`` (one
+    for all, or one per model)."""
+
+    def at(k: str) -> str:
+        return precision if isinstance(precision, str) else precision[k]
+
+    return interleaved_samples({k: runner(m, x, runtime, threads, at(k)) for k, m in models.items()}, rounds)
 
 
 def assured_speedup(dense: list[float], pruned: list[float]) -> tuple[float, float]:
@@ -280,7 +273,8 @@ class LatencySearch:
             allocate_at,
         )
         self.x = torch.randn(plan.target_batch, *ctx.example_inputs.shape[1:])
-        self.table = LatencyTable(plan.target_runtime, plan.target_batch, plan.threads)
+        self.precision: str = plan.target_precision  # the kernels every candidate is timed on
+        self.table = LatencyTable(plan.target_runtime, plan.target_batch, plan.threads, self.precision)
         self.sites = conv_sites(model, ctx.example_inputs, groups)
         self.latency = ModelLatency(self.sites, self.table, len(groups))
         self.channels = [cg.channels for cg in groups]
@@ -299,8 +293,12 @@ class LatencySearch:
     def units(self, keep: list[int]) -> list[int]:
         return [k // g for k, g in zip(keep, self.ch_groups)]
 
-    def _time(self, models: dict) -> dict[str, list[float]]:
-        return measure_samples(models, self.x, self.plan.target_runtime, self.plan.threads)
+    def _time(
+        self, models: dict[str, nn.Module], precision: str | dict[str, str] | None = None
+    ) -> dict[str, list[float]]:
+        return measure_samples(
+            models, self.x, self.plan.target_runtime, self.plan.threads, precision=precision or self.precision
+        )
 
     def attempt(self, family: str, knob: float, keep: list[int]) -> dict:
         """Time one plan (once per distinct widths) and keep it if it is the best so far."""
@@ -323,10 +321,11 @@ class LatencySearch:
         }
         self.tried.append(row)
         log.info(
-            "target-speedup: %s plan at %.3f -> measured %.2fx (median %.2fx; target %.2fx)",
+            "target-speedup: %s plan at %.3f -> measured %.2fx on %s (median %.2fx; target %.2fx)",
             family,
             knob,
             row["speedup"],
+            self.where(),
             row["median_speedup"],
             self.target,
         )
@@ -358,16 +357,24 @@ class LatencySearch:
         return solve(self.importance, self.floors, self.latency, f * self.modelled_dense)
 
     def aligned_at(self, f: float) -> list[int]:
+        assert self.allocate_at is not None  # the family is offered only with an allocation
         base = [u * g for u, g in zip(self.allocate_at(min(1 - f, 0.999)), self.ch_groups)]
         return hardware_aware(
             base, self.channels, [g == 1 for g in self.ch_groups], self.sites, self.floors, self.table
         )
 
     def families(self) -> list[tuple[str, Callable[[float], list[int]], float, float]]:
-        families = [("solver", self.solver_at, 1 / self.target, 1.0)]
+        families: list[tuple[str, Callable[[float], list[int]], float, float]] = [
+            ("solver", self.solver_at, 1 / self.target, 1.0)
+        ]
         if self.allocate_at is not None:  # latency ~ width^2: the keep fraction starts at 1/sqrt(target)
             families.append(("aligned", self.aligned_at, self.target**-0.5, 0.5))
         return families
+
+    def where(self) -> str:
+        """The runtime, its precision when not fp32, and the batch, as a message names them."""
+        precision = "" if self.precision == "fp32" else f" {self.precision}"
+        return f"{self.plan.target_runtime}{precision} at batch {self.plan.target_batch}"
 
     def run(self) -> tuple[list[int], dict]:
         plan = self.plan
@@ -377,7 +384,7 @@ class LatencySearch:
         if self.target <= 1:
             raise UsageError(
                 f"target_latency {asked_ms:g} ms is not below the dense model's {dense_ms:.3g} ms on "
-                f"{plan.target_runtime} at batch {plan.target_batch}",
+                f"{self.where()}",
                 ("target_latency",),
             )
         for family, plan_at, f, power in self.families():
@@ -395,19 +402,42 @@ class LatencySearch:
             ) in self.families():  # the floors themselves, measured like every candidate
                 reach = max(reach, self.attempt(family, 0.0, plan_at(0.0))["speedup"])
             raise RunError(
-                f"a measured speedup of {self.target:.2f}x on {plan.target_runtime} at batch "
-                f"{plan.target_batch} is out of reach: the best the layer floors allow is {reach:.2f}x "
+                f"a measured speedup of {self.target:.2f}x on {self.where()} is out of reach: the best "
+                f"the layer floors allow is {reach:.2f}x "
                 "(lower the target or --layer-floor)"
             )
         self.table.save()
-        return self.units(self.best["keep"]), self.record(asked_ms)
+        return self.units(self.best["keep"]), self.record(self.best, asked_ms)
 
-    def record(self, asked_ms: float | None) -> dict:
-        best, plan = self.best, self.plan
+    def versus_fp32(self, best: dict) -> dict:
+        """A plan searched at another precision, timed once more beside the dense model at that precision
+        and at fp32 (interleaved): the speedup a user of the FP32 file gains by deploying the pruned INT8
+        one. Medians of the per-round ratios."""
+        if self.precision == "fp32":
+            return {}
+        models = {
+            "dense_fp32": self.model,
+            "dense": self.model,
+            "pruned": self.build(self.units(best["keep"])),
+        }
+        ms = self._time(models, {"dense_fp32": "fp32", "dense": self.precision, "pruned": self.precision})
+
+        def ratio(a: str, b: str) -> float:
+            return statistics.median(x / y for x, y in zip(ms[a], ms[b]))
+
+        return {
+            "dense_fp32_ms": statistics.median(ms["dense_fp32"]),
+            "speedup_vs_dense_fp32": ratio("dense_fp32", "pruned"),
+            "dense_speedup_vs_fp32": ratio("dense_fp32", "dense"),
+        }
+
+    def record(self, best: dict, asked_ms: float | None) -> dict:
+        plan = self.plan
         return {
             "asked_speedup": self.target,
             "asked_latency_ms": asked_ms,
             "runtime": plan.target_runtime,
+            "precision": self.precision,
             "batch": plan.target_batch,
             "threads": plan.threads or torch.get_num_threads(),
             "dense_ms": best["dense_ms"],
@@ -420,6 +450,7 @@ class LatencySearch:
             "conv_latencies_measured": self.table.measured,
             "iterations": [{k: v for k, v in r.items() if k != "keep"} for r in self.tried],
             "widths": {cg.root_name: k for cg, k in zip(self.groups, best["keep"])},
+            **self.versus_fp32(best),
         }
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..config import check_value
+from ..config import check_target_precision, check_value
 from ..errors import UsageError
 from ..targets import Sparsity, Target
 from .ratios import overridden
@@ -32,12 +32,22 @@ class PlanConfig:
     target_batch: int = 64
     threads: int | None = None  # threads of the target runtime's measurements (None: torch's)
     ratios: tuple = ()  # (layer name, sparsity) pairs for the layers under those names (ratios.py)
+    target_precision: str = "fp32"  # the kernels the measured targets are timed on (fp32, int8, bf16)
 
     def __post_init__(self):
         if not isinstance(self.target, Target):
             object.__setattr__(self, "target", Sparsity(self.target))
-        for key in ("scope", "round_to", "layer_floor", "target_runtime", "target_batch", "threads"):
+        for key in (
+            "scope",
+            "round_to",
+            "layer_floor",
+            "target_runtime",
+            "target_batch",
+            "threads",
+            "target_precision",
+        ):
             check_value(key, getattr(self, key))  # the options' own checks, defined once in config.py
+        check_target_precision(self.target_precision, self.target_runtime)
         if self.round_to != "auto" and not (isinstance(self.round_to, int) and self.round_to >= 1):
             raise UsageError(
                 f"round_to must be an integer >= 1 or 'auto', got {self.round_to!r}", ("round_to",)

@@ -102,13 +102,23 @@ def _latency_targets(r: Report) -> list[str]:
         asked = f"{step['asked_speedup']:.2f}x" + (
             f" ({step['asked_latency_ms']:g} ms)" if step["asked_latency_ms"] else ""
         )
+        precision = step.get("precision", "fp32")
+        versus = (
+            f" Against the dense model at fp32 ({step['dense_fp32_ms']:.2f} ms; the dense {precision} file "
+            f"runs {step['dense_speedup_vs_fp32']:.2f}x faster): **{step['speedup_vs_dense_fp32']:.2f}x**."
+            if "speedup_vs_dense_fp32" in step
+            else ""
+        )
         lines += [
-            f"{head} on {step['runtime']}, batch {step['batch']}, {step['threads']} thread(s): "
-            f"asked {asked}, measured **{step['measured_speedup']:.2f}x** in 3 of 4 rounds "
+            f"{head} on {step['runtime']} {precision}, batch {step['batch']}, {step['threads']} thread(s): "
+            f"asked {asked} against the dense model at {precision}, measured "
+            f"**{step['measured_speedup']:.2f}x** in 3 of 4 rounds "
             f"(median {step.get('median_speedup', step['measured_speedup']):.2f}x: "
             f"{step['dense_ms']:.2f} → {step['pruned_ms']:.2f} ms) "
             f"after {len(step['iterations'])} candidate(s); {step['conv_latencies_measured']} conv latencies "
-            "measured. Widths per group: " + ", ".join(f"{k} {v}" for k, v in step["widths"].items()) + ".",
+            f"measured.{versus} Widths per group: "
+            + ", ".join(f"{k} {v}" for k, v in step["widths"].items())
+            + ".",
             "",
         ]
     return lines

@@ -28,7 +28,8 @@ if sys.version_info >= (3, 11):
 else:  # typing's TypedDict learnt NotRequired in 3.11
     from typing_extensions import NotRequired, TypedDict, get_type_hints, is_typeddict  # noqa: F811
 
-SCHEMA_VERSION = "1.2"  # 1.1: deployed, latency precision, onnx exporter; 1.2: task, metrics
+SCHEMA_VERSION = "1.3"  # 1.1: deployed, latency precision, onnx exporter; 1.2: task, metrics;
+# 1.3: latency_target precision
 FILE = "report.json"
 MAX_ROWS = 2_000  # layers or latency rows in one report (networks have hundreds of layers at most)
 
@@ -232,7 +233,10 @@ class ModelSource(TypedDict):
 
 
 # --target-speedup / --target-latency: asked vs measured, the candidates tried and the widths kept;
-# with --steps K, {"steps": [one such record per step]}. Read only by report.md.
+# with --steps K, {"steps": [one such record per step]}. Read only by report.md. Since 1.2 each record
+# names its ``precision`` (--target-precision), and one planned at another precision than fp32 adds
+# ``dense_fp32_ms``, ``speedup_vs_dense_fp32`` and ``dense_speedup_vs_fp32`` (timed beside the dense fp32
+# file).
 LatencyTarget = dict[str, Any]
 
 
