@@ -83,8 +83,8 @@ def files(nets: dict, size: int, folder: Path) -> dict:
     """(variant, precision) -> the ONNX file as deployed: fp32 (torch's exporter, as compress writes it) and
     its INT8 file."""
     import onnx
-    from filterprune.export import quantize
 
+    from filterprune.exporting import quantize
     from filterprune.exporting.convert import export_onnx
 
     calib = torch.randn(CALIB, 3, size, size, generator=torch.Generator().manual_seed(0)).numpy()
@@ -116,8 +116,7 @@ def runners(paths: dict, runtime: str, x: torch.Tensor, threads: int, bf16: bool
 
 def block(model: str, runtime: str, batch: int, paths: dict, size: int, a) -> list[dict]:
     """One (runtime, batch): every variant and precision interleaved; one row each."""
-    from filterprune.bench import quiet
-
+    from filterprune.benchmarking import quiet
     from filterprune.pruning.latency_target import interleaved_samples
 
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
@@ -155,7 +154,7 @@ def block(model: str, runtime: str, batch: int, paths: dict, size: int, a) -> li
 
 
 def model_rows(model: str, size: int, a) -> tuple[list[dict], dict]:
-    from filterprune.bench import counting
+    from filterprune.benchmarking import counting
 
     print(
         f"precision_table: {model}: planning --target-speedup {a.target_speedup:g} on int8", file=sys.stderr

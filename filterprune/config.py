@@ -444,11 +444,9 @@ class Prune:
                     ("target_precision",),
                 ) from None
         if p == "bf16":
-            from .benchmarking.runners import (
-                ov_has_bf16,  # imports torch and OpenVINO: only this choice needs them
-            )
+            from .benchmarking import runners  # imports torch and OpenVINO: only this choice needs them
 
-            if not ov_has_bf16():
+            if not runners.ov_has_bf16():
                 raise UsageError(
                     "target_precision bf16: this CPU has no bfloat16 support in OpenVINO (AVX-512 BF16 "
                     "or AMX)",

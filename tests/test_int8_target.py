@@ -11,8 +11,8 @@ import onnx
 import pytest
 import torch
 import torch.nn as nn
-from filterprune.bench import kernels
 
+from filterprune.benchmarking import kernels
 from filterprune.cli import main
 from filterprune.config import CompressConfig
 from filterprune.criteria import PruneContext, make_criterion
@@ -21,6 +21,7 @@ from filterprune.pruning import PlanConfig, prune_in_steps
 from filterprune.pruning import latency_target as lt
 from filterprune.pruning.align import LatencyTable, conv_sites
 from filterprune.pruning.graph import build_graph, channel_groups, output_layers
+from filterprune.reporting.schema import SCHEMA_VERSION
 from filterprune.targets import Speedup
 from filterprune.tracing import layer_macs, profile
 
@@ -240,7 +241,7 @@ def test_compress_plans_on_int8_and_reports_both_speedups(clock, tmp_path):
     r = json.loads((out / "report.json").read_text())
     t = r["latency_target"]
     assert t["precision"] == "int8" and t["speedup_vs_dense_fp32"] > 0 and t["dense_fp32_ms"] > 0
-    assert r["schema_version"] == "1.2"
+    assert r["schema_version"] == SCHEMA_VERSION
     # the INT8 files are written, run over the test split and timed: the target is checked where it was planned
     assert (out / "model.int8.onnx").is_file() and (out / "dense.int8.onnx").is_file()
     assert {(f["variant"], f["precision"]) for f in r["deployed"]["files"]} >= {("pruned", "int8")}
@@ -253,8 +254,9 @@ def test_compress_plans_on_int8_and_reports_both_speedups(clock, tmp_path):
 def test_the_tensorrt_flavour_is_symmetric_int8():
     """TensorRT's explicit quantization takes zero points of 0 in int8 only (the CPU file has uint8
     activations)."""
-    from filterprune.export import quantize
     from onnx import numpy_helper
+
+    from filterprune.exporting import quantize
 
     x = torch.randn(4, 8, 12, 12)
     fp32 = onnx.load_from_string(kernels.fp32_bytes(_layer(), x))

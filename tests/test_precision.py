@@ -20,6 +20,7 @@ from filterprune.benchmarking.timing import row_precisions
 from filterprune.cli import main
 from filterprune.config import Bench
 from filterprune.exporting.convert import session
+from filterprune.reporting.schema import SCHEMA_VERSION
 
 KIT = Path(__file__).resolve().parents[1] / "export" / "run_onnx.py"
 N_CALIB = 64
@@ -101,7 +102,7 @@ def test_int8_file_follows_the_fp32_file(run_dir):
 
 def test_report_has_the_accuracy_of_each_deployed_file(run_dir):
     r = json.loads((run_dir / "report.json").read_text())
-    assert r["schema_version"] == "1.2"
+    assert r["schema_version"] == SCHEMA_VERSION
     dep = r["deployed"]
     files = {(f["variant"], f["precision"]): f for f in dep["files"]}
     assert set(files) == {(v, p) for v in ("dense", "pruned") for p in ("fp32", "int8")}

@@ -19,6 +19,7 @@ from filterprune.errors import UsageError
 from filterprune.exporting.convert import check_parity, export_onnx
 from filterprune.models.torchvision_models import detector
 from filterprune.pruning.shrink import PruneResult
+from filterprune.reporting.schema import SCHEMA_VERSION
 from filterprune.tasks import make_task
 from filterprune.tasks.coco_eval import coco_map
 from filterprune.tasks.detection_data import DetectionSource
@@ -225,7 +226,11 @@ def test_compress_a_detector_end_to_end_with_pruning_stubbed(coco, tmp_path, mon
     monkeypatch.setattr(stages, "prune_in_steps", lambda *a, **k: PruneResult([], [], [], 0.0, {}, {}, None))
     done = _compress(coco, tmp_path / "run")
     r = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert r["schema_version"] == "1.2" and r["task"] == "detection" and r["finetune"]["distill"] == "off"
+    assert (
+        r["schema_version"] == SCHEMA_VERSION
+        and r["task"] == "detection"
+        and r["finetune"]["distill"] == "off"
+    )
     assert r["metrics"]["names"] == {"map": "mAP@0.5:0.95", "map50": "mAP@0.5"}
     assert r["dense"]["accuracy"] == r["metrics"]["dense"]["map"] == done.dense_accuracy
     assert "val_map" in r["finetune"]["history"][0] and r["finetune"]["kept_epoch"] == 1

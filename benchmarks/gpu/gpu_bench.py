@@ -162,8 +162,9 @@ def peak_memory(model, x) -> dict:
 def onnx_files(variants: dict, image_size: int, folder: Path) -> dict:
     """(variant, precision) -> its ONNX file: the fp32 export, and its INT8 (QDQ) file in TensorRT's flavour."""
     import onnx
-    from filterprune.bench import kernels
-    from filterprune.export import quantize
+
+    from filterprune.benchmarking import kernels
+    from filterprune.exporting import quantize
 
     folder.mkdir(parents=True, exist_ok=True)
     x = torch.randn(8, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
@@ -219,7 +220,7 @@ def trt_runner(path: Path, precision: str, x, cache: Path, dry: bool):
 
 def trt_rows(model: str, image_size: int, device: torch.device, a) -> list[dict]:
     """TensorRT FP16 and INT8 engines of dense, pruned and auto, interleaved per precision at one batch."""
-    from filterprune.bench import counting
+    from filterprune.benchmarking import counting
 
     variants = prune_variants(model, image_size, device, a.dry_run)
     macs = {k: counting.count(m, (3, image_size, image_size)).macs for k, m in variants.items()}
