@@ -10,6 +10,7 @@ import sys
 import threading
 import warnings
 
+from .dataworkers import workers_watched
 from .errors import FilterpruneError
 from .limits import printable
 from .log import to_stderr
@@ -88,7 +89,8 @@ def guarded(action, sigterm: bool = False) -> int:
 
 def _guarded(action) -> int:
     try:
-        action()
+        with workers_watched():  # a DataLoader worker killed: one line (wherever torch notices it)
+            action()
         sys.stdout.flush()  # a closed pipe fails here, inside the handlers below
         return 0
     except FilterpruneError as e:

@@ -17,6 +17,7 @@ import reprlib
 from .errors import UsageError
 
 MAX_GRID_RUNS = 10_000  # a sweep file's grid x include; refused with the count before it is expanded
+MAX_WORKERS = 256  # DataLoader worker processes (--workers, FILTERPRUNE_WORKERS): each is a process
 MIN_MEMORY_GB = 2.0
 BYTES_PER_VALUE = 4  # float32
 LIVE_TENSORS = 3  # a forward holds about this many of its largest activations at once (input, output, skip)

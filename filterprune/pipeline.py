@@ -14,6 +14,7 @@ from . import serialization as ckpt
 from .baseline import train_baseline
 from .config import CompressConfig, Data, Model, Output, Train
 from .data import load_data
+from .dataworkers import workers_watched
 from .fileio import cache_dir
 from .inputs import Given
 from .log import say
@@ -58,8 +59,8 @@ def run(cfg: CompressConfig, given: Given | None = None) -> Compressed | None:
     ``--distributed`` run that do not write."""
     cfg.validate()
     t = cfg.train
-    with distributed.session(t.distributed, resolve_device(t.device), t.batch_size) as device:
-        return _compress(cfg, device, given)
+    with workers_watched(), distributed.session(t.distributed, resolve_device(t.device), t.batch_size) as dev:
+        return _compress(cfg, dev, given)
 
 
 def _compress(cfg: CompressConfig, device: torch.device, given: Given | None) -> Compressed | None:
@@ -101,7 +102,10 @@ def train_command(model: Model, data: Data, train: Train, output: Output) -> Pat
     distributed.py). The same options as compress, so that compress reuses the baseline this trains."""
     for group in (model, data, train, output):
         group.validate()
-    with distributed.session(train.distributed, resolve_device(train.device), train.batch_size) as device:
+    with (
+        workers_watched(),
+        distributed.session(train.distributed, resolve_device(train.device), train.batch_size) as device,
+    ):
         return _train_command(model, data, train.train_config(), device, output)
 
 
