@@ -119,13 +119,15 @@ def activation_sizes(model, input_shape: tuple[int, ...]) -> tuple[int, int]:
     return largest, total
 
 
-def over_param_budget(params: int) -> str | None:
-    """Why a model of ``params`` parameters is refused (None: it fits): training holds each weight and
-    its gradient at least."""
-    return _refusal(
-        PARAM_COPIES * BYTES_PER_VALUE * params,
-        f"a model of {params:,} parameters (its weights and their gradients)",
-    )
+def over_param_budget(params: int, held: str = "its weights and their gradients") -> str | None:
+    """Why a model of ``params`` parameters is refused (None: it fits): ``PARAM_COPIES`` of them are held
+    (training: each weight and its gradient; a reader: the dense model and the pruned one)."""
+    return _refusal(PARAM_COPIES * BYTES_PER_VALUE * params, f"a model of {params:,} parameters ({held})")
+
+
+def over_images_budget(n: int, values: int) -> str | None:
+    """Why ``n`` images of ``values`` values each, held at once (the INT8 calibration set), are refused."""
+    return _refusal(BYTES_PER_VALUE * values * n, f"{n:,} images of {values:,} values each")
 
 
 def cap_threads(threads: int | None) -> int | None:

@@ -44,6 +44,9 @@ BOMBS = [
     "export-batch-hundred-thousand",
     "bench-onnx-huge-declared-input",
     "bench-onnx-external-data-outside",
+    "export-checkpoint-json-huge-model",
+    "bench-checkpoint-json-huge-model",
+    "export-factory-run-huge-model-args",
 ]
 
 # runs each row's argv with filterprune's main() and reports exit code, error line, seconds and peak RSS
@@ -76,7 +79,8 @@ def test_bombs_stay_within_the_memory_and_time_bounds(tmp_path):
     files = BadFiles(tmp_path, build_model(ModelSpec("resnet20")).state_dict())
     rows = {c[0]: c for c in CATALOGUE}
     jobs = [(name, [a.format_map(files) for a in rows[name][1]]) for name in BOMBS]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    # the smallest budget: what a row asks for is refused on any machine (2 GiB is the least default)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "FILTERPRUNE_MEMORY_GB": "2"}
     p = subprocess.run(
         [sys.executable, "-c", _MEASURE],
         input=json.dumps(jobs),
@@ -972,6 +976,25 @@ def test_threads_are_capped_at_the_cores():
     assert cap_threads(1000) == cores and cap_threads(None) is None and cap_threads(1) == 1
     cfg = CompressConfig.of(model="mlp", criterion="l1", sparsity=0.4, threads=1000)
     assert cfg.prune.plan("layerwise").threads == cores
+
+
+def test_an_int8_calibration_set_over_the_budget_is_refused_before_any_image_is_read(monkeypatch):
+    """export/bench --precision int8 hold --calib-images training images at once: bounded like the rest."""
+    from types import SimpleNamespace
+
+    from filterprune.errors import UsageError
+    from filterprune.export.quantize import check_calib_images
+
+    monkeypatch.setenv("FILTERPRUNE_MEMORY_GB", "2")
+    data = SimpleNamespace(name="photos", y_train=range(1_000_000), in_channels=3, image_size=224)
+    check_calib_images(data, 256)  # the default: 154 MB
+    with pytest.raises(
+        UsageError,
+        match=r"calib_images 100000 are too many to hold at once: 100,000 images of "
+        r"150,528 values each needs about 56\.1 GiB, over the 2 GiB limit",
+    ) as e:
+        check_calib_images(data, 100_000)
+    assert e.value.params == ("calib_images",)
 
 
 # ------------------------------------------------------------------ property: the contract over model_args
