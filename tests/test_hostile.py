@@ -1100,3 +1100,91 @@ def test_property_any_model_args_end_in_a_readable_run_or_one_line(tmp_path_fact
             assert not out.exists()
 
     check()
+
+
+# --------------------------------------------- property: what compress writes, load, export and bench read
+_CONVNET = """
+import torch.nn as nn
+
+
+def build(num_classes=10, width=4, depth=1, bn=False):
+    layers, c = [], 3
+    for _ in range(depth):
+        layers += [nn.Conv2d(c, width, 3, padding=1)] + ([nn.BatchNorm2d(width)] if bn else []) + [nn.ReLU()]
+        c = width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
+"""
+
+
+@pytest.mark.slow
+def test_property_whatever_compress_writes_load_export_and_bench_read(tmp_path_factory):
+    """Random small factories, input sizes, criteria, roundings and precisions: compress either writes a
+    folder that load(), `export` and `bench` (at each precision it wrote) all read, or says why in one line
+    with nothing written. PROPERTY_EXAMPLES sets the count (default 6, about a minute)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    import filterprune
+
+    code = tmp_path_factory.mktemp("code") / "convnet.py"
+    code.write_text(_CONVNET)
+    runs = st.fixed_dictionaries(
+        {
+            "model_args": st.fixed_dictionaries(
+                {"width": st.integers(1, 12), "depth": st.integers(1, 3), "bn": st.booleans()}
+            ),
+            "image_size": st.integers(4, 40),
+            "criterion": st.sampled_from(["l1", "random", "magnitude", "slimming"]),
+            "sparsity": st.floats(0.05, 0.9),
+            "round_to": st.sampled_from(["1", "2", "4"]),
+            "precision": st.sampled_from(["fp32", "fp32,int8"]),
+        }
+    )
+
+    written = []
+
+    @settings(
+        max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "6")),
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+    )
+    @given(runs)
+    def check(run):
+        home = tmp_path_factory.mktemp("run")
+        out, err = home / "out", io.StringIO()
+        argv = ["compress", f"{code}:build", "--model-args", json.dumps(run["model_args"])]
+        argv += ["--dataset", "synthetic", "--image-size", str(run["image_size"]), "--epochs", "0"]
+        argv += [
+            "--finetune-epochs",
+            "0",
+            "--criterion",
+            run["criterion"],
+            "--sparsity",
+            f"{run['sparsity']:.3f}",
+        ]
+        argv += ["--round-to", run["round_to"], "--precision", run["precision"], "--calib-images", "16"]
+        argv += ["--bench-batch-sizes", "1", "--bench-iters", "1", "--bench-warmup", "0", "--out", str(out)]
+        with contextlib.redirect_stderr(err):
+            rc = main(argv)
+        lines = [ln for ln in err.getvalue().splitlines() if not ln.startswith("[filterprune")]
+        if rc != 0:
+            assert rc in (1, 2) and len(lines) == 1 and lines[0].startswith("filterprune: error: "), (
+                err.getvalue()
+            )
+            assert not out.exists() and not list(home.glob(".*partial*"))
+            return
+        assert not lines, err.getvalue()
+        model = filterprune.load(out, trust_code=True)
+        assert model(torch.randn(2, 3, run["image_size"], run["image_size"])).shape == (2, 10)
+        common = ["--precision", run["precision"], "--trust-code"]
+        with contextlib.redirect_stderr(err):
+            assert main(["export", str(out), "--out", str(home / "again.onnx"), *common]) == 0, err.getvalue()
+            bench = ["bench", str(out), "--batch-sizes", "1", "--iters", "1", "--warmup", "0"]
+            assert main([*bench, "--out", str(home / "bench"), *common]) == 0, err.getvalue()
+        rows = json.loads((home / "bench" / "bench.json").read_text())
+        assert rows["rows"] and not [r for r in rows["rows"] if r.get("error")], rows["rows"]
+        written.append(run)
+
+    check()
+    assert written  # the property held on runs that were written, not only on refusals
