@@ -23,6 +23,14 @@ BYTES_PER_VALUE = 4  # float32
 LIVE_TENSORS = 3  # a forward holds about this many of its largest activations at once (input, output, skip)
 PARAM_COPIES = 2  # training holds at least each weight and its gradient
 
+OOM_MESSAGES = (  # out of memory as each library says it
+    "out of memory",  # CUDA (torch.cuda.OutOfMemoryError)
+    "can't allocate memory",  # torch on the CPU
+    "failed to allocate memory",  # onnxruntime
+    "bad_alloc",  # C++
+    "cannot allocate memory",  # ENOMEM
+)
+
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
 _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
@@ -41,6 +49,11 @@ def printable(text: str, width: int | None = None) -> str:
     if width is not None and len(text) > width:
         text = text[:width] + f"... ({len(text) - width} more characters)"
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def is_oom(e: BaseException) -> bool:
+    """Whether ``e`` says the process ran out of memory (Python's MemoryError, or any library's words)."""
+    return isinstance(e, MemoryError) or any(m in str(e).lower() for m in OOM_MESSAGES)
 
 
 def default_memory_gb() -> float:

@@ -978,6 +978,29 @@ def test_threads_are_capped_at_the_cores():
     assert cfg.prune.plan("layerwise").threads == cores
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+            "tried to allocate 552960000 bytes. Error code 12 (Cannot allocate memory)"
+        ),
+        RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+        MemoryError(),
+    ],
+)
+def test_running_out_of_memory_is_one_line_not_an_internal_error(error, capfd):
+    """Past every bound (an estimate), torch's own out-of-memory RuntimeError is said as such, exit 1."""
+    from filterprune.guard import guarded
+
+    def action():
+        raise error
+
+    assert guarded(action) == 1
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("filterprune: error: out of memory (lower --batch-size"), err
+
+
 def test_an_int8_calibration_set_over_the_budget_is_refused_before_any_image_is_read(monkeypatch):
     """export/bench --precision int8 hold --calib-images training images at once: bounded like the rest."""
     from types import SimpleNamespace
