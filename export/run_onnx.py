@@ -20,7 +20,9 @@ import sys
 import time
 
 import numpy as np
-import onnxruntime as ort
+
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # else onnxruntime reports to Microsoft over the network
+import onnxruntime as ort  # noqa: E402 - after the telemetry switch, which it reads when imported
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",

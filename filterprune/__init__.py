@@ -11,7 +11,17 @@ The names are resolved on first use, so ``import filterprune`` (and the command 
 does not import torch.
 """
 
+import os as _os
+import sys as _sys
+
 __version__ = "0.1.0"
+
+# onnxruntime reports telemetry to Microsoft from its native code (and keeps a device id under
+# ~/.cache/Microsoft) unless ORT_DISABLE_TELEMETRY is set when it is imported: nothing filterprune does may
+# reach the network. A host that imported onnxruntime before us gets its Python switch instead.
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+if "onnxruntime" in _sys.modules and _os.environ["ORT_DISABLE_TELEMETRY"] == "1":
+    getattr(_sys.modules["onnxruntime"], "disable_telemetry_events", lambda: None)()
 
 __all__ = ["CompressConfig", "Pruner", "bench", "compress", "export", "load", "prune", "save"]
 _HOMES = {"Pruner": "stepwise", "bench": "ship", "export": "ship"}  # the rest live in api

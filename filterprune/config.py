@@ -200,7 +200,10 @@ class Data:
         None, "imagefolder: train on a seeded random subset of N images", metavar="N", check=_positive
     )
     workers: int | None = option(
-        None, "imagefolder: DataLoader worker processes (default: min(4, CPUs))", metavar="N", check=_nonneg
+        None,
+        "imagefolder: DataLoader worker processes (default: min(4, CPUs))",
+        metavar="N",
+        check=in_range(0, limits.MAX_WORKERS, integer=True),
     )
     val_fraction: float = option(
         0.1,

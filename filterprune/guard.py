@@ -10,9 +10,15 @@ import sys
 import threading
 import warnings
 
+from .dataworkers import workers_watched
 from .errors import FilterpruneError
-from .limits import printable
+from .limits import is_oom, printable
 from .log import to_stderr
+
+_OUT_OF_MEMORY = (
+    "out of memory (lower --batch-size, or use a smaller model; a lower FILTERPRUNE_MEMORY_GB makes "
+    "filterprune refuse such sizes before it starts)"
+)
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None):
@@ -88,7 +94,8 @@ def guarded(action, sigterm: bool = False) -> int:
 
 def _guarded(action) -> int:
     try:
-        action()
+        with workers_watched():  # a DataLoader worker killed: one line (wherever torch notices it)
+            action()
         sys.stdout.flush()  # a closed pipe fails here, inside the handlers below
         return 0
     except FilterpruneError as e:
@@ -108,9 +115,7 @@ def _guarded(action) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except MemoryError:
-        print(
-            "filterprune: error: out of memory (lower --batch-size, or use a smaller model)", file=sys.stderr
-        )
+        print(f"filterprune: error: {_OUT_OF_MEMORY}", file=sys.stderr)
         return 1
     except OSError as e:  # disk full, permission denied, ...: the environment, not a bug
         where = f": {e.filename}" if e.filename else ""
@@ -120,6 +125,9 @@ def _guarded(action) -> int:
         )
         return 1
     except Exception as e:  # a bug: still one line, the traceback only on request
+        if is_oom(e):  # torch, CUDA and onnxruntime say it in a RuntimeError of their own
+            print(f"filterprune: error: {_OUT_OF_MEMORY}", file=sys.stderr)
+            return 1
         if os.environ.get("FILTERPRUNE_DEBUG"):
             raise
         first = one_line(str(e))[:300]

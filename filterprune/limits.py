@@ -17,10 +17,19 @@ import reprlib
 from .errors import UsageError
 
 MAX_GRID_RUNS = 10_000  # a sweep file's grid x include; refused with the count before it is expanded
+MAX_WORKERS = 256  # DataLoader worker processes (--workers, FILTERPRUNE_WORKERS): each is a process
 MIN_MEMORY_GB = 2.0
 BYTES_PER_VALUE = 4  # float32
 LIVE_TENSORS = 3  # a forward holds about this many of its largest activations at once (input, output, skip)
 PARAM_COPIES = 2  # training holds at least each weight and its gradient
+
+OOM_MESSAGES = (  # out of memory as each library says it
+    "out of memory",  # CUDA (torch.cuda.OutOfMemoryError)
+    "can't allocate memory",  # torch on the CPU
+    "failed to allocate memory",  # onnxruntime
+    "bad_alloc",  # C++
+    "cannot allocate memory",  # ENOMEM
+)
 
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
@@ -40,6 +49,11 @@ def printable(text: str, width: int | None = None) -> str:
     if width is not None and len(text) > width:
         text = text[:width] + f"... ({len(text) - width} more characters)"
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def is_oom(e: BaseException) -> bool:
+    """Whether ``e`` says the process ran out of memory (Python's MemoryError, or any library's words)."""
+    return isinstance(e, MemoryError) or any(m in str(e).lower() for m in OOM_MESSAGES)
 
 
 def default_memory_gb() -> float:
@@ -118,13 +132,15 @@ def activation_sizes(model, input_shape: tuple[int, ...]) -> tuple[int, int]:
     return largest, total
 
 
-def over_param_budget(params: int) -> str | None:
-    """Why a model of ``params`` parameters is refused (None: it fits): training holds each weight and
-    its gradient at least."""
-    return _refusal(
-        PARAM_COPIES * BYTES_PER_VALUE * params,
-        f"a model of {params:,} parameters (its weights and their gradients)",
-    )
+def over_param_budget(params: int, held: str = "its weights and their gradients") -> str | None:
+    """Why a model of ``params`` parameters is refused (None: it fits): ``PARAM_COPIES`` of them are held
+    (training: each weight and its gradient; a reader: the dense model and the pruned one)."""
+    return _refusal(PARAM_COPIES * BYTES_PER_VALUE * params, f"a model of {params:,} parameters ({held})")
+
+
+def over_images_budget(n: int, values: int) -> str | None:
+    """Why ``n`` images of ``values`` values each, held at once (the INT8 calibration set), are refused."""
+    return _refusal(BYTES_PER_VALUE * values * n, f"{n:,} images of {values:,} values each")
 
 
 def cap_threads(threads: int | None) -> int | None:

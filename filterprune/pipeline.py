@@ -14,6 +14,7 @@ from . import serialization as ckpt
 from .baseline import train_baseline
 from .config import CompressConfig, Data, Model, Output, Train
 from .data import load_data
+from .dataworkers import workers_watched
 from .errors import UsageError
 from .fileio import cache_dir
 from .inputs import Given
@@ -62,8 +63,8 @@ def run(cfg: CompressConfig, given: Given | None = None) -> Compressed | None:
     if ignored := cfg.ignored():
         log.warning(f"criterion {cfg.prune.criterion} does not read {', '.join(ignored)}: ignored")
     t = cfg.train
-    with distributed.session(t.distributed, resolve_device(t.device), t.batch_size) as device:
-        return _compress(cfg, device, given)
+    with workers_watched(), distributed.session(t.distributed, resolve_device(t.device), t.batch_size) as dev:
+        return _compress(cfg, dev, given)
 
 
 def _compress(cfg: CompressConfig, device: torch.device, given: Given | None) -> Compressed | None:
@@ -111,7 +112,10 @@ def train_command(model: Model, data: Data, train: Train, output: Output) -> Pat
             f"train trains classifiers; the baseline of task {data.task} is trained by compress", ("task",)
         )
     make_task(data.task).check_model_name(model.name)
-    with distributed.session(train.distributed, resolve_device(train.device), train.batch_size) as device:
+    with (
+        workers_watched(),
+        distributed.session(train.distributed, resolve_device(train.device), train.batch_size) as device,
+    ):
         return _train_command(model, data, train.train_config(), device, output)
 
 

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from . import limits
 from .errors import RunError, UsageError
 from .fileio import atomic_write_json, read_small_json, sha256_file, temp_path, umask
-from .models import ModelSpec, activation_sizes_of, build_model, factory
+from .models import ModelSpec, activation_sizes_of, build_model, factory, sizes_on_meta
 from .models.factory import is_factory_ref
 from .pruning.graph import build_graph
 from .pruning.safety import restore
@@ -108,11 +108,9 @@ def read_meta(path: Path, trust_code: bool = False) -> dict:
         doc["spec"] = ModelSpec.from_dict(doc["model"])
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise RunError(f"{jpath}: malformed model description ({e})") from None
-    spec = doc["spec"]  # the description lies outside the weights' digest: its input size is checked too
-    if not is_factory_ref(
-        spec.name
-    ):  # user code is never imported to read a description: load() checks those
-        _check_trace_size(spec, activation_sizes_of(spec)[1], jpath)
+    spec = doc["spec"]  # the description lies outside the weights' digest: the sizes it asks for are checked
+    if not is_factory_ref(spec.name):  # user code is never imported to read a description: load() checks it
+        _check_sizes(spec, sizes_on_meta(spec) or (0, *activation_sizes_of(spec)), jpath)
     doc["path"] = jpath
     if is_factory_ref(spec.name) and (trust_code or factory.trusting_runs()):
         vouch(doc)
@@ -164,12 +162,19 @@ def vouch(doc: dict) -> None:
     factory.admit(ref, next(iter(known.values())), f"the run {jpath.parent}")
 
 
-def _check_trace_size(spec: ModelSpec, total: int, jpath) -> None:
-    too_big = limits.over_trace_budget(total)  # loading traces the dense model
+def _check_sizes(spec: ModelSpec, sizes: tuple[int, int, int], jpath) -> None:
+    """The bounds ``compress`` applied when it wrote the run, checked before the model is built for real:
+    its parameters (a reader holds the dense model and the pruned one) and its traced activations (loading
+    traces the dense model). ``sizes``: ``models.sizes_on_meta``."""
+    params, _, total = sizes
+    too_big = limits.over_param_budget(params, "the dense model and the pruned one") or (
+        limits.over_trace_budget(total)
+    )
     if too_big:
+        args = f" (model_args {limits.show(spec.args, 80)})" if spec.args else ""
         raise RunError(
-            f"{jpath}: describes a {spec.name} on {spec.in_channels}x{spec.image_size}x{spec.image_size} "
-            f"inputs, too large to load: {too_big}"
+            f"{jpath}: describes a {spec.name}{args} on {spec.in_channels}x{spec.image_size}x"
+            f"{spec.image_size} inputs, too large to load: {too_big}"
         )
 
 
@@ -195,13 +200,15 @@ def load(path: str | Path, trust_code: bool = False, model: nn.Module | None = N
 
 def _load(doc: dict, trust_code: bool, model: nn.Module | None) -> nn.Module:
     spec: ModelSpec = doc["spec"]
-    if is_factory_ref(spec.name):  # the user's code (trusted) or module: its trace size is checked on it
-        model = build_model(spec, trust_code=trust_code) if model is None else model
-        _check_trace_size(
-            spec,
-            limits.activation_sizes(model, (spec.in_channels, spec.image_size, spec.image_size))[1],
-            doc["path"],
-        )
+    if is_factory_ref(spec.name):  # the user's code (trusted) or module: its sizes are checked on it
+        if model is None:
+            sizes = sizes_on_meta(spec)  # trusted by now: built on the meta device first where it can be
+            if sizes is not None:
+                _check_sizes(spec, sizes, doc["path"])
+            model = build_model(spec, trust_code=trust_code)
+        shape = (spec.in_channels, spec.image_size, spec.image_size)
+        params = sum(p.numel() for p in model.parameters())
+        _check_sizes(spec, (params, *limits.activation_sizes(model, shape)), doc["path"])
     model = rebuild(spec, doc["history"], str(doc["path"]), trust_code=trust_code, model=model)
     weights = doc["path"].with_suffix(".safetensors")
     if doc.get("weights_sha256") and weights.is_file() and sha256_file(weights) != doc["weights_sha256"]:

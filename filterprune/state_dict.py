@@ -5,6 +5,7 @@ checkpoint format (``serialization``) and pretrained weights from the torch hub 
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -51,15 +52,47 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
         if k in state and state[k].shape != own[k].shape
     ]
     if missing or extra or shapes:
-        parts = []
-        for label, items in (("missing", missing), ("unexpected", extra), ("shape", shapes)):
-            if items:
-                parts.append(f"{len(items)} {label} (e.g. {', '.join(items[:3])})")
         raise UsageError(
-            f"{source} does not match the {type(model).__name__} architecture: {'; '.join(parts)}"
+            f"{source} does not match the {type(model).__name__} architecture: "
+            f"{differences(missing, extra, shapes)}"
         )
     check_finite(state, source)
     model.load_state_dict(state, strict=True)
+
+
+def differences(missing: list[str], extra: list[str], shapes: list[str]) -> str:
+    """How two state dicts differ, in one line: how many keys are missing, unexpected or of another shape,
+    with the first few of each."""
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", extra), ("shape", shapes)):
+        if items:
+            parts.append(f"{len(items)} {label} (e.g. {', '.join(items[:3])})")
+    return "; ".join(parts)
+
+
+_QUOTED = re.compile(r'"([^"]*)"')
+_SHAPE = re.compile(
+    r"size mismatch for ([^:]+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from "
+    r"checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)"
+)
+
+
+def load_error(e: BaseException) -> str:
+    """``nn.Module.load_state_dict``'s strict refusal (which torchvision and timm raise when a weights file
+    is of another architecture) as :func:`differences` says it; other errors by their first line. Read from
+    torch's message, so the keys are those after the library's own renaming of the file's keys."""
+    text = str(e)
+    missing: list[str] = []
+    extra: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("Missing key(s) in state_dict:"):
+            missing = _QUOTED.findall(line.partition(":")[2])
+        elif line.startswith("Unexpected key(s) in state_dict:"):
+            extra = _QUOTED.findall(line.partition(":")[2])
+    shapes = [f"{k} {_dims(a)} vs {_dims(b)}" for k, a, b in _SHAPE.findall(text)]
+    found = differences(missing, extra, shapes)
+    return found or f"{type(e).__name__}: {(text.splitlines() or [''])[0][:200]}"
 
 
 def check_finite(state: dict, source: str) -> None:
@@ -68,3 +101,7 @@ def check_finite(state: dict, source: str) -> None:
     bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
     if bad:
         raise RunError(f"{source}: {len(bad)} tensor(s) hold NaN or inf (e.g. {', '.join(bad[:3])})")
+
+
+def _dims(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", text))

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# onnxruntime's native telemetry reads this when it is imported (filterprune sets it too, on its import)
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -278,6 +278,32 @@ CATALOGUE = [
         r"describes a resnet20 on 3x4096x4096 inputs, too large to load: .* GiB limit \(FILTERPRUNE_MEMORY_GB",
     ),
     (
+        "export-checkpoint-json-huge-model",
+        ["export", "{r20_huge_model_args}", "--out", "{out}"],
+        1,
+        r"describes a tv:mobilenet_v2 \(model_args \{'width_mult': 30\}\) on 3x32x32 inputs, too large to "
+        r"load: a model of 1,9\d\d,\d+,\d+ parameters \(the dense model and the pruned one\) .* GiB limit",
+    ),
+    (
+        "bench-checkpoint-json-huge-model",
+        ["bench", "{r20_huge_model_args}", "--out", "{out}"],
+        1,
+        r"describes a tv:mobilenet_v2 .* too large to load: a model of 1,9\d\d,\d+,\d+ parameters",
+    ),
+    (
+        "export-factory-run-huge-model-args",
+        ["export", "{factory_run_huge}", "--trust-code", "--out", "{out}"],
+        1,
+        r"wide_net\.py:build \(model_args \{'width': 20000\}\) on 3x2x2 inputs, too large to load: a model of "
+        r"400,\d+,\d+ parameters",
+    ),
+    (
+        "bench-factory-run-huge-model-args",
+        ["bench", "{factory_run_huge}", "--trust-code", "--out", "{out}"],
+        1,
+        r"wide_net\.py:build \(model_args \{'width': 20000\}\) .* too large to load",
+    ),
+    (
         "export-batch-hundred-thousand",
         ["export", "{r20_checkpoint_dir}", "--batch", "100000", "--out", "{out}"],
         2,
@@ -532,6 +558,12 @@ CATALOGUE = [
         r"consecutive images could not be decoded \(the last: .*image file is truncated\)",
     ),
     (
+        "workers-too-many",
+        [*C, "--dataset", "imagefolder:{imagefolder_ok}", "--workers", "100000"],
+        2,
+        r"--workers must be in \[0, 256\], got 100000",
+    ),
+    (
         "image-size-hundred-thousand",
         [*C, "--dataset", "imagefolder:{imagefolder_ok}", "--image-size", "100000"],
         2,
@@ -633,6 +665,10 @@ BUDGET_ROWS = {
     "target-batch-hundred-thousand",
     "factory-too-many-parameters",
     "tv-model-args-too-many-parameters",
+    "export-checkpoint-json-huge-model",
+    "bench-checkpoint-json-huge-model",
+    "export-factory-run-huge-model-args",
+    "bench-factory-run-huge-model-args",
 }
 
 
@@ -906,6 +942,23 @@ class BadFiles(dict):
         net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 10))
         ckpt.save(net, p / "pruned", ModelSpec(f"{code}:build", 10, 3, 2))
 
+    def factory_run_huge(self, p):
+        """A run of a factory whose pruned.json asks, after the fact, for 400 million parameters (the code and
+        its hash are the run's own: trust admits it, the size must still be refused before the build)."""
+        code = p.parent / "wide_net.py"
+        code.write_text(
+            "import torch.nn as nn\n\ndef build(num_classes=10, width=4):\n"
+            "    return nn.Sequential(nn.Flatten(), nn.Linear(12, width), nn.Linear(width, width),\n"
+            "                         nn.Linear(width, num_classes))\n"
+        )
+        net = torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(12, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 10)
+        )
+        ckpt.save(net, p / "pruned", ModelSpec(f"{code}:build", 10, 3, 2, args={"width": 4}))
+        doc = json.loads((p / "pruned.json").read_text())
+        doc["model"]["args"] = {"width": 20000}
+        (p / "pruned.json").write_text(json.dumps(doc))
+
     # -- checkpoints
     def _r20(self, p, state=None, **kw):
         ckpt.save(_module(state or self.state), p / "model", ModelSpec("resnet20"), **kw)
@@ -978,6 +1031,12 @@ class BadFiles(dict):
         self._r20(p)
         doc = json.loads((p / "model.json").read_text())
         doc["model"]["image_size"] = 4096
+        (p / "model.json").write_text(json.dumps(doc))
+
+    def r20_huge_model_args(self, p):  # another model, made huge by its arguments, named after the fact
+        self._r20(p)
+        doc = json.loads((p / "model.json").read_text())
+        doc["model"].update(name="tv:mobilenet_v2", args={"width_mult": 30})
         (p / "model.json").write_text(json.dumps(doc))
 
     def r20_pruned_dir(self, p):

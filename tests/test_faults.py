@@ -4,6 +4,7 @@ cleans up. The full SIGKILL matrix is ``benchmarks/fault_injection.py`` (its sub
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -213,3 +214,95 @@ def test_sigkill_matrix_subset(tmp_path):
     summary = json.loads((tmp_path / "results.json").read_text())
     assert p.returncode == 0 and summary["survived"] == summary["injected"] == 4, p.stdout + p.stderr
     assert summary["tracebacks_seen"] == 0
+
+
+# ---------------------------------------------------------------------------- a DataLoader worker killed
+def _kill_own_worker(self, i):
+    """An image read that SIGKILLs the DataLoader worker process reading it (the main process reads on)."""
+    if torch.utils.data.get_worker_info() is not None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _read(self, i)
+
+
+_read = None
+
+
+def test_a_loader_worker_killed_mid_epoch_is_one_line_exit_1_and_nothing_written(
+    tmp_path, monkeypatch, capfd
+):
+    """FILTERPRUNE_WORKERS > 0 on an image folder: a worker killed while training (torch notices it in
+    its SIGCHLD handler, wherever the main process is) ends the command in one line, exit 1, with no
+    output folder, staging folder or cache entry left."""
+    global _read
+    from PIL import Image
+
+    from filterprune.cli import main
+    from filterprune.data import stream
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in ("cat", "dog"):
+            (tmp_path / "photos" / split / c).mkdir(parents=True)
+            for i in range(6):
+                img = Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+                img.save(tmp_path / "photos" / split / c / f"{i}.png")
+    _read = stream._Files.__getitem__
+    monkeypatch.setattr(stream._Files, "__getitem__", _kill_own_worker)  # fork: the workers have it too
+    monkeypatch.setenv("FILTERPRUNE_WORKERS", "2")
+    monkeypatch.setenv("FILTERPRUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    argv = ["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.4", "--image-size", "16"]
+    argv += ["--dataset", f"imagefolder:{tmp_path / 'photos'}", "--epochs", "1", "--out", "run"]
+    assert main(argv) == 1
+    err = capfd.readouterr().err
+    lines = [ln for ln in err.splitlines() if not ln.startswith("[filterprune] ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert re.fullmatch(
+        r"filterprune: error: a data-loading worker process \(pid [\d, ]+\) (was killed by (signal: Killed|"
+        r"SIGKILL)|exited unexpectedly), so the run stopped \(out of memory\? FILTERPRUNE_WORKERS=0 .*\)",
+        lines[0],
+    ), lines[0]
+    assert sorted(os.listdir(tmp_path)) == ["cache", "photos"] or not (tmp_path / "run").exists()
+    assert not [p for p in tmp_path.rglob("*") if "partial" in p.name or p.name.endswith(".tmp")]
+
+
+class _Killing(torch.utils.data.Dataset):
+    """64 small images; read in a worker process, the last batch's images kill that worker."""
+
+    def __len__(self):
+        return 64
+
+    def __getitem__(self, i):
+        if i >= 56 and torch.utils.data.get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return torch.rand(3, 8, 8), i % 2
+
+
+def test_a_python_loader_whose_worker_dies_is_a_run_error(tmp_path):
+    """The user's own DataLoader: the same death is a RunError from compress(), and nothing of the
+    loader is left to raise later."""
+    import filterprune
+    from filterprune.errors import RunError
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 2),
+    )
+    loader = torch.utils.data.DataLoader(_Killing(), batch_size=8, num_workers=1)
+    with pytest.raises(RunError, match=r"a data-loading worker process \(pid \d+\) (was killed|exited)"):
+        filterprune.compress(
+            model=net,
+            train=loader,
+            test=loader,
+            criterion="l1",
+            sparsity=0.4,
+            bench=False,
+            out=str(tmp_path / "run"),
+        )
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".*partial*"))
+    # its iterator was let go: a later child's exit (SIGCHLD) does not raise torch's error again
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    time.sleep(0.2)

@@ -32,6 +32,8 @@ HUB_ENV = (
     "TORCH_HOME",
     "NO_PROXY",
     "no_proxy",
+    "ORT_DISABLE_TELEMETRY",  # filterprune sets it itself
+    "CI",  # OpenVINO's telemetry is off in CI: the test must not lean on that
 )
 
 
@@ -67,12 +69,9 @@ class _Proxy:
         self.sock.close()
 
 
-@pytest.mark.parametrize("model", ["timm:resnet18", "tv:resnet18"])
-def test_pretrained_weights_not_cached_make_no_request_and_fail_in_one_line(model, tmp_path):
-    if model.startswith("timm:"):
-        pytest.importorskip("timm", reason="timm is not installed (pip install 'filterprune[timm]')")
-    proxy = _Proxy()
-    home = tmp_path / "home"
+def _watched_env(home: Path, proxy: _Proxy) -> dict[str, str]:
+    """A fresh process's environment: an empty home, no hub or telemetry settings of ours, and every HTTP
+    client pointed at ``proxy``."""
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in HUB_ENV}
     env.update(
@@ -85,6 +84,16 @@ def test_pretrained_weights_not_cached_make_no_request_and_fail_in_one_line(mode
     )
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         env[var] = env[var.lower()] = proxy.url
+    return env
+
+
+@pytest.mark.parametrize("model", ["timm:resnet18", "tv:resnet18"])
+def test_pretrained_weights_not_cached_make_no_request_and_fail_in_one_line(model, tmp_path):
+    if model.startswith("timm:"):
+        pytest.importorskip("timm", reason="timm is not installed (pip install 'filterprune[timm]')")
+    proxy = _Proxy()
+    home = tmp_path / "home"
+    env = _watched_env(home, proxy)
     t = time.monotonic()
     try:
         p = subprocess.run(
@@ -126,6 +135,44 @@ def test_pretrained_weights_not_cached_make_no_request_and_fail_in_one_line(mode
     # the hub's retries took ~54 s; an interpreter importing torch and timm takes 5-9 s on a quiet 2-core box
     # and over 20 s beside four test runs, so the bound is loose: the proxy's count is the strict check
     assert seconds < 45 and not (tmp_path / "out").exists()
+
+
+_FULL_RUN = """
+import importlib.util, sys
+from filterprune.cli import main
+out = sys.argv[1]
+common = ["--batch-sizes", "1", "--iters", "2", "--warmup", "0"]
+assert main(["compress", "resnet20", "--criterion", "l1", "--sparsity", "0.4", "--dataset", "synthetic",
+             "--epochs", "0", "--finetune-epochs", "0", "--bench-batch-sizes", "1", "--bench-iters", "2",
+             "--out", out]) == 0
+runtimes = "onnxruntime,openvino" if importlib.util.find_spec("openvino") else "onnxruntime"
+assert main(["bench", out, "--runtime", runtimes, *common]) == 0
+"""
+
+
+def test_a_whole_run_reaches_no_network_and_leaves_no_telemetry_behind(tmp_path):
+    """onnxruntime reports to Microsoft from native code (Python's socket guard never sees it) and
+    `import openvino` to Google Analytics, unless told not to; a run that exports, checks parity and times
+    on both must make no connection at all, and leave no telemetry id in the home folder."""
+    proxy = _Proxy()
+    home = tmp_path / "home"
+    env = _watched_env(home, proxy)
+    try:
+        p = subprocess.run(
+            [sys.executable, "-c", _FULL_RUN, str(tmp_path / "run")],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=300,
+        )
+        time.sleep(1)  # a telemetry thread still sending at the exit
+    finally:
+        proxy.close()
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert proxy.connections == 0, f"{proxy.connections} connection(s) to the proxy"
+    left = sorted(str(f.relative_to(home)) for f in home.rglob("*") if f.is_file())
+    assert not [f for f in left if "Microsoft" in f or f.startswith("intel")], left
 
 
 # ----------------------------------------------------------------------------------------------- timm
@@ -186,6 +233,32 @@ def test_timm_weights_load_from_the_local_caches(timm_cache, where, monkeypatch)
 
 def _no_download(*a, **k):
     raise AssertionError("timm's hub download ran")
+
+
+@pytest.mark.parametrize(
+    "state_of, said",
+    [
+        ("resnet34", r"\(96 unexpected \(e\.g\. layer1\.2\.conv1\.weight, "),  # another architecture
+        ("nan", r"1 tensor\(s\) hold NaN or inf \(e\.g\. conv1\.weight\)"),
+    ],
+)
+def test_timm_weights_of_another_architecture_or_nan_are_refused_naming_them(timm_cache, state_of, said):
+    """The file in the cache is resnet34's, or resnet18's holding a NaN: refused in one line that names
+    the keys (how many, the first few) or the tensor."""
+    import timm
+
+    from filterprune.errors import RunError
+
+    state = timm.create_model("resnet34" if state_of == "resnet34" else "resnet18").state_dict()
+    if state_of == "nan":
+        state["conv1.weight"][0, 0, 0, 0] = float("nan")
+    url = timm.get_pretrained_cfg("resnet18").url
+    path = timm_cache / "torch" / "hub" / "checkpoints" / Path(url).name
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+    with pytest.raises((UsageError, RunError), match=said) as e:
+        initial_model(ModelSpec("timm:resnet18", 10, 3, 64, weights="DEFAULT"))
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
 
 
 def test_timm_weights_not_cached_name_every_place_looked(timm_cache):

@@ -7,6 +7,7 @@ provider; on CUDA the input is bound once on the device (IOBinding) so host copi
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,10 +84,16 @@ def ort_session(path: Path, provider: str, threads: int, fp16_trt: bool = False)
 
 def openvino_core():
     """OpenVINO's runtime (an optional extra), or a usage error saying how to install it."""
+    hide = "openvino_telemetry" not in sys.modules
+    if hide:  # `import openvino` sends Google Analytics an event unless this package is absent (a stub then)
+        sys.modules["openvino_telemetry"] = None
     try:
         import openvino
     except ImportError:
         raise UsageError("OpenVINO is not installed: pip install 'filterprune[openvino]'") from None
+    finally:
+        if hide and sys.modules.get("openvino_telemetry", 0) is None:
+            del sys.modules["openvino_telemetry"]
     return openvino.Core()
 
 

@@ -83,9 +83,9 @@ def _run_dir_variants(run: Path) -> list[Variant]:
     spec = meta["spec"]
     trusted = factory.grants([spec.name])  # a user factory checked here: the probe may import that code
     shape = (spec.in_channels, spec.image_size, spec.image_size)
+    pruned = ckpt.load(run)  # first: loading bounds the model's sizes before anything is built for real
     torch.manual_seed(0)
     dense = build_model(spec).eval()  # same architecture; latency does not depend on the weight values
-    pruned = ckpt.load(run)
     found = [
         ("dense", dense, run / "dense.onnx", {"kind": "dense", "path": str(run)}),
         ("pruned", pruned, run / "model.onnx", {"kind": "checkpoint", "path": str(run)}),

@@ -53,13 +53,6 @@ COLUMNS = [
     "machine_busy",
     "error",
 ]
-OOM_MESSAGES = (
-    "out of memory",
-    "can't allocate memory",
-    "failed to allocate memory",
-    "bad_alloc",
-    "cannot allocate memory",
-)
 
 
 def run_bench(variants: list[Variant], cfg: BenchConfig) -> list[dict]:
@@ -190,16 +183,9 @@ def _runner(
     return ort_runner(v.onnx, x, dev, threads, cfg.fp16)
 
 
-def _is_oom(e: BaseException) -> bool:
-    """Out of memory as each library says it: torch CPU "can't allocate memory", CUDA "out of memory",
-    onnxruntime "Failed to allocate memory", C++ "bad_alloc", Python's MemoryError."""
-    oom = (MemoryError, getattr(torch.cuda, "OutOfMemoryError", MemoryError))
-    return isinstance(e, oom) or any(m in str(e).lower() for m in OOM_MESSAGES)
-
-
 def _why(e: BaseException) -> str:
     """A row's ``error``: "out of memory", or the exception's type and first line, short."""
-    if _is_oom(e):
+    if limits.is_oom(e):
         return "out of memory"
     first = str(e).splitlines()[0] if str(e) else ""
     return limits.printable(f"{type(e).__name__}: {first}", 160)

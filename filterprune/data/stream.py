@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from .. import limits
 from ..errors import UsageError
 from ..handed import check_batch
 from ..limits import printable
@@ -37,7 +38,7 @@ MAX_PIXELS = 8192 * 8192  # 64 Mpx: any photo; a bomb declares far more
 STATS_SAMPLE = 256  # images decoded to estimate mean/std when no pretrained weights give them
 CROP_PCT = 0.875  # resize = size / 0.875 before the center crop (torchvision's 256 for 224)
 EVAL_PIXELS = 64 * 224 * 224  # evaluation batches hold at most this many pixels (memory at large sizes)
-MAX_WORKERS = 256
+MAX_WORKERS = limits.MAX_WORKERS
 DECODE_TRIES = 16  # consecutive undecodable files before a split is given up
 
 

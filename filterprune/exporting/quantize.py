@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .. import limits
 from ..data.loader import make_loader
 from ..errors import RunError, UsageError
 from .convert import session, set_metadata
@@ -35,12 +36,16 @@ def train_size(data) -> int:
 
 
 def check_calib_images(data, n: int) -> None:
-    """``calib_images`` must fit the training split (the images are drawn from it)."""
+    """``calib_images`` must fit the training split (the images are drawn from it) and, held at once as
+    the calibration set, the memory budget."""
     if n < 1 or n > train_size(data):
         raise UsageError(
             f"calib_images must be in [1, {train_size(data)}] (the training images of {data.name}), got {n}",
             ("calib_images",),
         )
+    too_big = limits.over_images_budget(n, data.in_channels * data.image_size**2)
+    if too_big:
+        raise UsageError(f"calib_images {n} are too many to hold at once: {too_big}", ("calib_images",))
 
 
 def calibration_images(data, n: int, seed: int) -> np.ndarray:

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import torch.nn as nn
 
 from ..errors import UsageError
-from ..state_dict import check_finite
+from ..state_dict import check_finite, differences, load_error
 
 LIST_HINT = (
     'list them with: python -c "import timm; print(timm.list_models())" '
@@ -179,15 +179,43 @@ def pretrained(spec) -> tuple[nn.Module, dict]:
     kwargs = {**(spec.args or {}), "num_classes": spec.num_classes, "in_chans": spec.in_channels}
     overlay = {"file": str(path), "url": None, "hf_hub_id": None, "hf_hub_filename": None, "source": None}
     try:
-        with hub_offline():
+        with hub_offline(), _loads_recorded() as loads:
             model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     except TypeError as e:
         raise UsageError(f"timm:{name} does not take these --model-args ({str(e)[:200]})") from None
     except Exception as e:
-        first = (str(e).splitlines() or [""])[0][:200]
         raise UsageError(
-            f"{path} does not hold the weights of timm:{name} ({type(e).__name__}: {first}); "
+            f"{path} does not hold the weights of timm:{name} ({load_error(e)}); "
             "pass --checkpoint FILE instead"
         ) from None
+    heads = cfg.get("classifier") or ()
+    head = {f"{c}.{p}" for c in ((heads,) if isinstance(heads, str) else heads) for p in ("weight", "bias")}
+    missing = [k for r in loads for k in r.missing_keys if k not in head]
+    extra = [k for r in loads for k in r.unexpected_keys]
+    if missing or extra:  # timm loads non-strictly when it drops the head, and only logs what did not fit
+        raise UsageError(
+            f"{path} does not hold the weights of timm:{name} ({differences(missing, extra, [])}); "
+            "pass --checkpoint FILE instead"
+        )
     check_finite(model.state_dict(), str(path))
-    return model, {"weights": "DEFAULT", "weights_file": str(path), "head_replaced": []}
+    replaced = sorted(k for r in loads for k in r.missing_keys if k in head)
+    return model, {"weights": "DEFAULT", "weights_file": str(path), "head_replaced": replaced}
+
+
+@contextlib.contextmanager
+def _loads_recorded():
+    """What each ``load_state_dict`` left out while timm builds a pretrained model (its missing and
+    unexpected keys): timm itself only logs them."""
+    loads: list = []
+    original = nn.Module.load_state_dict
+
+    def load(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        loads.append(result)
+        return result
+
+    nn.Module.load_state_dict = load
+    try:
+        yield loads
+    finally:
+        nn.Module.load_state_dict = original

@@ -25,7 +25,7 @@ import torch.nn as nn
 import torchvision
 
 from ..errors import UsageError
-from ..state_dict import check_finite, read_state_dict
+from ..state_dict import check_finite, load_error, read_state_dict
 
 _NO_AUX = {"googlenet", "inception_v3"}
 _TRANSFORM_INPUT = {"googlenet", "inception_v3"}  # their pretrained weights expect transform_input=True
@@ -184,9 +184,7 @@ def pretrained(spec) -> tuple[nn.Module, dict]:
         try:
             source = torchvision.models.get_model(name, **kwargs)
         except (RuntimeError, KeyError, ValueError) as e:  # a file of another architecture
-            raise UsageError(
-                f"{path} does not hold the weights of tv:{name}: {str(e).splitlines()[0][:200]}"
-            ) from None
+            raise UsageError(f"{path} does not hold the weights of tv:{name}: {load_error(e)}") from None
     check_finite(source.state_dict(), str(path))
     model = torchvision_model(
         name, spec.num_classes, spec.in_channels, spec.image_size, spec.args, spec.weights
