@@ -239,9 +239,6 @@ def test_compress_a_detector_end_to_end_with_pruning_stubbed(coco, tmp_path, mon
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="pruning a detector's dict/list outputs comes with the 'any output' work", strict=False
-)
 def test_compress_prunes_a_detector(coco, tmp_path):
     done = _compress(coco, tmp_path / "run")
     assert done.theoretical_speedup > 1.1
