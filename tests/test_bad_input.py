@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from filterprune import serialization as ckpt
 from filterprune.cli import main
-from filterprune.models import ModelSpec, build_model
+from filterprune.models import ModelSpec, build_model, factory
 
 # cheap settings: rows that pass validation stop at data, checkpoint or graph checks within seconds
 C = [
@@ -1085,6 +1085,9 @@ def test_catalogue(case, tmp_path, r20_state, capfd, monkeypatch):
     if name == "cuda-without-gpu" and torch.cuda.is_available():
         pytest.skip("a GPU is present")
     monkeypatch.setenv("FILTERPRUNE_WORKERS", "abc" if name == "workers-not-a-number" else "0")
+    # a row's --trust-code holds for the whole process (factory.trust_all): undone after it, so a later
+    # row that must refuse untrusted code is not trusted by an earlier one
+    monkeypatch.setattr(factory, "_TRUST_ALL", False)
     if name in BUDGET_ROWS:  # what the row asks for is refused on any machine, and a regression stays small
         monkeypatch.setenv("FILTERPRUNE_MEMORY_GB", "1")
     monkeypatch.chdir(tmp_path)  # `pwned` would appear here; default outputs too

@@ -1144,7 +1144,7 @@ def build(num_classes=10, width=4, depth=1, bn=False):
 
 
 @pytest.mark.slow
-def test_property_whatever_compress_writes_load_export_and_bench_read(tmp_path_factory):
+def test_property_whatever_compress_writes_load_export_and_bench_read(tmp_path_factory, monkeypatch):
     """Random small factories, input sizes, criteria, roundings and precisions: compress either writes a
     folder that load(), `export` and `bench` (at each precision it wrote) all read, or says why in one line
     with nothing written. PROPERTY_EXAMPLES sets the count (default 6, about a minute)."""
@@ -1152,7 +1152,9 @@ def test_property_whatever_compress_writes_load_export_and_bench_read(tmp_path_f
     from hypothesis import strategies as st
 
     import filterprune
+    from filterprune.models import factory
 
+    monkeypatch.setattr(factory, "_TRUST_ALL", False)  # export/bench --trust-code below: undone after
     code = tmp_path_factory.mktemp("code") / "convnet.py"
     code.write_text(_CONVNET)
     runs = st.fixed_dictionaries(
