@@ -105,6 +105,7 @@ def plan(a) -> None:
     from filterprune.criteria import PruneContext, make_criterion
     from filterprune.pruning import PlanConfig, prune_in_steps
     from filterprune.pruning.latency_target import measure_samples
+    from filterprune.targets import Speedup
 
     acc = _accuracy_table()
     doc = _rows()
@@ -119,7 +120,7 @@ def plan(a) -> None:
             res = prune_in_steps(
                 target,
                 make_criterion("l1"),
-                PlanConfig(0.0, target_speedup=SPEEDUP, target_runtime=RUNTIME, target_batch=BATCH),
+                PlanConfig(Speedup(SPEEDUP), target_runtime=RUNTIME, target_batch=BATCH),
                 ctx,
                 10,
             )

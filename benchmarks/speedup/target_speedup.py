@@ -36,6 +36,7 @@ def plans(model: str, size: int, runtime: str, batch: int, threads: int, speedup
     from filterprune.errors import UsageError
     from filterprune.models import ModelSpec, build_model
     from filterprune.pruning import PlanConfig, prune_in_steps
+    from filterprune.targets import Speedup
 
     torch.manual_seed(0)
     dense = build_model(ModelSpec(model, 10, 3, size)).eval()
@@ -47,9 +48,7 @@ def plans(model: str, size: int, runtime: str, batch: int, threads: int, speedup
         ("round-to auto", PlanConfig(0.4, round_to="auto", target_runtime=lut_runtime, target_batch=batch)),
         (
             f"target {speedup:g}x",
-            PlanConfig(
-                0.0, target_speedup=speedup, target_runtime=runtime, target_batch=batch, threads=threads
-            ),
+            PlanConfig(Speedup(speedup), target_runtime=runtime, target_batch=batch, threads=threads),
         ),
     ):
         net = copy.deepcopy(dense)
