@@ -21,26 +21,11 @@ def write_outputs(rows: list[dict], out: Path, info: dict) -> None:
     plot(df, out)
 
 
+MACHINE_ONLY = ("params", "macs", "iters", "threads", "machine_busy")  # in bench.csv, not in bench.md's table
+
+
 def markdown(df, info: dict) -> str:
-    cols = [
-        "variant",
-        "runtime",
-        "device",
-        "precision",
-        "batch_size",
-        "p50_ms",
-        "p90_ms",
-        "p99_ms",
-        "throughput",
-        "cpu_peak_rss_mb",
-        "gpu_peak_allocated_mb",
-        "gpu_peak_reserved_mb",
-        "speedup",
-        "speedup_vs_dense_fp32",
-        "theoretical_speedup",
-        "speedup_efficiency",
-        "error",
-    ]
+    cols = [c for c in COLUMNS if c not in MACHINE_ONLY]
     view = df[cols].copy()
     for c in (
         "p50_ms",
