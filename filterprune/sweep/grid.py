@@ -223,14 +223,17 @@ def _axes(grid, where: str, fields: dict) -> list[tuple[str, str, list[tuple[obj
         at = f"grid.{axis}"
         if not isinstance(values, list) or not values:
             raise UsageError(f"{where}: {at}: expected a non-empty list of values")
-        if axis in fields:
+        mappings = all(isinstance(v, dict) for v in values)
+        takes_mapping = axis in fields and "dict" in str(fields[axis])  # model_args: its values are mappings
+        linked = mappings and not takes_mapping  # a linked axis, even one named like a field ("task")
+        if axis in fields and not linked:
             entries = []
             for i, v in enumerate(values):
                 value = _coerce(v, fields[axis], f"{where}: {at}[{i}]")
                 _check_alone(axis, value, f"{where}: {at}[{i}]")
                 entries.append((value, {axis: value}))
             kind = "field"
-        elif all(isinstance(v, dict) for v in values):  # a linked axis: each entry sets several fields
+        elif linked:  # each entry sets several fields (sweep files name such axes freely, "task" included)
             entries = [(v, _fields_mapping(v, f"{at}[{i}]", where, fields)) for i, v in enumerate(values)]
             kind = "linked"
         else:
