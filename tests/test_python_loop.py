@@ -24,7 +24,10 @@ def test_the_readme_loop_runs_as_written(tmp_path, shared_data, monkeypatch):
     assert "filterprune.prune(model, example" in code and "optimizer.step()" in code
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
-    exec(compile(code.replace("../shared/data", str(shared_data)), "README.md", "exec"), scope)
+    exec(
+        compile(code.replace("cifar10_mini.npz", str(shared_data / "cifar10_mini.npz")), "README.md", "exec"),
+        scope,
+    )
     assert 1.5 < scope["result"].theoretical_speedup < 2.5 and scope["result"].removed
     rows = {r["variant"]: r for r in scope["rows"]}
     assert set(rows) == {"dense", "pruned"} and all(r["p50_ms"] > 0 for r in rows.values())
