@@ -311,23 +311,30 @@ def test_the_precision_table_reads_its_rows_and_the_goal():
         "speedup_vs_dense_fp32": 5,
     }
     records = {
-        "vgg16": {"plan_s": 60.0, "latency_target": lt, "macs": {"dense": 300, "pruned": 100}},
-        "resnet56": {"plan_s": 9.0, "unreachable": "out of reach", "macs": {"dense": 100}},
+        "vgg16": {
+            "plans": {"onnxruntime": {"asked": 2.0, "plan_s": 60.0, "latency_target": lt}},
+            "macs": {"dense": 300, "pruned@onnxruntime": 100},
+        },
+        "resnet56": {
+            "plans": {"onnxruntime": {"asked": 2.0, "plan_s": 9.0, "unreachable": "out of reach"}},
+            "macs": {"dense": 100},
+        },
     }
     env = {
         "cpu": "cpu", "cores": 2, "threads": 2, "torch": "t", "onnxruntime": "o", "openvino": None,
         "date": "d", "wall_min": 1.0, "loadavg_start": 1.0, "loadavg_end": 1.1, "command": "c",
-        "target_speedup": 2.0, "target_batch": 32, "rounds": 11,
+        "target_speedup": 2.0, "target_batch": 32, "rounds": 11, "runtimes": ["onnxruntime"],
     }  # fmt: skip
     md = pt.markdown(rows, records, env)
     assert (
         "| vgg16 | onnxruntime | 32 | 100.00 (1.00x) | 50.00 (2.00x) | 40.00 (2.50x) | 20.00 (5.00x) | **2.00x** |"
         in md
     )
-    assert "- vgg16: pruned int8 2.00x against dense int8 (meets 1.9x), 5.00x against dense fp32" in md
-    assert "- resnet56: no pruned int8 row at batch 32 on onnxruntime" in md
-    assert "1 of 2 model(s) at >= 4.0x against dense fp32" in md
-    assert "- resnet56: unreachable: out of reach" in md and "3.00x fewer" in md
+    assert "- onnxruntime, vgg16: pruned int8 2.00x against dense int8 (meets 1.9x), 5.00x against dense fp32" in md
+    assert "- onnxruntime, resnet56: no pruned int8 row at batch 32" in md
+    assert "- onnxruntime: 1 of 2 model(s) at >= 4.0x against dense fp32" in md
+    assert "- resnet56 on onnxruntime: asked 2.00x: out of reach (out of reach); no plan" in md
+    assert "3.00x fewer" in md
     assert "not quiet" not in md
 
 
