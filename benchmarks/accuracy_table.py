@@ -127,6 +127,7 @@ def baseline(model: str, seed: int, epochs: int, data_root: str, device: str = "
         model=model,
         criterion="l1",
         sparsity=0.4,
+        round_to=1,  # exact counts: the committed numbers predate the default of 16
         dataset="cifar10",
         data_root=data_root,
         epochs=epochs,
@@ -178,6 +179,7 @@ def run_one(arm: str, crit: str, seed: int, a, ckpt_path: Path, runs: Path) -> d
         model=a.model,
         criterion=crit,
         sparsity=a.sparsity,
+        round_to=1,  # exact counts: the committed numbers predate the default of 16
         dataset="cifar10",
         data_root=a.data_root,
         checkpoint=str(ckpt_path),

@@ -56,6 +56,7 @@ def main(argv=None) -> None:
                         model=a.model,
                         criterion=crit,
                         sparsity=a.sparsity,
+                        round_to=1,  # exact counts: the committed numbers predate the default of 16
                         dataset="cifar10",
                         data_root=a.data_root,
                         epochs=a.epochs,

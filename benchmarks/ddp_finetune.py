@@ -61,6 +61,8 @@ def compress_cmd(args, base: Path, seed: int, out: Path, finetune_epochs: int) -
         args.criterion,
         "--sparsity",
         str(args.sparsity),
+        "--round-to",
+        "1",  # exact counts: the committed numbers predate the default of 16
         "--finetune-epochs",
         str(finetune_epochs),
         "--finetune-lr",

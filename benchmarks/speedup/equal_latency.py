@@ -53,6 +53,7 @@ def _config(seed: int, a):
         model=MODEL,
         criterion="l1",
         sparsity=0.4,
+        round_to=1,  # exact counts: the committed numbers predate the default of 16
         dataset="cifar10",
         data_root=a.data_root,
         epochs=a.baseline_epochs,
