@@ -161,3 +161,28 @@ def test_target_macs_config_validates_and_ties_the_mask_compression_to_it(criter
     cfg = CompressConfig.of(model="resnet20", criterion=criterion, target_macs=0.25)
     cfg.validate()  # was a TypeError: the default compression was computed from sparsity=None
     assert cfg.mask_config().compression == pytest.approx(math.log10(4))
+
+
+def test_the_default_rounds_kept_channels_to_multiples_of_16_and_keeps_narrow_layers_whole():
+    """Chosen by measurement (benchmarks/speedup/round_to_default): 16-channel blocks run fast on CPU fp32 and
+    int8 kernels; a layer narrower than 16 channels cannot shrink to a multiple of 16 and is kept whole."""
+    import warnings
+
+    import torch.nn as nn
+
+    import filterprune
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 64, 3), nn.ReLU(), nn.Conv2d(64, 8, 3), nn.ReLU(), nn.Conv2d(8, 96, 3), nn.ReLU(),
+        nn.Conv2d(96, 10, 1),
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        filterprune.prune(model, torch.randn(1, 3, 16, 16), "l1", 0.3)
+    assert [m.out_channels for m in model if isinstance(m, nn.Conv2d)] == [
+        48,
+        8,
+        64,
+        10,
+    ]  # 45 -> 48, 68 -> 64
+    assert any("--round-to 16 is wider than 1 of 3 layer(s)" in str(w.message) for w in caught)

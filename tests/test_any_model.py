@@ -77,7 +77,7 @@ def test_a_nested_output_keeps_its_structure_and_every_head_whole():
     torch.manual_seed(0)
     model, x = TwoHeads().eval(), torch.randn(1, 3, 24, 40)  # non-square
     before = structure(model(x))
-    r = filterprune.prune(model, x, "l1", 0.5)
+    r = filterprune.prune(model, x, "l1", 0.5, round_to=1)
     assert structure(model(x)) == before  # same nesting, same widths past the batch axis
     w = _widths(model)
     assert w["box"] == 16 and w["cls"] == 12  # both prediction layers whole
@@ -90,12 +90,12 @@ def test_several_inputs_keyword_inputs_and_a_list_of_images():
     img, depth = torch.randn(1, 3, 16, 16), torch.randn(1, 1, 16, 16)
     for example in ((img, depth), {"image": img, "depth": depth}):
         model = TwoInputs().eval()
-        r = filterprune.prune(model, example, "l1", 0.5)
+        r = filterprune.prune(model, example, "l1", 0.5, round_to=1)
         assert _widths(model)["a.0"] == 8 and _widths(model)["b.0"] == 8  # coupled through the add
         assert model(img, depth).shape == (1, 5) and r.theoretical_speedup > 1.5
     model = ListOfImages().eval()
     images = [torch.randn(3, 20, 28), torch.randn(3, 20, 28)]
-    filterprune.prune(model, images, "l1", 0.5)
+    filterprune.prune(model, images, "l1", 0.5, round_to=1)
     out = model(images)
     assert len(out) == 2 and out[0]["map"].shape == (8, 20, 28) and _widths(model)["trunk.0.0"] == 8
 
@@ -118,7 +118,7 @@ def test_a_head_whose_output_is_detached_is_kept_whole_and_its_inputs_shrink():
 
     torch.manual_seed(0)
     model, x = Proposals().eval(), torch.randn(1, 3, 16, 16)
-    filterprune.prune(model, x, "l1", 0.5)
+    filterprune.prune(model, x, "l1", 0.5, round_to=1)
     w = _widths(model)
     assert w["rpn.1"] == 6 and w["out"] == 4 and w["rpn.0.0"] == 8 and w["trunk.0.0"] == 8
     assert model(x).shape == (1, 4, 16, 16)
@@ -127,37 +127,39 @@ def test_a_head_whose_output_is_detached_is_kept_whole_and_its_inputs_shrink():
 def test_ratios_per_layer_by_name_or_module_and_bad_ones_refused():
     torch.manual_seed(0)
     model, x = TwoHeads().eval(), torch.randn(1, 3, 16, 16)
-    filterprune.prune(model, x, "l1", 0.25, ratios={model.trunk[0]: 0.75})
+    filterprune.prune(model, x, "l1", 0.25, ratios={model.trunk[0]: 0.75}, round_to=1)
     assert _widths(model)["trunk.0.0"] == 4
     model = TwoInputs().eval()
-    filterprune.prune(model, (x, x[:, :1]), "l1", 0.5, ratios={"mix": 0.0, "a": 0.25})
+    filterprune.prune(model, (x, x[:, :1]), "l1", 0.5, ratios={"mix": 0.0, "a": 0.25}, round_to=1)
     assert _widths(model)["mix.0"] == 24 and _widths(model)["a.0"] == 12  # a is coupled to b: a's ratio
     for bad, said in (({"nope": 0.5}, "not a layer"), ({"trunk": 1.0}, r"in \[0, 1\)"), ([0.5], "dict")):
         with pytest.raises(UsageError, match=said) as e:
-            filterprune.prune(TwoHeads(), x, "l1", 0.5, ratios=bad)
+            filterprune.prune(TwoHeads(), x, "l1", 0.5, ratios=bad, round_to=1)
         assert e.value.params == ("ratios",)
 
 
 def test_example_inputs_the_model_cannot_take_are_one_line_in_python_words():
     with pytest.raises(UsageError, match="must be a tensor, a tuple") as e:
-        filterprune.prune(TwoHeads(), "images", "l1", 0.5)
+        filterprune.prune(TwoHeads(), "images", "l1", 0.5, round_to=1)
     assert e.value.params == ("example_inputs",)
     with pytest.raises(UsageError, match=r"does not run on example_inputs \(\(1, 3, 8, 8\), \(1, 3, 8, 8\);"):
-        filterprune.prune(TwoHeads(), (torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8)), "l1", 0.5)
+        filterprune.prune(
+            TwoHeads(), (torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8)), "l1", 0.5, round_to=1
+        )
     with pytest.raises(UsageError, match="target_speedup, target_latency and round_to='auto' time"):
-        filterprune.prune(ListOfImages(), [torch.randn(3, 8, 8)], "l1", target_speedup=1.5)
+        filterprune.prune(ListOfImages(), [torch.randn(3, 8, 8)], "l1", target_speedup=1.5, round_to=1)
     with pytest.raises(UsageError, match="calib= feeds classification batches"):
-        filterprune.prune(TwoHeads(), torch.randn(1, 3, 8, 8), "greedy", 0.5, calib=[(1, 2)])
+        filterprune.prune(TwoHeads(), torch.randn(1, 3, 8, 8), "greedy", 0.5, calib=[(1, 2)], round_to=1)
 
 
 def test_pruner_steps_reach_what_one_prune_reaches():
     torch.manual_seed(0)
     dense = TwoHeads().eval()
     x = torch.randn(1, 3, 16, 16)
-    once = filterprune.prune(dense, x, "l1", 0.5, inplace=False).model
+    once = filterprune.prune(dense, x, "l1", 0.5, inplace=False, round_to=1).model
     model = TwoHeads().eval()
     model.load_state_dict(dense.state_dict())
-    pruner = filterprune.Pruner(model, x, "l1", sparsity=0.5, steps=2)
+    pruner = filterprune.Pruner(model, x, "l1", sparsity=0.5, steps=2, round_to=1)
     seen = []
     for _ in range(pruner.steps):
         done = pruner.step()  # the user's training would run here
@@ -167,7 +169,7 @@ def test_pruner_steps_reach_what_one_prune_reaches():
     with pytest.raises(UsageError, match="all 2 steps are done"):
         pruner.step()
     with pytest.raises(UsageError, match="unknown keyword"):
-        filterprune.Pruner(TwoHeads(), x, "l1", 0.5, sparsity_ratio=0.2)
+        filterprune.Pruner(TwoHeads(), x, "l1", 0.5, sparsity_ratio=0.2, round_to=1)
 
 
 def _classification_loader(n: int = 16, classes: int = 5) -> DataLoader:
@@ -182,7 +184,7 @@ def test_taylor_scores_with_cross_entropy_or_the_users_loss():
     model = TwoInputs().eval()
     clf = nn.Sequential(model.a, model.mix, nn.AdaptiveAvgPool2d(1), nn.Flatten(), model.head)
     state = {k: v.clone() for k, v in clf.state_dict().items()}
-    r = filterprune.prune(clf, x, "taylor", 0.5, calib=_classification_loader())
+    r = filterprune.prune(clf, x, "taylor", 0.5, calib=_classification_loader(), round_to=1)
     assert r.removed and clf(x).shape == (1, 5)
     assert {
         k
@@ -197,19 +199,19 @@ def test_taylor_scores_with_cross_entropy_or_the_users_loss():
 
     batches = [(torch.randn(4, 3, 16, 16), torch.rand(4, 12)) for _ in range(2)]
     det = TwoHeads()
-    filterprune.prune(det, x, "taylor", 0.5, calib=batches, loss=loss)
+    filterprune.prune(det, x, "taylor", 0.5, calib=batches, loss=loss, round_to=1)
     assert _widths(det)["trunk.0.0"] == 8 and _widths(det)["cls"] == 12
     with pytest.raises(UsageError, match="criterion 'taylor' differentiates a loss") as e:
-        filterprune.prune(TwoHeads(), x, "taylor", 0.5, calib=batches)
+        filterprune.prune(TwoHeads(), x, "taylor", 0.5, calib=batches, round_to=1)
     assert "loss" in e.value.params
     with pytest.raises(UsageError, match="must return a scalar tensor"):
-        filterprune.prune(TwoHeads(), x, "taylor", 0.5, calib=batches, loss=lambda m, b: 1.0)
+        filterprune.prune(TwoHeads(), x, "taylor", 0.5, calib=batches, loss=lambda m, b: 1.0, round_to=1)
 
 
 def test_export_names_every_output_proves_parity_and_writes_metadata(tmp_path):
     torch.manual_seed(0)
     model, x = TwoHeads().eval(), torch.randn(1, 3, 16, 24)
-    filterprune.prune(model, x, "l1", 0.5)
+    filterprune.prune(model, x, "l1", 0.5, round_to=1)
     r = filterprune.export(model, tmp_path / "det.onnx", x, mean=[0.5] * 3, std=[0.25] * 3)
     assert r["outputs"] == ["out_0_boxes", "out_0_scores", "out_1"] and r["parity"]["max_rel_diff"] < 1e-4
     proto = onnx.load(str(tmp_path / "det.onnx"))
@@ -245,7 +247,9 @@ def test_export_refuses_a_file_that_computes_something_else(tmp_path, monkeypatc
 
 def test_export_cli_of_a_python_pruned_model_advises_calls_that_exist(tmp_path):
     model = nn.Sequential(_block(3, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
-    filterprune.save(filterprune.prune(model, torch.randn(1, 3, 8, 8), "l1", 0.5).model, tmp_path / "run")
+    filterprune.save(
+        filterprune.prune(model, torch.randn(1, 3, 8, 8), "l1", 0.5, round_to=1).model, tmp_path / "run"
+    )
     p = subprocess.run(
         [
             sys.executable,
@@ -311,7 +315,7 @@ def test_torchvision_detectors_prune_30_percent(which):
     with torch.no_grad():
         before = structure(model(images))
     widths = _heads(model, heads)
-    r = filterprune.prune(model, images, "l1", 0.3)
+    r = filterprune.prune(model, images, "l1", 0.3, round_to=1)
     assert r.pruned["macs"] < 0.8 * r.dense["macs"] and _heads(model, heads) == widths and widths
     with torch.no_grad():
         assert structure(model(images)) == before or which == "fasterrcnn"  # detections vary in number
@@ -332,7 +336,7 @@ def test_yolov8_prunes_30_percent_with_its_heads_whole():
     widths = {
         n: c.out_channels for n, c in head.named_modules() if isinstance(c, nn.Conv2d) and n.endswith(".2")
     }
-    r = filterprune.prune(model, x, "l1", 0.3)
+    r = filterprune.prune(model, x, "l1", 0.3, round_to=1)
     with torch.no_grad():
         assert structure(model(x)) == before
     assert {n: c.out_channels for n, c in head.named_modules() if n in widths} == widths

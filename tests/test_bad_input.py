@@ -31,6 +31,8 @@ C = [
     "l1",
     "--sparsity",
     "0.4",
+    "--round-to",
+    "1",
     "--dataset",
     "synthetic",
     "--epochs",

@@ -28,6 +28,8 @@ def run_dir(tmp_path_factory):
                 "l1",
                 "--sparsity",
                 "0.5",
+                "--round-to",
+                "1",
                 "--dataset",
                 "synthetic",
                 "--epochs",

@@ -30,6 +30,8 @@ def test_compress_end_to_end_writes_everything(tmp_path, capsys):
                 "l1",
                 "--sparsity",
                 "0.4",
+                "--round-to",
+                "1",
                 "--dataset",
                 "digits",
                 "--out",

@@ -330,7 +330,10 @@ def test_the_precision_table_reads_its_rows_and_the_goal():
         "| vgg16 | onnxruntime | 32 | 100.00 (1.00x) | 50.00 (2.00x) | 40.00 (2.50x) | 20.00 (5.00x) | **2.00x** |"
         in md
     )
-    assert "- onnxruntime, vgg16: pruned int8 2.00x against dense int8 (meets 1.9x), 5.00x against dense fp32" in md
+    assert (
+        "- onnxruntime, vgg16: pruned int8 2.00x against dense int8 (meets 1.9x), 5.00x against dense fp32"
+        in md
+    )
     assert "- onnxruntime, resnet56: no pruned int8 row at batch 32" in md
     assert "- onnxruntime: 1 of 2 model(s) at >= 4.0x against dense fp32" in md
     assert "- resnet56 on onnxruntime: asked 2.00x: out of reach (out of reach); no plan" in md

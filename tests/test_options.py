@@ -143,6 +143,8 @@ def test_a_criterion_added_from_outside_the_package_runs_the_pipeline(tmp_path):
                     "test-l2",
                     "--sparsity",
                     "0.5",
+                    "--round-to",
+                    "1",
                     "--dataset",
                     "synthetic",
                     "--epochs",

@@ -311,6 +311,8 @@ def real_sweep(tmp_path_factory):
                             crit,
                             "--sparsity",
                             s,
+                            "--round-to",
+                            "1",
                             "--seed",
                             seed,
                             "--dataset",

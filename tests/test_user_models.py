@@ -47,7 +47,7 @@ def user_net(tmp_path) -> Path:
 def test_layers_as_wide_as_the_class_count_are_pruned_and_the_head_is_not():
     """resnet56 on 64 classes: every 64-channel conv used to be left whole because of its width."""
     model = build_model(ModelSpec("resnet56", num_classes=64))
-    res = filterprune.prune(model, torch.randn(1, 3, 32, 32), "l1", 0.4)
+    res = filterprune.prune(model, torch.randn(1, 3, 32, 32), "l1", 0.4, round_to=1)
     widths = {r["name"]: (r["channels_before"], r["channels_after"]) for r in res.layers}
     stage3 = [n for n, (b, a) in widths.items() if b == 64 and n != "fc"]
     assert stage3 and all(widths[n][1] < 64 for n in stage3)
@@ -57,7 +57,7 @@ def test_layers_as_wide_as_the_class_count_are_pruned_and_the_head_is_not():
 
 def test_mlp_hidden_layers_prune_on_cifar100_width():
     model = build_model(ModelSpec("mlp", num_classes=100, in_channels=1, image_size=28))
-    res = filterprune.prune(model, torch.randn(1, 1, 28, 28), "l1", 0.5)
+    res = filterprune.prune(model, torch.randn(1, 1, 28, 28), "l1", 0.5, round_to=1)
     hidden = [r for r in res.layers if r["channels_before"] == 100]
     assert [r["channels_after"] for r in hidden] == [50] * 5 + [100]  # the last is the classifier
 
@@ -65,13 +65,16 @@ def test_mlp_hidden_layers_prune_on_cifar100_width():
 def test_ignored_layers_by_instance_and_by_name():
     model = build_model(ModelSpec("resnet20"))
     res = filterprune.prune(
-        model, torch.randn(1, 3, 32, 32), "l1", 0.5, ignored_layers=[model.layers[0].conv1]
+        model, torch.randn(1, 3, 32, 32), "l1", 0.5, ignored_layers=[model.layers[0].conv1], round_to=1
     )
     assert model.layers[0].conv1.out_channels == 16 and "layers.0.conv1" not in res.removed
     assert res.removed["layers.1.conv1"] == 8
     with pytest.raises(UsageError, match="no layer named 'layers.99'"):
         filterprune.prune(
-            build_model(ModelSpec("resnet20")), torch.randn(1, 3, 32, 32), ignored_layers=["layers.99"]
+            build_model(ModelSpec("resnet20")),
+            torch.randn(1, 3, 32, 32),
+            ignored_layers=["layers.99"],
+            round_to=1,
         )
 
 
@@ -124,7 +127,7 @@ def test_prune_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
     net = mod.build(num_classes=5)
     x = torch.randn(4, 3, 32, 32)
-    res = filterprune.prune(net, x, "l1", 0.4, inplace=False, ignored_layers=[net.branch])
+    res = filterprune.prune(net, x, "l1", 0.4, inplace=False, ignored_layers=[net.branch], round_to=1)
     assert res.model is not net and net.pw.out_channels == 32 and res.model.pw.out_channels < 32
     assert res.model.branch.out_channels == 16 and res.theoretical_speedup > 1.2
     out = filterprune.save(res.model, tmp_path / "saved")
@@ -147,7 +150,9 @@ def test_prune_data_driven_criterion_takes_batches_from_the_loader():
             return super().__getitem__(i)
 
     loader = DataLoader(Counting(torch.randn(32, 3, 32, 32), torch.randint(0, 3, (32,))), batch_size=8)
-    res = filterprune.prune(net, torch.randn(1, 3, 32, 32), "snip", 0.3, calib=loader, calib_batches=2)
+    res = filterprune.prune(
+        net, torch.randn(1, 3, 32, 32), "snip", 0.3, calib=loader, calib_batches=2, round_to=1
+    )
     assert seen and res.removed
 
 
@@ -169,6 +174,7 @@ def test_compress_with_the_users_module_and_loaders(tmp_path):
         finetune_epochs=1,
         bench=False,
         out=str(tmp_path / "run"),
+        round_to=1,
     )
     report = json.loads((out.out / "report.json").read_text())
     assert report == json.loads(json.dumps(out.report))  # the typed result is what report.json holds
@@ -381,7 +387,7 @@ def test_tv_resnet18_pretrained_on_an_image_folder_exports_at_224(fake_hub, tmp_
 def test_timm_model_prunes_and_unknown_name_says_how_to_list():
     pytest.importorskip("timm")
     model = build_model(ModelSpec("timm:resnet18", num_classes=3, image_size=64))
-    res = filterprune.prune(model, torch.randn(1, 3, 64, 64), "l1", 0.4)
+    res = filterprune.prune(model, torch.randn(1, 3, 64, 64), "l1", 0.4, round_to=1)
     assert res.model.fc.out_features == 3 and res.removed
     with pytest.raises(UsageError, match=r"unknown timm model 'resnet9000'.*timm.list_models"):
         build_model(ModelSpec("timm:resnet9000"))
@@ -439,11 +445,12 @@ def test_compress_a_module_in_hand_on_an_image_folder(tmp_path):
         calib_batches=2,
         bench=False,
         out=str(tmp_path / "run"),
+        round_to=1,
     )
     report = json.loads((out.out / "report.json").read_text())
     assert report["model_source"]["input_shape"] == [3, 40, 40] and report["dataset"]["test"] == 4
     assert report["pruned"]["macs"] < report["dense"]["macs"] and report["onnx"]["max_abs_diff"] < 1e-4
     with pytest.raises(UsageError, match="scratch= retrains"):
         filterprune.compress(
-            model=mod.build(num_classes=2), dataset="synthetic", criterion="l1", scratch=True
+            model=mod.build(num_classes=2), dataset="synthetic", criterion="l1", scratch=True, round_to=1
         )
