@@ -2,11 +2,13 @@
 cost model that predicts MACs without pruning."""
 
 import math
+import warnings
 
 import pytest
 import torch
 import torch.nn as nn
 
+import filterprune
 from filterprune import serialization as ckpt
 from filterprune.benchmarking.counting import count
 from filterprune.cli import main
@@ -166,12 +168,6 @@ def test_target_macs_config_validates_and_ties_the_mask_compression_to_it(criter
 def test_the_default_rounds_kept_channels_to_multiples_of_16_and_keeps_narrow_layers_whole():
     """Chosen by measurement (benchmarks/speedup/round_to_default): 16-channel blocks run fast on CPU fp32 and
     int8 kernels; a layer narrower than 16 channels cannot shrink to a multiple of 16 and is kept whole."""
-    import warnings
-
-    import torch.nn as nn
-
-    import filterprune
-
     model = nn.Sequential(
         nn.Conv2d(3, 64, 3), nn.ReLU(), nn.Conv2d(64, 8, 3), nn.ReLU(), nn.Conv2d(8, 96, 3), nn.ReLU(),
         nn.Conv2d(96, 10, 1),
