@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import filterprune
 from filterprune.benchmarking import kernels
 from filterprune.cli import main
 from filterprune.config import CompressConfig
@@ -188,6 +189,31 @@ def test_a_plan_refuses_a_precision_its_runtime_lacks():
         PlanConfig(Speedup(2.0), target_runtime="torch", target_precision="int8")
     with pytest.raises(UsageError, match="bf16 runs on openvino"):
         PlanConfig(Speedup(2.0), target_precision="bf16")
+
+
+def test_prune_plans_on_the_precision_it_is_given(clock):
+    """``filterprune.prune(target_precision=...)`` reaches the planner: the int8 plan takes the widths the
+    stand-in INT8 kernels run fast, on an INT8 latency table; the fp32 plan does not."""
+    x = torch.randn(1, 3, 16, 16)
+    int8 = filterprune.prune(_net(), x, "l1", target_speedup=2.0, target_batch=4, target_precision="int8")
+    assert {json.loads(k)[0] for k in json.loads(LatencyTable().path.read_text())} == {"onnxruntime/int8"}
+    fp32 = filterprune.prune(_net(), x, "l1", target_speedup=2.0, target_batch=4)
+    widths = {
+        p: [m.out_channels for m in r.model if isinstance(m, nn.Conv2d)]
+        for p, r in (("int8", int8), ("fp32", fp32))
+    }
+    assert all(w % 16 == 0 for w in widths["int8"]) and any(w % 16 for w in widths["fp32"]), widths
+
+
+def test_prune_and_pruner_refuse_a_bad_target_precision_naming_it():
+    x = torch.randn(1, 3, 16, 16)
+    with pytest.raises(UsageError, match="unknown target_precision 'fp64'") as e:
+        filterprune.prune(_net(), x, "l1", target_speedup=2.0, target_precision="fp64")
+    assert "target_precision" in e.value.params
+    with pytest.raises(UsageError, match="target_precision int8 does not run on target_runtime torch"):
+        filterprune.prune(_net(), x, target_speedup=2.0, target_precision="int8", target_runtime="torch")
+    with pytest.raises(UsageError, match="unknown target_precision 'fp64'"):
+        filterprune.Pruner(_net(), x, target_speedup=2.0, target_precision="fp64")
 
 
 def _errors(capsys) -> list[str]:
