@@ -123,8 +123,8 @@ def prune(
     ``target_macs`` (a fraction of the dense MACs), ``target_speedup`` or ``target_latency`` (ms; both
     measured on ``target_runtime`` at ``target_batch``). ``ratios``: per-layer sparsities, ``{name or
     module: sparsity}``, for the layers under that name (a container's name covers all it holds; the
-    longest name wins) instead of the target. ``target_precision``: the kernels the measured targets are
-    planned and timed on (``"int8"``: the INT8 QDQ files the deployment runs; ``"fp32"`` by default).
+    longest name wins) instead of the target. ``target_precision``: the kernels the measured targets and
+    ``round_to="auto"`` plan on (``"int8"``: the INT8 QDQ files the deployment runs; ``"fp32"`` by default).
     ``calib``: a DataLoader for the data-driven criteria (greedy, snip, grasp, imp, taylor), yielding
     ``(images, labels)``, or any batches ``loss`` takes: ``loss(model, batch) -> scalar`` is what
     ``taylor`` differentiates (default: cross-entropy on ``(images, labels)``).

@@ -29,7 +29,7 @@ def _net():
 class BlockTable:
     """A fake runtime whose kernels work in blocks of 16 output channels (a width of 17 costs 32)."""
 
-    runtime, batch, measured = "fake", 1, 0
+    runtime, kernels, batch, measured = "fake", "fake", 1, 0
 
     def __call__(self, site, cin, cout):
         return (
@@ -99,7 +99,7 @@ def test_greedy_honours_round_to_auto(monkeypatch):
     """Greedy (sequential) gets the same aligned counts as every other criterion; only the channels differ."""
     from filterprune.data import ImageData
 
-    monkeypatch.setattr("filterprune.pruning.align.LatencyTable", lambda runtime, batch: BlockTable())
+    monkeypatch.setattr("filterprune.pruning.align.LatencyTable", lambda *a: BlockTable())
     x = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
     data = ImageData(
         "t", x, torch.arange(16) % 10, x[:4], torch.arange(4), [str(i) for i in range(10)], source="t"

@@ -216,6 +216,33 @@ def test_prune_and_pruner_refuse_a_bad_target_precision_naming_it():
         filterprune.Pruner(_net(), x, target_speedup=2.0, target_precision="fp64")
 
 
+def test_round_to_auto_alone_measures_the_target_precision(clock):
+    """``round_to="auto"`` with a sparsity: its latency table is timed on the INT8 kernels when
+    ``target_precision="int8"`` (their fast widths: 32 where fp32's equal MACs/ms keep the plan's 24)."""
+    x = torch.randn(1, 3, 16, 16)
+    widths = {}
+    for p in ("fp32", "int8"):
+        kw = {"sparsity": 0.4, "round_to": "auto", "target_batch": 4, "target_precision": p}
+        net = _net()
+        filterprune.prune(net, x, "l1", **kw)
+        widths[p] = [m.out_channels for m in net if isinstance(m, nn.Conv2d)]
+    assert widths == {"fp32": [24, 32, 32], "int8": [32, 32, 32]}
+    table = json.loads(LatencyTable().path.read_text())
+    assert {json.loads(k)[0] for k in table} == {"onnxruntime", "onnxruntime/int8"}
+
+
+def test_target_precision_with_round_to_auto_alone_is_accepted():
+    cfg = CompressConfig.of(
+        model="resnet20", criterion="l1", sparsity=0.4, round_to="auto", target_precision="int8"
+    )
+    cfg.validate()
+    assert cfg.precisions == ("fp32", "int8")  # the widths planned for the INT8 files: they are checked
+    assert cfg.prune.plan("layerwise").target_precision == "int8"
+    with pytest.raises(UsageError, match="target_speedup, target_latency or round_to auto") as e:
+        cfg.with_values(round_to=8).validate()
+    assert "round_to" in e.value.params
+
+
 def _errors(capsys) -> list[str]:
     lines = capsys.readouterr().err.strip().splitlines()
     return [line for line in lines if not line.startswith("[filterprune]")]

@@ -135,6 +135,11 @@ class LatencyTable:
         self.table: dict[str, float] = self._load()
         self.measured = 0
 
+    @property
+    def kernels(self) -> str:
+        """The runtime and, when not fp32, the precision its convs are timed at (as messages name them)."""
+        return self.runtime + ("" if self.precision == "fp32" else f" {self.precision}")
+
     def _load(self) -> dict[str, float]:
         """The cached table; a damaged one is dropped (it is only a cache: entries are measured again)."""
         if not self.path.is_file():
@@ -151,9 +156,8 @@ class LatencyTable:
         if key not in self.table:
             if self.measured == 0:
                 self._started = time.perf_counter()
-                kernels_of = self.runtime + ("" if self.precision == "fp32" else f" {self.precision}")
                 say(
-                    f"latency table: timing single convs on {kernels_of} at batch {self.batch}, "
+                    f"latency table: timing single convs on {self.kernels} at batch {self.batch}, "
                     f"{self.threads} thread(s) ({len(self.table)} cached in {self.path.parent})"
                 )
             self.table[key] = self._measure(site, cin, cout)
@@ -252,7 +256,7 @@ def hardware_aware(
     if log:
         log(
             f"round-to auto: {table.measured} conv latencies measured "
-            f"({table.runtime}, batch {table.batch}); "
+            f"({table.kernels}, batch {table.batch}); "
             f"kept {sum(search.cur)} of {sum(channels)} channels, modelled {search.best_eff:.0f} MACs/ms"
         )
     return search.cur
