@@ -350,7 +350,7 @@ class Prune:
     round_to: int | str = option(
         1,
         "round kept channels to a multiple of K, or 'auto': widths chosen from latencies "
-        "measured on --target-runtime at --target-batch",
+        "measured on --target-runtime at --target-batch and --target-precision",
         parse=round_to,
         metavar="K|auto",
     )
