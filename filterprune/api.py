@@ -108,6 +108,7 @@ def prune(
     seed: int = _D["seed"],
     target_runtime: str = _D["target_runtime"],
     target_batch: int = _D["target_batch"],
+    target_precision: str = _D["target_precision"],
     threads: int | None = None,
     device: str = "cpu",
     inplace: bool = True,
@@ -122,9 +123,11 @@ def prune(
     ``target_macs`` (a fraction of the dense MACs), ``target_speedup`` or ``target_latency`` (ms; both
     measured on ``target_runtime`` at ``target_batch``). ``ratios``: per-layer sparsities, ``{name or
     module: sparsity}``, for the layers under that name (a container's name covers all it holds; the
-    longest name wins) instead of the target. ``calib``: a DataLoader for the data-driven criteria (greedy,
-    snip, grasp, imp, taylor), yielding ``(images, labels)``, or any batches ``loss`` takes: ``loss(model,
-    batch) -> scalar`` is what ``taylor`` differentiates (default: cross-entropy on ``(images, labels)``).
+    longest name wins) instead of the target. ``target_precision``: the kernels the measured targets and
+    ``round_to="auto"`` plan on (``"int8"``: the INT8 QDQ files the deployment runs; ``"fp32"`` by default).
+    ``calib``: a DataLoader for the data-driven criteria (greedy, snip, grasp, imp, taylor), yielding
+    ``(images, labels)``, or any batches ``loss`` takes: ``loss(model, batch) -> scalar`` is what
+    ``taylor`` differentiates (default: cross-entropy on ``(images, labels)``).
     ``ignored_layers``: modules (or names) kept whole besides the output layers. Other arguments mean what
     the ``compress`` options of the same names mean.
     """
@@ -165,7 +168,15 @@ def setup(model, example_inputs, criterion, sparsity, **kw) -> Job:
         model, example_inputs, kw["ignored_layers"], kw["inplace"], kw["ratios"]
     )
     crit = make_criterion(criterion)
-    keys = ("round_to", "layer_floor", "calib_batches", "compression", "seed", "target_runtime")
+    keys = (
+        "round_to",
+        "layer_floor",
+        "calib_batches",
+        "compression",
+        "seed",
+        "target_runtime",
+        "target_precision",
+    )
     cfg = CompressConfig.of(
         model=object_ref(model),
         criterion=criterion,

@@ -351,7 +351,7 @@ class Prune:
         16,
         "round kept channels to a multiple of K (default 16: the widths fp32 and int8 CPU kernels and GPU "
         "tensor cores run fast; 1 = exact counts), or 'auto': widths chosen from latencies measured on "
-        "--target-runtime at --target-batch",
+        "--target-runtime at --target-batch and --target-precision",
         parse=round_to,
         metavar="K|auto",
     )
@@ -379,9 +379,9 @@ class Prune:
     )
     target_precision: str = option(
         "fp32",
-        "the precision --target-speedup/--target-latency plan and time the widths at: fp32, int8 (the "
-        "INT8 QDQ files on onnxruntime or openvino; adds int8 to --precision, so the INT8 files are "
-        "written and timed), bf16 (openvino, where the CPU has it)",
+        "the precision --target-speedup/--target-latency and --round-to auto plan and time the widths "
+        "at: fp32, int8 (the INT8 QDQ files on onnxruntime or openvino; adds int8 to --precision, so "
+        "the INT8 files are written and timed), bf16 (openvino, where the CPU has it)",
         choices=PRECISIONS,
     )
     target_batch: int = option(64, "batch size of those measurements", check=_positive)
@@ -427,15 +427,16 @@ class Prune:
                 )
 
     def _check_precision(self, target: Target) -> None:
-        """A target precision other than fp32 plans a measured target, on a runtime that has it."""
+        """A target precision other than fp32 plans measured widths (a measured target, or round_to auto's
+        latency table), on a runtime that has it."""
         p, runtime = self.target_precision, self.target_runtime
         if p == "fp32":
             return
-        if not target.measured:
+        if not target.measured and self.round_to != "auto":
             raise UsageError(
-                f"target_precision {p} plans the widths of target_speedup or target_latency; give one "
-                "of them (or leave target_precision fp32)",
-                ("target_precision", "target_speedup", "target_latency"),
+                f"target_precision {p} plans the widths of target_speedup, target_latency or round_to "
+                "auto; give one of them (or leave target_precision fp32)",
+                ("target_precision", "target_speedup", "target_latency", "round_to"),
             )
         check_target_precision(p, runtime)
         if p == "int8":

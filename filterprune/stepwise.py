@@ -92,6 +92,7 @@ _PRUNE_DEFAULTS = {
     "seed": _D["seed"],
     "target_runtime": _D["target_runtime"],
     "target_batch": _D["target_batch"],
+    "target_precision": _D["target_precision"],
     "threads": None,
     "device": "cpu",
     "inplace": True,

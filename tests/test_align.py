@@ -29,7 +29,7 @@ def _net():
 class BlockTable:
     """A fake runtime whose kernels work in blocks of 16 output channels (a width of 17 costs 32)."""
 
-    runtime, batch, measured = "fake", 1, 0
+    runtime, kernels, batch, measured = "fake", "fake", 1, 0
 
     def __call__(self, site, cin, cout):
         return (
@@ -99,7 +99,7 @@ def test_greedy_honours_round_to_auto(monkeypatch):
     """Greedy (sequential) gets the same aligned counts as every other criterion; only the channels differ."""
     from filterprune.data import ImageData
 
-    monkeypatch.setattr("filterprune.pruning.align.LatencyTable", lambda runtime, batch: BlockTable())
+    monkeypatch.setattr("filterprune.pruning.align.LatencyTable", lambda *a: BlockTable())
     x = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
     data = ImageData(
         "t", x, torch.arange(16) % 10, x[:4], torch.arange(4), [str(i) for i in range(10)], source="t"
@@ -123,3 +123,22 @@ def test_a_damaged_latency_cache_is_measured_again(tmp_path, monkeypatch):
     table.path.parent.mkdir(parents=True)
     table.path.write_text('{"half a fi')
     assert LatencyTable("onnxruntime", 2).table == {}
+
+
+def test_the_latency_cache_is_keyed_by_openvinos_version_and_the_precision(tmp_path, monkeypatch):
+    """An OpenVINO table timed under another OpenVINO version is not read back (its kernels differ);
+    onnxruntime's file does not depend on OpenVINO's version; each precision keeps its own entries."""
+    from filterprune.pruning import align
+
+    monkeypatch.setenv("FILTERPRUNE_CACHE", str(tmp_path))
+    paths = []
+    for v in ("2025.1.0", "2026.4.1"):
+        monkeypatch.setattr(align, "openvino_version", lambda v=v: v)
+        paths.append(
+            (align.LatencyTable("openvino", 2, 1).path, align.LatencyTable("onnxruntime", 2, 1).path)
+        )
+    (ov_old, ort_old), (ov_new, ort_new) = paths
+    assert ov_old != ov_new and ort_old == ort_new and ov_new != ort_new
+    _, sites = _sites(_net())
+    fp32, int8 = (align.LatencyTable("openvino", 2, 1, p).label for p in ("fp32", "int8"))
+    assert sites[1].key(24, 24, 2, fp32) != sites[1].key(24, 24, 2, int8)

@@ -158,6 +158,42 @@ def test_bad_cli_input_exits_2(run_dir, tmp_path, args, needle):
     assert not (tmp_path / "b").exists()
 
 
+def test_tensorrt_rows_build_the_engine_of_their_precision(monkeypatch, tmp_path):
+    """`bench --provider tensorrt`: an INT8 file's row enables TensorRT's int8 kernels (fp16 for the layers
+    left unquantized), an fp32 file's fp16 row (--fp16) its fp16 engine, an fp32 row neither; each
+    precision caches its engines apart. Checked on the providers handed to onnxruntime (no GPU here)."""
+    import onnxruntime as ort
+
+    from filterprune.benchmarking.runners import ort_providers
+    from filterprune.benchmarking.timing import _runner, row_precisions
+
+    class Built(Exception):
+        pass
+
+    def session(path, opts, providers):
+        raise Built(providers)
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    cfg = BenchConfig(runtimes=("onnxruntime",), precisions=("fp32", "int8"), fp16=True, memory=False)
+    fp32 = Variant("pruned", (3, 8, 8), 0, 0, onnx=tmp_path / "model.onnx")
+    int8 = Variant("pruned", (3, 8, 8), 0, 0, onnx=tmp_path / "model.int8.onnx", precision="int8")
+    assert row_precisions(fp32, "onnxruntime", "tensorrt", cfg) == ["fp16"]
+    assert row_precisions(int8, "onnxruntime", "tensorrt", cfg) == ["int8"]
+    for v, precision in ((fp32, "fp32"), (fp32, "fp16"), (int8, "int8")):
+        with pytest.raises(Built) as e:
+            _runner(v, precision, torch.zeros(1, 3, 8, 8), "onnxruntime", "tensorrt", cfg, 1)
+        (name, trt), cuda, cpu = e.value.args[0]
+        assert (name, cuda, cpu) == (
+            "TensorrtExecutionProvider",
+            ("CUDAExecutionProvider", {}),
+            "CPUExecutionProvider",
+        )
+        assert trt["trt_int8_enable"] is (precision == "int8"), precision
+        assert trt["trt_fp16_enable"] is (precision != "fp32"), precision
+        assert trt["trt_engine_cache_path"] == str(tmp_path / ".trt_cache" / precision)
+    assert ort_providers(int8.onnx, "cpu") == [("CPUExecutionProvider", {})]  # TensorRT's options only there
+
+
 def test_onnxruntime_sessions_do_not_spin_between_interleaved_calls(run_dir):
     """Spinning idle workers of one session slowed the next session's threads (benchmarks/speedup)."""
     from filterprune.benchmarking.runners import ort_session

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import filterprune
 from filterprune.benchmarking import kernels
 from filterprune.cli import main
 from filterprune.config import CompressConfig
@@ -188,6 +189,58 @@ def test_a_plan_refuses_a_precision_its_runtime_lacks():
         PlanConfig(Speedup(2.0), target_runtime="torch", target_precision="int8")
     with pytest.raises(UsageError, match="bf16 runs on openvino"):
         PlanConfig(Speedup(2.0), target_precision="bf16")
+
+
+def test_prune_plans_on_the_precision_it_is_given(clock):
+    """``filterprune.prune(target_precision=...)`` reaches the planner: the int8 plan takes the widths the
+    stand-in INT8 kernels run fast, on an INT8 latency table; the fp32 plan does not."""
+    x = torch.randn(1, 3, 16, 16)
+    int8 = filterprune.prune(_net(), x, "l1", target_speedup=2.0, target_batch=4, target_precision="int8")
+    assert {json.loads(k)[0] for k in json.loads(LatencyTable().path.read_text())} == {"onnxruntime/int8"}
+    fp32 = filterprune.prune(_net(), x, "l1", target_speedup=2.0, target_batch=4)
+    widths = {
+        p: [m.out_channels for m in r.model if isinstance(m, nn.Conv2d)]
+        for p, r in (("int8", int8), ("fp32", fp32))
+    }
+    assert all(w % 16 == 0 for w in widths["int8"]) and any(w % 16 for w in widths["fp32"]), widths
+
+
+def test_prune_and_pruner_refuse_a_bad_target_precision_naming_it():
+    x = torch.randn(1, 3, 16, 16)
+    with pytest.raises(UsageError, match="unknown target_precision 'fp64'") as e:
+        filterprune.prune(_net(), x, "l1", target_speedup=2.0, target_precision="fp64")
+    assert "target_precision" in e.value.params
+    with pytest.raises(UsageError, match="target_precision int8 does not run on target_runtime torch"):
+        filterprune.prune(_net(), x, target_speedup=2.0, target_precision="int8", target_runtime="torch")
+    with pytest.raises(UsageError, match="unknown target_precision 'fp64'"):
+        filterprune.Pruner(_net(), x, target_speedup=2.0, target_precision="fp64")
+
+
+def test_round_to_auto_alone_measures_the_target_precision(clock):
+    """``round_to="auto"`` with a sparsity: its latency table is timed on the INT8 kernels when
+    ``target_precision="int8"`` (their fast widths: 32 where fp32's equal MACs/ms keep the plan's 24)."""
+    x = torch.randn(1, 3, 16, 16)
+    widths = {}
+    for p in ("fp32", "int8"):
+        kw = {"sparsity": 0.4, "round_to": "auto", "target_batch": 4, "target_precision": p}
+        net = _net()
+        filterprune.prune(net, x, "l1", **kw)
+        widths[p] = [m.out_channels for m in net if isinstance(m, nn.Conv2d)]
+    assert widths == {"fp32": [24, 32, 32], "int8": [32, 32, 32]}
+    table = json.loads(LatencyTable().path.read_text())
+    assert {json.loads(k)[0] for k in table} == {"onnxruntime", "onnxruntime/int8"}
+
+
+def test_target_precision_with_round_to_auto_alone_is_accepted():
+    cfg = CompressConfig.of(
+        model="resnet20", criterion="l1", sparsity=0.4, round_to="auto", target_precision="int8"
+    )
+    cfg.validate()
+    assert cfg.precisions == ("fp32", "int8")  # the widths planned for the INT8 files: they are checked
+    assert cfg.prune.plan("layerwise").target_precision == "int8"
+    with pytest.raises(UsageError, match="target_speedup, target_latency or round_to auto") as e:
+        cfg.with_values(round_to=8).validate()
+    assert "round_to" in e.value.params
 
 
 def _errors(capsys) -> list[str]:

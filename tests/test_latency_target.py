@@ -355,3 +355,40 @@ def test_aligned_plans_are_searched_when_no_solver_plan_reaches_the_target(clock
         t["measured_speedup"], rel=1e-6
     )
     assert all(w % 8 == 0 for w in t["widths"].values())  # aligned as --round-to auto aligns
+
+
+def test_the_target_speedup_benchmark_records_an_unreachable_target_as_a_row(monkeypatch, tmp_path):
+    """benchmarks/speedup/target_speedup.py builds its three plans with today's PlanConfig, and a target
+    the floors cannot reach (a RunError now) is recorded, not a crash. No timing: the pruning is faked."""
+    import importlib.util
+    from pathlib import Path
+
+    import filterprune.pruning
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "speedup" / "target_speedup.py"
+    spec = importlib.util.spec_from_file_location("target_speedup", path)
+    ts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ts)
+    seen = []
+
+    def prune(net, crit, plan, ctx, classes):
+        seen.append(plan)
+        if plan.target.measured:
+            raise RunError("a measured speedup of 1.20x on onnxruntime at batch 4 is out of reach")
+        return type("R", (), {"latency_target": None})()
+
+    monkeypatch.setattr(filterprune.pruning, "prune_in_steps", prune)
+    nets, records = ts.plans("resnet20", 16, "onnxruntime", 4, 1, 1.2)
+    assert (
+        set(nets) == {"dense", "plain", "round-to auto"}
+        and "out of reach" in records["target 1.2x"]["unreachable"]
+    )
+    assert [p.round_to for p in seen] == [1, "auto", 1] and seen[2].target == Speedup(1.2)
+    a = ts.options(["--smoke", "--out", str(tmp_path)])
+    assert (a.models, a.targets, a.rounds, a.speedup, a.out) == (
+        "resnet20",
+        "onnxruntime:4",
+        2,
+        1.2,
+        str(tmp_path),
+    )

@@ -8,6 +8,7 @@ rounds, min–max), with the machine's quietness sampled before and during (benc
 ``target_speedup.md`` / ``.csv`` / ``.json`` next to this file.
 
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/speedup/target_speedup.py      # ~15-25 min, alone
+    PYTHONPATH=$PWD python benchmarks/speedup/target_speedup.py --smoke   # the code path, a temporary folder
 
 Needs a quiet machine (run nothing else); the report says when it was not.
 """
@@ -29,11 +30,13 @@ import torch
 HERE = Path(__file__).resolve().parent
 MODELS = {"vgg16": 32, "resnet56": 32, "tv:mobilenet_v2": 32, "tv:resnet18": 224}
 TARGETS = [("onnxruntime", 64), ("onnxruntime", 1), ("openvino", 64)]
+SMOKE = {"models": "resnet20", "targets": "onnxruntime:4", "speedup": 1.2, "rounds": 2}  # the code path
+SIZES = {**MODELS, "resnet20": 16}  # the smoke model at 16 px: its latency table is small
 
 
 def plans(model: str, size: int, runtime: str, batch: int, threads: int, speedup: float) -> dict:
     from filterprune.criteria import PruneContext, make_criterion
-    from filterprune.errors import UsageError
+    from filterprune.errors import RunError, UsageError
     from filterprune.models import ModelSpec, build_model
     from filterprune.pruning import PlanConfig, prune_in_steps
     from filterprune.targets import Speedup
@@ -55,7 +58,7 @@ def plans(model: str, size: int, runtime: str, batch: int, threads: int, speedup
         t0 = time.perf_counter()
         try:
             res = prune_in_steps(net, make_criterion("l1"), plan, ctx, 10)
-        except UsageError as e:  # a target the layer floors make unreachable: recorded, the run goes on
+        except (RunError, UsageError) as e:  # a target the floors make unreachable: recorded, the run goes on
             records[name] = {"plan_s": round(time.perf_counter() - t0, 1), "unreachable": str(e)}
             continue
         out[name] = net.eval()
@@ -89,17 +92,42 @@ def time_onnx(models: dict, size: int, runtime: str, batch: int, threads: int, r
     }
 
 
+def options(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default=None, help=f"default {','.join(MODELS)}")
+    p.add_argument(
+        "--targets",
+        default=None,
+        help="runtime:batch,... (default: onnxruntime:64,onnxruntime:1,openvino:64)",
+    )
+    p.add_argument("--speedup", type=float, default=None, help="default 2")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--rounds", type=int, default=None, help="default 9")
+    p.add_argument(
+        "--out", default=None, help="default: benchmarks/speedup/target_speedup (--smoke: a temporary folder)"
+    )
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="resnet20 at 16 px, onnxruntime batch 4, target 1.2: the code path",
+    )
+    a = p.parse_args(argv)
+    full = {"models": ",".join(MODELS), "targets": ",".join(f"{r}:{b}" for r, b in TARGETS), "speedup": 2.0,
+            "rounds": 9, "out": str(HERE / "target_speedup")}  # fmt: skip
+    for k, v in (SMOKE if a.smoke else full).items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    a.out = a.out or tempfile.mkdtemp(prefix="target-speedup-smoke-")  # a smoke run's numbers are not results
+    return a
+
+
 def main(argv=None) -> int:
     from filterprune.benchmarking import counting, quiet
+    from filterprune.pruning import latency_target
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default=",".join(MODELS))
-    p.add_argument("--targets", default=",".join(f"{r}:{b}" for r, b in TARGETS), help="runtime:batch,...")
-    p.add_argument("--speedup", type=float, default=2.0)
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("--rounds", type=int, default=9)
-    p.add_argument("--out", default=str(HERE / "target_speedup"))
-    a = p.parse_args(argv)
+    a = options(argv)
+    if a.smoke:  # few candidates, short timings: the code path, not a number
+        latency_target.ROUNDS, latency_target.ITERATIONS = 3, 2
     rows, t_start = [], time.perf_counter()
     done_file = Path(a.out) / "target_speedup.json"
     if done_file.is_file():  # resume: (model, runtime, batch) already measured are kept, not redone
@@ -107,7 +135,7 @@ def main(argv=None) -> int:
     done = {(r["model"], r["runtime"], r["batch"]) for r in rows}
     with quiet.Watch() as watch:
         for model in a.models.split(","):
-            size = MODELS.get(model, 32)
+            size = SIZES.get(model, 32)
             for target in a.targets.split(","):
                 runtime, batch = target.rsplit(":", 1)
                 batch = int(batch)

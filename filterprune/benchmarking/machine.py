@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
@@ -18,9 +19,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def describe() -> dict:
-    from importlib.metadata import version
+def openvino_version() -> str | None:
+    """OpenVINO's installed version (None without it), read without importing it (its import is slow and
+    unsafe before a fork)."""
+    try:
+        return version("openvino")
+    except PackageNotFoundError:
+        return None
 
+
+def describe() -> dict:
     import onnxruntime
 
     info = {

@@ -55,11 +55,31 @@ def torch_runner(
     return run
 
 
-def ort_session(path: Path, provider: str, threads: int, fp16_trt: bool = False):
-    import onnxruntime as ort
-
+def ort_providers(path: Path, provider: str, fp16_trt: bool = False, int8_trt: bool = False) -> list:
+    """The execution providers, with their options, that a session on ``path`` runs on. TensorRT builds an
+    fp16 engine with ``fp16_trt``; with ``int8_trt`` (an INT8 QDQ file) its int8 kernels take the file's
+    quantized layers, and fp16 the layers left unquantized (as ``benchmarks/gpu``'s INT8 engines do).
+    Engines are cached beside the file, one folder per precision (an engine is built for one)."""
     if provider not in PROVIDERS:
         raise UsageError(f"unknown provider {provider!r}; valid: {', '.join(PROVIDERS)}")
+    options: dict = {}
+    if provider == "tensorrt":
+        precision = "int8" if int8_trt else "fp16" if fp16_trt else "fp32"
+        options = {
+            "trt_fp16_enable": fp16_trt or int8_trt,
+            "trt_int8_enable": int8_trt,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(Path(path).parent / ".trt_cache" / precision),
+        }
+    providers = [(PROVIDERS[provider], options)]
+    providers += [("CUDAExecutionProvider", {})] if provider == "tensorrt" else []
+    return providers + ([] if provider == "cpu" else ["CPUExecutionProvider"])
+
+
+def ort_session(path: Path, provider: str, threads: int, fp16_trt: bool = False, int8_trt: bool = False):
+    import onnxruntime as ort
+
+    providers = ort_providers(path, provider, fp16_trt, int8_trt)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads
@@ -68,18 +88,7 @@ def ort_session(path: Path, provider: str, threads: int, fp16_trt: bool = False)
     # to 5x (benchmarks/speedup). No spinning: each session runs as it would alone.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
-    name = PROVIDERS[provider]
-    options: dict = {}
-    if provider == "tensorrt":
-        cache = Path(path).parent / ".trt_cache"
-        options = {
-            "trt_fp16_enable": fp16_trt,
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(cache),
-        }
-    providers = [(name, options)] + ([("CUDAExecutionProvider", {})] if provider == "tensorrt" else [])
-    fallback = [] if provider == "cpu" else ["CPUExecutionProvider"]
-    return ort.InferenceSession(str(path), opts, providers=providers + fallback)
+    return ort.InferenceSession(str(path), opts, providers=providers)
 
 
 def openvino_core():
@@ -127,9 +136,9 @@ def ov_runner(
 
 
 def ort_runner(
-    path: Path, x: torch.Tensor, provider: str, threads: int, fp16: bool = False
+    path: Path, x: torch.Tensor, provider: str, threads: int, fp16: bool = False, int8: bool = False
 ) -> Callable[[], None]:
-    sess = ort_session(path, provider, threads, fp16_trt=fp16)
+    sess = ort_session(path, provider, threads, fp16_trt=fp16, int8_trt=int8)
     name = sess.get_inputs()[0].name
     if provider == "cpu":
         feed = {name: x.numpy()}

@@ -100,8 +100,9 @@ def _run_rows(variants: list[Variant], cfg: BenchConfig, threads: int) -> list[d
 def row_precisions(v: Variant, runtime: str, dev: str, cfg: BenchConfig) -> list[str]:
     """The precisions ``v`` is timed at on ``runtime``/``dev``: PyTorch runs the fp32 model (fp16 autocast
     with ``--fp16`` on CUDA, bf16 on the CPU); onnxruntime a file at its own precision (TensorRT's fp16
-    engine with ``--fp16``); OpenVINO an fp32 file at fp32 and/or bf16, an int8 file at int8. A run folder's
-    files are timed at the precisions asked; an ONNX file given by name always at its own."""
+    engine with ``--fp16``, its int8 kernels for an INT8 file); OpenVINO an fp32 file at fp32 and/or
+    bf16, an int8 file at int8. A run folder's files are timed at the precisions asked; an ONNX file given
+    by name always at its own."""
     asked, named = cfg.precisions, bool(v.source.get("named"))
     if runtime == "torch":
         if v.model is None or v.precision != "fp32" or "fp32" not in asked:
@@ -180,7 +181,8 @@ def _runner(
         if precision == "fp32":  # what an fp32 row claims: OpenVINO computes what onnxruntime computes
             openvino_parity(v.onnx, x[:2], threads)
         return ov_runner(v.onnx, x, threads, precision)
-    return ort_runner(v.onnx, x, dev, threads, cfg.fp16)
+    # the row's precision is what TensorRT builds: an fp16 engine, or int8 kernels for an INT8 file
+    return ort_runner(v.onnx, x, dev, threads, fp16=precision == "fp16", int8=precision == "int8")
 
 
 def _why(e: BaseException) -> str:

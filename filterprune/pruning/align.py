@@ -4,12 +4,13 @@ measurement on the target runtime rather than folklore ("multiples of 8").
 Kernels are fast at some widths and slow at others (SIMD blocks, filter-set tiling, memory-bound
 layers), so the same MAC cut buys different latency at different widths. Here every conv's latency is
 measured alone, in the target runtime at the target batch, for the widths the plan may choose (a
-latency lookup table, cached on disk per machine). Then each group's kept count is chosen among
-multiples of ``STEP`` within ``BAND`` of the requested keep fraction, by a local search that
-maximises MACs per millisecond (the speedup efficiency) while removing at least the MACs the plain
-layerwise plan removes. Model latency is modelled as the sum of conv latencies. A table for another
-precision than fp32 (``--target-precision int8``) times each conv as deployed at it (its INT8 QDQ file)
-and keeps its entries under their own keys.
+latency lookup table, cached on disk per machine and library versions, OpenVINO's too for its tables;
+an entry's key names the conv's shape, the batch, the runtime and the precision). Then each group's
+kept count is chosen among multiples of ``STEP`` within ``BAND`` of the requested keep fraction, by a
+local search that maximises MACs per millisecond (the speedup efficiency) while removing at least the
+MACs the plain layerwise plan removes. Model latency is modelled as the sum of conv latencies. A table
+for another precision than fp32 (``--target-precision int8``) times each conv as deployed at it (its
+INT8 QDQ file) and keeps its entries under their own keys.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch.nn as nn
 
 from .. import limits
 from ..benchmarking import kernels
-from ..benchmarking.machine import describe
+from ..benchmarking.machine import describe, openvino_version
 from ..benchmarking.runners import torch_runner
 from ..errors import RunError, UsageError
 from ..fileio import atomic_write_json, cache_dir, read_small_json
@@ -128,12 +129,18 @@ class LatencyTable:
         self.label = runtime if precision == "fp32" else f"{runtime}/{precision}"
         self.threads = threads or torch.get_num_threads()
         info = describe()
-        ident = json.dumps(
-            [info["cpu"], info["cores"], self.threads, info["torch"], info["onnxruntime"], info["gpu"]]
-        )
+        machine = [info["cpu"], info["cores"], self.threads, info["torch"], info["onnxruntime"], info["gpu"]]
+        if runtime == "openvino":  # its kernels change with its version; other tables keep their file
+            machine.append(f"openvino {openvino_version()}")
+        ident = json.dumps(machine)
         self.path = cache_dir() / "latency-lut" / f"{hashlib.sha256(ident.encode()).hexdigest()[:16]}.json"
         self.table: dict[str, float] = self._load()
         self.measured = 0
+
+    @property
+    def kernels(self) -> str:
+        """The runtime and, when not fp32, the precision its convs are timed at (as messages name them)."""
+        return self.runtime + ("" if self.precision == "fp32" else f" {self.precision}")
 
     def _load(self) -> dict[str, float]:
         """The cached table; a damaged one is dropped (it is only a cache: entries are measured again)."""
@@ -151,9 +158,8 @@ class LatencyTable:
         if key not in self.table:
             if self.measured == 0:
                 self._started = time.perf_counter()
-                kernels_of = self.runtime + ("" if self.precision == "fp32" else f" {self.precision}")
                 say(
-                    f"latency table: timing single convs on {kernels_of} at batch {self.batch}, "
+                    f"latency table: timing single convs on {self.kernels} at batch {self.batch}, "
                     f"{self.threads} thread(s) ({len(self.table)} cached in {self.path.parent})"
                 )
             self.table[key] = self._measure(site, cin, cout)
@@ -252,7 +258,7 @@ def hardware_aware(
     if log:
         log(
             f"round-to auto: {table.measured} conv latencies measured "
-            f"({table.runtime}, batch {table.batch}); "
+            f"({table.kernels}, batch {table.batch}); "
             f"kept {sum(search.cur)} of {sum(channels)} channels, modelled {search.best_eff:.0f} MACs/ms"
         )
     return search.cur

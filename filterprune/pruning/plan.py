@@ -32,7 +32,7 @@ class PlanConfig:
     target_batch: int = 64
     threads: int | None = None  # threads of the target runtime's measurements (None: torch's)
     ratios: tuple = ()  # (layer name, sparsity) pairs for the layers under those names (ratios.py)
-    target_precision: str = "fp32"  # the kernels the measured targets are timed on (fp32, int8, bf16)
+    target_precision: str = "fp32"  # the kernels measured targets and round_to="auto" time (fp32, int8, bf16)
 
     def __post_init__(self):
         if not isinstance(self.target, Target):

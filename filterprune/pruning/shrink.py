@@ -96,10 +96,12 @@ def _sequential_decisions(
 
 
 def _hardware_aware(model, ctx, plan: PlanConfig, groups, keep: list[int]) -> list[int]:
+    """``round_to='auto'``: the kept counts re-chosen among widths measured fast on the target runtime, at
+    the target precision (the kernels the deployment runs) and threads."""
     import math
 
     sites = align.conv_sites(model, ctx.example_inputs, groups)
-    table = align.LatencyTable(plan.target_runtime, plan.target_batch)
+    table = align.LatencyTable(plan.target_runtime, plan.target_batch, plan.threads, plan.target_precision)
     channels = [cg.channels for cg in groups]
     floors = [max(1, math.ceil(plan.layer_floor * c - 1e-9)) for c in channels]
     kept = align.hardware_aware(
