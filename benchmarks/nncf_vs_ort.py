@@ -25,9 +25,11 @@ Writes ``results.md`` and ``results.json`` into ``--out`` (default ``benchmarks/
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/nncf_vs_ort.py      # alone on a quiet machine
     PYTHONPATH=$PWD python benchmarks/nncf_vs_ort.py --smoke --out /tmp/n  # the code path, well under a minute
 
-Needs ``nncf`` (``pip install nncf``) and ``openvino``. The full setting on the project's 2-core machine is
-estimated (not timed) at 10-15 minutes: finetuning (3 epochs of 5,085 images per model) dominates; the
-quantizers take seconds, the accuracies under a minute, the timing ~1 minute per model.
+Needs ``nncf`` (``pip install nncf``, 3.4 here) and ``openvino``. The full setting on the project's 2-core
+machine is estimated (not timed) at 8-15 minutes: finetuning the two pruned models (3 epochs of 5,085 images
+each, resnet56 ~3x resnet20) dominates; the quantizers take seconds each, the accuracies (12 files of 1,017
+test images per model) about a minute, the timing ~1 minute per model. Finetuning with 2 threads next to
+other jobs slowed ~10x here (threads waiting on each other), another reason to run it alone.
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ VARIANTS = ("dense", "pruned")
 METHODS = {
     "fp32": "the fp32 ONNX file (filterprune's exporter)",
     "ort-qdq": "onnxruntime static quantization, QDQ, per-channel int8 weights, uint8 activations, MinMax",
-    "nncf": "NNCF post-training quantization (default preset, fast bias correction), OpenVINO IR",
-    "nncf-full-bc": "NNCF post-training quantization (default preset, full bias correction), OpenVINO IR",
+    "nncf": "NNCF post-training quantization (default preset: symmetric int8 weights and activations; "
+    "fast bias correction), OpenVINO IR",
+    "nncf-full-bc": "NNCF post-training quantization (default preset; full bias correction), OpenVINO IR",
 }
 RUNS = {"onnxruntime": ("fp32", "ort-qdq"), "openvino": ("fp32", "ort-qdq", "nncf", "nncf-full-bc")}
 OV_PRECISION = {"fp32": "fp32"}  # the rest: "int8" (their quantized ops in int8, the others at f32)
