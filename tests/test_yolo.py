@@ -291,3 +291,19 @@ def test_target_speedup_times_the_yolo_network_as_deployed(pasted, tmp_path, mon
     r = json.loads((out / "report.json").read_text())
     assert r["latency_target"]["measured_speedup"] == pytest.approx(1.31) and r["onnx"]["max_rel_diff"] < 1e-4
     assert r["theoretical_speedup"] > 1.05
+
+
+def test_an_own_yaml_builds_without_evaluating_its_strings(tmp_path):
+    yolo_model = _ultralytics()
+    from filterprune.models.yolo import resolve
+
+    text = open(resolve("yolo:yolov8n.yaml")).read()
+    marker = tmp_path / "ran"
+    own = tmp_path / "mine.yaml"
+    own.write_text(f"activation: __import__('pathlib').Path({str(marker)!r}).touch() or nn.SiLU()\n{text}")
+    with pytest.raises(UsageError, match=r"mine\.yaml: not a buildable ultralytics model yaml"):
+        yolo_model(str(own), 10, 3, 64)
+    assert not marker.exists()
+    own.write_text(f"activation: nn.ReLU()\n{text}")
+    model = yolo_model(str(own), 10, 3, 64)  # a plain activation is read without eval
+    assert isinstance(model.model[0].act, nn.ReLU) and not isinstance(model.model[0].act, nn.SiLU)
