@@ -22,7 +22,7 @@ from .errors import FilterpruneError, UsageError
 from .fileio import cache_dir
 from .inputs import Given
 from .log import say
-from .models import ModelSpec, build_model, factory, initial_model
+from .models import ModelSpec, build_model, factory, initial_model, yolo
 from .pruning.graph import build_graph, output_layers
 from .reporting import schema
 from .state_dict import load_weights, read_state_dict
@@ -48,6 +48,8 @@ def baseline_key(spec: ModelSpec, data: ImageData, cfg: TrainConfig, task: Task 
         ident["world_size"] = distributed.world_size()
     if (digest := factory.code_digest(spec.name)) is not None:  # an edited model file trains anew
         ident["code_sha256"] = digest
+    if yolo.is_yolo(spec.name):  # another ultralytics release or an edited yaml may build another net
+        ident["ultralytics"] = [yolo.version(), yolo.yaml_digest(spec.name)]
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -165,23 +167,28 @@ def load_checkpoint_into(spec: ModelSpec, path: str) -> nn.Module:
     return model
 
 
+def _head_keys(model: nn.Module, spec: ModelSpec) -> set[str]:
+    """The parameters whose shapes follow the class count: the output layers' (found on the graph); for
+    YOLO every tensor of the head's class branches, whose hidden width follows the class count too."""
+    if yolo.is_yolo(spec.name):
+        return yolo.class_branch_keys(model)
+    DG = build_graph(model, torch.randn(1, spec.in_channels, spec.image_size, spec.image_size))
+    names = {id(m): n for n, m in model.named_modules()}
+    return {f"{names[id(m)]}.{p}" for m in output_layers(DG) for p, _ in m.named_parameters(recurse=False)}
+
+
 def load_checkpoint_weights(model: nn.Module, state: dict, spec: ModelSpec, source: str) -> dict:
-    """Weights of a user's checkpoint into ``model``; for tv:/timm: models a checkpoint with another
-    class count (ImageNet's 1000) keeps everything but the output layers, which stay fresh (and are
-    trained). Returns what was replaced."""
+    """Weights of a user's checkpoint into ``model``; for tv:/timm:/yolo: models a checkpoint with another
+    class count (ImageNet's 1000, COCO's 80) keeps everything but the output layers (YOLO: its class
+    branches), which stay fresh (and are trained). Returns what was replaced."""
     own = model.state_dict()
     mismatched = {k for k in own if k in state and state[k].shape != own[k].shape}
-    if spec.name.startswith(("tv:", "timm:")) and mismatched and set(state) == set(own):
-        DG = build_graph(model, torch.randn(1, spec.in_channels, spec.image_size, spec.image_size))
-        names = {id(m): n for n, m in model.named_modules()}
-        heads = {
-            f"{names[id(m)]}.{p}" for m in output_layers(DG) for p, _ in m.named_parameters(recurse=False)
-        }
-        if mismatched <= heads:
-            load_weights(model, {**state, **{k: own[k] for k in mismatched}}, source)
-            log.info(
-                "checkpoint %s: classifier head %s replaced (another class count)", source, sorted(mismatched)
-            )
-            return {"head_replaced": sorted(mismatched)}
+    replaceable = spec.name.startswith(("tv:", "timm:", "yolo:")) and mismatched and set(state) == set(own)
+    if replaceable and mismatched <= _head_keys(model, spec):
+        load_weights(model, {**state, **{k: own[k] for k in mismatched}}, source)
+        log.info(
+            "checkpoint %s: classifier head %s replaced (another class count)", source, sorted(mismatched)
+        )
+        return {"head_replaced": sorted(mismatched)}
     load_weights(model, state, source)
     return {}

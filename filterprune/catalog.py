@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .registry import Registry
 
-MODELS: Registry = Registry("model", prefixes=("tv:", "timm:"))
+MODELS: Registry = Registry("model", prefixes=("tv:", "timm:", "yolo:"))
 DATASETS: Registry = Registry("dataset", prefixes=("npz:", "imagefolder:", "coco:", "yolo:"))
 CRITERIA: Registry = Registry("criterion")
 TASKS: Registry = Registry("task")
@@ -42,6 +42,13 @@ MODELS.add(
     "timm:",
     "models.timm_models:timm_model",
     "any timm model, e.g. timm:resnet18 (optional extra: pip install 'filterprune[timm]')",
+)
+MODELS.add(
+    "yolo:",
+    "models.yolo:yolo_model",
+    "ultralytics YOLO detector from its yaml, e.g. yolo:yolov8n.yaml, yolo:yolo11n.yaml or yolo:my.yaml "
+    "(task detection; optional extra: pip install 'filterprune[yolo]')",
+    "detection",
 )
 
 # datasets: a loader fn(root) -> ImageData; prefixed ones take the path; detection folders -> DetectionData
@@ -149,6 +156,6 @@ TASKS.add(
 TASKS.add(
     "detection",
     "tasks.detection:Detection",
-    "boxes per image (coco:/yolo: folders, torchvision detectors): the model's own loss, "
+    "boxes per image (coco:/yolo: folders; torchvision detectors, ultralytics YOLO): the model's own loss, "
     "mAP@0.5:0.95 and mAP@0.5 (pycocotools)",
 )

@@ -121,6 +121,7 @@ def activation_sizes(model, input_shape: tuple[int, ...]) -> tuple[int, int]:
         k: torch.empty_like(v, device="meta") for k, v in (*model.named_parameters(), *model.named_buffers())
     }
     handles = [m.register_forward_hook(hook) for m in model.modules()]
+    cached = [(m, dict(vars(m))) for m in model.modules()]
     try:
         with torch.no_grad():
             torch.func.functional_call(model, state, (torch.empty(1, *input_shape, device="meta"),))
@@ -129,7 +130,20 @@ def activation_sizes(model, input_shape: tuple[int, ...]) -> tuple[int, int]:
     finally:
         for h in handles:
             h.remove()
+        _forget_meta(cached)
     return largest, total
+
+
+def _forget_meta(cached: list) -> None:
+    """Undo what a module's forward cached on itself during the meta run (YOLO's anchors and the shape
+    they are for) where it left meta tensors: a later real forward of that shape would reuse them, and a
+    ``.to()`` that moves them fails."""
+    for module, before in cached:
+        now = vars(module)
+        if any(getattr(v, "is_meta", False) is True for v in now.values()):
+            for name in [n for n in now if n not in before]:
+                del now[name]
+            now.update(before)
 
 
 def over_param_budget(params: int, held: str = "its weights and their gradients") -> str | None:

@@ -181,6 +181,7 @@ def prune(s: Setup, b: Baseline) -> Pruned:
         calib_batches=p.calib_batches,
         mask=cfg.mask_config(s.data.num_classes),
         ignored_layers=tuple(cfg.model.ignore_layers),
+        deploy=lambda m: s.task.deployable(m) or m,
     )
     say(
         f"prune: {p.criterion}, {target_text(p)}, {s.scope}, round_to {p.round_to}, {p.steps} step(s), "

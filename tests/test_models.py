@@ -4,7 +4,10 @@ import torch
 from filterprune.errors import UsageError
 from filterprune.models import MODELS, ModelSpec, build_model
 
-NAMES = [n for n in MODELS.names() if not n.startswith(("tv:", "timm:"))] + ["tv:mobilenet_v2", "tv:resnet18"]
+NAMES = [n for n in MODELS.names() if not n.startswith(("tv:", "timm:", "yolo:"))] + [
+    "tv:mobilenet_v2",
+    "tv:resnet18",
+]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -179,7 +179,10 @@ def test_the_dataset_must_serve_the_task():
             ["tv:fasterrcnn_mobilenet_v3_large_320_fpn", "--task", "detection"],
             r"two-stage detector.*--no-export",
         ),
-        ([SSD, "--task", "detection", "--image-size", "200"], r"a detector resizes its images itself"),
+        (
+            [SSD, "--task", "detection", "--image-size", "200"],
+            r"a torchvision detector resizes its images itself",
+        ),
     ],
     ids=["detector-classification", "classifier-detection", "dataset", "criterion", "two-stage", "size"],
 )

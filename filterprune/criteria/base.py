@@ -28,6 +28,7 @@ class PruneContext:
     ignored_layers: tuple = ()  # names or modules kept whole besides the output layers (--ignore-layers)
     loss: Callable | None = None  # the user's loss(model, batch) -> scalar (criterion taylor)
     batches: Iterable | None = None  # the batches ``loss`` takes, as the user's calib loader yields them
+    deploy: Callable[[nn.Module], nn.Module] | None = None  # the network as timed (a detector: no NMS)
 
 
 class Criterion:

@@ -2,10 +2,11 @@
 
 A model file registers a builder ``fn(num_classes, in_channels, image_size) -> nn.Module``.
 Parameterised names: ``tv:<torchvision name>`` builds any torchvision classifier, ``timm:<name>`` any timm
-model (the optional ``timm`` extra). A user's own factory is named ``path/to/file.py:fn`` or
-``package.module:fn`` (``factory.py``); building one imports the user's code, so it is allowed only for
-references the user handed over in this process (the command line, ``compress(model=...)``) or with
-``trust_code`` — a saved folder received from elsewhere never runs code by being loaded.
+model (the optional ``timm`` extra), ``yolo:<model yaml>`` an ultralytics YOLO detector (the ``yolo``
+extra). A user's own factory is named ``path/to/file.py:fn`` or ``package.module:fn`` (``factory.py``);
+building one imports the user's code, so it is allowed only for references the user handed over in this
+process (the command line, ``compress(model=...)``) or with ``trust_code`` — a saved folder received from
+elsewhere never runs code by being loaded.
 
 ``build_model`` builds the *architecture* (random init). ``initial_model`` is the model a run starts
 from: the architecture plus pretrained weights when the spec names some (``tv:<name>`` with ``weights``).
@@ -18,7 +19,7 @@ import torch.nn as nn
 
 from .. import limits
 from ..errors import UsageError
-from . import timm_models, torchvision_models
+from . import timm_models, torchvision_models, yolo
 from .factory import build_factory, is_factory_ref, resolve
 from .registry import MAX_IMAGE_SIZE, MODELS, ModelSpec, is_model_ref
 
@@ -41,6 +42,8 @@ def check_model_ref(name: str, args: dict | None = None) -> None:
     """Fail early (UsageError) on a name that cannot be built: unknown, or a factory that is not there."""
     if is_factory_ref(name):
         resolve(name)
+    elif yolo.is_yolo(name):
+        yolo.resolve(name)  # a URL, an unknown yaml, ultralytics missing: refused before anything runs
     else:
         MODELS.get(name)
 
@@ -79,6 +82,8 @@ def native_input(name: str, weights: str | None = None) -> dict:
         return timm_models.native_input(name[5:], weights)
     if is_factory_ref(name):
         return {"image_size": 224, "min_size": 1}
+    if yolo.is_yolo(name):
+        return {"image_size": 640, "min_size": 32}
     return {"image_size": 32, "min_size": 1}
 
 

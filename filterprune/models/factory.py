@@ -42,7 +42,9 @@ _DIGESTS: dict[str, str] = {}  # absolute file path -> SHA-256 of the bytes impo
 
 
 def is_factory_ref(name: str) -> bool:
-    if not isinstance(name, str) or name.startswith(("tv:", "timm:", "npz:", "imagefolder:")):
+    if not isinstance(name, str) or name.startswith(
+        ("tv:", "timm:", "yolo:", "npz:", "imagefolder:", "coco:")
+    ):
         return False
     return bool(_FILE_REF.match(name) or _MODULE_REF.match(name) or _OBJECT_REF.match(name))
 

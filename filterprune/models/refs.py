@@ -9,13 +9,16 @@ from pathlib import Path
 
 from ..data.images import ImageData
 from ..errors import UsageError
-from . import check_model_ref, factory, native_input
+from . import check_model_ref, factory, native_input, yolo
 from .registry import ModelSpec
 
 
 def model_ref(name: str) -> str:
     """The reference as recorded (a factory file made absolute) and, for a factory, trusted: the user
-    handed it over in this process, so building it may import that code."""
+    handed it over in this process, so building it may import that code. A local YOLO yaml is made
+    absolute too."""
+    if yolo.is_yolo(name):
+        return yolo.canonical(name)
     return factory.trust(name) if factory.is_factory_ref(name) else name
 
 
@@ -53,6 +56,8 @@ def describe(spec: ModelSpec, native: dict, loaded: dict | None, checkpoint: str
         if spec.name.startswith("tv:")
         else "timm"
         if spec.name.startswith("timm:")
+        else "ultralytics"
+        if yolo.is_yolo(spec.name)
         else "factory"
         if factory.is_factory_ref(spec.name)
         else "registered"
@@ -66,6 +71,10 @@ def describe(spec: ModelSpec, native: dict, loaded: dict | None, checkpoint: str
         "num_classes": spec.num_classes,
         "input_shape": [spec.in_channels, spec.image_size, spec.image_size],
     }
+    if kind == "ultralytics":
+        d["ultralytics"] = yolo.version()
+        if (digest := yolo.yaml_digest(spec.name)) is not None:
+            d["yaml_sha256"] = digest
     if kind == "factory":
         d["code_sha256"] = factory.code_digest(spec.name)
         d["rebuild"] = (

@@ -273,6 +273,7 @@ class LatencySearch:
             allocate_at,
         )
         self.x = torch.randn(plan.target_batch, *ctx.example_inputs.shape[1:])
+        self.deploy = ctx.deploy  # what is timed: the network as deployed (a detector without its NMS)
         self.precision: str = plan.target_precision  # the kernels every candidate is timed on
         self.table = LatencyTable(plan.target_runtime, plan.target_batch, plan.threads, self.precision)
         self.sites = conv_sites(model, ctx.example_inputs, groups)
@@ -296,8 +297,13 @@ class LatencySearch:
     def _time(
         self, models: dict[str, nn.Module], precision: str | dict[str, str] | None = None
     ) -> dict[str, list[float]]:
+        deploy = self.deploy or (lambda m: m)
         return measure_samples(
-            models, self.x, self.plan.target_runtime, self.plan.threads, precision=precision or self.precision
+            {k: deploy(m) for k, m in models.items()},
+            self.x,
+            self.plan.target_runtime,
+            self.plan.threads,
+            precision=precision or self.precision,
         )
 
     def attempt(self, family: str, knob: float, keep: list[int]) -> dict:

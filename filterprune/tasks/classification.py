@@ -6,10 +6,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .. import inputs
+from .. import inputs, limits
 from .. import train as training  # its distill_loss and evaluate, looked up when called
 from ..errors import UsageError
 from ..models.torchvision_models import is_detector
+from ..models.yolo import is_yolo
 from .base import Step, Task
 
 
@@ -26,6 +27,12 @@ class Classification(Task):
         if is_detector(name):
             raise UsageError(
                 f"{name} is a torchvision detector; classification takes classifiers: pass task detection",
+                ("task",),
+            )
+        if is_yolo(name):
+            raise UsageError(
+                f"{limits.printable(name, 200)} is an ultralytics YOLO detector; classification takes "
+                "classifiers: pass task detection",
                 ("task",),
             )
 

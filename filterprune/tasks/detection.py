@@ -1,11 +1,12 @@
-"""The detection task: boxes per image (``coco:DIR`` / ``yolo:DIR`` folders) with torchvision's detectors.
+"""The detection task: boxes per image (``coco:DIR`` / ``yolo:DIR`` folders) with torchvision's detectors
+and ultralytics YOLO (``yolo:yolov8n.yaml``; its letterboxing, loss and NMS in ``tasks/yolo.py``).
 
 The loss is the detector's own (its loss dict in train mode, summed); evaluation is mAP@0.5:0.95 (the
 headline, which chooses the kept epoch on the validation images) and mAP@0.5 by pycocotools; the ONNX file
 is the network without post-processing (``raw_detector.py``). Distillation is not supported (finetuning
 learns from the boxes alone), and only criteria that need no classification batches prune detectors.
 Detectors where class 0 is the background (R-CNNs, SSD) are trained on labels + 1 and their predictions
-shifted back, so every metric and file speaks the dataset's 0-based classes.
+shifted back, so every metric and file speaks the dataset's 0-based classes (YOLO has no background).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from .. import distributed, limits
 from ..errors import UsageError
 from ..log import say
 from ..models import ModelSpec, build_model
+from ..models import yolo as yolo_models
 from ..models.refs import model_ref
 from ..models.torchvision_models import background, detector_input, detector_names, is_detector
 from ..options import json_object
+from . import yolo
 from .base import Step, Task
 from .coco_eval import coco_map
 from .detection_data import DetectionSource
@@ -31,7 +34,7 @@ EVAL_BATCH = 8
 
 def offset(model: nn.Module) -> int:
     """1 where the detector's class 0 is the background, else 0."""
-    return background(type(model).__name__.lower())
+    return 0 if yolo_models.is_yolo_module(model) else background(type(model).__name__.lower())
 
 
 class Detection(Task):
@@ -40,12 +43,13 @@ class Detection(Task):
     metrics = {"map": "mAP@0.5:0.95", "map50": "mAP@0.5"}
     distills = False
     output_name = "raw"
+    image_size: int | None = None  # a YOLO model's input side (set by ``prepare``)
 
     def check_model_name(self, name: str) -> None:
-        if not is_detector(name):
+        if not (is_detector(name) or yolo_models.is_yolo(name)):
             raise UsageError(
-                f"task detection takes a torchvision detector (tv:{', tv:'.join(detector_names())}), "
-                f"not {limits.printable(name, 200)}",
+                f"task detection takes a torchvision detector (tv:{', tv:'.join(detector_names())}) or an "
+                f"ultralytics YOLO (yolo:yolov8n.yaml), not {limits.printable(name, 200)}",
                 ("task",),
             )
 
@@ -55,10 +59,10 @@ class Detection(Task):
             f"criterion {cfg.prune.criterion} scores channels on classification batches; task detection "
             f"prunes with {', '.join(DATA_FREE)}"
             if cfg.prune.criterion not in DATA_FREE
-            else "weights: detectors are trained here from a random init"
+            else "weights: detectors start from a random init (or checkpoint: a local state dict)"
             if cfg.model.weights is not None
-            else "image_size: a detector resizes its images itself"
-            if cfg.data.image_size is not None
+            else "image_size: a torchvision detector resizes its images itself"
+            if cfg.data.image_size is not None and not yolo_models.is_yolo(cfg.model.name)
             else "precision int8 and distributed training are classification-only for now"
             if "int8" in cfg.bench.precision or cfg.train.distributed
             else None
@@ -79,12 +83,33 @@ class Detection(Task):
         data = DetectionSource.load(cfg.data.dataset, cfg.data.val_fraction, cfg.train.seed)
         say(f"data: {data.describe()}")
         spec = ModelSpec(model_ref(m.name), data.num_classes, 3, 1, json_object(m.model_args), None)
-        data.image_size = detector_input(build_model(spec))
+        model = build_model(spec)
+        data.image_size = (
+            self._choose_side(model, data, cfg.data.image_size)
+            if yolo_models.is_yolo(spec.name)
+            else detector_input(model)
+        )
         spec = ModelSpec(spec.name, spec.num_classes, 3, data.image_size, spec.args, None)
         return data, spec, {"image_size": data.image_size}
 
+    def _choose_side(self, model: nn.Module, data: DetectionSource, asked: int | None) -> int:
+        """The side YOLO images are letterboxed to: as asked (a stride multiple), else the images' own."""
+        stride = yolo_models.max_stride(model)
+        if asked is not None:
+            yolo.check_side(asked, stride)
+        self.image_size = asked or yolo.default_side(
+            [(s.width, s.height) for s in data.y_train + (data.y_val or [])], stride
+        )
+        say(
+            f"yolo: images letterboxed to {self.image_size}x{self.image_size}"
+            + ("" if asked else " (--image-size to choose)")
+        )
+        return self.image_size
+
     @torch.no_grad()
     def check_probe(self, model: nn.Module, spec, ignore_layers=()) -> None:
+        if yolo_models.is_yolo_module(model):
+            return yolo.check_probe(model, spec.name, spec.image_size, spec.num_classes)
         was = model.training
         out = model.eval()([torch.rand(3, spec.image_size, spec.image_size)])
         model.train(was)
@@ -93,6 +118,8 @@ class Detection(Task):
 
     def step(self, net: nn.Module, teacher: nn.Module | None, batch, device, alpha: float, cfg) -> Step:
         images, targets = batch
+        if yolo_models.is_yolo_module(net):
+            return Step(yolo.loss(net, images, targets, self._side(net, images), device), len(images))
         shift = offset(net)
         images = [x.to(device, non_blocking=True) for x in images]
         targets = [
@@ -109,7 +136,7 @@ class Detection(Task):
         shift = offset(model)
         targets, predictions, sizes = [], [], []
         for images, found in data.make_loader(split, EVAL_BATCH, shuffle=False):
-            for x, t, p in zip(images, found, model([x.to(device) for x in images])):
+            for x, t, p in zip(images, found, self._predict(model, images, data, device)):
                 targets.append({k: v.numpy() for k, v in t.items()})
                 predictions.append(
                     {
@@ -121,10 +148,21 @@ class Detection(Task):
                 sizes.append((x.shape[-1], x.shape[-2]))
         return coco_map(targets, predictions, sizes, data.num_classes)
 
+    def _predict(self, model: nn.Module, images: list, data, device) -> list[dict]:
+        """Detections per image in its own pixels (torchvision's models post-process themselves)."""
+        if yolo_models.is_yolo_module(model):
+            return yolo.predict(model, images, self._side(model, images, data.image_size), device)
+        return model([x.to(device) for x in images])
+
+    def _side(self, model: nn.Module, images: list, known: int | None = None) -> int:
+        """A YOLO model's input side: the run's (``prepare``), else one that fits these images."""
+        sizes = [(im.shape[-1], im.shape[-2]) for im in images]
+        return known or self.image_size or yolo.default_side(sizes, yolo_models.max_stride(model))
+
     def deployable(self, model: nn.Module) -> nn.Module | None:
-        return raw_detector(model)
+        return yolo.YoloRaw(model) if yolo_models.is_yolo_module(model) else raw_detector(model)
 
 
 def _exports(name: str) -> bool:
     """Whether the detector ``name`` has a network without post-processing (single-stage)."""
-    return not name[3:].startswith(("fasterrcnn", "maskrcnn", "keypointrcnn"))
+    return not (name.startswith("tv:") and name[3:].startswith(("fasterrcnn", "maskrcnn", "keypointrcnn")))
