@@ -216,7 +216,7 @@ def markdown(rows: list[dict], records: dict, env: dict) -> str:
         "",
         f"Pruned: l1, `--target-speedup {env['target_speedup']:g} --target-precision int8` planned on each "
         f"runtime's own INT8 kernels at batch {env['target_batch']} (`--target-runtime`: the onnxruntime rows "
-        "time the onnxruntime plan, the OpenVINO rows the OpenVINO plan); random-init models. Median ms of {env['rounds']} "
+        f"time the onnxruntime plan, the OpenVINO rows the OpenVINO plan); random-init models. Median ms of {env['rounds']} "
         "interleaved rounds, (x) = speedup against dense fp32 on the same runtime and batch; "
         "`int8 gain` = pruned int8 against dense int8.",
         "",
