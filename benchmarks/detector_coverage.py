@@ -61,6 +61,14 @@ FAMILIES = (
     ("yolov8", "YOLOv8"),
     ("yolo11", "YOLO11"),
 )
+# what a failure was found to be, on inspection (shown under the table while the model fails)
+NOTES = {
+    "yolo11n-obb.yaml": "not the pruning: the dense model fails the same check by more (relative 2.4e-4, "
+    "max|diff| 0.20 on boxes of up to 864 px). The differences sit in the decoded box rows. The parity inputs "
+    "`filterprune.export` draws are N(0, 1), outside the [0, 1] images YOLO takes: on them the random box "
+    "branch's DFL logits reach 8,900 (95 on [0, 1] images), where float rounding in the softmax moves box "
+    "corners by up to 0.9 px. On [0, 1] images the pruned file differs by 9e-4 px (relative 1.4e-6).",
+}
 COLUMNS = (
     "model", "family", "kind", "input", "status", "stage", "params_dense", "params_pruned", "macs_dense",
     "macs_pruned", "theoretical_speedup", "kept_channels", "left_whole", "structure_same", "onnx_ok",
@@ -344,6 +352,11 @@ def load(out: Path) -> dict[str, dict]:
     return {r["model"]: r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
 
 
+def stored_command(out: Path) -> str:
+    path = out / "results.json"
+    return json.loads(path.read_text()).get("command", "") if path.exists() else ""
+
+
 def sweep(
     names: list[str], out: Path, run: Callable[[str], dict], fresh=False, redo_failed=False, command=""
 ):
@@ -451,6 +464,19 @@ def markdown(rows: list[dict], missing: list[str], command: str) -> str:
         "|---|---|---|---|---|---|---|---:|---:|---:|---|---|---|---:|---:|---:|---|",
         *map(_row_md, rows),
     ]
+    notes = [
+        f"- **{r['model']}**: {NOTES[r['model']]}"
+        for r in rows
+        if r["status"] != "ok" and r["model"] in NOTES
+    ]
+    lines += ["", "Failures, inspected:", "", *notes] if notes else []
+    fallbacks = sorted({r["exporter_fallback"] for r in rows if r.get("exporter_fallback")})
+    lines += (
+        ["", f"Exporter: TorchScript where the file says so, because {'; '.join(fallbacks)}."]
+        if fallbacks
+        else []
+    )
+    lines += ["", f"Wall time: {sum(r['seconds'] for r in rows) / 60:.0f} min (the rows' seconds added up)."]
     if missing:
         lines += ["", f"**Not run yet ({len(missing)})**: {', '.join(missing)}. The same command continues."]
     return "\n".join([*lines, "", f"Machine: `{json.dumps(_machine())}`", ""])
@@ -488,6 +514,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help=f"folder (default {HERE}; --smoke: a temp folder)")
     ap.add_argument("--fresh", action="store_true", help="forget earlier rows")
     ap.add_argument("--redo-failed", action="store_true", help="run the failed rows again")
+    ap.add_argument("--table-only", action="store_true", help="rewrite table.md/.csv from results.json")
     a = ap.parse_args()
     if a.one:
         Path(a.row).write_text(json.dumps(run_one(a.one)))
@@ -495,6 +522,9 @@ def main() -> int:
     names = a.models.split(",") if a.models else SMOKE if a.smoke else all_models()
     out = a.out or (Path(tempfile.gettempdir()) / "detector_coverage_smoke" if a.smoke else HERE)
     command = "PYTHONPATH=$PWD python benchmarks/detector_coverage.py " + " ".join(sys.argv[1:])
+    if a.table_only:
+        write(out, load(out), names, stored_command(out))
+        return 0
     t = time.perf_counter()
     done = sweep(names, out, lambda n: sweep_one(n, a.timeout, a.max_rss_mb), a.fresh, a.redo_failed, command)
     ok = sum(done[n]["status"] == "ok" for n in names)
