@@ -395,7 +395,7 @@ def write(out: Path, acc: list[dict], lat: list[dict], records: dict, env: dict)
 def environment(a, t0: float, load0: float) -> dict:
     from importlib.metadata import version
 
-    from filterprune.benchmarking.machine import describe
+    from filterprune.benchmarking.machine import describe, run_record
 
     return {
         **describe(),
@@ -407,11 +407,7 @@ def environment(a, t0: float, load0: float) -> dict:
         "seed": a.seed,
         "rounds": a.rounds,
         "min_s": a.min_s,
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "wall_min": (time.perf_counter() - t0) / 60,
-        "loadavg_start": load0,
-        "loadavg_end": os.getloadavg()[0],
-        "command": " ".join(["python", "benchmarks/nncf_vs_ort.py", *a.argv]),
+        **run_record("benchmarks/nncf_vs_ort.py", a.argv, t0, load0),
         "smoke": a.smoke,
     }
 

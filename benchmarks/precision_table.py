@@ -302,7 +302,7 @@ def write(out: Path, rows: list[dict], records: dict, env: dict) -> None:
 
 
 def environment(a, t0: float, load0: float) -> dict:
-    from filterprune.benchmarking.machine import describe
+    from filterprune.benchmarking.machine import describe, run_record
 
     try:
         import openvino
@@ -320,11 +320,7 @@ def environment(a, t0: float, load0: float) -> dict:
         "target_batch": a.target_batch,
         "rounds": a.rounds,
         "min_s": a.min_s,
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "wall_min": (time.perf_counter() - t0) / 60,
-        "loadavg_start": load0,
-        "loadavg_end": os.getloadavg()[0],
-        "command": " ".join(["python", "benchmarks/precision_table.py", *a.argv]),
+        **run_record("benchmarks/precision_table.py", a.argv, t0, load0),
         "smoke": a.smoke,
     }
 

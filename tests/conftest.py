@@ -24,6 +24,19 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def pasted_detection_set(tmp_path_factory, layout: str) -> Path:
+    """A tiny pasted-CIFAR detection set (8 train / 4 test canvases) in ``layout`` (coco or yolo), for a
+    module-scoped fixture; skips without the real data."""
+    from filterprune.data.pasted import make_detection_set  # reason: only the detection tests need it
+
+    source = SHARED_DATA / "cifar10_mini.npz"
+    if not source.is_file():
+        pytest.skip(f"real data not found at {source}")
+    return make_detection_set(
+        tmp_path_factory.mktemp("d") / layout, layout, train=8, test=4, seed=1, source=source
+    )
+
+
 # --------------------------------------------------------------------------------------- network guard
 # Nothing filterprune does may touch the network: a connection beyond loopback raises at once and fails
 # the test that made it, even when the code under test swallows the error. Loopback and AF_UNIX stay open

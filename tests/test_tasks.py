@@ -8,13 +8,12 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import pasted_detection_set
 
 from filterprune import pipeline, stages
 from filterprune.catalog import TASKS
 from filterprune.cli import main
 from filterprune.config import CompressConfig, check_task
-from filterprune.data.pasted import make_detection_set
 from filterprune.errors import UsageError
 from filterprune.exporting.convert import check_parity, export_onnx
 from filterprune.models.torchvision_models import detector
@@ -26,17 +25,12 @@ from filterprune.tasks.detection_data import DetectionSource
 from filterprune.tasks.raw_detector import raw_detector
 from filterprune.train import TrainConfig, distill_loss
 
-CIFAR = SHARED_DATA / "cifar10_mini.npz"
 SSD = "tv:ssdlite320_mobilenet_v3_large"
 
 
 @pytest.fixture(scope="module")
 def coco(tmp_path_factory):
-    if not CIFAR.is_file():
-        pytest.skip(f"real data not found at {CIFAR}")
-    return make_detection_set(
-        tmp_path_factory.mktemp("d") / "coco", "coco", train=8, test=4, seed=1, source=CIFAR
-    )
+    return pasted_detection_set(tmp_path_factory, "coco")
 
 
 def _one_line(capfd) -> str:

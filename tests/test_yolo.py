@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, pasted_detection_set
 
 from filterprune.cli import main
 from filterprune.data.pasted import make_detection_set
@@ -26,11 +26,7 @@ V8 = "yolo:yolov8n.yaml"
 
 @pytest.fixture(scope="module")
 def pasted(tmp_path_factory):
-    if not CIFAR.is_file():
-        pytest.skip(f"real data not found at {CIFAR}")
-    return make_detection_set(
-        tmp_path_factory.mktemp("d") / "y", "yolo", train=8, test=4, seed=1, source=CIFAR
-    )
+    return pasted_detection_set(tmp_path_factory, "yolo")
 
 
 def _ultralytics():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from importlib.metadata import PackageNotFoundError, version
 
 import torch
@@ -42,3 +43,15 @@ def describe() -> dict:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     return info
+
+
+def run_record(script: str, argv: list[str], started: float, load_start: float) -> dict:
+    """When and how a benchmark script ran, for its results file: date, wall minutes since ``started``
+    (a ``time.perf_counter()``), the load average at the start and now, and the command that reruns it."""
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "wall_min": (time.perf_counter() - started) / 60,
+        "loadavg_start": load_start,
+        "loadavg_end": os.getloadavg()[0],
+        "command": " ".join(["python", script, *argv]),
+    }
