@@ -46,7 +46,8 @@ def export(
 ) -> dict:
     """Export ``model`` (eval, CPU) to ``path`` (atomically) and prove parity; returns what was proven.
 
-    One image batch in (any H, W): the file takes a batch of any size, checked at batch 1 and 7; other
+    One image batch in (any H, W): the file takes a batch of any size, checked at batch 1 and 7 on random
+    inputs in the example's range (uniform for an example without negative values, else N(0, 1)); other
     inputs (several, keywords, a list of images) are exported and checked as given. Outputs are named
     ``logits`` for a classifier, else after their place in the output (``output``, ``out_0``,
     ``out_1_boxes``, ...). ``mean``/``std`` (one value per input channel) and ``class_names`` go into the
@@ -70,9 +71,15 @@ def export(
 
 
 def ex_at(x: torch.Tensor, batch: int, seed: int = 0) -> Example:
-    """Random inputs of ``x``'s per-sample shape at ``batch``."""
+    """Random inputs of ``x``'s per-sample shape at ``batch``, in the example's range: an example without
+    negative values (images in [0, 1] or [0, 255], as detectors take them) gets uniform values in
+    [0, max(1, its max)), any other N(0, 1). N(0, 1) fed to a model that takes [0, 1] images puts it where it
+    never runs: a random YOLO11's box logits then reach 8,900 and a faithful file failed parity."""
     gen = torch.Generator().manual_seed(seed + batch)
-    return Example((torch.randn(batch, *x.shape[1:], generator=gen),), {})
+    shape = (batch, *x.shape[1:])
+    if x.numel() and float(x.min()) >= 0:
+        return Example((torch.rand(shape, generator=gen) * max(1.0, float(x.max())),), {})
+    return Example((torch.randn(shape, generator=gen),), {})
 
 
 def output_names(out) -> list[str]:

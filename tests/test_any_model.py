@@ -226,6 +226,26 @@ def test_export_names_every_output_proves_parity_and_writes_metadata(tmp_path):
     assert e.value.params == ("mean",) and not (tmp_path / "bad.onnx").exists()
 
 
+def test_export_checks_parity_on_inputs_in_the_examples_range(tmp_path, monkeypatch):
+    """A model that takes [0, 1] images is checked on [0, 1] images: on N(0, 1) a random YOLO11's box
+    logits reach 8,900 and its faithful file failed parity. A normalised example keeps N(0, 1)."""
+    from filterprune import ship
+
+    seen, real = [], ship.compare
+    monkeypatch.setattr(
+        ship,
+        "compare",
+        lambda m, p, feeds, tol: seen.append([f.args[0] for f in feeds]) or real(m, p, feeds, tol),
+    )
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    for x in (torch.rand(1, 3, 8, 8), torch.randn(1, 3, 8, 8), torch.rand(1, 3, 8, 8) * 255):
+        filterprune.export(model, tmp_path / "m.onnx", x)
+    unit, normal, pixels = seen
+    assert [t.shape[0] for t in unit] == [1, 7] and all(t.min() >= 0 and t.max() < 1 for t in unit)
+    assert all(t.min() < 0 for t in normal)
+    assert all(t.min() >= 0 and 100 < t.max() < 255 for t in pixels)
+
+
 def test_export_refuses_a_file_that_computes_something_else(tmp_path, monkeypatch):
     from filterprune.exporting import parity
 

@@ -111,7 +111,7 @@ def test_the_child_refuses_the_network_and_counts_the_attempts():
     assert p.stdout.split() == ["refused", "1"], p.stderr[-500:]
 
 
-@pytest.mark.slow  # ~2-3 min: ssdlite320 and YOLOv8n pruned, exported and checked in their own processes
+@pytest.mark.slow  # ~20 s (1-2 min on a busy machine): ssdlite320 and YOLOv8n pruned, exported and checked in their own processes
 def test_the_smoke_setting_prunes_exports_and_checks_two_detectors(tmp_path):
     pytest.importorskip("ultralytics")
     cmd = [sys.executable, str(SCRIPT), "--smoke", "--out", str(tmp_path)]
