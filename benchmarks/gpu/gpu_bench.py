@@ -245,22 +245,32 @@ def trt_rows(model: str, image_size: int, device: torch.device, a) -> list[dict]
         for k in variants:
             r = res.get(k, {})
             rows.append(
-                {
-                    "model": model,
-                    "image_size": image_size,
-                    "variant": k,
-                    "setting": f"tensorrt {precision}",
-                    "batch": a.trt_batch,
-                    **r,
-                    "macs": macs[k],
-                    "theoretical_speedup": macs["dense"] / macs[k],
-                    "speedup": (res["dense"]["p50_ms"] / r["p50_ms"]) if r else None,
+                timed_row(model, image_size, k, f"tensorrt {precision}", a.trt_batch, res, macs, error)
+                | {
                     "speedup_vs_dense_fp16": (dense_fp16 / r["p50_ms"]) if r and dense_fp16 else None,
                     "provider": providers.get(k, ""),
-                    "error": error,
                 }
             )
     return rows
+
+
+def timed_row(
+    model: str, image_size: int, k: str, setting: str, batch: int, res: dict, macs: dict, error: str
+):
+    """One variant's row of a timed setting: its timings (none when the setting failed) and speedups."""
+    r = res.get(k, {})
+    return {
+        "model": model,
+        "image_size": image_size,
+        "variant": k,
+        "setting": setting,
+        "batch": batch,
+        **r,
+        "macs": macs[k],
+        "theoretical_speedup": macs["dense"] / macs[k],
+        "speedup": (res["dense"]["p50_ms"] / r["p50_ms"]) if r else None,
+        "error": error,
+    }
 
 
 def bench_model(model: str, image_size: int, device: torch.device, a) -> list[dict]:
@@ -288,21 +298,7 @@ def bench_model(model: str, image_size: int, device: torch.device, a) -> list[di
             except RuntimeError as e:  # out of memory at a large batch: recorded, the run goes on
                 res, error = {}, str(e).splitlines()[0][:200]
             for k in variants:
-                r = res.get(k, {})
-                rows.append(
-                    {
-                        "model": model,
-                        "image_size": image_size,
-                        "variant": k,
-                        "setting": label,
-                        "batch": batch,
-                        **r,
-                        "macs": macs[k],
-                        "theoretical_speedup": macs["dense"] / macs[k],
-                        "speedup": (res["dense"]["p50_ms"] / r["p50_ms"]) if r else None,
-                        "error": error,
-                    }
-                )
+                rows.append(timed_row(model, image_size, k, label, batch, res, macs, error))
         del x
     big = max(a.batch_sizes)
     x = torch.randn(big, 3, image_size, image_size, device=device).contiguous(
