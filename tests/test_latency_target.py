@@ -392,3 +392,50 @@ def test_the_target_speedup_benchmark_records_an_unreachable_target_as_a_row(mon
         1.2,
         str(tmp_path),
     )
+
+
+def _curve_search(curve, target=1.5):
+    """A LatencySearch whose timings are ``curve(knob)``: the knob stepping alone."""
+    s = lt.LatencySearch.__new__(lt.LatencySearch)
+    s.target, s.points, s.best, s.tried = target, {}, None, []
+
+    def attempt(family, f, keep):
+        row = {"speedup": curve(f), "keep": keep, "lost": 1 - f}
+        s.tried.append(row)
+        if row["speedup"] >= target * (1 - lt.TOLERANCE) and (
+            s.best is None or lt._better(row, s.best, target)
+        ):
+            s.best = row
+        return row
+
+    s.attempt = attempt
+    return s
+
+
+def test_a_flat_speedup_curve_is_searched_to_the_target():
+    """Speedup barely moving with the knob (YOLOv8n at batch 1: 1.09x at 0.82, 1.75x at the floors): the
+    fixed power step crawled (1.09 -> 1.38x in six timings); the fitted step lands in the window."""
+    s = _curve_search(lambda f: 1.75 - 0.8 * f)
+    assert s.search("aligned", lambda f: [round(f, 6)], 1.5**-0.5, 0.5)
+    assert 1.5 <= s.best["speedup"] <= 1.5 * (1 + lt.TOLERANCE) and len(s.tried) <= lt.ITERATIONS
+
+
+def test_next_knob_interpolates_inside_a_bracket():
+    f = lt.next_knob([(0.8, 1.1), (0.0, 1.8)], 1.5, 0.5)
+    assert 0.12 < f < 0.68  # off the bracket's ends
+    assert lt.next_knob([(0.8, 1.1), (0.4, 1.45), (0.0, 1.8)], 1.5, 0.5) < 0.4  # the tighter bracket
+    assert lt.next_knob([(0.5, 2.0)], 1.5, 1.0) > 0.5  # overshot: prune less
+    assert 0 < lt.next_knob([(0.5, 1.0)], 1.5, 1.0) < 0.5  # missed: prune more
+
+
+def test_floors_that_pass_the_target_are_searched_from_not_refused(monkeypatch):
+    """A family whose knob steps all missed while its floors pass the target: searched on from the floors
+    (a plan near the target), not refused as out of reach nor kept at the floors."""
+    s = _curve_search(lambda f: 1.75 - 0.8 * f)
+    monkeypatch.setattr(lt, "ITERATIONS", 2)  # the first search cannot get there
+    plan_at = lambda f: [round(f, 6)]  # noqa: E731
+    s.families = lambda: [("aligned", plan_at, 1.5**-0.5, 0.5)]
+    assert not s.search("aligned", plan_at, 1.5**-0.5, 0.5) and not s.reached()
+    monkeypatch.setattr(lt, "ITERATIONS", 6)
+    s.from_floors()
+    assert s.reached() and s.best["speedup"] < 1.75
