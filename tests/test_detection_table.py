@@ -131,14 +131,17 @@ def test_the_compress_command_names_the_target_the_batch_and_the_arm(table, tmp_
     flags = {t: v for t, v in zip(yolo, yolo[1:] + [""]) if t.startswith("--") and not v.startswith("--")}
     assert yolo[0] == V8 and flags["--target-speedup"] == "1.5" and flags["--target-batch"] == "1"
     assert (
-        flags["--bench-batch-sizes"] == "1" and flags["--image-size"] == "320" and flags["--threads"] == "2"
+        flags["--bench-batch-sizes"] == "1" and flags["--image-size"] == "256" and flags["--threads"] == "2"
     )
     assert flags["--distill"] == "off" and flags["--criterion"] == "l1" and flags["--task"] == "detection"
     assert "--image-size" not in ssd and ssd[ssd.index("--distill") + 1] == "anneal"
-    assert flags["--epochs"] == flags["--finetune-epochs"] == "15"  # each model its own default epochs
+    assert flags["--epochs"] == "30" and flags["--finetune-epochs"] == "15"  # each model its own epochs
     assert ssd[ssd.index("--epochs") + 1] == ssd[ssd.index("--finetune-epochs") + 1] == "2"
     a = table.options(["--work", str(tmp_path), "--out", str(tmp_path), "--epochs", "5"])
     assert table.epochs(SSD, a) == (5, 2) and table.settings(a, V8)["epochs"] == 5
+    assert table.settings(a, V8)["train"] == 1000 and table.settings(a, SSD)["train"] == 300  # their own
+    a = table.options(["--work", str(tmp_path), "--out", str(tmp_path), "--train", "40"])
+    assert table.settings(a, SSD)["train"] == 40 and "--train 40" in table.command_line(a)
 
 
 def test_a_rerun_keeps_finished_rows_and_reruns_failed_ones(table, tmp_path, monkeypatch):
