@@ -17,8 +17,9 @@ the dense model's mAP@0.5 is under 0.10 (too undertrained for a 2-point margin t
 Resumable: the set is made once per (layout, sizes, seed) in ``--work``/sets; filterprune caches each
 trained baseline (``FILTERPRUNE_CACHE``), so a rerun after a kill retrains nothing it finished; rows already
 in ``--out``/results.json with the same settings are kept unless ``--fresh``. Arms: ``plain`` (``--distill
-off``) and ``distill`` (``--distill anneal``), the latter only where the detection task distills (today it
-does not: the row is skipped with a note in results.md).
+off``) and ``distill`` (``--distill anneal``: the dense model's head outputs distilled into the pruned one),
+the latter only for models the detection task distills (single-stage: YOLO, SSD, RetinaNet, FCOS; an R-CNN's
+distill row is skipped with a note in results.md). The distill arm reuses the plain arm's cached baseline.
 
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/detection_table.py       # alone, ~60-90 min (below)
     PYTHONPATH=$PWD python benchmarks/detection_table.py --smoke   # the code path, 1-3 min, a temp folder
@@ -32,7 +33,10 @@ at 320 px took 0.10 s per training image at load 1.5-2.2 (60 canvases) and 0.28-
 convolutions' backward dominates: a bare train step alone was 0.5-0.7 s per image). On a quiet machine
 (~0.12 and ~0.8 s): YOLO 500 x 30 x 0.12 s = 30 min, SSDlite 500 x 4 x 0.8 s = 27 min, plus sets, planner
 (15-50 s per model), export, bench and test evaluations (~5 min): about an hour; 60-90 min allowing for
-load. SSDlite gets fewer epochs for that reason: its row is mostly its latency. Expect an undertrained
+load, per arm. The distill arm adds each model's finetune again (plus a teacher forward per step, about a
+third of a training step's work), the planner, export and bench: expect 1.5-2.5 h for both arms
+(estimated, not timed; ``--arms plain`` halves it). SSDlite gets fewer epochs for that reason: its row is
+mostly its latency. Expect an undertrained
 YOLO: 8 epochs on 225 images left its test mAP at 0.000 (loss 11.6 -> 6.7), so the accuracy half of the
 goal may read "not judged" at this scale; ``--epochs``/``--train`` (or a GPU) buy more.
 """
@@ -77,9 +81,9 @@ SETTINGS = (
     "device",
 )  # with the epochs: a row's key
 NO_DISTILL = (
-    "Distillation on the heads: not run. The detection task does not distill yet (`Detection.distills` is "
-    "False in filterprune/tasks/detection.py); `--distill` is accepted and recorded as `off`, so a `distill` "
-    "row would repeat the `plain` one."
+    "Distillation on the heads: not run for {models}. The detection task does not distill two-stage "
+    "detectors (`Detection.can_distill` in filterprune/tasks/detection.py); `--distill` is accepted and "
+    "recorded as `off` for them, so a `distill` row would repeat the `plain` one."
 )
 
 
@@ -353,22 +357,24 @@ def write(out: Path, rows: list[dict], a: argparse.Namespace, notes: list[str]) 
         tmp.replace(out / name)
 
 
-def task_distills() -> bool:
+def task_distills(model: str) -> bool:
+    """Whether the detection task distills ``model`` (else its distill row would repeat its plain one)."""
     from filterprune.tasks import make_task  # reason: imports torch, only when runs are planned
 
-    return make_task("detection").distills
+    return make_task("detection").can_distill(model)
 
 
 def jobs(a: argparse.Namespace, notes: list[str]) -> list[tuple[str, str]]:
-    """(model, arm) to run, in order; an arm the task cannot run is left out with a note."""
-    arms = a.arms.split(",")
+    """(model, arm) to run, in order; a distill row of a model the task does not distill is left out with
+    a note."""
+    arms, models = a.arms.split(","), a.models.split(",")
     bad = [x for x in arms if x not in ARMS]
     if bad:
         raise SystemExit(f"detection_table: unknown arm {bad[0]} (choose from {', '.join(ARMS)})")
-    if "distill" in arms and not task_distills():
-        arms.remove("distill")
-        notes.append(NO_DISTILL)
-    return [(m, arm) for arm in arms for m in a.models.split(",")]
+    plain_only = [m for m in models if "distill" in arms and not task_distills(m)]
+    if plain_only:
+        notes.append(NO_DISTILL.format(models=", ".join(plain_only)))
+    return [(m, arm) for arm in arms for m in models if not (arm == "distill" and m in plain_only)]
 
 
 def main(argv=None) -> int:

@@ -11,6 +11,7 @@ from conftest import SHARED_DATA
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "detection_table.py"
 V8, SSD = "yolo:yolov8n.yaml", "tv:ssdlite320_mobilenet_v3_large"
+RCNN = "tv:fasterrcnn_mobilenet_v3_large_320_fpn"
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def test_the_goal_is_yolos_and_says_when_the_dense_model_learnt_little(table):
 def test_the_markdown_has_a_row_per_run_the_latency_named_and_failures(table):
     a = table.options(["--out", "/tmp/unused", "--work", "/tmp/unused"])
     rows = [_row(table), _row(table, SSD), {"model": V8, "arm": "distill", "error": "exit 1: it broke"}]
-    md = table.markdown(rows, a, [table.NO_DISTILL])
+    md = table.markdown(rows, a, [table.NO_DISTILL.format(models=RCNN)])
     lines = [ln for ln in md.splitlines() if ln.startswith(f"| {V8} |")]
     assert len(lines) == 2 and "0.400 → 0.390 (-1.0)" in lines[0] and "**1.60x** (b1, 2 thr)" in lines[0]
     assert (
@@ -120,7 +121,7 @@ def test_the_markdown_has_a_row_per_run_the_latency_named_and_failures(table):
         f"**Goal** ({V8} distill: mAP@0.5 within 2 points of dense at >= 1.5x measured on onnxruntime CPU): "
         "not measured.",
     ]
-    assert "does not distill yet" in md and "Machine: EPYC (2 cores)" in md
+    assert f"not run for {RCNN}. The detection task does not distill" in md and "Machine: EPYC (2 cores)" in md
     assert "python benchmarks/detection_table.py`" in md  # the defaults: no flags
 
 
@@ -141,6 +142,15 @@ def test_the_compress_command_names_the_target_the_batch_and_the_arm(table, tmp_
     assert table.epochs(SSD, a) == (5, 2) and table.settings(a, V8)["epochs"] == 5
 
 
+def test_the_distill_arm_runs_for_single_stage_detectors_and_an_rcnn_gets_a_note(table, tmp_path):
+    a = table.options(["--work", str(tmp_path), "--out", str(tmp_path), "--models", f"{V8},{SSD},{RCNN}"])
+    notes: list[str] = []
+    assert table.jobs(a, notes) == [(V8, "plain"), (SSD, "plain"), (RCNN, "plain"), (V8, "distill"), (SSD, "distill")]
+    assert notes == [table.NO_DISTILL.format(models=RCNN)]
+    a = table.options(["--work", str(tmp_path), "--out", str(tmp_path), "--arms", "plain"])
+    assert table.jobs(a, notes := []) == [(V8, "plain"), (SSD, "plain")] and notes == []
+
+
 def test_a_rerun_keeps_finished_rows_and_reruns_failed_ones(table, tmp_path, monkeypatch):
     ran = []
 
@@ -151,7 +161,7 @@ def test_a_rerun_keeps_finished_rows_and_reruns_failed_ones(table, tmp_path, mon
             **_row(table, model), "arm": arm, "settings": table.settings(a, model)}  # fmt: skip
 
     monkeypatch.setattr(table, "run_one", fake)
-    monkeypatch.setattr(table, "task_distills", lambda: False)
+    monkeypatch.setattr(table, "task_distills", lambda model: False)
     argv = ["--work", str(tmp_path), "--out", str(tmp_path)]
     assert table.main(argv) == 1 and ran == [(V8, "plain"), (SSD, "plain")]
     assert table.main(argv) == 0 and ran[2:] == [(SSD, "plain")]  # the failed one again, YOLO kept
