@@ -22,7 +22,7 @@ the latter only for models the detection task distills (single-stage: YOLO, SSD,
 distill row is skipped with a note in results.md). The distill arm reuses the plain arm's cached baseline.
 
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/detection_table.py       # alone, ~60-90 min (below)
-    PYTHONPATH=$PWD python benchmarks/detection_table.py --smoke   # the code path, 1-3 min, a temp folder
+    PYTHONPATH=$PWD python benchmarks/detection_table.py --smoke   # the code path, 2-5 min, a temp folder
     PYTHONPATH=$PWD python benchmarks/detection_table.py --device cuda --train 4000 --test 800 \\
         --epochs 60 --finetune-epochs 30          # a GPU's scale (the latency is still onnxruntime CPU)
 

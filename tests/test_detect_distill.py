@@ -140,9 +140,20 @@ def test_compress_with_distill_anneal_finetunes_a_yolo_from_the_dense_heads(past
     monkeypatch.setattr(yolo, "yolo_distill", lambda *a: calls.append(a) or real(*a))
     out = tmp_path / "run"
     argv = [V8, "--task", "detection", "--dataset", f"yolo:{pasted}", "--image-size", "64", "--epochs", "1"]
-    argv += ["--finetune-epochs", "1", "--batch-size", "4", "--no-export", "--no-bench", "--distill", "anneal"]
+    argv += [
+        "--finetune-epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--no-export",
+        "--no-bench",
+        "--distill",
+        "anneal",
+    ]
     assert main(["compress", *argv, "--criterion", "l1", "--sparsity", "0.3", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["finetune"]["distill"] == "anneal" and calls  # the baseline trains without a teacher
-    assert make_task("detection").can_distill(V8) and make_task("detection").can_distill("tv:fcos_resnet50_fpn")
+    assert make_task("detection").can_distill(V8) and make_task("detection").can_distill(
+        "tv:fcos_resnet50_fpn"
+    )
     assert not make_task("detection").can_distill("tv:fasterrcnn_mobilenet_v3_large_320_fpn")

@@ -59,8 +59,10 @@ def yolo_branches(out) -> list[dict]:
 
 def yolo_distill(student: list[dict], teacher: list[dict], t: float) -> torch.Tensor:
     """The distillation term of a YOLO batch from both heads' ``yolo_branches`` (their mean)."""
-    pairs = list(zip(student, teacher, strict=True))
-    return sum(_yolo_branch(s["boxes"], s["scores"], q["boxes"], q["scores"], t) for s, q in pairs) / len(pairs)
+    pairs = zip(student, teacher, strict=True)
+    return torch.stack(
+        [_yolo_branch(s["boxes"], s["scores"], q["boxes"], q["scores"], t) for s, q in pairs]
+    ).mean()
 
 
 def _yolo_branch(

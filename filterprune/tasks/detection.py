@@ -130,7 +130,9 @@ class Detection(Task):
         temperature = cfg.distill_temperature if teacher is not None else 1.0
         if yolo_models.is_yolo_module(net):
             side = self._side(net, images)
-            return Step(yolo.loss(net, images, targets, side, device, teacher, alpha, temperature), len(images))
+            return Step(
+                yolo.loss(net, images, targets, side, device, teacher, alpha, temperature), len(images)
+            )
         shift = offset(net)
         images = [x.to(device, non_blocking=True) for x in images]
         targets = [
