@@ -17,11 +17,12 @@ the dense model's mAP@0.5 is under 0.10 (too undertrained for a 2-point margin t
 Resumable: the set is made once per (layout, sizes, seed) in ``--work``/sets; filterprune caches each
 trained baseline (``FILTERPRUNE_CACHE``), so a rerun after a kill retrains nothing it finished; rows already
 in ``--out``/results.json with the same settings are kept unless ``--fresh``. Arms: ``plain`` (``--distill
-off``) and ``distill`` (``--distill anneal``), the latter only where the detection task distills (today it
-does not: the row is skipped with a note in results.md).
+off``) and ``distill`` (``--distill anneal``: the dense model's head outputs distilled into the pruned one),
+the latter only for models the detection task distills (single-stage: YOLO, SSD, RetinaNet, FCOS; an R-CNN's
+distill row is skipped with a note in results.md). The distill arm reuses the plain arm's cached baseline.
 
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/detection_table.py       # alone, ~60 min (below)
-    PYTHONPATH=$PWD python benchmarks/detection_table.py --smoke   # the code path, 1-3 min, a temp folder
+    PYTHONPATH=$PWD python benchmarks/detection_table.py --smoke   # the code path, 2-5 min, a temp folder
     PYTHONPATH=$PWD python benchmarks/detection_table.py --device cuda --train 4000 --test 800 \\
         --epochs 60 --finetune-epochs 30          # a GPU's scale (the latency is still onnxruntime CPU)
 
@@ -30,7 +31,8 @@ train canvases, 2 + 2 epochs; 200 test canvases each), from training steps timed
 nothing else running (2026-12-07, batch 16): YOLOv8n 0.015 / 0.032 / 0.043 s per training image at 160 /
 256 / 320 px; SSDlite ~0.7 s (its depthwise convolutions' backward dominates). YOLO 1000 x 45 x 0.032 s =
 24 min, SSDlite 300 x 4 x 0.7 s = 14 min, plus sets, planner (15-50 s per model), evaluations, export and
-bench: about 45 min; the distill arm adds YOLO's finetuning with a teacher (~15 min). SSDlite's row is
+bench: about 45 min; the distill arm adds each model's finetuning again with a teacher forward per step
+(YOLO ~15 min, SSDlite ~8 min; ``--arms plain`` leaves it out). SSDlite's row is
 mostly its latency. A YOLOv8n from scratch learns the set's 32 canvases to mAP@0.5 0.93 in 200 steps
 (160 px), so the pipeline learns; what it reaches on unseen canvases in 30 epochs is the table's to say.
 """
@@ -79,9 +81,9 @@ SETTINGS = (
     "device",
 )  # with the epochs: a row's key
 NO_DISTILL = (
-    "Distillation on the heads: not run. The detection task does not distill yet (`Detection.distills` is "
-    "False in filterprune/tasks/detection.py); `--distill` is accepted and recorded as `off`, so a `distill` "
-    "row would repeat the `plain` one."
+    "Distillation on the heads: not run for {models}. The detection task does not distill two-stage "
+    "detectors (`Detection.can_distill` in filterprune/tasks/detection.py); `--distill` is accepted and "
+    "recorded as `off` for them, so a `distill` row would repeat the `plain` one."
 )
 
 
@@ -362,22 +364,24 @@ def write(out: Path, rows: list[dict], a: argparse.Namespace, notes: list[str]) 
         tmp.replace(out / name)
 
 
-def task_distills() -> bool:
+def task_distills(model: str) -> bool:
+    """Whether the detection task distills ``model`` (else its distill row would repeat its plain one)."""
     from filterprune.tasks import make_task  # reason: imports torch, only when runs are planned
 
-    return make_task("detection").distills
+    return make_task("detection").can_distill(model)
 
 
 def jobs(a: argparse.Namespace, notes: list[str]) -> list[tuple[str, str]]:
-    """(model, arm) to run, in order; an arm the task cannot run is left out with a note."""
-    arms = a.arms.split(",")
+    """(model, arm) to run, in order; a distill row of a model the task does not distill is left out with
+    a note."""
+    arms, models = a.arms.split(","), a.models.split(",")
     bad = [x for x in arms if x not in ARMS]
     if bad:
         raise SystemExit(f"detection_table: unknown arm {bad[0]} (choose from {', '.join(ARMS)})")
-    if "distill" in arms and not task_distills():
-        arms.remove("distill")
-        notes.append(NO_DISTILL)
-    return [(m, arm) for arm in arms for m in a.models.split(",")]
+    plain_only = [m for m in models if "distill" in arms and not task_distills(m)]
+    if plain_only:
+        notes.append(NO_DISTILL.format(models=", ".join(plain_only)))
+    return [(m, arm) for arm in arms for m in models if not (arm == "distill" and m in plain_only)]
 
 
 def main(argv=None) -> int:

@@ -156,6 +156,6 @@ TASKS.add(
 TASKS.add(
     "detection",
     "tasks.detection:Detection",
-    "boxes per image (coco:/yolo: folders; torchvision detectors, ultralytics YOLO): the model's own loss, "
-    "mAP@0.5:0.95 and mAP@0.5 (pycocotools)",
+    "boxes per image (coco:/yolo: folders; torchvision detectors, ultralytics YOLO): the model's own loss "
+    "(single-stage heads distilled from the dense model), mAP@0.5:0.95 and mAP@0.5 (pycocotools)",
 )

@@ -209,13 +209,13 @@ def prune(s: Setup, b: Baseline) -> Pruned:
 
 def _teacher(s: Setup, b: Baseline) -> nn.Module | None:
     """The frozen dense model whose outputs the pruned copies learn (None: distill off, or a task that
-    does not distill)."""
-    return b.model if s.cfg.finetune.distill != "off" and s.task.distills else None
+    does not distill this model)."""
+    return b.model if s.cfg.finetune.distill != "off" and s.task.can_distill(s.spec.name) else None
 
 
 def _distill(s: Setup) -> str:
-    """report.json's ``finetune.distill``: as asked, or off where the task does not distill."""
-    return s.cfg.finetune.distill if s.task.distills else "off"
+    """report.json's ``finetune.distill``: as asked, or off where the task does not distill the model."""
+    return s.cfg.finetune.distill if s.task.can_distill(s.spec.name) else "off"
 
 
 def _finetune_between(s: Setup, b: Baseline, model: nn.Module, i: int) -> list:

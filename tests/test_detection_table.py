@@ -11,6 +11,7 @@ from conftest import SHARED_DATA
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "detection_table.py"
 V8, SSD = "yolo:yolov8n.yaml", "tv:ssdlite320_mobilenet_v3_large"
+RCNN = "tv:fasterrcnn_mobilenet_v3_large_320_fpn"
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def test_the_goal_is_yolos_and_says_when_the_dense_model_learnt_little(table):
 def test_the_markdown_has_a_row_per_run_the_latency_named_and_failures(table):
     a = table.options(["--out", "/tmp/unused", "--work", "/tmp/unused"])
     rows = [_row(table), _row(table, SSD), {"model": V8, "arm": "distill", "error": "exit 1: it broke"}]
-    md = table.markdown(rows, a, [table.NO_DISTILL])
+    md = table.markdown(rows, a, [table.NO_DISTILL.format(models=RCNN)])
     lines = [ln for ln in md.splitlines() if ln.startswith(f"| {V8} |")]
     assert len(lines) == 2 and "0.400 → 0.390 (-1.0)" in lines[0] and "**1.60x** (b1, 2 thr)" in lines[0]
     assert (
@@ -120,7 +121,9 @@ def test_the_markdown_has_a_row_per_run_the_latency_named_and_failures(table):
         f"**Goal** ({V8} distill: mAP@0.5 within 2 points of dense at >= 1.5x measured on onnxruntime CPU): "
         "not measured.",
     ]
-    assert "does not distill yet" in md and "Machine: EPYC (2 cores)" in md
+    assert (
+        f"not run for {RCNN}. The detection task does not distill" in md and "Machine: EPYC (2 cores)" in md
+    )
     assert "python benchmarks/detection_table.py`" in md  # the defaults: no flags
 
 
@@ -144,6 +147,21 @@ def test_the_compress_command_names_the_target_the_batch_and_the_arm(table, tmp_
     assert table.settings(a, SSD)["train"] == 40 and "--train 40" in table.command_line(a)
 
 
+def test_the_distill_arm_runs_for_single_stage_detectors_and_an_rcnn_gets_a_note(table, tmp_path):
+    a = table.options(["--work", str(tmp_path), "--out", str(tmp_path), "--models", f"{V8},{SSD},{RCNN}"])
+    notes: list[str] = []
+    assert table.jobs(a, notes) == [
+        (V8, "plain"),
+        (SSD, "plain"),
+        (RCNN, "plain"),
+        (V8, "distill"),
+        (SSD, "distill"),
+    ]
+    assert notes == [table.NO_DISTILL.format(models=RCNN)]
+    a = table.options(["--work", str(tmp_path), "--out", str(tmp_path), "--arms", "plain"])
+    assert table.jobs(a, notes := []) == [(V8, "plain"), (SSD, "plain")] and notes == []
+
+
 def test_a_rerun_keeps_finished_rows_and_reruns_failed_ones(table, tmp_path, monkeypatch):
     ran = []
 
@@ -154,7 +172,7 @@ def test_a_rerun_keeps_finished_rows_and_reruns_failed_ones(table, tmp_path, mon
             **_row(table, model), "arm": arm, "settings": table.settings(a, model)}  # fmt: skip
 
     monkeypatch.setattr(table, "run_one", fake)
-    monkeypatch.setattr(table, "task_distills", lambda: False)
+    monkeypatch.setattr(table, "task_distills", lambda model: False)
     argv = ["--work", str(tmp_path), "--out", str(tmp_path)]
     assert table.main(argv) == 1 and ran == [(V8, "plain"), (SSD, "plain")]
     assert table.main(argv) == 0 and ran[2:] == [(SSD, "plain")]  # the failed one again, YOLO kept
@@ -165,7 +183,7 @@ def test_a_rerun_keeps_finished_rows_and_reruns_failed_ones(table, tmp_path, mon
     assert "--epochs 3" in (tmp_path / "results.md").read_text()
 
 
-@pytest.mark.slow  # trains YOLOv8n and SSDlite an epoch each on 12 canvases, plans 1.1x, exports: 1-3 min
+@pytest.mark.slow  # YOLOv8n and SSDlite, plain and distilled, an epoch each on 12 canvases, 1.1x: 2-5 min
 def test_the_smoke_table_runs_both_detectors_end_to_end(table, tmp_path):
     pytest.importorskip("ultralytics")
     if not (SHARED_DATA / "cifar10_mini.npz").is_file():
@@ -173,7 +191,9 @@ def test_the_smoke_table_runs_both_detectors_end_to_end(table, tmp_path):
     argv = ["--smoke", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o")]
     assert table.main(argv) == 0
     doc = json.loads((tmp_path / "o" / "results.json").read_text())
-    assert [(r["model"], r["arm"]) for r in doc["rows"]] == [(V8, "plain"), (SSD, "plain")]
+    runs = [(r["model"], r["arm"]) for r in doc["rows"]]
+    assert runs == [(V8, "plain"), (SSD, "plain"), (V8, "distill"), (SSD, "distill")]
+    assert [r["distill"] for r in doc["rows"]] == ["off", "off", "anneal", "anneal"]
     for r in doc["rows"]:
         assert r["ort"]["speedup"] > 0 and r["theoretical_speedup"] > 1.0 and r["dense_map50"] is not None
         assert r["baseline_epochs"] == r["finetune_epochs"] == 1 and Path(r["run_dir"]).is_dir()

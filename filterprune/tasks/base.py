@@ -28,13 +28,11 @@ class Step:
 
 class Task:
     """Base class; ``name`` is its catalog name. ``metrics`` names every metric ``evaluate`` returns
-    (key -> words for people), ``headline`` the one that chooses the kept epoch and heads the report.
-    ``distills``: whether finetuning can learn from the dense model's outputs."""
+    (key -> words for people), ``headline`` the one that chooses the kept epoch and heads the report."""
 
     name = ""
     headline = ""
     metrics: dict[str, str] = {}
-    distills = False
     output_name = "output"  # the ONNX graph's output
 
     def check_config(self, cfg) -> None:
@@ -42,6 +40,11 @@ class Task:
 
     def check_model_name(self, name: str) -> None:
         """Refuse a model reference that cannot serve this task (before anything is built)."""
+
+    def can_distill(self, model_name: str) -> bool:
+        """Whether finetuning the model ``model_name`` can learn from the dense model's outputs (where it
+        cannot, ``--distill`` is recorded as off)."""
+        return False
 
     def prepare(self, cfg, given):
         """(data, spec, native) of a run: the data source, its ``ModelSpec`` and what the model's native

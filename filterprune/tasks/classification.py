@@ -20,7 +20,6 @@ class Classification(Task):
     name = "classification"
     headline = "top1"
     metrics = {"top1": "top-1", "top5": "top-5"}
-    distills = True
     output_name = "logits"
 
     def check_model_name(self, name: str) -> None:
@@ -35,6 +34,9 @@ class Classification(Task):
                 "classifiers: pass task detection",
                 ("task",),
             )
+
+    def can_distill(self, model_name: str) -> bool:
+        return True
 
     def prepare(self, cfg, given):
         return inputs.prepare(cfg, given)

@@ -3,8 +3,11 @@ and ultralytics YOLO (``yolo:yolov8n.yaml``; its letterboxing, loss and NMS in `
 
 The loss is the detector's own (its loss dict in train mode, summed); evaluation is mAP@0.5:0.95 (the
 headline, which chooses the kept epoch on the validation images) and mAP@0.5 by pycocotools; the ONNX file
-is the network without post-processing (``raw_detector.py``). Distillation is not supported (finetuning
-learns from the boxes alone), and only criteria that need no classification batches prune detectors.
+is the network without post-processing (``raw_detector.py``). Finetuning distills the dense model's raw
+head outputs into the pruned one (``detect_distill.py``) for YOLO and the single-stage torchvision
+detectors; the two-stage R-CNNs learn from the boxes alone (their second stage's inputs depend on the
+first stage's proposals, which differ between the two models). Only criteria that need no classification
+batches prune detectors.
 Detectors where class 0 is the background (R-CNNs, SSD) are trained on labels + 1 and their predictions
 shifted back, so every metric and file speaks the dataset's 0-based classes (YOLO has no background).
 """
@@ -25,6 +28,7 @@ from ..options import json_object
 from . import yolo
 from .base import Step, Task
 from .coco_eval import coco_map
+from .detect_distill import distilled_losses
 from .detection_data import DetectionSource
 from .raw_detector import raw_detector
 
@@ -41,7 +45,6 @@ class Detection(Task):
     name = "detection"
     headline = "map"
     metrics = {"map": "mAP@0.5:0.95", "map50": "mAP@0.5"}
-    distills = False
     output_name = "raw"
     image_size: int | None = None  # a YOLO model's input side (set by ``prepare``)
 
@@ -69,12 +72,15 @@ class Detection(Task):
         )
         if why:
             raise UsageError(f"task detection: {why}", ("task",))
-        if cfg.output.export and not _exports(cfg.model.name):
+        if cfg.output.export and not _single_stage(cfg.model.name):
             raise UsageError(
                 f"task detection: {cfg.model.name} is a two-stage detector, which has no network without "
                 "post-processing to export; pass export=False (--no-export)",
                 ("export",),
             )
+
+    def can_distill(self, model_name: str) -> bool:
+        return _single_stage(model_name)
 
     def prepare(self, cfg, given):
         if given is not None:
@@ -117,16 +123,25 @@ class Detection(Task):
             raise UsageError(f"{spec.name} does not return boxes per image: not a torchvision detector")
 
     def step(self, net: nn.Module, teacher: nn.Module | None, batch, device, alpha: float, cfg) -> Step:
+        """The detector's own loss; with a ``teacher`` and ``alpha`` > 0, (1 - alpha) * that + alpha *
+        the distillation of the teacher's head outputs (at ``cfg.distill_temperature``)."""
         images, targets = batch
+        teacher = teacher if alpha > 0 else None
+        temperature = cfg.distill_temperature if teacher is not None else 1.0
         if yolo_models.is_yolo_module(net):
-            return Step(yolo.loss(net, images, targets, self._side(net, images), device), len(images))
+            side = self._side(net, images)
+            return Step(
+                yolo.loss(net, images, targets, side, device, teacher, alpha, temperature), len(images)
+            )
         shift = offset(net)
         images = [x.to(device, non_blocking=True) for x in images]
         targets = [
             {"boxes": t["boxes"].to(device), "labels": (t["labels"] + shift).to(device)} for t in targets
         ]
-        losses = net(images, targets)
-        return Step(sum(losses.values()), len(images))
+        if teacher is None:
+            return Step(sum(net(images, targets).values()), len(images))
+        losses, soft = distilled_losses(net, teacher, images, targets, temperature, background=shift == 1)
+        return Step((1 - alpha) * sum(losses.values()) + alpha * soft, len(images))
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data, device, split: str = "test") -> dict | None:
@@ -163,6 +178,7 @@ class Detection(Task):
         return yolo.YoloRaw(model) if yolo_models.is_yolo_module(model) else raw_detector(model)
 
 
-def _exports(name: str) -> bool:
-    """Whether the detector ``name`` has a network without post-processing (single-stage)."""
+def _single_stage(name: str) -> bool:
+    """Whether the detector ``name`` is single-stage (YOLO's included): it has a network without
+    post-processing to export, and raw head outputs to distill."""
     return not (name.startswith("tv:") and name[3:].startswith(("fasterrcnn", "maskrcnn", "keypointrcnn")))

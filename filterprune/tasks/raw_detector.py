@@ -29,11 +29,16 @@ class RawDetector(nn.Module):
         self.register_buffer("std", torch.tensor(t.image_std).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        net: Any = self.detector
-        features = net.backbone((x - self.mean) / self.std)
-        features = list(features.values()) if isinstance(features, dict) else [features]
-        out = net.head(features)
+        out = head_outputs(self.detector, (x - self.mean) / self.std)
         return torch.cat([out[k] for k in HEAD_KEYS if k in out], dim=-1)
+
+
+def head_outputs(detector: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A single-stage detector's head outputs (``cls_logits``, ``bbox_regression``, ...) on a batch its
+    transform already resized and normalised."""
+    net: Any = detector
+    features = net.backbone(x)
+    return net.head(list(features.values()) if isinstance(features, dict) else [features])
 
 
 def raw_detector(detector: nn.Module) -> RawDetector | None:

@@ -9,7 +9,8 @@ background class: labels are the dataset's 0-based classes throughout.
 Training runs the model's own criterion (``init_criterion``: ultralytics' v8DetectionLoss, or its
 end-to-end loss for v10/26 heads) on ultralytics' batch dict (``batch_idx``, ``cls``, normalised xywh
 ``bboxes``). That criterion returns the loss times the batch size; it is divided back, so the learning
-rate means what it means for the other tasks (a mean over the batch).
+rate means what it means for the other tasks (a mean over the batch). Distilled finetuning adds the dense
+model's head outputs on the same letterboxed batch (its eval-mode raw dict; ``detect_distill.py``).
 
 Evaluation takes the eval-mode output, (N, 4 + classes, anchors) of xywh boxes in input pixels and class
 probabilities, through ultralytics' validation NMS: every class above 0.001 per box, per-class IoU 0.7
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torchvision.ops import batched_nms, box_convert
 
 from ..errors import UsageError
+from .detect_distill import yolo_branches, yolo_distill
 
 PAD = 114 / 255  # ultralytics' letterbox grey
 CONF, IOU, MAX_DET, MAX_NMS = 0.001, 0.7, 300, 30_000  # ultralytics' validation settings
@@ -91,14 +93,32 @@ def yolo_targets(targets: list[dict], scales: list[tuple[float, float]], side: i
     return {"batch_idx": torch.cat(idx), "cls": torch.cat(cls).view(-1, 1), "bboxes": torch.cat(boxes)}
 
 
-def loss(net: nn.Module, images: list[torch.Tensor], targets: list[dict], side: int, device) -> torch.Tensor:
-    """The model's own training loss on one batch (a mean over its images)."""
+def loss(
+    net: nn.Module,
+    images: list[torch.Tensor],
+    targets: list[dict],
+    side: int,
+    device,
+    teacher: nn.Module | None = None,
+    alpha: float = 0.0,
+    temperature: float = 4.0,
+) -> torch.Tensor:
+    """The model's own training loss on one batch (a mean over its images); with a ``teacher`` and
+    ``alpha`` > 0, (1 - alpha) * that + alpha * the distillation of the teacher's head outputs on the same
+    letterboxed batch (``detect_distill.yolo_distill``)."""
     x, scales = letterbox([im.to(device, non_blocking=True) for im in images], side)
     batch = {k: v.to(device) for k, v in yolo_targets(targets, scales, side).items()}
     model: Any = net  # a DetectionModel (torch types a module's attributes as Tensor | Module)
     criterion = model.init_criterion()  # fresh: it holds the device the model is on now
-    total, _ = criterion(net(x), batch)
-    return total.sum() / len(images)
+    preds = net(x)
+    total, _ = criterion(preds, batch)
+    own = total.sum() / len(images)
+    if teacher is None or alpha == 0:
+        return own
+    with torch.inference_mode():
+        soft = [{k: b[k] for k in ("boxes", "scores")} for b in yolo_branches(teacher(x))]
+    soft = [{k: v.clone() for k, v in b.items()} for b in soft]  # plain tensors autograd may save
+    return (1 - alpha) * own + alpha * yolo_distill(yolo_branches(preds), soft, temperature)
 
 
 @torch.no_grad()
