@@ -295,8 +295,11 @@ def test_export_cli_of_a_python_pruned_model_advises_calls_that_exist(tmp_path):
 
 # ------------------------------------------------------------------ detectors (slow: tens of seconds each)
 def _yolo():
-    """ultralytics' YOLOv8n built from its yaml, offline (no settings sync, no hub check)."""
-    os.environ.setdefault("YOLO_OFFLINE", "1")
+    """ultralytics' YOLOv8n built from its yaml, offline (no settings sync, no hub check), imported the way
+    filterprune imports it (its process-wide patches undone)."""
+    from filterprune.models.yolo import _ultralytics
+
+    _ultralytics()
     from ultralytics import YOLO
 
     return YOLO("yolov8n.yaml").model

@@ -303,3 +303,21 @@ def test_an_own_yaml_builds_without_evaluating_its_strings(tmp_path):
     own.write_text(f"activation: nn.ReLU()\n{text}")
     model = yolo_model(str(own), 10, 3, 64)  # a plain activation is read without eval
     assert isinstance(model.model[0].act, nn.ReLU) and not isinstance(model.model[0].act, nn.SiLU)
+
+
+def test_building_a_yolo_leaves_pil_and_torch_unpatched_and_installs_nothing(tmp_path):
+    """ultralytics' import patches PIL.Image.open (an unreadable image then pip-installs a HEIF plugin)
+    and torch.save process-wide: after filterprune's import both are the libraries' own and auto-install is
+    off, also where ultralytics was imported first."""
+    import ultralytics.utils.checks  # noqa: PLC0415 - first, as a user's own script may
+    from PIL import Image, UnidentifiedImageError
+
+    from filterprune.models import yolo as yolo_models
+
+    yolo_models._ultralytics()
+    assert Image.open.__module__ == "PIL.Image" and torch.save.__module__.startswith("torch")
+    assert ultralytics.utils.checks.AUTOINSTALL is False
+    bad = tmp_path / "x.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(bad)

@@ -2,13 +2,16 @@
 detection task: ``yolo:yolov8n.yaml``, ``yolo:yolo11n.yaml`` (any detection yaml ultralytics ships, the
 scale letter choosing the size as in ultralytics) or ``yolo:path/to/own.yaml``.
 
-Built offline from the yaml with the data's class count, random init: no hub, no download, no settings
-sync (``YOLO_OFFLINE``); a reference that is a URL is refused before ultralytics sees it. The yaml is read
-in ultralytics' restricted mode, which builds only known layers and evaluates no string of the file (its
-default evaluates the ``activation`` line with ``eval``). Weights come from a local state dict through
-``checkpoint`` (another class count keeps all but the prediction layers). Only YOLO ``Detect`` heads (v3,
-v5, v6, v8, v9, 11, 12, 26: decoded boxes and class scores per anchor, NMS outside) are taken; the
-end-to-end heads of v10 and 26 are trained with both branches and predict with the one-to-many branch.
+Built offline from the yaml with the data's class count, random init: no hub, no download, no settings sync
+(``YOLO_OFFLINE``), no pip install at run time (``YOLO_AUTOINSTALL``: its image patch installs a HEIF plugin
+on the first unreadable image), and the process-wide patches its import applies (``PIL.Image.open``,
+``torch.save``) undone, so a bad image elsewhere stays a clean error; a reference that is a URL is refused
+before ultralytics sees it. The yaml is read in ultralytics' restricted mode, which builds only known layers
+and evaluates no string of the file (its default evaluates the ``activation`` line with ``eval``). Weights
+come from a local state dict through ``checkpoint`` (another class count keeps all but the prediction
+layers). Only YOLO ``Detect`` heads (v3, v5, v6, v8, v9, 11, 12, 26: decoded boxes and class scores per
+anchor, NMS outside) are taken; the end-to-end heads of v10 and 26 are trained with both branches and
+predict with the one-to-many branch.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
+from PIL import Image
 
 from ..errors import UsageError
 from ..limits import printable
@@ -37,11 +42,18 @@ def is_yolo(name: str) -> bool:
 
 def _ultralytics():
     """ultralytics' model code, imported offline (its hub and settings stay silent)."""
-    os.environ["YOLO_OFFLINE"] = "1"  # read when ultralytics is first imported
+    os.environ["YOLO_OFFLINE"] = "1"  # both read when ultralytics is first imported
+    os.environ["YOLO_AUTOINSTALL"] = "false"
     try:
         from ultralytics.nn import tasks  # the optional extra
+        from ultralytics.utils import checks, patches  # patches applied on import, undone below
     except ImportError:
         raise UsageError(INSTALL) from None
+    checks.AUTOINSTALL = False  # also where ultralytics was imported before us
+    if Image.open is getattr(patches, "image_open", None):
+        Image.open = getattr(patches, "_image_open", Image.open)
+    if torch.save is getattr(patches, "torch_save", None):
+        torch.save = getattr(patches, "_torch_save", torch.save)
     return tasks
 
 
