@@ -21,20 +21,21 @@ off``) and ``distill`` (``--distill anneal``: the dense model's head outputs dis
 the latter only for models the detection task distills (single-stage: YOLO, SSD, RetinaNet, FCOS; an R-CNN's
 distill row is skipped with a note in results.md). The distill arm reuses the plain arm's cached baseline.
 
-    OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/detection_table.py       # alone, ~60 min (below)
+    OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/detection_table.py       # alone, ~1.5 h (below)
     PYTHONPATH=$PWD python benchmarks/detection_table.py --smoke   # the code path, 2-5 min, a temp folder
     PYTHONPATH=$PWD python benchmarks/detection_table.py --device cuda --train 4000 --test 800 \\
         --epochs 60 --finetune-epochs 30          # a GPU's scale (the latency is still onnxruntime CPU)
 
-Cost of the defaults (YOLOv8n: 1000 train canvases letterboxed to 256 px, 30 + 15 epochs; SSDlite: 300
-train canvases, 2 + 2 epochs; 200 test canvases each), from training steps timed on this 2-core Xeon with
-nothing else running (2026-12-07, batch 16): YOLOv8n 0.015 / 0.032 / 0.043 s per training image at 160 /
-256 / 320 px; SSDlite ~0.7 s (its depthwise convolutions' backward dominates). YOLO 1000 x 45 x 0.032 s =
-24 min, SSDlite 300 x 4 x 0.7 s = 14 min, plus sets, planner (15-50 s per model), evaluations, export and
-bench: about 45 min; the distill arm adds each model's finetuning again with a teacher forward per step
-(YOLO ~15 min, SSDlite ~8 min; ``--arms plain`` leaves it out). SSDlite's row is
-mostly its latency. A YOLOv8n from scratch learns the set's 32 canvases to mAP@0.5 0.93 in 200 steps
-(160 px), so the pipeline learns; what it reaches on unseen canvases in 30 epochs is the table's to say.
+Cost of the defaults (YOLOv8n: 1000 train canvases letterboxed to 256 px, 30 + 30 epochs: finetuning as long
+as the baseline, as compress's default recipe does; SSDlite: 300 train canvases, 2 + 2 epochs; 200 test
+canvases each), from training steps timed on this 2-core Xeon with nothing else running (2026-12-07, batch
+16): YOLOv8n 0.015 / 0.032 / 0.043 s per training image at 160 / 256 / 320 px; SSDlite ~0.7 s (its
+depthwise convolutions' backward dominates). Measured: YOLOv8n's plain row took 28 min with 15 finetune
+epochs (a baseline epoch ~38 s, a finetune epoch ~28 s, validation included). Estimated for the defaults:
+YOLO plain ~35 min with its baseline, each further YOLO arm ~16 min (the baseline is cached; a teacher
+forward per step), SSDlite ~15 min per arm: about 1.5 h for both arms of both models; ``--arms plain``
+leaves the distill rows out. SSDlite's row is mostly its latency. A YOLOv8n from scratch learns the set's
+32 canvases to mAP@0.5 0.93 in 200 steps (160 px), so the pipeline learns.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ log = logging.getLogger("detection_table")
 # model -> its set's layout, train canvases and (baseline, finetune) epochs on CPU: SSDlite's depthwise
 # convs train ~20x slower per image than YOLOv8n's at 256 px here, so its row is mostly latency (docstring)
 MODELS = {
-    "yolo:yolov8n.yaml": ("yolo", 1000, 30, 15),
+    "yolo:yolov8n.yaml": ("yolo", 1000, 30, 30),
     "tv:ssdlite320_mobilenet_v3_large": ("coco", 300, 2, 2),
 }
 ARMS = {"plain": "off", "distill": "anneal"}  # arm -> --distill

@@ -138,7 +138,7 @@ def test_the_compress_command_names_the_target_the_batch_and_the_arm(table, tmp_
     )
     assert flags["--distill"] == "off" and flags["--criterion"] == "l1" and flags["--task"] == "detection"
     assert "--image-size" not in ssd and ssd[ssd.index("--distill") + 1] == "anneal"
-    assert flags["--epochs"] == "30" and flags["--finetune-epochs"] == "15"  # each model its own epochs
+    assert flags["--epochs"] == flags["--finetune-epochs"] == "30"  # each model its own epochs
     assert ssd[ssd.index("--epochs") + 1] == ssd[ssd.index("--finetune-epochs") + 1] == "2"
     a = table.options(["--work", str(tmp_path), "--out", str(tmp_path), "--epochs", "5"])
     assert table.epochs(SSD, a) == (5, 2) and table.settings(a, V8)["epochs"] == 5
