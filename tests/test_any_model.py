@@ -92,7 +92,10 @@ class ChunkReadTogether(nn.Module):
     def __init__(self, c: int = 8):
         super().__init__()
         self.cv1 = nn.Conv2d(3, 2 * c, 1, bias=False)
-        self.m1, self.m2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.m1, self.m2 = (
+            nn.Conv2d(c, c, 3, padding=1, bias=False),
+            nn.Conv2d(c, c, 3, padding=1, bias=False),
+        )
         self.cv2 = nn.Conv2d(3 * c, 6, 1)
 
     def forward(self, x):

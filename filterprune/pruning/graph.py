@@ -117,7 +117,7 @@ def build_graph(model: nn.Module, example_inputs, deploy=None) -> tp.DependencyG
             except Exception as e:  # traced, then failed while mapping indices: settle the mappings below
                 if not any(f.name == "update_index_mapping" for f in traceback.extract_tb(e.__traceback__)):
                     raise
-            _settle_splits(DG)
+            _settle_splits(DG, recorder.cats)
             _settle_reshapes(DG, recorder.shapes)
             _settle_concats(DG)
             index_mapping.update_index_mapping(DG)
@@ -191,13 +191,18 @@ def _reachable(roots, stops: set) -> set:
     return seen
 
 
+_CATS = (torch.cat, torch.concat, torch.concatenate)
+
+
 class _ShapeRecorder(TorchFunctionMode):
     """Records (input shape, output shape) of every traced op by its grad_fn: torch-pruning keeps the grad_fn
-    of a reshape but not the shape it produced, which is what says whether channels are regrouped."""
+    of a reshape but not the shape it produced, which is what says whether channels are regrouped; and the
+    input widths of every channel concat."""
 
     def __init__(self):
         super().__init__()
         self.shapes: dict = {}
+        self.cats: dict = {}  # a channel concat's grad_fn -> the widths of its inputs
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -210,10 +215,14 @@ class _ShapeRecorder(TorchFunctionMode):
             # the op that made the tensor comes first; a no-op returning it later (eval Dropout) must
             # not overwrite
             self.shapes.setdefault(out.grad_fn, (tuple(args[0].shape), tuple(out.shape)))
+        elif func in _CATS and isinstance(out, torch.Tensor) and out.grad_fn is not None and out.ndim > 1:
+            dim = (kwargs or {}).get("dim", args[1] if len(args) > 1 else 0)
+            if dim % out.ndim == 1:  # the widths a concat of channels reads, which torch-pruning guesses
+                self.cats.setdefault(out.grad_fn, [int(t.shape[1]) for t in args[0]])
         return out
 
 
-def _settle_splits(DG: tp.DependencyGraph) -> None:
+def _settle_splits(DG: tp.DependencyGraph, cats: dict) -> None:
     """Give ``chunk``/``split`` by an int their real sizes. torch-pruning 1.6.1 reads them only when the
     grad_fn has ``_saved_self_sizes``, which torch 2 names ``_saved_self_sym_sizes``; otherwise it guesses
     them from neighbouring layers (ShuffleNetV2: [192, 96] for a chunk of 96 into 48 + 48)."""
@@ -231,7 +240,7 @@ def _settle_splits(DG: tp.DependencyGraph) -> None:
         node.module.split_sizes, node.module.offsets = sizes, [0, *itertools.accumulate(sizes)]
         if not _chunks_in_order(node):
             if len(set(sizes)) == 1:
-                _fold(node, sizes[0], len(sizes))
+                _fold(node, sizes[0], len(sizes), cats)
             else:
                 node.module.split_sizes = node.module.offsets = None
                 _make_opaque(node, "a split of unequal pieces read out of order or together")
@@ -257,15 +266,14 @@ class _Fold:
 
     def __call__(self, idxs):
         if self.reverse:
-            return [
-                _helpers._HybridIndex(idx=i.idx + p * self.size, root_idx=i.root_idx)
-                for p in range(self.pieces)
-                for i in idxs
-            ]
-        return [_helpers._HybridIndex(idx=i.idx % self.size, root_idx=i.root_idx) for i in idxs]
+            pairs = {(i.idx + p * self.size, i.root_idx) for p in range(self.pieces) for i in idxs}
+        else:
+            pairs = {(i.idx % self.size, i.root_idx) for i in idxs}
+        # sorted and without repeats: torch-pruning stops walking a cycle when the same list comes back
+        return [_helpers._HybridIndex(idx=i, root_idx=r) for i, r in sorted(pairs)]
 
 
-def _fold(node, size: int, pieces: int) -> None:
+def _fold(node, size: int, pieces: int, cats: dict) -> None:
     """A split into equal pieces whose readers take them out of order or together (YOLOv8's C2f:
     ``cat([a, b, m(b)])`` beside ``m(b)``): channel k of every piece goes together. Between the split and
     its readers the channels are a piece's positions (a concat places them by its own offsets); between
@@ -274,6 +282,10 @@ def _fold(node, size: int, pieces: int) -> None:
     split (``channel_groups``). torch-pruning's own split mapping is switched off (no offsets)."""
     node.module.split_sizes, node.module.offsets = [size] * len(node.outputs), None
     node.folded = (size, pieces)
+    for reader in node.outputs:  # a concat reading pieces: its input widths as traced, not guessed
+        widths = cats.get(reader.grad_fn)
+        if reader.type == ops.OPTYPE.CONCAT and widths and len(widths) == len(reader.inputs):
+            reader.module.concat_sizes = widths
     for dep in _deps_touching(node):
         dep.index_mapping = [None, None]
     for n in node.inputs:

@@ -200,8 +200,11 @@ def prune(
 
 def _deployed(model: nn.Module, ctx: PruneContext) -> nn.Module:
     """What must keep returning what it returned: the network as deployed (``ctx.deploy``), else the
-    model."""
-    return ctx.deploy(model) if ctx.deploy else model
+    model. A fresh wrapper is in training mode; it takes the model's, which a run in eval mode gives back
+    to the wrapper and so to the model."""
+    net = ctx.deploy(model) if ctx.deploy else model
+    net.training = model.training
+    return net
 
 
 def _expected(out) -> tuple:
@@ -296,7 +299,9 @@ def _scored(
 def _apply_safely(DG, model: nn.Module, pristine: nn.Module, decisions: dict, ctx, out_shape):
     """Apply all decisions; if the pruned model breaks, find the groups responsible, leave them whole,
     and apply the rest. Returns the graph of the final model and {group: why it was left whole}."""
-    failure = _apply(DG, model, decisions) or forward_failure(_deployed(model, ctx), ctx.example_inputs, out_shape)
+    failure = _apply(DG, model, decisions) or forward_failure(
+        _deployed(model, ctx), ctx.example_inputs, out_shape
+    )
     if not failure:
         return DG, {}
 
