@@ -114,6 +114,17 @@ def as_example(example_inputs, param: str = "example_inputs") -> Example:
     return ex
 
 
+def random_inputs(shape, value_range: tuple[float, float] | None = None, generator=None) -> torch.Tensor:
+    """Random inputs in the range a model takes: uniform in ``value_range`` (a detector's images in [0, 1]),
+    or N(0, 1) where it is None (normalised inputs, a classifier's). N(0, 1) fed to a model that takes
+    [0, 1] images puts it where it never runs: a random YOLO11's box logits reached 8,900 there, and a
+    faithful ONNX file failed parity."""
+    if value_range is None:
+        return torch.randn(shape, generator=generator)
+    low, high = value_range
+    return low + (high - low) * torch.rand(shape, generator=generator)
+
+
 def call(model: nn.Module, inputs):
     """``model`` on ``inputs``: an ``Example``, or a plain tensor as before."""
     return inputs(model) if isinstance(inputs, Example) else model(inputs)

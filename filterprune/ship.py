@@ -27,7 +27,7 @@ from .benchmarking import counting
 from .benchmarking.command import bench as bench_files
 from .benchmarking.config import BenchConfig
 from .errors import RunError, UsageError
-from .example import Example, as_example, leaves
+from .example import Example, as_example, leaves, random_inputs
 from .exporting.convert import DEFAULT_OPSET, PARITY_TOL, check, set_metadata, to_proto
 from .exporting.parity import compare
 from .fileio import atomic_write_bytes
@@ -71,15 +71,13 @@ def export(
 
 
 def ex_at(x: torch.Tensor, batch: int, seed: int = 0) -> Example:
-    """Random inputs of ``x``'s per-sample shape at ``batch``, in the example's range: an example without
-    negative values (images in [0, 1] or [0, 255], as detectors take them) gets uniform values in
-    [0, max(1, its max)), any other N(0, 1). N(0, 1) fed to a model that takes [0, 1] images puts it where it
-    never runs: a random YOLO11's box logits then reach 8,900 and a faithful file failed parity."""
+    """Random inputs of ``x``'s per-sample shape at ``batch``, in the example's range
+    (``example.random_inputs``): an example without negative values (images in [0, 1] or [0, 255], as
+    detectors take them) gets uniform values in [0, max(1, its max)), any other N(0, 1)."""
     gen = torch.Generator().manual_seed(seed + batch)
     shape = (batch, *x.shape[1:])
-    if x.numel() and float(x.min()) >= 0:
-        return Example((torch.rand(shape, generator=gen) * max(1.0, float(x.max())),), {})
-    return Example((torch.randn(shape, generator=gen),), {})
+    low = bool(x.numel()) and float(x.min()) >= 0
+    return Example((random_inputs(shape, (0.0, max(1.0, float(x.max()))) if low else None, gen),), {})
 
 
 def output_names(out) -> list[str]:

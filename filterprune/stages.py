@@ -362,7 +362,7 @@ def export(
     onnx = {
         "path": "model.onnx",
         **exporter_of(paths["pruned"]),
-        **check_parity(variants["pruned"], paths["pruned"], s.input_shape),
+        **check_parity(variants["pruned"], paths["pruned"], s.input_shape, input_range=s.task.input_range),
     }
     int8_paths, calibration = _quantize(s, paths, folder) if "int8" in s.cfg.precisions else ({}, None)
     deployed = (

@@ -2,11 +2,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import torch.nn as nn
 
 from filterprune.criteria import PruneContext, make_criterion
+from filterprune.errors import RunError
 from filterprune.exporting.convert import check_parity, export_onnx, session
 from filterprune.models import ModelSpec, build_model
 from filterprune.pruning import PlanConfig, prune
+from filterprune.tasks import make_task
 
 
 @pytest.mark.parametrize("name", ["vgg16", "resnet56", "tv:mobilenet_v2"])
@@ -22,3 +25,21 @@ def test_pruned_model_exports_with_dynamic_batch_and_parity(tmp_path, name):
     assert {p.key: p.value for p in proto.metadata_props}["criterion"] == "l1"
     out = session(path).run(None, {"input": np.random.rand(5, 3, 32, 32).astype(np.float32)})[0]
     assert out.shape == (5, 10)
+
+
+def test_a_detectors_parity_is_checked_on_images_in_the_tasks_range(tmp_path):
+    """A file that computes the model only on the inputs it takes (here: without the model's ReLU, which
+    changes nothing on [0, 1] images) passes compress's check on the detection task's range and fails on
+    N(0, 1), where a detector never runs (a random YOLO11's box logits reached 8,900 there)."""
+    torch.manual_seed(0)
+    conv, shape = nn.Conv2d(3, 4, 3).eval(), (3, 8, 8)
+    model = nn.Sequential(nn.ReLU(), conv).eval()
+    path = export_onnx(conv, tmp_path / "m.onnx", shape, outputs=("raw",))
+    with pytest.raises(RunError, match="parity failed"):
+        check_parity(model, path, shape)
+    detection, classification = make_task("detection"), make_task("classification")
+    assert detection.input_range == (0.0, 1.0) and classification.input_range is None
+    assert check_parity(model, path, shape, input_range=detection.input_range)["max_rel_diff"] <= 1e-4
+    x = detection.example_inputs(shape)
+    assert x.shape == (1, *shape) and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert float(classification.example_inputs(shape).min()) < 0  # normalised inputs: N(0, 1)

@@ -156,6 +156,31 @@ def test_yolo_loss_and_map_on_a_tiny_set_and_the_raw_network_it_exports(pasted):
     assert out.shape == (2, 4 + data.num_classes, (8 * 8 + 4 * 4 + 2 * 2))  # strides 8, 16, 32
 
 
+def test_yolo_pruned_as_deployed_shrinks_its_neck_and_c2f_but_not_its_predictions():
+    """compress prunes the network it deploys (``YoloRaw``: the decoded boxes alone), so the neck's feature
+    maps, which the eval-mode forward also returns, shrink; C2f's chunk prunes from both pieces; the
+    prediction convs stay whole and the deployed output keeps its shape."""
+    yolo_model = _ultralytics()
+    from filterprune.criteria import PruneContext, make_criterion
+    from filterprune.pruning import PlanConfig, prune
+
+    torch.manual_seed(0)
+    model, x = yolo_model("yolov8n.yaml", 10, 3, 64).eval(), torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        shape = yolo.YoloRaw(model)(x).shape
+    ctx = PruneContext(x, deploy=yolo.YoloRaw)
+    r = prune(model, make_criterion("l1"), PlanConfig(0.3, round_to=1), ctx, 10)
+    widths = {x["name"]: (x["channels_before"], x["channels_after"]) for x in r.layers}
+    shrunk = [f"model.{i}.cv2.conv" for i in (15, 18, 21)] + [f"model.{i}.cv1.conv" for i in (2, 8, 12, 21)]
+    assert all(widths[n][1] < widths[n][0] for n in shrunk), {n: widths[n] for n in shrunk}
+    assert widths["model.8.m.0.cv2.conv"][1] * 2 == widths["model.8.cv1.conv"][1]  # the chunk's halves
+    heads = {n: w for n, w in widths.items() if re.fullmatch(r"model\.22\.cv[23]\.\d\.2", n)}
+    assert len(heads) == 6 and all(a == b for a, b in heads.values()) and not model.training
+    assert all(n.startswith("model.22.cv2.") for n in r.unprunable)  # the box bins' view: whole, as named
+    with torch.no_grad():
+        assert yolo.YoloRaw(model)(x).shape == shape
+
+
 def test_a_state_dict_with_another_class_count_keeps_all_but_the_class_branches(tmp_path):
     yolo_model = _ultralytics()
     from filterprune.baseline import load_checkpoint_into

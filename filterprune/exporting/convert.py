@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import RunError, UsageError
+from ..example import random_inputs
 from ..fileio import atomic_write_bytes
 
 DEFAULT_OPSET = 18
@@ -210,16 +211,18 @@ def check_parity(
     batches: tuple[int, ...] = PARITY_BATCHES,
     tol: float = PARITY_TOL,
     seed: int = 0,
+    input_range: tuple[float, float] | None = None,
 ) -> dict:
     """Compare onnxruntime with the fp32 PyTorch model; raises RunError if the relative difference
-    exceeds ``tol``. A half-precision file gets the same inputs rounded to fp16."""
+    exceeds ``tol``. The inputs are drawn in ``input_range`` (the task's: a detector's [0, 1] images), else
+    N(0, 1) (``example.random_inputs``). A half-precision file gets the same inputs rounded to fp16."""
     model = model.eval().cpu()
     sess = session(path)
     half = sess.get_inputs()[0].type == "tensor(float16)"
     gen = torch.Generator().manual_seed(seed)
     worst_abs, worst_rel, scale = 0.0, 0.0, 0.0
     for b in batches:
-        x = torch.randn(b, *input_shape, generator=gen)
+        x = random_inputs((b, *input_shape), input_range, gen)
         if half:
             x = x.half().float()
         ref = model(x).numpy()

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 from torch.overrides import TorchFunctionMode
-from torch_pruning import ops
+from torch_pruning import _helpers, ops
 from torch_pruning.dependency import index_mapping, shape_infer
 
 from ..errors import UsageError
@@ -96,17 +96,19 @@ def resolve_ignored(model: nn.Module, layers) -> list[nn.Module]:
     return result
 
 
-def build_graph(model: nn.Module, example_inputs) -> tp.DependencyGraph:
+def build_graph(model: nn.Module, example_inputs, deploy=None) -> tp.DependencyGraph:
     """Trace the model (in eval mode, with grad enabled, as torch-pruning needs) and restore its mode.
 
     ``example_inputs``: a tensor or an ``example.Example``; the model may return any nesting of tensors
-    (``_traced_forward``).
+    (``_traced_forward``). ``deploy(model)``: the network as deployed (a wrapper around ``model``, e.g. a
+    detector without its post-processing), whose outputs alone are then the graph's: what the model
+    returns besides (YOLO's eval mode returns its neck's feature maps with the boxes) is not kept whole.
 
     Reshapes and concats whose channel mapping torch-pruning cannot establish are made opaque (``_settle_*``)
     instead of failing the trace or coupling channels wrongly; ``channel_groups`` leaves the groups through
     them whole.
     """
-    DG, forward = tp.DependencyGraph(), _TracedForward()
+    DG, forward = tp.DependencyGraph(), _TracedForward(deploy)
     try:
         with torch.enable_grad(), eval_mode(model):
             try:
@@ -115,7 +117,7 @@ def build_graph(model: nn.Module, example_inputs) -> tp.DependencyGraph:
             except Exception as e:  # traced, then failed while mapping indices: settle the mappings below
                 if not any(f.name == "update_index_mapping" for f in traceback.extract_tb(e.__traceback__)):
                     raise
-            _settle_splits(DG)
+            _settle_splits(DG, recorder.cats)
             _settle_reshapes(DG, recorder.shapes)
             _settle_concats(DG)
             index_mapping.update_index_mapping(DG)
@@ -143,8 +145,9 @@ class _TracedForward:
     every other output layer, and their inputs shrink with the rest. ``outputs``: the output layers, found
     on the autograd graph from each end back to the first conv or linear layer on every path."""
 
-    def __init__(self):
+    def __init__(self, deploy=None):
         self.outputs: list[nn.Module] = []
+        self.deploy = deploy
 
     def __call__(self, model: nn.Module, example_inputs) -> list[torch.Tensor]:
         produced: dict = {}  # grad_fn -> the conv/linear layer whose output it made
@@ -155,7 +158,7 @@ class _TracedForward:
 
         handles = [m.register_forward_hook(keep) for m in model.modules() if isinstance(m, WEIGHTED)]
         try:
-            out = call(model, example_inputs)
+            out = call(self.deploy(model) if self.deploy else model, example_inputs)
         finally:
             for h in handles:
                 h.remove()
@@ -188,13 +191,18 @@ def _reachable(roots, stops: set) -> set:
     return seen
 
 
+_CATS = (torch.cat, torch.concat, torch.concatenate)
+
+
 class _ShapeRecorder(TorchFunctionMode):
     """Records (input shape, output shape) of every traced op by its grad_fn: torch-pruning keeps the grad_fn
-    of a reshape but not the shape it produced, which is what says whether channels are regrouped."""
+    of a reshape but not the shape it produced, which is what says whether channels are regrouped; and the
+    input widths of every channel concat."""
 
     def __init__(self):
         super().__init__()
         self.shapes: dict = {}
+        self.cats: dict = {}  # a channel concat's grad_fn -> the widths of its inputs
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -207,10 +215,14 @@ class _ShapeRecorder(TorchFunctionMode):
             # the op that made the tensor comes first; a no-op returning it later (eval Dropout) must
             # not overwrite
             self.shapes.setdefault(out.grad_fn, (tuple(args[0].shape), tuple(out.shape)))
+        elif func in _CATS and isinstance(out, torch.Tensor) and out.grad_fn is not None and out.ndim > 1:
+            dim = (kwargs or {}).get("dim", args[1] if len(args) > 1 else 0)
+            if dim % out.ndim == 1:  # the widths a concat of channels reads, which torch-pruning guesses
+                self.cats.setdefault(out.grad_fn, [int(t.shape[1]) for t in args[0]])
         return out
 
 
-def _settle_splits(DG: tp.DependencyGraph) -> None:
+def _settle_splits(DG: tp.DependencyGraph, cats: dict) -> None:
     """Give ``chunk``/``split`` by an int their real sizes. torch-pruning 1.6.1 reads them only when the
     grad_fn has ``_saved_self_sizes``, which torch 2 names ``_saved_self_sym_sizes``; otherwise it guesses
     them from neighbouring layers (ShuffleNetV2: [192, 96] for a chunk of 96 into 48 + 48)."""
@@ -227,8 +239,11 @@ def _settle_splits(DG: tp.DependencyGraph) -> None:
         sizes = [min(step, size[1] - i) for i in range(0, size[1], step)]
         node.module.split_sizes, node.module.offsets = sizes, [0, *itertools.accumulate(sizes)]
         if not _chunks_in_order(node):
-            node.module.split_sizes = node.module.offsets = None
-            _make_opaque(node, "a split whose pieces are read out of order or together (YOLO's C2f)")
+            if len(set(sizes)) == 1:
+                _fold(node, sizes[0], len(sizes), cats)
+            else:
+                node.module.split_sizes = node.module.offsets = None
+                _make_opaque(node, "a split of unequal pieces read out of order or together")
 
 
 def _chunks_in_order(node) -> bool:
@@ -240,6 +255,46 @@ def _chunks_in_order(node) -> bool:
         if read and read != {i}:
             return False
     return True
+
+
+class _Fold:
+    """The index mapping of a folded split: channel i of its input is position i % size of every piece
+    (``reverse``: a position is that channel of every piece)."""
+
+    def __init__(self, size: int, pieces: int, reverse: bool):
+        self.size, self.pieces, self.reverse = size, pieces, reverse
+
+    def __call__(self, idxs):
+        if self.reverse:
+            pairs = {(i.idx + p * self.size, i.root_idx) for p in range(self.pieces) for i in idxs}
+        else:
+            pairs = {(i.idx % self.size, i.root_idx) for i in idxs}
+        # sorted and without repeats: torch-pruning stops walking a cycle when the same list comes back
+        return [_helpers._HybridIndex(idx=i, root_idx=r) for i, r in sorted(pairs)]
+
+
+def _fold(node, size: int, pieces: int, cats: dict) -> None:
+    """A split into equal pieces whose readers take them out of order or together (YOLOv8's C2f:
+    ``cat([a, b, m(b)])`` beside ``m(b)``): channel k of every piece goes together. Between the split and
+    its readers the channels are a piece's positions (a concat places them by its own offsets); between
+    its input and the split they fold onto the positions and back. The pieces then stay equal, as a
+    ``chunk`` needs, and each position is one unit of ``folded`` pieces for a group rooted before the
+    split (``channel_groups``). torch-pruning's own split mapping is switched off (no offsets)."""
+    node.module.split_sizes, node.module.offsets = [size] * len(node.outputs), None
+    node.folded = (size, pieces)
+    for reader in node.outputs:  # a concat reading pieces: its input widths as traced, not guessed
+        widths = cats.get(reader.grad_fn)
+        if reader.type == ops.OPTYPE.CONCAT and widths and len(widths) == len(reader.inputs):
+            reader.module.concat_sizes = widths
+    for dep in _deps_touching(node):
+        dep.index_mapping = [None, None]
+    for n in node.inputs:
+        for dep in n.dependencies:
+            if dep.target is node:
+                dep.index_mapping[0] = _Fold(size, pieces, reverse=False)
+    for dep in node.dependencies:
+        if dep.target in node.inputs:
+            dep.index_mapping[0] = _Fold(size, pieces, reverse=True)
 
 
 def _settle_reshapes(DG: tp.DependencyGraph, shapes: dict) -> None:
@@ -367,6 +422,7 @@ def channel_groups(DG: tp.DependencyGraph, ignored: list[nn.Module]) -> list[Cha
             for dep, _ in group
         )
         channels = DG.get_out_channels(root)
+        ch_groups = max(ch_groups, _fold_groups(group, channels))
         if channels is None or channels % ch_groups:
             warnings.warn(
                 f"layer {DG._module2name[root]} is left unpruned: its {channels} channels do not split "
@@ -393,6 +449,16 @@ def channel_groups(DG: tp.DependencyGraph, ignored: list[nn.Module]) -> list[Cha
             ChannelGroup(group, root, DG._module2name[root], handler, channels, ch_groups, opaque, layers)
         )
     return result
+
+
+def _fold_groups(group, channels: int | None) -> int:
+    """The pieces of a folded split (``_fold``) that a group rooted before it spans: its root's channels
+    are then every piece's, and one position is that many channels."""
+    for dep, _ in group:
+        size, pieces = getattr(dep.target, "folded", (0, 1))
+        if channels == size * pieces:
+            return pieces
+    return 1
 
 
 def _after(DG: tp.DependencyGraph, node) -> str:

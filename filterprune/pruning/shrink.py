@@ -125,7 +125,7 @@ def _latency_targeted(model, ctx, plan: PlanConfig, scored, totals, num_classes:
 
     def build(keep: list[int]) -> nn.Module:
         net = copy.deepcopy(pristine)
-        DG = build_graph(net, ctx.example_inputs)
+        DG = build_graph(net, ctx.example_inputs, ctx.deploy)
         fresh = {
             cg.root_name: cg
             for cg in channel_groups(DG, [*output_layers(DG), *resolve_ignored(net, ctx.ignored_layers)])
@@ -168,8 +168,8 @@ def prune(
     before = layer_widths(model)
     pristine = copy.deepcopy(model)
     with eval_mode(model):
-        out_shape = _expected(call(model, ctx.example_inputs))
-    DG = build_graph(model, ctx.example_inputs)
+        out_shape = _expected(call(_deployed(model, ctx), ctx.example_inputs))
+    DG = build_graph(model, ctx.example_inputs, ctx.deploy)
     groups = channel_groups(DG, [*output_layers(DG), *resolve_ignored(model, ctx.ignored_layers)])
     opaque = {cg.root_name: cg.opaque for cg in groups if cg.opaque}
     groups = [cg for cg in groups if not cg.opaque]
@@ -196,6 +196,15 @@ def prune(
         unprunable={**opaque, **unprunable},
         latency_target=target,
     )
+
+
+def _deployed(model: nn.Module, ctx: PruneContext) -> nn.Module:
+    """What must keep returning what it returned: the network as deployed (``ctx.deploy``), else the
+    model. A fresh wrapper is in training mode; it takes the model's, which a run in eval mode gives back
+    to the wrapper and so to the model."""
+    net = ctx.deploy(model) if ctx.deploy else model
+    net.training = model.training
+    return net
 
 
 def _expected(out) -> tuple:
@@ -257,7 +266,7 @@ def _decisions(
     if criterion.sequential:
         decisions = _sequential_decisions(DG, criterion, [cg for cg, _ in scored], keep, skipped)
         restore(model, pristine)
-        return build_graph(model, ctx.example_inputs), decisions
+        return build_graph(model, ctx.example_inputs, ctx.deploy), decisions
     return DG, {cg.root_name: _decision(cg, scores, k) for (cg, scores), k in zip(scored, keep)}
 
 
@@ -290,15 +299,17 @@ def _scored(
 def _apply_safely(DG, model: nn.Module, pristine: nn.Module, decisions: dict, ctx, out_shape):
     """Apply all decisions; if the pruned model breaks, find the groups responsible, leave them whole,
     and apply the rest. Returns the graph of the final model and {group: why it was left whole}."""
-    failure = _apply(DG, model, decisions) or forward_failure(model, ctx.example_inputs, out_shape)
+    failure = _apply(DG, model, decisions) or forward_failure(
+        _deployed(model, ctx), ctx.example_inputs, out_shape
+    )
     if not failure:
         return DG, {}
 
     def trial(names: list[str]) -> str | None:
         trial_model = copy.deepcopy(pristine)
-        trial_DG = build_graph(trial_model, ctx.example_inputs)
+        trial_DG = build_graph(trial_model, ctx.example_inputs, ctx.deploy)
         return _apply(trial_DG, trial_model, {n: decisions[n] for n in names}) or forward_failure(
-            trial_model, ctx.example_inputs, out_shape
+            _deployed(trial_model, ctx), ctx.example_inputs, out_shape
         )
 
     unprunable = {
@@ -306,10 +317,10 @@ def _apply_safely(DG, model: nn.Module, pristine: nn.Module, decisions: dict, ct
         for name, why in breaking_groups(trial, list(decisions), known=failure).items()
     }
     restore(model, pristine)
-    DG = build_graph(model, ctx.example_inputs)
+    DG = build_graph(model, ctx.example_inputs, ctx.deploy)
     failure = _apply(
         DG, model, {n: d for n, d in decisions.items() if n not in unprunable}
-    ) or forward_failure(model, ctx.example_inputs, out_shape)
+    ) or forward_failure(_deployed(model, ctx), ctx.example_inputs, out_shape)
     if failure:
         restore(model, pristine)
         raise RunError(

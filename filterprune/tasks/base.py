@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from ..catalog import TASKS
+from ..example import random_inputs
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Task:
     headline = ""
     metrics: dict[str, str] = {}
     output_name = "output"  # the ONNX graph's output
+    input_range: tuple[float, float] | None = None  # the inputs' values; None: normalised, N(0, 1)
 
     def check_config(self, cfg) -> None:
         """Refuse (UsageError) options this task cannot honour, before anything is built."""
@@ -55,8 +57,9 @@ class Task:
         """Before training: the freshly built model runs on the task's input and gives its output."""
 
     def example_inputs(self, input_shape: tuple[int, ...]):
-        """What traces the graph (pruning, counting): one image batch of ``input_shape``."""
-        return torch.randn(1, *input_shape)
+        """What traces the graph (pruning, counting): one image batch of ``input_shape``, in the task's
+        ``input_range``."""
+        return random_inputs((1, *input_shape), self.input_range)
 
     def step(self, net: nn.Module, teacher: nn.Module | None, batch, device, alpha: float, cfg) -> Step:
         """Forward one training batch (``teacher``'s outputs distilled with weight ``alpha``)."""

@@ -46,6 +46,7 @@ class Detection(Task):
     headline = "map"
     metrics = {"map": "mAP@0.5:0.95", "map50": "mAP@0.5"}
     output_name = "raw"
+    input_range = (0.0, 1.0)  # images as the detectors take them: pixels scaled to [0, 1], not normalised
     image_size: int | None = None  # a YOLO model's input side (set by ``prepare``)
 
     def check_model_name(self, name: str) -> None:
