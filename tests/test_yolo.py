@@ -346,3 +346,20 @@ def test_building_a_yolo_leaves_pil_and_torch_unpatched_and_installs_nothing(tmp
     bad.write_bytes(b"not an image")
     with pytest.raises(UnidentifiedImageError):
         Image.open(bad)
+
+
+def test_a_saved_yolo_loads_back_through_the_size_check(tmp_path):
+    """Loading checks a description's sizes by building it on the meta device, where ultralytics' build
+    (strides and biases computed with tensors) failed: every cached YOLO baseline read as damaged."""
+    _ultralytics()
+    from filterprune import serialization as ckpt
+    from filterprune.models import ModelSpec, build_model
+
+    spec = ModelSpec(V8, 3, 3, 64)
+    model = build_model(spec).eval()
+    ckpt.save(model, tmp_path / "m", spec)
+    with torch.device("meta"):
+        assert next(build_model(spec).parameters()).is_meta  # built where it was asked for
+    back = ckpt.load(tmp_path / "m.json").eval()
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(yolo.decoded(back(x)), yolo.decoded(model(x)))

@@ -57,6 +57,15 @@ def _ultralytics():
     return tasks
 
 
+def _built(tasks, cfg: dict, in_channels: int, num_classes: int) -> nn.Module:
+    """ultralytics computes its strides and head biases with tensors while it builds, which the meta
+    device cannot (a size check builds there): built on the CPU, then moved where it was asked for."""
+    where = torch.empty(0).device
+    with torch.device("cpu"):
+        model = tasks.DetectionModel(cfg, ch=in_channels, nc=num_classes, verbose=False)
+    return model.to(where) if where.type == "meta" else model
+
+
 def canonical(name: str) -> str:
     """The reference as recorded: a local yaml's path made absolute, a bundled name as it is."""
     ref = name[len(PREFIX) :]
@@ -149,7 +158,7 @@ def yolo_model(name, num_classes, in_channels, image_size, args=None, weights=No
                     f"{full}: its head is {printable(head, 60)}; the detection task trains "
                     f"{' / '.join(HEADS)} heads"
                 )
-            model = tasks.DetectionModel(cfg, ch=in_channels, nc=num_classes, verbose=False)
+            model = _built(tasks, cfg, in_channels, num_classes)
         except UsageError:
             raise
         except Exception as e:  # noqa: BLE001 - a user's yaml fails in ultralytics' code in many ways
