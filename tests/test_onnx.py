@@ -43,3 +43,26 @@ def test_a_detectors_parity_is_checked_on_images_in_the_tasks_range(tmp_path):
     x = detection.example_inputs(shape)
     assert x.shape == (1, *shape) and 0 <= float(x.min()) and float(x.max()) <= 1
     assert float(classification.example_inputs(shape).min()) < 0  # normalised inputs: N(0, 1)
+
+
+def test_a_file_returning_nan_fails_parity(tmp_path):
+    """NaN compares with nothing: a file returning NaN where its model returns numbers passed parity."""
+    from filterprune.exporting.convert import max_difference
+
+    ref = np.array([1.0, 2.0, np.inf, np.nan], dtype=np.float32)
+    assert max_difference(ref.copy(), ref) == 0.0  # the same NaN and infinity: a match
+    assert max_difference(np.array([1.0, np.nan, np.inf, np.nan], dtype=np.float32), ref) == np.inf
+    assert max_difference(np.array([1.0, 2.0, -np.inf, np.nan], dtype=np.float32), ref) == np.inf
+    conv, shape = nn.Conv2d(3, 4, 3).eval(), (3, 8, 8)
+
+    class Sqrt(nn.Module):  # NaN where the conv is negative; the model compared is the conv alone
+        def __init__(self):
+            super().__init__()
+            self.conv = conv
+
+        def forward(self, x):
+            return torch.sqrt(self.conv(x))
+
+    path = export_onnx(Sqrt().eval(), tmp_path / "m.onnx", shape, outputs=("raw",))
+    with pytest.raises(RunError, match="parity failed"):
+        check_parity(conv, path, shape)

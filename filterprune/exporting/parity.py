@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from ..errors import RunError
 from ..example import Example, leaves
-from .convert import session
+from .convert import max_difference, session
 
 
 @torch.no_grad()
@@ -31,7 +31,7 @@ def compare(model: nn.Module, proto: bytes, feeds: list[Example], tol: float) ->
                     f"ONNX parity failed: output {path or 0} has shape {o.shape} in the file, {r.shape} in "
                     f"PyTorch (inputs {ex.describe()})"
                 )
-            diff = float(np.abs(o.astype(np.float32) - r).max()) if r.size else 0.0
+            diff = max_difference(o, r)
             rel = diff / max(1.0, float(np.abs(r).max()) if r.size else 1.0)
             if rel >= worst_rel:
                 worst_abs, worst_rel, where = max(worst_abs, diff), rel, path
