@@ -200,25 +200,3 @@ def test_onnxruntime_sessions_do_not_spin_between_interleaved_calls(run_dir):
 
     sess = ort_session(run_dir / "model.onnx", "cpu", 2)
     assert sess.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
-
-
-def test_interleaved_timing_leaves_each_turns_first_call_untimed(monkeypatch):
-    """A call after the other variant ran costs more (its caches, its idle threads): that call is not
-    timed, every timed one runs warm, and each variant gets exactly ``iters`` timings."""
-    from filterprune.benchmarking import latency
-
-    clock, last, calls = [0.0], [None], []
-    monkeypatch.setattr(latency.time, "perf_counter", lambda: clock[0])
-
-    def runner(name):
-        def run():
-            clock[0] += 0.005 if last[0] != name else 0.001  # 5 ms after a switch, 1 ms warm
-            last[0] = name
-            calls.append(name)
-
-        return run
-
-    times = latency.interleaved({"a": runner("a"), "b": runner("b")}, warmup=1, iters=12)
-    assert {k: len(v) for k, v in times.items()} == {"a": 12, "b": 12}
-    assert all(abs(t - 1.0) < 1e-9 for v in times.values() for t in v)
-    assert calls[2:8] == ["a"] * 6 and calls[8:14] == ["b"] * 6  # turns: one untimed call + 5 timed

@@ -1,11 +1,11 @@
 """Dense vs pruned (vs masked ...) latency, throughput and memory, side by side: one row per (variant,
 runtime, device, batch).
 
-Variants are timed interleaved (turns of calls, A B A B ...: ``latency.py``) in one process per (runtime,
-device, batch) after warm-up. Peak memory is measured apart from timing, one fresh process per (variant,
-runtime, batch), because a process's peak RSS cannot be split between variants that share it. GPU peaks use
-the CUDA allocator's own counters, reset before each variant. A failure such as out-of-memory at a large
-batch is recorded in the row and the run goes on.
+Variants are timed interleaved (A B A B ...) in one process per (runtime, device, batch) after warm-up.
+Peak memory is measured apart from timing, one fresh process per (variant, runtime, batch), because a
+process's peak RSS cannot be split between variants that share it. GPU peaks use the CUDA allocator's
+own counters, reset before each variant. A failure such as out-of-memory at a large batch is recorded in
+the row and the run goes on.
 """
 
 from __future__ import annotations
