@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import onnx
@@ -118,6 +119,41 @@ def test_a_chunk_read_together_prunes_the_same_positions_from_every_piece():
     assert r.unprunable == {}
     with torch.no_grad():
         assert torch.allclose(model(x), before, atol=1e-6)
+
+
+@pytest.mark.parametrize("ratio, removed", [(0.25, [1, 5]), (0.5, [1, 2, 5, 6]), (0.625, [0, 1, 2, 5, 6])])
+def test_a_chunk_read_together_loses_half_or_more_of_its_positions_exactly(ratio, removed, tmp_path):
+    """A position of a chunk read together is one input channel of the layer reading one piece, though two
+    of the chunked layer's channels: half of them leave that reader half its inputs (it was left whole,
+    said to be emptied), and every layer records the channels its weight keeps. The removed positions
+    compute zeros and score zero, so the pruned model computes what the dense one did."""
+    torch.manual_seed(0)
+    model, x, n = ChunkReadTogether().eval(), torch.rand(2, 3, 12, 12), len(removed)
+    both = removed + [p + 8 for p in removed]
+    with torch.no_grad():
+        model.cv1.weight[both] = 0
+        model.m2.weight[removed] = 0
+        model.m1.weight[:, removed] = 0
+        model.cv2.weight[:, both + [p + 16 for p in removed]] = 0
+        before = model(x)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = filterprune.prune(model, x, "l1", ratios={"cv1": ratio, "m1": 0.0}, round_to=1, layer_floor=0.1)
+    assert r.unprunable == {} and not [w for w in caught if "left unpruned" in str(w.message)]
+    convs = {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    assert {k: (m.in_channels, m.out_channels) for k, m in convs.items()} == {
+        "cv1": (3, 16 - 2 * n),
+        "m1": (8 - n, 8),
+        "m2": (8, 8 - n),
+        "cv2": (24 - 3 * n, 6),
+    }
+    filterprune.save(model, tmp_path)
+    again = filterprune.load(tmp_path, model=ChunkReadTogether())  # the history replayed
+    for net in (model, again):
+        layers = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+        assert all(tuple(m.weight.shape[:2]) == (m.out_channels, m.in_channels) for m in layers)
+        with torch.no_grad():
+            assert torch.allclose(net(x), before, atol=1e-6)
 
 
 def test_several_inputs_keyword_inputs_and_a_list_of_images():
