@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import onnx
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import filterprune
 from filterprune.errors import RunError, UsageError
 from filterprune.example import structure
+from filterprune.pruning.graph import build_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,10 +89,12 @@ def test_a_nested_output_keeps_its_structure_and_every_head_whole():
 
 class ChunkReadTogether(nn.Module):
     """YOLOv8's C2f in small: ``a, b = cv1(x).chunk(2)``, a residual bottleneck on ``b``, and
-    ``cat([a, b, b + m(b)])``: the pieces are read together and out of order."""
+    ``cat([a, b, b + m(b)])``: the pieces are read together and out of order. ``shortcut=False``: the
+    neck's C2f, ``cat([a, b, m(b)])``."""
 
-    def __init__(self, c: int = 8):
+    def __init__(self, c: int = 8, shortcut: bool = True):
         super().__init__()
+        self.shortcut = shortcut
         self.cv1 = nn.Conv2d(3, 2 * c, 1, bias=False)
         self.m1, self.m2 = (
             nn.Conv2d(c, c, 3, padding=1, bias=False),
@@ -100,7 +104,8 @@ class ChunkReadTogether(nn.Module):
 
     def forward(self, x):
         a, b = F.relu(self.cv1(x)).chunk(2, 1)
-        return self.cv2(torch.cat([a, b, b + self.m2(F.relu(self.m1(b)))], 1))
+        m = self.m2(F.relu(self.m1(b)))
+        return self.cv2(torch.cat([a, b, b + m if self.shortcut else m], 1))
 
 
 def test_a_chunk_read_together_prunes_the_same_positions_from_every_piece():
@@ -118,6 +123,52 @@ def test_a_chunk_read_together_prunes_the_same_positions_from_every_piece():
     assert r.unprunable == {}
     with torch.no_grad():
         assert torch.allclose(model(x), before, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "shortcut, ratio, removed",
+    [
+        (False, 0.25, [1, 5]),
+        (False, 0.5, [1, 2, 5, 6]),
+        (False, 0.625, [0, 1, 2, 5, 6]),
+        (True, 0.5, [1, 2, 5, 6]),
+    ],
+)
+def test_a_chunk_read_together_loses_half_or_more_of_its_positions_exactly(shortcut, ratio, removed):
+    """A position of a chunk read together is one input channel of the layer reading one piece, though two
+    of the chunked layer's channels: half of them leave that reader half its inputs (it was left whole,
+    said to be emptied; at fewer, it recorded fewer inputs than its weight kept), also as ``load`` replays
+    the history. The removed positions compute zeros and score zero, so the pruned model computes what the
+    dense one did."""
+    torch.manual_seed(0)
+    model, x, n = ChunkReadTogether(shortcut=shortcut).eval(), torch.rand(2, 3, 12, 12), len(removed)
+    both, third = removed + [p + 8 for p in removed], [p + 16 for p in removed] if shortcut else []
+    with torch.no_grad():
+        model.cv1.weight[both] = 0
+        model.m1.weight[:, removed] = 0
+        model.m2.weight[removed if shortcut else []] = 0  # the residual's other term
+        model.cv2.weight[:, both + third] = 0
+        before = model(x)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = filterprune.prune(
+            model, x, "l1", ratios={"cv1": ratio, "m1": 0.0, "m2": 0.0}, round_to=1, layer_floor=0.1
+        )
+    assert r.unprunable == {} and not [w for w in caught if "left unpruned" in str(w.message)]
+    assert {k: (m.in_channels, m.out_channels) for k, m in model.named_modules() if k} == {
+        "cv1": (3, 16 - 2 * n),
+        "m1": (8 - n, 8),
+        "m2": (8, 8 - n if shortcut else 8),
+        "cv2": (24 - 2 * n - len(third), 6),
+    }
+    again = ChunkReadTogether(shortcut=shortcut)
+    build_graph(again, x).load_pruning_history(r.history)  # as ``load`` replays it
+    again.load_state_dict(model.state_dict())
+    for net in (model, again):
+        layers = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+        assert all(tuple(m.weight.shape[:2]) == (m.out_channels, m.in_channels) for m in layers)
+        with torch.no_grad():
+            assert torch.allclose(net(x), before, atol=1e-6)
 
 
 def test_several_inputs_keyword_inputs_and_a_list_of_images():

@@ -108,7 +108,7 @@ def build_graph(model: nn.Module, example_inputs, deploy=None) -> tp.DependencyG
     instead of failing the trace or coupling channels wrongly; ``channel_groups`` leaves the groups through
     them whole.
     """
-    DG, forward = tp.DependencyGraph(), _TracedForward(deploy)
+    DG, forward = _Graph(), _TracedForward(deploy)
     try:
         with torch.enable_grad(), eval_mode(model):
             try:
@@ -135,6 +135,19 @@ def build_graph(model: nn.Module, example_inputs, deploy=None) -> tp.DependencyG
             f"({type(e).__name__}{step}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
             "this architecture cannot be pruned structurally"
         ) from None
+
+
+class _Graph(tp.DependencyGraph):
+    """torch-pruning's graph, whose replayed history (``load``) removes each layer's channels once, as
+    ``prune`` did (``pruning_group``)."""
+
+    def load_pruning_history(self, pruning_history) -> None:
+        self._pruning_history = pruning_history
+        modules = dict(self.model.named_modules())
+        for name, is_out, idxs in pruning_history:
+            pruner = self.get_pruner_of_module(modules[name])
+            fn = pruner.prune_out_channels if is_out else pruner.prune_in_channels
+            pruning_group(self, modules[name], fn, idxs).prune(record_history=False)
 
 
 class _TracedForward:
@@ -295,6 +308,25 @@ def _fold(node, size: int, pieces: int, cats: dict) -> None:
     for dep in node.dependencies:
         if dep.target in node.inputs:
             dep.index_mapping[0] = _Fold(size, pieces, reverse=True)
+
+
+def pruning_group(DG: tp.DependencyGraph, module: nn.Module, handler, idxs):
+    """torch-pruning's group removing ``idxs`` of ``module``, with each layer's indices listed once.
+
+    A folded split (``_fold``) maps channels k and k + size of its input to the same position k of its
+    readers, once per root index: the criteria credit a reader's weights to both root channels. Removing,
+    a position is one channel, but torch-pruning counts the list: ``check_pruning_group`` would find half
+    of a C2f's channels emptying the bottleneck that reads one piece, and a pruned layer would record
+    fewer channels than its weight keeps."""
+    group = DG.get_pruning_group(module, handler, idxs)
+    for i, item in enumerate(group.items):
+        once: dict = {}  # index -> its first root index
+        for idx, root in zip(item.idxs, item.root_idxs):
+            once.setdefault(idx, root)
+        if len(once) < len(item.idxs):
+            group[i] = _helpers.GroupItem(item.dep, list(once))
+            group[i].root_idxs = list(once.values())
+    return group
 
 
 def _settle_reshapes(DG: tp.DependencyGraph, shapes: dict) -> None:

@@ -23,7 +23,14 @@ from ..log import say
 from ..targets import Macs, Target
 from ..tracing import eval_mode
 from . import align
-from .graph import build_graph, channel_groups, execution_order, output_layers, resolve_ignored
+from .graph import (
+    build_graph,
+    channel_groups,
+    execution_order,
+    output_layers,
+    pruning_group,
+    resolve_ignored,
+)
 from .latency_target import target_plan
 from .plan import PlanConfig, allocate
 from .safety import breaking_groups, forward_failure, restore
@@ -73,7 +80,7 @@ def _decision(cg, scores: torch.Tensor, keep: int) -> tuple | None:
 def _remove(DG, cg, scores: torch.Tensor, keep: int) -> tuple | None:
     decision = _decision(cg, scores, keep)
     if decision is not None:
-        group = DG.get_pruning_group(cg.root, *decision)
+        group = pruning_group(DG, cg.root, *decision)
         if DG.check_pruning_group(group):
             group.prune()
     return decision
@@ -333,7 +340,7 @@ def _apply(DG, model: nn.Module, decisions: dict) -> str | None:
     """Remove the chosen channels group by group; a reason naming the group if torch-pruning raises."""
     modules = dict(model.named_modules())
     for name, (handler, idxs) in decisions.items():
-        group = DG.get_pruning_group(modules[name], handler, idxs)
+        group = pruning_group(DG, modules[name], handler, idxs)
         try:
             if DG.check_pruning_group(group):
                 group.prune()
