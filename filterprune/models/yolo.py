@@ -158,7 +158,7 @@ def yolo_model(name, num_classes, in_channels, image_size, args=None, weights=No
                     f"{full}: its head is {printable(head, 60)}; the detection task trains "
                     f"{' / '.join(HEADS)} heads"
                 )
-            model = _built(tasks, cfg, in_channels, num_classes)
+            model: Any = _built(tasks, cfg, in_channels, num_classes)
         except UsageError:
             raise
         except Exception as e:  # noqa: BLE001 - a user's yaml fails in ultralytics' code in many ways
