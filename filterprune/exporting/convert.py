@@ -203,7 +203,6 @@ def session(
         ) from None
 
 
-@torch.no_grad()
 def max_difference(out: np.ndarray, ref: np.ndarray) -> float:
     """The largest |out - ref|, infinite where one side is NaN or infinite and the other differs: NaN
     compares with nothing, and a maximum taken in Python dropped it (a file returning NaN passed parity).
