@@ -172,6 +172,7 @@ def prune(s: Setup, b: Baseline) -> Pruned:
     ``--mode masked``, the criterion's mask applied in place."""
     cfg, p = s.cfg, s.cfg.prune
     model = copy.deepcopy(b.model).cpu()
+    loss, batches = s.task.calibration(s.data, s.device, cfg.train) or (None, None)
     ctx = PruneContext(
         example_inputs=s.task.example_inputs(s.input_shape),
         data=s.data,
@@ -182,6 +183,8 @@ def prune(s: Setup, b: Baseline) -> Pruned:
         mask=cfg.mask_config(s.data.num_classes),
         ignored_layers=tuple(cfg.model.ignore_layers),
         deploy=lambda m: s.task.deployable(m) or m,
+        loss=loss,
+        batches=batches,
     )
     say(
         f"prune: {p.criterion}, {target_text(p)}, {s.scope}, round_to {p.round_to}, {p.steps} step(s), "

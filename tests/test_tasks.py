@@ -167,7 +167,7 @@ def test_the_dataset_must_serve_the_task():
         (
             [SSD, "--task", "detection", "--criterion", "greedy"],
             r"criterion greedy scores channels on "
-            r"classification batches; --task detection prunes with l1, magnitude, slimming, random",
+            r"classification batches; --task detection prunes with l1, magnitude, slimming, taylor, random",
         ),
         (
             ["tv:fasterrcnn_mobilenet_v3_large_320_fpn", "--task", "detection"],

@@ -19,6 +19,7 @@ from filterprune.data.pasted import make_detection_set
 from filterprune.errors import UsageError
 from filterprune.tasks import make_task, yolo
 from filterprune.tasks.detection_data import DetectionSource
+from filterprune.train import TrainConfig
 
 CIFAR = SHARED_DATA / "cifar10_mini.npz"
 V8 = "yolo:yolov8n.yaml"
@@ -248,6 +249,31 @@ def test_image_size_must_be_a_multiple_of_the_stride(pasted, tmp_path, capfd):
 
 # ------------------------------------------------------------------------------------------ end to end
 @pytest.mark.slow  # trains and finetunes YOLOv8n an epoch each on CPU, exports, benches: 1-4 min
+def test_taylor_scores_a_yolo_by_its_own_loss_on_training_batches(pasted):
+    """On the command line taylor's loss is the task's: the detector's own, on the set's training batches;
+    the scores come from its gradients (a prediction conv's own channels score, and differently from l1)."""
+    yolo_model = _ultralytics()
+    from filterprune.criteria import PruneContext, make_criterion
+
+    data = DetectionSource.load(f"yolo:{pasted}", 0.25, seed=0)
+    data.image_size = 64
+    task = make_task("detection")
+    task.image_size = 64
+    torch.manual_seed(0)
+    model = yolo_model("yolov8n.yaml", data.num_classes, 3, 64).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss, batches = task.calibration(data, torch.device("cpu"), TrainConfig(batch_size=2))
+    ctx = PruneContext(torch.rand(1, 3, 64, 64), loss=loss, batches=batches, calib_batches=2)
+    taylor = make_criterion("taylor")
+    taylor.prepare(model, ctx)
+    conv = model.model[2].cv1.conv
+    scores = taylor.saliency[id(conv)]["weight"].sum((1, 2, 3))
+    assert scores.shape == (conv.out_channels,) and (scores > 0).all()
+    l1 = conv.weight.detach().abs().sum((1, 2, 3))
+    assert not torch.equal(scores.argsort(), l1.argsort())
+    assert not model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
 def test_compress_prunes_yolov8n_end_to_end_without_a_socket(tmp_path, monkeypatch):
     _ultralytics()
     if not CIFAR.is_file():

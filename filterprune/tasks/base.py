@@ -69,6 +69,11 @@ class Task:
         """The task's metrics on ``split`` (None on the ranks but 0 of a distributed run)."""
         raise NotImplementedError
 
+    def calibration(self, data, device, cfg):
+        """``(loss(model, batch), batches)`` that a loss-driven criterion (taylor) scores channels with, or
+        None where the criterion's own classification batches serve."""
+        return None
+
     def deployable(self, model: nn.Module) -> nn.Module | None:
         """The module exported to ONNX and timed: the model itself, a wrapper that leaves the
         post-processing out, or None where no such export exists."""

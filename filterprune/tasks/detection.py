@@ -32,7 +32,7 @@ from .detect_distill import distilled_losses
 from .detection_data import DetectionSource
 from .raw_detector import raw_detector
 
-DATA_FREE = ("l1", "magnitude", "slimming", "random")  # criteria that read no classification batches
+CRITERIA = ("l1", "magnitude", "slimming", "taylor", "random")  # what reads no classification batches
 EVAL_BATCH = 8
 
 
@@ -61,8 +61,8 @@ class Detection(Task):
         """What this task does not do (yet), refused before anything is built."""
         why = (
             f"criterion {cfg.prune.criterion} scores channels on classification batches; task detection "
-            f"prunes with {', '.join(DATA_FREE)}"
-            if cfg.prune.criterion not in DATA_FREE
+            f"prunes with {', '.join(CRITERIA)}"
+            if cfg.prune.criterion not in CRITERIA
             else "weights: detectors start from a random init (or checkpoint: a local state dict)"
             if cfg.model.weights is not None
             else "image_size: a torchvision detector resizes its images itself"
@@ -143,6 +143,11 @@ class Detection(Task):
             return Step(sum(net(images, targets).values()), len(images))
         losses, soft = distilled_losses(net, teacher, images, targets, temperature, background=shift == 1)
         return Step((1 - alpha) * sum(losses.values()) + alpha * soft, len(images))
+
+    def calibration(self, data, device, cfg):
+        """The detector's own loss on shuffled training batches (no augmentation): taylor's gradients."""
+        loader = data.make_loader("train", cfg.batch_size, shuffle=True, seed=cfg.seed)
+        return (lambda net, batch: self.step(net, None, batch, device, 0.0, cfg).loss), loader
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data, device, split: str = "test") -> dict | None:
