@@ -92,6 +92,7 @@ def options(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated (yolo:... or tv:...)")
     p.add_argument("--arms", default="plain,distill", help="plain, distill (only where the task distills)")
+    p.add_argument("--criteria", default="l1", help="comma-separated criteria, each a row per model and arm")
     for k, v in DEFAULTS.items():
         p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=None, help=f"default {v}")
     p.add_argument("--train", type=int, default=None, help="train canvases (default: each model its own)")
@@ -151,8 +152,10 @@ def detection_set(a: argparse.Namespace, layout: str, train: int) -> Path:
     return make_detection_set(folder, layout, train=train, test=a.test, seed=a.seed, source=a.source)
 
 
-def compress_argv(model: str, arm: str, a: argparse.Namespace, dataset: str, out: Path) -> list[str]:
-    argv = [model, "--task", "detection", "--dataset", dataset, "--criterion", "l1"]
+def compress_argv(
+    model: str, arm: str, a: argparse.Namespace, dataset: str, out: Path, criterion: str = "l1"
+) -> list[str]:
+    argv = [model, "--task", "detection", "--dataset", dataset, "--criterion", criterion]
     argv += ["--target-speedup", f"{a.target_speedup:g}", "--target-runtime", "onnxruntime"]
     argv += ["--target-batch", str(a.batch), "--bench-batch-sizes", str(a.batch)]
     argv += ["--bench-iters", str(a.bench_iters), "--epochs", str(epochs(model, a)[0])]
@@ -165,12 +168,13 @@ def compress_argv(model: str, arm: str, a: argparse.Namespace, dataset: str, out
     return argv
 
 
-def run_one(model: str, arm: str, a: argparse.Namespace) -> dict:
+def run_one(model: str, arm: str, a: argparse.Namespace, criterion: str = "l1") -> dict:
     """One compress run in a subprocess; its row (``error`` set when it failed)."""
     layout = MODELS[model][0] if model in MODELS else "yolo" if model.startswith("yolo:") else "coco"
     dataset = f"{layout}:{detection_set(a, layout, train_size(model, a))}"
-    out = a.work / "runs" / f"{model.replace(':', '-').replace('/', '-')}-{arm}-seed{a.seed}"
-    argv = compress_argv(model, arm, a, dataset, out)
+    tag = "" if criterion == "l1" else f"-{criterion}"  # l1's folder as it always was
+    out = a.work / "runs" / f"{model.replace(':', '-').replace('/', '-')}-{arm}{tag}-seed{a.seed}"
+    argv = compress_argv(model, arm, a, dataset, out, criterion)
     out.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     load_before, t0 = os.getloadavg()[0], time.perf_counter()
@@ -182,6 +186,7 @@ def run_one(model: str, arm: str, a: argparse.Namespace) -> dict:
     ran = {
         "model": model,
         "arm": arm,
+        "criterion": criterion,
         "settings": settings(a, model),
         "command": "filterprune compress " + " ".join(argv),
         "run_dir": str(out),
@@ -274,13 +279,22 @@ def goal(row: dict) -> str:
     return f"**{'met' if fast and close else 'missed'}**: {said}"
 
 
+def crit(row: dict) -> str:
+    """A row's criterion (rows from before the option were l1's)."""
+    return row.get("criterion", "l1")
+
+
+def key(row: dict) -> tuple[str, str, str]:
+    return row["model"], row["arm"], crit(row)
+
+
 def _pair(d, p, digits: int = 3) -> str:
     return "—" if d is None or p is None else f"{d:.{digits}f} → {p:.{digits}f}"
 
 
 def _cells(r: dict) -> list[str]:
     if r.get("error"):
-        return [r["model"], r["arm"], f"failed: {r['error']}"] + [""] * 7 + [goal(r)]
+        return [r["model"], r["arm"], crit(r), f"failed: {r['error']}"] + [""] * 7 + [goal(r)]
     ort, plan = r.get("ort") or {}, r.get("planner") or {}
     change = (
         ""
@@ -290,6 +304,7 @@ def _cells(r: dict) -> list[str]:
     return [
         r["model"],
         r["arm"],
+        crit(r),
         _pair(r["dense_map"], r["pruned_map"]),
         _pair(r["dense_map50"], r["pruned_map50"]) + change,
         f"**{ort['speedup']:.2f}x** (b{ort['batch']}, {ort['threads']} thr)" if ort.get("speedup") else "—",
@@ -311,6 +326,7 @@ def command_line(a: argparse.Namespace) -> str:
         if getattr(a, k) is not None
     ]
     flags += [f"--models {a.models}"] if a.models != ",".join(MODELS) else []
+    flags += [f"--criteria {a.criteria}"] if a.criteria != "l1" else []
     flags += [f"--{k} {getattr(a, k)}" for k in ("seed", "optimizer", "lr", "batch", "threads", "device")
               if getattr(a, k) != {"seed": 0, "optimizer": "adam", "batch": 1, "device": "cpu"}.get(k)]  # fmt: skip
     return " ".join(["OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/detection_table.py", *flags])
@@ -325,25 +341,25 @@ def markdown(rows: list[dict], a: argparse.Namespace, notes: list[str]) -> str:
         "",
         f"Pasted-CIFAR set (`filterprune make-detection-set`, seed {a.seed}): train canvases as each row "
         f"says (a validation share carved from them) / {a.test} test, 160–320 px, from cifar10_mini.npz; YOLO "
-        f"letterboxed to {a.image_size} px, SSDlite at its own 320. l1, one seed, optimizer {a.optimizer}"
+        f"letterboxed to {a.image_size} px, SSDlite at its own 320. Criterion as the row says, one seed, optimizer {a.optimizer}"
         f"{f' lr {a.lr:g}' if a.lr else ''}, batch {a.batch_size}, device {a.device}. mAP by pycocotools "
         "on the test split (the kept epoch chosen on validation mAP@0.5:0.95). Speedup measured: the "
         f"compress bench stage's onnxruntime CPU fp32 rows at batch {a.batch} (dense and pruned ONNX files, "
         f"median of {a.bench_iters} calls, threads as shown), apart from the planner; planner: what the "
         "--target-speedup search measured for the plan it kept. Wall in minutes (load average before–after).",
         "",
-        "| model | arm | mAP@0.5:0.95 dense → pruned | mAP@0.5 dense → pruned (points) | measured onnxruntime "
-        "| planner | theoretical | params | epochs base + finetune | wall min (load) | goal |",
-        "|---|---|---|---|---:|---:|---:|---|---|---|---|",
+        "| model | arm | criterion | mAP@0.5:0.95 dense → pruned | mAP@0.5 dense → pruned (points) | measured "
+        "onnxruntime | planner | theoretical | params | epochs base + finetune | wall min (load) | goal |",
+        "|---|---|---|---|---|---:|---:|---:|---|---|---|---|",
     ]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     lines += [""] + [
-        f"**Goal** ({r['model']} {r['arm']}: mAP@0.5 within {GOAL['map50_points']:g} points of dense at >= "
+        f"**Goal** ({r['model']} {r['arm']} {crit(r)}: mAP@0.5 within {GOAL['map50_points']:g} points of dense at >= "
         f"{GOAL['speedup']:g}x measured on onnxruntime CPU): {goal(r)}."
         for r in rows
         if r["model"].startswith(GOAL["models"])
     ]
-    lines += [""] + [f"- {r['model']} {r['arm']}: onnxruntime CPU fp32 batch {r['ort']['batch']}, "
+    lines += [""] + [f"- {r['model']} {r['arm']} {crit(r)}: onnxruntime CPU fp32 batch {r['ort']['batch']}, "
                      f"{r['ort']['threads']} thread(s): dense {r['ort']['dense_ms']:.2f} ms, pruned "
                      f"{r['ort']['pruned_ms']:.2f} ms" + (f" (machine busy: {r['ort']['busy']})" if r['ort']['busy'] else "")
                      for r in ok if r.get("ort")]  # fmt: skip
@@ -372,8 +388,8 @@ def task_distills(model: str) -> bool:
     return make_task("detection").can_distill(model)
 
 
-def jobs(a: argparse.Namespace, notes: list[str]) -> list[tuple[str, str]]:
-    """(model, arm) to run, in order; a distill row of a model the task does not distill is left out with
+def jobs(a: argparse.Namespace, notes: list[str]) -> list[tuple[str, str, str]]:
+    """(model, arm, criterion) to run, in order; a distill row of a model the task does not distill is left out with
     a note."""
     arms, models = a.arms.split(","), a.models.split(",")
     bad = [x for x in arms if x not in ARMS]
@@ -382,7 +398,13 @@ def jobs(a: argparse.Namespace, notes: list[str]) -> list[tuple[str, str]]:
     plain_only = [m for m in models if "distill" in arms and not task_distills(m)]
     if plain_only:
         notes.append(NO_DISTILL.format(models=", ".join(plain_only)))
-    return [(m, arm) for arm in arms for m in models if not (arm == "distill" and m in plain_only)]
+    return [
+        (m, arm, c)
+        for c in a.criteria.split(",")
+        for arm in arms
+        for m in models
+        if not (arm == "distill" and m in plain_only)
+    ]
 
 
 def main(argv=None) -> int:
@@ -392,15 +414,17 @@ def main(argv=None) -> int:
     doc = {} if a.fresh or not saved.is_file() else json.loads(saved.read_text())
     rows, notes = doc.get("rows", []), doc.get("notes", []) if a.only_table else []
     todo = [] if a.only_table else jobs(a, notes)
-    for model, arm in todo:
-        same = [r for r in rows if (r["model"], r["arm"]) == (model, arm)]
+    for model, arm, criterion in todo:
+        same = [r for r in rows if key(r) == (model, arm, criterion)]
         if same and not same[0].get("error") and same[0]["settings"] == settings(a, model):
-            log.info("%s %s: kept from %s", model, arm, saved)
+            log.info("%s %s %s: kept from %s", model, arm, criterion, saved)
             continue
-        log.info("== %s %s (log: %s)", model, arm, a.work / "runs")
-        row = run_one(model, arm, a)
-        rows = [r for r in rows if (r["model"], r["arm"]) != (model, arm)] + [row]
-        log.info("%s %s: %s, %s", model, arm, row.get("error") or f"{row['wall_s']:.0f} s", goal(row))
+        log.info("== %s %s %s (log: %s)", model, arm, criterion, a.work / "runs")
+        row = run_one(model, arm, a, criterion)
+        rows = [r for r in rows if key(r) != (model, arm, criterion)] + [row]
+        log.info(
+            "%s %s %s: %s, %s", model, arm, criterion, row.get("error") or f"{row['wall_s']:.0f} s", goal(row)
+        )
         write(a.out, rows, a, notes)  # after every run: a killed table keeps what it measured
     write(a.out, rows, a, notes)
     print(a.out / "results.md")

@@ -108,7 +108,12 @@ def test_the_markdown_has_a_row_per_run_the_latency_named_and_failures(table):
     rows = [_row(table), _row(table, SSD), {"model": V8, "arm": "distill", "error": "exit 1: it broke"}]
     md = table.markdown(rows, a, [table.NO_DISTILL.format(models=RCNN)])
     lines = [ln for ln in md.splitlines() if ln.startswith(f"| {V8} |")]
-    assert len(lines) == 2 and "0.400 → 0.390 (-1.0)" in lines[0] and "**1.60x** (b1, 2 thr)" in lines[0]
+    assert (
+        len(lines) == 2
+        and lines[0].startswith(f"| {V8} | plain | l1 | ")
+        and "0.400 → 0.390 (-1.0)" in lines[0]
+        and "**1.60x** (b1, 2 thr)" in lines[0]
+    )
     assert (
         "1.55x" in lines[0] and "1.90x" in lines[0] and "3.00M → 1.50M" in lines[0] and "**met**" in lines[0]
     )
@@ -116,9 +121,9 @@ def test_the_markdown_has_a_row_per_run_the_latency_named_and_failures(table):
     assert "onnxruntime CPU fp32 batch 1, 2 thread(s): dense 20.00 ms, pruned 12.50 ms" in md
     goals = [ln for ln in md.splitlines() if ln.startswith("**Goal**")]
     assert goals == [
-        f"**Goal** ({V8} plain: mAP@0.5 within 2 points of dense at >= 1.5x measured on onnxruntime CPU): "
+        f"**Goal** ({V8} plain l1: mAP@0.5 within 2 points of dense at >= 1.5x measured on onnxruntime CPU): "
         "**met**: mAP@0.5 -1.0 points at 1.60x.",
-        f"**Goal** ({V8} distill: mAP@0.5 within 2 points of dense at >= 1.5x measured on onnxruntime CPU): "
+        f"**Goal** ({V8} distill l1: mAP@0.5 within 2 points of dense at >= 1.5x measured on onnxruntime CPU): "
         "not measured.",
     ]
     assert (
@@ -151,21 +156,27 @@ def test_the_distill_arm_runs_for_single_stage_detectors_and_an_rcnn_gets_a_note
     a = table.options(["--work", str(tmp_path), "--out", str(tmp_path), "--models", f"{V8},{SSD},{RCNN}"])
     notes: list[str] = []
     assert table.jobs(a, notes) == [
-        (V8, "plain"),
-        (SSD, "plain"),
-        (RCNN, "plain"),
-        (V8, "distill"),
-        (SSD, "distill"),
+        (V8, "plain", "l1"),
+        (SSD, "plain", "l1"),
+        (RCNN, "plain", "l1"),
+        (V8, "distill", "l1"),
+        (SSD, "distill", "l1"),
     ]
     assert notes == [table.NO_DISTILL.format(models=RCNN)]
     a = table.options(["--work", str(tmp_path), "--out", str(tmp_path), "--arms", "plain"])
-    assert table.jobs(a, notes := []) == [(V8, "plain"), (SSD, "plain")] and notes == []
+    assert table.jobs(a, notes := []) == [(V8, "plain", "l1"), (SSD, "plain", "l1")] and notes == []
+    a = table.options(["--work", str(tmp_path), "--out", str(tmp_path), "--arms", "plain", "--models", V8,
+                       "--criteria", "l1,taylor"])  # fmt: skip
+    assert table.jobs(a, []) == [(V8, "plain", "l1"), (V8, "plain", "taylor")]
+    assert "--criteria l1,taylor" in table.command_line(a)
+    argv = table.compress_argv(V8, "plain", a, "yolo:/s", tmp_path / "r", "taylor")
+    assert argv[argv.index("--criterion") + 1] == "taylor"
 
 
 def test_a_rerun_keeps_finished_rows_and_reruns_failed_ones(table, tmp_path, monkeypatch):
     ran = []
 
-    def fake(model, arm, a):
+    def fake(model, arm, a, criterion):
         ran.append((model, arm))
         bad = model == SSD and ran.count((SSD, arm)) == 1  # fails the first time only
         return {"model": model, "arm": arm, "settings": table.settings(a, model), "error": "exit 1: x"} if bad else {

@@ -5,8 +5,9 @@ and shift that follow it, with the gradient accumulated over the calibration bat
 The loss is the user's: from Python ``filterprune.prune(..., criterion="taylor", loss=fn, calib=loader)``
 with ``fn(model, batch) -> scalar`` on whatever batches ``loader`` yields (a detector's images and
 targets, say); on the command line it is the task's (a detector's own loss on training batches), and
-otherwise cross-entropy on ``(images, labels)`` calibration batches. Gradients are taken on a scratch copy in training mode, so the model being pruned
-(its weights, BatchNorm statistics and gradients) is never touched.
+otherwise cross-entropy on ``(images, labels)`` calibration batches. Gradients are taken on a scratch
+copy in training mode, so the model being pruned (its weights, BatchNorm statistics and gradients) is
+never touched.
 """
 
 from __future__ import annotations
