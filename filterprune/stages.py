@@ -341,6 +341,7 @@ def _checkpoint_meta(s: Setup, p: Pruned) -> dict:
         "mean": list(data.mean),
         "std": list(data.std),
         "class_names": data.class_names,
+        "task": s.task.name,  # what `filterprune export` deploys and checks parity on
         "version": __version__,
         **({"resize_size": resize} if (resize := getattr(data, "resize_size", None)) else {}),
     }

@@ -308,6 +308,13 @@ def test_compress_prunes_yolov8n_end_to_end_without_a_socket(tmp_path, monkeypat
     assert raw.shape == (2, 4 + 10, 20 * 20 + 10 * 10 + 5 * 5)  # xywh + classes per anchor, strides 8/16/32
     rows = [row for row in r["latency_rows"] if row["variant"] in ("dense", "pruned")]
     assert len(rows) >= 4 and not any(row.get("error") for row in rows), rows
+    # `filterprune export RUN` writes the network compress deployed (the run's task), checked on [0, 1] images
+    assert main(["export", str(out), "--out", str(tmp_path / "again.onnx"), "--batch", "2"]) == 0
+    again = ort.InferenceSession(str(tmp_path / "again.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in again.get_outputs()] == ["raw"] and again.get_outputs()[0].shape == [2, 14, 525]
+    assert json.loads((out / "pruned.json").read_text())["meta"]["task"] == "detection"
+    assert main(["export", str(out), "--out", str(tmp_path / "q.onnx"), "--precision", "int8"]) == 2
+    assert not (tmp_path / "q.onnx").exists()
 
 
 @pytest.mark.slow  # exports and runs each candidate network once, times single convs: ~1 min

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+import torch.nn as nn
 
 from .. import __version__, inputs, limits
 from .. import serialization as ckpt
@@ -24,6 +25,7 @@ from ..fileio import atomic_write_bytes
 from ..log import say
 from ..models import ModelSpec, activation_sizes_of, build_model, factory
 from ..reporting.schema import read_report
+from ..tasks import Task, make_task
 from .convert import (
     PARITY_BATCHES,
     PARITY_TOL,
@@ -157,13 +159,16 @@ def export(cfg: Export, deploy: Bench | None = None) -> dict:
     deploy = deploy or Bench()
     cfg.validate()
     _check_precision(cfg, deploy)
-    calib = _calibration_data(cfg, deploy)
     doc = ckpt.read_meta(Path(cfg.source))
+    task = make_task(doc["meta"].get("task") or "classification")
+    if "int8" in deploy.precision and task.name != "classification":
+        raise UsageError(f"precision int8 is classification-only for now, not {task.name}", ("precision",))
+    calib = _calibration_data(cfg, deploy)
     spec: ModelSpec = doc["spec"]
     batches = (cfg.batch,) if cfg.batch else PARITY_BATCHES
     _check_size(cfg, doc, spec, batches)
-    model = ckpt.load(Path(cfg.source))
-    proto, result = _checked_proto(cfg, doc, spec, model, batches)
+    model = _deployable(task, ckpt.load(Path(cfg.source)), spec)
+    proto, result = _checked_proto(cfg, doc, spec, model, batches, task)
     data = proto.SerializeToString()
     files = {"fp32": (Path(cfg.out), data)} if "fp32" in deploy.precision else {}
     if calib is not None:
@@ -199,22 +204,32 @@ def _check_size(cfg: Export, doc: dict, spec: ModelSpec, batches: tuple[int, ...
         )
 
 
+def _deployable(task: Task, model: nn.Module, spec: ModelSpec) -> nn.Module:
+    """What the run's task exports: the model, or a detector's network without its post-processing."""
+    net = task.deployable(model)
+    if net is None:
+        raise UsageError(
+            f"{spec.name} is a two-stage detector: it has no network without post-processing to export"
+        )
+    return net.eval()
+
+
 def _checked_proto(
-    cfg: Export, doc: dict, spec: ModelSpec, model, batches: tuple[int, ...]
+    cfg: Export, doc: dict, spec: ModelSpec, model, batches: tuple[int, ...], task: Task
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """The ONNX model with its metadata, and the record of its parity with ``model`` (checked again after
-    ``cfg.simplify``)."""
+    """The ONNX model with its metadata, and the record of its parity with ``model`` on inputs in the
+    task's range (checked again after ``cfg.simplify``)."""
     shape = (spec.in_channels, spec.image_size, spec.image_size)
     md = onnx_metadata(
         spec,
         doc["meta"],
-        count(build_model(spec), shape),
+        count(_deployable(task, build_model(spec), spec), shape),
         count(model, shape),
         cfg.batch,
         "fp16" if cfg.fp16 else "fp32",
     )
-    proto = to_proto(model, shape, cfg.opset, cfg.batch, cfg.fp16, md)
-    tol = FP16_TOL if cfg.fp16 else PARITY_TOL
+    proto = to_proto(model, shape, cfg.opset, cfg.batch, cfg.fp16, md, (task.output_name,))
+    tol, within = (FP16_TOL if cfg.fp16 else PARITY_TOL), task.input_range
     result: dict[str, Any] = {
         "path": str(cfg.out),
         "model": spec.name,
@@ -222,13 +237,13 @@ def _checked_proto(
         "batch": cfg.batch or "dynamic",
         "fp16": cfg.fp16,
         "nodes": len(proto.graph.node),
-        "parity": check_parity(model, proto.SerializeToString(), shape, batches, tol),
+        "parity": check_parity(model, proto.SerializeToString(), shape, batches, tol, input_range=within),
     }
     if cfg.simplify:
         proto = simplify(proto)
         result["simplified"] = {
             "nodes": len(proto.graph.node),
-            "parity": check_parity(model, proto.SerializeToString(), shape, batches, tol),
+            "parity": check_parity(model, proto.SerializeToString(), shape, batches, tol, input_range=within),
         }
     return proto, result
 
