@@ -172,7 +172,8 @@ def run_one(model: str, arm: str, a: argparse.Namespace, criterion: str = "l1") 
     """One compress run in a subprocess; its row (``error`` set when it failed)."""
     layout = MODELS[model][0] if model in MODELS else "yolo" if model.startswith("yolo:") else "coco"
     dataset = f"{layout}:{detection_set(a, layout, train_size(model, a))}"
-    tag = "" if criterion == "l1" else f"-{criterion}"  # l1's folder as it always was
+    tag = "" if criterion == "l1" else f"-{criterion}"  # l1's folder at 1.5x as it always was
+    tag += "" if a.target_speedup == DEFAULTS["target_speedup"] else f"-x{a.target_speedup:g}"
     out = a.work / "runs" / f"{model.replace(':', '-').replace('/', '-')}-{arm}{tag}-seed{a.seed}"
     argv = compress_argv(model, arm, a, dataset, out, criterion)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -284,8 +285,14 @@ def crit(row: dict) -> str:
     return row.get("criterion", "l1")
 
 
-def key(row: dict) -> tuple[str, str, str]:
-    return row["model"], row["arm"], crit(row)
+def target(row: dict) -> str:
+    t = (row.get("settings") or {}).get("target_speedup")
+    return f"{t:g}x" if t else "—"
+
+
+def key(row: dict) -> tuple[str, str, str, float]:
+    """What a row is of: rows of other settings replace it, rows of another key sit beside it."""
+    return row["model"], row["arm"], crit(row), row["settings"]["target_speedup"]
 
 
 def _pair(d, p, digits: int = 3) -> str:
@@ -294,7 +301,7 @@ def _pair(d, p, digits: int = 3) -> str:
 
 def _cells(r: dict) -> list[str]:
     if r.get("error"):
-        return [r["model"], r["arm"], crit(r), f"failed: {r['error']}"] + [""] * 7 + [goal(r)]
+        return [r["model"], r["arm"], crit(r), target(r), f"failed: {r['error']}"] + [""] * 7 + [goal(r)]
     ort, plan = r.get("ort") or {}, r.get("planner") or {}
     change = (
         ""
@@ -305,6 +312,7 @@ def _cells(r: dict) -> list[str]:
         r["model"],
         r["arm"],
         crit(r),
+        target(r),
         _pair(r["dense_map"], r["pruned_map"]),
         _pair(r["dense_map50"], r["pruned_map50"]) + change,
         f"**{ort['speedup']:.2f}x** (b{ort['batch']}, {ort['threads']} thr)" if ort.get("speedup") else "—",
@@ -335,7 +343,7 @@ def command_line(a: argparse.Namespace) -> str:
 def markdown(rows: list[dict], a: argparse.Namespace, notes: list[str]) -> str:
     ok = [r for r in rows if not r.get("error")]
     lines = [
-        f"# Detection: dense vs pruned mAP and onnxruntime latency at --target-speedup {a.target_speedup:g}",
+        "# Detection: dense vs pruned mAP and onnxruntime latency at a --target-speedup",
         "",
         f"Command: `{command_line(a)}` (each run's own compress command in results.json).",
         "",
@@ -348,13 +356,13 @@ def markdown(rows: list[dict], a: argparse.Namespace, notes: list[str]) -> str:
         f"median of {a.bench_iters} calls, threads as shown), apart from the planner; planner: what the "
         "--target-speedup search measured for the plan it kept. Wall in minutes (load average before–after).",
         "",
-        "| model | arm | criterion | mAP@0.5:0.95 dense → pruned | mAP@0.5 dense → pruned (points) | measured "
+        "| model | arm | criterion | target | mAP@0.5:0.95 dense → pruned | mAP@0.5 dense → pruned (points) | measured "
         "onnxruntime | planner | theoretical | params | epochs base + finetune | wall min (load) | goal |",
-        "|---|---|---|---|---|---:|---:|---:|---|---|---|---|",
+        "|---|---|---|---:|---|---|---:|---:|---:|---|---|---|---|",
     ]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     lines += [""] + [
-        f"**Goal** ({r['model']} {r['arm']} {crit(r)}: mAP@0.5 within {GOAL['map50_points']:g} points of dense at >= "
+        f"**Goal** ({r['model']} {r['arm']} {crit(r)} at {target(r)}: mAP@0.5 within {GOAL['map50_points']:g} points of dense at >= "
         f"{GOAL['speedup']:g}x measured on onnxruntime CPU): {goal(r)}."
         for r in rows
         if r["model"].startswith(GOAL["models"])
@@ -415,13 +423,14 @@ def main(argv=None) -> int:
     rows, notes = doc.get("rows", []), doc.get("notes", []) if a.only_table else []
     todo = [] if a.only_table else jobs(a, notes)
     for model, arm, criterion in todo:
-        same = [r for r in rows if key(r) == (model, arm, criterion)]
+        at = (model, arm, criterion, a.target_speedup)
+        same = [r for r in rows if key(r) == at]
         if same and not same[0].get("error") and same[0]["settings"] == settings(a, model):
             log.info("%s %s %s: kept from %s", model, arm, criterion, saved)
             continue
         log.info("== %s %s %s (log: %s)", model, arm, criterion, a.work / "runs")
         row = run_one(model, arm, a, criterion)
-        rows = [r for r in rows if key(r) != (model, arm, criterion)] + [row]
+        rows = [r for r in rows if key(r) != at] + [row]
         log.info(
             "%s %s %s: %s, %s", model, arm, criterion, row.get("error") or f"{row['wall_s']:.0f} s", goal(row)
         )

@@ -68,7 +68,7 @@ def _report(dense50=0.40, pruned50=0.39, speedup=1.6):
 
 def _row(table, model=V8, **kw):
     return {"model": model, "arm": "plain", "wall_s": 600.0, "load_before": 1.0, "load_after": 2.0,
-            **table.from_report(_report(**kw))}  # fmt: skip
+            "settings": {"target_speedup": 1.5}, **table.from_report(_report(**kw))}  # fmt: skip
 
 
 def test_a_row_takes_the_onnxruntime_fp32_rows_at_the_planned_batch(table):
@@ -110,7 +110,7 @@ def test_the_markdown_has_a_row_per_run_the_latency_named_and_failures(table):
     lines = [ln for ln in md.splitlines() if ln.startswith(f"| {V8} |")]
     assert (
         len(lines) == 2
-        and lines[0].startswith(f"| {V8} | plain | l1 | ")
+        and lines[0].startswith(f"| {V8} | plain | l1 | 1.5x | ")
         and "0.400 → 0.390 (-1.0)" in lines[0]
         and "**1.60x** (b1, 2 thr)" in lines[0]
     )
@@ -121,9 +121,9 @@ def test_the_markdown_has_a_row_per_run_the_latency_named_and_failures(table):
     assert "onnxruntime CPU fp32 batch 1, 2 thread(s): dense 20.00 ms, pruned 12.50 ms" in md
     goals = [ln for ln in md.splitlines() if ln.startswith("**Goal**")]
     assert goals == [
-        f"**Goal** ({V8} plain l1: mAP@0.5 within 2 points of dense at >= 1.5x measured on onnxruntime CPU): "
+        f"**Goal** ({V8} plain l1 at 1.5x: mAP@0.5 within 2 points of dense at >= 1.5x measured on onnxruntime CPU): "
         "**met**: mAP@0.5 -1.0 points at 1.60x.",
-        f"**Goal** ({V8} distill l1: mAP@0.5 within 2 points of dense at >= 1.5x measured on onnxruntime CPU): "
+        f"**Goal** ({V8} distill l1 at —: mAP@0.5 within 2 points of dense at >= 1.5x measured on onnxruntime CPU): "
         "not measured.",
     ]
     assert (
@@ -189,6 +189,11 @@ def test_a_rerun_keeps_finished_rows_and_reruns_failed_ones(table, tmp_path, mon
     assert table.main(argv) == 0 and ran[2:] == [(SSD, "plain")]  # the failed one again, YOLO kept
     assert table.main(argv + ["--epochs", "3"]) == 0 and len(ran) == 5  # other settings: both again
     assert table.main(argv + ["--epochs", "3", "--fresh"]) == 0 and len(ran) == 7
+    assert table.main(argv + ["--epochs", "3", "--target-speedup", "1.6"]) == 0 and len(ran) == 9
+    doc = json.loads((tmp_path / "results.json").read_text())  # another target: rows beside the others
+    assert [(r["model"], r["settings"]["target_speedup"]) for r in doc["rows"]] == [
+        (V8, 1.5), (SSD, 1.5), (V8, 1.6), (SSD, 1.6)]  # fmt: skip
+    assert table.main(argv + ["--epochs", "3", "--fresh"]) == 0 and len(ran) == 11
     doc = json.loads((tmp_path / "results.json").read_text())
     assert [r["model"] for r in doc["rows"]] == [V8, SSD] and "does not distill" in doc["notes"][0]
     assert "--epochs 3" in (tmp_path / "results.md").read_text()
