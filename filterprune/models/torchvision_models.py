@@ -130,11 +130,13 @@ def segmenter(name, num_classes, in_channels, args=None, weights=None) -> nn.Mod
     masks count it); pretrained weights and backbones are refused (nothing is downloaded)."""
     if weights is not None or in_channels != 3:
         raise UsageError(f"tv:{name}: segmenters are built untrained, for 3-channel images (no weights)")
-    return _built(name, {**(args or {}), "weights": None, "weights_backbone": None, "num_classes": num_classes})
+    return _built(
+        name, {**(args or {}), "weights": None, "weights_backbone": None, "num_classes": num_classes}
+    )
 
 
 def _built(name: str, kwargs: dict) -> nn.Module:
-    """torchvision's builder ``name`` called with ``kwargs``; a keyword or value it refuses is a UsageError."""
+    """torchvision's builder ``name`` on ``kwargs``; a keyword or value it refuses is a UsageError."""
     try:
         return torchvision.models.get_model(name, **kwargs)
     except (TypeError, ValueError) as e:

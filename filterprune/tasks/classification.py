@@ -30,7 +30,8 @@ class Classification(Task):
             )
         if is_segmenter(name):
             raise UsageError(
-                f"{name} is a torchvision segmenter; classification takes classifiers: pass task segmentation",
+                f"{name} is a torchvision segmenter; classification takes classifiers: "
+                "pass task segmentation",
                 ("task",),
             )
         if is_yolo(name):

@@ -141,7 +141,9 @@ class Segmentation(Task):
         out = model.eval()(torch.randn(1, 3, spec.image_size, spec.image_size))
         model.train(was)
         want = (1, spec.num_classes, spec.image_size, spec.image_size)
-        if not (isinstance(out, dict) and isinstance(out.get("out"), torch.Tensor) and out["out"].shape == want):
+        if not (
+            isinstance(out, dict) and isinstance(out.get("out"), torch.Tensor) and out["out"].shape == want
+        ):
             raise UsageError(f"{spec.name} does not return 'out' logits of shape {want}: not a segmenter")
 
     def step(self, net: nn.Module, teacher: nn.Module | None, batch, device, alpha: float, cfg) -> Step:

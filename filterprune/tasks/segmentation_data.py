@@ -99,7 +99,9 @@ class SegmentationSource:
         self.y_test: list[Pair] = data.test
 
     @classmethod
-    def load(cls, dataset: str | None, val_fraction: float, seed: int, side: int | None) -> SegmentationSource:
+    def load(
+        cls, dataset: str | None, val_fraction: float, seed: int, side: int | None
+    ) -> SegmentationSource:
         _, arg = DATASETS.split(dataset or "")
         if dataset is None or DATASETS.task(dataset) != "segmentation" or not arg:
             raise UsageError("task segmentation needs dataset masks:DIR", ("dataset",))
@@ -142,4 +144,6 @@ class SegmentationSource:
 
     def describe(self) -> str:
         side = f"letterboxed to {self.image_size}x{self.image_size}"
-        return f"{self.data.describe()}; {len(self.y_val or [])} training images held out for validation; {side}"
+        return (
+            f"{self.data.describe()}; {len(self.y_val or [])} training images held out for validation; {side}"
+        )
