@@ -127,7 +127,9 @@ class SegmentationSource:
         limit: int | None = None,
         crop: bool = True,
     ) -> DataLoader:
-        """Batches of (images, masks); ``crop`` is the classification recipe's (unused)."""
+        """Batches of (images, masks); ``crop`` is the classification recipe's (unused). The train split
+        drops its last incomplete batch where a full one remains, as torchvision's reference recipe does: a
+        batch of one image fails DeepLabV3's pooling branch (a BatchNorm over one value per channel)."""
         images: Dataset = Pairs(self.samples(split) or [], self.image_size, flip=augment)
         if limit:
             images = Subset(images, range(min(limit, len(images))))  # type: ignore[arg-type]
@@ -137,6 +139,7 @@ class SegmentationSource:
             shuffle=(split == "train") if shuffle is None else shuffle,
             generator=torch.Generator().manual_seed(seed),
             num_workers=0,
+            drop_last=split == "train" and len(images) >= batch_size,  # type: ignore[arg-type]
         )
 
     def val_digest(self) -> str:
