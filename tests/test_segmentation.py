@@ -267,19 +267,24 @@ def test_the_task_is_registered():
 
 
 # ------------------------------------------------------------------------------------------ end to end
-@pytest.mark.parametrize("model", [LRASPP, "tv:deeplabv3_mobilenet_v3_large"])
-def test_compress_a_segmenter_end_to_end(seg, tmp_path, one_thread, model):
+@pytest.mark.parametrize(
+    "model, criterion",
+    [(LRASPP, "l1"), ("tv:deeplabv3_mobilenet_v3_large", "taylor")],
+    ids=["lraspp", "deeplab"],
+)
+def test_compress_a_segmenter_end_to_end(seg, tmp_path, one_thread, model, criterion):
     """Batch 2 over 5 training images: the last batch, of one image, is dropped (DeepLabV3's pooling
-    branch cannot train on it)."""
+    branch cannot train on it); taylor scores channels by the per-pixel loss."""
     out = tmp_path / "run"
     argv = [
-        "compress", model, "--task", "segmentation", "--dataset", f"masks:{seg}", "--criterion", "l1",
+        "compress", model, "--task", "segmentation", "--dataset", f"masks:{seg}", "--criterion", criterion,
         "--sparsity", "0.3", "--epochs", "1", "--finetune-epochs", "1", "--image-size", str(SIDE),
         "--batch-size", "2", "--bench-batch-sizes", "1", "--bench-iters", "2", "--out", str(out),
     ]  # fmt: skip
     assert main(argv) == 0
     r = json.loads((out / "report.json").read_text())
     assert r["task"] == "segmentation" and r["metrics"]["headline"] == "miou"
+    assert r["criterion"] == criterion
     assert r["metrics"]["names"] == {"miou": "mIoU", "pixel_acc": "pixel accuracy"}
     for variant in ("dense", "pruned"):
         assert 0.0 <= r["metrics"][variant]["miou"] <= 1.0
