@@ -10,7 +10,7 @@ from __future__ import annotations
 from .registry import Registry
 
 MODELS: Registry = Registry("model", prefixes=("tv:", "timm:", "yolo:"))
-DATASETS: Registry = Registry("dataset", prefixes=("npz:", "imagefolder:", "coco:", "yolo:"))
+DATASETS: Registry = Registry("dataset", prefixes=("npz:", "imagefolder:", "coco:", "yolo:", "masks:"))
 CRITERIA: Registry = Registry("criterion")
 TASKS: Registry = Registry("task")
 
@@ -80,6 +80,13 @@ DATASETS.add(
     "data.yolo:yolo",
     "yolo:DIR with DIR/data.yaml and DIR/train|test/images + labels/*.txt (detection)",
     "detection",
+)
+DATASETS.add(
+    "masks:",
+    "data.segmentation:masks",
+    "masks:DIR with DIR/classes.txt, DIR/images/train|test/* and DIR/masks/train|test/*.png "
+    "(segmentation: a class index per pixel, 255 ignored)",
+    "segmentation",
 )
 for _set in ("cifar10", "cifar100", "mnist", "fashion-mnist", "svhn"):
     DATASETS.add(
@@ -158,4 +165,10 @@ TASKS.add(
     "tasks.detection:Detection",
     "boxes per image (coco:/yolo: folders; torchvision detectors, ultralytics YOLO): the model's own loss "
     "(single-stage heads distilled from the dense model), mAP@0.5:0.95 and mAP@0.5 (pycocotools)",
+)
+TASKS.add(
+    "segmentation",
+    "tasks.segmentation:Segmentation",
+    "a class per pixel (masks: folders; torchvision segmenters): per-pixel cross-entropy (distilled from "
+    "the dense model), mIoU and pixel accuracy",
 )

@@ -200,11 +200,15 @@ def _add_make_detection_set(sub: argparse._SubParsersAction) -> None:
     m = sub.add_parser(
         "make-detection-set",
         help="a reproducible real-image detection set (CIFAR photos pasted on CIFAR backgrounds) "
-        "in the COCO or YOLO layout, read back by --dataset coco:OUT / yolo:OUT",
+        "in the COCO or YOLO layout, read back by --dataset coco:OUT / yolo:OUT, or as segmentation "
+        "masks (--layout masks), read back by --dataset masks:OUT",
     )
-    m.add_argument("out", help="folder to create (OUT/train, OUT/test)")
+    m.add_argument("out", help="folder to create")
     m.add_argument(
-        "--layout", choices=["coco", "yolo"], default="coco", help="annotation layout (default coco)"
+        "--layout",
+        choices=["coco", "yolo", "masks"],
+        default="coco",
+        help="annotation layout (default coco); masks: each object's box painted with its class + 1",
     )
     m.add_argument("--train", type=int, default=2000, help="training canvases (default 2000)")
     m.add_argument("--test", type=int, default=400, help="test canvases (default 400)")

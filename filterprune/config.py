@@ -48,6 +48,7 @@ def _criteria():
 TASK_DATA = {
     "classification": "one class label per image (imagefolder:, npz:, cifar10, ...)",
     "detection": "boxes per image (coco:DIR, yolo:DIR)",
+    "segmentation": "a class per pixel (masks:DIR)",
 }
 
 
@@ -213,8 +214,9 @@ class Data:
     )
     task: str = option(
         "classification",
-        "what the model does with the images: classification (one label per image) or detection "
-        "(boxes per image: coco:/yolo: folders, tv: detectors)",
+        "what the model does with the images: classification (one label per image), detection "
+        "(boxes per image: coco:/yolo: folders, tv: detectors) or segmentation (a class per pixel: "
+        "masks: folders, tv: segmenters)",
         check=_registered("tasks"),
     )
 

@@ -44,10 +44,12 @@ def _one_line(capfd) -> str:
 def test_tasks_are_registered_by_name_and_an_unknown_one_is_refused():
     assert {"classification", "detection"} <= set(TASKS.names())
     assert make_task("detection").headline == "map" and make_task("classification").headline == "top1"
-    with pytest.raises(UsageError, match="unknown task 'segmentation'; valid: classification, detection"):
-        make_task("segmentation")
+    with pytest.raises(
+        UsageError, match="unknown task 'keypoints'; valid: classification, detection, segmentation"
+    ):
+        make_task("keypoints")
     with pytest.raises(UsageError, match="unknown task"):
-        CompressConfig.of(model="resnet20", criterion="l1", task="segmentation").validate()
+        CompressConfig.of(model="resnet20", criterion="l1", task="keypoints").validate()
 
 
 def test_classification_step_is_the_distillation_loss_it_always_was():

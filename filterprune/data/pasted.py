@@ -8,7 +8,10 @@ their class the photo's label. Objects never overlap (edges may touch): an objec
 in ``PLACE_TRIES`` draws is left out, so a small canvas holds fewer. Canvases of the train split use only
 the source's training photos, those of the test split only its test photos; ``provenance.json`` lists
 every canvas's photos by index. Canvas ``i`` of a split depends only on the seed, the split and ``i``, so a
-larger set begins with the smaller one.
+larger set begins with the smaller one, and the same seed gives the same canvases in every layout.
+
+The ``masks`` layout writes the same canvases for segmentation (``masks:OUT``): each object's rectangle
+painted with its class index + 1 over a background of 0 (``segmentation.paint``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from ..config import DEFAULT_DATA_ROOT
 from ..errors import UsageError
 from ..fileio import atomic_write_bytes, sha256_file
 from ..log import say
-from . import coco, yolo
+from . import coco, segmentation, yolo
 from .detection import Sample, where
 
 CANVAS_SIDES = (160, 320)
@@ -35,7 +38,7 @@ MAX_OBJECTS = 4
 PLACE_TRIES = 50
 JPEG_QUALITY = 90
 MAX_CANVASES = 100_000  # per split (about 25 KB each)
-LAYOUTS = ("coco", "yolo")
+LAYOUTS = ("coco", "yolo", "masks")
 SPLITS = {"train": 0, "test": 1}  # split -> its stream of the seed
 DEFAULT_SOURCE = f"{DEFAULT_DATA_ROOT}/cifar10_mini.npz"
 
@@ -115,14 +118,14 @@ def canvas(photos: Photos, rng: np.random.Generator) -> tuple[Image.Image, list,
     return img, boxes, labels, {"background": bg, "objects": used}
 
 
-def _split(folder: Path, photos: Photos, n: int, seed: int, code: int) -> tuple[list[Sample], list[dict]]:
-    """Write ``n`` canvases into ``folder/images``; returns their samples and provenance."""
-    (folder / "images").mkdir(parents=True)
+def _split(images: Path, photos: Photos, n: int, seed: int, code: int) -> tuple[list[Sample], list[dict]]:
+    """Write ``n`` canvases into the folder ``images``; returns their samples and provenance."""
+    images.mkdir(parents=True)
     samples, made = [], []
     for i in range(n):
         img, boxes, labels, used = canvas(photos, np.random.default_rng([seed, code, i]))
         name = f"{i:06d}.jpg"
-        img.save(folder / "images" / name, quality=JPEG_QUALITY)
+        img.save(images / name, quality=JPEG_QUALITY)
         samples.append(
             Sample(name, img.width, img.height, np.asarray(boxes, np.float32), np.asarray(labels, np.int64))
         )
@@ -150,7 +153,8 @@ def make_detection_set(
     overwrite: bool = False,
 ) -> Path:
     """Write the pasted-CIFAR detection set to ``out`` in ``layout`` (read back by ``coco:OUT`` or
-    ``yolo:OUT``); returns the folder. ``out`` appears complete or not at all."""
+    ``yolo:OUT``; ``masks``: as segmentation masks, read back by ``masks:OUT``); returns the folder. ``out``
+    appears complete or not at all."""
     _check(layout, {"train": train, "test": test}, seed)
     src = Path(source)
     photos, names = read_source(src)
@@ -162,13 +166,18 @@ def make_detection_set(
     def write(folder: Path) -> None:
         made = {}
         for split, code in SPLITS.items():
-            samples, made[split] = _split(folder / split, photos[split], counts[split], seed, code)
+            images = folder / "images" / split if layout == "masks" else folder / split / "images"
+            samples, made[split] = _split(images, photos[split], counts[split], seed, code)
             if layout == "coco":
                 coco.write_split(folder / split, samples, names)
-            else:
+            elif layout == "yolo":
                 yolo.write_split(folder / split, samples)
+            else:
+                segmentation.write_masks(folder / "masks" / split, samples)
         if layout == "yolo":
             yolo.write_yaml(folder, names)
+        if layout == "masks":
+            segmentation.write_classes(folder, names)
         about = {
             "made_by": "filterprune make-detection-set",
             "source": src.name,

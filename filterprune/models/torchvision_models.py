@@ -1,5 +1,6 @@
 """Any torchvision classifier as ``tv:<name>``, random init or with pretrained ``--weights``; and, for the
-detection task, torchvision's detectors (``tv:ssdlite320_mobilenet_v3_large``, ...), built untrained.
+detection and segmentation tasks, torchvision's detectors (``tv:ssdlite320_mobilenet_v3_large``, ...) and
+segmenters (``tv:lraspp_mobilenet_v3_large``, ...), built untrained.
 
 ``num_classes`` is passed to the builder; auxiliary heads are switched off because they only run in
 training mode and would make the traced graph differ from the deployed one. The first conv is
@@ -44,6 +45,15 @@ def is_detector(name: str) -> bool:
     return name.startswith("tv:") and name[3:] in detector_names()
 
 
+def segmenter_names() -> list[str]:
+    return sorted(torchvision.models.list_models(module=torchvision.models.segmentation))
+
+
+def is_segmenter(name: str) -> bool:
+    """Whether ``name`` (``tv:<name>``) is one of torchvision's semantic segmenters."""
+    return name.startswith("tv:") and name[3:] in segmenter_names()
+
+
 def background(name: str) -> int:
     """1 where the detector reserves class 0 for the background (R-CNNs, SSD), 0 where it does not
     (RetinaNet, FCOS: one sigmoid per class)."""
@@ -52,7 +62,13 @@ def background(name: str) -> int:
 
 def _check_name(name: str) -> None:
     if name not in classifier_names():
-        hint = " (a detector: compress it with task detection)" if name in detector_names() else ""
+        hint = (
+            " (a detector: compress it with task detection)"
+            if name in detector_names()
+            else " (a segmenter: compress it with task segmentation)"
+            if name in segmenter_names()
+            else ""
+        )
         raise UsageError(
             f"unknown torchvision classifier {name!r}{hint}; valid: {', '.join(classifier_names())}"
         )
@@ -79,6 +95,8 @@ def weights_file(w) -> Path:
 def torchvision_model(name, num_classes, in_channels, image_size, args=None, weights=None):
     if name in detector_names():
         return detector(name, num_classes, in_channels, args, weights)
+    if name in segmenter_names():
+        return segmenter(name, num_classes, in_channels, args, weights)
     _check_name(name)
     kwargs = {**(args or {}), "weights": None, "num_classes": num_classes}
     if name in _NO_AUX:
@@ -104,6 +122,21 @@ def detector(name, num_classes, in_channels, args=None, weights=None) -> nn.Modu
         raise UsageError(f"tv:{name}: detectors are built untrained, for 3-channel images (no weights)")
     kwargs = {**(args or {}), "weights": None, "weights_backbone": None}
     kwargs["num_classes"] = num_classes + background(name)
+    return _built(name, kwargs)
+
+
+def segmenter(name, num_classes, in_channels, args=None, weights=None) -> nn.Module:
+    """An untrained torchvision segmenter for ``num_classes`` classes (the background among them, as the
+    masks count it); pretrained weights and backbones are refused (nothing is downloaded)."""
+    if weights is not None or in_channels != 3:
+        raise UsageError(f"tv:{name}: segmenters are built untrained, for 3-channel images (no weights)")
+    return _built(
+        name, {**(args or {}), "weights": None, "weights_backbone": None, "num_classes": num_classes}
+    )
+
+
+def _built(name: str, kwargs: dict) -> nn.Module:
+    """torchvision's builder ``name`` on ``kwargs``; a keyword or value it refuses is a UsageError."""
     try:
         return torchvision.models.get_model(name, **kwargs)
     except (TypeError, ValueError) as e:

@@ -49,8 +49,8 @@ class Costs(TypedDict):
     params: int
     macs: int
     flops: int  # the seed study's convention
-    accuracy: float  # top-1, 0..1 (detection: mAP@0.5:0.95)
-    top5: float  # (detection: mAP@0.5)
+    accuracy: float  # top-1, 0..1 (detection: mAP@0.5:0.95; segmentation: mIoU)
+    top5: float  # (detection: mAP@0.5; segmentation: pixel accuracy)
 
 
 class Metrics(TypedDict):
@@ -258,7 +258,7 @@ class Report(TypedDict):
     dataset: Dataset
     dense: Costs
     pruned: Costs
-    task: NotRequired[str]  # classification or detection (absent before 1.2: classification)
+    task: NotRequired[str]  # classification, detection or segmentation (absent before 1.2: classification)
     metrics: NotRequired[Metrics]  # absent before 1.2
     mode: str  # shrink or masked
     masked: Masked | None  # mask criteria only

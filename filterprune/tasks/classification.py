@@ -9,7 +9,7 @@ import torch.nn as nn
 from .. import inputs, limits
 from .. import train as training  # its distill_loss and evaluate, looked up when called
 from ..errors import UsageError
-from ..models.torchvision_models import is_detector
+from ..models.torchvision_models import is_detector, is_segmenter
 from ..models.yolo import is_yolo
 from .base import Step, Task
 
@@ -26,6 +26,12 @@ class Classification(Task):
         if is_detector(name):
             raise UsageError(
                 f"{name} is a torchvision detector; classification takes classifiers: pass task detection",
+                ("task",),
+            )
+        if is_segmenter(name):
+            raise UsageError(
+                f"{name} is a torchvision segmenter; classification takes classifiers: "
+                "pass task segmentation",
                 ("task",),
             )
         if is_yolo(name):

@@ -23,7 +23,13 @@ from ..log import say
 from ..models import ModelSpec, build_model
 from ..models import yolo as yolo_models
 from ..models.refs import model_ref
-from ..models.torchvision_models import background, detector_input, detector_names, is_detector
+from ..models.torchvision_models import (
+    background,
+    detector_input,
+    detector_names,
+    is_detector,
+    is_segmenter,
+)
 from ..options import json_object
 from . import yolo
 from .base import Step, Task
@@ -51,9 +57,10 @@ class Detection(Task):
 
     def check_model_name(self, name: str) -> None:
         if not (is_detector(name) or yolo_models.is_yolo(name)):
+            hint = " (a segmenter: pass task segmentation)" if is_segmenter(name) else ""
             raise UsageError(
                 f"task detection takes a torchvision detector (tv:{', tv:'.join(detector_names())}) or an "
-                f"ultralytics YOLO (yolo:yolov8n.yaml), not {limits.printable(name, 200)}",
+                f"ultralytics YOLO (yolo:yolov8n.yaml), not {limits.printable(name, 200)}{hint}",
                 ("task",),
             )
 
