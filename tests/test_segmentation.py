@@ -7,6 +7,7 @@ import re
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from conftest import SHARED_DATA
@@ -293,3 +294,7 @@ def test_compress_a_segmenter_end_to_end(seg, tmp_path, one_thread, model, crite
     assert r["onnx"]["max_rel_diff"] < 1e-4 and (out / "model.onnx").is_file()
     assert "val_miou" in r["finetune"]["history"][0]
     assert "| mIoU | pixel accuracy |" in (out / "report.md").read_text()
+    # `filterprune export RUN` writes the network the task deploys: one `out` tensor, parity checked
+    assert main(["export", str(out), "--out", str(tmp_path / "again.onnx"), "--batch", "1"]) == 0
+    proto = onnx.load(str(tmp_path / "again.onnx"))
+    assert [o.name for o in proto.graph.output] == ["out"]
