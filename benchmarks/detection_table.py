@@ -345,7 +345,8 @@ def markdown(rows: list[dict], a: argparse.Namespace, notes: list[str]) -> str:
     lines = [
         "# Detection: dense vs pruned mAP and onnxruntime latency at a --target-speedup",
         "",
-        f"Command: `{command_line(a)}` (each run's own compress command in results.json).",
+        f"Command: `{command_line(a)}` (the last one; rows of another criterion or target were run with "
+        "`--criteria C --target-speedup X`, each run's own compress command is in results.json).",
         "",
         f"Pasted-CIFAR set (`filterprune make-detection-set`, seed {a.seed}): train canvases as each row "
         f"says (a validation share carved from them) / {a.test} test, 160–320 px, from cifar10_mini.npz; YOLO "
@@ -367,7 +368,7 @@ def markdown(rows: list[dict], a: argparse.Namespace, notes: list[str]) -> str:
         for r in rows
         if r["model"].startswith(GOAL["models"])
     ]
-    lines += [""] + [f"- {r['model']} {r['arm']} {crit(r)}: onnxruntime CPU fp32 batch {r['ort']['batch']}, "
+    lines += [""] + [f"- {r['model']} {r['arm']} {crit(r)} at {target(r)}: onnxruntime CPU fp32 batch {r['ort']['batch']}, "
                      f"{r['ort']['threads']} thread(s): dense {r['ort']['dense_ms']:.2f} ms, pruned "
                      f"{r['ort']['pruned_ms']:.2f} ms" + (f" (machine busy: {r['ort']['busy']})" if r['ort']['busy'] else "")
                      for r in ok if r.get("ort")]  # fmt: skip
