@@ -246,8 +246,21 @@ def test_a_mask_value_of_255_is_accepted(seg, tmp_path):
             r"criterion greedy scores channels on classification batches",
         ),
         ([LRASPP, "--task", "segmentation", "--image-size", "16"], r"letterbox side must be 32 to"),
+        (
+            ["tv:deeplabv3_mobilenet_v3_large", "--task", "segmentation", "--batch-size", "1"],
+            r"image-pooling branch .* batches of 2 or more images \(--batch-size 1, ",
+        ),
     ],
-    ids=["to-classification", "to-detection", "detector", "classifier", "dataset", "criterion", "size"],
+    ids=[
+        "to-classification",
+        "to-detection",
+        "detector",
+        "classifier",
+        "dataset",
+        "criterion",
+        "size",
+        "batch",
+    ],
 )
 def test_a_task_mismatch_is_one_line_exit_2_and_nothing_written(seg, tmp_path, capfd, argv, pattern):
     argv = ["compress", *argv]

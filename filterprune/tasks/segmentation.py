@@ -129,6 +129,14 @@ class Segmentation(Task):
             raise UsageError("task segmentation takes a model name and a dataset, not objects in hand")
         m, d = cfg.model, cfg.data
         data = SegmentationSource.load(d.dataset, d.val_fraction, cfg.train.seed, d.image_size)
+        batch = min(cfg.train.batch_size, len(data.y_train))
+        if batch < 2 and model_ref(m.name).startswith("tv:deeplabv3"):
+            raise UsageError(
+                f"task segmentation: {m.name}'s image-pooling branch normalises a 1x1 map over the batch, "
+                f"so it trains on batches of 2 or more images (batch_size {cfg.train.batch_size}, "
+                f"{len(data.y_train)} training image(s))",
+                ("batch_size",),
+            )
         say(f"data: {data.describe()}" + ("" if d.image_size else " (--image-size to choose)"))
         spec = ModelSpec(
             model_ref(m.name), data.num_classes, 3, data.image_size, json_object(m.model_args), None
