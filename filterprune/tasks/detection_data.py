@@ -9,14 +9,13 @@ resampling of the boxes).
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data import load_detection
-from ..data.detection import DetectionData, Sample, collate
+from ..data.detection import DetectionData, collate
 from ..errors import UsageError
+from .held_out import HeldOut
 
 
 class _Flipped(Dataset):
@@ -38,26 +37,15 @@ class _Flipped(Dataset):
         return x, target
 
 
-class DetectionSource:
+class DetectionSource(HeldOut):
     """``DetectionData`` with a validation split, in the ``DataSource`` shape the pipeline reads."""
 
-    streamed = True  # never renormalised in memory
-    in_channels = 3
     mean = (0.0, 0.0, 0.0)
     std = (1.0, 1.0, 1.0)
-    resize_size = None
 
     def __init__(self, data: DetectionData, val_fraction: float = 0.0, seed: int = 0, image_size: int = 0):
-        self.data, self.name, self.source = data, data.name, data.source
-        self.class_names = list(data.class_names)
+        super().__init__(data, val_fraction, seed)
         self.image_size = image_size  # the side the detector resizes to (set by the task)
-        n = len(data.train)
-        k = min(max(1, round(n * val_fraction)), n - 1) if val_fraction > 0 and n > 1 else 0
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-        self._rows = {"train": sorted(order[k:]), "val": sorted(order[:k])}
-        self.y_train: list[Sample] = [data.train[i] for i in self._rows["train"]]
-        self.y_val: list[Sample] | None = [data.train[i] for i in self._rows["val"]] or None
-        self.y_test: list[Sample] = data.test
         if not sum(len(s.labels) for s in self.y_train):
             raise UsageError(f"{self.name}: no training image outside the validation split has an object")
 
@@ -66,16 +54,6 @@ class DetectionSource:
         if dataset is None:
             raise UsageError("task detection needs dataset coco:DIR or yolo:DIR", ("dataset",))
         return cls(load_detection(dataset), val_fraction, seed)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def samples(self, split: str) -> list[Sample]:
-        found = {"train": self.y_train, "val": self.y_val, "test": self.y_test}.get(split)
-        if found is None:
-            raise ValueError(f"no {split!r} split")
-        return found
 
     def make_loader(
         self,
@@ -103,9 +81,3 @@ class DetectionSource:
             num_workers=0,
             collate_fn=collate,
         )
-
-    def val_digest(self) -> str:
-        return hashlib.sha256(" ".join(s.path for s in self.y_val or []).encode()).hexdigest()[:16]
-
-    def describe(self) -> str:
-        return f"{self.data.describe()}; {len(self.y_val or [])} training images held out for validation"

@@ -11,7 +11,6 @@ flips images and masks horizontally at random. Metrics are computed at S, on the
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from ..data.detection import where
 from ..data.segmentation import IGNORE, Pair, SegmentationData
 from ..data.stream import Undecodable, open_image
 from ..errors import UsageError
+from .held_out import HeldOut
 
 MEAN = (0.485, 0.456, 0.406)  # ImageNet's, as torchvision's segmentation weights expect
 STD = (0.229, 0.224, 0.225)
@@ -78,25 +78,15 @@ def default_side(pairs: list[Pair]) -> int:
     return min(MAX_DEFAULT_SIDE, SIDE_STEP * -(-largest // SIDE_STEP))
 
 
-class SegmentationSource:
+class SegmentationSource(HeldOut):
     """``SegmentationData`` with a validation split, in the ``DataSource`` shape the pipeline reads."""
 
-    streamed = True  # normalised as decoded, never in memory
-    in_channels = 3
-    mean = MEAN
+    mean = MEAN  # normalised as decoded, never in memory
     std = STD
-    resize_size = None
 
     def __init__(self, data: SegmentationData, val_fraction: float = 0.0, seed: int = 0, side: int = 0):
-        self.data, self.name, self.source = data, data.name, data.source
-        self.class_names = list(data.class_names)
+        super().__init__(data, val_fraction, seed)
         self.image_size = side or default_side(data.train)
-        n = len(data.train)
-        k = min(max(1, round(n * val_fraction)), n - 1) if val_fraction > 0 and n > 1 else 0
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-        self.y_train: list[Pair] = [data.train[i] for i in sorted(order[k:])]
-        self.y_val: list[Pair] | None = [data.train[i] for i in sorted(order[:k])] or None
-        self.y_test: list[Pair] = data.test
 
     @classmethod
     def load(
@@ -106,16 +96,6 @@ class SegmentationSource:
         if dataset is None or DATASETS.task(dataset) != "segmentation" or not arg:
             raise UsageError("task segmentation needs dataset masks:DIR", ("dataset",))
         return cls(DATASETS.get(dataset)(Path(arg)), val_fraction, seed, side or 0)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def samples(self, split: str) -> list[Pair]:
-        found = {"train": self.y_train, "val": self.y_val, "test": self.y_test}.get(split)
-        if found is None:
-            raise ValueError(f"no {split!r} split")
-        return found
 
     def make_loader(
         self,
@@ -142,11 +122,5 @@ class SegmentationSource:
             drop_last=split == "train" and len(images) >= batch_size,  # type: ignore[arg-type]
         )
 
-    def val_digest(self) -> str:
-        return hashlib.sha256(" ".join(p.path for p in self.y_val or []).encode()).hexdigest()[:16]
-
     def describe(self) -> str:
-        side = f"letterboxed to {self.image_size}x{self.image_size}"
-        return (
-            f"{self.data.describe()}; {len(self.y_val or [])} training images held out for validation; {side}"
-        )
+        return f"{super().describe()}; letterboxed to {self.image_size}x{self.image_size}"
