@@ -70,9 +70,11 @@ class Task:
         raise NotImplementedError
 
     def calibration(self, data, device, cfg):
-        """``(loss(model, batch), batches)`` that a loss-driven criterion (taylor) scores channels with, or
+        """``(loss(model, batch), batches)`` that a loss-driven criterion (taylor) scores channels with: the
+        task's own training loss (``step``, no teacher) on shuffled training batches without augmentation;
         None where the criterion's own classification batches serve."""
-        return None
+        loader = data.make_loader("train", cfg.batch_size, shuffle=True, seed=cfg.seed)
+        return (lambda net, batch: self.step(net, None, batch, device, 0.0, cfg).loss), loader
 
     def deployable(self, model: nn.Module) -> nn.Module | None:
         """The module exported to ONNX and timed: the model itself, a wrapper that leaves the

@@ -151,11 +151,6 @@ class Detection(Task):
         losses, soft = distilled_losses(net, teacher, images, targets, temperature, background=shift == 1)
         return Step((1 - alpha) * sum(losses.values()) + alpha * soft, len(images))
 
-    def calibration(self, data, device, cfg):
-        """The detector's own loss on shuffled training batches (no augmentation): taylor's gradients."""
-        loader = data.make_loader("train", cfg.batch_size, shuffle=True, seed=cfg.seed)
-        return (lambda net, batch: self.step(net, None, batch, device, 0.0, cfg).loss), loader
-
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data, device, split: str = "test") -> dict | None:
         if not distributed.is_main():

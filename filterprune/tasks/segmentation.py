@@ -168,11 +168,6 @@ class Segmentation(Task):
             loss = (1 - alpha) * loss + alpha * kl
         return Step(loss, len(x))
 
-    def calibration(self, data, device, cfg):
-        """The per-pixel loss on shuffled training batches (no augmentation): taylor's gradients."""
-        loader = data.make_loader("train", cfg.batch_size, shuffle=True, seed=cfg.seed)
-        return (lambda net, batch: self.step(net, None, batch, device, 0.0, cfg).loss), loader
-
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data, device, split: str = "test") -> dict | None:
         if not distributed.is_main():
