@@ -20,6 +20,8 @@ in ``--out``/results.json with the same settings are kept unless ``--fresh``. Ar
 off``) and ``distill`` (``--distill anneal``: the dense model's head outputs distilled into the pruned one),
 the latter only for models the detection task distills (single-stage: YOLO, SSD, RetinaNet, FCOS; an R-CNN's
 distill row is skipped with a note in results.md). The distill arm reuses the plain arm's cached baseline.
+``--criteria l1,taylor`` runs a row per criterion (taylor: by the detector's own loss); rows are kept per
+(model, arm, criterion, target speedup), so ``--target-speedup 1.6`` adds rows beside the 1.5x ones.
 
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/detection_table.py       # alone, ~1.5 h (below)
     PYTHONPATH=$PWD python benchmarks/detection_table.py --smoke   # the code path, 2-5 min, a temp folder
