@@ -1,5 +1,6 @@
 import ipaddress
 import os
+import re
 import socket
 import tempfile
 from pathlib import Path
@@ -35,6 +36,22 @@ def pasted_detection_set(tmp_path_factory, layout: str) -> Path:
     return make_detection_set(
         tmp_path_factory.mktemp("d") / layout, layout, train=8, test=4, seed=1, source=source
     )
+
+
+def assert_compress_refused(argv: list, dataset: str, tmp_path: Path, capfd, pattern: str) -> None:
+    """``filterprune compress`` with ``argv`` (``dataset`` and criterion l1 where absent) exits 2 with one
+    error line matching ``pattern``, no traceback, and writes nothing."""
+    from filterprune.cli import main  # reason: the CLI's import stays out of every other test's startup
+
+    argv = ["compress", *argv]
+    argv += [] if "--dataset" in argv else ["--dataset", dataset]
+    argv += [] if "--criterion" in argv else ["--criterion", "l1"]
+    out = tmp_path / "o"
+    assert main([*argv, "--sparsity", "0.3", "--epochs", "0", "--out", str(out)]) == 2
+    err = capfd.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("filterprune: error:")]
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert re.search(pattern, lines[0]) and not out.exists()
 
 
 # --------------------------------------------------------------------------------------- network guard

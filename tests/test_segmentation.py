@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, assert_compress_refused
 from PIL import Image
 
 from filterprune.catalog import TASKS
@@ -263,15 +263,8 @@ def test_a_mask_value_of_255_is_accepted(seg, tmp_path):
     ],
 )
 def test_a_task_mismatch_is_one_line_exit_2_and_nothing_written(seg, tmp_path, capfd, argv, pattern):
-    argv = ["compress", *argv]
-    if "--dataset" not in argv:
-        argv += ["--dataset", f"masks:{seg}" if "segmentation" in argv else "cifar10"]
-    if "--criterion" not in argv:
-        argv += ["--criterion", "l1"]
-    out = tmp_path / "o"
-    assert main([*argv, "--sparsity", "0.3", "--epochs", "0", "--out", str(out)]) == 2
-    assert re.search(pattern, _one_line(capfd))
-    assert not out.exists()
+    dataset = f"masks:{seg}" if "segmentation" in argv else "cifar10"
+    assert_compress_refused(argv, dataset, tmp_path, capfd, pattern)
 
 
 def test_the_task_is_registered():

@@ -3,12 +3,11 @@ detection task's loss, mAP and export on a tiny pasted set, and the task/model/d
 in one line before anything is written."""
 
 import json
-import re
 
 import numpy as np
 import pytest
 import torch
-from conftest import pasted_detection_set
+from conftest import assert_compress_refused, pasted_detection_set
 
 from filterprune import pipeline, stages
 from filterprune.catalog import TASKS
@@ -183,15 +182,7 @@ def test_the_dataset_must_serve_the_task():
     ids=["detector-classification", "classifier-detection", "dataset", "criterion", "two-stage", "size"],
 )
 def test_a_task_mismatch_is_one_line_exit_2_and_nothing_written(coco, tmp_path, capfd, argv, pattern):
-    argv = ["compress", *argv]
-    if "--dataset" not in argv:
-        argv += ["--dataset", f"coco:{coco}" if "--task" in argv else "cifar10"]
-    if "--criterion" not in argv:
-        argv += ["--criterion", "l1"]
-    out = tmp_path / "o"
-    assert main([*argv, "--sparsity", "0.3", "--epochs", "0", "--out", str(out)]) == 2
-    assert re.search(pattern, _one_line(capfd))
-    assert not out.exists()
+    assert_compress_refused(argv, f"coco:{coco}" if "--task" in argv else "cifar10", tmp_path, capfd, pattern)
 
 
 def test_train_command_refuses_a_detector(capfd, tmp_path):
