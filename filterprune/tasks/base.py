@@ -16,6 +16,8 @@ import torch.nn as nn
 from ..catalog import TASKS
 from ..example import random_inputs
 
+LABEL_FREE = ("l1", "magnitude", "slimming", "taylor", "random")  # read no classification batches
+
 
 @dataclass(frozen=True)
 class Step:
@@ -68,6 +70,16 @@ class Task:
     def evaluate(self, model: nn.Module, data, device, split: str = "test") -> dict | None:
         """The task's metrics on ``split`` (None on the ranks but 0 of a distributed run)."""
         raise NotImplementedError
+
+    def criterion_refused(self, criterion: str) -> str | None:
+        """Why ``criterion`` cannot prune for a task without class labels (it scores channels on
+        classification batches), or None (taylor scores by the task's own loss: ``calibration``)."""
+        if criterion in LABEL_FREE:
+            return None
+        return (
+            f"criterion {criterion} scores channels on classification batches; task {self.name} prunes with "
+            f"{', '.join(LABEL_FREE)}"
+        )
 
     def calibration(self, data, device, cfg):
         """``(loss(model, batch), batches)`` that a loss-driven criterion (taylor) scores channels with: the

@@ -38,7 +38,6 @@ from .detect_distill import distilled_losses
 from .detection_data import DetectionSource
 from .raw_detector import raw_detector
 
-CRITERIA = ("l1", "magnitude", "slimming", "taylor", "random")  # what reads no classification batches
 EVAL_BATCH = 8
 
 
@@ -66,11 +65,8 @@ class Detection(Task):
 
     def check_config(self, cfg) -> None:
         """What this task does not do (yet), refused before anything is built."""
-        why = (
-            f"criterion {cfg.prune.criterion} scores channels on classification batches; task detection "
-            f"prunes with {', '.join(CRITERIA)}"
-            if cfg.prune.criterion not in CRITERIA
-            else "weights: detectors start from a random init (or checkpoint: a local state dict)"
+        why = self.criterion_refused(cfg.prune.criterion) or (
+            "weights: detectors start from a random init (or checkpoint: a local state dict)"
             if cfg.model.weights is not None
             else "image_size: a torchvision detector resizes its images itself"
             if cfg.data.image_size is not None and not yolo_models.is_yolo(cfg.model.name)

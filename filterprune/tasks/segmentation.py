@@ -31,7 +31,6 @@ from ..options import json_object
 from .base import Step, Task
 from .segmentation_data import SegmentationSource
 
-CRITERIA = ("l1", "magnitude", "slimming", "taylor", "random")  # what reads no classification batches
 EVAL_BATCH = 8
 AUX_WEIGHT = 0.5  # torchvision's reference: out + 0.5 * aux
 MIN_SIDE = 32
@@ -106,11 +105,8 @@ class Segmentation(Task):
     def check_config(self, cfg) -> None:
         """What this task does not do (yet), refused before anything is built."""
         size = cfg.data.image_size
-        why = (
-            f"criterion {cfg.prune.criterion} scores channels on classification batches; task segmentation "
-            f"prunes with {', '.join(CRITERIA)}"
-            if cfg.prune.criterion not in CRITERIA
-            else "weights: segmenters start from a random init (or checkpoint: a local state dict)"
+        why = self.criterion_refused(cfg.prune.criterion) or (
+            "weights: segmenters start from a random init (or checkpoint: a local state dict)"
             if cfg.model.weights is not None
             else f"image_size {size}: the letterbox side must be {MIN_SIDE} to {MAX_IMAGE_SIZE} pixels"
             if size is not None and not MIN_SIDE <= size <= MAX_IMAGE_SIZE
